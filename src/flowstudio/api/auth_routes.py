@@ -1,0 +1,80 @@
+"""Auth endpoints: login (cookie + bearer token), logout, me, and the sign-up redirect to MAXplatform.
+
+`login` verifies the argon2 hash and creates a revocable session row; the same token is returned as
+`access_token` for programs and set as an HttpOnly SameSite cookie for the browser.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import psycopg
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie, State
+from litestar.response import Redirect
+
+from flowstudio.api.deps import SESSION_COOKIE, User, bearer_token
+from flowstudio.api.errors import Problem
+from flowstudio.auth.passwords import verify_dummy, verify_password
+from flowstudio.auth.tokens import digest
+from flowstudio.store import users
+
+
+class LoginBody(msgspec.Struct, kw_only=True):
+    email: str
+    password: str
+
+
+class TokenOut(msgspec.Struct, kw_only=True):
+    access_token: str
+    token_type: str = "bearer"
+
+
+@post("/api/auth/login", status_code=200)
+async def login(
+    data: LoginBody, conn: psycopg.AsyncConnection[Any], request: Request[Any, Any, Any]
+) -> Response[TokenOut]:
+    row = await users.user_by_email(conn, data.email)
+    if row is None:
+        verify_dummy(data.password)
+        raise Problem(401, "Unauthorized", "invalid email or password")
+    if not verify_password(row["password_hash"], data.password):
+        raise Problem(401, "Unauthorized", "invalid email or password")
+    token = await users.create_session(conn, row["id"])
+    cookie = Cookie(
+        key=SESSION_COOKIE,
+        value=token,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+        max_age=7 * 24 * 3600,
+    )
+    return Response(TokenOut(access_token=token), cookies=[cookie])
+
+
+@post("/api/auth/logout", status_code=204)
+async def logout(
+    request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]
+) -> Response[None]:
+    token = bearer_token(request)
+    if token:
+        await users.delete_session(conn, digest(token))
+    return Response(
+        None, status_code=204, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")]
+    )
+
+
+@get("/api/auth/me")
+async def me(user: User) -> User:
+    return user
+
+
+@get("/api/auth/signup", status_code=302)
+async def signup(state: State) -> Redirect:
+    base = state.settings.maxplatform_url.rstrip("/")
+    return Redirect(f"{base}/signup", status_code=302)
+
+
+ROUTES = [login, logout, me, signup]

@@ -1,0 +1,84 @@
+"""Request dependencies: a pooled DB connection and the authenticated user.
+
+`provide_conn` lends one pooled connection per request. `provide_user` authenticates, in order, a
+bearer token (`Authorization: Bearer`), an API key (`x-api-key`) or the session cookie, and raises 401
+otherwise. `require(user, permission)` is the one permission check controllers call; `can_see(user,
+owner_id)` the ownership rule (owners and admins; others get 404, never a hint the row exists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import msgspec
+import psycopg
+from litestar import Request
+from litestar.datastructures import State
+
+from flowstudio.api.errors import Problem
+from flowstudio.auth.roles import permissions_of
+from flowstudio.auth.tokens import digest
+from flowstudio.store import users
+
+SESSION_COOKIE = "fs_session"
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    email: str
+    name: str
+    roles: list[str]
+    permissions: list[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+async def provide_conn(state: State) -> AsyncGenerator[psycopg.AsyncConnection[Any], None]:
+    try:
+        async with state.pool.connection(timeout=10) as conn:
+            yield conn
+    except psycopg.OperationalError as exc:
+        raise Problem(503, "Service Unavailable", "database unavailable") from exc
+
+
+def bearer_token(request: Request[Any, Any, Any]) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.cookies.get(SESSION_COOKIE)
+
+
+async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]) -> User:
+    row = None
+    api_key = request.headers.get("x-api-key")
+    token = bearer_token(request)
+    if api_key:
+        row = await users.user_by_api_key(conn, digest(api_key))
+    elif token:
+        row = await users.user_by_session(conn, digest(token))
+    if row is None:
+        raise Problem(
+            401,
+            "Unauthorized",
+            "missing or invalid credentials",
+            headers_hint="Authorization: Bearer <token> or x-api-key",
+        )
+    return User(
+        id=str(row["id"]),
+        email=row["email"],
+        name=row["name"],
+        roles=row["roles"],
+        permissions=permissions_of(row["roles"]),
+    )
+
+
+def require(user: User, permission: str) -> None:
+    if permission not in user.permissions:
+        raise Problem(403, "Forbidden", f"missing permission {permission}")
+
+
+def can_see(user: User, owner_id: Any) -> bool:
+    return user.is_admin or str(owner_id) == user.id

@@ -1,0 +1,119 @@
+"""Every API error as RFC 9457 problem+json, translated in one place.
+
+Controllers raise `Problem(status, title, detail, errors=[{path, reason}])`; `exception_handlers()`
+maps it, Litestar's own HTTP/validation exceptions (body decode errors keep their field path) and
+unexpected exceptions (logged, answered 500 without internals) to `application/problem+json`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.extra = extra
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> Response[Any]:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if errors:
+        body["errors"] = errors
+    body.update(extra)
+    return Response(body, status_code=status, media_type=PROBLEM)
+
+
+def not_found(what: str) -> Problem:
+    return Problem(404, "Not Found", f"{what} not found")
+
+
+def _on_problem(_: Request[Any, Any, Any], exc: Problem) -> Response[Any]:
+    return problem_response(exc.status, exc.title, exc.detail, exc.errors, **exc.extra)
+
+
+def _on_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    errors = []
+    for item in exc.extra or []:
+        if isinstance(item, dict):
+            key = item.get("key") or ""
+            message = str(item.get("message", "invalid"))
+            path = message.split(" - at `$", 1)[1].rstrip("`") if " - at `$" in message else ""
+            reason = message.split(" - at `$", 1)[0]
+            source = item.get("source") or "body"
+            errors.append(
+                {"path": f"{source}{path}" if not key else f"{source}.{key}", "reason": reason}
+            )
+    malformed = "malformed" in str(exc.detail).lower() or "decode" in str(exc.detail).lower()
+    status = 400 if malformed else 422
+    return problem_response(
+        status,
+        "Bad Request" if malformed else "Unprocessable Content",
+        str(exc.detail),
+        errors or None,
+    )
+
+
+def _on_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    return Response(
+        {
+            "type": "about:blank",
+            "title": _title(exc.status_code),
+            "status": exc.status_code,
+            "detail": exc.detail,
+        },
+        status_code=exc.status_code,
+        media_type=PROBLEM,
+        headers=exc.headers,
+    )
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error")
+
+
+def exception_handlers() -> dict[Any, Any]:
+    return {
+        Problem: _on_problem,
+        ValidationException: _on_validation,
+        HTTPException: _on_http,
+        Exception: _on_unexpected,
+    }

@@ -1,0 +1,195 @@
+"""Run routes: start a run (idempotent), read a run with its steps, list runs, events, cancel.
+
+`start_flow_run` pins the flow's current version, calls `engine.checkpoint.start_run` (run + steps +
+outbox in one transaction) and publishes the committed outbox rows at once (the orchestrator's relay
+covers a failed publish). The same `Idempotency-Key` returns the same run, also after the API was
+killed between the commit and the answer.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import psycopg
+from litestar import Request, get, post
+from litestar.datastructures import State
+
+from flowstudio.api.deps import User, can_see, require
+from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.flows import owned_flow
+from flowstudio.crashpoints import crashpoint
+from flowstudio.engine import checkpoint
+from flowstudio.engine.advance import cancel_run
+from flowstudio.engine.runtxn import LostRace, run_transaction
+from flowstudio.engine.states import RUN_TERMINAL
+from flowstudio.store import runs as store
+
+
+class RunIn(msgspec.Struct, kw_only=True):
+    inputs: dict[str, Any] = msgspec.field(default_factory=dict)
+    version: int | None = None
+
+
+class RunCreated(msgspec.Struct, kw_only=True):
+    id: str
+    status: str
+
+
+def _ids(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, UUID) else v) for k, v in row.items()}
+
+
+async def start_flow_run(
+    state: State,
+    conn: psycopg.AsyncConnection[Any],
+    user: User,
+    flow_id: UUID,
+    inputs: dict[str, Any],
+    version: int | None,
+    idempotency_key: str | None,
+) -> RunCreated:
+    require(user, "runs:write")
+    flow = await owned_flow(conn, user, flow_id)
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "Idempotency-Key must be 1-255 characters",
+            errors=[{"path": "header.Idempotency-Key", "reason": "1-255 characters"}],
+        )
+    pinned = version or flow["version"]
+    if not 1 <= pinned <= flow["version"]:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"flow has no version {pinned}",
+            errors=[{"path": "body.version", "reason": "no such version"}],
+        )
+    started = await checkpoint.start_run(
+        conn,
+        flow_id=flow_id,
+        version=pinned,
+        owner_id=user.id,
+        inputs=inputs,
+        idempotency_key=idempotency_key,
+    )
+    crashpoint("api.run_committed")
+    await state.publisher.publish_committed(started.outbox)
+    return RunCreated(id=started.id, status=started.status)
+
+
+@post("/api/v1/flows/{flow_id:uuid}/runs", status_code=202)
+async def create_run(
+    flow_id: UUID,
+    request: Request[Any, Any, Any],
+    state: State,
+    user: User,
+    conn: psycopg.AsyncConnection[Any],
+) -> RunCreated:
+    raw = await request.body()
+    try:
+        data = msgspec.json.decode(raw, type=RunIn) if raw.strip() else RunIn()
+    except msgspec.ValidationError as exc:
+        msg, _, where = str(exc).partition(" - at `$")
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            msg,
+            errors=[{"path": "body" + where.rstrip("`"), "reason": msg}],
+        ) from exc
+    except msgspec.DecodeError as exc:
+        raise Problem(400, "Bad Request", f"invalid JSON: {exc}") from exc
+    return await start_flow_run(
+        state,
+        conn,
+        user,
+        flow_id,
+        data.inputs,
+        data.version,
+        request.headers.get("idempotency-key"),
+    )
+
+
+async def owned_run(conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID) -> dict[str, Any]:
+    run = await store.get_run(conn, run_id)
+    if run is None or not can_see(user, run["owner_id"]):
+        raise not_found("run")
+    return run
+
+
+@get("/api/v1/runs/{run_id:uuid}")
+async def get_run(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+    require(user, "runs:read")
+    run = await owned_run(conn, user, run_id)
+    steps = await store.get_steps(conn, run_id)
+    return {**_ids(run), "steps": [_ids(s) for s in steps]}
+
+
+def _cursor_out(row: dict[str, Any]) -> str:
+    raw = f"{row['created_at'].isoformat()}|{row['id']}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _cursor_in(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        ts, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(ts), UUID(rid)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "invalid cursor",
+            errors=[{"path": "query.cursor", "reason": "invalid cursor"}],
+        ) from exc
+
+
+@get("/api/v1/runs")
+async def list_runs(
+    user: User,
+    conn: psycopg.AsyncConnection[Any],
+    flow_id: UUID | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    require(user, "runs:read")
+    if not 1 <= limit <= 500:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "limit must be 1-500",
+            errors=[{"path": "query.limit", "reason": "must be between 1 and 500"}],
+        )
+    rows = await store.list_runs(
+        conn,
+        owner_id=None if user.is_admin else user.id,
+        flow_id=flow_id,
+        status=status,
+        limit=limit,
+        before=_cursor_in(cursor) if cursor else None,
+    )
+    return {
+        "items": [_ids(r) for r in rows],
+        "next_cursor": _cursor_out(rows[-1]) if len(rows) == limit else None,
+    }
+
+
+@post("/api/v1/runs/{run_id:uuid}/cancel", status_code=202)
+async def cancel(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+    require(user, "runs:write")
+    await owned_run(conn, user, run_id)
+    try:
+        async with run_transaction(conn, run_id) as txn:
+            if txn.status in RUN_TERMINAL:
+                raise Problem(409, "Conflict", f"run is already {txn.status}")
+            await cancel_run(txn, f"cancelled by {user.email}")
+    except LostRace as exc:
+        raise not_found("run") from exc
+    return {"id": str(run_id), "status": txn.status}
+
+
+ROUTES = [create_run, get_run, list_runs, cancel]

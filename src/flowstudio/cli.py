@@ -1,0 +1,192 @@
+"""The `flowstudio` command line: each command wires components; none holds logic of its own.
+
+`main()` parses arguments (exit code 2 with a message on bad input), loads settings, sets up logging,
+and dispatches: migrate -> store.migrate; api -> uvicorn(create_app); orchestrator / worker -> their
+`run()`; up -> migrate, then API + orchestrator + workers as child processes, restarted if they die;
+user create -> store.users; bench -> bench.run_bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from flowstudio.settings import Settings, load_settings
+
+log = logging.getLogger("flowstudio")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiormq").setLevel(logging.WARNING)
+    logging.getLogger("aio_pika").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="flowstudio", description="MAX Flowstudio")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply migrations/*.sql once each")
+    api = sub.add_parser("api", help="run the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    sub.add_parser("orchestrator", help="run an orchestrator (timers, recovery, outbox relay)")
+    w = sub.add_parser("worker", help="run a worker")
+    w.add_argument("--concurrency", type=int, default=8)
+    up = sub.add_parser("up", help="migrate, then run API, orchestrator and workers")
+    up.add_argument("--workers", type=int, default=2)
+    up.add_argument("--concurrency", type=int, default=8)
+    user = sub.add_parser("user", help="manage users")
+    usub = user.add_subparsers(dest="user_command", required=True)
+    uc = usub.add_parser("create", help="create (or update) a user")
+    uc.add_argument("--email", required=True)
+    uc.add_argument("--password", required=True)
+    uc.add_argument("--role", action="append", choices=["admin", "editor", "runner", "viewer"])
+    uc.add_argument("--name", default="")
+    b = sub.add_parser("bench", help="engine benchmark")
+    b.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    b.add_argument("--runs", type=int, default=200)
+    b.add_argument("--steps", type=int, default=10)
+    b.add_argument("--workers", type=int, default=2)
+    b.add_argument("--concurrency", type=int, default=32)
+    b.add_argument("--seq-runs", type=int, default=30)
+    return p
+
+
+def cmd_migrate(settings: Settings) -> int:
+    from flowstudio.runtime import run_async
+    from flowstudio.store.migrate import apply_migrations
+
+    applied = run_async(lambda: apply_migrations(settings))
+    log.info("migrations applied: %s", ", ".join(applied) if applied else "none (up to date)")
+    return 0
+
+
+def cmd_api(settings: Settings, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from flowstudio.api.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.backend_host,
+        port=port or settings.backend_port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
+    from flowstudio.runtime import run_async
+    from flowstudio.store.db import connect
+    from flowstudio.store.users import create_user
+
+    if "@" not in args.email or len(args.password) < 8:
+        sys.stderr.write("flowstudio: error: need a valid --email and a --password of 8+ chars\n")
+        return 2
+
+    async def create() -> None:
+        conn = await connect(settings)
+        try:
+            row = await create_user(
+                conn,
+                email=args.email,
+                password=args.password,
+                roles=args.role or ["editor"],
+                name=args.name,
+            )
+        finally:
+            await conn.close()
+        log.info("user %s (%s) roles=%s", row["email"], row["id"], row["roles"])
+
+    run_async(create)
+    return 0
+
+
+def cmd_up(settings: Settings, workers: int, concurrency: int) -> int:
+    """Supervise the components as child processes; a child that dies is restarted."""
+    if cmd_migrate(settings) != 0:
+        return 1
+    exe = [sys.executable, "-m", "flowstudio"]
+    specs = {"api": [*exe, "api"], "orchestrator": [*exe, "orchestrator"]}
+    for i in range(workers):
+        specs[f"worker-{i}"] = [*exe, "worker", "--concurrency", str(concurrency)]
+    children = {name: subprocess.Popen(cmd) for name, cmd in specs.items()}
+    log.info(
+        "flowstudio up: API on http://%s:%d (%s)",
+        settings.backend_host,
+        settings.backend_port,
+        ", ".join(children),
+    )
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping:
+        time.sleep(0.5)
+        for name, proc in list(children.items()):
+            if proc.poll() is not None and not stopping:
+                log.warning("%s exited with %s; restarting", name, proc.returncode)
+                children[name] = subprocess.Popen(specs[name])
+    for proc in children.values():
+        proc.terminate()
+    for proc in children.values():
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings(os.environ.get("FLOWSTUDIO_ENV_FILE", ".env"))
+    setup_logging(settings.log_level)
+    from flowstudio.runtime import run_async
+
+    match args.command:
+        case "migrate":
+            return cmd_migrate(settings)
+        case "api":
+            return cmd_api(settings, args.host, args.port)
+        case "orchestrator":
+            from flowstudio.engine.orchestrator import Orchestrator
+
+            run_async(Orchestrator(settings).run)
+            return 0
+        case "worker":
+            if args.concurrency < 1:
+                sys.stderr.write("flowstudio: error: --concurrency must be >= 1\n")
+                return 2
+            from flowstudio.worker.worker import Worker
+
+            run_async(Worker(settings, args.concurrency).run)
+            return 0
+        case "up":
+            return cmd_up(settings, args.workers, args.concurrency)
+        case "user":
+            return cmd_user_create(settings, args)
+        case "bench":
+            from flowstudio.bench import run_bench
+
+            return run_bench(settings, args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""The step lifecycle as checkpoint transactions: start a run, claim, succeed, fail/retry, wait, release.
+
+Called by the API (`start_run`) and the worker (`claim_step` -> execute -> `commit_success` |
+`commit_failure` | `commit_wait`; `heartbeat` while executing; `release_step` on shutdown). Each is ONE
+transaction under the run row lock (`run_transaction`): the step's guarded move (status + attempt +
+lease owner = the fencing token), its payload, its event rows, the planner's newly ready steps and their
+outbox rows commit together. A call that finds its row already moved raises `LostRace` and commits
+nothing; the caller then only acks its message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from flowstudio.engine.advance import advance_run, fail_run
+from flowstudio.engine.flowcache import load_graph
+from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
+from flowstudio.flows.graph import FlowGraph
+
+
+@dataclass(frozen=True)
+class ClaimedStep:
+    step_id: int
+    run_id: str
+    node_id: str
+    item_index: int
+    node_type: str
+    attempt: int
+    max_attempts: int
+    flow_id: str
+    flow_version: int
+    inputs: dict[str, Any]
+    owner_id: str
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    id: str
+    status: str
+    created: bool
+    outbox: list[OutboxMessage]
+
+
+def max_attempts_of(graph: FlowGraph, node_id: str) -> int:
+    retry = graph.nodes[node_id].data.retry
+    return retry.max_attempts if retry else 1
+
+
+async def start_run(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    flow_id: Any,
+    version: int,
+    owner_id: Any,
+    inputs: dict[str, Any],
+    idempotency_key: str | None = None,
+    parent_run_id: Any = None,
+    batch_id: Any = None,
+) -> StartedRun:
+    """Insert the run, all its steps (roots ready) and their outbox rows in one transaction.
+
+    The same (owner, Idempotency-Key) returns the existing run: a client that retries after the API died
+    between commit and response gets the run it created.
+    """
+    graph = await load_graph(conn, flow_id, version)
+    run_id = uuid.uuid4()
+    async with conn.transaction():
+        cur = await conn.execute(
+            """INSERT INTO runs (id, flow_id, flow_version, owner_id, inputs, idempotency_key,
+                                 parent_run_id, batch_id)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id""",
+            (
+                run_id,
+                flow_id,
+                version,
+                owner_id,
+                Jsonb(inputs),
+                idempotency_key,
+                parent_run_id,
+                batch_id,
+            ),
+        )
+        if await cur.fetchone() is None:
+            cur = await conn.execute(
+                "SELECT id, status FROM runs WHERE owner_id = %s AND idempotency_key = %s",
+                (owner_id, idempotency_key),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            return StartedRun(str(row["id"]), row["status"], False, [])
+        nodes = graph.definition.nodes
+        async with conn.cursor() as c:
+            await c.executemany(
+                "INSERT INTO steps (run_id, node_id, node_type, max_attempts) VALUES (%s,%s,%s,%s)",
+                [(run_id, n.id, n.type, max_attempts_of(graph, n.id)) for n in nodes],
+            )
+        async with run_transaction(conn, run_id) as txn:  # a savepoint inside the same transaction
+            txn.event("run", to_status="queued")
+            await advance_run(txn, graph)
+    return StartedRun(str(run_id), txn.status, True, txn.outbox)
+
+
+async def claim_step(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    run_id: Any,
+    step_id: int,
+    token: int,
+    worker_id: str,
+    lease_seconds: float,
+) -> ClaimedStep:
+    async with run_transaction(conn, run_id) as txn:
+        if txn.terminal:
+            raise LostRace(f"run {run_id} is {txn.status}")
+        rows = await txn.move_steps(
+            "claim",
+            "s.id = %(step)s AND s.attempt = %(token)s",
+            {"step": step_id, "token": token, "owner": worker_id, "lease": lease_seconds},
+            set_sql="attempt = s.attempt + 1, lease_owner = %(owner)s, "
+            "lease_expires_at = now() + make_interval(secs => %(lease)s), "
+            "started_at = coalesce(s.started_at, now()), due_at = NULL",
+        )
+        if not rows:
+            raise LostRace(f"step {step_id} token {token} not claimable")
+        row = rows[0]  # RETURNING shows the new row: attempt is already incremented
+        if txn.status == "queued":
+            txn.move_run("start", started_at=True)
+        elif txn.status == "waiting":
+            txn.move_run("wake")
+        run = txn.run
+    return ClaimedStep(
+        step_id,
+        str(run_id),
+        row["node_id"],
+        row["item_index"],
+        row["node_type"],
+        row["attempt"],
+        row["max_attempts"],
+        str(run["flow_id"]),
+        run["flow_version"],
+        run["inputs"],
+        str(run["owner_id"]),
+    )
+
+
+FENCE = "s.id = %(step)s AND s.attempt = %(attempt)s AND s.lease_owner = %(owner)s"
+CLEAR_LEASE = "lease_owner = NULL, lease_expires_at = NULL"
+
+
+def _fence(step: ClaimedStep, worker_id: str) -> dict[str, Any]:
+    return {"step": step.step_id, "attempt": step.attempt, "owner": worker_id}
+
+
+async def _save_io(
+    conn: psycopg.AsyncConnection[Any], step_id: int, input_: Any, output: Any
+) -> None:
+    await conn.execute(
+        """INSERT INTO step_io (step_id, input, output) VALUES (%s, %s, %s)
+           ON CONFLICT (step_id) DO UPDATE SET input = EXCLUDED.input, output = EXCLUDED.output""",
+        (step_id, Jsonb(input_), Jsonb(output)),
+    )
+
+
+async def commit_success(
+    conn: psycopg.AsyncConnection[Any],
+    step: ClaimedStep,
+    worker_id: str,
+    *,
+    input_: Any,
+    output: Any,
+    branch: str | None = None,
+    data: Any = None,
+) -> list[OutboxMessage]:
+    graph = await load_graph(conn, step.flow_id, step.flow_version)
+    async with run_transaction(conn, step.run_id) as txn:
+        moved = await txn.move_steps(
+            "succeed",
+            FENCE,
+            {**_fence(step, worker_id), "branch": branch},
+            set_sql=f"branch = %(branch)s, finished_at = now(), error = NULL, {CLEAR_LEASE}",
+            data=data,
+        )
+        if not moved:
+            raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+        await _save_io(conn, step.step_id, input_, output)
+        await advance_run(txn, graph)
+    return txn.outbox
+
+
+async def commit_wait(
+    conn: psycopg.AsyncConnection[Any],
+    step: ClaimedStep,
+    worker_id: str,
+    *,
+    input_: Any,
+    output: Any,
+    seconds: float | None,
+) -> list[OutboxMessage]:
+    """Park the step: `waiting` with a due time (a durable timer) or, without one, until a signal."""
+    graph = await load_graph(conn, step.flow_id, step.flow_version)
+    async with run_transaction(conn, step.run_id) as txn:
+        moved = await txn.move_steps(
+            "wait",
+            FENCE,
+            {**_fence(step, worker_id), "secs": seconds},
+            set_sql="due_at = CASE WHEN %(secs)s::float8 IS NULL THEN NULL "
+            f"ELSE now() + make_interval(secs => %(secs)s::float8) END, {CLEAR_LEASE}",
+            data={"seconds": seconds},
+        )
+        if not moved:
+            raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+        await _save_io(conn, step.step_id, input_, output)
+        await advance_run(txn, graph)
+    return txn.outbox
+
+
+def backoff_seconds(graph: FlowGraph, node_id: str, attempt: int) -> float:
+    retry = graph.nodes[node_id].data.retry
+    if retry is None:
+        return 0.0
+    return float(min(retry.max_interval, retry.initial_interval * retry.backoff ** (attempt - 1)))
+
+
+async def commit_failure(
+    conn: psycopg.AsyncConnection[Any],
+    step: ClaimedStep,
+    worker_id: str,
+    *,
+    error: dict[str, Any],
+    retryable: bool,
+    input_: Any = None,
+) -> str:
+    """Retry later (`retrying` with a due time) or fail the step and with it the run."""
+    graph = await load_graph(conn, step.flow_id, step.flow_version)
+    async with run_transaction(conn, step.run_id) as txn:
+        fence = _fence(step, worker_id)
+        err = {**error, "attempt": step.attempt}
+        if retryable and step.attempt < step.max_attempts:
+            delay = backoff_seconds(graph, step.node_id, step.attempt)
+            moved = await txn.move_steps(
+                "retry",
+                FENCE,
+                {**fence, "err": Jsonb(err), "delay": delay},
+                set_sql="error = %(err)s, due_at = now() + make_interval(secs => %(delay)s), "
+                + CLEAR_LEASE,
+                data=err,
+            )
+            outcome = "retrying"
+        else:
+            moved = await txn.move_steps(
+                "fail",
+                FENCE,
+                {**fence, "err": Jsonb(err)},
+                set_sql=f"error = %(err)s, finished_at = now(), {CLEAR_LEASE}",
+                data=err,
+            )
+            outcome = "failed"
+        if not moved:
+            raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+        await _save_io(conn, step.step_id, input_, None)
+        if outcome == "failed":
+            await fail_run(txn, {"node_id": step.node_id, **error})
+    return outcome
+
+
+async def release_step(
+    conn: psycopg.AsyncConnection[Any], step: ClaimedStep, worker_id: str, reason: str
+) -> list[OutboxMessage]:
+    """Give a claimed step back (worker shutting down): ready again at once, same attempt count."""
+    async with run_transaction(conn, step.run_id) as txn:
+        moved = await txn.move_steps(
+            "release",
+            FENCE,
+            _fence(step, worker_id),
+            set_sql=f"dispatched_at = now(), {CLEAR_LEASE}",
+            data={"reason": reason},
+        )
+        if not moved:
+            raise LostRace(f"step {step.step_id}: nothing to release")
+    return txn.outbox
+
+
+async def heartbeat(
+    conn: psycopg.AsyncConnection[Any],
+    worker_id: str,
+    steps: list[tuple[int, int]],
+    lease_seconds: float,
+) -> set[int]:
+    """Extend the leases of (step_id, attempt) pairs; returns the ids still held (others are lost)."""
+    if not steps:
+        return set()
+    cur = await conn.execute(
+        """UPDATE steps SET lease_expires_at = now() + make_interval(secs => %s)
+           FROM unnest(%s::bigint[], %s::int[]) AS h(id, attempt)
+           WHERE steps.id = h.id AND steps.attempt = h.attempt AND steps.status = 'running'
+             AND steps.lease_owner = %s
+           RETURNING steps.id""",
+        (lease_seconds, [s for s, _ in steps], [a for _, a in steps], worker_id),
+    )
+    return {r["id"] for r in await cur.fetchall()}

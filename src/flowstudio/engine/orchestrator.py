@@ -1,0 +1,129 @@
+"""The orchestrator process: timers, recovery and the outbox relay, all derived from PostgreSQL.
+
+`Orchestrator.run()` runs three loops in one anyio task group (a crash in any takes the process down
+loudly; a database outage only delays them, see `_guarded`):
+- `timer_loop`: fires due retry backoffs and delay timers (`recovery.fire_due_timers`), sleeping until
+  the next due time (at most `TIMER_POLL` seconds, so timers added by other processes are seen).
+- `recovery_loop`: every RECOVERY_INTERVAL seconds reaps expired leases, re-dispatches ready steps whose
+  message was lost, settles runs with no live work, and relays outbox rows the fast path missed.
+- the process heartbeat. Any number of orchestrators may run: every move is guarded and row-locked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from flowstudio.engine import recovery
+from flowstudio.engine.runtxn import OutboxMessage
+from flowstudio.nodes import registry
+from flowstudio.queue.broker import RabbitBroker
+from flowstudio.queue.outbox import OutboxPublisher, relay_once
+from flowstudio.runtime import (
+    new_process_id,
+    process_heartbeat_loop,
+    register_process,
+    stop_on_signals,
+    unregister_process,
+)
+from flowstudio.settings import Settings
+from flowstudio.store.db import TRANSIENT, open_pool, retry_db
+
+log = logging.getLogger(__name__)
+TIMER_POLL = 0.25
+
+
+class Orchestrator:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.id = new_process_id("orchestrator")
+        self.stats: dict[str, int] = {
+            "timers": 0,
+            "reaped": 0,
+            "redispatched": 0,
+            "settled": 0,
+            "relayed": 0,
+        }
+
+    async def run(self) -> None:
+        registry.load_all()
+        self.pool = await open_pool(self.settings, max_size=4, name=self.id)
+        self.broker = RabbitBroker(self.settings.amqp_url, self.settings.queue_prefix)
+        self.publisher = OutboxPublisher(self.broker, self.pool)
+        stop = anyio.Event()
+        try:
+            await retry_db(
+                lambda: register_process(self.pool, self.id, "orchestrator", {}),
+                what="register orchestrator",
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.timer_loop)
+                tg.start_soon(self.recovery_loop)
+                tg.start_soon(self.publisher.flush_loop)
+                tg.start_soon(
+                    process_heartbeat_loop, self.pool, self.id, "orchestrator", self.stats, 2.0
+                )
+                tg.start_soon(stop_on_signals, stop)
+                await stop.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.publisher.flush_published()
+                await unregister_process(self.pool, self.id)
+                await self.broker.close()
+                await self.pool.close()
+
+    async def _guarded(self, what: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one pass; a lost database connection is logged and retried on the next pass."""
+        try:
+            return await fn()
+        except TRANSIENT as exc:
+            log.warning("%s: database unavailable (%s)", what, exc)
+            await anyio.sleep(0.5)
+            return None
+
+    async def _publish(self, msgs: list[OutboxMessage] | None) -> None:
+        if msgs:
+            await self.publisher.publish_committed(msgs)
+
+    async def timer_pass(self) -> float:
+        async with self.pool.connection() as conn:
+            fired = await recovery.fire_due_timers(conn)
+            cur = await conn.execute(
+                """SELECT extract(epoch FROM min(due_at) - now()) AS wait FROM steps
+                   WHERE status IN ('retrying', 'waiting') AND due_at IS NOT NULL"""
+            )
+            row = await cur.fetchone()
+        self.stats["timers"] += len(fired)
+        await self._publish(fired)
+        wait = row["wait"] if row and row["wait"] is not None else TIMER_POLL
+        return max(0.005, min(float(wait), TIMER_POLL))
+
+    async def timer_loop(self) -> None:
+        while True:
+            wait = await self._guarded("timers", self.timer_pass)
+            await anyio.sleep(TIMER_POLL if wait is None else wait)
+
+    async def recovery_pass(self) -> None:
+        async with self.pool.connection() as conn:
+            reaped = await recovery.reap_expired_leases(conn, self.settings.lease_recoveries)
+            redispatched = await recovery.redispatch_stale(conn, self.settings.redispatch_after)
+            settled = await recovery.settle_stuck_runs(conn)
+        self.stats["reaped"] += len(reaped)
+        self.stats["redispatched"] += len(redispatched)
+        self.stats["settled"] += len(settled)
+        await self._publish(reaped + redispatched + settled)
+        try:
+            self.stats["relayed"] += await relay_once(self.pool, self.broker)
+        except TRANSIENT:
+            raise
+        except Exception as exc:  # broker down: rows stay in the outbox for the next pass
+            log.warning("outbox relay failed: %s", exc)
+
+    async def recovery_loop(self) -> None:
+        while True:
+            await self._guarded("recovery", self.recovery_pass)
+            await anyio.sleep(self.settings.recovery_interval)

@@ -1,0 +1,75 @@
+"""What is ready: the pure decision of which pending steps become ready or skipped, and the run's state.
+
+`plan(graph, states)` is called inside every checkpoint transaction with the run's current step states
+(node id -> status and chosen branch). A pending node is decided once every upstream node is terminal:
+it is `ready` if at least one incoming edge is active (its source succeeded and, for a branching node,
+the edge leaves the chosen port), otherwise `skipped`; skips cascade in the same pass. `run_state()`
+then says whether the run is done, still running, or only waiting on timers/signals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flowstudio.engine.states import STEP_TERMINAL
+from flowstudio.flows.graph import FlowGraph
+from flowstudio.flows.model import Edge
+
+
+@dataclass
+class StepState:
+    status: str
+    branch: str | None = None
+
+
+@dataclass
+class Plan:
+    ready: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def edge_active(edge: Edge, source: StepState) -> bool:
+    if source.status != "succeeded":
+        return False
+    return source.branch is None or edge.sourceHandle == source.branch
+
+
+def plan(graph: FlowGraph, states: dict[str, StepState]) -> Plan:
+    """Decide pending nodes whose upstream is fully terminal; mutates `states` with the decisions."""
+    result = Plan()
+    changed = True
+    while changed:
+        changed = False
+        for node_id, state in states.items():
+            if state.status != "pending":
+                continue
+            edges = graph.incoming(node_id)
+            sources = [states.get(e.source) for e in edges]
+            if any(s is None or s.status not in STEP_TERMINAL for s in sources):
+                continue
+            if any(s.status in ("failed", "cancelled") for s in sources if s is not None):
+                continue  # the run fails or is cancelled as a whole; nothing more to schedule
+            if not edges or any(
+                edge_active(e, s) for e, s in zip(edges, sources, strict=True) if s
+            ):
+                state.status = "ready"
+                result.ready.append(node_id)
+            else:
+                state.status = "skipped"
+                result.skipped.append(node_id)
+            changed = True
+    return result
+
+
+def run_state(states: dict[str, StepState]) -> str:
+    """`succeeded` / `failed` when every step is terminal, else `waiting` or `running`."""
+    statuses = [s.status for s in states.values()]
+    if any(s == "failed" for s in statuses):
+        return "failed"
+    if all(s in STEP_TERMINAL for s in statuses):
+        return "succeeded"
+    if any(s in ("ready", "running", "retrying") for s in statuses):
+        return "running"
+    if any(s == "waiting" for s in statuses):
+        return "waiting"
+    return "running"

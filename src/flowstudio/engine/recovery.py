@@ -1,0 +1,164 @@
+"""Recovery and timers: everything the orchestrator re-derives from PostgreSQL alone, in a loop.
+
+Each function finds candidates with a cheap indexed query, then moves each one in its own checkpoint
+transaction (run row locked, guarded UPDATE), so several orchestrators can run them at once without
+double work: the loser's guard matches no row (`LostRace`) and it moves on.
+- `fire_due_timers`: retry backoffs that are due -> ready; delay waits that are due -> succeeded.
+- `reap_expired_leases`: running steps whose worker stopped heartbeating -> ready again (or failed after
+  too many lost leases, so a step that kills its worker cannot loop forever).
+- `redispatch_stale`: ready steps whose message was lost (broker purge) get a fresh outbox row.
+- `settle_stuck_runs`: live runs with no live work are advanced (finishes runs a crash left behind).
+All compare times with the database clock (`now()`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from flowstudio.engine.advance import advance_run, fail_run
+from flowstudio.engine.flowcache import load_graph
+from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
+
+log = logging.getLogger(__name__)
+BATCH = 200
+
+
+async def fire_due_timers(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMessage]:
+    cur = await conn.execute(
+        """SELECT id, run_id, status FROM steps
+           WHERE status IN ('retrying', 'waiting') AND due_at <= now()
+           ORDER BY due_at LIMIT %s""",
+        (BATCH,),
+    )
+    out: list[OutboxMessage] = []
+    for row in await cur.fetchall():
+        try:
+            async with run_transaction(conn, row["run_id"]) as txn:
+                if txn.terminal:
+                    continue
+                params = {"step": row["id"]}
+                if row["status"] == "retrying":
+                    moved = await txn.move_steps(
+                        "fire_retry",
+                        "s.id = %(step)s AND s.due_at <= now()",
+                        params,
+                        set_sql="due_at = NULL, ready_at = now(), dispatched_at = now()",
+                        data={"timer": "retry"},
+                    )
+                else:
+                    moved = await txn.move_steps(
+                        "finish_wait",
+                        "s.id = %(step)s AND s.due_at <= now()",
+                        params,
+                        set_sql="due_at = NULL, finished_at = now()",
+                        data={"timer": "delay"},
+                    )
+                    if moved:
+                        graph = await load_graph(conn, txn.run["flow_id"], txn.run["flow_version"])
+                        await advance_run(txn, graph)
+                if not moved:
+                    raise LostRace("timer already fired")
+            out += txn.outbox
+        except LostRace:
+            continue
+    return out
+
+
+async def reap_expired_leases(
+    conn: psycopg.AsyncConnection[Any], lease_recoveries: int
+) -> list[OutboxMessage]:
+    cur = await conn.execute(
+        """SELECT id, run_id, node_id, attempt, max_attempts FROM steps
+           WHERE status = 'running' AND lease_expires_at < now()
+           ORDER BY lease_expires_at LIMIT %s""",
+        (BATCH,),
+    )
+    out: list[OutboxMessage] = []
+    for row in await cur.fetchall():
+        try:
+            async with run_transaction(conn, row["run_id"]) as txn:
+                where = "s.id = %(step)s AND s.attempt = %(attempt)s AND s.lease_expires_at < now()"
+                params = {"step": row["id"], "attempt": row["attempt"]}
+                if row["attempt"] >= row["max_attempts"] + lease_recoveries:
+                    err = {
+                        "message": f"worker lost {row['attempt']} times (lease expired)",
+                        "attempt": row["attempt"],
+                    }
+                    moved = await txn.move_steps(
+                        "fail",
+                        where,
+                        {**params, "err": Jsonb(err)},
+                        set_sql="error = %(err)s, finished_at = now(), "
+                        "lease_owner = NULL, lease_expires_at = NULL",
+                        data=err,
+                    )
+                    if moved:
+                        await fail_run(txn, {"node_id": row["node_id"], **err})
+                else:
+                    moved = await txn.move_steps(
+                        "release",
+                        where,
+                        params,
+                        set_sql="lease_owner = NULL, lease_expires_at = NULL, "
+                        "dispatched_at = now()",
+                        data={"reason": "lease expired"},
+                    )
+                if not moved:
+                    raise LostRace("lease already renewed or reaped")
+            log.warning(
+                "reaped expired lease of step %s (run %s, attempt %s)",
+                row["id"],
+                row["run_id"],
+                row["attempt"],
+            )
+            out += txn.outbox
+        except LostRace:
+            continue
+    return out
+
+
+async def redispatch_stale(
+    conn: psycopg.AsyncConnection[Any], older_than: float
+) -> list[OutboxMessage]:
+    cur = await conn.execute(
+        """WITH s AS (
+               UPDATE steps SET dispatched_at = now()
+               WHERE id IN (SELECT id FROM steps WHERE status = 'ready'
+                            AND (dispatched_at IS NULL
+                                 OR dispatched_at < now() - make_interval(secs => %s))
+                            LIMIT %s FOR UPDATE SKIP LOCKED)
+               RETURNING run_id, id, attempt)
+           INSERT INTO outbox (run_id, step_id, token) SELECT run_id, id, attempt FROM s
+           RETURNING id, run_id, step_id, token""",
+        (older_than, BATCH),
+    )
+    return [
+        OutboxMessage(r["id"], str(r["run_id"]), r["step_id"], r["token"])
+        for r in await cur.fetchall()
+    ]
+
+
+async def settle_stuck_runs(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMessage]:
+    cur = await conn.execute(
+        """SELECT r.id FROM runs r
+           WHERE r.status IN ('queued', 'running', 'waiting')
+             AND r.updated_at < now() - interval '5 seconds'
+             AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.id
+                             AND s.status IN ('ready', 'running', 'retrying', 'waiting'))
+           LIMIT %s""",
+        (BATCH,),
+    )
+    out: list[OutboxMessage] = []
+    for row in await cur.fetchall():
+        try:
+            async with run_transaction(conn, row["id"]) as txn:
+                graph = await load_graph(conn, txn.run["flow_id"], txn.run["flow_version"])
+                await advance_run(txn, graph)
+            out += txn.outbox
+        except LostRace:
+            continue
+    return out

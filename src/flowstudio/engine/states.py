@@ -1,0 +1,124 @@
+"""The run and step state machines: the one table of allowed transitions.
+
+Both machines are declared with the `transitions` library (states + triggers). The engine never sets a
+status directly: `step_move(trigger)` / `run_move(trigger)` give the (sources, dest) pair that the guarded
+SQL UPDATE uses (`... SET status = dest WHERE status = ANY(sources)`), so an illegal or duplicate move
+changes no row. Migration 0001 loads the same pairs into `state_transitions`, where a trigger refuses any
+other status change; `tests/unit/test_states.py` checks the two tables are identical.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from transitions import Machine
+
+
+class RunStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(str, Enum):
+    PENDING = "pending"
+    READY = "ready"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+RUN_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+RUN_LIVE = ("queued", "running", "waiting")
+STEP_TERMINAL = frozenset({"succeeded", "failed", "skipped", "cancelled"})
+STEP_LIVE = ("pending", "ready", "running", "retrying", "waiting")
+
+# trigger, sources, dest -- the only place step moves are defined.
+STEP_TRANSITIONS: list[dict[str, object]] = [
+    {"trigger": "ready", "source": ["pending"], "dest": "ready"},
+    {"trigger": "skip", "source": ["pending"], "dest": "skipped"},
+    {"trigger": "claim", "source": ["ready"], "dest": "running"},
+    {"trigger": "succeed", "source": ["running"], "dest": "succeeded"},
+    {"trigger": "retry", "source": ["running"], "dest": "retrying"},
+    {"trigger": "fire_retry", "source": ["retrying"], "dest": "ready"},
+    {"trigger": "wait", "source": ["running"], "dest": "waiting"},
+    {"trigger": "finish_wait", "source": ["waiting"], "dest": "succeeded"},
+    {"trigger": "fail", "source": ["running", "waiting", "retrying"], "dest": "failed"},
+    {"trigger": "release", "source": ["running"], "dest": "ready"},
+    {"trigger": "cancel", "source": list(STEP_LIVE), "dest": "cancelled"},
+    {"trigger": "reopen", "source": ["failed", "cancelled"], "dest": "pending"},
+]
+
+RUN_TRANSITIONS: list[dict[str, object]] = [
+    {"trigger": "start", "source": ["queued"], "dest": "running"},
+    {"trigger": "wait", "source": ["running"], "dest": "waiting"},
+    {"trigger": "wake", "source": ["waiting"], "dest": "running"},
+    {"trigger": "succeed", "source": ["running", "waiting"], "dest": "succeeded"},
+    {"trigger": "fail", "source": list(RUN_LIVE), "dest": "failed"},
+    {"trigger": "cancel", "source": list(RUN_LIVE), "dest": "cancelled"},
+    {"trigger": "resume", "source": ["failed", "cancelled"], "dest": "queued"},
+]
+
+STEP_MACHINE = Machine(
+    model=None,
+    states=[s.value for s in StepStatus],
+    transitions=STEP_TRANSITIONS,
+    initial="pending",
+    auto_transitions=False,
+)
+RUN_MACHINE = Machine(
+    model=None,
+    states=[s.value for s in RunStatus],
+    transitions=RUN_TRANSITIONS,
+    initial="queued",
+    auto_transitions=False,
+)
+
+
+class IllegalTransition(Exception):
+    """A trigger that the machine does not define (a programming error, not a lost race)."""
+
+
+def _move(machine: Machine, trigger: str) -> tuple[list[str], str]:
+    events = machine.events
+    if trigger not in events:
+        raise IllegalTransition(f"unknown trigger {trigger!r}")
+    sources: list[str] = []
+    dest = ""
+    for source, transitions in events[trigger].transitions.items():
+        for t in transitions:
+            sources.append(source)
+            dest = t.dest
+    return sources, dest
+
+
+def step_move(trigger: str) -> tuple[list[str], str]:
+    """(allowed source states, destination) of a step trigger."""
+    return _move(STEP_MACHINE, trigger)
+
+
+def run_move(trigger: str) -> tuple[list[str], str]:
+    """(allowed source states, destination) of a run trigger."""
+    return _move(RUN_MACHINE, trigger)
+
+
+def allowed_pairs(machine: Machine) -> set[tuple[str, str]]:
+    """Every (from, to) pair the machine allows; the DB's `state_transitions` must equal this."""
+    pairs: set[tuple[str, str]] = set()
+    for event in machine.events.values():
+        for source, transitions in event.transitions.items():
+            for t in transitions:
+                pairs.add((source, t.dest))
+    return pairs
+
+
+def is_legal(entity: str, source: str, dest: str) -> bool:
+    machine = STEP_MACHINE if entity == "step" else RUN_MACHINE
+    return (source, dest) in allowed_pairs(machine)

@@ -1,0 +1,57 @@
+"""Wire shapes of a flow definition (the JSON the canvas saves, stored without translation).
+
+`decode_definition(raw)` turns bytes or a dict into a `FlowDefinition`; msgspec reports the exact field
+path of a type error. Unknown fields (React Flow adds `width`, `selected`, ...) are kept by the caller,
+who stores the original JSON, and ignored here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Position(msgspec.Struct, kw_only=True):
+    x: float = 0.0
+    y: float = 0.0
+
+
+class RetryPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    max_attempts: int = 1
+    initial_interval: float = 1.0
+    backoff: float = 2.0
+    max_interval: float = 300.0
+
+
+class NodeData(msgspec.Struct, kw_only=True):
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    label: str | None = None
+    retry: RetryPolicy | None = None
+    timeout_s: float | None = None
+
+
+class Node(msgspec.Struct, kw_only=True):
+    id: str
+    type: str
+    position: Position = msgspec.field(default_factory=Position)
+    data: NodeData = msgspec.field(default_factory=NodeData)
+
+
+class Edge(msgspec.Struct, kw_only=True):
+    source: str
+    target: str
+    id: str | None = None
+    sourceHandle: str | None = None
+    targetHandle: str | None = None
+
+
+class FlowDefinition(msgspec.Struct, kw_only=True):
+    nodes: list[Node]
+    edges: list[Edge] = msgspec.field(default_factory=list)
+
+
+def decode_definition(raw: bytes | str | dict[str, Any]) -> FlowDefinition:
+    if isinstance(raw, dict):
+        return msgspec.convert(raw, FlowDefinition)
+    return msgspec.json.decode(raw, type=FlowDefinition)

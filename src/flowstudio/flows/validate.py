@@ -1,0 +1,224 @@
+"""Validation of a flow definition on save: every problem with its JSON path, node id and reason.
+
+`validate_definition(raw)` decodes the JSON (type errors keep msgspec's path), then checks, in order:
+duplicate/unknown node types, params against each node's Struct (`_check_params`, templated values
+stand in for their field's type), edges (dangling, ports that do not exist), cycles, and template
+references to nodes that do not exist. Returns `(definition, errors)`; the API answers 422 with them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_args, get_origin
+
+import msgspec
+
+from flowstudio.flows.graph import FlowGraph
+from flowstudio.flows.model import FlowDefinition, decode_definition
+from flowstudio.nodes import registry
+from flowstudio.nodes.templating import RESERVED, TemplateError, _is_template, referenced_names
+
+
+class FlowError(msgspec.Struct, kw_only=True):
+    path: str
+    reason: str
+    node_id: str | None = None
+    edge_id: str | None = None
+
+
+def _placeholder(annotation: Any) -> Any:
+    """A value of the field's type, standing in for a template string at save time."""
+    options = get_args(annotation) if get_origin(annotation) is not None else (annotation,)
+    for t in options:
+        if t is str or t is Any:
+            return "x"
+    for t in options:
+        if t is bool:
+            return False
+        if t is int:
+            return 0
+        if t is float:
+            return 0.0
+        if get_origin(t) is dict or t is dict:
+            return {}
+        if get_origin(t) is list or t is list:
+            return []
+    return "x"
+
+
+def _check_params(
+    spec: registry.NodeSpec, params: dict[str, Any], path: str, node_id: str
+) -> list[FlowError]:
+    fields = {f.name: f.type for f in msgspec.structs.fields(spec.params)}
+    probe = {}
+    for key, value in params.items():
+        if key in fields and isinstance(value, str) and _is_template(value):
+            probe[key] = _placeholder(fields[key])
+        else:
+            probe[key] = value
+    try:
+        spec.decode_params(probe)
+    except msgspec.ValidationError as exc:
+        msg = str(exc)
+        where = ""
+        if " - at `$" in msg:
+            msg, where = msg.split(" - at `$", 1)
+            where = where.rstrip("`")
+        return [FlowError(path=f"{path}{where}", reason=msg, node_id=node_id)]
+    return []
+
+
+def validate_definition(
+    raw: bytes | dict[str, Any],
+) -> tuple[FlowDefinition | None, list[FlowError]]:
+    try:
+        defn = decode_definition(raw)
+    except msgspec.ValidationError as exc:
+        msg, _, where = str(exc).partition(" - at `$")
+        return None, [FlowError(path="definition" + where.rstrip("`"), reason=msg)]
+    except msgspec.DecodeError as exc:
+        return None, [FlowError(path="definition", reason=f"invalid JSON: {exc}")]
+    errors: list[FlowError] = []
+    if not defn.nodes:
+        errors.append(FlowError(path="definition.nodes", reason="a flow needs at least one node"))
+    seen: set[str] = set()
+    for i, node in enumerate(defn.nodes):
+        path = f"definition.nodes[{i}]"
+        if not node.id:
+            errors.append(FlowError(path=f"{path}.id", reason="node id must not be empty"))
+        if node.id in seen:
+            errors.append(
+                FlowError(
+                    path=f"{path}.id", reason=f"duplicate node id {node.id!r}", node_id=node.id
+                )
+            )
+        if node.id in RESERVED:
+            errors.append(
+                FlowError(
+                    path=f"{path}.id", node_id=node.id, reason=f"node id {node.id!r} is reserved"
+                )
+            )
+        seen.add(node.id)
+        spec = registry.get(node.type)
+        if spec is None:
+            errors.append(
+                FlowError(
+                    path=f"{path}.type", node_id=node.id, reason=f"unknown node type {node.type!r}"
+                )
+            )
+            continue
+        errors += _check_params(spec, node.data.params, f"{path}.data.params", node.id)
+        retry = node.data.retry
+        if retry is not None and not 1 <= retry.max_attempts <= 100:
+            errors.append(
+                FlowError(
+                    path=f"{path}.data.retry.max_attempts",
+                    node_id=node.id,
+                    reason="max_attempts must be between 1 and 100",
+                )
+            )
+        if node.data.timeout_s is not None and node.data.timeout_s <= 0:
+            errors.append(
+                FlowError(
+                    path=f"{path}.data.timeout_s", node_id=node.id, reason="timeout_s must be > 0"
+                )
+            )
+        try:
+            names = referenced_names(
+                {k: v for k, v in node.data.params.items() if k not in spec.expressions},
+                [str(node.data.params[k]) for k in spec.expressions if k in node.data.params],
+            )
+        except TemplateError as exc:
+            errors.append(FlowError(path=f"{path}.data.params", node_id=node.id, reason=str(exc)))
+            continue
+        for name in sorted(names - RESERVED):
+            if name not in {n.id for n in defn.nodes}:
+                errors.append(
+                    FlowError(
+                        path=f"{path}.data.params",
+                        node_id=node.id,
+                        reason=f"template references unknown node {name!r}",
+                    )
+                )
+    errors += _check_edges(defn)
+    if not errors:
+        cycle = FlowGraph.build(defn).find_cycle()
+        if cycle:
+            errors.append(
+                FlowError(
+                    path="definition.edges",
+                    node_id=cycle[0],
+                    reason="cycle: " + " -> ".join([*cycle, cycle[0]]),
+                )
+            )
+    return defn, errors
+
+
+def _check_edges(defn: FlowDefinition) -> list[FlowError]:
+    errors: list[FlowError] = []
+    nodes = {n.id: n for n in defn.nodes}
+    for i, edge in enumerate(defn.edges):
+        path = f"definition.edges[{i}]"
+        for end, node_id in (("source", edge.source), ("target", edge.target)):
+            if node_id not in nodes:
+                errors.append(
+                    FlowError(
+                        path=f"{path}.{end}",
+                        edge_id=edge.id,
+                        reason=f"dangling edge: no node {node_id!r}",
+                    )
+                )
+        if edge.source not in nodes or edge.target not in nodes:
+            continue
+        src = registry.get(nodes[edge.source].type)
+        dst = registry.get(nodes[edge.target].type)
+        if src is not None:
+            outs = [p.name for p in src.outputs]
+            if not outs:
+                errors.append(
+                    FlowError(
+                        path=f"{path}.source",
+                        edge_id=edge.id,
+                        node_id=edge.source,
+                        reason=f"node type {src.type!r} has no output port",
+                    )
+                )
+            elif edge.sourceHandle is None and len(outs) > 1:
+                errors.append(
+                    FlowError(
+                        path=f"{path}.sourceHandle",
+                        edge_id=edge.id,
+                        node_id=edge.source,
+                        reason=f"choose an output port: {', '.join(outs)}",
+                    )
+                )
+            elif edge.sourceHandle is not None and edge.sourceHandle not in outs:
+                errors.append(
+                    FlowError(
+                        path=f"{path}.sourceHandle",
+                        edge_id=edge.id,
+                        node_id=edge.source,
+                        reason=f"no output port {edge.sourceHandle!r} "
+                        f"(ports: {', '.join(outs)})",
+                    )
+                )
+        if dst is not None:
+            ins = [p.name for p in dst.inputs]
+            if not ins:
+                errors.append(
+                    FlowError(
+                        path=f"{path}.target",
+                        edge_id=edge.id,
+                        node_id=edge.target,
+                        reason=f"node type {dst.type!r} has no input port",
+                    )
+                )
+            elif edge.targetHandle is not None and edge.targetHandle not in ins:
+                errors.append(
+                    FlowError(
+                        path=f"{path}.targetHandle",
+                        edge_id=edge.id,
+                        node_id=edge.target,
+                        reason=f"no input port {edge.targetHandle!r} " f"(ports: {', '.join(ins)})",
+                    )
+                )
+    return errors

@@ -1,0 +1,133 @@
+"""The node contract and registry: each node type is a params Struct + ports + an execute function.
+
+Node families (`io.py`, `logic.py`, `text.py`, `http.py`) call `register(NodeSpec(...))` at import;
+`load_all()` imports them. The worker looks a type up with `get(type)` and calls `spec.execute(ctx,
+params)` (or, for `cpu_bound` nodes, `spec.compute(params, input)` in a spawn process pool). The API's
+node catalogue is `catalogue()`: params JSON Schema from `msgspec.json.schema`, ports, defaults.
+Execute returns `Done(output, branch)` or `Wait(seconds, output)` or raises `NodeError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+
+class NodeError(Exception):
+    """A node failed. `retryable=False` skips the remaining attempts (bad params, 4xx, ...)."""
+
+    def __init__(self, message: str, *, retryable: bool = True, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Done:
+    output: Any
+    branch: str | None = None
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Park the step in `waiting`: until `seconds` pass (a durable timer) or, if None, a signal."""
+
+    seconds: float | None
+    output: Any = None
+
+
+@dataclass
+class NodeContext:
+    run_id: str
+    step_id: int
+    node_id: str
+    item_index: int
+    attempt: int
+    inputs: Mapping[str, Any]
+    input: Any
+    settings: Any
+    http: Any = None  # shared httpx.AsyncClient of the worker
+    context: dict[str, Any] = field(default_factory=dict)  # template context (upstream outputs)
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.run_id}:{self.node_id}:{self.item_index}"
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    type: str = "any"
+
+
+Execute = Callable[[NodeContext, Any], Awaitable[Done | Wait]]
+
+
+@dataclass(frozen=True, eq=False)
+class NodeSpec:
+    type: str
+    title: str
+    category: str
+    description: str
+    params: type[msgspec.Struct]
+    execute: Execute | None = None
+    compute: Callable[[dict[str, Any], Any], Any] | None = None  # cpu_bound: runs in a process
+    inputs: tuple[Port, ...] = (Port("in"),)
+    outputs: tuple[Port, ...] = (Port("out"),)
+    expressions: tuple[str, ...] = ()  # params evaluated as expressions, not rendered as templates
+    default_timeout_s: float = 300.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cpu_bound(self) -> bool:
+        return self.compute is not None
+
+    def decode_params(self, raw: dict[str, Any]) -> Any:
+        return msgspec.convert(raw, self.params)
+
+
+_REGISTRY: dict[str, NodeSpec] = {}
+FAMILIES = ("io", "logic", "text", "http")
+
+
+def register(spec: NodeSpec) -> NodeSpec:
+    if spec.type in _REGISTRY:
+        raise ValueError(f"node type {spec.type!r} registered twice")
+    if (spec.execute is None) == (spec.compute is None):
+        raise ValueError(f"node type {spec.type!r} needs exactly one of execute/compute")
+    _REGISTRY[spec.type] = spec
+    return spec
+
+
+def load_all() -> dict[str, NodeSpec]:
+    for family in FAMILIES:
+        importlib.import_module(f"flowstudio.nodes.{family}")
+    return _REGISTRY
+
+
+def get(node_type: str) -> NodeSpec | None:
+    load_all()
+    return _REGISTRY.get(node_type)
+
+
+def catalogue() -> list[dict[str, Any]]:
+    items = []
+    for spec in sorted(load_all().values(), key=lambda s: (s.category, s.type)):
+        items.append(
+            {
+                "type": spec.type,
+                "title": spec.title,
+                "category": spec.category,
+                "description": spec.description,
+                "params_schema": msgspec.json.schema(spec.params),
+                "inputs": [{"name": p.name, "type": p.type} for p in spec.inputs],
+                "outputs": [{"name": p.name, "type": p.type} for p in spec.outputs],
+                "cpu_bound": spec.cpu_bound,
+            }
+        )
+    return items

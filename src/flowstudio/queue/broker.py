@@ -1,0 +1,106 @@
+"""The broker: RabbitMQ through aio-pika, carrying pointers (run id, step id, fencing token) only.
+
+`RabbitBroker.connect()` opens a robust connection (it reconnects by itself after a broker restart or a
+cut connection) with a publisher-confirms channel and declares one durable queue `{prefix}.steps`.
+`publish(messages)` returns only after the broker confirmed every persistent message, or raises.
+`deliveries(prefetch)` yields incoming messages on a separate channel with the given prefetch; the
+worker acks each after its claim commits. `encode/decode_message` fix the message body shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import msgspec
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from flowstudio.engine.runtxn import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+
+class StepMessage(msgspec.Struct, frozen=True):
+    run_id: str
+    step_id: int
+    token: int
+
+
+def encode_message(m: OutboxMessage) -> bytes:
+    return msgspec.json.encode(StepMessage(m.run_id, m.step_id, m.token))
+
+
+def decode_message(body: bytes) -> StepMessage:
+    return msgspec.json.decode(body, type=StepMessage)
+
+
+class RabbitBroker:
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.queue_name = f"{prefix}.steps"
+        self._conn: AbstractRobustConnection | None = None
+        self._pub: Any = None
+        self._lock = asyncio.Lock()
+
+    async def connect(self) -> None:
+        if self._conn is not None:
+            return
+        async with self._lock:
+            if self._conn is not None:
+                return
+            conn = await aio_pika.connect_robust(
+                self.url, client_properties={"connection_name": f"flowstudio:{self.queue_name}"}
+            )
+            channel = await conn.channel(publisher_confirms=True)
+            await channel.declare_queue(self.queue_name, durable=True)
+            self._pub = channel
+            self._conn = conn
+
+    async def publish(self, messages: list[OutboxMessage]) -> None:
+        if not messages:
+            return
+        await self.connect()
+        exchange = self._pub.default_exchange
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        encode_message(m),
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        content_type="application/json",
+                    ),
+                    routing_key=self.queue_name,
+                )
+                for m in messages
+            )
+        )
+
+    async def deliveries(self, prefetch: int) -> AsyncIterator[AbstractIncomingMessage]:
+        await self.connect()
+        assert self._conn is not None
+        channel = await self._conn.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        queue = await channel.declare_queue(self.queue_name, durable=True)
+        async with queue.iterator() as it:
+            async for message in it:
+                yield message
+
+    async def queue_depth(self) -> int:
+        await self.connect()
+        q = await self._pub.declare_queue(self.queue_name, durable=True, passive=True)
+        return int(q.declaration_result.message_count or 0)
+
+    async def ping(self) -> bool:
+        try:
+            await asyncio.wait_for(self.connect(), 3)
+            return self._conn is not None and not self._conn.is_closed
+        except Exception:  # any connection failure means "not ready"
+            return False
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None

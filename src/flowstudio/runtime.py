@@ -1,0 +1,91 @@
+"""Process plumbing shared by every long-running component: event loop, signals, process registry.
+
+`run_async(main)` runs a coroutine with anyio on asyncio using a selector event loop on Windows (psycopg
+async needs it). `stop_on_signals(event)` sets an event on SIGTERM/SIGINT (portable fallback where
+anyio's signal receiver is unavailable). `register_process` / `process_heartbeat_loop` keep a row in
+`processes` fresh so dashboards see live workers and orchestrators; `new_process_id` never reuses an id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+
+def run_async(main: Callable[[], Awaitable[Any]]) -> Any:
+    options: dict[str, Any] = {}
+    if sys.platform == "win32":
+        options["loop_factory"] = asyncio.SelectorEventLoop
+    return anyio.run(main, backend="asyncio", backend_options=options)
+
+
+def new_process_id(kind: str) -> str:
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def stop_on_signals(stop: anyio.Event) -> None:
+    try:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("received signal %s: shutting down", signum)
+                stop.set()
+                return
+    except NotImplementedError:  # Windows: no signal receiver in anyio; poll a flag instead
+        flag: list[int] = []
+        signal.signal(signal.SIGINT, lambda s, f: flag.append(s))
+        signal.signal(signal.SIGTERM, lambda s, f: flag.append(s))
+        while not flag:  # noqa: ASYNC110 -- a signal handler may not touch the loop
+            await anyio.sleep(0.2)
+        stop.set()
+
+
+async def register_process(
+    pool: AsyncConnectionPool, process_id: str, kind: str, info: dict[str, Any]
+) -> None:
+    async with pool.connection() as conn:
+        await conn.execute(
+            """INSERT INTO processes (id, kind, hostname, pid, info) VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()""",
+            (process_id, kind, socket.gethostname(), os.getpid(), Jsonb(info)),
+        )
+
+
+async def process_heartbeat_loop(
+    pool: AsyncConnectionPool, process_id: str, kind: str, info: dict[str, Any], interval: float
+) -> None:
+    while True:
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute(
+                    "UPDATE processes SET heartbeat_at = now(), info = %s WHERE id = %s",
+                    (Jsonb(info), process_id),
+                )
+                if cur.rowcount == 0:
+                    await register_process(pool, process_id, kind, info)
+                await conn.execute(
+                    "DELETE FROM processes WHERE heartbeat_at < now() - interval '1 hour'"
+                )
+        except Exception as exc:  # DB briefly down: the heartbeat is informational
+            log.warning("process heartbeat failed: %s", exc)
+        await anyio.sleep(interval)
+
+
+async def unregister_process(pool: AsyncConnectionPool, process_id: str) -> None:
+    try:
+        async with pool.connection(timeout=3) as conn:
+            await conn.execute("DELETE FROM processes WHERE id = %s", (process_id,))
+    except Exception as exc:  # shutting down anyway
+        log.debug("could not unregister %s: %s", process_id, exc)

@@ -1,0 +1,80 @@
+"""Connections to PostgreSQL: the pool every component uses, and one-off connections.
+
+`open_pool(settings)` builds an `AsyncConnectionPool` (TCP keepalives, connections checked on checkout so
+a PostgreSQL restart costs a retry, not a crash); `connect(settings)` opens one autocommit connection
+(LISTEN, migrations). `retry_db(fn)` re-runs a whole transaction function on connection loss with
+backoff, so a dropped connection mid-run delays work instead of killing the process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from flowstudio.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+async def open_pool(
+    settings: Settings, *, min_size: int = 1, max_size: int | None = None, name: str = "flowstudio"
+) -> AsyncConnectionPool:
+    pool = AsyncConnectionPool(
+        settings.database_url,
+        min_size=min_size,
+        max_size=max_size or settings.db_pool_size,
+        kwargs={"autocommit": True, "row_factory": dict_row, "application_name": name, **KEEPALIVE},
+        check=AsyncConnectionPool.check_connection,
+        open=False,
+        name=name,
+        reconnect_timeout=3600,
+    )
+    await pool.open(wait=False)
+    return pool
+
+
+async def connect(settings: Settings, *, name: str = "flowstudio") -> psycopg.AsyncConnection:
+    return await psycopg.AsyncConnection.connect(
+        settings.database_url,
+        autocommit=True,
+        row_factory=dict_row,
+        application_name=name,
+        **KEEPALIVE,
+    )
+
+
+TRANSIENT = (
+    psycopg.OperationalError,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+)
+
+
+async def retry_db(fn: Callable[[], Awaitable[T]], *, what: str, give_up_after: float = 600.0) -> T:
+    """Run `fn` (one whole transaction) again after transient connection failures."""
+    delay = 0.05
+    waited = 0.0
+    while True:
+        try:
+            return await fn()
+        except TRANSIENT as exc:
+            if waited >= give_up_after:
+                raise
+            log.warning("database unavailable during %s (%s); retrying in %.2fs", what, exc, delay)
+            await anyio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 2.0)

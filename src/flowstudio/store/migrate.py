@@ -1,0 +1,64 @@
+"""Schema migrations: apply `migrations/NNNN_name.sql` in order, once each, under an advisory lock.
+
+`apply_migrations(settings)` takes a session-level advisory lock (so several processes starting at once
+serialize), creates `schema_migrations` if needed, and runs each file not yet recorded inside its own
+transaction together with its bookkeeping row. Re-running is a no-op. `find_migrations_dir()` looks next
+to the working directory first and then beside the installed package (the source checkout).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from flowstudio.settings import Settings
+from flowstudio.store.db import connect
+
+log = logging.getLogger(__name__)
+LOCK_KEY = 0x466C6F77  # "Flow"
+NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
+
+
+def find_migrations_dir() -> Path:
+    candidates = [Path.cwd() / "migrations", Path(__file__).resolve().parents[3] / "migrations"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise FileNotFoundError(
+        "migrations/ directory not found (looked in: " + ", ".join(str(c) for c in candidates) + ")"
+    )
+
+
+def list_migrations(directory: Path) -> list[Path]:
+    files = sorted(p for p in directory.iterdir() if NAME.match(p.name))
+    versions = [NAME.match(p.name).group(1) for p in files]  # type: ignore[union-attr]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"duplicate migration numbers in {directory}")
+    return files
+
+
+async def apply_migrations(settings: Settings, directory: Path | None = None) -> list[str]:
+    directory = directory or find_migrations_dir()
+    applied: list[str] = []
+    conn = await connect(settings, name="flowstudio-migrate")
+    try:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur = await conn.execute("SELECT name FROM schema_migrations")
+        done = {row["name"] for row in await cur.fetchall()}
+        for path in list_migrations(directory):
+            if path.name in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(path.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+                await conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (path.name,))
+            log.info("applied migration %s", path.name)
+            applied.append(path.name)
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+    finally:
+        await conn.close()
+    return applied

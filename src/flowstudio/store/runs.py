@@ -1,0 +1,67 @@
+"""Read side of runs for the API: run rows, their steps with payloads, the event log, listings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+RUN_COLS = """id, flow_id, flow_version, owner_id, status, inputs, outputs, error, idempotency_key,
+              parent_run_id, batch_id, event_seq, created_at, started_at, finished_at, updated_at"""
+
+
+async def get_run(conn: psycopg.AsyncConnection[Any], run_id: Any) -> dict[str, Any] | None:
+    cur = await conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE id = %s", (run_id,))
+    return await cur.fetchone()
+
+
+async def get_steps(conn: psycopg.AsyncConnection[Any], run_id: Any) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        """SELECT s.id, s.node_id, s.node_type, s.item_index, s.status, s.attempt, s.max_attempts,
+                  s.branch, s.error, s.due_at, s.created_at, s.ready_at, s.started_at,
+                  s.finished_at, io.input, io.output
+           FROM steps s LEFT JOIN step_io io ON io.step_id = s.id
+           WHERE s.run_id = %s ORDER BY s.id""",
+        (run_id,),
+    )
+    return await cur.fetchall()
+
+
+async def list_runs(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    owner_id: str | None,
+    flow_id: Any | None,
+    status: str | None,
+    limit: int,
+    before: tuple[Any, Any] | None,
+) -> list[dict[str, Any]]:
+    """Keyset pagination on (created_at, id) descending."""
+    cur = await conn.execute(
+        f"""SELECT {RUN_COLS} FROM runs
+            WHERE (%(owner)s::uuid IS NULL OR owner_id = %(owner)s::uuid)
+              AND (%(flow)s::uuid IS NULL OR flow_id = %(flow)s::uuid)
+              AND (%(status)s::text IS NULL OR status = %(status)s::text)
+              AND (%(ts)s::timestamptz IS NULL OR (created_at, id) < (%(ts)s, %(rid)s::uuid))
+            ORDER BY created_at DESC, id DESC LIMIT %(limit)s""",
+        {
+            "owner": owner_id,
+            "flow": flow_id,
+            "status": status,
+            "limit": limit,
+            "ts": before[0] if before else None,
+            "rid": before[1] if before else None,
+        },
+    )
+    return await cur.fetchall()
+
+
+async def get_events(
+    conn: psycopg.AsyncConnection[Any], run_id: Any, after_seq: int = 0, limit: int = 1000
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        """SELECT seq, at, kind, step_id, node_id, item_index, attempt, from_status, to_status, data
+           FROM run_events WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s""",
+        (run_id, after_seq, limit),
+    )
+    return await cur.fetchall()

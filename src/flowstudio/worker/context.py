@@ -1,0 +1,86 @@
+"""What a claimed step sees: its port input, its template context, and its rendered params.
+
+`build_context(conn, step, graph, spec)` loads in one query the outputs of the node's predecessors and
+of every node its templates reference (names cached per pinned version), computes the port input from
+the active incoming edges (one edge: that output; several: a dict by source id; none: the run inputs),
+and returns the template context. `render_node_params(spec, raw, context)` renders templates (not the
+params the node evaluates itself as expressions) and decodes them into the node's params Struct.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+import psycopg
+
+from flowstudio.engine.checkpoint import ClaimedStep
+from flowstudio.engine.planner import StepState, edge_active
+from flowstudio.flows.graph import FlowGraph
+from flowstudio.nodes.registry import NodeError, NodeSpec
+from flowstudio.nodes.templating import RESERVED, TemplateError, referenced_names, render_params
+
+
+@lru_cache(maxsize=4096)
+def _needed_nodes(graph: FlowGraph, node_id: str, spec: NodeSpec) -> tuple[str, ...]:
+    params = graph.nodes[node_id].data.params
+    names = referenced_names(
+        {k: v for k, v in params.items() if k not in spec.expressions},
+        [str(params[k]) for k in spec.expressions if k in params],
+    )
+    refs = {n for n in names - RESERVED if n in graph.nodes}
+    return tuple(sorted(refs | set(graph.predecessors(node_id))))
+
+
+async def build_context(
+    conn: psycopg.AsyncConnection[Any], step: ClaimedStep, graph: FlowGraph, spec: NodeSpec
+) -> tuple[Any, dict[str, Any]]:
+    needed = _needed_nodes(graph, step.node_id, spec)
+    outputs: dict[str, Any] = {}
+    states: dict[str, StepState] = {}
+    if needed:
+        cur = await conn.execute(
+            """SELECT s.node_id, s.status, s.branch, io.output
+               FROM steps s LEFT JOIN step_io io ON io.step_id = s.id
+               WHERE s.run_id = %s AND s.item_index = 0 AND s.node_id = ANY(%s)""",
+            (step.run_id, list(needed)),
+        )
+        for r in await cur.fetchall():
+            states[r["node_id"]] = StepState(r["status"], r["branch"])
+            if r["status"] == "succeeded":
+                outputs[r["node_id"]] = r["output"]
+    active = [
+        e.source
+        for e in graph.incoming(step.node_id)
+        if e.source in states and edge_active(e, states[e.source])
+    ]
+    active = list(dict.fromkeys(active))
+    match active:
+        case []:
+            port_input: Any = step.inputs
+        case [single]:
+            port_input = outputs.get(single)
+        case _:
+            port_input = {src: outputs.get(src) for src in active}
+    context = {
+        **outputs,
+        "inputs": step.inputs,
+        "input": port_input,
+        "run": {"id": step.run_id, "flow_id": step.flow_id, "attempt": step.attempt},
+        "secrets": {},
+    }
+    return port_input, context
+
+
+def render_node_params(spec: NodeSpec, raw: dict[str, Any], context: dict[str, Any]) -> Any:
+    try:
+        rendered = {
+            k: (v if k in spec.expressions else render_params(v, context)) for k, v in raw.items()
+        }
+    except TemplateError as exc:
+        raise NodeError(str(exc), retryable=False) from exc
+    try:
+        return msgspec.convert(rendered, spec.params, strict=False)
+    except msgspec.ValidationError as exc:
+        raise NodeError(f"invalid params: {exc}", retryable=False) from exc

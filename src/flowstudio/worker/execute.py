@@ -1,0 +1,101 @@
+"""Execute one claimed node: render params, run it (in-loop or in the spawn process pool), classify.
+
+`execute_node(step, graph, spec, ...)` returns an `Outcome`: `Done`/`Wait` from the node, or a failure
+with `retryable`. It applies the per-node timeout (`data.timeout_s` or the type's default). It never
+touches the database: the worker loop (`worker/worker.py`) commits whatever it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from flowstudio.engine.checkpoint import ClaimedStep
+from flowstudio.flows.graph import FlowGraph
+from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, Wait
+from flowstudio.worker.context import render_node_params
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Failure:
+    error: dict[str, Any]
+    retryable: bool
+
+
+Outcome = Done | Wait | Failure
+
+
+class ProcessPool:
+    """A lazily started spawn-context pool (works the same on Linux, macOS and Windows)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def get(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def execute_node(
+    step: ClaimedStep,
+    graph: FlowGraph,
+    spec: NodeSpec,
+    *,
+    port_input: Any,
+    context: dict[str, Any],
+    settings: Any,
+    http: Any,
+    procpool: ProcessPool,
+) -> Outcome:
+    node = graph.nodes[step.node_id]
+    timeout = node.data.timeout_s or spec.default_timeout_s
+    ctx = NodeContext(
+        step.run_id,
+        step.step_id,
+        step.node_id,
+        step.item_index,
+        step.attempt,
+        step.inputs,
+        port_input,
+        settings,
+        http,
+        context,
+    )
+    try:
+        with anyio.fail_after(timeout):
+            params = render_node_params(spec, node.data.params, context)
+            if spec.compute is not None:
+                import msgspec
+
+                loop = asyncio.get_running_loop()
+                raw = msgspec.to_builtins(params)
+                output = await loop.run_in_executor(procpool.get(), spec.compute, raw, port_input)
+                return Done(output)
+            assert spec.execute is not None
+            return await spec.execute(ctx, params)
+    except TimeoutError:
+        return Failure({"message": f"timed out after {timeout:g}s", "type": "timeout"}, True)
+    except NodeError as exc:
+        err = {"message": exc.message, "type": "node_error"}
+        if exc.details is not None:
+            err["details"] = exc.details
+        return Failure(err, exc.retryable)
+    except Exception as exc:  # a bug or an unexpected library error in a node: retry, record it
+        log.exception("node %s (%s) raised", step.node_id, spec.type)
+        return Failure({"message": f"{type(exc).__name__}: {exc}", "type": "exception"}, True)

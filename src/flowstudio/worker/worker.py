@@ -1,0 +1,253 @@
+"""The worker process: consume -> claim (lease + fencing token) -> ack -> execute -> commit -> publish.
+
+`Worker.run()` opens the pool, the broker and an httpx client, then runs in one anyio task group:
+`consume_loop` (a slot per concurrent step; each message goes to `handle_message`), `heartbeat_loop`
+(extends all held leases in one UPDATE; a step whose lease is gone has its execution cancelled: it was
+cancelled or reaped), the outbox flusher and the process heartbeat. On SIGTERM it stops consuming,
+gives in-flight steps `grace` seconds, then releases the rest (`release_step`: ready again at once).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+import httpx
+import msgspec
+from aio_pika.abc import AbstractIncomingMessage
+
+from flowstudio.engine import checkpoint
+from flowstudio.engine.checkpoint import ClaimedStep
+from flowstudio.engine.flowcache import load_graph
+from flowstudio.engine.runtxn import LostRace, OutboxMessage
+from flowstudio.nodes import registry
+from flowstudio.nodes.registry import Done, Wait
+from flowstudio.queue.broker import RabbitBroker, decode_message
+from flowstudio.queue.outbox import OutboxPublisher
+from flowstudio.runtime import (
+    new_process_id,
+    process_heartbeat_loop,
+    register_process,
+    stop_on_signals,
+    unregister_process,
+)
+from flowstudio.settings import Settings
+from flowstudio.store.db import open_pool, retry_db
+from flowstudio.worker.context import build_context
+from flowstudio.worker.execute import Failure, Outcome, ProcessPool, execute_node
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InFlight:
+    step: ClaimedStep
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    lost: bool = False
+
+
+class Worker:
+    def __init__(self, settings: Settings, concurrency: int = 8, grace: float = 10.0) -> None:
+        self.settings = settings
+        self.concurrency = concurrency
+        self.grace = grace
+        self.id = new_process_id("worker")
+        self.inflight: dict[int, InFlight] = {}
+        self.procpool = ProcessPool(min(concurrency, 4))
+        self.stats = {"claimed": 0, "succeeded": 0, "failed": 0, "lost": 0}
+
+    async def run(self) -> None:
+        registry.load_all()
+        self.pool = await open_pool(self.settings, max_size=self.concurrency + 2, name=self.id)
+        self.broker = RabbitBroker(self.settings.amqp_url, self.settings.queue_prefix)
+        self.publisher = OutboxPublisher(self.broker, self.pool)
+        self.http = httpx.AsyncClient(follow_redirects=False)
+        stop = anyio.Event()
+        try:
+            await retry_db(
+                lambda: register_process(self.pool, self.id, "worker", self._info()),
+                what="register worker",
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stop_on_signals, stop)
+                tg.start_soon(self.heartbeat_loop)
+                tg.start_soon(self.publisher.flush_loop)
+                tg.start_soon(
+                    process_heartbeat_loop,
+                    self.pool,
+                    self.id,
+                    "worker",
+                    self.stats,
+                    max(1.0, self.settings.heartbeat_seconds),
+                )
+                async with anyio.create_task_group() as steps_tg:
+                    async with anyio.create_task_group() as consume_tg:
+                        consume_tg.start_soon(self.consume_loop, steps_tg)
+                        await stop.wait()
+                        consume_tg.cancel_scope.cancel()
+                    await self.drain()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.publisher.flush_published()
+                await unregister_process(self.pool, self.id)
+                await self.http.aclose()
+                await self.broker.close()
+                await self.pool.close()
+                self.procpool.shutdown()
+            log.info("worker %s stopped: %s", self.id, self.stats)
+
+    def _info(self) -> dict[str, Any]:
+        return {"concurrency": self.concurrency, "inflight": len(self.inflight), **self.stats}
+
+    async def consume_loop(self, steps_tg: anyio.abc.TaskGroup) -> None:
+        """Take a message only when a slot is free; its step runs in `steps_tg`, which outlives
+        this loop so that a shutdown stops consuming without cutting in-flight steps."""
+        slots = anyio.Semaphore(self.concurrency)
+        log.info(
+            "worker %s consuming %s (concurrency %d)",
+            self.id,
+            self.broker.queue_name,
+            self.concurrency,
+        )
+        async for message in self.broker.deliveries(prefetch=self.concurrency):
+            await slots.acquire()
+            steps_tg.start_soon(self._handle_with_slot, message, slots)
+
+    async def _handle_with_slot(
+        self, message: AbstractIncomingMessage, slots: anyio.Semaphore
+    ) -> None:
+        try:
+            await self.handle_message(message)
+        finally:
+            slots.release()
+
+    async def handle_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            msg = decode_message(message.body)
+        except msgspec.DecodeError:
+            log.error("dropping malformed message %r", message.body[:200])
+            await message.ack()
+            return
+
+        async def claim() -> ClaimedStep:
+            async with self.pool.connection() as conn:
+                return await checkpoint.claim_step(
+                    conn,
+                    run_id=msg.run_id,
+                    step_id=msg.step_id,
+                    token=msg.token,
+                    worker_id=self.id,
+                    lease_seconds=self.settings.lease_seconds,
+                )
+
+        try:
+            step = await retry_db(claim, what="claim")
+        except LostRace:
+            await message.ack()  # stale or duplicate pointer: nothing to do
+            return
+        await message.ack()  # from here the lease, not the broker, carries the step
+        self.stats["claimed"] += 1
+        flight = InFlight(step)
+        self.inflight[step.step_id] = flight
+        try:
+            await self.execute_and_commit(flight)
+        finally:
+            self.inflight.pop(step.step_id, None)
+
+    async def execute_and_commit(self, flight: InFlight) -> None:
+        step = flight.step
+        spec = registry.get(step.node_type)
+        outcome: Outcome | None = None
+        port_input: Any = None
+        with flight.scope:
+            if spec is None:
+                outcome = Failure({"message": f"unknown node type {step.node_type!r}"}, False)
+            else:
+                async with self.pool.connection() as conn:
+                    graph = await load_graph(conn, step.flow_id, step.flow_version)
+                    port_input, context = await build_context(conn, step, graph, spec)
+                outcome = await execute_node(
+                    step,
+                    graph,
+                    spec,
+                    port_input=port_input,
+                    context=context,
+                    settings=self.settings,
+                    http=self.http,
+                    procpool=self.procpool,
+                )
+        if flight.scope.cancelled_caught or outcome is None:
+            log.info(
+                "step %s (run %s) stopped: lease lost or run cancelled", step.step_id, step.run_id
+            )
+            self.stats["lost"] += 1
+            return
+        await self.commit(step, outcome, port_input)
+
+    async def commit(self, step: ClaimedStep, outcome: Outcome, port_input: Any) -> None:
+        async def do_commit() -> list[OutboxMessage]:
+            async with self.pool.connection() as conn:
+                match outcome:
+                    case Done(output=output, branch=branch):
+                        return await checkpoint.commit_success(
+                            conn, step, self.id, input_=port_input, output=output, branch=branch
+                        )
+                    case Wait(seconds=seconds, output=output):
+                        return await checkpoint.commit_wait(
+                            conn, step, self.id, input_=port_input, output=output, seconds=seconds
+                        )
+                    case Failure(error=error, retryable=retryable):
+                        await checkpoint.commit_failure(
+                            conn, step, self.id, error=error, retryable=retryable, input_=port_input
+                        )
+                        return []
+            raise AssertionError("unreachable")
+
+        try:
+            outbox = await retry_db(
+                do_commit, what="commit", give_up_after=self.settings.lease_seconds
+            )
+        except LostRace as exc:
+            log.warning("result of step %s dropped: %s", step.step_id, exc)
+            self.stats["lost"] += 1
+            return
+        self.stats["failed" if isinstance(outcome, Failure) else "succeeded"] += 1
+        await self.publisher.publish_committed(outbox)
+
+    async def heartbeat_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.settings.heartbeat_seconds)
+            held = [(f.step.step_id, f.step.attempt) for f in self.inflight.values()]
+            if not held:
+                continue
+            try:
+                async with self.pool.connection() as conn:
+                    alive = await checkpoint.heartbeat(
+                        conn, self.id, held, self.settings.lease_seconds
+                    )
+            except Exception as exc:  # DB down: keep working; the commit's fence decides
+                log.warning("lease heartbeat failed: %s", exc)
+                continue
+            for step_id, _ in held:
+                flight = self.inflight.get(step_id)
+                if flight is not None and step_id not in alive:
+                    flight.lost = True
+                    flight.scope.cancel()
+
+    async def drain(self) -> None:
+        """Let in-flight steps finish for `grace` seconds, then hand the rest back."""
+        with anyio.move_on_after(self.grace):
+            while self.inflight:  # noqa: ASYNC110 -- tasks end on their own; poll the dict
+                await anyio.sleep(0.05)
+        for flight in list(self.inflight.values()):
+            flight.scope.cancel()
+            try:
+                async with self.pool.connection() as conn:
+                    outbox = await checkpoint.release_step(conn, flight.step, self.id, "shutdown")
+                await self.publisher.publish_committed(outbox)
+            except (LostRace, Exception) as exc:  # the reaper takes it after the lease expires
+                log.warning("could not release step %s: %s", flight.step.step_id, exc)
