@@ -1,0 +1,148 @@
+"""Shared fixtures: a fresh PostgreSQL database and RabbitMQ queue per test session, real processes.
+
+- `base_env`: environment for child processes (DATABASE_URL of the session's own database, a unique
+  QUEUE_PREFIX, short leases so crash recovery is quick, loopback allowed for HTTP nodes).
+- `stack`: per test, a `Stack` that starts real `flowstudio` processes; everything is SIGKILLed after.
+- `api`: an `Api` client logged in as a fresh editor, against `running_stack` (API + orchestrator +
+  two workers), the default for engine tests that do not kill anything.
+- `db`: a psycopg connection to the session database for direct assertions. `sink`: an HTTP sink.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support.client import Api
+from tests.support.sink import Sink
+from tests.support.stack import Stack
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_URL = os.environ.get(
+    "TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    name = f"fs_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    subprocess.run(
+        [sys.executable, "-m", "flowstudio", "migrate"],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url, "FLOWSTUDIO_ENV_FILE": ""},
+    )
+    yield url
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def base_env(database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "FLOWSTUDIO_"))}
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "QUEUE_PREFIX": f"fstest_{uuid.uuid4().hex[:8]}",
+            "FLOWSTUDIO_ENV_FILE": "",
+            "LEASE_SECONDS": "3",
+            "HEARTBEAT_SECONDS": "0.5",
+            "RECOVERY_INTERVAL": "0.5",
+            "REDISPATCH_AFTER": "10",
+            "HTTP_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECRET_KEY": "test-secret-key-not-for-production",
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+def make_user(database_url: str, role: str = "editor") -> tuple[str, str]:
+    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+    password = "password-" + uuid.uuid4().hex[:8]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowstudio",
+            "user",
+            "create",
+            "--email",
+            email,
+            "--password",
+            password,
+            "--role",
+            role,
+        ],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url, "FLOWSTUDIO_ENV_FILE": ""},
+        capture_output=True,
+    )
+    return email, password
+
+
+@pytest.fixture(scope="session")
+def user_credentials(database_url: str) -> tuple[str, str]:
+    return make_user(database_url)
+
+
+@pytest.fixture
+def stack(
+    base_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
+    s = Stack(dict(base_env), tmp_path)
+    yield s
+    s.stop_all()
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        sys.stderr.write(s.logs())
+
+
+@pytest.fixture(scope="session")
+def running_stack(
+    base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    s = Stack(dict(base_env), tmp_path_factory.mktemp("stack"))
+    s.start_api()
+    s.start_orchestrator()
+    s.start_worker(concurrency=8)
+    s.start_worker(concurrency=8)
+    yield s
+    s.stop_all()
+
+
+@pytest.fixture
+def api(running_stack: Stack, user_credentials: tuple[str, str]) -> Api:
+    return Api(running_stack.base_url, *user_credentials)
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    s = Sink()
+    yield s
+    s.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep

@@ -1,0 +1,231 @@
+"""Flows through the whole real path: API -> PostgreSQL -> RabbitMQ -> worker processes -> commit.
+
+Each test creates a flow over HTTP, starts a run, waits for it, and checks the steps and the event log
+in PostgreSQL (`support/checks.py`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+
+from tests.support.checks import assert_event_log_consistent, assert_no_double_success
+from tests.support.client import Api, linear_flow
+from tests.support.sink import Sink
+
+
+def n(nid: str, ntype: str, data: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
+    return {"id": nid, "type": ntype, "data": {"params": params, **(data or {})}}
+
+
+def e(src: str, dst: str, handle: str | None = None) -> dict[str, Any]:
+    return {"source": src, "target": dst, "sourceHandle": handle}
+
+
+def test_linear_template_flow_outputs_rendered_text(api: Api, db: psycopg.Connection[Any]) -> None:
+    flow = api.create_flow(linear_flow(("t", "template", {"template": "hi {{ inputs.name }}"})))
+    run = api.wait_run(api.start_run(flow["id"], {"name": "ada"}))
+    assert run["status"] == "succeeded"
+    assert run["outputs"] == {"text": "hi ada"}
+    assert {s["node_id"]: s["attempt"] for s in run["steps"]} == {"in": 1, "t": 1, "out": 1}
+    assert_event_log_consistent(db, run["id"])
+
+
+def test_parallel_branches_join_once(api: Api, db: psycopg.Connection[Any]) -> None:
+    branches = [f"b{i}" for i in range(6)]
+    defn = {
+        "nodes": [
+            n("in", "input"),
+            *[n(b, "template", template=f"{b}={{{{ inputs.x }}}}") for b in branches],
+            n(
+                "join",
+                "template",
+                template="{{ " + " ~ ".join(f"{b}.text" for b in branches) + " }}",
+            ),
+            n("out", "output"),
+        ],
+        "edges": [
+            *[e("in", b) for b in branches],
+            *[e(b, "join") for b in branches],
+            e("join", "out"),
+        ],
+    }
+    run = api.wait_run(api.start_run(api.create_flow(defn)["id"], {"x": 7}))
+    assert run["status"] == "succeeded"
+    assert run["outputs"]["text"] == "".join(f"{b}=7" for b in branches)
+    steps = api.steps(run)
+    assert steps["join"]["attempt"] == 1
+    assert max(steps[b]["finished_at"] for b in branches) <= steps["join"]["started_at"]
+    assert_event_log_consistent(db, run["id"])
+    assert_no_double_success(db, run["id"])
+
+
+def test_condition_skips_the_untaken_branch_and_merge_runs(
+    api: Api, db: psycopg.Connection[Any]
+) -> None:
+    defn = {
+        "nodes": [
+            n("in", "input"),
+            n("c", "condition", expression="inputs.score > 5"),
+            n("hi", "template", template="high"),
+            n("lo", "template", template="low"),
+            n("lo2", "noop"),
+            n("m", "noop"),
+            n("out", "output"),
+        ],
+        "edges": [
+            e("in", "c"),
+            e("c", "hi", "true"),
+            e("c", "lo", "false"),
+            e("lo", "lo2"),
+            e("hi", "m"),
+            e("lo2", "m"),
+            e("m", "out"),
+        ],
+    }
+    flow = api.create_flow(defn)
+    high = api.wait_run(api.start_run(flow["id"], {"score": 9}))
+    low = api.wait_run(api.start_run(flow["id"], {"score": 1}))
+    hs, ls = api.steps(high), api.steps(low)
+    assert (hs["hi"]["status"], hs["lo"]["status"], hs["lo2"]["status"]) == (
+        "succeeded",
+        "skipped",
+        "skipped",
+    )
+    assert (ls["hi"]["status"], ls["lo"]["status"], ls["lo2"]["status"]) == (
+        "skipped",
+        "succeeded",
+        "succeeded",
+    )
+    assert high["outputs"] == {"text": "high"} and low["outputs"] == {"text": "low"}
+    for r in (high, low):
+        assert r["status"] == "succeeded"
+        assert_event_log_consistent(db, r["id"])
+
+
+def test_flaky_node_is_retried_with_backoff_then_succeeds(
+    api: Api, db: psycopg.Connection[Any]
+) -> None:
+    defn = linear_flow(
+        ("f", "fail", {"succeed_on_attempt": 3}),
+        retry={"f": {"retry": {"max_attempts": 5, "initial_interval": 0.2, "backoff": 2}}},
+    )
+    run = api.wait_run(api.start_run(api.create_flow(defn)["id"]))
+    assert run["status"] == "succeeded"
+    f = api.steps(run)["f"]
+    assert f["attempt"] == 3 and f["output"]["attempt"] == 3
+    retries = db.execute(
+        "SELECT at FROM run_events WHERE run_id = %s AND to_status = 'retrying' ORDER BY seq",
+        (run["id"],),
+    ).fetchall()
+    assert len(retries) == 2
+    assert_event_log_consistent(db, run["id"])
+
+
+def test_retries_exhausted_fail_the_run_with_the_error(
+    api: Api, db: psycopg.Connection[Any]
+) -> None:
+    defn = linear_flow(
+        ("f", "fail", {"message": "boom"}),
+        retry={"f": {"retry": {"max_attempts": 2, "initial_interval": 0.1}}},
+    )
+    run = api.wait_run(api.start_run(api.create_flow(defn)["id"]))
+    assert run["status"] == "failed"
+    assert run["error"]["node_id"] == "f" and run["error"]["message"] == "boom"
+    steps = api.steps(run)
+    assert steps["f"]["status"] == "failed" and steps["f"]["attempt"] == 2
+    assert steps["out"]["status"] == "cancelled"
+    assert_event_log_consistent(db, run["id"])
+
+
+def test_non_retryable_error_fails_at_once(api: Api) -> None:
+    defn = linear_flow(
+        ("f", "fail", {"retryable": False}),
+        retry={"f": {"retry": {"max_attempts": 5, "initial_interval": 0.1}}},
+    )
+    run = api.wait_run(api.start_run(api.create_flow(defn)["id"]))
+    assert run["status"] == "failed" and api.steps(run)["f"]["attempt"] == 1
+
+
+def test_timeout_is_a_failed_attempt(api: Api, sink: Sink) -> None:
+    defn = linear_flow(
+        ("slow", "http_request", {"url": sink.url("/slow", sleep=5)}),
+        retry={"slow": {"timeout_s": 0.5, "retry": {"max_attempts": 2, "initial_interval": 0.1}}},
+    )
+    run = api.wait_run(api.start_run(api.create_flow(defn)["id"]), timeout=30)
+    assert run["status"] == "failed"
+    slow = api.steps(run)["slow"]
+    assert slow["attempt"] == 2 and "timed out" in slow["error"]["message"]
+
+
+def test_durable_delay_waits_then_continues(api: Api, db: psycopg.Connection[Any]) -> None:
+    defn = linear_flow(("d", "delay", {"seconds": 1.5}), ("t", "template", {"template": "after"}))
+    rid = api.start_run(api.create_flow(defn)["id"])
+    waiting = api.wait_run(rid, statuses=("waiting",), timeout=10)
+    assert api.steps(waiting)["d"]["status"] == "waiting" and api.steps(waiting)["d"]["due_at"]
+    run = api.wait_run(rid)
+    assert run["status"] == "succeeded" and run["outputs"] == {"text": "after"}
+    d = api.steps(run)["d"]
+    from datetime import datetime
+
+    took = datetime.fromisoformat(d["finished_at"]) - datetime.fromisoformat(d["started_at"])
+    assert took.total_seconds() >= 1.4
+    assert_event_log_consistent(db, rid)
+
+
+def test_http_request_sends_idempotency_key(api: Api, sink: Sink) -> None:
+    defn = linear_flow(
+        (
+            "call",
+            "http_request",
+            {"method": "POST", "url": sink.url("/x"), "body": '{"name": "{{ inputs.name }}"}'},
+        )
+    )
+    run = api.wait_run(api.start_run(api.create_flow(defn)["id"], {"name": "zed"}))
+    assert run["status"] == "succeeded"
+    key = f"{run['id']}:call:0"
+    assert sink.calls[key] == 1
+    assert run["outputs"]["status"] == 200 and run["outputs"]["body"]["key"] == key
+
+
+def test_cpu_bound_node_runs_in_the_process_pool(api: Api) -> None:
+    defn = linear_flow(("h", "hash", {"text": "{{ inputs.t }}", "rounds": 3}))
+    run = api.wait_run(api.start_run(api.create_flow(defn)["id"], {"t": "abc"}))
+    import hashlib
+
+    d = b"abc"
+    for _ in range(3):
+        d = hashlib.sha256(d).digest()
+    assert run["status"] == "succeeded" and run["outputs"]["digest"] == d.hex()
+
+
+def test_cancel_reaches_a_running_step(api: Api, sink: Sink, db: psycopg.Connection[Any]) -> None:
+    defn = linear_flow(
+        ("slow", "http_request", {"url": sink.url("/slow", sleep=8)}),
+        ("after", "template", {"template": "never"}),
+    )
+    rid = api.start_run(api.create_flow(defn)["id"])
+    deadline = time.monotonic() + 15
+    while api.steps(api.run(rid))["slow"]["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    r = api.http.post(f"/api/v1/runs/{rid}/cancel")
+    assert r.status_code == 202 and r.json()["status"] == "cancelled"
+    run = api.wait_run(rid)
+    steps = api.steps(run)
+    assert run["status"] == "cancelled"
+    assert steps["slow"]["status"] == "cancelled" and steps["after"]["status"] == "cancelled"
+    assert api.http.post(f"/api/v1/runs/{rid}/cancel").status_code == 409
+    time.sleep(1.5)  # the worker's heartbeat notices and abandons the step; nothing is committed
+    assert api.run(rid)["status"] == "cancelled"
+    assert_event_log_consistent(db, rid)
+
+
+def test_same_idempotency_key_returns_the_same_run(api: Api) -> None:
+    flow = api.create_flow(linear_flow(("t", "template", {"template": "x"})))
+    a = api.start_run(flow["id"], key="same-key-1")
+    b = api.start_run(flow["id"], key="same-key-1")
+    c = api.start_run(flow["id"], key="other-key")
+    assert a == b != c
