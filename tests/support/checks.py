@@ -26,6 +26,7 @@ def assert_event_log_consistent(conn: psycopg.Connection[Any], run_id: str) -> N
     (event_seq,) = conn.execute("SELECT event_seq FROM runs WHERE id = %s", (run_id,)).fetchone()
     assert event_seq == len(seqs), f"runs.event_seq={event_seq} but {len(seqs)} events"
     current: dict[Any, str] = {}
+    copied: set[Any] = set()  # steps a fork copied from its parent (first event has no from_status)
     steps = conn.execute("SELECT id, status FROM steps WHERE run_id = %s", (run_id,)).fetchall()
     for sid, _ in steps:
         current[("step", sid)] = "pending"
@@ -36,6 +37,12 @@ def assert_event_log_consistent(conn: psycopg.Connection[Any], run_id: str) -> N
             current[key] = to
             continue
         if kind not in ("run", "step") or to is None:
+            continue
+        if kind == "step" and frm is None:
+            assert key not in copied, f"seq {seq}: step {step_id} placed twice"
+            assert to in ("succeeded", "skipped"), f"seq {seq}: copied step must be committed"
+            copied.add(key)
+            current[key] = to
             continue
         assert (
             current.get(key) == frm

@@ -3,7 +3,8 @@
 Each function finds candidates with a cheap indexed query, then moves each one in its own checkpoint
 transaction (run row locked, guarded UPDATE), so several orchestrators can run them at once without
 double work: the loser's guard matches no row (`LostRace`) and it moves on.
-- `fire_due_timers`: retry backoffs that are due -> ready; delay waits that are due -> succeeded.
+- `fire_due_timers`: retry backoffs that are due -> ready; delay waits that are due -> succeeded;
+  signal waits that timed out -> `control.fire_signal_timeout`.
 - `reap_expired_leases`: running steps whose worker stopped heartbeating -> ready again (or failed after
   too many lost leases, so a step that kills its worker cannot loop forever).
 - `redispatch_stale`: ready steps whose message was lost (broker purge) get a fresh outbox row.
@@ -20,6 +21,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from flowstudio.engine.advance import advance_run, fail_run
+from flowstudio.engine.control import fire_signal_timeout
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
 
@@ -29,7 +31,7 @@ BATCH = 200
 
 async def fire_due_timers(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMessage]:
     cur = await conn.execute(
-        """SELECT id, run_id, status FROM steps
+        """SELECT id, run_id, status, node_id, node_type FROM steps
            WHERE status IN ('retrying', 'waiting') AND due_at <= now()
            ORDER BY due_at LIMIT %s""",
         (BATCH,),
@@ -49,6 +51,9 @@ async def fire_due_timers(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMess
                         set_sql="due_at = NULL, ready_at = now(), dispatched_at = now()",
                         data={"timer": "retry"},
                     )
+                elif row["node_type"] == "wait_for_signal":
+                    graph = await load_graph(conn, txn.run["flow_id"], txn.run["flow_version"])
+                    moved = await fire_signal_timeout(txn, graph, row)
                 else:
                     moved = await txn.move_steps(
                         "finish_wait",

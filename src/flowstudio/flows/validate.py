@@ -222,3 +222,22 @@ def _check_edges(defn: FlowDefinition) -> list[FlowError]:
                     )
                 )
     return errors
+
+
+def validate_tweaks(defn: FlowDefinition, tweaks: dict[str, Any]) -> list[FlowError]:
+    """Per-run param overrides: the node must exist and its merged params must still be valid."""
+    errors: list[FlowError] = []
+    nodes = {n.id: n for n in defn.nodes}
+    for node_id, override in tweaks.items():
+        path = f"body.tweaks.{node_id}"
+        node = nodes.get(node_id)
+        if node is None:
+            errors.append(FlowError(path=path, reason=f"no node {node_id!r} in this flow"))
+            continue
+        if not isinstance(override, dict):
+            errors.append(FlowError(path=path, node_id=node_id, reason="must be an object"))
+            continue
+        spec = registry.get(node.type)
+        if spec is not None:
+            errors += _check_params(spec, {**node.data.params, **override}, path, node_id)
+    return errors

@@ -3,10 +3,13 @@
 `condition` evaluates its `expression` in the template sandbox and returns `Done(..., branch="true" or
 "false")`; the planner skips the untaken port's subgraph. `delay` returns `Wait(seconds)`: the step is
 parked as `waiting` with a due time in PostgreSQL and the orchestrator's timer loop finishes it.
+`wait_for_signal` parks the step until a signal row arrives (`engine/control.py`) or its timeout.
 `fail` raises (for tests and for explicit error paths); `succeed_on_attempt` makes it a flaky node.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import msgspec
 
@@ -20,6 +23,11 @@ class ConditionParams(msgspec.Struct, kw_only=True):
 
 class DelayParams(msgspec.Struct, kw_only=True):
     seconds: float = msgspec.field(default=1.0)
+
+
+class WaitForSignalParams(msgspec.Struct, kw_only=True):
+    timeout_s: float | None = None  # None: wait for ever (days are fine: it is a row, not a sleep)
+    on_timeout: Literal["fail", "continue"] = "fail"  # continue: leave by the `timeout` port
 
 
 class FailParams(msgspec.Struct, kw_only=True):
@@ -40,6 +48,12 @@ async def run_delay(ctx: NodeContext, params: DelayParams) -> Wait:
     if params.seconds < 0:
         raise NodeError("seconds must be >= 0", retryable=False)
     return Wait(params.seconds, ctx.input)
+
+
+async def run_wait_for_signal(ctx: NodeContext, params: WaitForSignalParams) -> Wait:
+    if params.timeout_s is not None and params.timeout_s <= 0:
+        raise NodeError("timeout_s must be > 0", retryable=False)
+    return Wait(params.timeout_s, None, accepts_signal=True)
 
 
 async def run_fail(ctx: NodeContext, params: FailParams) -> Done:
@@ -78,5 +92,17 @@ register(
         "Raises an error (optionally until attempt N).",
         FailParams,
         run_fail,
+    )
+)
+register(
+    NodeSpec(
+        "wait_for_signal",
+        "Wait for signal",
+        "logic",
+        "Parks the run until POST /runs/{id}/signal delivers a payload for this node (its "
+        "output), or times out (fail, or continue by the timeout port).",
+        WaitForSignalParams,
+        run_wait_for_signal,
+        outputs=(Port("out"), Port("timeout")),
     )
 )

@@ -39,6 +39,7 @@ class Wait:
 
     seconds: float | None
     output: Any = None
+    accepts_signal: bool = False  # a signal (API /signal) completes the wait early
 
 
 @dataclass

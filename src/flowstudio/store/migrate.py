@@ -2,7 +2,8 @@
 
 `apply_migrations(settings)` takes a session-level advisory lock (so several processes starting at once
 serialize), creates `schema_migrations` if needed, and runs each file not yet recorded inside its own
-transaction together with its bookkeeping row. Re-running is a no-op. `find_migrations_dir()` looks next
+transaction together with its bookkeeping row. Re-running is a no-op. A missing database is
+created first (`ensure_database`). `find_migrations_dir()` looks next
 to the working directory first and then beside the installed package (the source checkout).
 """
 
@@ -11,6 +12,10 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from flowstudio.settings import Settings
 from flowstudio.store.db import connect
@@ -38,10 +43,34 @@ def list_migrations(directory: Path) -> list[Path]:
     return files
 
 
+async def ensure_database(settings: Settings) -> None:
+    """Create the configured database if it does not exist (a fresh machine needs no manual step)."""
+    dbname = conninfo_to_dict(settings.database_url).get("dbname")
+    if not dbname:
+        return
+    maint = make_conninfo(settings.database_url, dbname="postgres")
+    conn = await psycopg.AsyncConnection.connect(maint, autocommit=True)
+    try:
+        cur = await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,))
+        if await cur.fetchone() is None:
+            await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            log.info("created database %s", dbname)
+    except psycopg.errors.DuplicateDatabase:
+        pass  # created concurrently by another process
+    finally:
+        await conn.close()
+
+
 async def apply_migrations(settings: Settings, directory: Path | None = None) -> list[str]:
     directory = directory or find_migrations_dir()
     applied: list[str] = []
-    conn = await connect(settings, name="flowstudio-migrate")
+    try:
+        conn = await connect(settings, name="flowstudio-migrate")
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise
+        await ensure_database(settings)
+        conn = await connect(settings, name="flowstudio-migrate")
     try:
         await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         await conn.execute(

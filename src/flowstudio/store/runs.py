@@ -7,7 +7,8 @@ from typing import Any
 import psycopg
 
 RUN_COLS = """id, flow_id, flow_version, owner_id, status, inputs, outputs, error, idempotency_key,
-              parent_run_id, batch_id, event_seq, created_at, started_at, finished_at, updated_at"""
+              parent_run_id, fork_of_node, batch_id, batch_index, tweaks, event_seq, created_at,
+              started_at, finished_at, updated_at"""
 
 
 async def get_run(conn: psycopg.AsyncConnection[Any], run_id: Any) -> dict[str, Any] | None:

@@ -2,7 +2,8 @@
 
 `execute_node(step, graph, spec, ...)` returns an `Outcome`: `Done`/`Wait` from the node, or a failure
 with `retryable`. It applies the per-node timeout (`data.timeout_s` or the type's default). It never
-touches the database: the worker loop (`worker/worker.py`) commits whatever it returns.
+touches the database: the worker loop (`worker/worker.py`) commits whatever it returns, after
+`@masking_secrets` replaced any secret value in it with `***` (`worker/secret_values.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, Wait
 from flowstudio.worker.context import render_node_params
+from flowstudio.worker.secret_values import masking_secrets
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class ProcessPool:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+@masking_secrets
 async def execute_node(
     step: ClaimedStep,
     graph: FlowGraph,
@@ -79,7 +82,8 @@ async def execute_node(
     )
     try:
         with anyio.fail_after(timeout):
-            params = render_node_params(spec, node.data.params, context)
+            raw_params = {**node.data.params, **(step.tweaks or {}).get(step.node_id, {})}
+            params = render_node_params(spec, raw_params, context)
             if spec.compute is not None:
                 import msgspec
 

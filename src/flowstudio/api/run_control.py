@@ -1,0 +1,142 @@
+"""Run control and live events: resume, signal, fork, and the SSE event log of a run.
+
+Each control route checks ownership, then runs one engine function inside `run_transaction` (run row
+locked) and publishes the committed outbox rows: `resume` -> `control.resume_run`, `signal` ->
+`control.deliver_signal`, `fork` -> `control.fork_run`. `events` replays the event log from
+`Last-Event-ID` (or `?after=`) and follows it live through the process's `EventHub`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import psycopg
+from litestar import Request, get, post
+from litestar.datastructures import State
+from litestar.response import ServerSentEvent
+
+from flowstudio.api.deps import User, require
+from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.events import stream_run_events
+from flowstudio.api.runs import owned_run
+from flowstudio.engine import control
+from flowstudio.engine.flowcache import load_graph
+from flowstudio.engine.runtxn import LostRace, run_transaction
+
+
+class SignalIn(msgspec.Struct, kw_only=True):
+    node_id: str
+    payload: Any = None
+    item_index: int = 0
+
+
+class ForkIn(msgspec.Struct, kw_only=True):
+    from_node_id: str
+    inputs: dict[str, Any] | None = None
+
+
+@post("/api/v1/runs/{run_id:uuid}/resume", status_code=202)
+async def resume(
+    run_id: UUID, state: State, user: User, conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any]:
+    require(user, "runs:write")
+    run = await owned_run(conn, user, run_id)
+    graph = await load_graph(conn, run["flow_id"], run["flow_version"])
+    try:
+        async with run_transaction(conn, run_id) as txn:
+            if txn.status not in ("failed", "cancelled"):
+                raise Problem(
+                    409,
+                    "Conflict",
+                    f"only failed or cancelled runs resume; run is " f"{txn.status}",
+                )
+            await control.resume_run(txn, graph)
+    except LostRace as exc:
+        raise not_found("run") from exc
+    await state.publisher.publish_committed(txn.outbox)
+    return {"id": str(run_id), "status": txn.status}
+
+
+@post("/api/v1/runs/{run_id:uuid}/signal", status_code=202)
+async def signal(
+    run_id: UUID, data: SignalIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any]:
+    require(user, "runs:write")
+    run = await owned_run(conn, user, run_id)
+    graph = await load_graph(conn, run["flow_id"], run["flow_version"])
+    if data.node_id not in graph.nodes:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"no node {data.node_id!r} in this flow",
+            errors=[{"path": "body.node_id", "reason": "unknown node"}],
+        )
+    try:
+        async with run_transaction(conn, run_id) as txn:
+            if txn.terminal:
+                raise Problem(409, "Conflict", f"run is already {txn.status}")
+            delivered = await control.deliver_signal(
+                txn, graph, data.node_id, data.payload, data.item_index
+            )
+    except LostRace as exc:
+        raise not_found("run") from exc
+    await state.publisher.publish_committed(txn.outbox)
+    return {"id": str(run_id), "delivered": delivered, "status": txn.status}
+
+
+@post("/api/v1/runs/{run_id:uuid}/fork", status_code=202)
+async def fork(
+    run_id: UUID, data: ForkIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any]:
+    require(user, "runs:write")
+    parent = await owned_run(conn, user, run_id)
+    graph = await load_graph(conn, parent["flow_id"], parent["flow_version"])
+    if data.from_node_id not in graph.nodes:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"no node {data.from_node_id!r} in this flow",
+            errors=[{"path": "body.from_node_id", "reason": "unknown node"}],
+        )
+    new_id, outbox = await control.fork_run(
+        conn, parent, graph, data.from_node_id, data.inputs, user.id
+    )
+    await state.publisher.publish_committed(outbox)
+    return {
+        "id": new_id,
+        "status": "queued",
+        "parent_run_id": str(run_id),
+        "fork_of_node": data.from_node_id,
+    }
+
+
+@get("/api/v1/runs/{run_id:uuid}/events")
+async def events(
+    run_id: UUID,
+    request: Request[Any, Any, Any],
+    state: State,
+    user: User,
+    conn: psycopg.AsyncConnection[Any],
+    after: int | None = None,
+) -> ServerSentEvent:
+    require(user, "runs:read")
+    await owned_run(conn, user, run_id)
+    last = request.headers.get("last-event-id")
+    try:
+        start = int(last) if last else (after or 0)
+    except ValueError as exc:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "Last-Event-ID must be an integer",
+            errors=[{"path": "header.Last-Event-ID", "reason": "not an integer"}],
+        ) from exc
+    return ServerSentEvent(
+        stream_run_events(state.pool, state.hub, str(run_id), start),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+ROUTES = [resume, signal, fork, events]

@@ -1,0 +1,98 @@
+"""Langflow-style synchronous runs for chat apps: `POST /api/v1/run/{flow_id}`.
+
+`run_flow` validates `tweaks` (per-node param overrides for this run only), starts a durable run with
+inputs `{"input_value": ..., **inputs}` through the same path as async runs (idempotency included),
+then either waits for the outputs (200) until `timeout` (then 202 with the run id: the run goes on),
+or with `?stream=true` streams Server-Sent Events: every step event as it commits, keepalive comments,
+and a final `end` event carrying the outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import psycopg
+from litestar import Request, Response, post
+from litestar.datastructures import State
+from litestar.response import ServerSentEventMessage
+
+from flowstudio.api.deps import User
+from flowstudio.api.errors import Problem
+from flowstudio.api.events import EventStream, stream_run_events, wait_terminal
+from flowstudio.api.runs import start_flow_run
+from flowstudio.store import runs as run_store
+
+
+class SyncRunIn(msgspec.Struct, kw_only=True):
+    input_value: Any = None
+    inputs: dict[str, Any] = msgspec.field(default_factory=dict)
+    tweaks: dict[str, Any] = msgspec.field(default_factory=dict)
+    version: int | None = None
+
+
+def result_body(run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": str(run["id"]),
+        "status": run["status"],
+        "outputs": run["outputs"],
+        "error": run["error"],
+    }
+
+
+@post("/api/v1/run/{flow_id:uuid}", status_code=200)
+async def run_flow(
+    flow_id: UUID,
+    data: SyncRunIn,
+    request: Request[Any, Any, Any],
+    state: State,
+    user: User,
+    conn: psycopg.AsyncConnection[Any],
+    stream: bool = False,
+    timeout: float = 60.0,
+) -> Any:
+    if not 0 < timeout <= 600:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "timeout must be in (0, 600] seconds",
+            errors=[{"path": "query.timeout", "reason": "must be in (0, 600]"}],
+        )
+    inputs = {**data.inputs, "input_value": data.input_value}
+    created = await start_flow_run(
+        state,
+        conn,
+        user,
+        flow_id,
+        inputs,
+        data.version,
+        request.headers.get("idempotency-key"),
+        tweaks=data.tweaks,
+    )
+    if stream:
+        return EventStream(
+            _stream(state, created.id),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    run = await wait_terminal(state.pool, state.hub, created.id, timeout)
+    if run["status"] in ("succeeded", "failed", "cancelled"):
+        return Response(result_body(run), status_code=200)
+    return Response(result_body(run), status_code=202)
+
+
+async def _stream(state: State, run_id: str) -> AsyncIterator[ServerSentEventMessage]:
+    async for message in stream_run_events(state.pool, state.hub, run_id, 0):
+        if message.event == "end":
+            async with state.pool.connection() as conn:
+                run = await run_store.get_run(conn, run_id)
+            body = result_body(run) if run else {"run_id": run_id, "status": "deleted"}
+            yield ServerSentEventMessage(
+                data=msgspec.json.encode(body).decode(), event="end", id=message.id
+            )
+            return
+        yield message
+
+
+ROUTES = [run_flow]
