@@ -61,3 +61,12 @@ def test_moves_give_sources_and_destination() -> None:
 def test_unknown_trigger_is_refused() -> None:
     with pytest.raises(IllegalTransition):
         step_move("teleport")
+
+
+def test_every_listed_node_family_has_a_module() -> None:
+    import importlib.util
+
+    from flowstudio.nodes.registry import FAMILIES
+
+    missing = [f for f in FAMILIES if importlib.util.find_spec(f"flowstudio.nodes.{f}") is None]
+    assert not missing, f"FAMILIES lists modules that do not exist: {missing}"
