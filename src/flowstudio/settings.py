@@ -31,6 +31,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_size: int
     log_level: str
     ui_dist: str
+    batch_concurrency: int = 100
 
 
 def _env(name: str, default: str) -> str:
@@ -73,4 +74,5 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         db_pool_size=int(_env("DB_POOL_SIZE", "10")),
         log_level=_env("LOG_LEVEL", "INFO"),
         ui_dist=_env("UI_DIST", "frontend/dist"),
+        batch_concurrency=int(_env("BATCH_CONCURRENCY", "100")),
     )

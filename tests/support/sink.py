@@ -2,7 +2,8 @@
 
 `Sink()` runs a ThreadingHTTPServer on 127.0.0.1 in a thread. Any path answers 200 with JSON
 `{"ok": true, "path", "key", "n"}`; `?sleep=S` delays the answer S seconds (to kill a worker mid-step);
-`?status=N` answers N. `sink.calls[key]` counts requests per Idempotency-Key.
+`?status=N` answers N. `sink.calls[key]` counts requests per Idempotency-Key; `sink.requests` keeps
+each request's path and headers (to check what a node sent, e.g. a secret in a header).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 
 class Sink:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         sink = self
 
@@ -30,6 +33,7 @@ class Sink:
                 key = self.headers.get("Idempotency-Key", "")
                 with sink.lock:
                     sink.calls[key] += 1
+                    sink.requests.append({"path": parts.path, "headers": dict(self.headers)})
                     n = sink.calls[key]
                 if "sleep" in query:
                     time.sleep(float(query["sleep"][0]))

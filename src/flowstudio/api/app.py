@@ -24,9 +24,22 @@ from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
 from flowstudio import __version__
-from flowstudio.api import auth_routes, flows, runs
+from flowstudio.api import (
+    auth_routes,
+    batches,
+    flow_extras,
+    flow_version,
+    flows,
+    keys,
+    ops,
+    run_control,
+    runs,
+    secrets,
+    sync_run,
+)
 from flowstudio.api.deps import provide_conn, provide_user
 from flowstudio.api.errors import exception_handlers, problem_response
+from flowstudio.api.events import EventHub
 from flowstudio.queue.broker import RabbitBroker
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.settings import Settings
@@ -62,9 +75,11 @@ def create_app(settings: Settings) -> Litestar:
         pool = await open_pool(settings, max_size=settings.db_pool_size, name="flowstudio-api")
         broker = RabbitBroker(settings.amqp_url, settings.queue_prefix)
         publisher = OutboxPublisher(broker, pool)
-        app.state.update(pool=pool, broker=broker, publisher=publisher, settings=settings)
+        hub = EventHub(settings)
+        app.state.update(pool=pool, broker=broker, publisher=publisher, settings=settings, hub=hub)
         async with anyio.create_task_group() as tg:
             tg.start_soon(publisher.flush_loop)
+            tg.start_soon(hub.run)
             try:
                 yield
             finally:
@@ -75,6 +90,10 @@ def create_app(settings: Settings) -> Litestar:
             await pool.close()
 
     handlers: list[Any] = [live, ready, *auth_routes.ROUTES, *flows.ROUTES, *runs.ROUTES]
+    handlers += [*keys.ROUTES, *secrets.ROUTES, *flow_extras.ROUTES]
+    handlers += [*run_control.ROUTES, *sync_run.ROUTES]
+    handlers += [*ops.ROUTES, *flow_version.ROUTES]
+    handlers += batches.ROUTES
     dist = Path(settings.ui_dist)
     if (dist / "index.html").is_file():
         handlers.append(

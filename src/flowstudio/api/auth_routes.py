@@ -1,7 +1,11 @@
 """Auth endpoints: login (cookie + bearer token), logout, me, and the sign-up redirect to MAXplatform.
 
-`login` verifies the argon2 hash and creates a revocable session row; the same token is returned as
-`access_token` for programs and set as an HttpOnly SameSite cookie for the browser.
+`login` first asks `store.login_attempts.retry_after` whether the email or the client IP has had
+LOGIN_MAX_FAILURES failed logins within LOGIN_WINDOW_S (then 429 + Retry-After, even for a right
+password, so the limit is no oracle); it then verifies the argon2 hash, records a failure or clears the
+email's failures, and creates a revocable session row; the same token is returned as `access_token` for
+programs and set as an HttpOnly SameSite cookie for the browser. The client IP is what uvicorn reports
+(X-Forwarded-For only from FORWARDED_ALLOW_IPS, loopback by default).
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from flowstudio.api.deps import SESSION_COOKIE, User, bearer_token
 from flowstudio.api.errors import Problem
 from flowstudio.auth.passwords import verify_dummy, verify_password
 from flowstudio.auth.tokens import digest
-from flowstudio.store import users
+from flowstudio.store import login_attempts, users
+
+LOGIN_MAX_FAILURES = 10
+LOGIN_WINDOW_S = 15 * 60
 
 
 class LoginBody(msgspec.Struct, kw_only=True):
@@ -35,12 +42,23 @@ class TokenOut(msgspec.Struct, kw_only=True):
 async def login(
     data: LoginBody, conn: psycopg.AsyncConnection[Any], request: Request[Any, Any, Any]
 ) -> Response[TokenOut]:
-    row = await users.user_by_email(conn, data.email)
+    email = data.email.strip().lower()
+    ip = request.client.host if request.client else "unknown"
+    wait = await login_attempts.retry_after(conn, email, ip, LOGIN_MAX_FAILURES, LOGIN_WINDOW_S)
+    if wait is not None:
+        raise Problem(
+            429,
+            "Too Many Requests",
+            f"too many failed logins; retry in {wait} seconds",
+            headers={"Retry-After": str(wait)},
+        )
+    row = await users.user_by_email(conn, email)
     if row is None:
         verify_dummy(data.password)
+    if row is None or not verify_password(row["password_hash"], data.password):
+        await login_attempts.record_failure(conn, email, ip)
         raise Problem(401, "Unauthorized", "invalid email or password")
-    if not verify_password(row["password_hash"], data.password):
-        raise Problem(401, "Unauthorized", "invalid email or password")
+    await login_attempts.clear_email(conn, email)
     token = await users.create_session(conn, row["id"])
     cookie = Cookie(
         key=SESSION_COOKIE,

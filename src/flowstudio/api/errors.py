@@ -1,6 +1,7 @@
 """Every API error as RFC 9457 problem+json, translated in one place.
 
-Controllers raise `Problem(status, title, detail, errors=[{path, reason}])`; `exception_handlers()`
+Controllers raise `Problem(status, title, detail, errors=[{path, reason}], headers={...})` (headers
+are sent as HTTP headers, e.g. Retry-After; other keywords become body members); `exception_handlers()`
 maps it, Litestar's own HTTP/validation exceptions (body decode errors keep their field path) and
 unexpected exceptions (logged, answered 500 without internals) to `application/problem+json`.
 """
@@ -8,6 +9,7 @@ unexpected exceptions (logged, answered 500 without internals) to `application/p
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from litestar import Request, Response
@@ -16,6 +18,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
 
 class Problem(Exception):
@@ -26,6 +29,7 @@ class Problem(Exception):
         detail: str | None = None,
         *,
         errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail or title)
@@ -33,6 +37,7 @@ class Problem(Exception):
         self.title = title
         self.detail = detail
         self.errors = errors
+        self.headers = headers
         self.extra = extra
 
 
@@ -41,6 +46,7 @@ def problem_response(
     title: str,
     detail: str | None = None,
     errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response[Any]:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
@@ -49,7 +55,7 @@ def problem_response(
     if errors:
         body["errors"] = errors
     body.update(extra)
-    return Response(body, status_code=status, media_type=PROBLEM)
+    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def not_found(what: str) -> Problem:
@@ -57,7 +63,9 @@ def not_found(what: str) -> Problem:
 
 
 def _on_problem(_: Request[Any, Any, Any], exc: Problem) -> Response[Any]:
-    return problem_response(exc.status, exc.title, exc.detail, exc.errors, **exc.extra)
+    return problem_response(
+        exc.status, exc.title, exc.detail, exc.errors, headers=exc.headers, **exc.extra
+    )
 
 
 def _on_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
@@ -69,9 +77,13 @@ def _on_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Respo
             path = message.split(" - at `$", 1)[1].rstrip("`") if " - at `$" in message else ""
             reason = message.split(" - at `$", 1)[0]
             source = item.get("source") or "body"
-            errors.append(
-                {"path": f"{source}{path}" if not key else f"{source}.{key}", "reason": reason}
-            )
+            path = f"{source}{path}" if not key else f"{source}.{key}"
+            if source == "body" and key == "data":  # the error is about the body as a whole
+                path = "body"
+            missing = _MISSING_FIELD.search(reason)
+            if missing:  # point at the missing field itself, not at the object lacking it
+                path = f"{path}.{missing.group(1)}"
+            errors.append({"path": path, "reason": reason})
     malformed = "malformed" in str(exc.detail).lower() or "decode" in str(exc.detail).lower()
     status = 400 if malformed else 422
     return problem_response(

@@ -24,8 +24,10 @@ from flowstudio.api.flows import owned_flow
 from flowstudio.crashpoints import crashpoint
 from flowstudio.engine import checkpoint
 from flowstudio.engine.advance import cancel_run
+from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, run_transaction
 from flowstudio.engine.states import RUN_TERMINAL
+from flowstudio.flows.validate import validate_tweaks
 from flowstudio.store import runs as store
 
 
@@ -51,6 +53,7 @@ async def start_flow_run(
     inputs: dict[str, Any],
     version: int | None,
     idempotency_key: str | None,
+    tweaks: dict[str, Any] | None = None,
 ) -> RunCreated:
     require(user, "runs:write")
     flow = await owned_flow(conn, user, flow_id)
@@ -69,6 +72,16 @@ async def start_flow_run(
             f"flow has no version {pinned}",
             errors=[{"path": "body.version", "reason": "no such version"}],
         )
+    if tweaks:
+        graph = await load_graph(conn, flow_id, pinned)
+        errors = validate_tweaks(graph.definition, tweaks)
+        if errors:
+            raise Problem(
+                422,
+                "Invalid tweaks",
+                errors[0].reason,
+                errors=[msgspec.to_builtins(e) for e in errors],
+            )
     started = await checkpoint.start_run(
         conn,
         flow_id=flow_id,
@@ -76,6 +89,7 @@ async def start_flow_run(
         owner_id=user.id,
         inputs=inputs,
         idempotency_key=idempotency_key,
+        tweaks=tweaks,
     )
     crashpoint("api.run_committed")
     await state.publisher.publish_committed(started.outbox)

@@ -1,7 +1,7 @@
 """Advance a run after any step transition: ready/skip what the planner decides, settle the run.
 
 `advance_run(txn, graph)` runs inside the caller's checkpoint transaction (run row locked): it reads the
-run's step states, asks `planner.plan()` which pending steps become ready or skipped, moves them with
+run's step states (unless the caller passes them), asks `planner.plan()` which pending steps become ready or skipped, moves them with
 guarded UPDATEs (ready ones get outbox rows), then settles the run with `planner.run_state()`:
 succeeded (outputs collected from `output` nodes), waiting, or running. `fail_run(txn, ...)` and
 `cancel_run_steps(txn, ...)` end a run and cancel every live step (running ones lose their lease).
@@ -40,10 +40,15 @@ async def collect_outputs(txn: RunTxn, graph: FlowGraph) -> Any:
     return rows
 
 
-async def advance_run(txn: RunTxn, graph: FlowGraph) -> None:
+async def advance_run(
+    txn: RunTxn, graph: FlowGraph, states: dict[str, StepState] | None = None
+) -> None:
+    """`states`: the run's current step states when the caller just read them under the run lock
+    (`txn.move_steps_reading_states`); otherwise they are loaded here."""
     if txn.terminal:
         return
-    states = await load_states(txn)
+    if states is None:
+        states = await load_states(txn)
     decided = plan(graph, states)
     if decided.ready:
         await txn.move_steps(
@@ -68,6 +73,11 @@ async def settle_run(txn: RunTxn, graph: FlowGraph, state: str) -> None:
             if txn.status == "queued":
                 txn.move_run("start", started_at=True)
             txn.move_run("succeed", outputs=await collect_outputs(txn, graph), finished_at=True)
+        case "waiting" if await _items_live(txn):
+            if txn.status == "queued":
+                txn.move_run("start", started_at=True)
+            elif txn.status == "waiting":
+                txn.move_run("wake")
         case "waiting":
             if txn.status == "queued":
                 txn.move_run("start", started_at=True)
@@ -77,6 +87,16 @@ async def settle_run(txn: RunTxn, graph: FlowGraph, state: str) -> None:
                 txn.move_run("wake")
         case "failed":  # normally settled by fail_run in the failing transaction; repair here
             await fail_run(txn, {"message": "a step failed", "node_id": None})
+
+
+async def _items_live(txn: RunTxn) -> bool:
+    """Map items run under a `waiting` map step: the run is running while any item is live."""
+    cur = await txn.conn.execute(
+        """SELECT 1 FROM steps WHERE run_id = %s AND item_index > 0
+           AND status IN ('ready', 'running', 'retrying', 'waiting') LIMIT 1""",
+        (txn.run["id"],),
+    )
+    return await cur.fetchone() is not None
 
 
 async def cancel_run_steps(txn: RunTxn, reason: str) -> list[dict[str, Any]]:

@@ -18,6 +18,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from flowstudio.engine.advance import advance_run, fail_run
+from flowstudio.engine.control import consume_buffered_signal
+from flowstudio.engine.fanout import advance_map
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
 from flowstudio.flows.graph import FlowGraph
@@ -36,6 +38,7 @@ class ClaimedStep:
     flow_version: int
     inputs: dict[str, Any]
     owner_id: str
+    tweaks: dict[str, Any] | None = None  # per-run param overrides {node_id: {param: value}}
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ async def start_run(
     idempotency_key: str | None = None,
     parent_run_id: Any = None,
     batch_id: Any = None,
+    tweaks: dict[str, Any] | None = None,
 ) -> StartedRun:
     """Insert the run, all its steps (roots ready) and their outbox rows in one transaction.
 
@@ -72,8 +76,8 @@ async def start_run(
     async with conn.transaction():
         cur = await conn.execute(
             """INSERT INTO runs (id, flow_id, flow_version, owner_id, inputs, idempotency_key,
-                                 parent_run_id, batch_id)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                                 parent_run_id, batch_id, tweaks)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id""",
             (
                 run_id,
@@ -84,6 +88,7 @@ async def start_run(
                 idempotency_key,
                 parent_run_id,
                 batch_id,
+                Jsonb(tweaks or {}),
             ),
         )
         if await cur.fetchone() is None:
@@ -146,6 +151,7 @@ async def claim_step(
         run["flow_version"],
         run["inputs"],
         str(run["owner_id"]),
+        run["tweaks"] or None,
     )
 
 
@@ -177,19 +183,25 @@ async def commit_success(
     branch: str | None = None,
     data: Any = None,
 ) -> list[OutboxMessage]:
+    """The hot path: the guarded move, the payload row and the run's step states are one statement."""
     graph = await load_graph(conn, step.flow_id, step.flow_version)
     async with run_transaction(conn, step.run_id) as txn:
-        moved = await txn.move_steps(
-            "succeed",
-            FENCE,
-            {**_fence(step, worker_id), "branch": branch},
-            set_sql=f"branch = %(branch)s, finished_at = now(), error = NULL, {CLEAR_LEASE}",
-            data=data,
-        )
-        if not moved:
-            raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
-        await _save_io(conn, step.step_id, input_, output)
-        await advance_run(txn, graph)
+        params = {**_fence(step, worker_id), "branch": branch}
+        set_sql = f"branch = %(branch)s, finished_at = now(), error = NULL, {CLEAR_LEASE}"
+        if step.item_index > 0:  # a map item: the map's own bookkeeping decides what is next
+            moved = await txn.move_steps(
+                "succeed", FENCE, params, set_sql=set_sql, data=data, io=(input_, output)
+            )
+            if not moved:
+                raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+            await advance_map(txn, graph, step.node_id)
+        else:
+            moved, states = await txn.move_steps_reading_states(
+                "succeed", FENCE, params, set_sql=set_sql, data=data, io=(input_, output)
+            )
+            if not moved:
+                raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+            await advance_run(txn, graph, states)
     return txn.outbox
 
 
@@ -201,8 +213,10 @@ async def commit_wait(
     input_: Any,
     output: Any,
     seconds: float | None,
+    accepts_signal: bool = False,
 ) -> list[OutboxMessage]:
-    """Park the step: `waiting` with a due time (a durable timer) or, without one, until a signal."""
+    """Park the step: `waiting` with a due time (a durable timer) and/or until a signal. A signal
+    that arrived before the node started waiting is consumed in this same transaction."""
     graph = await load_graph(conn, step.flow_id, step.flow_version)
     async with run_transaction(conn, step.run_id) as txn:
         moved = await txn.move_steps(
@@ -216,7 +230,13 @@ async def commit_wait(
         if not moved:
             raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
         await _save_io(conn, step.step_id, input_, output)
-        await advance_run(txn, graph)
+        if not (
+            accepts_signal
+            and await consume_buffered_signal(
+                txn, graph, step.step_id, step.node_id, step.item_index
+            )
+        ):
+            await advance_run(txn, graph)
     return txn.outbox
 
 
@@ -264,7 +284,9 @@ async def commit_failure(
         if not moved:
             raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
         await _save_io(conn, step.step_id, input_, None)
-        if outcome == "failed":
+        if outcome == "failed" and step.item_index > 0:
+            await advance_map(txn, graph, step.node_id, failed_item=step.item_index)
+        elif outcome == "failed":
             await fail_run(txn, {"node_id": step.node_id, **error})
     return outcome
 

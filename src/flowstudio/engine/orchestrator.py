@@ -6,6 +6,7 @@ loudly; a database outage only delays them, see `_guarded`):
   the next due time (at most `TIMER_POLL` seconds, so timers added by other processes are seen).
 - `recovery_loop`: every RECOVERY_INTERVAL seconds reaps expired leases, re-dispatches ready steps whose
   message was lost, settles runs with no live work, and relays outbox rows the fast path missed.
+- `batches.batch_loop`: starts queued runs of batches, at most BATCH_CONCURRENCY live per batch.
 - the process heartbeat. Any number of orchestrators may run: every move is guarded and row-locked.
 """
 
@@ -17,7 +18,8 @@ from typing import Any
 
 import anyio
 
-from flowstudio.engine import recovery
+from flowstudio.crashpoints import crashpoint
+from flowstudio.engine import batches, children, recovery
 from flowstudio.engine.runtxn import OutboxMessage
 from flowstudio.nodes import registry
 from flowstudio.queue.broker import RabbitBroker
@@ -46,6 +48,7 @@ class Orchestrator:
             "redispatched": 0,
             "settled": 0,
             "relayed": 0,
+            "orphans_cancelled": 0,
         }
 
     async def run(self) -> None:
@@ -63,6 +66,7 @@ class Orchestrator:
                 tg.start_soon(self.timer_loop)
                 tg.start_soon(self.recovery_loop)
                 tg.start_soon(self.publisher.flush_loop)
+                tg.start_soon(batches.batch_loop, self.pool, self.publisher, self.settings)
                 tg.start_soon(
                     process_heartbeat_loop, self.pool, self.id, "orchestrator", self.stats, 2.0
                 )
@@ -92,12 +96,15 @@ class Orchestrator:
     async def timer_pass(self) -> float:
         async with self.pool.connection() as conn:
             fired = await recovery.fire_due_timers(conn)
+            fired += await children.complete_finished_children(conn)
             cur = await conn.execute(
                 """SELECT extract(epoch FROM min(due_at) - now()) AS wait FROM steps
                    WHERE status IN ('retrying', 'waiting') AND due_at IS NOT NULL"""
             )
             row = await cur.fetchone()
         self.stats["timers"] += len(fired)
+        if fired:
+            crashpoint("orchestrator.timers_committed")
         await self._publish(fired)
         wait = row["wait"] if row and row["wait"] is not None else TIMER_POLL
         return max(0.005, min(float(wait), TIMER_POLL))
@@ -112,6 +119,7 @@ class Orchestrator:
             reaped = await recovery.reap_expired_leases(conn, self.settings.lease_recoveries)
             redispatched = await recovery.redispatch_stale(conn, self.settings.redispatch_after)
             settled = await recovery.settle_stuck_runs(conn)
+            self.stats["orphans_cancelled"] += await children.cancel_orphan_children(conn)
         self.stats["reaped"] += len(reaped)
         self.stats["redispatched"] += len(redispatched)
         self.stats["settled"] += len(settled)

@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from flowstudio.engine.advance import advance_run, fail_run
 from flowstudio.engine.control import fire_signal_timeout
+from flowstudio.engine.fanout import advance_map
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
 
@@ -31,7 +32,7 @@ BATCH = 200
 
 async def fire_due_timers(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMessage]:
     cur = await conn.execute(
-        """SELECT id, run_id, status, node_id, node_type FROM steps
+        """SELECT id, run_id, status, node_id, node_type, item_index FROM steps
            WHERE status IN ('retrying', 'waiting') AND due_at <= now()
            ORDER BY due_at LIMIT %s""",
         (BATCH,),
@@ -64,7 +65,10 @@ async def fire_due_timers(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMess
                     )
                     if moved:
                         graph = await load_graph(conn, txn.run["flow_id"], txn.run["flow_version"])
-                        await advance_run(txn, graph)
+                        if row["item_index"] > 0:
+                            await advance_map(txn, graph, row["node_id"])
+                        else:
+                            await advance_run(txn, graph)
                 if not moved:
                     raise LostRace("timer already fired")
             out += txn.outbox
@@ -152,6 +156,8 @@ async def settle_stuck_runs(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMe
         """SELECT r.id FROM runs r
            WHERE r.status IN ('queued', 'running', 'waiting')
              AND r.updated_at < now() - interval '5 seconds'
+             -- unstarted batch runs wait for the batch dispatcher (engine/batches.py)
+             AND NOT (r.batch_id IS NOT NULL AND r.status = 'queued' AND r.event_seq = 1)
              AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.id
                              AND s.status IN ('ready', 'running', 'retrying', 'waiting'))
            LIMIT %s""",

@@ -4,8 +4,11 @@ Every engine transition opens `async with run_transaction(conn, run_id) as txn:`
 transaction and locks the run row (`SELECT ... FOR UPDATE`), serializing all transitions of that run
 (so a join cannot fire twice or never). Inside, `txn.move_steps()` issues guarded UPDATEs (the source
 states come from `engine/states.py`), `txn.move_run()` checks the run machine, and `txn.event()` /
-`txn.dispatch()` queue event-log and outbox rows. `flush()` writes them all before COMMIT: events get
-gapless `seq` numbers from `runs.event_seq`, and `txn.outbox` lists the committed messages to publish.
+`txn.dispatch()` queue event-log and outbox rows. `flush()` writes them all before COMMIT in one
+statement (run row, events, NOTIFY, outbox): events get gapless `seq` numbers from `runs.event_seq`,
+and `txn.outbox` lists the committed messages to publish. Round trips are the hot path's cost, so
+`move_steps(io=...)` can upsert the payload row and `move_steps_reading_states()` can return the run's
+step states (for `advance_run`) in the same statement as the move.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from flowstudio.engine.planner import StepState
 from flowstudio.engine.states import RUN_TERMINAL, run_move, step_move
+
+NOTIFY_CHANNEL = "fs_run_events"  # payload `{run_id}:{last seq}`, sent at COMMIT
 
 
 @dataclass(frozen=True)
@@ -79,20 +85,86 @@ class RunTxn:
         *,
         set_sql: str = "",
         data: Any = None,
+        io: tuple[Any, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """Guarded move of this run's steps matching `where`; returns moved rows with `from_status`."""
+        """Guarded move of this run's steps matching `where`; returns moved rows with `from_status`.
+
+        `io=(input, output)` also upserts the moved steps' payload row in the same statement."""
+        rows, _ = await self._move(trigger, where, params, set_sql, data, io, read_states=False)
+        return rows
+
+    async def move_steps_reading_states(
+        self,
+        trigger: str,
+        where: str,
+        params: dict[str, Any],
+        *,
+        set_sql: str = "",
+        data: Any = None,
+        io: tuple[Any, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, StepState]]:
+        """`move_steps`, plus the run's top-level step states as they are after the move, read in the
+        same statement: what `advance_run` needs next, without another round trip. The statement's
+        snapshot predates its own UPDATE, so the moved rows are patched in; nothing else can change
+        this run's steps meanwhile (the run row is locked)."""
+        return await self._move(trigger, where, params, set_sql, data, io, read_states=True)
+
+    async def _move(
+        self,
+        trigger: str,
+        where: str,
+        params: dict[str, Any],
+        set_sql: str,
+        data: Any,
+        io: tuple[Any, Any] | None,
+        *,
+        read_states: bool,
+    ) -> tuple[list[dict[str, Any]], dict[str, StepState]]:
         sources, dest = step_move(trigger)
         extra = f", {set_sql}" if set_sql else ""
-        cur = await self.conn.execute(
-            f"""UPDATE steps s SET status = %(dest)s{extra}
+        query = f"""UPDATE steps s SET status = %(dest)s{extra}
                 FROM steps old
                 WHERE old.id = s.id AND s.run_id = %(run_id)s AND s.status = ANY(%(sources)s)
                   AND ({where})
                 RETURNING s.id, s.node_id, s.item_index, s.attempt, s.max_attempts, s.node_type,
-                          old.status AS from_status""",
-            {**params, "dest": dest, "run_id": self.run["id"], "sources": sources},
-        )
+                          s.branch, old.status AS from_status"""
+        args = {**params, "dest": dest, "run_id": self.run["id"], "sources": sources}
+        if io is not None or read_states:
+            ctes = [f"moved AS ({query})"]
+            select = "SELECT m.* FROM moved m"
+            if io is not None:
+                ctes.append("""io AS (INSERT INTO step_io (step_id, input, output)
+                              SELECT id, %(_io_input)s, %(_io_output)s FROM moved
+                              ON CONFLICT (step_id) DO UPDATE
+                              SET input = EXCLUDED.input, output = EXCLUDED.output)""")
+                args["_io_input"], args["_io_output"] = Jsonb(io[0]), Jsonb(io[1])
+            if read_states:
+                ctes.append(
+                    """st AS (SELECT array_agg(node_id) AS st_nodes, array_agg(status) AS st_status,
+                                     array_agg(branch) AS st_branch
+                              FROM steps WHERE run_id = %(run_id)s AND item_index = 0)"""
+                )
+                select = "SELECT m.*, st.* FROM moved m, st"
+            query = f"WITH {', '.join(ctes)} {select}"
+        cur = await self.conn.execute(query, args)
         rows = await cur.fetchall()
+        states: dict[str, StepState] = {}
+        if read_states and rows:
+            first = rows[0]
+            states = {
+                node: StepState(status, branch)
+                for node, status, branch in zip(
+                    first["st_nodes"] or [],
+                    first["st_status"] or [],
+                    first["st_branch"] or [],
+                    strict=True,
+                )
+            }
+            for row in rows:
+                for key in ("st_nodes", "st_status", "st_branch"):
+                    del row[key]
+                if row["item_index"] == 0:
+                    states[row["node_id"]] = StepState(dest, row["branch"])
         for row in rows:
             self.event(
                 "step",
@@ -106,73 +178,71 @@ class RunTxn:
             )
             if dest == "ready":
                 self.dispatch(row["id"], row["attempt"])
-        return rows
+        return rows, states
 
     async def flush(self) -> None:
+        """Write the run row, the events, the NOTIFY and the outbox rows in ONE statement.
+
+        Events take the seqs `event_seq - n + 1 .. event_seq` of the incremented counter (gapless
+        under the run lock); the data-modifying CTEs all run exactly once."""
         n = len(self.events)
         sets = ["event_seq = event_seq + %(n)s", "updated_at = now()"]
-        params: dict[str, Any] = {"id": self.run["id"], "n": n}
+        params: dict[str, Any] = {
+            "id": self.run["id"],
+            "n": n,
+            "events": Jsonb([{k: v for k, v in e.items() if v is not None} for e in self.events]),
+            "ob_steps": [s for s, _ in self.to_dispatch],
+            "ob_tokens": [t for _, t in self.to_dispatch],
+            "channel": NOTIFY_CHANNEL,
+        }
         for key, value in self.run_updates.items():
-            if key in ("outputs", "error"):
+            if key in ("outputs", "error") and value is not None:
                 value = Jsonb(value)
-            if key in ("started_at", "finished_at"):
+            if key in ("started_at", "finished_at") and value is not None:
                 sets.append(f"{key} = coalesce({key}, now())")
                 continue
             sets.append(f"{key} = %({key})s")
             params[key] = value
         cur = await self.conn.execute(
-            f"UPDATE runs SET {', '.join(sets)} WHERE id = %(id)s RETURNING event_seq", params
+            f"""WITH r AS (
+                    UPDATE runs SET {', '.join(sets)} WHERE id = %(id)s RETURNING event_seq
+                ), ev AS (
+                    INSERT INTO run_events (run_id, seq, kind, step_id, node_id, item_index,
+                                            attempt, from_status, to_status, data)
+                    SELECT %(id)s, r.event_seq - %(n)s::int + e.ord::int, e.ev->>'kind',
+                           (e.ev->>'step_id')::bigint, e.ev->>'node_id',
+                           (e.ev->>'item_index')::int, (e.ev->>'attempt')::int,
+                           e.ev->>'from_status', e.ev->>'to_status', e.ev->'data'
+                    FROM r, jsonb_array_elements(%(events)s) WITH ORDINALITY AS e(ev, ord)
+                ), ob AS (
+                    INSERT INTO outbox (run_id, step_id, token)
+                    SELECT %(id)s, u.s, u.t
+                    FROM unnest(%(ob_steps)s::bigint[], %(ob_tokens)s::int[]) AS u(s, t)
+                    RETURNING id, step_id, token
+                ), nt AS (
+                    SELECT pg_notify(%(channel)s, %(id)s::text || ':' || r.event_seq)
+                    FROM r WHERE %(n)s::int > 0
+                )
+                SELECT r.event_seq, (SELECT count(*) FROM nt) AS notified,
+                       ARRAY(SELECT ob.id FROM ob ORDER BY ob.id) AS ob_ids,
+                       ARRAY(SELECT ob.step_id FROM ob ORDER BY ob.id) AS ob_steps,
+                       ARRAY(SELECT ob.token FROM ob ORDER BY ob.id) AS ob_tokens
+                FROM r""",
+            params,
         )
         row = await cur.fetchone()
         assert row is not None
-        last = row["event_seq"]
-        if n:
-            first = last - n + 1
-            async with self.conn.cursor() as c:
-                await c.executemany(
-                    """INSERT INTO run_events (run_id, seq, kind, step_id, node_id, item_index,
-                           attempt, from_status, to_status, data)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                    [
-                        (
-                            self.run["id"],
-                            first + i,
-                            e["kind"],
-                            e.get("step_id"),
-                            e.get("node_id"),
-                            e.get("item_index"),
-                            e.get("attempt"),
-                            e.get("from_status"),
-                            e.get("to_status"),
-                            Jsonb(e["data"]) if e.get("data") is not None else None,
-                        )
-                        for i, e in enumerate(self.events)
-                    ],
-                )
-            await self.conn.execute(
-                "SELECT pg_notify('fs_run_events', %s)", (f"{self.run['id']}:{last}",)
-            )
         if self.to_dispatch:
-            cur = await self.conn.execute(
-                """INSERT INTO outbox (run_id, step_id, token)
-                   SELECT %s, s, t FROM unnest(%s::bigint[], %s::int[]) AS u(s, t)
-                   RETURNING id, step_id, token""",
-                (
-                    self.run["id"],
-                    [s for s, _ in self.to_dispatch],
-                    [t for _, t in self.to_dispatch],
-                ),
-            )
             self.outbox = [
-                OutboxMessage(r["id"], self.run_id, r["step_id"], r["token"])
-                for r in await cur.fetchall()
+                OutboxMessage(i, self.run_id, s, t)
+                for i, s, t in zip(row["ob_ids"], row["ob_steps"], row["ob_tokens"], strict=True)
             ]
         self.events.clear()
         self.to_dispatch.clear()
         self.run_updates.clear()
 
 
-RUN_COLUMNS = "id, status, flow_id, flow_version, owner_id, inputs, event_seq"
+RUN_COLUMNS = "id, status, flow_id, flow_version, owner_id, inputs, tweaks, event_seq"
 
 
 @asynccontextmanager

@@ -10,11 +10,14 @@ Execute returns `Done(output, branch)` or `Wait(seconds, output)` or raises `Nod
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+
+log = logging.getLogger(__name__)
 
 
 class NodeError(Exception):
@@ -42,6 +45,22 @@ class Wait:
     accepts_signal: bool = False  # a signal (API /signal) completes the wait early
 
 
+@dataclass(frozen=True)
+class Expand:
+    """Fan out: run the map's body once per item (each item its own durable step)."""
+
+    items: list[Any]
+
+
+@dataclass(frozen=True)
+class StartChild:
+    """Run another flow as a durable child run; the step completes with the child's outputs."""
+
+    flow_id: str
+    version: int | None
+    inputs: dict[str, Any]
+
+
 @dataclass
 class NodeContext:
     run_id: str
@@ -54,6 +73,12 @@ class NodeContext:
     settings: Any
     http: Any = None  # shared httpx.AsyncClient of the worker
     context: dict[str, Any] = field(default_factory=dict)  # template context (upstream outputs)
+    owner_id: str = ""  # the run owner: scope of per-user data (chat memory, vector collections)
+    db: Any = (
+        None  # the worker's psycopg AsyncConnectionPool, for nodes that keep data in PostgreSQL
+    )
+    # ephemeral notifications (e.g. LLM tokens): emit(channel, payload) -> pg_notify, not the event log
+    emit: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -66,7 +91,7 @@ class Port:
     type: str = "any"
 
 
-Execute = Callable[[NodeContext, Any], Awaitable[Done | Wait]]
+Execute = Callable[[NodeContext, Any], Awaitable["Done | Wait | Expand | StartChild"]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +106,7 @@ class NodeSpec:
     inputs: tuple[Port, ...] = (Port("in"),)
     outputs: tuple[Port, ...] = (Port("out"),)
     expressions: tuple[str, ...] = ()  # params evaluated as expressions, not rendered as templates
+    deferred: tuple[str, ...] = ()  # params rendered later by the engine (a map's per-item body)
     default_timeout_s: float = 300.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -91,9 +117,20 @@ class NodeSpec:
     def decode_params(self, raw: dict[str, Any]) -> Any:
         return msgspec.convert(raw, self.params)
 
+    # ports that depend on the node's params (a router's routes); None: `outputs` is the list
+    dynamic_outputs: Callable[[dict[str, Any]], tuple[Port, ...]] | None = None
+
+    def outputs_for(self, params: dict[str, Any]) -> tuple[Port, ...]:
+        if self.dynamic_outputs is None:
+            return self.outputs
+        try:
+            return self.dynamic_outputs(params)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return self.outputs  # bad params are reported by the params check
+
 
 _REGISTRY: dict[str, NodeSpec] = {}
-FAMILIES = ("io", "logic", "text", "http")
+FAMILIES = ("io", "logic", "text", "http", "flowctl", "llm", "rag", "data", "code")
 
 
 def register(spec: NodeSpec) -> NodeSpec:
@@ -105,9 +142,21 @@ def register(spec: NodeSpec) -> NodeSpec:
     return spec
 
 
+_LOADED: list[bool] = []
+
+
 def load_all() -> dict[str, NodeSpec]:
-    for family in FAMILIES:
-        importlib.import_module(f"flowstudio.nodes.{family}")
+    """Import every node family once (later calls are a list check: `get` is on the hot path)."""
+    if not _LOADED:
+        for family in FAMILIES:
+            name = f"flowstudio.nodes.{family}"
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name != name:
+                    raise
+                log.error("node family %r is listed in FAMILIES but has no module", family)
+        _LOADED.append(True)
     return _REGISTRY
 
 

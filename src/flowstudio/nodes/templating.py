@@ -4,6 +4,8 @@ One Jinja2 `ImmutableSandboxedEnvironment` (no attribute access to internals, no
 objects). `render_params(params, context)` renders every string inside params (recursively);
 `referenced_names(params)` lists the top-level names the templates use, so the worker loads only those
 upstream outputs and the validator can refuse references to nodes that do not exist.
+`referenced_secrets(params)` lists the NAMEs used as `secrets.NAME` / `secrets["NAME"]`, so the worker
+decrypts only those (`worker/context.py`).
 `evaluate(expression, context)` evaluates a safe boolean/value expression for `condition`.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -62,6 +64,35 @@ def referenced_names(params: Any, expressions: list[str] | None = None) -> set[s
         except TemplateSyntaxError as exc:
             raise TemplateError(f"expression syntax error: {exc.message}") from exc
     return names - set(ENV.globals)
+
+
+def _secret_names_in(tree: nodes.Template) -> set[str]:
+    found: set[str] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == "secrets"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.add(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found.add(node.arg.value)
+    return found
+
+
+def referenced_secrets(params: Any, expressions: list[str] | None = None) -> set[str]:
+    """Secret names used literally; a dynamic `secrets[expr]` loads nothing (and fails as undefined)."""
+    sources = _walk_strings(params) + ["{{ " + e + " }}" for e in expressions or []]
+    names: set[str] = set()
+    for source in sources:
+        if "secrets" not in source:
+            continue
+        try:
+            names |= _secret_names_in(ENV.parse(source))
+        except TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template syntax error: {exc.message} (line {exc.lineno})"
+            ) from exc
+    return names
 
 
 def render_string(source: str, context: dict[str, Any]) -> str:

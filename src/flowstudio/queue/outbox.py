@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 from psycopg_pool import AsyncConnectionPool
 
+from flowstudio.crashpoints import crashpoint
 from flowstudio.engine.runtxn import OutboxMessage
 from flowstudio.queue.broker import RabbitBroker
 
@@ -74,6 +75,7 @@ async def relay_once(
         await broker.publish(
             [OutboxMessage(r["id"], str(r["run_id"]), r["step_id"], r["token"]) for r in rows]
         )
+        crashpoint("outbox.relay_published")
         await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],))
     log.info("relayed %d outbox messages", len(rows))
     return len(rows)

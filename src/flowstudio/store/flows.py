@@ -1,4 +1,9 @@
-"""SQL for flows and their immutable versions (API flow routes call these)."""
+"""SQL for flows and their immutable versions (API flow routes call these).
+
+`create_flow` writes the flow and version 1 in one transaction; `update_flow` writes a new immutable
+version whenever the definition changes (restore, in `api/flow_extras.py`, is an update with an old
+version's definition, read by `get_version`); duplicate and import are `create_flow` calls.
+"""
 
 from __future__ import annotations
 
@@ -98,3 +103,14 @@ async def list_versions(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> lis
         (flow_id,),
     )
     return await cur.fetchall()
+
+
+async def get_version(
+    conn: psycopg.AsyncConnection[Any], flow_id: Any, version: int
+) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        """SELECT version, definition, created_at, created_by FROM flow_versions
+           WHERE flow_id = %s AND version = %s""",
+        (flow_id, version),
+    )
+    return await cur.fetchone()

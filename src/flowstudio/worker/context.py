@@ -1,10 +1,13 @@
 """What a claimed step sees: its port input, its template context, and its rendered params.
 
-`build_context(conn, step, graph, spec)` loads in one query the outputs of the node's predecessors and
-of every node its templates reference (names cached per pinned version), computes the port input from
-the active incoming edges (one edge: that output; several: a dict by source id; none: the run inputs),
-and returns the template context. `render_node_params(spec, raw, context)` renders templates (not the
-params the node evaluates itself as expressions) and decodes them into the node's params Struct.
+`build_context(conn, step, graph, spec, secret_key)` loads in one query the outputs of the node's
+predecessors and of every node its templates reference (names cached per pinned version), computes
+the port input from the active incoming edges (one edge: that output; several: a dict by source id;
+none: the run inputs), and returns the template context, with the run owner's decrypted secrets that
+the node's templates reference (`secret_values.load_step_secrets`; no query when none is used).
+`render_node_params(spec, raw, context)` fails the step non-retryably if a referenced secret is
+missing, renders templates (not the params the node evaluates itself as expressions) and decodes them
+into the node's params Struct.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from flowstudio.engine.planner import StepState, edge_active
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.nodes.registry import NodeError, NodeSpec
 from flowstudio.nodes.templating import RESERVED, TemplateError, referenced_names, render_params
+from flowstudio.worker.secret_values import load_step_secrets, secret_problem
 
 
 @lru_cache(maxsize=4096)
@@ -34,7 +38,11 @@ def _needed_nodes(graph: FlowGraph, node_id: str, spec: NodeSpec) -> tuple[str, 
 
 
 async def build_context(
-    conn: psycopg.AsyncConnection[Any], step: ClaimedStep, graph: FlowGraph, spec: NodeSpec
+    conn: psycopg.AsyncConnection[Any],
+    step: ClaimedStep,
+    graph: FlowGraph,
+    spec: NodeSpec,
+    secret_key: str | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     needed = _needed_nodes(graph, step.node_id, spec)
     outputs: dict[str, Any] = {}
@@ -68,15 +76,19 @@ async def build_context(
         "inputs": step.inputs,
         "input": port_input,
         "run": {"id": step.run_id, "flow_id": step.flow_id, "attempt": step.attempt},
-        "secrets": {},
+        **await load_step_secrets(conn, step, graph, spec, secret_key),
     }
     return port_input, context
 
 
 def render_node_params(spec: NodeSpec, raw: dict[str, Any], context: dict[str, Any]) -> Any:
+    problem = secret_problem(context)
+    if problem:
+        raise NodeError(problem, retryable=False)
     try:
         rendered = {
-            k: (v if k in spec.expressions else render_params(v, context)) for k, v in raw.items()
+            k: (v if k in spec.expressions or k in spec.deferred else render_params(v, context))
+            for k, v in raw.items()
         }
     except TemplateError as exc:
         raise NodeError(str(exc), retryable=False) from exc

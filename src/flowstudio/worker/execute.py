@@ -19,8 +19,17 @@ import anyio
 
 from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.flows.graph import FlowGraph
-from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, Wait
+from flowstudio.nodes.registry import (
+    Done,
+    Expand,
+    NodeContext,
+    NodeError,
+    NodeSpec,
+    StartChild,
+    Wait,
+)
 from flowstudio.worker.context import render_node_params
+from flowstudio.worker.items import step_params
 from flowstudio.worker.secret_values import masking_secrets
 
 log = logging.getLogger(__name__)
@@ -32,7 +41,7 @@ class Failure:
     retryable: bool
 
 
-Outcome = Done | Wait | Failure
+Outcome = Done | Wait | Expand | StartChild | Failure
 
 
 class ProcessPool:
@@ -66,8 +75,8 @@ async def execute_node(
     http: Any,
     procpool: ProcessPool,
 ) -> Outcome:
-    node = graph.nodes[step.node_id]
-    timeout = node.data.timeout_s or spec.default_timeout_s
+    node_params, node_timeout = step_params(step, graph)
+    timeout = node_timeout or spec.default_timeout_s
     ctx = NodeContext(
         step.run_id,
         step.step_id,
@@ -82,7 +91,7 @@ async def execute_node(
     )
     try:
         with anyio.fail_after(timeout):
-            raw_params = {**node.data.params, **(step.tweaks or {}).get(step.node_id, {})}
+            raw_params = {**node_params, **(step.tweaks or {}).get(step.node_id, {})}
             params = render_node_params(spec, raw_params, context)
             if spec.compute is not None:
                 import msgspec

@@ -19,12 +19,13 @@ import httpx
 import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 
-from flowstudio.engine import checkpoint
+from flowstudio.crashpoints import crashpoint
+from flowstudio.engine import checkpoint, children
 from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage
 from flowstudio.nodes import registry
-from flowstudio.nodes.registry import Done, Wait
+from flowstudio.nodes.registry import Done, Expand, NodeError, StartChild, Wait
 from flowstudio.queue.broker import RabbitBroker, decode_message
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.runtime import (
@@ -38,6 +39,7 @@ from flowstudio.settings import Settings
 from flowstudio.store.db import open_pool, retry_db
 from flowstudio.worker.context import build_context
 from flowstudio.worker.execute import Failure, Outcome, ProcessPool, execute_node
+from flowstudio.worker.items import load_item, resolve_child_flow
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,9 @@ class Worker:
                 async with self.pool.connection() as conn:
                     graph = await load_graph(conn, step.flow_id, step.flow_version)
                     port_input, context = await build_context(conn, step, graph, spec)
+                    if step.item_index > 0:  # a map item: its input is the item
+                        port_input = await load_item(conn, step)
+                        context.update(item=port_input, input=port_input)
                 outcome = await execute_node(
                     step,
                     graph,
@@ -196,15 +201,47 @@ class Worker:
                         return await checkpoint.commit_success(
                             conn, step, self.id, input_=port_input, output=output, branch=branch
                         )
-                    case Wait(seconds=seconds, output=output):
+                    case Wait(seconds=seconds, output=output, accepts_signal=accepts_signal):
                         return await checkpoint.commit_wait(
-                            conn, step, self.id, input_=port_input, output=output, seconds=seconds
+                            conn,
+                            step,
+                            self.id,
+                            input_=port_input,
+                            output=output,
+                            seconds=seconds,
+                            accepts_signal=accepts_signal,
                         )
                     case Failure(error=error, retryable=retryable):
                         await checkpoint.commit_failure(
                             conn, step, self.id, error=error, retryable=retryable, input_=port_input
                         )
                         return []
+                    case Expand(items=items):
+                        return await children.commit_expand(
+                            conn, step, self.id, input_=port_input, items=items
+                        )
+                    case StartChild(flow_id=flow_id, version=version, inputs=inputs):
+                        try:
+                            pinned = await resolve_child_flow(conn, step, flow_id, version)
+                        except NodeError as exc:
+                            await checkpoint.commit_failure(
+                                conn,
+                                step,
+                                self.id,
+                                error={"message": exc.message},
+                                retryable=False,
+                                input_=port_input,
+                            )
+                            return []
+                        return await children.commit_start_child(
+                            conn,
+                            step,
+                            self.id,
+                            input_=port_input,
+                            flow_id=flow_id,
+                            version=pinned,
+                            inputs=inputs,
+                        )
             raise AssertionError("unreachable")
 
         try:
@@ -216,6 +253,7 @@ class Worker:
             self.stats["lost"] += 1
             return
         self.stats["failed" if isinstance(outcome, Failure) else "succeeded"] += 1
+        crashpoint("worker.after_commit")
         await self.publisher.publish_committed(outbox)
 
     async def heartbeat_loop(self) -> None:

@@ -1,0 +1,108 @@
+// Every API call the designer makes, one function per endpoint (DESIGN.md §3), all through
+// http.ts `request()`. Stores and panels call these; streaming calls live in sse.ts.
+import { request, rawRequest } from './http';
+import type {
+  ApiKey,
+  ApiKeyCreated,
+  BatchStatus,
+  Flow,
+  FlowDefinition,
+  FlowExport,
+  FlowVersion,
+  FlowVersionOut,
+  NodeSpec,
+  OpsStats,
+  RunCreated,
+  RunPage,
+  RunWithSteps,
+  Secret,
+  User,
+} from './types';
+
+const j = (body: unknown) => ({ method: 'POST', body });
+
+export const auth = {
+  login: (email: string, password: string) =>
+    request<{ access_token: string }>('/api/auth/login', j({ email, password })),
+  logout: () => request<void>('/api/auth/logout', { method: 'POST' }),
+  me: () => request<User>('/api/auth/me'),
+};
+
+export const flows = {
+  list: () => request<Flow[]>('/api/v1/flows'),
+  get: (id: string) => request<Flow>(`/api/v1/flows/${id}`),
+  create: (name: string, definition: FlowDefinition, description = '') =>
+    request<Flow>('/api/v1/flows', j({ name, definition, description })),
+  update: (id: string, patch: { name?: string; description?: string; definition?: FlowDefinition }) =>
+    request<Flow>(`/api/v1/flows/${id}`, { method: 'PUT', body: patch }),
+  remove: (id: string) => request<void>(`/api/v1/flows/${id}`, { method: 'DELETE' }),
+  duplicate: (id: string, name?: string) =>
+    request<Flow>(`/api/v1/flows/${id}/duplicate`, j(name ? { name } : {})),
+  exportJson: (id: string) => request<FlowExport>(`/api/v1/flows/${id}/export`),
+  importJson: (data: FlowExport) => request<Flow>('/api/v1/flows/import', j(data)),
+  versions: (id: string) => request<FlowVersion[]>(`/api/v1/flows/${id}/versions`),
+  version: (id: string, version: number) =>
+    request<FlowVersionOut>(`/api/v1/flows/${id}/versions/${version}`),
+  restore: (id: string, version: number) =>
+    request<Flow>(`/api/v1/flows/${id}/versions/${version}/restore`, { method: 'POST' }),
+};
+
+export const nodes = { catalogue: () => request<NodeSpec[]>('/api/v1/nodes') };
+
+export const secrets = { list: () => request<Secret[]>('/api/v1/secrets') };
+
+export const apiKeys = {
+  list: () => request<ApiKey[]>('/api/v1/api-keys'),
+  create: (name: string) => request<ApiKeyCreated>('/api/v1/api-keys', j({ name })),
+  revoke: (id: string) => request<void>(`/api/v1/api-keys/${id}`, { method: 'DELETE' }),
+};
+
+export interface RunFilter {
+  flow_id?: string;
+  status?: string;
+  limit?: number;
+  cursor?: string | null;
+}
+
+export const runs = {
+  start: (flowId: string, inputs: Record<string, unknown>) =>
+    request<RunCreated>(`/api/v1/flows/${flowId}/runs`, j({ inputs })),
+  list: (f: RunFilter) => {
+    const q = new URLSearchParams();
+    if (f.flow_id) q.set('flow_id', f.flow_id);
+    if (f.status) q.set('status', f.status);
+    q.set('limit', String(f.limit ?? 50));
+    if (f.cursor) q.set('cursor', f.cursor);
+    return request<RunPage>(`/api/v1/runs?${q.toString()}`);
+  },
+  get: (id: string) => request<RunWithSteps>(`/api/v1/runs/${id}`),
+  cancel: (id: string) => request<{ status: string }>(`/api/v1/runs/${id}/cancel`, { method: 'POST' }),
+  resume: (id: string) => request<{ status: string }>(`/api/v1/runs/${id}/resume`, { method: 'POST' }),
+  fork: (id: string, fromNodeId: string, inputs?: Record<string, unknown>) =>
+    request<{ id: string; status: string }>(
+      `/api/v1/runs/${id}/fork`,
+      j(inputs ? { from_node_id: fromNodeId, inputs } : { from_node_id: fromNodeId }),
+    ),
+  signal: (id: string, nodeId: string, payload: unknown) =>
+    request<{ delivered: boolean; status: string }>(
+      `/api/v1/runs/${id}/signal`,
+      j({ node_id: nodeId, payload }),
+    ),
+};
+
+export const batches = {
+  /** Uploads a JSONL or CSV file (or a JSON list) as the raw body, typed by its content type. */
+  create: (flowId: string, file: Blob, contentType: string) =>
+    request<{ id: string }>(`/api/v1/flows/${flowId}/batches`, {
+      method: 'POST',
+      raw: file,
+      headers: { 'content-type': contentType },
+    }),
+  get: (id: string) => request<BatchStatus>(`/api/v1/batches/${id}`),
+  results: async (id: string) => (await rawRequest(`/api/v1/batches/${id}/results`)).text(),
+};
+
+export const ops = {
+  stats: (minutes = 60, bucketSeconds = 60) =>
+    request<OpsStats>(`/api/v1/ops/stats?minutes=${minutes}&bucket_seconds=${bucketSeconds}`),
+};

@@ -1,0 +1,302 @@
+"""Batch routes: upload many inputs at once, watch the per-state counts, stream results, cancel.
+
+`create_batch` (POST /api/v1/flows/{id}/batches) checks the flow first, then reads the body as a
+stream (`request.stream()`): the parser for its Content-Type (`api/batch_items.py`: JSON list, JSONL,
+CSV, or multipart `file`) yields one item at a time, each validated and appended to a spool file
+(memory up to SPOOL_MEMORY, then disk). Only a fully valid upload is loaded: any bad item answers 422
+with every error's path (`body[line 17]`, `body[3]`) and nothing is created, and an upload cut off
+mid-body creates nothing either. The spooled items then go to `engine.batches.load_batch` (chunks of
+1000 runs per transaction, batch `loading` -> `running`); the orchestrator starts the runs a few at a
+time. Reads: `get_batch` (counts per run state and progress), `batch_results` (JSONL in input order,
+streamed page by page with a fresh pooled connection per page), `list_batches`; `cancel_batch`.
+Ownership: only the owner (or an admin) sees a batch; others get 404.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from typing import IO, Any
+from uuid import UUID
+
+import msgspec
+import psycopg
+from litestar import Request, get, post
+from litestar.datastructures import State
+from litestar.exceptions import InternalServerException
+from litestar.response import Stream
+from psycopg_pool import AsyncConnectionPool
+
+from flowstudio.api.batch_items import Bad, ItemParser, parser_for
+from flowstudio.api.deps import User, can_see, require
+from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.flows import owned_flow
+from flowstudio.engine import batches as engine
+from flowstudio.store import batches as store
+
+log = logging.getLogger(__name__)
+MAX_ITEMS = 1_000_000
+MAX_UPLOAD_BYTES = 4 * 1024**3
+SPOOL_MEMORY = 8 * 1024 * 1024
+MAX_REPORTED_ERRORS = 50
+RESULTS_PAGE = 1000
+STATES = ("queued", "running", "waiting", "succeeded", "failed", "cancelled")
+
+
+class BatchCreated(msgspec.Struct, kw_only=True):
+    id: str
+    status: str
+    total: int
+
+
+class BatchCounts(msgspec.Struct, kw_only=True):
+    queued: int = 0
+    running: int = 0
+    waiting: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class BatchOut(msgspec.Struct, kw_only=True):
+    id: str
+    flow_id: str
+    flow_version: int
+    status: str
+    total: int
+    counts: BatchCounts
+    progress: float  # terminal runs / total
+    error: dict[str, Any] | None
+    created_at: datetime
+    loaded_at: datetime | None
+    finished_at: datetime | None
+
+
+class BatchResult(msgspec.Struct, kw_only=True):
+    index: int
+    run_id: str
+    status: str
+    outputs: msgspec.Raw
+    error: msgspec.Raw
+
+
+class Upload(msgspec.Struct, kw_only=True):
+    total: int = 0
+    invalid: int = 0
+    errors: list[dict[str, str]] = msgspec.field(default_factory=list)
+
+
+def _take(items: list[bytes | Bad], upload: Upload, spool: IO[bytes]) -> None:
+    for item in items:
+        if isinstance(item, Bad):
+            upload.invalid += 1
+            if len(upload.errors) < MAX_REPORTED_ERRORS:
+                upload.errors.append({"path": item.path, "reason": item.reason})
+            continue
+        upload.total += 1
+        if upload.total > MAX_ITEMS:
+            raise Problem(
+                413,
+                "Content Too Large",
+                f"a batch holds at most {MAX_ITEMS} items",
+                errors=[{"path": "body", "reason": f"more than {MAX_ITEMS} items"}],
+            )
+        if not upload.invalid:  # after the first error only validation continues
+            spool.write(item)
+            spool.write(b"\n")
+
+
+async def spool_upload(
+    request: Request[Any, Any, Any], parser: ItemParser, spool: IO[bytes]
+) -> Upload:
+    """Read the whole body chunk by chunk, validating and spooling items; raise 422 on bad ones."""
+    upload = Upload()
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                _take(parser.feed(chunk), upload, spool)
+    except InternalServerException as exc:  # Litestar's signal for "client disconnected"
+        log.info("batch upload interrupted after %d items: %s", upload.total, exc.detail)
+        raise Problem(400, "Bad Request", "upload interrupted; nothing was created") from exc
+    _take(parser.close(), upload, spool)
+    if upload.invalid:
+        shown = len(upload.errors)
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"{upload.invalid} invalid item(s) (first {shown} listed); nothing was created",
+            errors=upload.errors,
+        )
+    if not upload.total:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "the upload holds no items",
+            errors=[{"path": "body", "reason": "no items"}],
+        )
+    return upload
+
+
+def spooled_items(spool: IO[bytes]) -> Iterator[bytes]:
+    spool.seek(0)
+    for line in spool:
+        yield line.rstrip(b"\n")
+
+
+@post(
+    "/api/v1/flows/{flow_id:uuid}/batches",
+    status_code=202,
+    request_max_body_size=MAX_UPLOAD_BYTES,
+)
+async def create_batch(
+    flow_id: UUID,
+    request: Request[Any, Any, Any],
+    user: User,
+    conn: psycopg.AsyncConnection[Any],
+    version: int | None = None,
+) -> BatchCreated:
+    require(user, "runs:write")
+    flow = await owned_flow(conn, user, flow_id)
+    pinned = version or flow["version"]
+    if not 1 <= pinned <= flow["version"]:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"flow has no version {pinned}",
+            errors=[{"path": "query.version", "reason": "no such version"}],
+        )
+    parser = parser_for(request.headers.get("content-type", ""))
+    if parser is None:
+        raise Problem(
+            415,
+            "Unsupported Media Type",
+            "send application/json (a list), application/x-ndjson, text/csv or "
+            "multipart/form-data with a `file` field",
+            errors=[{"path": "header.Content-Type", "reason": "unsupported media type"}],
+        )
+    batch_id = uuid.uuid4()
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
+        upload = await spool_upload(request, parser, spool)
+        try:
+            await engine.load_batch(
+                conn,
+                batch_id=batch_id,
+                flow_id=flow_id,
+                version=pinned,
+                owner_id=user.id,
+                total=upload.total,
+                items=spooled_items(spool),
+            )
+        except engine.BatchCancelled as exc:
+            raise Problem(409, "Conflict", "the batch was cancelled while loading") from exc
+        except psycopg.OperationalError as exc:
+            raise Problem(503, "Service Unavailable", "database unavailable; batch failed") from exc
+    return BatchCreated(id=str(batch_id), status="running", total=upload.total)
+
+
+async def owned_batch(
+    conn: psycopg.AsyncConnection[Any], user: User, batch_id: UUID
+) -> dict[str, Any]:
+    batch = await store.get_batch(conn, batch_id)
+    if batch is None or not can_see(user, batch["owner_id"]):
+        raise not_found("batch")
+    return batch
+
+
+async def batch_out(conn: psycopg.AsyncConnection[Any], batch: dict[str, Any]) -> BatchOut:
+    counts = await store.run_counts(conn, batch["id"])
+    done = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
+    total = batch["total"]
+    return BatchOut(
+        id=str(batch["id"]),
+        flow_id=str(batch["flow_id"]),
+        flow_version=batch["flow_version"],
+        status=batch["status"],
+        total=total,
+        counts=BatchCounts(**{s: counts.get(s, 0) for s in STATES}),
+        progress=round(done / total, 6) if total else 1.0,
+        error=batch["error"],
+        created_at=batch["created_at"],
+        loaded_at=batch["loaded_at"],
+        finished_at=batch["finished_at"],
+    )
+
+
+@get("/api/v1/batches/{batch_id:uuid}")
+async def get_batch(batch_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> BatchOut:
+    require(user, "runs:read")
+    return await batch_out(conn, await owned_batch(conn, user, batch_id))
+
+
+@get("/api/v1/batches")
+async def list_batches(
+    user: User,
+    conn: psycopg.AsyncConnection[Any],
+    flow_id: UUID | None = None,
+    limit: int = 50,
+) -> list[BatchOut]:
+    require(user, "runs:read")
+    if not 1 <= limit <= 200:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "limit must be 1-200",
+            errors=[{"path": "query.limit", "reason": "must be between 1 and 200"}],
+        )
+    rows = await store.list_batches(
+        conn, owner_id=None if user.is_admin else user.id, flow_id=flow_id, limit=limit
+    )
+    return [await batch_out(conn, r) for r in rows]
+
+
+def _raw(text: str | None) -> msgspec.Raw:
+    return msgspec.Raw(text.encode() if text is not None else b"null")
+
+
+async def result_lines(pool: AsyncConnectionPool, batch_id: UUID) -> AsyncIterator[bytes]:
+    """JSONL of the batch's runs in input order, one page per pooled-connection checkout."""
+    after = -1
+    while True:
+        async with pool.connection() as conn:
+            rows = await store.results_page(conn, batch_id, after, RESULTS_PAGE)
+        if not rows:
+            return
+        yield b"".join(
+            msgspec.json.encode(
+                BatchResult(
+                    index=r["batch_index"],
+                    run_id=str(r["id"]),
+                    status=r["status"],
+                    outputs=_raw(r["outputs"]),
+                    error=_raw(r["error"]),
+                )
+            )
+            + b"\n"
+            for r in rows
+        )
+        after = rows[-1]["batch_index"]
+
+
+@get("/api/v1/batches/{batch_id:uuid}/results")
+async def batch_results(
+    batch_id: UUID, state: State, user: User, conn: psycopg.AsyncConnection[Any]
+) -> Stream:
+    require(user, "runs:read")
+    await owned_batch(conn, user, batch_id)
+    return Stream(result_lines(state.pool, batch_id), media_type="application/x-ndjson")
+
+
+@post("/api/v1/batches/{batch_id:uuid}/cancel", status_code=202)
+async def cancel_batch(batch_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> BatchOut:
+    require(user, "runs:write")
+    batch = await owned_batch(conn, user, batch_id)
+    if await engine.cancel_batch(conn, batch_id, f"batch cancelled by {user.email}") is None:
+        batch = await owned_batch(conn, user, batch_id)
+        raise Problem(409, "Conflict", f"batch is already {batch['status']}")
+    return await batch_out(conn, await owned_batch(conn, user, batch["id"]))
+
+
+ROUTES = [create_batch, get_batch, list_batches, batch_results, cancel_batch]

@@ -1,0 +1,124 @@
+"""Flow routes beyond CRUD: restore an old version, duplicate, export and import.
+
+`restore_version` reads the old immutable version (`store.get_version`), re-validates it (node types
+may have changed since) and saves it as a NEW version via `store.update_flow`, so history is never
+rewritten. `duplicate_flow` and `import_flow` create a new flow owned by the caller through
+`store.create_flow` after the same checks as `flows.create_flow`; `export_flow` returns the
+`{"name","description","definition"}` shape that `import_flow` accepts. Other users' flows answer 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from uuid import UUID
+
+import msgspec
+import psycopg
+from litestar import Request, get, post
+
+from flowstudio.api.deps import User, require
+from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.flows import FlowIn, check_definition, check_name, flow_out, owned_flow
+from flowstudio.store import flows as store
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+class DuplicateIn(msgspec.Struct, kw_only=True):
+    name: str | None = None
+
+
+class FlowExport(msgspec.Struct, kw_only=True):
+    name: str
+    description: str
+    definition: dict[str, Any]
+
+
+def decode_optional_body(raw: bytes, type_: type[T]) -> T:
+    """An empty body means all defaults; otherwise decode strictly with the field path on errors."""
+    if not raw.strip():
+        return type_()
+    try:
+        return msgspec.json.decode(raw, type=type_)
+    except msgspec.ValidationError as exc:
+        msg, _, where = str(exc).partition(" - at `$")
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            msg,
+            errors=[{"path": "body" + where.rstrip("`"), "reason": msg}],
+        ) from exc
+    except msgspec.DecodeError as exc:
+        raise Problem(400, "Bad Request", f"invalid JSON: {exc}") from exc
+
+
+@post("/api/v1/flows/{flow_id:uuid}/versions/{version:int}/restore", status_code=200)
+async def restore_version(
+    flow_id: UUID, version: int, user: User, conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any]:
+    require(user, "flows:write")
+    await owned_flow(conn, user, flow_id)
+    old = await store.get_version(conn, flow_id, version)
+    if old is None:
+        raise not_found(f"version {version} of the flow")
+    check_definition(old["definition"])
+    row = await store.update_flow(
+        conn, flow_id, user_id=user.id, name=None, description=None, definition=old["definition"]
+    )
+    if row is None:
+        raise not_found("flow")
+    return {**flow_out(row), "restored_from": version}
+
+
+@post("/api/v1/flows/{flow_id:uuid}/duplicate", status_code=201)
+async def duplicate_flow(
+    flow_id: UUID, request: Request[Any, Any, Any], user: User, conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any]:
+    require(user, "flows:write")
+    data = decode_optional_body(await request.body(), DuplicateIn)
+    flow = await owned_flow(conn, user, flow_id)
+    name = data.name if data.name is not None else f"{flow['name']} (copy)"[:200]
+    check_name(name)
+    row = await store.create_flow(
+        conn,
+        owner_id=user.id,
+        name=name,
+        description=flow["description"],
+        definition=flow["definition"],
+    )
+    return {**flow_out(row), "duplicated_from": str(flow_id)}
+
+
+@get("/api/v1/flows/{flow_id:uuid}/export")
+async def export_flow(
+    flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any], version: int | None = None
+) -> FlowExport:
+    require(user, "flows:read")
+    flow = await owned_flow(conn, user, flow_id)
+    definition = flow["definition"]
+    if version is not None:
+        old = await store.get_version(conn, flow_id, version)
+        if old is None:
+            raise not_found(f"version {version} of the flow")
+        definition = old["definition"]
+    return FlowExport(name=flow["name"], description=flow["description"], definition=definition)
+
+
+@post("/api/v1/flows/import", status_code=201)
+async def import_flow(
+    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any]:
+    require(user, "flows:write")
+    check_name(data.name)
+    check_definition(data.definition)
+    row = await store.create_flow(
+        conn,
+        owner_id=user.id,
+        name=data.name,
+        description=data.description,
+        definition=data.definition,
+    )
+    return flow_out(row)
+
+
+ROUTES = [restore_version, duplicate_flow, export_flow, import_flow]

@@ -1,0 +1,126 @@
+"""Ops dashboard data: `GET /api/v1/ops/stats` (permission ops:read).
+
+`ops_stats` checks the permission and the window, reads one snapshot from `store.ops.ops_snapshot`
+(admins: every run; others: their own runs) and adds the broker's queue depth
+(`state.broker.queue_depth()`; None when the broker cannot answer, so the dashboard still loads).
+The response is typed Structs so the OpenAPI schema, and the designer's generated types, are exact.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+import psycopg
+from litestar import get
+from litestar.datastructures import State
+
+from flowstudio.api.deps import User, require
+from flowstudio.api.errors import Problem
+from flowstudio.store import ops as store
+
+log = logging.getLogger(__name__)
+
+
+class ThroughputBucket(msgspec.Struct, kw_only=True):
+    at: str
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class FlowDuration(msgspec.Struct, kw_only=True):
+    flow_id: str
+    name: str
+    runs: int
+    p50_s: float
+    p95_s: float
+
+
+class NodeDuration(msgspec.Struct, kw_only=True):
+    node_type: str
+    steps: int
+    p50_s: float
+    p95_s: float
+
+
+class FailingNode(msgspec.Struct, kw_only=True):
+    flow_id: str
+    flow_name: str
+    node_id: str
+    node_type: str
+    failures: int
+    last_at: str | None
+    last_error: str | None
+
+
+class ProcessInfo(msgspec.Struct, kw_only=True):
+    id: str
+    kind: str
+    hostname: str
+    pid: int
+    started_at: str
+    heartbeat_at: str
+    heartbeat_age_s: float
+    info: dict[str, Any]
+
+
+class OpsStats(msgspec.Struct, kw_only=True):
+    scope: str  # "all" (admin) or "own"
+    window_minutes: int
+    bucket_seconds: int
+    runs_by_status: dict[str, int]
+    throughput: list[ThroughputBucket]
+    flow_durations: list[FlowDuration]
+    node_durations: list[NodeDuration]
+    failing_nodes: list[FailingNode]
+    steps_by_status: dict[str, int]
+    queue_depth: int | None
+    processes: list[ProcessInfo]
+
+
+@get("/api/v1/ops/stats")
+async def ops_stats(
+    state: State,
+    user: User,
+    conn: psycopg.AsyncConnection[Any],
+    minutes: int = 60,
+    bucket_seconds: int = 60,
+) -> OpsStats:
+    require(user, "ops:read")
+    if not 1 <= minutes <= 7 * 24 * 60 or not 5 <= bucket_seconds <= 24 * 3600:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "minutes must be 1-10080 and bucket_seconds 5-86400",
+            errors=[{"path": "query.minutes", "reason": "out of range"}],
+        )
+    if minutes * 60 // bucket_seconds > 2000:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "at most 2000 buckets",
+            errors=[{"path": "query.bucket_seconds", "reason": "too many buckets"}],
+        )
+    snapshot = await store.ops_snapshot(
+        conn, None if user.is_admin else user.id, minutes, bucket_seconds
+    )
+    try:
+        depth: int | None = await state.broker.queue_depth()
+    except Exception as exc:  # the dashboard must load even with the broker down
+        log.warning("queue depth unavailable: %s", exc)
+        depth = None
+    return msgspec.convert(
+        {
+            **snapshot,
+            "scope": "all" if user.is_admin else "own",
+            "window_minutes": minutes,
+            "bucket_seconds": bucket_seconds,
+            "queue_depth": depth,
+        },
+        OpsStats,
+    )
+
+
+ROUTES = [ops_stats]

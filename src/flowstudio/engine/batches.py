@@ -1,0 +1,245 @@
+"""Batches of runs: loading (bulk insert), the dispatcher that starts a few at a time, cancel, repair.
+
+- `load_batch(conn, ...)` (API): takes a session advisory lock naming the batch *before* the batch row
+  exists, inserts the batch (`loading`), then the validated items in chunks of LOAD_CHUNK runs, one
+  transaction each (`bulk.insert_batch_runs`), and moves the batch to `running`. A cancel while loading
+  stops it at the next chunk. If loading fails, the batch is marked `failed` and its loaded runs are
+  cancelled; if the API process dies, the lock vanishes with its connection and `sweep_pass` does it.
+- `batch_loop(pool, publisher, settings)` (orchestrator, one more loop of `Orchestrator.run`): every
+  DISPATCH_POLL seconds `dispatch_batch()` each running batch: under the batch row lock (SKIP LOCKED,
+  so several orchestrators share the work) it counts the batch's started live runs, picks that many
+  fewer than BATCH_CONCURRENCY unstarted runs (FOR UPDATE SKIP LOCKED) and starts each through the
+  normal engine path (`run_transaction` + `advance_run`: roots ready, outbox rows), publishing after
+  commit; with no live run left it marks the batch `succeeded` (failed runs are counted, not fatal).
+  Every SWEEP_INTERVAL seconds `sweep_pass()` fails batches whose loader died and cancels unstarted runs
+  left in cancelled/failed batches.
+- `cancel_batch(conn, batch_id, reason)` (API): batch -> cancelled, then every started live run via
+  `advance.cancel_run` (its own `run_transaction`), then unstarted ones in bulk (`bulk.py`), in chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from itertools import islice
+from typing import Any
+
+import anyio
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from flowstudio.crashpoints import crashpoint
+from flowstudio.engine import bulk
+from flowstudio.engine.advance import advance_run, cancel_run
+from flowstudio.engine.flowcache import load_graph
+from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
+from flowstudio.queue.outbox import OutboxPublisher
+from flowstudio.settings import Settings
+from flowstudio.store import batches as store
+from flowstudio.store.db import TRANSIENT
+
+log = logging.getLogger(__name__)
+LOAD_CHUNK = 1000  # runs per loading transaction
+CANCEL_CHUNK = 2000  # unstarted runs per bulk-cancel statement
+DISPATCH_POLL = 0.25
+IDLE_POLL = 1.0
+SWEEP_INTERVAL = 5.0
+LOADER_LOCK = 0x42617463  # advisory lock class "Batc"; the key is hashtext(batch id)
+
+
+class BatchCancelled(Exception):
+    """The batch was cancelled while it was loading; what was loaded is being cancelled too."""
+
+
+@asynccontextmanager
+async def loader_lock(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> AsyncIterator[None]:
+    """Session advisory lock that says "a live process is loading this batch"."""
+    await conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOADER_LOCK, str(batch_id)))
+    try:
+        yield
+    finally:
+        try:
+            await conn.execute(
+                "SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOADER_LOCK, str(batch_id))
+            )
+        except psycopg.Error:  # connection gone: so is the lock
+            pass
+
+
+async def load_batch(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    batch_id: Any,
+    flow_id: Any,
+    version: int,
+    owner_id: Any,
+    total: int,
+    items: Iterable[bytes],
+) -> None:
+    """Create the batch and insert its `total` items as unstarted runs; then it is `running`."""
+    graph = await load_graph(conn, flow_id, version)
+    async with loader_lock(conn, batch_id):
+        await store.create_batch(
+            conn,
+            batch_id=batch_id,
+            flow_id=flow_id,
+            version=version,
+            owner_id=owner_id,
+            total=total,
+        )
+        loaded = 0
+        try:
+            it = iter(items)
+            while chunk := list(islice(it, LOAD_CHUNK)):
+                async with conn.transaction():
+                    if await store.lock_batch_status(conn, batch_id, share=True) != "loading":
+                        raise BatchCancelled(str(batch_id))
+                    await bulk.insert_batch_runs(
+                        conn,
+                        batch_id=batch_id,
+                        first_index=loaded,
+                        items=chunk,
+                        graph=graph,
+                        flow_id=flow_id,
+                        version=version,
+                        owner_id=owner_id,
+                    )
+                loaded += len(chunk)
+                crashpoint("api.batch_chunk_loaded")
+            if await store.move_batch(conn, batch_id, ("loading",), "running") is None:
+                raise BatchCancelled(str(batch_id))
+        except BatchCancelled:
+            await cancel_unstarted(conn, batch_id, "batch cancelled while loading")
+            raise
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await fail_loading(
+                    conn, batch_id, f"loading stopped after {loaded} of {total}: {exc}"
+                )
+            raise
+    log.info("batch %s loaded: %d runs", batch_id, loaded)
+
+
+async def fail_loading(conn: psycopg.AsyncConnection[Any], batch_id: Any, message: str) -> None:
+    """Best effort: the batch -> failed and its loaded runs cancelled (the sweep retries if this fails)."""
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            await conn.rollback()
+        await store.move_batch(conn, batch_id, ("loading",), "failed", error={"message": message})
+        await cancel_unstarted(conn, batch_id, "batch loading failed")
+    except Exception as exc:  # the orchestrator's sweep repairs it once the loader lock is gone
+        log.warning("could not mark batch %s failed: %s", batch_id, exc)
+
+
+async def cancel_unstarted(conn: psycopg.AsyncConnection[Any], batch_id: Any, reason: str) -> int:
+    done = 0
+    while n := await bulk.cancel_unstarted_runs(conn, batch_id, reason, CANCEL_CHUNK):
+        done += n
+    return done
+
+
+async def cancel_started(conn: psycopg.AsyncConnection[Any], batch_id: Any, reason: str) -> int:
+    """Cancel the batch's started live runs one checkpoint transaction each, in pages."""
+    done, after = 0, -1
+    while rows := await store.started_live_ids(conn, batch_id, after, 500):
+        for row in rows:
+            try:
+                async with run_transaction(conn, row["id"]) as txn:
+                    if await cancel_run(txn, reason):
+                        done += 1
+            except LostRace:
+                continue
+        after = rows[-1]["batch_index"]
+    return done
+
+
+async def cancel_batch(
+    conn: psycopg.AsyncConnection[Any], batch_id: Any, reason: str
+) -> dict[str, Any] | None:
+    """Batch -> cancelled and every live run with it; None if the batch had already ended."""
+    async with conn.transaction():
+        batch = await store.move_batch(
+            conn, batch_id, ("loading", "running"), "cancelled", error={"message": reason}
+        )
+    if batch is None:
+        return None
+    started = await cancel_started(conn, batch_id, reason)
+    unstarted = await cancel_unstarted(conn, batch_id, reason)
+    log.info("batch %s cancelled: %d started + %d unstarted runs", batch_id, started, unstarted)
+    return batch
+
+
+async def dispatch_batch(
+    conn: psycopg.AsyncConnection[Any], batch_id: Any, concurrency: int
+) -> list[OutboxMessage]:
+    """Start unstarted runs up to `concurrency` live ones; finish the batch when nothing is live."""
+    out: list[OutboxMessage] = []
+    async with conn.transaction():
+        batch = await store.lock_running_batch(conn, batch_id)
+        if batch is None:
+            return out  # another orchestrator has it, or it is no longer running
+        live = await store.started_live_count(conn, batch_id)
+        picked = await store.pick_unstarted(conn, batch_id, max(0, concurrency - live))
+        if picked:
+            graph = await load_graph(conn, batch["flow_id"], batch["flow_version"])
+        for run_id in picked:
+            async with run_transaction(conn, run_id) as txn:  # a savepoint in this transaction
+                await advance_run(txn, graph)
+            out += txn.outbox
+        if live == 0 and not picked and await store.finish_if_done(conn, batch_id):
+            log.info("batch %s finished", batch_id)
+    return out
+
+
+async def dispatch_pass(
+    pool: AsyncConnectionPool, publisher: OutboxPublisher, concurrency: int
+) -> int:
+    """One round over the running batches; returns how many runs were started."""
+    started = 0
+    async with pool.connection() as conn:
+        ids = await store.batch_ids(conn, ("running",))
+    for batch_id in ids:
+        async with pool.connection() as conn:
+            msgs = await dispatch_batch(conn, batch_id, concurrency)
+        started += len({m.run_id for m in msgs})
+        if msgs:
+            await publisher.publish_committed(msgs)
+    return started if ids else -1
+
+
+async def sweep_pass(pool: AsyncConnectionPool) -> None:
+    """Fail batches whose loader died; cancel unstarted runs left in cancelled/failed batches."""
+    async with pool.connection() as conn:
+        for batch_id in await store.batch_ids(conn, ("loading",)):
+            async with conn.transaction():
+                gone = await store.try_loader_gone(conn, LOADER_LOCK, batch_id)
+                if gone:
+                    loaded = await store.loaded_count(conn, batch_id)
+                    message = f"loading interrupted after {loaded} items (the API process stopped)"
+                    moved = await store.move_batch(
+                        conn, batch_id, ("loading",), "failed", error={"message": message}
+                    )
+                    if moved:
+                        log.warning("batch %s: %s", batch_id, message)
+        for batch_id in await store.batch_ids(conn, ("cancelled", "failed")):
+            if await store.has_unstarted(conn, batch_id):
+                n = await cancel_unstarted(conn, batch_id, "batch ended")
+                log.info("batch %s: cancelled %d leftover unstarted runs", batch_id, n)
+
+
+async def batch_loop(
+    pool: AsyncConnectionPool, publisher: OutboxPublisher, settings: Settings
+) -> None:
+    """The orchestrator's batch dispatcher; a database outage only delays it."""
+    next_sweep = 0.0
+    while True:
+        started = 0
+        try:
+            started = await dispatch_pass(pool, publisher, settings.batch_concurrency)
+            if anyio.current_time() >= next_sweep:
+                await sweep_pass(pool)
+                next_sweep = anyio.current_time() + SWEEP_INTERVAL
+        except TRANSIENT as exc:
+            log.warning("batch dispatch: database unavailable (%s)", exc)
+        await anyio.sleep(IDLE_POLL if started < 0 else DISPATCH_POLL)

@@ -1,0 +1,104 @@
+"""OpenAI-compatible calls shared by the LLM and RAG families: a guarded client and bounded retries.
+
+`open_client(ctx, base_url, api_key, timeout_s)` checks `base_url` with the SSRF guard
+(`http.guard_url`) and returns an `AsyncOpenAI` with the SDK's own retries off (`max_retries=0`).
+`call_with_retries(fn, retries, max_wait_s)` runs one request: on 429/5xx, a timeout or a dropped
+connection it waits (the server's Retry-After, bounded by `max_wait_s`, else exponential backoff) and
+tries again inside the step; when the tries are spent it raises a retryable `NodeError`, so the engine's
+durable step retry policy takes over. Other 4xx raise a non-retryable `NodeError`. Error messages
+name the status and the server's message, never the API key (the worker masks secrets anyway).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import openai
+from openai import AsyncOpenAI
+
+from flowstudio.nodes.http import guard_url
+from flowstudio.nodes.registry import NodeContext, NodeError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def open_client(
+    ctx: NodeContext, base_url: str | None, api_key: str, timeout_s: float
+) -> AsyncOpenAI:
+    if base_url:
+        await guard_url(base_url, ctx.settings.http_allowed_hosts)
+    return AsyncOpenAI(
+        base_url=base_url or None,
+        api_key=api_key or "not-needed",  # local servers (vLLM, Ollama) accept any key
+        max_retries=0,
+        timeout=timeout_s,
+    )
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Retry-After as seconds (delta or HTTP date), or the `retry-after-ms` some providers send."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def classify(exc: Exception) -> tuple[bool, float | None, str]:
+    """(transient?, server-requested wait, message) for an error from the SDK."""
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        detail = exc.message if isinstance(exc.message, str) else str(exc.message)
+        transient = status == 429 or status >= 500 or status == 408
+        return transient, retry_after_seconds(exc.response.headers), f"HTTP {status}: {detail}"
+    if isinstance(exc, openai.APITimeoutError):
+        return True, None, "request timed out"
+    if isinstance(exc, openai.APIConnectionError):
+        return True, None, f"connection error: {exc}"
+    return False, None, f"{type(exc).__name__}: {exc}"
+
+
+async def call_with_retries(
+    fn: Callable[[], Awaitable[T]], *, retries: int, max_wait_s: float, what: str
+) -> T:
+    """Run `fn` with up to `retries` extra tries on transient errors (see the module comment)."""
+    tries = 0
+    while True:
+        try:
+            return await fn()
+        except NodeError:
+            raise
+        except openai.OpenAIError as exc:
+            transient, wait, message = classify(exc)
+            if not transient:
+                raise NodeError(f"{what}: {message}", retryable=False) from exc
+            if tries >= retries:
+                raise NodeError(f"{what}: {message} (after {tries + 1} tries)") from exc
+            delay = min(max_wait_s, wait if wait is not None else 0.5 * 2**tries)
+            log.info("%s: %s; retrying in %.2fs (try %d)", what, message, delay, tries + 2)
+            tries += 1
+            await anyio.sleep(delay)
+
+
+def usage_dict(usage: Any) -> dict[str, int]:
+    get = (lambda k: getattr(usage, k, 0)) if usage is not None else (lambda k: 0)
+    prompt, completion = int(get("prompt_tokens") or 0), int(get("completion_tokens") or 0)
+    total = int(get("total_tokens") or 0) or prompt + completion
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}

@@ -1,0 +1,60 @@
+"""SQL for user secrets (rows hold only ciphertext + nonce; `auth/secrets.py` does the crypto).
+
+The API's secret routes call `create_secret` (None when the name exists), `list_secrets` (names and
+timestamps only), `update_secret` and `delete_secret` (None/False when absent). The worker calls
+`load_secrets(conn, owner_id, names)` for just the names a node's templates reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+PUBLIC_COLS = "name, created_at, updated_at"
+
+
+async def create_secret(
+    conn: psycopg.AsyncConnection[Any], owner_id: str, name: str, ciphertext: bytes, nonce: bytes
+) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"""INSERT INTO secrets (owner_id, name, ciphertext, nonce) VALUES (%s, %s, %s, %s)
+            ON CONFLICT (owner_id, name) DO NOTHING RETURNING {PUBLIC_COLS}""",
+        (owner_id, name, ciphertext, nonce),
+    )
+    return await cur.fetchone()
+
+
+async def list_secrets(conn: psycopg.AsyncConnection[Any], owner_id: str) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        f"SELECT {PUBLIC_COLS} FROM secrets WHERE owner_id = %s ORDER BY name", (owner_id,)
+    )
+    return await cur.fetchall()
+
+
+async def update_secret(
+    conn: psycopg.AsyncConnection[Any], owner_id: str, name: str, ciphertext: bytes, nonce: bytes
+) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"""UPDATE secrets SET ciphertext = %s, nonce = %s, updated_at = now()
+            WHERE owner_id = %s AND name = %s RETURNING {PUBLIC_COLS}""",
+        (ciphertext, nonce, owner_id, name),
+    )
+    return await cur.fetchone()
+
+
+async def delete_secret(conn: psycopg.AsyncConnection[Any], owner_id: str, name: str) -> bool:
+    cur = await conn.execute(
+        "DELETE FROM secrets WHERE owner_id = %s AND name = %s", (owner_id, name)
+    )
+    return cur.rowcount > 0
+
+
+async def load_secrets(
+    conn: psycopg.AsyncConnection[Any], owner_id: str, names: list[str]
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT name, ciphertext, nonce FROM secrets WHERE owner_id = %s AND name = ANY(%s)",
+        (owner_id, names),
+    )
+    return await cur.fetchall()

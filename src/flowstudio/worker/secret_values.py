@@ -1,0 +1,159 @@
+"""`{{ secrets.NAME }}` for a step: load and decrypt only the referenced secrets, and mask their values.
+
+`build_context` (worker/context.py) calls `load_step_secrets(conn, step, graph, spec, secret_key)`: the
+names come from the node's params and expressions (`templating.referenced_secrets`, cached per pinned
+version) plus the run's tweaks for the node; one query (`store.secrets.load_secrets`) fetches the
+owner's rows, `auth.secrets.SecretBox` decrypts them. It returns the `SecretValues` put in the
+template context and the problems (missing / undecryptable / no SECRET_KEY) per name, which
+`render_node_params` turns into a non-retryable step failure naming the secret (never its value).
+`mask_outcome(outcome, context)` replaces any secret value in the node's output or error with `***`;
+`@masking_secrets` applies it to `execute_node` (worker/execute.py), so no value the worker commits
+(step_io, steps.error, run_events) contains one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from typing import Any, ParamSpec, TypeVar
+
+import psycopg
+
+from flowstudio.auth.secrets import SecretBox, SecretDecryptError, SecretKeyMissing
+from flowstudio.engine.checkpoint import ClaimedStep
+from flowstudio.flows.graph import FlowGraph
+from flowstudio.nodes.registry import NodeSpec
+from flowstudio.nodes.templating import TemplateError, referenced_secrets
+from flowstudio.store.secrets import load_secrets
+
+PROBLEMS_KEY = "secrets:problems"  # context keys that are not template identifiers
+VALUES_KEY = "secrets:values"
+MASK = "***"
+MIN_MASKED_LEN = 4
+P = ParamSpec("P")
+R = TypeVar("R")  # shorter values would mask ordinary text; such a secret protects nothing anyway
+
+
+class SecretValues:
+    """The template's `secrets` object. It has no public attributes, so the sandbox falls back to item
+    lookup for every NAME (even `items` or `get`), and its repr never shows a value."""
+
+    __slots__ = ("__values",)
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.__values = values
+
+    def __getitem__(self, name: str) -> str:
+        return self.__values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.__values
+
+    def __repr__(self) -> str:
+        return f"<secrets: {len(self.__values)} loaded>"
+
+    __str__ = __repr__
+
+
+def _names_in(params: Any, spec: NodeSpec) -> set[str]:
+    if not isinstance(params, dict):
+        return set()
+    try:
+        return referenced_secrets(
+            {k: v for k, v in params.items() if k not in spec.expressions},
+            [str(params[k]) for k in spec.expressions if k in params],
+        )
+    except TemplateError:
+        return set()  # rendering reports the syntax error as a non-retryable failure
+
+
+@lru_cache(maxsize=4096)
+def _node_secret_names(graph: FlowGraph, node_id: str, spec: NodeSpec) -> frozenset[str]:
+    return frozenset(_names_in(graph.nodes[node_id].data.params, spec))
+
+
+def step_secret_names(step: ClaimedStep, graph: FlowGraph, spec: NodeSpec) -> set[str]:
+    names = set(_node_secret_names(graph, step.node_id, spec))
+    tweaks = getattr(step, "tweaks", None) or {}
+    return names | _names_in(tweaks.get(step.node_id), spec)
+
+
+async def load_step_secrets(
+    conn: psycopg.AsyncConnection[Any],
+    step: ClaimedStep,
+    graph: FlowGraph,
+    spec: NodeSpec,
+    secret_key: str | None = None,
+) -> dict[str, Any]:
+    """The context entries for secrets: `secrets`, and (only when used) values and problems."""
+    names = step_secret_names(step, graph, spec)
+    if not names:
+        return {"secrets": SecretValues({})}
+    key = os.environ.get("SECRET_KEY", "") if secret_key is None else secret_key
+    problems: dict[str, str] = {}
+    values: dict[str, str] = {}
+    try:
+        box: SecretBox | None = SecretBox.from_secret_key(key)
+    except SecretKeyMissing:
+        box = None
+    rows = {r["name"]: r for r in await load_secrets(conn, step.owner_id, sorted(names))}
+    for name in sorted(names):
+        row = rows.get(name)
+        if row is None:
+            problems[name] = f"secret {name!r} is not defined for the run's owner"
+        elif box is None:
+            problems[name] = f"SECRET_KEY not configured on the worker: cannot read secret {name!r}"
+        else:
+            try:
+                values[name] = box.decrypt(step.owner_id, name, row["ciphertext"], row["nonce"])
+            except SecretDecryptError as exc:
+                problems[name] = str(exc)
+    return {
+        "secrets": SecretValues(values),
+        VALUES_KEY: tuple(sorted(values.values(), key=len, reverse=True)),
+        PROBLEMS_KEY: problems,
+    }
+
+
+def secret_problem(context: dict[str, Any]) -> str | None:
+    problems: dict[str, str] = context.get(PROBLEMS_KEY) or {}
+    return "; ".join(problems[n] for n in sorted(problems)) or None
+
+
+def _mask(value: Any, secrets: tuple[str, ...]) -> Any:
+    match value:
+        case str():
+            for s in secrets:
+                if s in value:
+                    value = value.replace(s, MASK)
+            return value
+        case dict():
+            return {_mask(k, secrets): _mask(v, secrets) for k, v in value.items()}
+        case list() | tuple():
+            return [_mask(v, secrets) for v in value]
+        case _:
+            return value
+
+
+def mask_outcome(outcome: Any, context: dict[str, Any]) -> Any:
+    """Replace secret values in a Done/Wait output or a Failure error; free when no secret is used."""
+    secrets = tuple(s for s in context.get(VALUES_KEY, ()) if len(s) >= MIN_MASKED_LEN)
+    if not secrets or not dataclasses.is_dataclass(outcome):
+        return outcome
+    field = "error" if hasattr(outcome, "error") else "output"
+    return dataclasses.replace(outcome, **{field: _mask(getattr(outcome, field), secrets)})
+
+
+def masking_secrets(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Decorate a node executor whose keyword argument `context` is the template context."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        outcome = await fn(*args, **kwargs)
+        context = kwargs.get("context")
+        return mask_outcome(outcome, context) if isinstance(context, dict) else outcome
+
+    return wrapper

@@ -1,0 +1,264 @@
+"""The durability crash matrix: real processes are SIGKILLed (or crash themselves at named crash points,
+FLOWSTUDIO_CRASHPOINTS) and RabbitMQ / PostgreSQL connections are cut while runs are in flight.
+
+Each test gets its own database and queue (`support/private_stack.py`), starts API / orchestrator /
+workers through conftest's `stack`, starts runs over HTTP, breaks one thing at one moment, restarts
+what died, and then checks every run in PostgreSQL (`support/durability.py`): terminal within a bounded
+time, event log consistent, no step committed twice, sink calls <= attempts per Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.support.client import Api, linear_flow
+from tests.support.durability import (
+    assert_runs_durable,
+    outbox_rows,
+    step_row,
+    succeeded_events,
+    wait_for,
+    wait_runs_terminal,
+)
+from tests.support.infra import broker_outage, close_broker_connections, terminate_db_backends
+from tests.support.private_stack import (  # noqa: F401 -- fixtures: base_env, db, credentials
+    private_base_env,
+    private_credentials,
+    private_db,
+    private_db_url,
+)
+from tests.support.sink import Sink
+from tests.support.stack import Proc, Stack
+
+Creds = tuple[str, str]
+Conn = psycopg.Connection[Any]
+NO_CRASH = {"FLOWSTUDIO_CRASHPOINTS": ""}
+
+
+def start_all(stack: Stack, creds: Creds, workers: int = 1, concurrency: int = 4) -> Api:
+    stack.start_api()
+    stack.start_orchestrator()
+    for _ in range(workers):
+        stack.start_worker(concurrency=concurrency)
+    return Api(stack.base_url, *creds)
+
+
+def assert_crashed(proc: Proc, timeout: float = 20) -> None:
+    """The process killed itself at its crash point (SIGKILL), it did not exit cleanly."""
+    assert proc.wait_exit(timeout) == -9, f"{proc.name} did not crash:\n{proc.log_tail()}"
+
+
+def test_killed_worker_step_is_retried_with_same_idempotency_key(
+    stack: Stack, credentials: Creds, db: Conn, sink: Sink
+) -> None:
+    api = start_all(stack, credentials, workers=0)
+    worker = stack.start_worker(concurrency=2)
+    flow = linear_flow(
+        ("first", "http_request", {"url": sink.url("/first")}),
+        ("slow", "http_request", {"url": sink.url("/slow", sleep=2)}),
+    )
+    rid = api.start_run(api.create_flow(flow)["id"])
+    slow_key = f"{rid}:slow:0"
+    wait_for(lambda: sink.calls[slow_key] >= 1, 20, "the slow call to reach the sink")
+    worker.kill()  # mid-request: the call happened, its result was never committed
+    assert step_row(db, rid, "slow")["status"] == "running"
+    stack.start_worker(concurrency=2)
+
+    wait_runs_terminal(db, [rid], timeout=30)
+    assert_runs_durable(db, {rid: "succeeded"}, sink)
+    slow, first = step_row(db, rid, "slow"), step_row(db, rid, "first")
+    assert slow["attempt"] >= 2 and sink.calls[slow_key] >= 2  # re-run with the same key
+    assert first["attempt"] == 1 and sink.calls[f"{rid}:first:0"] == 1
+    assert succeeded_events(db, rid, "first") == 1
+
+
+def test_api_killed_after_commit_returns_the_same_run_on_retry(
+    stack: Stack, credentials: Creds, db: Conn, sink: Sink
+) -> None:
+    api_proc = stack.start_api(extra_env={"FLOWSTUDIO_CRASHPOINTS": "api.run_committed"})
+    stack.start_orchestrator()
+    stack.start_worker()
+    api = Api(stack.base_url, *credentials)
+    flow_id = api.create_flow(linear_flow(("call", "http_request", {"url": sink.url("/c")})))["id"]
+    key = "crash-after-commit-1"
+    with pytest.raises(httpx.TransportError):
+        api.start_run(flow_id, key=key)
+    assert_crashed(api_proc)
+    rows = db.execute("SELECT id::text FROM runs WHERE idempotency_key = %s", (key,)).fetchall()
+    assert len(rows) == 1, "the run must have been committed before the crash"
+
+    api_proc.restart(NO_CRASH)
+    stack.wait_api(api_proc)
+    rid = api.start_run(flow_id, key=key)
+    assert rid == rows[0][0]
+    (count,) = db.execute("SELECT count(*) FROM runs WHERE idempotency_key = %s", (key,)).fetchone()
+    assert count == 1
+    wait_runs_terminal(db, [rid], timeout=30)
+    assert_runs_durable(db, {rid: "succeeded"}, sink)
+    assert sink.calls[f"{rid}:call:0"] == 1
+
+
+def test_orchestrator_killed_between_timer_commit_and_publish_loses_nothing(
+    stack: Stack, credentials: Creds, db: Conn
+) -> None:
+    stack.start_api()
+    orch = stack.start_orchestrator(
+        extra_env={"FLOWSTUDIO_CRASHPOINTS": "orchestrator.timers_committed"}
+    )
+    stack.start_worker()
+    api = Api(stack.base_url, *credentials)
+    flow = linear_flow(("d", "delay", {"seconds": 1}), ("t", "template", {"template": "after"}))
+    rid = api.start_run(api.create_flow(flow)["id"])
+    assert_crashed(orch)
+    # The timer's checkpoint committed (d done, t ready with an outbox row) but nothing was published.
+    assert step_row(db, rid, "d")["status"] == "succeeded"
+    assert step_row(db, rid, "t")["status"] == "ready" and outbox_rows(db, rid) == 1
+
+    orch.restart(NO_CRASH)  # the relay publishes the committed row
+    wait_runs_terminal(db, [rid], timeout=30)
+    assert_runs_durable(db, {rid: "succeeded"})
+    assert succeeded_events(db, rid, "d") == 1 and step_row(db, rid, "t")["attempt"] == 1
+    wait_for(lambda: outbox_rows(db, rid) == 0, 10, "the outbox to drain")
+
+
+def test_relay_killed_between_publish_and_delete_republishes_harmlessly(
+    stack: Stack, credentials: Creds, db: Conn
+) -> None:
+    # The API dies before publishing, so the run's first message exists only as an outbox row.
+    api_proc = stack.start_api(extra_env={"FLOWSTUDIO_CRASHPOINTS": "api.run_committed"})
+    orch = stack.start_orchestrator(extra_env={"FLOWSTUDIO_CRASHPOINTS": "outbox.relay_published"})
+    stack.start_worker()
+    api = Api(stack.base_url, *credentials)
+    flow_id = api.create_flow(linear_flow(("t", "template", {"template": "x"})))["id"]
+    with pytest.raises(httpx.TransportError):
+        api.start_run(flow_id, key="relay-crash-1")
+    assert_crashed(api_proc)
+    (rid,) = db.execute(
+        "SELECT id::text FROM runs WHERE idempotency_key = 'relay-crash-1'"
+    ).fetchone()
+
+    assert_crashed(orch)  # published, then died before the DELETE: the row is still there
+    assert outbox_rows(db, rid) >= 1
+    orch.restart(NO_CRASH)  # publishes the same pointer again: a duplicate the worker must ignore
+    wait_runs_terminal(db, [rid], timeout=30)
+    wait_for(lambda: outbox_rows(db, rid) == 0, 15, "the relay to delete the republished row")
+    assert_runs_durable(db, {rid: "succeeded"})
+    assert step_row(db, rid, "in")["attempt"] == 1
+
+
+def test_orchestrator_killed_repeatedly_while_timers_fire_fires_each_timer_once(
+    stack: Stack, credentials: Creds, db: Conn
+) -> None:
+    api = start_all(stack, credentials, concurrency=8)
+    orch = next(p for p in stack.procs if p.name.startswith("orchestrator"))
+    flow = linear_flow(
+        ("d", "delay", {"seconds": "{{ inputs.s }}"}),
+        ("t", "template", {"template": "{{ inputs.s }}"}),
+    )
+    flow_id = api.create_flow(flow)["id"]
+    runs = [api.start_run(flow_id, {"s": round(1.0 + 0.2 * i, 2)}) for i in range(20)]
+    fired_at_kill: list[int] = []
+    for lifetime in (1.2, 0.8, 1.5, 1.0, 1.3, 0.9, 1.4):
+        time.sleep(lifetime)
+        orch.kill()
+        (fired,) = db.execute(
+            "SELECT count(*) FROM steps WHERE run_id = ANY(%s::uuid[]) AND node_id = 'd' "
+            "AND status = 'succeeded'",
+            (runs,),
+        ).fetchone()
+        fired_at_kill.append(fired)
+        orch.start()
+
+    wait_runs_terminal(db, runs, timeout=40)
+    assert any(0 < f < len(runs) for f in fired_at_kill), f"no kill while firing: {fired_at_kill}"
+    assert_runs_durable(db, {r: "succeeded" for r in runs})
+    for rid in runs:
+        assert succeeded_events(db, rid, "d") == 1 and step_row(db, rid, "d")["attempt"] == 1
+
+
+def test_worker_killed_after_commit_next_steps_are_still_dispatched(
+    stack: Stack, credentials: Creds, db: Conn
+) -> None:
+    stack.start_api()
+    stack.start_orchestrator()
+    doomed = stack.start_worker(
+        concurrency=1, extra_env={"FLOWSTUDIO_CRASHPOINTS": "worker.after_commit:4"}
+    )
+    api = Api(stack.base_url, *credentials)
+    flow = linear_flow(*[(f"t{i}", "template", {"template": f"t{i}"}) for i in range(4)])
+    flow_id = api.create_flow(flow)["id"]
+    runs = [api.start_run(flow_id, key=f"after-commit-{i}") for i in range(3)]
+    assert_crashed(doomed)
+    (committed,) = db.execute(
+        "SELECT count(*) FROM steps WHERE run_id = ANY(%s::uuid[]) AND status = 'succeeded'",
+        (runs,),
+    ).fetchone()
+    assert committed == 4  # the fourth commit made it; its follow-up pointer was never published
+    stack.start_worker(concurrency=2)
+
+    wait_runs_terminal(db, runs, timeout=30)
+    assert_runs_durable(db, {r: "succeeded" for r in runs})
+    (max_attempt,) = db.execute(
+        "SELECT max(attempt) FROM steps WHERE run_id = ANY(%s::uuid[])", (runs,)
+    ).fetchone()
+    assert max_attempt == 1  # nothing was running at the crash: no step ran twice
+
+
+def in_flight_flow(sink: Sink) -> dict[str, Any]:
+    """HTTP (slow), durable delay, a flaky retried node: a run touches every engine path."""
+    return linear_flow(
+        ("call", "http_request", {"url": sink.url("/slow", sleep=1)}),
+        ("d", "delay", {"seconds": 1}),
+        ("f", "fail", {"succeed_on_attempt": 2}),
+        ("t", "template", {"template": "{{ inputs.i }}"}),
+        retry={"f": {"retry": {"max_attempts": 3, "initial_interval": 0.3}}},
+    )
+
+
+def start_in_flight_runs(stack: Stack, creds: Creds, sink: Sink, n: int) -> list[str]:
+    api = start_all(stack, creds, workers=2, concurrency=4)
+    flow_id = api.create_flow(in_flight_flow(sink))["id"]
+    runs = [api.start_run(flow_id, {"i": i}) for i in range(n)]
+    wait_for(lambda: sum(sink.calls.values()) >= 2, 20, "the first HTTP calls")
+    return runs
+
+
+def test_runs_finish_after_a_broker_restart(
+    stack: Stack, credentials: Creds, db: Conn, sink: Sink
+) -> None:
+    runs = start_in_flight_runs(stack, credentials, sink, 6)
+    with broker_outage():
+        time.sleep(3)
+    wait_runs_terminal(db, runs, timeout=40)
+    assert_runs_durable(db, {r: "succeeded" for r in runs}, sink)
+    assert all(p.alive for p in stack.procs), stack.logs()
+
+
+def test_runs_finish_after_broker_connections_are_cut(
+    stack: Stack, credentials: Creds, db: Conn, sink: Sink
+) -> None:
+    runs = start_in_flight_runs(stack, credentials, sink, 6)
+    prefix = stack.env["QUEUE_PREFIX"]
+    assert close_broker_connections(prefix) >= 3  # API, orchestrator and both workers connect
+    time.sleep(1.5)
+    close_broker_connections(prefix)
+    wait_runs_terminal(db, runs, timeout=40)
+    assert_runs_durable(db, {r: "succeeded" for r in runs}, sink)
+    assert all(p.alive for p in stack.procs), stack.logs()
+
+
+def test_runs_finish_after_postgres_connections_are_terminated(
+    stack: Stack, credentials: Creds, db: Conn, sink: Sink
+) -> None:
+    runs = start_in_flight_runs(stack, credentials, sink, 8)
+    for _ in range(4):
+        assert terminate_db_backends(db) > 0
+        time.sleep(0.8)
+    wait_runs_terminal(db, runs, timeout=40)
+    assert_runs_durable(db, {r: "succeeded" for r in runs}, sink)
+    assert all(p.alive for p in stack.procs), stack.logs()
