@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             from flowstudio.worker.worker import Worker
 
-            run_async(Worker(settings, args.concurrency).run)
+            run_async(Worker(settings, args.concurrency, settings.worker_grace_seconds).run)
             return 0
         case "up":
             return cmd_up(settings, args.workers, args.concurrency)

@@ -28,6 +28,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     recovery_interval: float
     redispatch_after: float
     lease_recoveries: int
+    worker_grace_seconds: float
     db_pool_size: int
     log_level: str
     ui_dist: str
@@ -71,6 +72,7 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         recovery_interval=float(_env("RECOVERY_INTERVAL", "2")),
         redispatch_after=float(_env("REDISPATCH_AFTER", "60")),
         lease_recoveries=int(_env("LEASE_RECOVERIES", "5")),
+        worker_grace_seconds=float(_env("WORKER_GRACE_SECONDS", "10")),
         db_pool_size=int(_env("DB_POOL_SIZE", "10")),
         log_level=_env("LOG_LEVEL", "INFO"),
         ui_dist=_env("UI_DIST", "frontend/dist"),
