@@ -7,5 +7,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source "$ROOT/ops/services.sh"
-[ -f .env ] || cp .env.example .env
+# First start: create .env from .env.example with a random SECRET_KEY (FLOWSTUDIO_ENV_FILE= skips it).
+ENV_FILE="${FLOWSTUDIO_ENV_FILE-.env}"
+if [ -n "$ENV_FILE" ] && [ ! -f "$ENV_FILE" ]; then
+  key="$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+  sed "s|^SECRET_KEY=.*|SECRET_KEY=$key|" .env.example > "$ENV_FILE"
+  echo "created $ENV_FILE (edit it to configure Flowstudio)"
+fi
 exec .venv/bin/flowstudio up "$@"
