@@ -107,11 +107,14 @@ def test_json_list_batch_runs_every_item_and_results_keep_input_order(
            WHERE run_id = %s ORDER BY node_id""",
         (rows[0]["run_id"],),
     ).fetchall()
-    assert steps == db.execute(
-        """SELECT node_id, node_type, item_index, attempt, max_attempts, status FROM steps
+    assert (
+        steps
+        == db.execute(
+            """SELECT node_id, node_type, item_index, attempt, max_attempts, status FROM steps
            WHERE run_id = %s ORDER BY node_id""",
-        (single["id"],),
-    ).fetchall()
+            (single["id"],),
+        ).fetchall()
+    )
 
 
 def test_jsonl_csv_and_multipart_uploads_run_to_completion(api: Api) -> None:
@@ -197,7 +200,7 @@ def test_dispatcher_keeps_at_most_batch_concurrency_runs_live(
 ) -> None:
     """The session orchestrator runs with the default BATCH_CONCURRENCY of 100."""
     flow = api.create_flow(linear_flow(("d", "delay", {"seconds": 0.6})))
-    r = upload(api, flow["id"], "".join('{"i": %d}\n' % i for i in range(260)), "application/jsonl")
+    r = upload(api, flow["id"], "".join(f'{{"i": {i}}}\n' for i in range(260)), "application/jsonl")
     assert r.status_code == 202, r.text
     bid = r.json()["id"]
     peak = 0
@@ -219,7 +222,7 @@ def test_dispatcher_keeps_at_most_batch_concurrency_runs_live(
 
 def test_cancel_stops_started_and_unstarted_runs(api: Api, db: psycopg.Connection[Any]) -> None:
     flow = api.create_flow(linear_flow(("d", "delay", {"seconds": 60})))
-    r = upload(api, flow["id"], "".join('{"i": %d}\n' % i for i in range(300)), "application/jsonl")
+    r = upload(api, flow["id"], "".join(f'{{"i": {i}}}\n' for i in range(300)), "application/jsonl")
     bid = r.json()["id"]
     deadline = time.monotonic() + 30
     while batch(api, bid)["counts"]["waiting"] < 20:
@@ -256,8 +259,7 @@ def test_upload_cut_off_midway_creates_nothing(api: Api, running_stack: Stack) -
         s.sendall(
             f"POST /api/v1/flows/{flow['id']}/batches HTTP/1.1\r\nHost: {host}\r\n"
             f"Authorization: Bearer {api.token}\r\nContent-Type: application/x-ndjson\r\n"
-            f"Content-Length: {len(body) * 2}\r\n\r\n".encode()
-            + body
+            f"Content-Length: {len(body) * 2}\r\n\r\n".encode() + body
         )
         time.sleep(0.5)
     time.sleep(0.5)
@@ -271,7 +273,7 @@ def test_api_killed_while_loading_leaves_a_failed_batch_and_no_live_runs(
     stack.start_orchestrator()
     api = Api(stack.base_url, *user_credentials)
     flow = api.create_flow(HELLO)
-    body = "".join('{"name": "k%d"}\n' % i for i in range(5500))
+    body = "".join(f'{{"name": "k{i}"}}\n' for i in range(5500))
     with pytest.raises(httpx.HTTPError):
         upload(api, flow["id"], body, "application/x-ndjson")
     (bid,) = db.execute("SELECT id FROM batches WHERE flow_id = %s", (flow["id"],)).fetchone()
@@ -312,8 +314,7 @@ def test_100k_item_jsonl_upload_streams_in_bounded_memory(
     def body() -> Iterator[bytes]:
         for start in range(0, n, per_chunk):
             yield "".join(
-                '{"name": "u%d", "pad": "%s"}\n' % (i, filler)
-                for i in range(start, start + per_chunk)
+                f'{{"name": "u{i}", "pad": "{filler}"}}\n' for i in range(start, start + per_chunk)
             ).encode()
 
     before = rss_kib(proc.popen.pid)

@@ -126,6 +126,11 @@ def succeeded_events(conn: psycopg.Connection[Any], run_id: str, node_id: str) -
     return int(n)
 
 
-def outbox_rows(conn: psycopg.Connection[Any], run_id: str) -> int:
-    (n,) = conn.execute("SELECT count(*) FROM outbox WHERE run_id = %s", (run_id,)).fetchone()
+def outbox_rows(conn: psycopg.Connection[Any], run_id: str, node_id: str | None = None) -> int:
+    """Unpublished (or published but not yet deleted) pointers of a run, or of one of its steps."""
+    (n,) = conn.execute(
+        """SELECT count(*) FROM outbox o JOIN steps s ON s.id = o.step_id
+           WHERE o.run_id = %s AND (%s::text IS NULL OR s.node_id = %s)""",
+        (run_id, node_id, node_id),
+    ).fetchone()
     return int(n)

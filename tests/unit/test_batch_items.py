@@ -50,7 +50,8 @@ def test_json_list_errors_carry_the_element_index() -> None:
         (b'[{"a": 1}', "not closed"),
         (b"[{}] trailing", "after the JSON list"),
         (b"", "empty body"),
-        (b"[{}}]", "unbalanced"),
+        (b"[{}}]", "unexpected '}'"),
+        (b'[{"a": 1]}', "unexpected ']'"),
     ],
 )
 def test_json_list_structural_errors(body: bytes, reason: str) -> None:

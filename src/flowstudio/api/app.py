@@ -34,6 +34,7 @@ from flowstudio.api import (
     ops,
     run_control,
     runs,
+    schedules,
     secrets,
     sync_run,
 )
@@ -91,7 +92,7 @@ def create_app(settings: Settings) -> Litestar:
 
     handlers: list[Any] = [live, ready, *auth_routes.ROUTES, *flows.ROUTES, *runs.ROUTES]
     handlers += [*keys.ROUTES, *secrets.ROUTES, *flow_extras.ROUTES]
-    handlers += [*run_control.ROUTES, *sync_run.ROUTES]
+    handlers += [*run_control.ROUTES, *sync_run.ROUTES, *schedules.ROUTES]
     handlers += [*ops.ROUTES, *flow_version.ROUTES]
     handlers += batches.ROUTES
     dist = Path(settings.ui_dist)

@@ -29,6 +29,7 @@ import msgspec
 from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser
 
 MAX_ITEM_BYTES = 1024 * 1024
+MAX_DEPTH = 1000
 
 JSONL_TYPES = frozenset(
     {
@@ -138,7 +139,7 @@ class JsonArrayParser:
         self.buf = bytearray()
         self.pos = 0  # scan position in buf
         self.start = 0  # where the current element begins in buf
-        self.depth = 0  # nesting inside the current element
+        self.open: list[bytes] = []  # brackets opened inside the current element
         self.in_string = False
         self.state = "open"  # open -> items -> closed, or failed
         self.index = 0
@@ -186,16 +187,20 @@ class JsonArrayParser:
             if c == b'"':
                 self.in_string = True
             elif c in (b"[", b"{"):
-                self.depth += 1
-            elif c in (b"]", b"}"):
-                if self.depth > 0:
-                    self.depth -= 1
-                elif c == b"]":
-                    self._element(m.start(), True, out)
-                    self.state = "closed"
-                else:
-                    self._fail(f"body[{self.index}]", "malformed JSON: unbalanced '}'", out)
-            elif self.depth == 0:  # a comma between top-level elements
+                self.open.append(b"]" if c == b"[" else b"}")
+                if len(self.open) > MAX_DEPTH:
+                    self._fail(f"body[{self.index}]", "nested too deeply", out)
+            elif self.open:
+                if c != b"," and self.open.pop() != c:
+                    self._fail(
+                        f"body[{self.index}]", f"malformed JSON: unexpected '{c.decode()}'", out
+                    )
+            elif c == b"]":
+                self._element(m.start(), True, out)
+                self.state = "closed"
+            elif c == b"}":
+                self._fail(f"body[{self.index}]", "malformed JSON: unexpected '}'", out)
+            else:  # a comma between top-level elements
                 self._element(m.start(), False, out)
                 self.start = self.pos
 

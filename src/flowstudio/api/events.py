@@ -6,11 +6,15 @@ reconnect it wakes everyone, since notifications may have been missed. `subscrib
 event to wait on; callers subscribe BEFORE reading the database, so no commit can slip between.
 `stream_run_events()` replays the event log from a sequence number (Last-Event-ID) and then follows it
 live, with keepalive comments, ending after the run is terminal. `wait_terminal()` serves sync runs.
+LLM tokens arrive on `fs_run_tokens` (pg_notify from the worker, never stored): the hub pushes them to
+the run's `TokenFeed`s and `stream_run_events` yields them as `token` events without an id (live only).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,12 +31,54 @@ from flowstudio.store.db import connect
 
 log = logging.getLogger(__name__)
 KEEPALIVE_S = 10.0
+TOKEN_CHANNEL = "fs_run_tokens"  # ephemeral LLM tokens: {run_id, node_id, seq, text, ...}
+
+
+class TokenFeed:
+    """LLM tokens of one run for one SSE stream; bounded, so a slow client drops the oldest."""
+
+    def __init__(self) -> None:
+        self.items: deque[dict[str, Any]] = deque(maxlen=10_000)
+        self.ready = anyio.Event()
+
+    def push(self, item: dict[str, Any]) -> None:
+        self.items.append(item)
+        self.ready.set()
+
+    def drain(self) -> list[ServerSentEventMessage]:
+        items, self.ready = list(self.items), anyio.Event()
+        self.items.clear()  # no `id`: tokens are live only and must not move Last-Event-ID
+        return [ServerSentEventMessage(data=json.dumps(t), event="token") for t in items]
 
 
 class EventHub:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.waiters: dict[str, set[anyio.Event]] = {}
+        self.token_feeds: dict[str, set[TokenFeed]] = {}
+
+    def subscribe_tokens(self, run_id: str) -> TokenFeed:
+        feed = TokenFeed()
+        self.token_feeds.setdefault(run_id, set()).add(feed)
+        return feed
+
+    def unsubscribe_tokens(self, run_id: str, feed: TokenFeed) -> None:
+        feeds = self.token_feeds.get(run_id)
+        if feeds is not None:
+            feeds.discard(feed)
+            if not feeds:
+                del self.token_feeds[run_id]
+
+    def _push_token(self, payload: str) -> None:
+        if not self.token_feeds:
+            return
+        try:
+            token = json.loads(payload)
+            feeds = self.token_feeds.get(str(token.pop("run_id")), ())
+        except (ValueError, KeyError, AttributeError):
+            return
+        for feed in feeds:
+            feed.push(token)
 
     def subscribe(self, run_id: str) -> anyio.Event:
         event = anyio.Event()
@@ -56,10 +102,14 @@ class EventHub:
                 conn = await connect(self.settings, name="flowstudio-events")
                 try:
                     await conn.execute("LISTEN fs_run_events")
+                    await conn.execute(f"LISTEN {TOKEN_CHANNEL}")
                     for run_id in list(self.waiters):
                         self._wake(run_id)
                     async for note in conn.notifies():
-                        self._wake(note.payload.split(":", 1)[0])
+                        if note.channel == TOKEN_CHANNEL:
+                            self._push_token(note.payload)
+                        else:
+                            self._wake(note.payload.split(":", 1)[0])
                 finally:
                     await conn.close()
             except psycopg.OperationalError as exc:
@@ -91,12 +141,44 @@ def event_json(row: dict[str, Any]) -> str:
     return msgspec.json.encode(out).decode()
 
 
+async def _wait_rows_or_tokens(woken: anyio.Event, feed: TokenFeed, seconds: float) -> str:
+    """'rows' when the run's log moved, 'tokens' when tokens are pending, '' after `seconds`."""
+    if feed.items:
+        return "tokens"
+    result = ""
+    with anyio.move_on_after(seconds):
+        async with anyio.create_task_group() as tg:
+
+            async def watch(event: anyio.Event, name: str) -> None:
+                nonlocal result
+                await event.wait()
+                result = result or name
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch, woken, "rows")
+            tg.start_soon(watch, feed.ready, "tokens")
+    return result
+
+
 async def stream_run_events(
     pool: AsyncConnectionPool, hub: EventHub, run_id: str, after_seq: int
+) -> AsyncIterator[ServerSentEventMessage]:
+    feed = hub.subscribe_tokens(run_id)
+    try:
+        async for message in _follow_run(pool, hub, run_id, after_seq, feed):
+            yield message
+    finally:
+        hub.unsubscribe_tokens(run_id, feed)
+
+
+async def _follow_run(
+    pool: AsyncConnectionPool, hub: EventHub, run_id: str, after_seq: int, feed: TokenFeed
 ) -> AsyncIterator[ServerSentEventMessage]:
     last = after_seq
     while True:
         woken = hub.subscribe(run_id)
+        for token in feed.drain():  # tokens published before the rows read next
+            yield token
         async with pool.connection() as conn:
             run = await store.get_run(conn, run_id)
             rows = await store.get_events(conn, run_id, last, limit=500)
@@ -113,7 +195,11 @@ async def stream_run_events(
         if rows:
             hub.unsubscribe(run_id, woken)
             continue
-        if not await hub.wait(run_id, woken, KEEPALIVE_S):
+        while (why := await _wait_rows_or_tokens(woken, feed, KEEPALIVE_S)) == "tokens":
+            for token in feed.drain():
+                yield token
+        hub.unsubscribe(run_id, woken)
+        if not why:
             yield ServerSentEventMessage(comment="keepalive")
 
 

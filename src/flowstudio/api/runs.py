@@ -28,6 +28,7 @@ from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, run_transaction
 from flowstudio.engine.states import RUN_TERMINAL
 from flowstudio.flows.validate import validate_tweaks
+from flowstudio.nodes import registry
 from flowstudio.store import runs as store
 
 
@@ -140,7 +141,26 @@ async def get_run(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) 
     require(user, "runs:read")
     run = await owned_run(conn, user, run_id)
     steps = await store.get_steps(conn, run_id)
-    return {**_ids(run), "steps": [_ids(s) for s in steps]}
+    return {**_ids(run), "usage": total_usage(steps), "steps": [_ids(s) for s in steps]}
+
+
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def total_usage(steps: list[dict[str, Any]]) -> dict[str, int]:
+    """LLM token usage of the run: the sum of `output.usage` over the steps of node types that
+    report usage (`extra={"reports_usage": True}`: llm_chat, embeddings, ...), not pass-throughs."""
+    total = dict.fromkeys(USAGE_KEYS, 0)
+    for step in steps:
+        spec = registry.get(step["node_type"])
+        if spec is None or not spec.extra.get("reports_usage"):
+            continue
+        usage = step.get("output").get("usage") if isinstance(step.get("output"), dict) else None
+        if isinstance(usage, dict):
+            for key in USAGE_KEYS:
+                value = usage.get(key)
+                total[key] += value if isinstance(value, int) else 0
+    return total
 
 
 def _cursor_out(row: dict[str, Any]) -> str:

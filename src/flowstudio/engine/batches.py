@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from itertools import islice
 from typing import Any
 
@@ -59,12 +59,10 @@ async def loader_lock(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> Asyn
     try:
         yield
     finally:
-        try:
+        with suppress(psycopg.Error):  # connection gone: so is the lock
             await conn.execute(
                 "SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOADER_LOCK, str(batch_id))
             )
-        except psycopg.Error:  # connection gone: so is the lock
-            pass
 
 
 async def load_batch(
@@ -133,10 +131,18 @@ async def fail_loading(conn: psycopg.AsyncConnection[Any], batch_id: Any, messag
 
 
 async def cancel_unstarted(conn: psycopg.AsyncConnection[Any], batch_id: Any, reason: str) -> int:
+    """Bulk-cancel every unstarted run; returns once none is left (also those another process
+    was cancelling at the same time: the last pass waits for their locks)."""
     done = 0
-    while n := await bulk.cancel_unstarted_runs(conn, batch_id, reason, CANCEL_CHUNK):
+    while True:
+        n = await bulk.cancel_unstarted_runs(conn, batch_id, reason, CANCEL_CHUNK)
+        if not n:
+            if not await store.has_unstarted(conn, batch_id):
+                return done
+            n = await bulk.cancel_unstarted_runs(
+                conn, batch_id, reason, CANCEL_CHUNK, skip_locked=False
+            )
         done += n
-    return done
 
 
 async def cancel_started(conn: psycopg.AsyncConnection[Any], batch_id: Any, reason: str) -> int:
@@ -213,19 +219,28 @@ async def sweep_pass(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
         for batch_id in await store.batch_ids(conn, ("loading",)):
             async with conn.transaction():
-                gone = await store.try_loader_gone(conn, LOADER_LOCK, batch_id)
-                if gone:
-                    loaded = await store.loaded_count(conn, batch_id)
-                    message = f"loading interrupted after {loaded} items (the API process stopped)"
-                    moved = await store.move_batch(
-                        conn, batch_id, ("loading",), "failed", error={"message": message}
-                    )
-                    if moved:
-                        log.warning("batch %s: %s", batch_id, message)
+                if not await store.try_loader_gone(conn, LOADER_LOCK, batch_id):
+                    continue
+                loaded = await store.loaded_count(conn, batch_id)
+                message = f"loading interrupted after {loaded} items (the API process stopped)"
+                if await store.move_batch(
+                    conn, batch_id, ("loading",), "failed", error={"message": message}
+                ):
+                    log.warning("batch %s: %s", batch_id, message)
+        ended: list[tuple[Any, str]] = []
         for batch_id in await store.batch_ids(conn, ("cancelled", "failed")):
             if await store.has_unstarted(conn, batch_id):
-                n = await cancel_unstarted(conn, batch_id, "batch ended")
-                log.info("batch %s: cancelled %d leftover unstarted runs", batch_id, n)
+                batch = await store.get_batch(conn, batch_id) or {}
+                ended.append((batch_id, (batch.get("error") or {}).get("message", "batch ended")))
+    for batch_id, reason in ended:  # a pooled connection per chunk: the other loops share the pool
+        done = 0
+        while True:
+            async with pool.connection() as conn:
+                n = await bulk.cancel_unstarted_runs(conn, batch_id, reason, CANCEL_CHUNK)
+            if not n:
+                break
+            done += n
+        log.info("batch %s: cancelled %d leftover unstarted runs", batch_id, done)
 
 
 async def batch_loop(

@@ -11,7 +11,8 @@ logs seq 2.. and writes the outbox), so `start_run` and bulk-then-dispatch end i
 `cancel_unstarted_runs(conn, batch_id, reason, limit)` is `advance.cancel_run` for up to `limit`
 unstarted runs in one statement: every step pending -> cancelled (one event each, seq 2..n+1), then the
 run queued -> cancelled (seq n+2, with the same error and data cancel_run logs), runs.event_seq = n+2.
-Runs are taken with FOR UPDATE SKIP LOCKED, so it is safe next to the dispatcher and other cancellers.
+Runs are taken with FOR UPDATE SKIP LOCKED, so it is safe next to the dispatcher and other cancellers
+(`skip_locked=False` waits for them instead, to know the batch is done).
 Neither function sends pg_notify: nobody follows the event stream of a run that never started.
 """
 
@@ -78,7 +79,7 @@ CANCEL_UNSTARTED = f"""
 WITH picked AS (
     SELECT id FROM runs
     WHERE batch_id = %(batch)s AND {UNSTARTED}
-    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    LIMIT %(limit)s FOR UPDATE {{lock}}
 ), moved AS (
     UPDATE steps s SET status = 'cancelled', finished_at = now(), lease_owner = NULL,
                        lease_expires_at = NULL, due_at = NULL
@@ -109,11 +110,19 @@ SELECT count(*) AS n FROM runs_moved
 
 
 async def cancel_unstarted_runs(
-    conn: psycopg.AsyncConnection[Any], batch_id: Any, reason: str, limit: int
+    conn: psycopg.AsyncConnection[Any],
+    batch_id: Any,
+    reason: str,
+    limit: int,
+    *,
+    skip_locked: bool = True,
 ) -> int:
-    """Cancel up to `limit` unstarted runs of the batch (one statement); returns how many."""
+    """Cancel up to `limit` unstarted runs of the batch (one statement); returns how many.
+
+    With `skip_locked=False` it waits for runs another canceller holds (and then finds them gone).
+    """
     cur = await conn.execute(
-        CANCEL_UNSTARTED,
+        CANCEL_UNSTARTED.format(lock="SKIP LOCKED" if skip_locked else ""),
         {
             "batch": batch_id,
             "limit": limit,

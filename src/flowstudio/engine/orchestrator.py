@@ -1,12 +1,13 @@
 """The orchestrator process: timers, recovery and the outbox relay, all derived from PostgreSQL.
 
-`Orchestrator.run()` runs three loops in one anyio task group (a crash in any takes the process down
+`Orchestrator.run()` runs its loops in one anyio task group (a crash in any takes the process down
 loudly; a database outage only delays them, see `_guarded`):
 - `timer_loop`: fires due retry backoffs and delay timers (`recovery.fire_due_timers`), sleeping until
   the next due time (at most `TIMER_POLL` seconds, so timers added by other processes are seen).
 - `recovery_loop`: every RECOVERY_INTERVAL seconds reaps expired leases, re-dispatches ready steps whose
   message was lost, settles runs with no live work, and relays outbox rows the fast path missed.
 - `batches.batch_loop`: starts queued runs of batches, at most BATCH_CONCURRENCY live per batch.
+- `schedule_loop`: fires due cron ticks exactly once (`schedules.fire_due_schedules`).
 - the process heartbeat. Any number of orchestrators may run: every move is guarded and row-locked.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import anyio
 
 from flowstudio.crashpoints import crashpoint
-from flowstudio.engine import batches, children, recovery
+from flowstudio.engine import batches, children, recovery, schedules
 from flowstudio.engine.runtxn import OutboxMessage
 from flowstudio.nodes import registry
 from flowstudio.queue.broker import RabbitBroker
@@ -36,6 +37,7 @@ from flowstudio.store.db import TRANSIENT, open_pool, retry_db
 
 log = logging.getLogger(__name__)
 TIMER_POLL = 0.25
+SCHEDULE_POLL = 1.0
 
 
 class Orchestrator:
@@ -65,6 +67,7 @@ class Orchestrator:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.timer_loop)
                 tg.start_soon(self.recovery_loop)
+                tg.start_soon(self.schedule_loop)
                 tg.start_soon(self.publisher.flush_loop)
                 tg.start_soon(batches.batch_loop, self.pool, self.publisher, self.settings)
                 tg.start_soon(
@@ -108,6 +111,16 @@ class Orchestrator:
         await self._publish(fired)
         wait = row["wait"] if row and row["wait"] is not None else TIMER_POLL
         return max(0.005, min(float(wait), TIMER_POLL))
+
+    async def schedule_pass(self) -> None:
+        async with self.pool.connection() as conn:
+            started = await schedules.fire_due_schedules(conn)
+        await self._publish(started)
+
+    async def schedule_loop(self) -> None:
+        while True:
+            await self._guarded("schedules", self.schedule_pass)
+            await anyio.sleep(SCHEDULE_POLL)
 
     async def timer_loop(self) -> None:
         while True:

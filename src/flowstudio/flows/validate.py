@@ -172,7 +172,7 @@ def _check_edges(defn: FlowDefinition) -> list[FlowError]:
         src = registry.get(nodes[edge.source].type)
         dst = registry.get(nodes[edge.target].type)
         if src is not None:
-            outs = [p.name for p in src.outputs]
+            outs = [p.name for p in src.outputs_for(nodes[edge.source].data.params)]
             if not outs:
                 errors.append(
                     FlowError(

@@ -4,14 +4,17 @@
 refused unless HTTP_ALLOWED_HOSTS lists the host or a CIDR containing it), sends the request with the
 `Idempotency-Key: {run_id}:{node_id}:{item}` header, and returns `{status, headers, body}` (JSON decoded
 when the response says JSON). 429/5xx/transport errors are retryable; other 4xx are not.
+`auth` (bearer / basic / api-key header, values usually from `{{ secrets.X }}`) adds its header
+(`auth_headers`).
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import socket
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import anyio
@@ -21,8 +24,20 @@ import msgspec
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
 
 
+class HttpAuth(msgspec.Struct, kw_only=True):
+    """Credentials, usually `{{ secrets.NAME }}` (masked in outputs like every secret)."""
+
+    type: Literal["bearer", "basic", "api_key"] = "bearer"
+    token: str = ""  # bearer
+    username: str = ""  # basic
+    password: str = ""  # basic
+    header: str = "X-API-Key"  # api_key: the header that carries `value`
+    value: str = ""  # api_key
+
+
 class HttpParams(msgspec.Struct, kw_only=True):
     url: str
+    auth: HttpAuth | None = None
     method: str = "GET"
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     body: Any = None
@@ -84,9 +99,29 @@ def _body_kwargs(body: Any) -> dict[str, Any]:
             return {"json": body}
 
 
+def auth_headers(auth: HttpAuth | None) -> dict[str, str]:
+    match auth:
+        case None:
+            return {}
+        case HttpAuth(type="bearer", token=token):
+            return {"Authorization": f"Bearer {token}"}
+        case HttpAuth(type="basic", username=user, password=password):
+            raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+            return {"Authorization": f"Basic {raw}"}
+        case HttpAuth(header=header, value=value):
+            if not header.strip():
+                raise NodeError("auth.header must name a header", retryable=False)
+            return {header: value}
+    return {}
+
+
 async def run_http_request(ctx: NodeContext, params: HttpParams) -> Done:
     await guard_url(params.url, ctx.settings.http_allowed_hosts)
-    headers = {"Idempotency-Key": ctx.idempotency_key, **params.headers}
+    headers = {
+        "Idempotency-Key": ctx.idempotency_key,
+        **params.headers,
+        **auth_headers(params.auth),
+    }
     client: httpx.AsyncClient = ctx.http
     try:
         resp = await client.request(

@@ -365,6 +365,7 @@ register(
         LlmChatParams,
         run_llm_chat,
         default_timeout_s=600.0,
+        extra={"reports_usage": True},
     )
 )
 register(

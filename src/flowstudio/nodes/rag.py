@@ -106,7 +106,9 @@ def input_documents(ctx: NodeContext, explicit: Docs, text: str | None = None) -
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
-        raise NodeError("no documents: connect a loader/splitter or set `documents`", retryable=False)
+        raise NodeError(
+            "no documents: connect a loader/splitter or set `documents`", retryable=False
+        )
     return [_as_doc(d) for d in value]
 
 
@@ -114,7 +116,12 @@ def detect_format(params: LoaderParams, data: bytes, content_type: str = "") -> 
     if params.format != "auto":
         return params.format
     name = (params.filename or urlsplit(params.url or "").path).lower()
-    for ext, fmt in ((".pdf", "pdf"), (".csv", "csv"), (".md", "markdown"), (".markdown", "markdown")):
+    for ext, fmt in (
+        (".pdf", "pdf"),
+        (".csv", "csv"),
+        (".md", "markdown"),
+        (".markdown", "markdown"),
+    ):
         if name.endswith(ext):
             return fmt
     if data.startswith(b"%PDF-") or "pdf" in content_type:
@@ -137,7 +144,9 @@ async def _fetch(ctx: NodeContext, params: LoaderParams, url: str) -> tuple[byte
             async for chunk in resp.aiter_bytes():
                 size += len(chunk)
                 if size > params.max_bytes:
-                    raise NodeError(f"document larger than {params.max_bytes} bytes", retryable=False)
+                    raise NodeError(
+                        f"document larger than {params.max_bytes} bytes", retryable=False
+                    )
                 chunks.append(chunk)
             return b"".join(chunks), resp.headers.get("content-type", "")
     except httpx.HTTPError as exc:
@@ -342,9 +351,7 @@ async def run_retriever(ctx: NodeContext, params: RetrieverParams) -> Done:
         )
     (query,), usage = await embed_texts(ctx, params, [params.query])
     async with pool.connection() as conn:
-        docs = await search(
-            conn, coll["id"], query, params.top_k, params.filter, params.min_score
-        )
+        docs = await search(conn, coll["id"], query, params.top_k, params.filter, params.min_score)
     return Done(
         {
             "query": params.query,
@@ -379,6 +386,7 @@ for spec in (
         "Embeds a text or documents (OpenAI-compatible endpoint, or offline hash/local).",
         EmbeddingsParams,
         run_embeddings,
+        extra={"reports_usage": True},
     ),
     NodeSpec(
         "vector_store_upsert",
@@ -387,6 +395,7 @@ for spec in (
         "Embeds and stores documents in a named collection (yours only), replacing same ids.",
         UpsertParams,
         run_vector_store_upsert,
+        extra={"reports_usage": True},
     ),
     NodeSpec(
         "retriever",
@@ -395,6 +404,7 @@ for spec in (
         "Finds the chunks of a collection most similar to a query (cosine similarity).",
         RetrieverParams,
         run_retriever,
+        extra={"reports_usage": True},
     ),
 ):
     register(spec)

@@ -13,6 +13,7 @@ similarity computed in SQL over float8[] with stored norms; optional metadata co
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -56,7 +57,7 @@ def embedder_id(cfg: EmbedderConfig) -> str:
 def hash_embed(text: str, dimensions: int = 256) -> list[float]:
     vec = [0.0] * dimensions
     words = [w.lower() for w in WORD.findall(text)]
-    for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+    for feature in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
         h = hashlib.blake2b(feature.encode(), digest_size=8).digest()
         vec[int.from_bytes(h[:4], "little") % dimensions] += 1.0 if h[4] & 1 else -1.0
     norm = math.sqrt(sum(v * v for v in vec))

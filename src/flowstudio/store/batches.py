@@ -136,11 +136,18 @@ async def batch_ids(
 
 
 async def started_live_count(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> int:
-    """Live runs of the batch the dispatcher already started (what BATCH_CONCURRENCY limits)."""
+    """Live runs of the batch the dispatcher already started (what BATCH_CONCURRENCY limits).
+
+    Running/waiting runs come from the (batch_id, status) index; a started run that is still
+    `queued` has a ready step no worker claimed yet, so those are found from the (small) set of
+    ready steps instead of scanning the batch's unstarted runs.
+    """
     cur = await conn.execute(
-        f"""SELECT count(*) AS n FROM runs
-            WHERE batch_id = %s AND status = ANY(%s) AND NOT ({UNSTARTED})""",
-        (batch_id, list(LIVE)),
+        """SELECT (SELECT count(*) FROM runs WHERE batch_id = %(b)s
+                   AND status IN ('running', 'waiting'))
+                + (SELECT count(DISTINCT s.run_id) FROM steps s JOIN runs r ON r.id = s.run_id
+                   WHERE s.status = 'ready' AND r.batch_id = %(b)s AND r.status = 'queued') AS n""",
+        {"b": batch_id},
     )
     row = await cur.fetchone()
     return int(row["n"]) if row else 0

@@ -3,14 +3,18 @@
 `execute_node(step, graph, spec, ...)` returns an `Outcome`: `Done`/`Wait` from the node, or a failure
 with `retryable`. It applies the per-node timeout (`data.timeout_s` or the type's default). It never
 touches the database: the worker loop (`worker/worker.py`) commits whatever it returns, after
-`@masking_secrets` replaced any secret value in it with `***` (`worker/secret_values.py`).
+`@masking_secrets` replaced any secret value in it with `***` (`worker/secret_values.py`). Nodes that
+keep data in PostgreSQL get the worker's pool as `ctx.db`; `ctx.emit` (`notifier`) sends ephemeral
+notifications such as LLM tokens (pg_notify, secrets masked), never step state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import multiprocessing
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +34,7 @@ from flowstudio.nodes.registry import (
 )
 from flowstudio.worker.context import render_node_params
 from flowstudio.worker.items import step_params
-from flowstudio.worker.secret_values import masking_secrets
+from flowstudio.worker.secret_values import mask_outcome, masking_secrets
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,19 @@ class ProcessPool:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+def notifier(
+    pool: Any, context: dict[str, Any]
+) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """`ctx.emit`: an ephemeral pg_notify (LLM tokens) through the worker's pool, secrets masked."""
+
+    async def emit(channel: str, payload: dict[str, Any]) -> None:
+        masked = mask_outcome(Done(payload), context).output
+        async with pool.connection() as conn:
+            await conn.execute("SELECT pg_notify(%s, %s)", (channel, json.dumps(masked)))
+
+    return emit
+
+
 @masking_secrets
 async def execute_node(
     step: ClaimedStep,
@@ -74,6 +91,7 @@ async def execute_node(
     settings: Any,
     http: Any,
     procpool: ProcessPool,
+    pool: Any = None,
 ) -> Outcome:
     node_params, node_timeout = step_params(step, graph)
     timeout = node_timeout or spec.default_timeout_s
@@ -88,6 +106,9 @@ async def execute_node(
         settings,
         http,
         context,
+        owner_id=step.owner_id,
+        db=pool,
+        emit=notifier(pool, context) if pool is not None else None,
     )
     try:
         with anyio.fail_after(timeout):

@@ -141,7 +141,7 @@ def _mask(value: Any, secrets: tuple[str, ...]) -> Any:
 def mask_outcome(outcome: Any, context: dict[str, Any]) -> Any:
     """Replace secret values in a Done/Wait output or a Failure error; free when no secret is used."""
     secrets = tuple(s for s in context.get(VALUES_KEY, ()) if len(s) >= MIN_MASKED_LEN)
-    if not secrets or not dataclasses.is_dataclass(outcome):
+    if not secrets or not dataclasses.is_dataclass(outcome) or isinstance(outcome, type):
         return outcome
     field = "error" if hasattr(outcome, "error") else "output"
     return dataclasses.replace(outcome, **{field: _mask(getattr(outcome, field), secrets)})

@@ -171,7 +171,9 @@ class Worker:
             else:
                 async with self.pool.connection() as conn:
                     graph = await load_graph(conn, step.flow_id, step.flow_version)
-                    port_input, context = await build_context(conn, step, graph, spec)
+                    port_input, context = await build_context(
+                        conn, step, graph, spec, self.settings.secret_key
+                    )
                     if step.item_index > 0:  # a map item: its input is the item
                         port_input = await load_item(conn, step)
                         context.update(item=port_input, input=port_input)
@@ -184,6 +186,7 @@ class Worker:
                     settings=self.settings,
                     http=self.http,
                     procpool=self.procpool,
+                    pool=self.pool,
                 )
         if flight.scope.cancelled_caught or outcome is None:
             log.info(

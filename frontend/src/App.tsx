@@ -1,0 +1,51 @@
+// The app shell: asks the auth store who is signed in (GET /api/auth/me), then routes.
+// /login -> LoginPage; everything else sits in Layout (top bar) behind the auth gate:
+// / FlowsPage, /flows/:id EditorPage, /runs RunsPage, /runs/:id ReplayPage, /ops OpsPage.
+import { useEffect } from 'react';
+import { BrowserRouter, Navigate, Route, Routes, useLocation } from 'react-router-dom';
+import { EditorPage } from './pages/EditorPage';
+import { FlowsPage } from './pages/FlowsPage';
+import { Layout } from './pages/Layout';
+import { LoginPage } from './pages/LoginPage';
+import { OpsPage } from './pages/OpsPage';
+import { ReplayPage } from './pages/ReplayPage';
+import { RunsPage } from './pages/RunsPage';
+import { useAuth } from './stores/auth';
+
+function RequireAuth({ children }: { children: React.ReactNode }) {
+  const status = useAuth((s) => s.status);
+  const location = useLocation();
+  if (status === 'unknown') return <div className="splash">Loading…</div>;
+  if (status === 'anon') {
+    return <Navigate to="/login" replace state={{ from: location.pathname + location.search }} />;
+  }
+  return <>{children}</>;
+}
+
+export function App() {
+  const refresh = useAuth((s) => s.refresh);
+  useEffect(() => {
+    void refresh();
+  }, [refresh]);
+  return (
+    <BrowserRouter>
+      <Routes>
+        <Route path="/login" element={<LoginPage />} />
+        <Route
+          element={
+            <RequireAuth>
+              <Layout />
+            </RequireAuth>
+          }
+        >
+          <Route path="/" element={<FlowsPage />} />
+          <Route path="/flows/:flowId" element={<EditorPage />} />
+          <Route path="/runs" element={<RunsPage />} />
+          <Route path="/runs/:runId" element={<ReplayPage />} />
+          <Route path="/ops" element={<OpsPage />} />
+          <Route path="*" element={<Navigate to="/" replace />} />
+        </Route>
+      </Routes>
+    </BrowserRouter>
+  );
+}

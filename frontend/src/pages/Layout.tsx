@@ -1,0 +1,50 @@
+// The signed-in frame: top bar (brand, Flows / Runs / Ops links shown by permission, the user and
+// sign-out) around the routed page (<Outlet/>). Ops is visible only with the ops:read permission.
+import { NavLink, Outlet, useNavigate } from 'react-router-dom';
+import { useAuth } from '../stores/auth';
+
+export function Layout() {
+  const user = useAuth((s) => s.user);
+  const can = useAuth((s) => s.can);
+  const logout = useAuth((s) => s.logout);
+  const navigate = useNavigate();
+  return (
+    <div className="app">
+      <header className="topbar">
+        <div className="brand">
+          <span className="brand-mark" aria-hidden>
+            ◆
+          </span>
+          MAX Flowstudio
+        </div>
+        <nav className="topnav">
+          <NavLink to="/" end>
+            Flows
+          </NavLink>
+          {can('runs:read') && <NavLink to="/runs">Runs</NavLink>}
+          {can('ops:read') && <NavLink to="/ops">Ops</NavLink>}
+        </nav>
+        <div className="topbar-user">
+          <span className="user-chip" title={user?.permissions.join(', ')}>
+            <span className="avatar">{(user?.name || user?.email || '?').slice(0, 1).toUpperCase()}</span>
+            <span>{user?.email}</span>
+            {user?.roles.map((r) => (
+              <span key={r} className="role-badge">
+                {r}
+              </span>
+            ))}
+          </span>
+          <button
+            className="btn ghost sm"
+            onClick={() => void logout().then(() => navigate('/login'))}
+          >
+            Sign out
+          </button>
+        </div>
+      </header>
+      <main className="main">
+        <Outlet />
+      </main>
+    </div>
+  );
+}

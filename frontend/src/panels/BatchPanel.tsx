@@ -1,0 +1,140 @@
+// Batch runs: upload a JSONL / CSV / JSON-list file (POST /api/v1/flows/{id}/batches, raw body
+// typed by extension), then poll GET /api/v1/batches/{id} every second for {status,total,counts}
+// (a stacked progress bar with counts per state) and download GET /batches/{id}/results (JSONL).
+import { useEffect, useRef, useState } from 'react';
+import { batches } from '../api/endpoints';
+import { ApiError } from '../api/http';
+import type { BatchStatus } from '../api/types';
+import { downloadText } from '../lib/download';
+import { STATUS_COLORS } from '../stores/runState';
+
+const ORDER = ['succeeded', 'failed', 'cancelled', 'running', 'waiting', 'queued'];
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'completed', 'done']);
+
+export function contentTypeFor(name: string): string {
+  if (/\.csv$/i.test(name)) return 'text/csv';
+  if (/\.jsonl$|\.ndjson$/i.test(name)) return 'application/x-ndjson';
+  return 'application/json';
+}
+
+export function BatchProgress({ batch }: { batch: BatchStatus }) {
+  const total = Math.max(1, batch.total);
+  const keys = [...ORDER.filter((k) => batch.counts[k]), ...Object.keys(batch.counts).filter((k) => !ORDER.includes(k) && batch.counts[k])];
+  const done = (batch.counts.succeeded ?? 0) + (batch.counts.failed ?? 0) + (batch.counts.cancelled ?? 0);
+  const pct = batch.progress !== undefined ? batch.progress * (batch.progress <= 1 ? 100 : 1) : (done / total) * 100;
+  return (
+    <div className="batch-progress">
+      <div className="row between small">
+        <span>
+          <strong>{batch.status}</strong> · {done}/{batch.total} done
+        </span>
+        <span>{pct.toFixed(0)}%</span>
+      </div>
+      <div className="stacked-bar" role="progressbar" aria-valuenow={Math.round(pct)} aria-valuemin={0} aria-valuemax={100}>
+        {keys.map((k) => (
+          <span key={k} style={{ width: `${(batch.counts[k] / total) * 100}%`, background: STATUS_COLORS[k] ?? '#94a3b8' }} title={`${k}: ${batch.counts[k]}`} />
+        ))}
+      </div>
+      <div className="legend">
+        {keys.map((k) => (
+          <span key={k}>
+            <i style={{ background: STATUS_COLORS[k] ?? '#94a3b8' }} /> {k} {batch.counts[k]}
+          </span>
+        ))}
+      </div>
+    </div>
+  );
+}
+
+export function BatchPanel({ flowId, ensureSaved, canRun }: { flowId: string; ensureSaved: () => Promise<boolean>; canRun: boolean }) {
+  const [batchId, setBatchId] = useState<string | null>(null);
+  const [batch, setBatch] = useState<BatchStatus | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const fileRef = useRef<HTMLInputElement>(null);
+
+  useEffect(() => {
+    if (!batchId) return;
+    let stop = false;
+    const tick = async () => {
+      try {
+        const b = await batches.get(batchId);
+        if (stop) return;
+        setBatch(b);
+        if (!TERMINAL.has(b.status)) setTimeout(() => void tick(), 1000);
+      } catch (err) {
+        if (!stop) setError(String(err));
+      }
+    };
+    void tick();
+    return () => {
+      stop = true;
+    };
+  }, [batchId]);
+
+  const upload = async (file: File) => {
+    setError(null);
+    setBatch(null);
+    if (!(await ensureSaved())) return;
+    try {
+      const created = await batches.create(flowId, file, contentTypeFor(file.name));
+      setBatchId(created.id);
+    } catch (err) {
+      setError(
+        err instanceof ApiError && (err.status === 404 || err.status === 405)
+          ? 'This server has no batch endpoint yet.'
+          : err instanceof ApiError
+            ? err.detail ?? err.title
+            : String(err),
+      );
+    }
+  };
+
+  return (
+    <div className="panel-body">
+      <h3>Batch run</h3>
+      <p className="muted small">
+        One run per line: JSONL objects, CSV rows (header = input names) or a JSON list. Each item is a durable run of the saved version.
+      </p>
+      {canRun ? (
+        <div
+          className="dropzone"
+          onClick={() => fileRef.current?.click()}
+          onDragOver={(e) => e.preventDefault()}
+          onDrop={(e) => {
+            e.preventDefault();
+            const f = e.dataTransfer.files[0];
+            if (f) void upload(f);
+          }}
+        >
+          <strong>Drop a .jsonl / .csv file</strong>
+          <span className="muted small">or click to choose</span>
+          <input
+            ref={fileRef}
+            type="file"
+            hidden
+            accept=".jsonl,.ndjson,.csv,.json"
+            data-testid="batch-file"
+            onChange={(e) => {
+              const f = e.target.files?.[0];
+              if (f) void upload(f);
+              e.target.value = '';
+            }}
+          />
+        </div>
+      ) : (
+        <p className="muted small">Your role cannot start runs.</p>
+      )}
+      {error && <div className="alert error small">{error}</div>}
+      {batch && <BatchProgress batch={batch} />}
+      {batch && batchId && (
+        <button
+          className="btn"
+          disabled={!TERMINAL.has(batch.status) && !(batch.counts.succeeded || batch.counts.failed)}
+          onClick={() => void batches.results(batchId).then((t) => downloadText(`batch-${batchId.slice(0, 8)}.jsonl`, t, 'application/x-ndjson'))}
+        >
+          Download results (JSONL)
+        </button>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,171 @@
+// A form generated from a node's params JSON Schema (`fieldsOf` in schema.ts): one widget per
+// field — text input, CodeMirror editor for templates/expressions/JSON, number, switch, select —
+// with defaults as placeholders, required marks, client validation messages (`validateParams`) and
+// a secrets picker that inserts `{{ secrets.NAME }}`. Changes go to `onChange(params, fieldName)`.
+import { useEffect, useMemo, useState } from 'react';
+import type { JsonSchema } from '../api/types';
+import { CodeEditor } from './CodeEditor';
+import { fieldsOf, isTemplate, validateParams, type FieldDesc } from './schema';
+import { SecretsPicker, useSecretNames } from './SecretsPicker';
+
+interface Props {
+  schema: JsonSchema;
+  params: Record<string, unknown>;
+  onChange: (params: Record<string, unknown>, field: string) => void;
+  completions: string[];
+  readOnly?: boolean;
+}
+
+function JsonField({ f, value, set, readOnly }: { f: FieldDesc; value: unknown; set: (v: unknown) => void; readOnly?: boolean }) {
+  const initial = value === undefined ? '' : typeof value === 'string' && isTemplate(value) ? value : JSON.stringify(value, null, 2);
+  const [text, setText] = useState(initial);
+  const [bad, setBad] = useState(false);
+  useEffect(() => {
+    setText((t) => {
+      try {
+        return JSON.stringify(JSON.parse(t)) === JSON.stringify(value) ? t : initial;
+      } catch {
+        return t;
+      }
+    });
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [value]);
+  return (
+    <>
+      <CodeEditor
+        value={text}
+        language="json"
+        minLines={2}
+        readOnly={readOnly}
+        ariaLabel={f.name}
+        placeholder={f.default !== undefined ? `default: ${JSON.stringify(f.default)}` : 'JSON'}
+        onChange={(t) => {
+          setText(t);
+          if (!t.trim()) {
+            setBad(false);
+            set(undefined);
+            return;
+          }
+          try {
+            set(JSON.parse(t));
+            setBad(false);
+          } catch {
+            if (isTemplate(t)) set(t);
+            setBad(!isTemplate(t));
+          }
+        }}
+      />
+      {bad && <div className="field-error">Not valid JSON yet</div>}
+    </>
+  );
+}
+
+function FieldWidget({ f, value, set, completions, readOnly }: { f: FieldDesc; value: unknown; set: (v: unknown) => void; completions: string[]; readOnly?: boolean }) {
+  const ph = f.default !== undefined && f.default !== null ? `default: ${String(f.default)}` : '';
+  switch (f.kind) {
+    case 'boolean':
+      return (
+        <label className="switch">
+          <input type="checkbox" disabled={readOnly} checked={Boolean(value ?? f.default)} onChange={(e) => set(e.target.checked)} />
+          <span>{Boolean(value ?? f.default) ? 'on' : 'off'}</span>
+        </label>
+      );
+    case 'enum':
+      return (
+        <select disabled={readOnly} value={value === undefined ? '' : String(value)} onChange={(e) => set(e.target.value === '' ? undefined : e.target.value)} aria-label={f.name}>
+          <option value="">{f.default !== undefined ? `default (${String(f.default)})` : '—'}</option>
+          {(f.options ?? []).map((o) => (
+            <option key={String(o)} value={String(o)}>
+              {String(o)}
+            </option>
+          ))}
+        </select>
+      );
+    case 'number':
+    case 'integer':
+      return (
+        <input
+          type="text"
+          inputMode="decimal"
+          disabled={readOnly}
+          aria-label={f.name}
+          placeholder={ph || (f.nullable ? 'none' : '')}
+          value={value === undefined || value === null ? '' : String(value)}
+          onChange={(e) => {
+            const t = e.target.value.trim();
+            if (t === '') set(undefined);
+            else if (/^-?\d+(\.\d+)?$/.test(t)) set(Number(t));
+            else set(e.target.value);
+          }}
+        />
+      );
+    case 'code':
+      return (
+        <CodeEditor
+          value={typeof value === 'string' ? value : ''}
+          onChange={(v) => set(v)}
+          language={f.language}
+          completions={completions}
+          readOnly={readOnly}
+          ariaLabel={f.name}
+          placeholder={f.language === 'template' ? 'Hello {{ inputs.input_value }}' : ph}
+        />
+      );
+    case 'json':
+      return <JsonField f={f} value={value} set={set} readOnly={readOnly} />;
+    default:
+      return (
+        <input
+          type="text"
+          disabled={readOnly}
+          aria-label={f.name}
+          name={f.name}
+          placeholder={ph}
+          value={value === undefined || value === null ? '' : String(value)}
+          onChange={(e) => set(e.target.value)}
+        />
+      );
+  }
+}
+
+export function SchemaForm({ schema, params, onChange, completions, readOnly }: Props) {
+  const fields = useMemo(() => fieldsOf(schema), [schema]);
+  const errors = useMemo(() => validateParams(schema, params), [schema, params]);
+  const secretNames = useSecretNames();
+  const allCompletions = useMemo(
+    () => [...completions, ...secretNames.map((n) => `secrets.${n}`)],
+    [completions, secretNames],
+  );
+  if (!fields.length) return <p className="muted small">This node has no parameters.</p>;
+  const set = (name: string) => (v: unknown) => {
+    const next = { ...params };
+    if (v === undefined) delete next[name];
+    else next[name] = v;
+    onChange(next, name);
+  };
+  return (
+    <div className="schema-form">
+      {fields.map((f) => (
+        <div key={f.name} className={`field${errors[f.name] ? ' invalid' : ''}`} data-field={f.name}>
+          <div className="field-label">
+            <span>
+              {f.title}
+              {f.required && <span className="req">*</span>}
+            </span>
+            {f.secretCapable && !readOnly && (
+              <SecretsPicker
+                onPick={(ref) => {
+                  const cur = params[f.name];
+                  set(f.name)(typeof cur === 'string' && cur && f.kind === 'code' ? `${cur}${ref}` : ref);
+                }}
+              />
+            )}
+          </div>
+          <FieldWidget f={f} value={params[f.name]} set={set(f.name)} completions={allCompletions} readOnly={readOnly} />
+          {f.description && <div className="field-help">{f.description}</div>}
+          {errors[f.name] && <div className="field-error">{errors[f.name]}</div>}
+        </div>
+      ))}
+    </div>
+  );
+}

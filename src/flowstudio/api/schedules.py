@@ -1,0 +1,174 @@
+"""Schedule routes: cron schedules per flow (the orchestrator fires them, `engine/schedules.py`).
+
+`create_schedule` validates the cron expression and time zone (422 with the field path), computes the
+first tick from the database clock and stores the row; `update_schedule` recomputes the next tick when
+the cron, zone or enabled flag changes. Only the schedule's owner (or an admin) sees it; others 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+import msgspec
+import psycopg
+from litestar import Response, delete, get, post, put
+
+from flowstudio.api.deps import User, can_see, require
+from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.flows import owned_flow
+from flowstudio.engine.schedules import ScheduleError, first_fire, zone
+from flowstudio.store import schedules as store
+
+Catchup = Literal["skip", "latest", "all"]
+
+
+class ScheduleIn(msgspec.Struct, kw_only=True):
+    cron: str
+    timezone: str = "UTC"
+    inputs: dict[str, Any] = msgspec.field(default_factory=dict)
+    catchup: Catchup = "latest"
+    max_catchup: int = 100
+    enabled: bool = True
+
+
+class SchedulePatch(msgspec.Struct, kw_only=True):
+    cron: str | None = None
+    timezone: str | None = None
+    inputs: dict[str, Any] | None = None
+    catchup: Catchup | None = None
+    max_catchup: int | None = None
+    enabled: bool | None = None
+
+
+def _out(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **row,
+        "id": str(row["id"]),
+        "flow_id": str(row["flow_id"]),
+        "owner_id": str(row["owner_id"]),
+    }
+
+
+async def _db_now(conn: psycopg.AsyncConnection[Any]) -> Any:
+    cur = await conn.execute("SELECT now() AS now")
+    row = await cur.fetchone()
+    assert row is not None
+    return row["now"]
+
+
+async def _next_fire(conn: psycopg.AsyncConnection[Any], cron: str, tz: str) -> Any:
+    try:
+        zone(tz)
+    except ScheduleError as exc:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            str(exc),
+            errors=[{"path": "body.timezone", "reason": str(exc)}],
+        ) from exc
+    try:
+        return first_fire(cron, tz, await _db_now(conn))
+    except ScheduleError as exc:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            str(exc),
+            errors=[{"path": "body.cron", "reason": str(exc)}],
+        ) from exc
+
+
+def _check_max(value: int | None) -> None:
+    if value is not None and not 1 <= value <= 10_000:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "max_catchup must be 1-10000",
+            errors=[{"path": "body.max_catchup", "reason": "must be 1-10000"}],
+        )
+
+
+async def owned_schedule(
+    conn: psycopg.AsyncConnection[Any], user: User, schedule_id: UUID
+) -> dict[str, Any]:
+    row = await store.get(conn, schedule_id)
+    if row is None or not can_see(user, row["owner_id"]):
+        raise not_found("schedule")
+    return row
+
+
+@post("/api/v1/flows/{flow_id:uuid}/schedules", status_code=201)
+async def create_schedule(
+    flow_id: UUID, data: ScheduleIn, user: User, conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any]:
+    require(user, "flows:write")
+    await owned_flow(conn, user, flow_id)
+    _check_max(data.max_catchup)
+    nxt = await _next_fire(conn, data.cron, data.timezone)
+    row = await store.create(
+        conn,
+        flow_id=flow_id,
+        owner_id=user.id,
+        cron=data.cron,
+        timezone=data.timezone,
+        inputs=data.inputs,
+        catchup=data.catchup,
+        max_catchup=data.max_catchup,
+        enabled=data.enabled,
+        next_fire_at=nxt,
+    )
+    return _out(row)
+
+
+@get("/api/v1/flows/{flow_id:uuid}/schedules")
+async def list_schedules(
+    flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
+) -> list[dict[str, Any]]:
+    require(user, "flows:read")
+    await owned_flow(conn, user, flow_id)
+    return [_out(r) for r in await store.list_for_flow(conn, flow_id)]
+
+
+@get("/api/v1/schedules/{schedule_id:uuid}")
+async def get_schedule(
+    schedule_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any]:
+    row = await owned_schedule(conn, user, schedule_id)
+    fires = [
+        {**f, "run_id": str(f["run_id"]) if f["run_id"] else None}
+        for f in await store.fires(conn, schedule_id)
+    ]
+    return {**_out(row), "fires": fires}
+
+
+@put("/api/v1/schedules/{schedule_id:uuid}")
+async def update_schedule(
+    schedule_id: UUID, data: SchedulePatch, user: User, conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any]:
+    require(user, "flows:write")
+    row = await owned_schedule(conn, user, schedule_id)
+    _check_max(data.max_catchup)
+    fields = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
+    if {"cron", "timezone"} & fields.keys() or (data.enabled and not row["enabled"]):
+        fields["next_fire_at"] = await _next_fire(
+            conn, data.cron or row["cron"], data.timezone or row["timezone"]
+        )
+    if not fields:
+        return _out(row)
+    updated = await store.update(conn, schedule_id, fields)
+    if updated is None:
+        raise not_found("schedule")
+    return _out(updated)
+
+
+@delete("/api/v1/schedules/{schedule_id:uuid}", status_code=204)
+async def delete_schedule(
+    schedule_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
+) -> Response[None]:
+    require(user, "flows:write")
+    await owned_schedule(conn, user, schedule_id)
+    await store.delete(conn, schedule_id)
+    return Response(None, status_code=204)
+
+
+ROUTES = [create_schedule, list_schedules, get_schedule, update_schedule, delete_schedule]
