@@ -251,6 +251,36 @@ def test_cancel_stops_started_and_unstarted_runs(api: Api, db: psycopg.Connectio
     assert batch(api, bid)["counts"]["cancelled"] == 300
 
 
+def test_cancel_while_loading_stops_the_load_and_cancels_what_was_loaded(
+    api: Api, db: psycopg.Connection[Any]
+) -> None:
+    flow = api.create_flow(linear_flow(("d", "delay", {"seconds": 60})))
+    body = "".join(f'{{"i": {i}}}\n' for i in range(40_000))
+    answer: list[httpx.Response] = []
+    uploader = threading.Thread(
+        target=lambda: answer.append(upload(api, flow["id"], body, "application/x-ndjson"))
+    )
+    uploader.start()
+    deadline = time.monotonic() + 30
+    while not (
+        row := db.execute("SELECT id FROM batches WHERE flow_id = %s", (flow["id"],)).fetchone()
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    bid = str(row[0])
+    while not db.execute("SELECT 1 FROM runs WHERE batch_id = %s LIMIT 1", (bid,)).fetchone():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    r = api.http.post(f"/api/v1/batches/{bid}/cancel", timeout=60)
+    uploader.join(60)
+    assert r.status_code == 202, r.text
+    assert answer and answer[0].status_code == 409, answer[0].text if answer else "no answer"
+    b = batch(api, bid)
+    loaded = sum(b["counts"].values())
+    assert b["status"] == "cancelled" and b["total"] == 40_000
+    assert 0 < loaded < 40_000 and b["counts"]["cancelled"] == loaded
+
+
 def test_upload_cut_off_midway_creates_nothing(api: Api, running_stack: Stack) -> None:
     flow = api.create_flow(HELLO)
     host, port = running_stack.base_url.removeprefix("http://").split(":")

@@ -170,7 +170,7 @@ def test_event_stream_follows_a_live_run(api: Api) -> None:
         body = "".join(resp.iter_text())
     for e in sse_events(body):
         kinds.append((e.get("event"), json.loads(e["data"]).get("to_status")))
-    assert ("end", None) == kinds[-1] and ("run", "succeeded") in kinds
+    assert kinds[-1] == ("end", None) and ("run", "succeeded") in kinds
 
 
 def test_sync_run_waits_for_outputs_and_applies_tweaks(api: Api) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -74,6 +75,6 @@ def linear_flow(
         defn_nodes.append({"id": nid, "type": ntype, "position": {"x": 0, "y": 0}, "data": data})
     edges = [
         {"id": f"e{i}", "source": a[0], "target": b[0], "sourceHandle": "out", "targetHandle": "in"}
-        for i, (a, b) in enumerate(zip(all_nodes, all_nodes[1:]))
+        for i, (a, b) in enumerate(itertools.pairwise(all_nodes))
     ]
     return {"nodes": defn_nodes, "edges": edges}

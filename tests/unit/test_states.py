@@ -19,11 +19,11 @@ from flowstudio.engine.states import (
     step_move,
 )
 
-MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "0001_init.sql"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def sql_pairs(entity: str) -> set[tuple[str, str]]:
-    text = MIGRATION.read_text()
+    text = "".join(p.read_text() for p in sorted(MIGRATIONS.glob("*.sql")))
     return set(re.findall(rf"\('{entity}', '(\w+)', '(\w+)'\)", text))
 
 

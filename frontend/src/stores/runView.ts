@@ -61,7 +61,9 @@ export const useRunView = create<RunViewState>((set, get) => ({
     const s = get();
     if (s.events.some((x) => x.seq === e.seq)) return;
     const events = [...s.events, e].sort((a, b) => a.seq - b.seq);
-    const cursor = events.length - 1;
+    // A replay the user is scrubbing stays where it is; otherwise follow the newest event.
+    const follow = s.mode !== 'replay' || s.cursor >= s.events.length - 1;
+    const cursor = follow ? events.length - 1 : s.cursor;
     set({
       events,
       cursor,

@@ -236,15 +236,16 @@ async def list_batches(
     user: User,
     conn: psycopg.AsyncConnection[Any],
     flow_id: UUID | None = None,
-    limit: int = 50,
+    limit: int = 20,
 ) -> list[BatchOut]:
+    """Newest first; each with its counts (one indexed count per batch, hence the small limit)."""
     require(user, "runs:read")
-    if not 1 <= limit <= 200:
+    if not 1 <= limit <= 100:
         raise Problem(
             422,
             "Unprocessable Content",
-            "limit must be 1-200",
-            errors=[{"path": "query.limit", "reason": "must be between 1 and 200"}],
+            "limit must be 1-100",
+            errors=[{"path": "query.limit", "reason": "must be between 1 and 100"}],
         )
     rows = await store.list_batches(
         conn, owner_id=None if user.is_admin else user.id, flow_id=flow_id, limit=limit

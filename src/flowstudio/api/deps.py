@@ -1,8 +1,8 @@
 """Request dependencies: a pooled DB connection and the authenticated user.
 
-`provide_conn` lends one pooled connection per request. `provide_user` authenticates, in order, a
-bearer token (`Authorization: Bearer`), an API key (`x-api-key`) or the session cookie, and raises 401
-otherwise. `require(user, permission)` is the one permission check controllers call; `can_see(user,
+`provide_conn` lends one pooled connection per request. `provide_user` authenticates, in order, an API key
+(`x-api-key`, or `Authorization: Bearer fsk_...` as OpenAI-style clients send it), a session token
+(`Authorization: Bearer`) or the session cookie, and raises 401 otherwise. `require(user, permission)` is the one permission check controllers call; `can_see(user,
 owner_id)` the ownership rule (owners and admins; others get 404, never a hint the row exists).
 """
 
@@ -22,6 +22,7 @@ from flowstudio.auth.tokens import digest
 from flowstudio.store import users
 
 SESSION_COOKIE = "fs_session"
+API_KEY_PREFIX = "fsk_"  # api/keys.py makes keys with auth.tokens.new_token("fsk")
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,6 +56,8 @@ async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConne
     row = None
     api_key = request.headers.get("x-api-key")
     token = bearer_token(request)
+    if not api_key and token and token.startswith(API_KEY_PREFIX):
+        api_key, token = token, None
     if api_key:
         row = await users.user_by_api_key(conn, digest(api_key))
     elif token:

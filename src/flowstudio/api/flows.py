@@ -1,8 +1,10 @@
 """Flow routes: create/list/get/update/delete, versions, and the node catalogue.
 
 Definitions are validated by `flows/validate.py` before anything is written: a bad one answers 422 with
-each problem's path, node id and reason. Ownership: only the owner (or an admin) sees a flow; others
-get 404.
+each problem's path, node id and reason. Access (api/access.py): GET and the list also show flows
+shared with the caller (with their `access`: owner | admin | run | view); every change goes through
+`owned_flow` (owner or admin; a shared user gets 403, anyone else 404). `endpoint_name` (POST/PUT) is
+the flow's per-owner alias for /run, webhooks and the OpenAI endpoint; a taken name is 409.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ import msgspec
 import psycopg
 from litestar import Response, delete, get, post, put
 
-from flowstudio.api.deps import User, can_see, require
+from flowstudio.api.access import (
+    access_of,
+    endpoint_name_problem,
+    flow_row,
+    flow_with_access,
+    forbid_shared_edit,
+    viewable_flow,
+)
+from flowstudio.api.deps import User, require
 from flowstudio.api.errors import Problem, not_found
 from flowstudio.flows.validate import validate_definition
 from flowstudio.nodes.registry import catalogue
@@ -25,12 +35,14 @@ class FlowIn(msgspec.Struct, kw_only=True):
     name: str
     definition: dict[str, Any]
     description: str = ""
+    endpoint_name: str | None = None
 
 
 class FlowPatch(msgspec.Struct, kw_only=True):
     name: str | None = None
     description: str | None = None
     definition: dict[str, Any] | None = None
+    endpoint_name: str | msgspec.UnsetType | None = msgspec.UNSET  # null clears the name
 
 
 def check_definition(definition: dict[str, Any]) -> None:
@@ -54,6 +66,26 @@ def check_name(name: str) -> None:
         )
 
 
+def check_endpoint_name(name: str | None) -> None:
+    reason = endpoint_name_problem(name) if name is not None else None
+    if reason:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"endpoint_name {reason}",
+            errors=[{"path": "body.endpoint_name", "reason": reason}],
+        )
+
+
+def endpoint_name_taken(name: str | None) -> Problem:
+    return Problem(
+        409,
+        "Conflict",
+        f"you already have a flow with endpoint_name {name!r}",
+        errors=[{"path": "body.endpoint_name", "reason": "already used by another of your flows"}],
+    )
+
+
 def flow_out(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "id": str(row["id"]), "owner_id": str(row["owner_id"])}
 
@@ -61,9 +93,8 @@ def flow_out(row: dict[str, Any]) -> dict[str, Any]:
 async def owned_flow(
     conn: psycopg.AsyncConnection[Any], user: User, flow_id: UUID
 ) -> dict[str, Any]:
-    flow = await store.get_flow(conn, flow_id)
-    if flow is None or not can_see(user, flow["owner_id"]):
-        raise not_found("flow")
+    flow, access = await flow_with_access(conn, user, flow_id)
+    forbid_shared_edit(access)
     return flow
 
 
@@ -73,28 +104,37 @@ async def create_flow(
 ) -> dict[str, Any]:
     require(user, "flows:write")
     check_name(data.name)
+    check_endpoint_name(data.endpoint_name)
     check_definition(data.definition)
-    row = await store.create_flow(
-        conn,
-        owner_id=user.id,
-        name=data.name,
-        description=data.description,
-        definition=data.definition,
-    )
+    try:
+        row = await store.create_flow(
+            conn,
+            owner_id=user.id,
+            name=data.name,
+            description=data.description,
+            definition=data.definition,
+            endpoint_name=data.endpoint_name,
+        )
+    except psycopg.errors.UniqueViolation as exc:
+        raise endpoint_name_taken(data.endpoint_name) from exc
     return flow_out(row)
 
 
 @get("/api/v1/flows")
 async def list_flows(user: User, conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
     require(user, "flows:read")
-    rows = await store.list_flows(conn, None if user.is_admin else user.id)
-    return [flow_out(r) for r in rows]
+    out = []
+    for row in await store.list_visible_flows(conn, user.id, user.is_admin):
+        flow, access = flow_row(row), access_of(user, row)
+        out.append({**flow_out(flow), "access": access})
+    return out
 
 
 @get("/api/v1/flows/{flow_id:uuid}")
 async def get_flow(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
     require(user, "flows:read")
-    return flow_out(await owned_flow(conn, user, flow_id))
+    flow, access = await viewable_flow(conn, user, flow_id)
+    return {**flow_out(flow), "access": access}
 
 
 @put("/api/v1/flows/{flow_id:uuid}")
@@ -107,14 +147,23 @@ async def update_flow(
         check_name(data.name)
     if data.definition is not None:
         check_definition(data.definition)
-    row = await store.update_flow(
-        conn,
-        flow_id,
-        user_id=user.id,
-        name=data.name,
-        description=data.description,
-        definition=data.definition,
-    )
+    rename = data.endpoint_name is not msgspec.UNSET
+    endpoint_name = data.endpoint_name if isinstance(data.endpoint_name, str) else None
+    check_endpoint_name(endpoint_name)
+    try:
+        async with conn.transaction():
+            if rename:
+                await store.set_endpoint_name(conn, flow_id, endpoint_name)
+            row = await store.update_flow(
+                conn,
+                flow_id,
+                user_id=user.id,
+                name=data.name,
+                description=data.description,
+                definition=data.definition,
+            )
+    except psycopg.errors.UniqueViolation as exc:
+        raise endpoint_name_taken(endpoint_name) from exc
     if row is None:
         raise not_found("flow")
     return flow_out(row)

@@ -1,6 +1,7 @@
 """Run routes: start a run (idempotent), read a run with its steps, list runs, events, cancel.
 
-`start_flow_run` pins the flow's current version, calls `engine.checkpoint.start_run` (run + steps +
+`start_flow_run` checks access (`api.access.runnable_flow`: owner, admin or a 'run' share; tweaks are
+the owner's only) and pins the named version, else the published one, else the latest; it calls `engine.checkpoint.start_run` (run + steps +
 outbox in one transaction) and publishes the committed outbox rows at once (the orchestrator's relay
 covers a failed publish). The same `Idempotency-Key` returns the same run, also after the API was
 killed between the commit and the answer.
@@ -18,9 +19,10 @@ import psycopg
 from litestar import Request, get, post
 from litestar.datastructures import State
 
+from flowstudio.api.access import EDIT_ACCESS, runnable_flow
 from flowstudio.api.deps import User, can_see, require
 from flowstudio.api.errors import Problem, not_found
-from flowstudio.api.flows import owned_flow
+from flowstudio.api.run_filters import parse_run_filters
 from flowstudio.crashpoints import crashpoint
 from flowstudio.engine import checkpoint
 from flowstudio.engine.advance import cancel_run
@@ -57,7 +59,7 @@ async def start_flow_run(
     tweaks: dict[str, Any] | None = None,
 ) -> RunCreated:
     require(user, "runs:write")
-    flow = await owned_flow(conn, user, flow_id)
+    flow, access = await runnable_flow(conn, user, flow_id)
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
         raise Problem(
             422,
@@ -65,13 +67,20 @@ async def start_flow_run(
             "Idempotency-Key must be 1-255 characters",
             errors=[{"path": "header.Idempotency-Key", "reason": "1-255 characters"}],
         )
-    pinned = version or flow["version"]
+    pinned = version or flow["published_version"] or flow["version"]
     if not 1 <= pinned <= flow["version"]:
         raise Problem(
             422,
             "Unprocessable Content",
             f"flow has no version {pinned}",
             errors=[{"path": "body.version", "reason": "no such version"}],
+        )
+    if tweaks and access not in EDIT_ACCESS:
+        raise Problem(
+            403,
+            "Forbidden",
+            "tweaks change the flow; only its owner may send them",
+            errors=[{"path": "body.tweaks", "reason": "only the flow's owner may tweak it"}],
         )
     if tweaks:
         graph = await load_graph(conn, flow_id, pinned)
@@ -189,8 +198,12 @@ async def list_runs(
     status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    created_after: str | None = None,
+    created_before: str | None = None,
+    batch_id: str | None = None,
 ) -> dict[str, Any]:
     require(user, "runs:read")
+    filters = parse_run_filters(created_after, created_before, batch_id)
     if not 1 <= limit <= 500:
         raise Problem(
             422,
@@ -205,6 +218,9 @@ async def list_runs(
         status=status,
         limit=limit,
         before=_cursor_in(cursor) if cursor else None,
+        created_after=filters.created_after,
+        created_before=filters.created_before,
+        batch_id=filters.batch_id,
     )
     return {
         "items": [_ids(r) for r in rows],

@@ -1,17 +1,17 @@
-"""Langflow-style synchronous runs for chat apps: `POST /api/v1/run/{flow_id}`.
+"""Langflow-style synchronous runs for chat apps: `POST /api/v1/run/{flow_id_or_endpoint_name}`.
 
 `run_flow` validates `tweaks` (per-node param overrides for this run only), starts a durable run with
 inputs `{"input_value": ..., **inputs}` through the same path as async runs (idempotency included),
 then either waits for the outputs (200) until `timeout` (then 202 with the run id: the run goes on),
 or with `?stream=true` streams Server-Sent Events: every step event as it commits, keepalive comments,
-and a final `end` event carrying the outputs.
+and a final `end` event carrying the outputs. The path takes a flow id or the caller's endpoint name
+(`api.access.resolve_flow_ref`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
-from uuid import UUID
 
 import msgspec
 import psycopg
@@ -19,6 +19,7 @@ from litestar import Request, Response, post
 from litestar.datastructures import State
 from litestar.response import ServerSentEventMessage
 
+from flowstudio.api.access import resolve_flow_ref
 from flowstudio.api.deps import User
 from flowstudio.api.errors import Problem
 from flowstudio.api.events import EventStream, stream_run_events, wait_terminal
@@ -42,9 +43,9 @@ def result_body(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@post("/api/v1/run/{flow_id:uuid}", status_code=200)
+@post("/api/v1/run/{flow_id:str}", status_code=200)
 async def run_flow(
-    flow_id: UUID,
+    flow_id: str,
     data: SyncRunIn,
     request: Request[Any, Any, Any],
     state: State,
@@ -65,7 +66,7 @@ async def run_flow(
         state,
         conn,
         user,
-        flow_id,
+        await resolve_flow_ref(conn, user, flow_id),
         inputs,
         data.version,
         request.headers.get("idempotency-key"),

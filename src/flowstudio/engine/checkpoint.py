@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from flowstudio.engine.advance import advance_run, fail_run
 from flowstudio.engine.control import consume_buffered_signal
-from flowstudio.engine.fanout import advance_map
+from flowstudio.engine.fanout import settle_item
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
 from flowstudio.flows.graph import FlowGraph
@@ -194,7 +194,7 @@ async def commit_success(
             )
             if not moved:
                 raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
-            await advance_map(txn, graph, step.node_id)
+            await settle_item(txn, graph, step.node_id, step.item_index)
         else:
             moved, states = await txn.move_steps_reading_states(
                 "succeed", FENCE, params, set_sql=set_sql, data=data, io=(input_, output)
@@ -285,7 +285,7 @@ async def commit_failure(
             raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
         await _save_io(conn, step.step_id, input_, None)
         if outcome == "failed" and step.item_index > 0:
-            await advance_map(txn, graph, step.node_id, failed_item=step.item_index)
+            await settle_item(txn, graph, step.node_id, step.item_index, failed=True)
         elif outcome == "failed":
             await fail_run(txn, {"node_id": step.node_id, **error})
     return outcome

@@ -25,7 +25,7 @@ from flowstudio.engine.checkpoint import (
     _save_io,
     start_run,
 )
-from flowstudio.engine.fanout import advance_map, expand_map
+from flowstudio.engine.fanout import expand_map, settle_item
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
 
@@ -128,7 +128,7 @@ async def _complete_one(txn: Any, graph: Any, row: dict[str, Any]) -> None:
             "UPDATE step_io SET output = %s WHERE step_id = %s", (Jsonb(row["outputs"]), row["id"])
         )
         if row["item_index"] > 0:
-            await advance_map(txn, graph, row["node_id"])
+            await settle_item(txn, graph, row["node_id"], row["item_index"])
         else:
             await advance_run(txn, graph)
         return
@@ -143,7 +143,7 @@ async def _complete_one(txn: Any, graph: Any, row: dict[str, Any]) -> None:
     if not moved:
         raise LostRace("already completed")
     if row["item_index"] > 0:
-        await advance_map(txn, graph, row["node_id"], failed_item=row["item_index"])
+        await settle_item(txn, graph, row["node_id"], row["item_index"], failed=True)
     else:
         await fail_run(txn, {"node_id": row["node_id"], **err})
 

@@ -7,6 +7,8 @@ kept), and the first `concurrency` items become ready. Every item commit calls `
 readies the next pending items to keep `concurrency` live, applies the failure policy (fail fast:
 the map step and the run fail; continue: the failed item's error takes its place in the results) and,
 when no item is live, finishes the map step with the results in item order and advances the run.
+`settle_item` is the one entry point after any item moved: it routes an agent's tool-call items to
+`advance_agent` (wake the agent for its next turn) and map items to `advance_map`.
 Per-commit work uses partial indexes over pending/live items only, so it stays cheap at 100k items.
 """
 
@@ -152,3 +154,36 @@ async def finish_map(txn: RunTxn, graph: FlowGraph, parent_step_id: int, node_id
             "UPDATE step_io SET output = %s WHERE step_id = %s", (Jsonb(results), parent_step_id)
         )
         await advance_run(txn, graph)
+
+
+async def advance_agent(txn: RunTxn, graph: FlowGraph, node_id: str) -> None:
+    """Wake the agent step once none of its tool calls is live."""
+    cur = await txn.conn.execute(
+        """SELECT 1 FROM steps WHERE run_id = %s AND node_id = %s AND item_index > 0
+           AND status IN ('pending', 'ready', 'running', 'retrying', 'waiting') LIMIT 1""",
+        (txn.run["id"], node_id),
+    )
+    if await cur.fetchone() is not None:
+        return
+    await txn.move_steps(
+        "wake",
+        "s.node_id = %(node)s AND s.item_index = 0",
+        {"node": node_id, "budget": _retry_budget(graph, node_id)},
+        set_sql="ready_at = now(), dispatched_at = now(), max_attempts = s.attempt + %(budget)s",
+        data={"reason": "tool calls finished"},
+    )
+
+
+def _retry_budget(graph: FlowGraph, node_id: str) -> int:
+    retry = graph.nodes[node_id].data.retry
+    return retry.max_attempts if retry else 1
+
+
+async def settle_item(
+    txn: RunTxn, graph: FlowGraph, node_id: str, item_index: int, *, failed: bool = False
+) -> None:
+    """After an item step moved: an agent's tool call wakes the agent, a map item advances the map."""
+    if graph.nodes[node_id].type == "agent":
+        await advance_agent(txn, graph, node_id)
+    else:
+        await advance_map(txn, graph, node_id, failed_item=item_index if failed else None)

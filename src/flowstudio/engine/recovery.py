@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from flowstudio.engine.advance import advance_run, fail_run
 from flowstudio.engine.control import fire_signal_timeout
-from flowstudio.engine.fanout import advance_map
+from flowstudio.engine.fanout import settle_item
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
 
@@ -66,7 +66,7 @@ async def fire_due_timers(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMess
                     if moved:
                         graph = await load_graph(conn, txn.run["flow_id"], txn.run["flow_version"])
                         if row["item_index"] > 0:
-                            await advance_map(txn, graph, row["node_id"])
+                            await settle_item(txn, graph, row["node_id"], row["item_index"])
                         else:
                             await advance_run(txn, graph)
                 if not moved:

@@ -3,7 +3,7 @@
 Both machines are declared with the `transitions` library (states + triggers). The engine never sets a
 status directly: `step_move(trigger)` / `run_move(trigger)` give the (sources, dest) pair that the guarded
 SQL UPDATE uses (`... SET status = dest WHERE status = ANY(sources)`), so an illegal or duplicate move
-changes no row. Migration 0001 loads the same pairs into `state_transitions`, where a trigger refuses any
+changes no row. Migrations (0001, 0008) load the same pairs into `state_transitions`, where a trigger refuses any
 other status change; `tests/unit/test_states.py` checks the two tables are identical.
 """
 
@@ -50,6 +50,7 @@ STEP_TRANSITIONS: list[dict[str, object]] = [
     {"trigger": "fire_retry", "source": ["retrying"], "dest": "ready"},
     {"trigger": "wait", "source": ["running"], "dest": "waiting"},
     {"trigger": "finish_wait", "source": ["waiting"], "dest": "succeeded"},
+    {"trigger": "wake", "source": ["waiting"], "dest": "ready"},
     {"trigger": "fail", "source": ["running", "waiting", "retrying"], "dest": "failed"},
     {"trigger": "release", "source": ["running"], "dest": "ready"},
     {"trigger": "cancel", "source": list(STEP_LIVE), "dest": "cancelled"},

@@ -61,6 +61,14 @@ class StartChild:
     inputs: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class CallTools:
+    """An agent turn asked for tools: run each call as its own durable step, then the next turn."""
+
+    calls: list[dict[str, Any]]
+    state: Any
+
+
 @dataclass
 class NodeContext:
     run_id: str
@@ -91,7 +99,7 @@ class Port:
     type: str = "any"
 
 
-Execute = Callable[[NodeContext, Any], Awaitable["Done | Wait | Expand | StartChild"]]
+Execute = Callable[[NodeContext, Any], Awaitable["Done | Wait | Expand | StartChild | CallTools"]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,7 +138,7 @@ class NodeSpec:
 
 
 _REGISTRY: dict[str, NodeSpec] = {}
-FAMILIES = ("io", "logic", "text", "http", "flowctl", "llm", "rag", "data", "code")
+FAMILIES = ("io", "logic", "text", "http", "flowctl", "llm", "rag", "data", "code", "agent")
 
 
 def register(spec: NodeSpec) -> NodeSpec:

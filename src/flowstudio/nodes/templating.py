@@ -18,7 +18,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-RESERVED = frozenset({"inputs", "input", "secrets", "run", "item"})
+RESERVED = frozenset({"inputs", "input", "secrets", "run", "item", "args", "tool_call", "agent"})
 
 
 class TemplateError(ValueError):

@@ -12,7 +12,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-FLOW_COLS = "id, owner_id, name, description, definition, version, created_at, updated_at"
+FLOW_COLS = """id, owner_id, name, description, definition, version, published_version, endpoint_name,
+               created_at, updated_at"""
+F_FLOW_COLS = ", ".join(f"f.{col.strip()}" for col in FLOW_COLS.split(","))
 
 
 async def create_flow(
@@ -22,12 +24,14 @@ async def create_flow(
     name: str,
     description: str,
     definition: dict[str, Any],
+    endpoint_name: str | None = None,
 ) -> dict[str, Any]:
+    """Raises psycopg.errors.UniqueViolation when the owner already uses `endpoint_name`."""
     async with conn.transaction():
         cur = await conn.execute(
-            f"""INSERT INTO flows (owner_id, name, description, definition, version)
-                VALUES (%s, %s, %s, %s, 1) RETURNING {FLOW_COLS}""",
-            (owner_id, name, description, Jsonb(definition)),
+            f"""INSERT INTO flows (owner_id, name, description, definition, version, endpoint_name)
+                VALUES (%s, %s, %s, %s, 1, %s) RETURNING {FLOW_COLS}""",
+            (owner_id, name, description, Jsonb(definition), endpoint_name),
         )
         flow = await cur.fetchone()
         assert flow is not None
@@ -81,17 +85,6 @@ async def get_flow(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> dict[str
     return await cur.fetchone()
 
 
-async def list_flows(
-    conn: psycopg.AsyncConnection[Any], owner_id: str | None
-) -> list[dict[str, Any]]:
-    cur = await conn.execute(
-        f"""SELECT {FLOW_COLS} FROM flows WHERE deleted_at IS NULL
-            AND (%s::uuid IS NULL OR owner_id = %s::uuid) ORDER BY updated_at DESC LIMIT 1000""",
-        (owner_id, owner_id),
-    )
-    return await cur.fetchall()
-
-
 async def delete_flow(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> None:
     await conn.execute("UPDATE flows SET deleted_at = now() WHERE id = %s", (flow_id,))
 
@@ -114,3 +107,66 @@ async def get_version(
         (flow_id, version),
     )
     return await cur.fetchone()
+
+
+async def list_visible_flows(
+    conn: psycopg.AsyncConnection[Any], user_id: str, everything: bool
+) -> list[dict[str, Any]]:
+    """Own flows and flows shared with `user_id` (all flows when `everything`, for admins)."""
+    cur = await conn.execute(
+        f"""SELECT {F_FLOW_COLS}, s.permission AS share_permission
+            FROM flows f LEFT JOIN flow_shares s ON s.flow_id = f.id AND s.user_id = %(me)s
+            WHERE f.deleted_at IS NULL
+              AND (%(all)s OR f.owner_id = %(me)s OR s.user_id IS NOT NULL)
+            ORDER BY f.updated_at DESC LIMIT 1000""",
+        {"me": user_id, "all": everything},
+    )
+    return await cur.fetchall()
+
+
+async def get_flow_for(
+    conn: psycopg.AsyncConnection[Any], flow_id: Any, user_id: str
+) -> dict[str, Any] | None:
+    """The flow with `share_permission` ('run' | 'view' | None) of `user_id` on it."""
+    cur = await conn.execute(
+        f"""SELECT {F_FLOW_COLS}, s.permission AS share_permission
+            FROM flows f LEFT JOIN flow_shares s ON s.flow_id = f.id AND s.user_id = %s
+            WHERE f.id = %s AND f.deleted_at IS NULL""",
+        (user_id, flow_id),
+    )
+    return await cur.fetchone()
+
+
+async def set_published(
+    conn: psycopg.AsyncConnection[Any], flow_id: Any, version: int | None
+) -> dict[str, Any] | None:
+    """Pin (or with None clear) the published version; None when the flow or version is gone."""
+    cur = await conn.execute(
+        f"""UPDATE flows SET published_version = %(v)s, updated_at = now()
+            WHERE id = %(id)s AND deleted_at IS NULL AND (%(v)s::int IS NULL OR %(v)s <= version)
+            RETURNING {FLOW_COLS}""",
+        {"id": flow_id, "v": version},
+    )
+    return await cur.fetchone()
+
+
+async def set_endpoint_name(
+    conn: psycopg.AsyncConnection[Any], flow_id: Any, endpoint_name: str | None
+) -> None:
+    """Raises psycopg.errors.UniqueViolation when the owner already uses the name."""
+    await conn.execute(
+        "UPDATE flows SET endpoint_name = %s, updated_at = now() WHERE id = %s",
+        (endpoint_name, flow_id),
+    )
+
+
+async def flow_id_by_endpoint_name(
+    conn: psycopg.AsyncConnection[Any], owner_id: str, endpoint_name: str
+) -> Any | None:
+    cur = await conn.execute(
+        """SELECT id FROM flows
+           WHERE owner_id = %s AND endpoint_name = %s AND deleted_at IS NULL""",
+        (owner_id, endpoint_name),
+    )
+    row = await cur.fetchone()
+    return row["id"] if row else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -36,19 +37,28 @@ async def list_runs(
     status: str | None,
     limit: int,
     before: tuple[Any, Any] | None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    batch_id: Any | None = None,
 ) -> list[dict[str, Any]]:
-    """Keyset pagination on (created_at, id) descending."""
+    """Keyset pagination on (created_at, id) descending; the time window is [after, before)."""
     cur = await conn.execute(
         f"""SELECT {RUN_COLS} FROM runs
             WHERE (%(owner)s::uuid IS NULL OR owner_id = %(owner)s::uuid)
               AND (%(flow)s::uuid IS NULL OR flow_id = %(flow)s::uuid)
               AND (%(status)s::text IS NULL OR status = %(status)s::text)
+              AND (%(batch)s::uuid IS NULL OR batch_id = %(batch)s::uuid)
+              AND (%(after)s::timestamptz IS NULL OR created_at >= %(after)s::timestamptz)
+              AND (%(upto)s::timestamptz IS NULL OR created_at < %(upto)s::timestamptz)
               AND (%(ts)s::timestamptz IS NULL OR (created_at, id) < (%(ts)s, %(rid)s::uuid))
             ORDER BY created_at DESC, id DESC LIMIT %(limit)s""",
         {
             "owner": owner_id,
             "flow": flow_id,
             "status": status,
+            "batch": batch_id,
+            "after": created_after,
+            "upto": created_before,
             "limit": limit,
             "ts": before[0] if before else None,
             "rid": before[1] if before else None,

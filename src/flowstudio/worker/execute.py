@@ -24,6 +24,7 @@ import anyio
 from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.nodes.registry import (
+    CallTools,
     Done,
     Expand,
     NodeContext,
@@ -45,7 +46,7 @@ class Failure:
     retryable: bool
 
 
-Outcome = Done | Wait | Expand | StartChild | Failure
+Outcome = Done | Wait | Expand | StartChild | CallTools | Failure
 
 
 class ProcessPool:
@@ -93,7 +94,7 @@ async def execute_node(
     procpool: ProcessPool,
     pool: Any = None,
 ) -> Outcome:
-    node_params, node_timeout = step_params(step, graph)
+    node_params, node_timeout = step_params(step, graph, port_input)
     timeout = node_timeout or spec.default_timeout_s
     ctx = NodeContext(
         step.run_id,

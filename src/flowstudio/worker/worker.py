@@ -20,12 +20,12 @@ import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 
 from flowstudio.crashpoints import crashpoint
-from flowstudio.engine import checkpoint, children
+from flowstudio.engine import agent, checkpoint, children
 from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage
 from flowstudio.nodes import registry
-from flowstudio.nodes.registry import Done, Expand, NodeError, StartChild, Wait
+from flowstudio.nodes.registry import CallTools, Done, Expand, NodeError, StartChild, Wait
 from flowstudio.queue.broker import RabbitBroker, decode_message
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.runtime import (
@@ -39,7 +39,7 @@ from flowstudio.settings import Settings
 from flowstudio.store.db import open_pool, retry_db
 from flowstudio.worker.context import build_context
 from flowstudio.worker.execute import Failure, Outcome, ProcessPool, execute_node
-from flowstudio.worker.items import load_item, resolve_child_flow
+from flowstudio.worker.items import item_context, load_item, resolve_child_flow
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +174,12 @@ class Worker:
                     port_input, context = await build_context(
                         conn, step, graph, spec, self.settings.secret_key
                     )
-                    if step.item_index > 0:  # a map item: its input is the item
-                        port_input = await load_item(conn, step)
-                        context.update(item=port_input, input=port_input)
+                    if step.item_index > 0:  # a map item or an agent's tool call
+                        item = await load_item(conn, step)
+                        context.update(item_context(graph, step, item))
+                        port_input = item
+                    elif spec.type == "agent":  # the agent's saved state and tool results
+                        context["agent"] = await agent.load_agent_view(conn, step)
                 outcome = await execute_node(
                     step,
                     graph,
@@ -219,6 +222,10 @@ class Worker:
                             conn, step, self.id, error=error, retryable=retryable, input_=port_input
                         )
                         return []
+                    case CallTools(calls=calls, state=state):
+                        return await agent.commit_tool_calls(
+                            conn, step, self.id, input_=port_input, calls=calls, state=state
+                        )
                     case Expand(items=items):
                         return await children.commit_expand(
                             conn, step, self.id, input_=port_input, items=items

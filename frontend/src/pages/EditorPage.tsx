@@ -1,0 +1,220 @@
+// The flow editor: palette | canvas | side panel (Node config, Run playground, Batch, Deploy,
+// Versions). This page owns the side effects the canvas must not have: loading the flow and the
+// catalogue, restoring a local draft (the API has no draft endpoint, so unsaved edits are kept in
+// localStorage via stores/draft.ts), saving (PUT /api/v1/flows/{id} -> new version; a 422's
+// errors are pinned on the offending nodes), previewing old versions and keyboard shortcuts.
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { useParams } from 'react-router-dom';
+import { flows } from '../api/endpoints';
+import { ApiError } from '../api/http';
+import type { Flow } from '../api/types';
+import { FlowCanvas, type FlowInstance } from '../canvas/FlowCanvas';
+import { Palette } from '../canvas/Palette';
+import { Toolbar } from '../canvas/Toolbar';
+import { useShortcuts } from '../canvas/useShortcuts';
+import { BatchPanel } from '../panels/BatchPanel';
+import { DeployPanel } from '../panels/DeployPanel';
+import { NodeConfigPanel } from '../panels/NodeConfigPanel';
+import { PlaygroundPanel } from '../panels/PlaygroundPanel';
+import { defaultParams } from '../panels/schema';
+import { VersionsPanel } from '../panels/VersionsPanel';
+import { timeAgo } from '../lib/download';
+import { useAuth } from '../stores/auth';
+import { useCatalogue } from '../stores/catalogue';
+import { clearDraft, loadDraft, saveDraft, type Draft } from '../stores/draft';
+import { useGraph } from '../stores/graph';
+import { errorsByNode } from '../stores/graphLogic';
+import { useRunView } from '../stores/runView';
+
+type Tab = 'node' | 'run' | 'batch' | 'deploy' | 'versions';
+const TABS: [Tab, string][] = [
+  ['node', 'Node'],
+  ['run', 'Playground'],
+  ['batch', 'Batch'],
+  ['deploy', 'Deploy'],
+  ['versions', 'Versions'],
+];
+
+export function EditorPage() {
+  const { flowId = '' } = useParams();
+  const can = useAuth((s) => s.can);
+  const canWrite = can('flows:write');
+  const loadCatalogue = useCatalogue((s) => s.load);
+  const catalogueReady = useCatalogue((s) => s.loaded);
+  const selectedId = useGraph((s) => {
+    const sel = s.nodes.filter((n) => n.selected);
+    return sel.length === 1 ? sel[0].id : sel.length > 1 ? `${sel.length} selected` : null;
+  });
+  const generalErrors = useGraph((s) => s.generalErrors);
+  const readOnly = useGraph((s) => s.readOnly);
+  const [flow, setFlow] = useState<Flow | null>(null);
+  const [tab, setTab] = useState<Tab>('node');
+  const [saving, setSaving] = useState(false);
+  const [loadError, setLoadError] = useState<string | null>(null);
+  const [staleDraft, setStaleDraft] = useState<Draft | null>(null);
+  const [preview, setPreview] = useState<number | null>(null);
+  const rf = useRef<FlowInstance | null>(null);
+
+  const openFlow = useCallback(
+    async (useDraft: boolean) => {
+      setPreview(null);
+      try {
+        const f = await flows.get(flowId);
+        setFlow(f);
+        const draft = useDraft ? loadDraft(flowId) : null;
+        const differs = draft && JSON.stringify(draft.definition) !== JSON.stringify(f.definition);
+        if (draft && differs && draft.baseVersion === f.version) {
+          useGraph.getState().load(draft.definition, { flowId, name: f.name, version: f.version, readOnly: !canWrite, dirty: true });
+          setStaleDraft(null);
+        } else {
+          useGraph.getState().load(f.definition, { flowId, name: f.name, version: f.version, readOnly: !canWrite });
+          setStaleDraft(draft && differs ? draft : null);
+        }
+        setTimeout(() => rf.current?.fitView({ padding: 0.2, maxZoom: 1.2 }), 50);
+      } catch (err) {
+        setLoadError(err instanceof ApiError ? err.detail ?? err.title : String(err));
+      }
+    },
+    [flowId, canWrite],
+  );
+
+  useEffect(() => {
+    void loadCatalogue();
+    useRunView.getState().clear();
+    void openFlow(true);
+    return () => useRunView.getState().clear();
+  }, [loadCatalogue, openFlow]);
+
+  // Keep unsaved edits as a local draft (debounced), outside any canvas component.
+  useEffect(() => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const unsub = useGraph.subscribe((s, prev) => {
+      if (!s.dirty || s.readOnly || s.flowId !== flowId) return;
+      if (s.nodes === prev.nodes && s.edges === prev.edges) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => saveDraft(flowId, s.version, s.definition()), 600);
+    });
+    return () => {
+      clearTimeout(timer);
+      unsub();
+    };
+  }, [flowId]);
+
+  const save = useCallback(async (): Promise<boolean> => {
+    const g = useGraph.getState();
+    if (!g.dirty) return true;
+    if (g.readOnly || !canWrite) return false;
+    setSaving(true);
+    try {
+      const saved = await flows.update(flowId, { definition: g.definition() });
+      useGraph.getState().markSaved(saved.version, saved.name);
+      clearDraft(flowId);
+      setFlow(saved);
+      return true;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 422) {
+        const { nodes, general } = errorsByNode(err.errors, g.edges);
+        useGraph.getState().setErrors(nodes, general.length || Object.keys(nodes).length ? general : [err.detail ?? err.title]);
+      } else {
+        useGraph.getState().setErrors({}, [err instanceof ApiError ? err.detail ?? err.title : String(err)]);
+      }
+      return false;
+    } finally {
+      setSaving(false);
+    }
+  }, [flowId, canWrite]);
+
+  const fit = useCallback(() => rf.current?.fitView({ padding: 0.2, duration: 300, maxZoom: 1.2 }), []);
+  const shortcutHandlers = useMemo(() => ({ onSave: () => void save(), onFit: fit }), [save, fit]);
+  useShortcuts(shortcutHandlers);
+
+  const addAtCenter = (type: string) => {
+    const el = document.querySelector('.canvas-wrap')?.getBoundingClientRect();
+    const pos = rf.current && el ? rf.current.screenToFlowPosition({ x: el.x + el.width / 2, y: el.y + el.height / 2 }) : { x: 0, y: 0 };
+    const spec = useCatalogue.getState().byType[type];
+    useGraph.getState().addNode(type, { x: pos.x - 100, y: pos.y - 30 }, spec ? defaultParams(spec.params_schema) : {});
+    setTab('node');
+  };
+
+  const showVersion = async (v: number) => {
+    const ver = await flows.version(flowId, v);
+    useGraph.getState().load(ver.definition as never, { flowId, name: flow?.name, version: v, readOnly: true });
+    setPreview(v);
+  };
+
+  if (loadError) return <div className="page"><div className="alert error">{loadError}</div></div>;
+
+  return (
+    <div className="editor">
+      <Toolbar
+        onSave={() => void save()}
+        onFit={fit}
+        saving={saving}
+        canWrite={canWrite && !readOnly}
+        draftNote="draft kept in localStorage"
+        onRename={(name) => void flows.update(flowId, { name }).then((f) => (useGraph.getState().setName(f.name), setFlow(f)))}
+      />
+      {staleDraft && (
+        <div className="banner warn">
+          An unsaved draft from {timeAgo(staleDraft.savedAt)} (based on v{staleDraft.baseVersion}) exists.
+          <button className="btn sm" onClick={() => (useGraph.getState().load(staleDraft.definition, { flowId, name: flow?.name, version: flow?.version, dirty: true }), setStaleDraft(null))}>
+            Restore draft
+          </button>
+          <button className="btn sm ghost" onClick={() => (clearDraft(flowId), setStaleDraft(null))}>
+            Discard
+          </button>
+        </div>
+      )}
+      {preview !== null && (
+        <div className="banner info">
+          Previewing version {preview} (read only).
+          <button className="btn sm" onClick={() => void openFlow(true)}>
+            Back to current
+          </button>
+        </div>
+      )}
+      {generalErrors.length > 0 && (
+        <div className="banner error" data-testid="save-errors">
+          Not saved: {generalErrors.join(' · ')}
+        </div>
+      )}
+      <div className="editor-body">
+        <Palette onAdd={addAtCenter} disabled={readOnly} />
+        {catalogueReady && flow ? (
+          <FlowCanvas onReady={(i) => (rf.current = i)} onNodeClick={() => setTab('node')} />
+        ) : (
+          <div className="canvas-wrap empty">Loading…</div>
+        )}
+        <aside className="sidepanel">
+          <nav className="tabs">
+            {TABS.map(([t, label]) => (
+              <button key={t} className={tab === t ? 'active' : ''} onClick={() => setTab(t)} data-tab={t}>
+                {label}
+              </button>
+            ))}
+          </nav>
+          <div className="sidepanel-scroll">
+            {tab === 'node' &&
+              (selectedId && !selectedId.includes(' ') ? (
+                <NodeConfigPanel nodeId={selectedId} />
+              ) : (
+                <div className="panel-body">
+                  <h3>{selectedId ?? 'No node selected'}</h3>
+                  <p className="muted small">
+                    Drag nodes from the palette, connect an output port (right) to an input port (left), then select a node to
+                    configure it. Shift-drag draws a selection box; Ctrl+C / Ctrl+V copy and paste.
+                  </p>
+                </div>
+              ))}
+            {tab === 'run' && <PlaygroundPanel flowId={flowId} ensureSaved={save} canRun={can('runs:write')} />}
+            {tab === 'batch' && <BatchPanel flowId={flowId} ensureSaved={save} canRun={can('runs:write')} />}
+            {tab === 'deploy' && <DeployPanel flowId={flowId} canManageKeys={can('keys:write')} />}
+            {tab === 'versions' && (
+              <VersionsPanel flowId={flowId} canWrite={canWrite} onRestored={() => void openFlow(false)} onPreview={(v) => void showVersion(v)} />
+            )}
+          </div>
+        </aside>
+      </div>
+    </div>
+  );
+}

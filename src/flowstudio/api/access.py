@@ -1,0 +1,107 @@
+"""Who may do what with a flow: the one place that combines roles, ownership and shares.
+
+`flow_with_access(conn, user, flow_id)` reads the flow with the caller's share in one query and names
+the caller's `access` ('owner' | 'admin' | 'run' | 'view' | None). Routes then call
+`viewable_flow` (GET/list: owner, admin, any share), `runnable_flow` (start a run: owner, admin or a
+'run' share, plus the runs:write permission) or `api.flows.owned_flow` (edit: owner or admin only).
+A flow the caller cannot see at all is 404 (never a hint it exists); a visible flow with a forbidden
+action is 403. `resolve_flow_ref` turns a path's UUID or the caller's endpoint name into a flow id
+(sync run, webhook, OpenAI `model`). `deps.can_see` stays the owner/admin rule for runs and others.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from flowstudio.api.deps import User, can_see
+from flowstudio.api.errors import Problem, not_found
+from flowstudio.store import flows as store
+
+ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+EDIT_ACCESS = ("owner", "admin")
+
+
+def access_of(user: User, flow: dict[str, Any]) -> str | None:
+    if str(flow["owner_id"]) == user.id:
+        return "owner"
+    if can_see(user, flow["owner_id"]):
+        return "admin"
+    permission = flow.get("share_permission")
+    return str(permission) if permission else None
+
+
+def can_view_flow(access: str | None) -> bool:
+    return access is not None
+
+
+def can_run_flow(user: User, access: str | None) -> bool:
+    return "runs:write" in user.permissions and access in (*EDIT_ACCESS, "run")
+
+
+def flow_row(flow: dict[str, Any]) -> dict[str, Any]:
+    """The flow without the caller-specific join column."""
+    return {k: v for k, v in flow.items() if k != "share_permission"}
+
+
+async def flow_with_access(
+    conn: psycopg.AsyncConnection[Any], user: User, flow_id: UUID
+) -> tuple[dict[str, Any], str | None]:
+    flow = await store.get_flow_for(conn, flow_id, user.id)
+    if flow is None:
+        raise not_found("flow")
+    return flow_row(flow), access_of(user, flow)
+
+
+async def viewable_flow(
+    conn: psycopg.AsyncConnection[Any], user: User, flow_id: UUID
+) -> tuple[dict[str, Any], str]:
+    flow, access = await flow_with_access(conn, user, flow_id)
+    if access is None or not can_view_flow(access):
+        raise not_found("flow")
+    return flow, access
+
+
+async def runnable_flow(
+    conn: psycopg.AsyncConnection[Any], user: User, flow_id: UUID
+) -> tuple[dict[str, Any], str]:
+    flow, access = await viewable_flow(conn, user, flow_id)
+    if not can_run_flow(user, access):
+        raise Problem(403, "Forbidden", "this flow is shared with you for viewing only")
+    return flow, access
+
+
+def forbid_shared_edit(access: str | None) -> None:
+    """Visible through a share but not the caller's: 403; invisible: 404."""
+    if access is None:
+        raise not_found("flow")
+    if access not in EDIT_ACCESS:
+        raise Problem(403, "Forbidden", "only the flow's owner can change it")
+
+
+def endpoint_name_problem(name: str) -> str | None:
+    """Why `name` cannot be an endpoint name, or None. A name that parses as a UUID would be
+    ambiguous with flow ids in the same path segment, so it is refused."""
+    if not ENDPOINT_NAME.match(name):
+        return "must match ^[a-z0-9][a-z0-9_-]{0,62}$"
+    try:
+        UUID(name)
+    except ValueError:
+        return None
+    return "must not be a UUID"
+
+
+async def resolve_flow_ref(conn: psycopg.AsyncConnection[Any], user: User, ref: str) -> UUID:
+    """A flow id from a UUID or the caller's own endpoint name; 404 when neither fits."""
+    try:
+        return UUID(ref)
+    except ValueError:
+        pass
+    if endpoint_name_problem(ref) is None:
+        flow_id = await store.flow_id_by_endpoint_name(conn, user.id, ref)
+        if flow_id is not None:
+            return UUID(str(flow_id))
+    raise not_found("flow")

@@ -1,0 +1,102 @@
+"""Flow sharing routes: share a flow with another user by email, list its shares, remove one.
+
+Only the flow's owner or an admin manages shares (`api.flows.owned_flow`: a user the flow is shared
+with gets 403, anyone else 404). `share_flow` finds the user by email (`store.users.user_by_email`)
+and upserts the row (`store.shares.upsert_share`: 201 new, 200 permission changed). A shared user may
+also remove their own share (leave the flow). What a share grants is decided in `api/access.py`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import msgspec
+import psycopg
+from litestar import Response, delete, get, post
+
+from flowstudio.api.access import flow_with_access
+from flowstudio.api.deps import User, require
+from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.flows import owned_flow
+from flowstudio.store import shares as store
+from flowstudio.store import users
+
+
+class ShareIn(msgspec.Struct, kw_only=True):
+    email: str
+    permission: Literal["run", "view"] = "run"
+
+
+class ShareOut(msgspec.Struct, kw_only=True):
+    flow_id: str
+    user_id: str
+    email: str
+    name: str
+    permission: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def share_out(row: dict[str, Any]) -> ShareOut:
+    return ShareOut(
+        flow_id=str(row["flow_id"]),
+        user_id=str(row["user_id"]),
+        email=row["email"],
+        name=row["name"],
+        permission=row["permission"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+@post("/api/v1/flows/{flow_id:uuid}/shares", status_code=201)
+async def share_flow(
+    flow_id: UUID, data: ShareIn, user: User, conn: psycopg.AsyncConnection[Any]
+) -> Response[ShareOut]:
+    require(user, "flows:write")
+    flow = await owned_flow(conn, user, flow_id)
+    target = await users.user_by_email(conn, data.email.strip()) if data.email.strip() else None
+    if target is None:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "no user with this email",
+            errors=[{"path": "body.email", "reason": "no user with this email"}],
+        )
+    if str(target["id"]) == str(flow["owner_id"]):
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "the owner already has every right on the flow",
+            errors=[{"path": "body.email", "reason": "is the flow's owner"}],
+        )
+    row, created = await store.upsert_share(conn, flow_id, target["id"], data.permission, user.id)
+    return Response(share_out(row), status_code=201 if created else 200)
+
+
+@get("/api/v1/flows/{flow_id:uuid}/shares")
+async def list_shares(
+    flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
+) -> list[ShareOut]:
+    require(user, "flows:read")
+    await owned_flow(conn, user, flow_id)
+    return [share_out(r) for r in await store.list_shares(conn, flow_id)]
+
+
+@delete("/api/v1/flows/{flow_id:uuid}/shares/{user_id:uuid}", status_code=204)
+async def unshare_flow(
+    flow_id: UUID, user_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
+) -> Response[None]:
+    if str(user_id) == user.id:  # leaving a flow shared with me
+        await flow_with_access(conn, user, flow_id)
+    else:
+        require(user, "flows:write")
+        await owned_flow(conn, user, flow_id)
+    if not await store.delete_share(conn, flow_id, user_id):
+        raise not_found("share")
+    return Response(None, status_code=204)
+
+
+ROUTES = [share_flow, list_shares, unshare_flow]

@@ -1,0 +1,70 @@
+"""Inbound webhooks: `POST /api/v1/webhook/{flow_id_or_endpoint_name}` starts a run, answers 202.
+
+Meant for other systems calling in with an API key (`x-api-key: fsk_...`, or `Authorization: Bearer
+fsk_...`); any valid credential works. `receive_webhook` resolves the flow (`api.access.
+resolve_flow_ref`), turns the body into inputs with `webhook_inputs` (a JSON object is the inputs
+itself; any other JSON value or a non-JSON body becomes `{"body", "content_type"}`) and starts the
+run through `api.runs.start_flow_run` (access checks, published version, `Idempotency-Key`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import psycopg
+from litestar import Request, post
+from litestar.datastructures import State
+
+from flowstudio.api.access import resolve_flow_ref
+from flowstudio.api.deps import User
+from flowstudio.api.errors import Problem
+from flowstudio.api.runs import start_flow_run
+
+
+class WebhookAccepted(msgspec.Struct, kw_only=True):
+    run_id: str
+    status: str
+    flow_id: str
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def webhook_inputs(raw: bytes, content_type: str) -> dict[str, Any]:
+    """The run inputs for a webhook body; 400 for a body that claims JSON but is not."""
+    if not raw.strip():
+        return {}
+    if _is_json(content_type) or not content_type:
+        try:
+            value = msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            if content_type:
+                raise Problem(400, "Bad Request", f"invalid JSON body: {exc}") from exc
+        else:
+            if isinstance(value, dict):
+                return value
+            return {"body": value, "content_type": content_type or "application/json"}
+    return {"body": raw.decode("utf-8", errors="replace"), "content_type": content_type}
+
+
+@post("/api/v1/webhook/{flow_ref:str}", status_code=202)
+async def receive_webhook(
+    flow_ref: str,
+    request: Request[Any, Any, Any],
+    state: State,
+    user: User,
+    conn: psycopg.AsyncConnection[Any],
+    version: int | None = None,
+) -> WebhookAccepted:
+    flow_id = await resolve_flow_ref(conn, user, flow_ref)
+    inputs = webhook_inputs(await request.body(), request.headers.get("content-type", ""))
+    created = await start_flow_run(
+        state, conn, user, flow_id, inputs, version, request.headers.get("idempotency-key")
+    )
+    return WebhookAccepted(run_id=created.id, status=created.status, flow_id=str(flow_id))
+
+
+ROUTES = [receive_webhook]
