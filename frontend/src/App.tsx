@@ -1,8 +1,9 @@
 // The app shell: asks the auth store who is signed in (GET /api/auth/me), then routes.
-// /login -> LoginPage; everything else sits in Layout (top bar) behind the auth gate:
+// Hash routing (#/flows/…) so deep links work under the API's static file server, which has no
+// SPA fallback. /login -> LoginPage; everything else sits in Layout (top bar) behind the auth gate:
 // / FlowsPage, /flows/:id EditorPage, /runs RunsPage, /runs/:id ReplayPage, /ops OpsPage.
 import { useEffect } from 'react';
-import { BrowserRouter, Navigate, Route, Routes, useLocation } from 'react-router-dom';
+import { HashRouter, Navigate, Route, Routes, useLocation } from 'react-router-dom';
 import { EditorPage } from './pages/EditorPage';
 import { FlowsPage } from './pages/FlowsPage';
 import { Layout } from './pages/Layout';
@@ -28,7 +29,7 @@ export function App() {
     void refresh();
   }, [refresh]);
   return (
-    <BrowserRouter>
+    <HashRouter>
       <Routes>
         <Route path="/login" element={<LoginPage />} />
         <Route
@@ -46,6 +47,6 @@ export function App() {
           <Route path="*" element={<Navigate to="/" replace />} />
         </Route>
       </Routes>
-    </BrowserRouter>
+    </HashRouter>
   );
 }

@@ -22,6 +22,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     backend_port: int
     secret_key: str
     maxplatform_url: str
+    auth_mode: str
+    maxplatform_me_path: str
     http_allowed_hosts: tuple[str, ...]
     lease_seconds: float
     heartbeat_seconds: float
@@ -66,6 +68,8 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         backend_port=int(_env("BACKEND_PORT", "8005")),
         secret_key=_env("SECRET_KEY", ""),
         maxplatform_url=_env("MAXPLATFORM_URL", "http://localhost:8000"),
+        auth_mode=_env("AUTH_MODE", "local"),
+        maxplatform_me_path=_env("MAXPLATFORM_ME_PATH", "/api/auth/me"),
         http_allowed_hosts=allowed,
         lease_seconds=lease,
         heartbeat_seconds=float(_env("HEARTBEAT_SECONDS", str(min(5.0, lease / 3)))),

@@ -135,7 +135,6 @@ export function FlowCanvas({ onReady, onNodeClick }: Props) {
         minZoom={0.1}
         proOptions={{ hideAttribution: true }}
         defaultEdgeOptions={{ type: 'smoothstep' }}
-        onlyRenderVisibleElements={nodes.length > 150}
       >
         <Background variant={BackgroundVariant.Dots} gap={18} size={1.2} color="#cbd5e1" />
         <MiniMap

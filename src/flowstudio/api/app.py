@@ -31,16 +31,21 @@ from flowstudio.api import (
     flow_version,
     flows,
     keys,
+    openai_compat,
     ops,
+    publishing,
     run_control,
     runs,
     schedules,
     secrets,
+    shares,
     sync_run,
+    webhooks,
 )
 from flowstudio.api.deps import provide_conn, provide_user
 from flowstudio.api.errors import exception_handlers, problem_response
 from flowstudio.api.events import EventHub
+from flowstudio.auth.maxplatform import MaxplatformAuth
 from flowstudio.queue.broker import RabbitBroker
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.settings import Settings
@@ -77,7 +82,19 @@ def create_app(settings: Settings) -> Litestar:
         broker = RabbitBroker(settings.amqp_url, settings.queue_prefix)
         publisher = OutboxPublisher(broker, pool)
         hub = EventHub(settings)
-        app.state.update(pool=pool, broker=broker, publisher=publisher, settings=settings, hub=hub)
+        external = (
+            MaxplatformAuth(settings.maxplatform_url, settings.maxplatform_me_path)
+            if settings.auth_mode == "maxplatform"
+            else None
+        )
+        app.state.update(
+            pool=pool,
+            broker=broker,
+            publisher=publisher,
+            settings=settings,
+            hub=hub,
+            maxplatform=external,
+        )
         async with anyio.create_task_group() as tg:
             tg.start_soon(publisher.flush_loop)
             tg.start_soon(hub.run)
@@ -89,12 +106,15 @@ def create_app(settings: Settings) -> Litestar:
             await publisher.flush_published()
             await broker.close()
             await pool.close()
+            if external is not None:
+                await external.close()
 
     handlers: list[Any] = [live, ready, *auth_routes.ROUTES, *flows.ROUTES, *runs.ROUTES]
     handlers += [*keys.ROUTES, *secrets.ROUTES, *flow_extras.ROUTES]
     handlers += [*run_control.ROUTES, *sync_run.ROUTES, *schedules.ROUTES]
     handlers += [*ops.ROUTES, *flow_version.ROUTES]
     handlers += batches.ROUTES
+    handlers += [*publishing.ROUTES, *shares.ROUTES, *webhooks.ROUTES, *openai_compat.ROUTES]
     dist = Path(settings.ui_dist)
     if (dist / "index.html").is_file():
         handlers.append(

@@ -62,6 +62,9 @@ async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConne
         row = await users.user_by_api_key(conn, digest(api_key))
     elif token:
         row = await users.user_by_session(conn, digest(token))
+        external = getattr(request.app.state, "maxplatform", None)
+        if row is None and external is not None:
+            row = await external.user_for_token(conn, token)
     if row is None:
         raise Problem(
             401,

@@ -82,7 +82,9 @@ def openai_error(status: int, message: str, param: str | None = None) -> OpenAIE
 
 
 def _error_body(exc: OpenAIError) -> dict[str, Any]:
-    return {"error": {"message": exc.message, "type": exc.type, "code": exc.code, "param": exc.param}}
+    return {
+        "error": {"message": exc.message, "type": exc.type, "code": exc.code, "param": exc.param}
+    }
 
 
 def _on_openai_error(_: Request[Any, Any, Any], exc: OpenAIError) -> Response[Any]:
@@ -105,7 +107,11 @@ def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[An
     return _on_openai_error(request, openai_error(status, str(exc.detail)))
 
 
-HANDLERS: dict[Any, Any] = {OpenAIError: _on_openai_error, Problem: _on_problem, HTTPException: _on_http}
+HANDLERS: dict[Any, Any] = {
+    OpenAIError: _on_openai_error,
+    Problem: _on_problem,
+    HTTPException: _on_http,
+}
 
 
 def decode_chat(raw: bytes) -> ChatIn:

@@ -7,7 +7,7 @@ a timestamp without offset is UTC) and a batch id. The keyset cursor is independ
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from uuid import UUID
 
 import msgspec
@@ -30,14 +30,22 @@ def _bad(name: str, reason: str) -> Problem:
     )
 
 
+def _iso(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        return None
+
+
 def query_time(name: str, value: str | None) -> datetime | None:
     if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace(" ", "+"))  # '+' arrives as ' '
-    except ValueError as exc:
-        raise _bad(name, "must be an ISO 8601 timestamp, e.g. 2025-01-31T12:00:00Z") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    text = value.strip()
+    # an unescaped '+' of an offset arrives as ' ' in a query string
+    parsed = _iso(text) or _iso(text.replace(" ", "+"))
+    if parsed is None:
+        raise _bad(name, "must be an ISO 8601 timestamp, e.g. 2025-01-31T12:00:00Z")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def parse_run_filters(

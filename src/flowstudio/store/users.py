@@ -74,3 +74,25 @@ async def user_by_api_key(
         (key_hash,),
     )
     return await cur.fetchone()
+
+
+async def upsert_external_user(
+    conn: psycopg.AsyncConnection[Any], *, email: str, name: str, roles: list[str]
+) -> dict[str, Any]:
+    """A user authenticated by MAXplatform: created on first sight, kept in sync after."""
+    cur = await conn.execute(
+        """INSERT INTO users (email, name, roles) VALUES (lower(%s), %s, %s)
+           ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name, roles = EXCLUDED.roles,
+               updated_at = now()
+           WHERE users.name IS DISTINCT FROM EXCLUDED.name OR users.roles <> EXCLUDED.roles
+           RETURNING id, email, name, roles""",
+        (email, name, roles),
+    )
+    row = await cur.fetchone()
+    if row is None:  # unchanged: nothing was written
+        cur = await conn.execute(
+            "SELECT id, email, name, roles FROM users WHERE email = lower(%s)", (email,)
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row
