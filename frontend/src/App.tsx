@@ -2,16 +2,28 @@
 // Hash routing (#/flows/…) so deep links work under the API's static file server, which has no
 // SPA fallback. /login -> LoginPage; everything else sits in Layout (top bar) behind the auth gate:
 // / FlowsPage, /flows/:id EditorPage, /runs RunsPage, /runs/:id ReplayPage, /ops OpsPage.
-import { useEffect } from 'react';
+import { lazy, useEffect } from 'react';
 import { HashRouter, Navigate, Route, Routes, useLocation } from 'react-router-dom';
-import { EditorPage } from './pages/EditorPage';
 import { FlowsPage } from './pages/FlowsPage';
 import { Layout } from './pages/Layout';
 import { LoginPage } from './pages/LoginPage';
-import { OpsPage } from './pages/OpsPage';
-import { ReplayPage } from './pages/ReplayPage';
-import { RunsPage } from './pages/RunsPage';
 import { useAuth } from './stores/auth';
+import { useCatalogue } from './stores/catalogue';
+import { prefetchFlow } from './stores/prefetch';
+
+// Heavier pages load on demand (code splitting keeps the first paint small); a deep link to the
+// editor starts fetching its chunk and the node catalogue while /api/auth/me is in flight.
+const loadEditor = () => import('./pages/EditorPage');
+const deepFlow = /^#\/flows\/([0-9a-f-]{36})/.exec(window.location.hash);
+if (deepFlow || window.location.hash.startsWith('#/runs/')) {
+  void loadEditor();
+  void useCatalogue.getState().load();
+  if (deepFlow) prefetchFlow(deepFlow[1]);
+}
+const EditorPage = lazy(() => loadEditor().then((m) => ({ default: m.EditorPage })));
+const ReplayPage = lazy(() => import('./pages/ReplayPage').then((m) => ({ default: m.ReplayPage })));
+const RunsPage = lazy(() => import('./pages/RunsPage').then((m) => ({ default: m.RunsPage })));
+const OpsPage = lazy(() => import('./pages/OpsPage').then((m) => ({ default: m.OpsPage })));
 
 function RequireAuth({ children }: { children: React.ReactNode }) {
   const status = useAuth((s) => s.status);

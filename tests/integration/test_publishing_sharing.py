@@ -220,9 +220,6 @@ def test_runner_runs_a_shared_flow_and_sees_only_their_own_runs(
         runner.http.get(f"/api/v1/flows/{fid}/shares"),
         runner.http.post(f"/api/v1/flows/{fid}/shares", json={"email": "x@example.com"}),
         runner.http.post(
-            f"/api/v1/flows/{fid}/runs", json={"inputs": {}, "tweaks": {"t": {"template": "x"}}}
-        ),
-        runner.http.post(
             f"/api/v1/run/{fid}", json={"input_value": "x", "tweaks": {"t": {"template": "x"}}}
         ),
         runner.http.post("/api/v1/flows", json={"name": "n", "definition": template_flow("x")}),

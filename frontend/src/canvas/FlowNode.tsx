@@ -6,7 +6,7 @@ import { Handle, Position, type NodeProps } from '@xyflow/react';
 import { memo } from 'react';
 import { useCatalogue } from '../stores/catalogue';
 import { useGraph } from '../stores/graph';
-import type { FlowNode as FlowNodeT } from '../stores/graphLogic';
+import { outputsFor, type FlowNode as FlowNodeT } from '../stores/graphLogic';
 import { STATUS_COLORS } from '../stores/runState';
 import { useRunView } from '../stores/runView';
 import { categoryStyle, paramSummary } from './nodeVisuals';
@@ -23,7 +23,7 @@ function FlowNodeView({ id, type, data, selected }: NodeProps<FlowNodeT>) {
   const errors = useGraph((s) => s.nodeErrors[id] ?? EMPTY);
   const style = categoryStyle(spec?.category);
   const inputs = spec?.inputs ?? [{ name: 'in', type: 'any' }];
-  const outputs = spec?.outputs ?? [{ name: 'out', type: 'any' }];
+  const outputs = outputsFor(spec, data.params);
   const status = run?.status;
   const summary = paramSummary(data);
   const classes = ['fnode', selected ? 'selected' : '', status ? `st-${status}` : '', errors.length ? 'has-error' : '']

@@ -9,7 +9,9 @@ export const CATEGORY_STYLE: Record<string, { color: string; glyph: string; labe
   http: { color: '#0ea5e9', glyph: '⇅', label: 'HTTP' },
   llm: { color: '#8b5cf6', glyph: '✦', label: 'LLM' },
   rag: { color: '#ec4899', glyph: '❖', label: 'Retrieval' },
-  code: { color: '#64748b', glyph: '{}', label: 'Code' },
+  code: { color: '#475569', glyph: '{}', label: 'Code' },
+  data: { color: '#14b8a6', glyph: '⋮', label: 'Data' },
+  flow: { color: '#f97316', glyph: '↻', label: 'Flow control' },
   human: { color: '#a855f7', glyph: '☺', label: 'Human' },
 };
 

@@ -24,6 +24,7 @@ import { useCatalogue } from '../stores/catalogue';
 import { clearDraft, loadDraft, saveDraft, type Draft } from '../stores/draft';
 import { useGraph } from '../stores/graph';
 import { errorsByNode } from '../stores/graphLogic';
+import { takeFlow } from '../stores/prefetch';
 import { useRunView } from '../stores/runView';
 
 type Tab = 'node' | 'run' | 'batch' | 'deploy' | 'versions';
@@ -59,7 +60,7 @@ export function EditorPage() {
     async (useDraft: boolean) => {
       setPreview(null);
       try {
-        const f = await flows.get(flowId);
+        const f = await takeFlow(flowId);
         setFlow(f);
         const draft = useDraft ? loadDraft(flowId) : null;
         const differs = draft && JSON.stringify(draft.definition) !== JSON.stringify(f.definition);

@@ -1,5 +1,6 @@
 // The signed-in frame: top bar (brand, Flows / Runs / Ops links shown by permission, the user and
 // sign-out) around the routed page (<Outlet/>). Ops is visible only with the ops:read permission.
+import { Suspense } from 'react';
 import { NavLink, Outlet, useNavigate } from 'react-router-dom';
 import { useAuth } from '../stores/auth';
 
@@ -43,7 +44,9 @@ export function Layout() {
         </div>
       </header>
       <main className="main">
-        <Outlet />
+        <Suspense fallback={<div className="splash">Loading…</div>}>
+          <Outlet />
+        </Suspense>
       </main>
     </div>
   );

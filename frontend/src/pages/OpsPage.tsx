@@ -143,7 +143,7 @@ export function OpsPage() {
             <section className="card pad">
               <h3>Top failing nodes</h3>
               {stats.failing_nodes.length === 0 ? (
-                <div className="empty small">No failures in this window 🎉</div>
+                <div className="empty small">No failures in this window.</div>
               ) : (
                 <table className="table compact">
                   <tbody>

@@ -1,118 +1,14 @@
-// A small CodeMirror 6 editor (bundled, works offline) for templates, expressions and JSON params.
-// `language` picks the highlighting: 'json' (lang-json), 'expression' (lang-javascript, close to
-// the expression syntax), 'template' (plain text with `{{ ... }}` / `{% ... %}` marked). Completion
-// offers `inputs.`, upstream node ids and `secrets.NAME` inside braces. The view is created once
-// per mount; outside value changes (undo, secret insertion) are dispatched into it.
-import { autocompletion, type CompletionContext } from '@codemirror/autocomplete';
-import { defaultKeymap, history, historyKeymap } from '@codemirror/commands';
-import { json } from '@codemirror/lang-json';
-import { javascript } from '@codemirror/lang-javascript';
-import { bracketMatching, defaultHighlightStyle, syntaxHighlighting } from '@codemirror/language';
-import { EditorState, type Extension } from '@codemirror/state';
-import {
-  Decoration,
-  EditorView,
-  MatchDecorator,
-  ViewPlugin,
-  keymap,
-  placeholder as placeholderExt,
-  type DecorationSet,
-  type ViewUpdate,
-} from '@codemirror/view';
-import { useEffect, useRef } from 'react';
-import type { CodeLanguage } from './schema';
+// Lazy front for the CodeMirror editor (CodeMirrorEditor.tsx): CodeMirror is loaded on first use
+// so the canvas's first paint does not wait for it; until then a plain read-only preview shows.
+import { lazy, Suspense } from 'react';
+import type { CodeEditorProps } from './CodeMirrorEditor';
 
-const templateMarks = new MatchDecorator({
-  regexp: /\{\{[\s\S]*?\}\}|\{%[\s\S]*?%\}/g,
-  decoration: Decoration.mark({ class: 'cm-template-expr' }),
-});
+const CodeMirrorEditor = lazy(() => import('./CodeMirrorEditor'));
 
-const templateHighlight = ViewPlugin.fromClass(
-  class {
-    decorations: DecorationSet;
-    constructor(view: EditorView) {
-      this.decorations = templateMarks.createDeco(view);
-    }
-    update(u: ViewUpdate) {
-      this.decorations = templateMarks.updateDeco(u, this.decorations);
-    }
-  },
-  { decorations: (v) => v.decorations },
-);
-
-function templateCompletions(words: string[]) {
-  return (ctx: CompletionContext) => {
-    const before = ctx.state.sliceDoc(Math.max(0, ctx.pos - 200), ctx.pos);
-    const open = before.lastIndexOf('{{');
-    if (open < 0 || before.lastIndexOf('}}') > open) return null;
-    const word = ctx.matchBefore(/[\w.]*/);
-    if (!word) return null;
-    return { from: word.from, options: words.map((w) => ({ label: w, type: 'variable' })) };
-  };
-}
-
-function languageExt(language: CodeLanguage | undefined, words: string[]): Extension[] {
-  switch (language) {
-    case 'json':
-      return [json()];
-    case 'expression':
-      return [javascript()];
-    default:
-      return [templateHighlight, autocompletion({ override: [templateCompletions(words)] })];
-  }
-}
-
-interface Props {
-  value: string;
-  onChange: (v: string) => void;
-  language?: CodeLanguage;
-  placeholder?: string;
-  completions?: string[];
-  minLines?: number;
-  ariaLabel?: string;
-  readOnly?: boolean;
-}
-
-export function CodeEditor({ value, onChange, language, placeholder, completions = [], minLines = 3, ariaLabel, readOnly }: Props) {
-  const host = useRef<HTMLDivElement>(null);
-  const view = useRef<EditorView | null>(null);
-  const onChangeRef = useRef(onChange);
-  onChangeRef.current = onChange;
-
-  useEffect(() => {
-    const v = new EditorView({
-      parent: host.current as HTMLDivElement,
-      state: EditorState.create({
-        doc: value,
-        extensions: [
-          history(),
-          keymap.of([...defaultKeymap, ...historyKeymap]),
-          bracketMatching(),
-          syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
-          EditorView.lineWrapping,
-          EditorState.readOnly.of(!!readOnly),
-          EditorView.contentAttributes.of({ 'aria-label': ariaLabel ?? 'code', 'data-lang': language ?? 'template' }),
-          EditorView.theme({ '.cm-content': { minHeight: `${minLines * 1.45}em` } }),
-          placeholderExt(placeholder ?? ''),
-          ...languageExt(language, completions),
-          EditorView.updateListener.of((u) => {
-            if (u.docChanged) onChangeRef.current(u.state.doc.toString());
-          }),
-        ],
-      }),
-    });
-    view.current = v;
-    return () => v.destroy();
-    // The view is built once; value changes are synced by the effect below.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [language, completions.join('|'), readOnly]);
-
-  useEffect(() => {
-    const v = view.current;
-    if (v && v.state.doc.toString() !== value) {
-      v.dispatch({ changes: { from: 0, to: v.state.doc.length, insert: value } });
-    }
-  }, [value]);
-
-  return <div className="code-editor" ref={host} />;
+export function CodeEditor(props: CodeEditorProps) {
+  return (
+    <Suspense fallback={<pre className="code-editor code-fallback">{props.value || props.placeholder}</pre>}>
+      <CodeMirrorEditor {...props} />
+    </Suspense>
+  );
 }

@@ -31,7 +31,7 @@ export function SecretsPicker({ onPick }: { onPick: (ref: string) => void }) {
       title={names.length ? 'Insert a secret reference' : 'No secrets yet (add them with POST /api/v1/secrets)'}
       onChange={(e) => e.target.value && onPick(secretRef(e.target.value))}
     >
-      <option value="">🔑 secret…</option>
+      <option value="">+ secret…</option>
       {names.map((n) => (
         <option key={n} value={n}>
           {n}

@@ -30,7 +30,7 @@ export function SignalBox({ runId }: { runId: string }) {
   };
   return (
     <div className="signal-box" data-testid="signal-box">
-      <h4>⏸ Waiting for a signal</h4>
+      <h4>Waiting for a signal</h4>
       <textarea value={payload} onChange={(e) => setPayload(e.target.value)} rows={2} aria-label="signal payload" />
       <div className="row gap-sm wrap">
         {waiting.map((n) => (

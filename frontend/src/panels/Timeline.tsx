@@ -32,10 +32,10 @@ export function Timeline() {
     <div className="timeline" data-testid="timeline">
       <div className="timeline-controls">
         <button className="btn icon sm" onClick={() => seek(-1)} title="Before the first event" aria-label="first">
-          ⏮
+          |◀
         </button>
         <button className="btn icon sm" onClick={() => seek(cursor - 1)} title="Previous transition" aria-label="previous" data-testid="tl-prev">
-          ◀
+          ‹
         </button>
         <button
           className="btn icon sm"
@@ -45,13 +45,13 @@ export function Timeline() {
           }}
           aria-label={playing ? 'pause' : 'play'}
         >
-          {playing ? '⏸' : '▶'}
+          {playing ? '❚❚' : '▶'}
         </button>
         <button className="btn icon sm" onClick={() => seek(cursor + 1)} title="Next transition" aria-label="next" data-testid="tl-next">
-          ▶|
+          ›
         </button>
         <button className="btn icon sm" onClick={() => seek(events.length - 1)} aria-label="last">
-          ⏭
+          ▶|
         </button>
         <input
           type="range"

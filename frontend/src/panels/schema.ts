@@ -6,7 +6,7 @@
 import type { JsonSchema } from '../api/types';
 
 export type FieldKind = 'string' | 'code' | 'number' | 'integer' | 'boolean' | 'enum' | 'json';
-export type CodeLanguage = 'template' | 'expression' | 'json';
+export type CodeLanguage = 'template' | 'expression' | 'json' | 'python';
 
 export interface FieldDesc {
   name: string;
@@ -22,7 +22,8 @@ export interface FieldDesc {
 }
 
 const TEMPLATE_FIELDS = new Set(['template', 'prompt', 'system', 'text', 'message']);
-const EXPRESSION_FIELDS = new Set(['expression', 'condition', 'code', 'script']);
+const EXPRESSION_FIELDS = new Set(['expression', 'condition']);
+const PYTHON_FIELDS = new Set(['code', 'script']);
 const SECRET_FIELDS = /key|token|secret|password|auth/i;
 
 export function resolve(schema: JsonSchema, root: JsonSchema = schema): JsonSchema {
@@ -67,6 +68,7 @@ export function fieldsOf(schema: JsonSchema): FieldDesc[] {
     else if (t.length === 1 && t[0] === 'string') {
       if (TEMPLATE_FIELDS.has(name)) [kind, language] = ['code', 'template'];
       else if (EXPRESSION_FIELDS.has(name)) [kind, language] = ['code', 'expression'];
+      else if (PYTHON_FIELDS.has(name)) [kind, language] = ['code', 'python'];
       else kind = 'string';
     } else if (t.length === 1 && (t[0] === 'number' || t[0] === 'integer' || t[0] === 'boolean')) {
       kind = t[0] as FieldKind;

@@ -1,5 +1,5 @@
 // The node catalogue (GET /api/v1/nodes) in a small zustand store: `load()` once per session,
-// `byType` for the canvas (ports, titles) and the config panel (params JSON Schema).
+// (concurrent callers share one request), `byType` for the canvas (ports, titles) and the config panel (params JSON Schema).
 import { create } from 'zustand';
 import { nodes as nodesApi } from '../api/endpoints';
 import type { NodeSpec } from '../api/types';
@@ -14,6 +14,8 @@ interface CatalogueState {
   setSpecs: (specs: NodeSpec[]) => void;
 }
 
+let inflight: Promise<void> | null = null;
+
 export const useCatalogue = create<CatalogueState>((set, get) => ({
   specs: [],
   byType: {},
@@ -21,12 +23,13 @@ export const useCatalogue = create<CatalogueState>((set, get) => ({
   error: null,
   setSpecs: (specs) =>
     set({ specs, byType: Object.fromEntries(specs.map((s) => [s.type, s])), loaded: true }),
-  load: async () => {
-    if (get().loaded) return;
-    try {
-      get().setSpecs(await nodesApi.catalogue());
-    } catch (err) {
-      set({ error: String(err) });
-    }
+  load: () => {
+    if (get().loaded) return Promise.resolve();
+    inflight ??= nodesApi
+      .catalogue()
+      .then((specs) => get().setSpecs(specs))
+      .catch((err: unknown) => set({ error: String(err) }))
+      .finally(() => (inflight = null));
+    return inflight;
   },
 }));

@@ -9,6 +9,7 @@ import {
   errorsByNode,
   fromDefinition,
   newNodeId,
+  outputsFor,
   pasteClipboard,
   toDefinition,
 } from './graphLogic';
@@ -129,5 +130,14 @@ describe('errorsByNode', () => {
     );
     expect(r.nodes).toEqual({ c: ['bad', 'no port'], out: ['dangling'] });
     expect(r.general).toEqual(['general']);
+  });
+});
+
+describe('outputsFor', () => {
+  it('gives a router one port per route plus its default, like the server', () => {
+    const router = spec('router', [['in', 'any']], [['default', 'any']]);
+    expect(outputsFor(router, {}).map((p) => p.name)).toEqual(['default']);
+    const params = { routes: [{ name: 'yes', expression: 'x' }, { name: 'no', expression: 'y' }], default: 'other' };
+    expect(outputsFor(router, params).map((p) => p.name)).toEqual(['yes', 'no', 'other']);
   });
 });

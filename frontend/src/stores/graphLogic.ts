@@ -5,7 +5,7 @@
 // selection with remapped ids (`copySelection`, `pasteClipboard`) and dagre auto-layout.
 import dagre from '@dagrejs/dagre';
 import type { Edge, Node } from '@xyflow/react';
-import type { DefEdge, DefNode, FlowDefinition, NodeData, NodeSpec } from '../api/types';
+import type { DefEdge, DefNode, FlowDefinition, NodeData, NodeSpec, PortSpec } from '../api/types';
 
 export type FlowNode = Node<NodeData>;
 export type FlowEdge = Edge;
@@ -68,6 +68,18 @@ export function fromDefinition(def: FlowDefinition | null | undefined): {
   return { nodes, edges };
 }
 
+/** Output ports of a node: the catalogue's, or for a router (params.routes) its route names plus
+ * the default port, mirroring the server's `router_ports`. */
+export function outputsFor(spec: NodeSpec | undefined, params: Record<string, unknown>): PortSpec[] {
+  const routes = params?.routes;
+  if (spec && Array.isArray(routes)) {
+    const names = routes.map((r) => String((r as { name?: unknown }).name ?? '')).filter(Boolean);
+    const dflt = typeof params.default === 'string' && params.default ? params.default : 'default';
+    return [...new Set([...names, dflt])].map((name) => ({ name, type: 'any' }));
+  }
+  return spec?.outputs ?? [{ name: 'out', type: 'any' }];
+}
+
 export function typesCompatible(out: string, inp: string): boolean {
   return out === 'any' || inp === 'any' || out === inp;
 }
@@ -108,7 +120,7 @@ export function checkConnection(
   if (src.id === dst.id) return { ok: false, reason: 'A node cannot connect to itself.' };
   const sSpec = catalogue[src.type ?? ''];
   const tSpec = catalogue[dst.type ?? ''];
-  const outPort = sSpec?.outputs.find((p) => p.name === (c.sourceHandle ?? 'out'));
+  const outPort = outputsFor(sSpec, src.data.params).find((p) => p.name === (c.sourceHandle ?? 'out'));
   const inPort = tSpec?.inputs.find((p) => p.name === (c.targetHandle ?? 'in'));
   if (!outPort) return { ok: false, reason: `${src.id} has no output port "${c.sourceHandle}".` };
   if (!inPort) return { ok: false, reason: `${dst.id} has no input port "${c.targetHandle}".` };

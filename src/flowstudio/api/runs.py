@@ -4,7 +4,8 @@
 the owner's only) and pins the named version, else the published one, else the latest; it calls `engine.checkpoint.start_run` (run + steps +
 outbox in one transaction) and publishes the committed outbox rows at once (the orchestrator's relay
 covers a failed publish). The same `Idempotency-Key` returns the same run, also after the API was
-killed between the commit and the answer.
+killed between the commit and the answer. The run detail adds `usage`, the LLM tokens of its steps
+(`total_usage`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from flowstudio.bench.cpu import CpuUsage
 from flowstudio.bench.workload import ConcurrentFigures, SequentialFigures, p50_p99
 
 STEPS_PER_S_MEANS = (
@@ -40,8 +41,15 @@ def build_result(
     ceiling: dict[int, float],
     concurrent: ConcurrentFigures,
     sequential: SequentialFigures,
+    cpu: CpuUsage,
+    driver_cpu_s: float,
 ) -> dict[str, Any]:
     best = max(ceiling.values())
+    per_step = max(concurrent.completed_steps, 1)
+
+    def cpu_ms(seconds: float | None) -> float | None:
+        return None if seconds is None else round(seconds * 1000 / per_step, 3)
+
     steps_per_s = concurrent.transitions_per_s
     mean_step = (
         sum(sequential.run_latency_ms) / len(sequential.run_latency_ms) / config.steps
@@ -63,6 +71,11 @@ def build_result(
         "seq_step_overhead_mean_ms": round(mean_step, 3),
         "seq_dispatch_ms": p50_p99(sequential.dispatch_ms),
         "seq_claim_to_commit_ms": p50_p99(sequential.work_ms),
+        "cpu_ms_per_step": {
+            "engine": cpu_ms(cpu.engine_s),
+            "postgres": cpu_ms(cpu.postgres_s),
+            "bench_driver": cpu_ms(driver_cpu_s),
+        },
         "wall_s": round(concurrent.wall_s, 3),
         "runs": config.runs,
         "steps": config.steps,
@@ -84,6 +97,7 @@ def render_table(r: dict[str, Any]) -> str:
         ("  completed steps/s", f"{r['completed_steps_per_s']:.1f}"),
         ("  checkpoint commits/s", f"{r['checkpoint_commits_per_s']:.1f}"),
         ("  wall time", f"{r['wall_s']:.2f} s"),
+        ("  CPU per completed step", _cpu_line(r["cpu_ms_per_step"])),
         (
             "  run latency p50 / p99",
             f"{r['run_latency_ms']['p50']:.1f} / {r['run_latency_ms']['p99']:.1f} ms",
@@ -115,6 +129,12 @@ def render_table(r: dict[str, Any]) -> str:
     lines = ["flowstudio bench", *(f"{k:<{width}}{v}".rstrip() for k, v in rows)]
     lines.append(f"(steps_per_s = {r['steps_per_s_means']})")
     return "\n".join(lines) + "\n"
+
+
+def _cpu_line(cpu: dict[str, float | None]) -> str:
+    return ", ".join(
+        f"{k.replace('_', ' ')} {'n/a' if v is None else f'{v:.2f} ms'}" for k, v in cpu.items()
+    )
 
 
 def write_report(result: dict[str, Any], as_json: bool) -> None:

@@ -4,8 +4,9 @@
 `bench_session()` under the event loop and always calls `sandbox.close()` (stop processes, drop the
 database), then `write_report()`. `bench_session()` migrates the bench database, measures the PostgreSQL
 ceiling before any engine process exists, starts the orchestrator and workers, and with a `Driver`
-runs: a warm-up burst (not measured), the concurrent case (`--runs` runs of `--steps` steps at once),
-and the sequential case (`--seq-runs` runs one after another); figures come from DB timestamps.
+runs: a warm-up burst (not measured), the concurrent case (`--runs` runs of `--steps` steps at once,
+with the CPU it costs measured by `CpuMeter`), and the sequential case (`--seq-runs` runs one after
+another); latency and throughput figures come from DB timestamps.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 
 import anyio
 import psycopg
-from psycopg.rows import dict_row
 
 from flowstudio.bench.ceiling import measure_ceiling
+from flowstudio.bench.cpu import CpuMeter
 from flowstudio.bench.report import BenchConfig, build_result, write_report
 from flowstudio.bench.sandbox import BenchError, Sandbox
 from flowstudio.bench.workload import (
@@ -37,7 +38,8 @@ from flowstudio.store.db import connect, open_pool
 from flowstudio.store.migrate import apply_migrations
 
 log = logging.getLogger(__name__)
-STARTERS = 8  # parallel connections starting runs, like a few API requests at once
+STARTERS = 4  # parallel connections starting runs, like a few API requests at once
+ORCHESTRATOR_CONNECTIONS = 4  # its pool's max_size
 WARMUP_TIMEOUT = 30.0
 CONCURRENT_TIMEOUT = 100.0
 SEQUENTIAL_TIMEOUT = 40.0
@@ -88,8 +90,9 @@ async def bench_session(sandbox: Sandbox, config: BenchConfig) -> dict[str, Any]
     await apply_migrations(settings)
     log.info("measuring the PostgreSQL ceiling (%gs per connection count)", config.ceiling_seconds)
     ceiling = await measure_ceiling(settings.database_url, config.ceiling_seconds)
+    await warn_if_short_of_connections(settings, config)
     sandbox.start_engine(config.workers, config.concurrency)
-    pool = await open_pool(settings, min_size=STARTERS, max_size=STARTERS + 2, name="fs-bench")
+    pool = await open_pool(settings, min_size=STARTERS, max_size=STARTERS + 1, name="fs-bench")
     broker = RabbitBroker(settings.amqp_url, settings.queue_prefix)
     publisher = OutboxPublisher(broker, pool)
     failure: BenchError | None = None
@@ -113,6 +116,28 @@ async def bench_session(sandbox: Sandbox, config: BenchConfig) -> dict[str, Any]
             await sandbox.delete_queue()
 
 
+async def warn_if_short_of_connections(settings: Settings, config: BenchConfig) -> None:
+    """Each worker's pool grows to concurrency + 2 connections under this load; say so up front
+    if PostgreSQL (shared with whatever else runs here) cannot give that many."""
+    needed = config.workers * (config.concurrency + 2) + ORCHESTRATOR_CONNECTIONS + STARTERS + 1
+    conn = await connect(settings, name="fs-bench-preflight")
+    try:
+        cur = await conn.execute("""SELECT current_setting('max_connections')::int
+                      - current_setting('superuser_reserved_connections')::int
+                      - (SELECT count(*) FROM pg_stat_activity)::int AS free""")
+        row = await cur.fetchone()
+    finally:
+        await conn.close()
+    free = int(row["free"]) if row else 0
+    if free < needed:
+        log.warning(
+            "the engine may need %d PostgreSQL connections but only %d are free: expect "
+            "'too many clients' errors; lower --workers/--concurrency or raise max_connections",
+            needed,
+            free,
+        )
+
+
 async def drive(
     sandbox: Sandbox,
     config: BenchConfig,
@@ -130,19 +155,21 @@ async def drive(
     await driver.wait_all(await driver.start_runs(warmup, STARTERS), WARMUP_TIMEOUT)
 
     log.info("concurrent case: %d runs x %d steps", config.runs, config.steps)
+    meter = CpuMeter([p.popen.pid for p in sandbox.procs], sandbox.dbname)
+    async with pool.connection() as conn:
+        await meter.start(conn)
+    driver_cpu = time.process_time()
     concurrent_ids = await driver.start_runs(config.runs, STARTERS)
     await driver.wait_all(concurrent_ids, CONCURRENT_TIMEOUT)
+    driver_cpu = time.process_time() - driver_cpu
+    async with pool.connection() as conn:
+        cpu = await meter.stop(conn)
 
     log.info("sequential case: %d runs one after another", config.seq_runs)
-    listen = await connect(sandbox.settings, name="fs-bench-listen")
-    try:
+    async with pool.connection() as listen:
         seq_ids = await driver.run_sequential(listen, config.seq_runs, SEQUENTIAL_TIMEOUT)
-    finally:
-        await listen.close()
 
-    async with await psycopg.AsyncConnection.connect(
-        sandbox.settings.database_url, autocommit=True, row_factory=dict_row
-    ) as conn:
+    async with pool.connection() as conn:
         concurrent = await concurrent_figures(conn, concurrent_ids, config.steps)
         sequential = await sequential_figures(conn, seq_ids)
     if concurrent.succeeded != concurrent.runs or sequential.succeeded != sequential.runs:
@@ -150,4 +177,4 @@ async def drive(
             f"runs did not all succeed: concurrent {concurrent.succeeded}/{concurrent.runs}, "
             f"sequential {sequential.succeeded}/{sequential.runs}"
         )
-    return build_result(config, ceiling, concurrent, sequential)
+    return build_result(config, ceiling, concurrent, sequential, cpu, driver_cpu)

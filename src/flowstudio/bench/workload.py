@@ -181,6 +181,14 @@ class Driver:
     ) -> list[str]:
         """One run at a time; the next starts when LISTEN says the previous one is terminal."""
         await listen.execute("LISTEN fs_run_events")
+        try:
+            return await self._run_one_by_one(listen, n, within)
+        finally:
+            await listen.execute("UNLISTEN fs_run_events")
+
+    async def _run_one_by_one(
+        self, listen: psycopg.AsyncConnection[Any], n: int, within: float
+    ) -> list[str]:
         ids: list[str] = []
         deadline = time.monotonic() + within
         async with self.pool.connection() as conn:
@@ -195,7 +203,6 @@ class Driver:
                     async for note in listen.notifies(timeout=min(0.5, left)):
                         if note.payload.startswith(run_id):
                             break
-        await listen.execute("UNLISTEN fs_run_events")
         return ids
 
     async def _terminal(self, conn: psycopg.AsyncConnection[Any], run_id: str) -> bool:

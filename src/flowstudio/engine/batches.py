@@ -113,7 +113,9 @@ async def load_batch(
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await fail_loading(
-                    conn, batch_id, f"loading stopped after {loaded} of {total}: {exc}"
+                    conn,
+                    batch_id,
+                    f"loading stopped after {loaded} of {total} items ({type(exc).__name__})",
                 )
             raise
     log.info("batch %s loaded: %d runs", batch_id, loaded)

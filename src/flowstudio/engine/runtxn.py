@@ -122,13 +122,18 @@ class RunTxn:
     ) -> tuple[list[dict[str, Any]], dict[str, StepState]]:
         sources, dest = step_move(trigger)
         extra = f", {set_sql}" if set_sql else ""
+        if len(sources) == 1:  # the old status is known: no self-join needed to report it
+            join, on, old_status = "", "", "%(_source)s::text"
+        else:
+            join, on, old_status = "FROM steps old", "old.id = s.id AND", "old.status"
         query = f"""UPDATE steps s SET status = %(dest)s{extra}
-                FROM steps old
-                WHERE old.id = s.id AND s.run_id = %(run_id)s AND s.status = ANY(%(sources)s)
+                {join}
+                WHERE {on} s.run_id = %(run_id)s AND s.status = ANY(%(sources)s)
                   AND ({where})
                 RETURNING s.id, s.node_id, s.item_index, s.attempt, s.max_attempts, s.node_type,
-                          s.branch, old.status AS from_status"""
+                          s.branch, {old_status} AS from_status"""
         args = {**params, "dest": dest, "run_id": self.run["id"], "sources": sources}
+        args["_source"] = sources[0]
         if io is not None or read_states:
             ctes = [f"moved AS ({query})"]
             select = "SELECT m.* FROM moved m"

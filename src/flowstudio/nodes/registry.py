@@ -5,6 +5,9 @@ Node families (`io.py`, `logic.py`, `text.py`, `http.py`) call `register(NodeSpe
 params)` (or, for `cpu_bound` nodes, `spec.compute(params, input)` in a spawn process pool). The API's
 node catalogue is `catalogue()`: params JSON Schema from `msgspec.json.schema`, ports, defaults.
 Execute returns `Done(output, branch)` or `Wait(seconds, output)` or raises `NodeError`.
+A spec whose ports depend on its params (the router) sets `dynamic_outputs`; the validator asks
+`outputs_for(params)`. `NodeContext.db`/`owner_id` serve nodes that keep per-user data in PostgreSQL,
+`NodeContext.emit` sends ephemeral notifications (LLM tokens) without touching the event log.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import anyio.abc
 import httpx
 import msgspec
 from aio_pika.abc import AbstractIncomingMessage
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from flowstudio.crashpoints import crashpoint
 from flowstudio.engine import agent, checkpoint, children
@@ -36,12 +37,21 @@ from flowstudio.runtime import (
     unregister_process,
 )
 from flowstudio.settings import Settings
-from flowstudio.store.db import open_pool, retry_db
+from flowstudio.store.db import TRANSIENT, open_pool, retry_db
 from flowstudio.worker.context import build_context
 from flowstudio.worker.execute import Failure, Outcome, ProcessPool, execute_node
 from flowstudio.worker.items import item_context, load_item, resolve_child_flow
 
 log = logging.getLogger(__name__)
+
+
+async def ack(message: AbstractIncomingMessage) -> None:
+    """Ack, surviving a channel that died since delivery (broker restart, cut connection): the broker
+    then redelivers the pointer, and the redelivery finds nothing to claim (stale token)."""
+    try:
+        await message.ack()
+    except (AMQPError, ChannelInvalidStateError, ConnectionError) as exc:
+        log.warning("ack failed (%r); the broker will redeliver a stale pointer", exc)
 
 
 @dataclass
@@ -124,6 +134,8 @@ class Worker:
     ) -> None:
         try:
             await self.handle_message(message)
+        except TRANSIENT as exc:  # DB lost mid-step: the lease expires, the reaper re-dispatches
+            log.warning("step abandoned after a database error: %s", exc)
         finally:
             slots.release()
 
@@ -132,7 +144,7 @@ class Worker:
             msg = decode_message(message.body)
         except msgspec.DecodeError:
             log.error("dropping malformed message %r", message.body[:200])
-            await message.ack()
+            await ack(message)
             return
 
         async def claim() -> ClaimedStep:
@@ -149,9 +161,9 @@ class Worker:
         try:
             step = await retry_db(claim, what="claim")
         except LostRace:
-            await message.ack()  # stale or duplicate pointer: nothing to do
+            await ack(message)  # stale or duplicate pointer: nothing to do
             return
-        await message.ack()  # from here the lease, not the broker, carries the step
+        await ack(message)  # from here the lease, not the broker, carries the step
         self.stats["claimed"] += 1
         flight = InFlight(step)
         self.inflight[step.step_id] = flight

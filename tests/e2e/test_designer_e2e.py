@@ -1,0 +1,106 @@
+"""The designer end to end, in Debian's chromium driven by playwright-core, against a real stack.
+
+`designer_stack` (module scope) builds frontend/dist if stale (`frontend.build_dist`), creates its OWN
+database and queue prefix (so no other test's workers touch its runs), migrates it and starts the API
+(serving the built UI through UI_DIST), an orchestrator and two workers; `make_user` adds an editor.
+`test_designer_end_to_end` runs frontend/e2e/designer.mjs (log in, drag and connect nodes, save,
+chat over SSE, SIGKILL the worker running a step and see the run finish, replay, fork, ops) and
+`test_300_node_flow_renders_within_a_second` runs frontend/bench/render300.mjs. Both node scripts
+must exit 0; screenshots land in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import ADMIN_URL, ROOT, make_user
+from tests.e2e.frontend import ARTIFACTS, build_dist, chromium_path, run_node
+from tests.support.stack import Proc, Stack
+
+
+@pytest.fixture(scope="module")
+def e2e_database() -> Iterator[str]:
+    name = f"fs_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    subprocess.run(
+        [sys.executable, "-m", "flowstudio", "migrate"],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url, "FLOWSTUDIO_ENV_FILE": ""},
+        capture_output=True,
+    )
+    yield url
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def designer_stack(
+    base_env: dict[str, str], e2e_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Stack, list[Proc]]]:
+    chromium_path()
+    dist = build_dist()
+    env = {
+        **base_env,
+        "DATABASE_URL": e2e_database,
+        "QUEUE_PREFIX": f"fse2e_{uuid.uuid4().hex[:8]}",
+        "UI_DIST": str(dist),
+    }
+    stack = Stack(env, tmp_path_factory.mktemp("designer"))
+    stack.start_api()
+    stack.start_orchestrator()
+    workers = [stack.start_worker(concurrency=2), stack.start_worker(concurrency=2)]
+    yield stack, workers
+    stack.stop_all()
+
+
+def node_env(stack: Stack, email: str, password: str) -> dict[str, str]:
+    return {
+        "BASE_URL": stack.base_url,
+        "E2E_EMAIL": email,
+        "E2E_PASSWORD": password,
+        "CHROMIUM_PATH": chromium_path(),
+        "ARTIFACTS_DIR": str(ARTIFACTS),
+    }
+
+
+def report(proc: subprocess.CompletedProcess[str], stack: Stack) -> str:
+    return f"{proc.stdout[-8000:]}\n{proc.stderr[-8000:]}\n{stack.logs()}"
+
+
+def test_designer_end_to_end(designer_stack: tuple[Stack, list[Proc]], e2e_database: str) -> None:
+    stack, workers = designer_stack
+    email, password = make_user(e2e_database, "editor")
+    pids = ",".join(str(w.popen.pid) for w in workers if w.popen is not None)
+    proc = run_node(
+        "e2e/designer.mjs", {**node_env(stack, email, password), "E2E_WORKER_PIDS": pids}, 600
+    )
+    sys.stdout.write(proc.stdout)
+    assert proc.returncode == 0, report(proc, stack)
+    assert "designer e2e: all checks passed" in proc.stdout
+    assert sum(not w.alive for w in workers) == 1, "exactly one worker was killed mid-run"
+    assert (Path(ARTIFACTS) / "04-playground.png").exists()
+
+
+def test_300_node_flow_renders_within_a_second(
+    designer_stack: tuple[Stack, list[Proc]], e2e_database: str
+) -> None:
+    stack, _ = designer_stack
+    email, password = make_user(e2e_database, "editor")
+    proc = run_node("bench/render300.mjs", node_env(stack, email, password), 300)
+    sys.stdout.write(proc.stdout)
+    assert proc.returncode == 0, report(proc, stack)
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert figures["nodes"] == 300
+    assert figures["cold_ms"]["median"] <= figures["limit_ms"]
