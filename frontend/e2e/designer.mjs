@@ -2,7 +2,8 @@
 // log in -> new flow -> drag a Template node from the palette, connect typed ports (a refused
 // connection shows a hint) -> a 422 save pins the error on the node -> fix and save -> chat in the
 // playground (SSE) -> import a slow flow, run it and SIGKILL the worker executing it (E2E_WORKER_PIDS)
-// -> the run still finishes -> replay a run and step through its timeline -> fork from a node with
+// -> the run still finishes -> batch upload + results -> restore a version -> answer a waiting
+// node, resume the failed run -> replay a run and step through its timeline -> fork from a node with
 // edited inputs -> ops dashboard, deploy, versions. Screenshots go to test-artifacts/.
 // Exits non-zero on the first failed check.
 import { BASE_URL, EMAIL, PASSWORD, apiLogin, check, launch, shot, step } from './lib.mjs';
@@ -113,7 +114,7 @@ async function main() {
     await step('configure and save (new version)', async () => {
       await setCode(page, 'template', 'You said: {{ inputs.input_value }}');
       await page.locator('[data-testid="save"]').click();
-      await page.locator('[data-testid="save-state"]', { hasText: 'Saved' }).waitFor();
+      await page.locator('[data-testid="save-state"].clean').waitFor();
       check((await page.locator('.toolbar .badge').innerText()) === 'v2', 'save made version 2');
       await shot(page, '03-editor-saved');
     });
@@ -143,6 +144,25 @@ async function main() {
       await page.locator('[data-tab="versions"]').click();
       await page.locator('.version-list li').nth(1).waitFor();
       await shot(page, '06-versions');
+    });
+
+    await step('batch: upload JSONL, watch progress, download results', async () => {
+      await page.locator('[data-tab="batch"]').click();
+      const lines = ['alpha', 'beta', 'gamma', 'delta', 'epsilon'].map((v) => JSON.stringify({ input_value: v })).join('\n');
+      await page.locator('[data-testid="batch-file"]').setInputFiles({ name: 'inputs.jsonl', mimeType: 'application/x-ndjson', buffer: Buffer.from(lines) });
+      await page.locator('[data-testid="batch-progress"][data-status="succeeded"]').waitFor({ timeout: 60000 });
+      check((await page.locator('[data-testid="batch-progress"]').innerText()).includes('5/5'), 'all 5 items done');
+      await shot(page, '06b-batch');
+      const [download] = await Promise.all([page.waitForEvent('download'), page.locator('button', { hasText: 'Download results' }).click()]);
+      const text = await (await download.createReadStream()).toArray().then((chunks) => Buffer.concat(chunks).toString());
+      check(text.trim().split('\n').length === 5 && text.includes('You said: gamma'), 'results JSONL');
+    });
+
+    await step('restore an old version (a new version with its definition)', async () => {
+      await page.locator('[data-tab="versions"]').click();
+      await page.locator('.version-list li', { hasText: 'v1' }).locator('button', { hasText: 'Restore' }).click();
+      await page.waitForFunction(() => document.querySelector('.toolbar .badge')?.textContent === 'v3');
+      check((await page.locator('.react-flow__node').count()) === 2, 'v1 had two nodes');
     });
 
     await step('replay the chat run and step through its timeline', async () => {
@@ -180,6 +200,39 @@ async function main() {
       await page.waitForFunction(() => document.querySelector('[data-testid="step-result"]')?.textContent?.includes('You said: forked'));
       check((await page.locator('.toolbar').innerText()).includes('fork of'), 'lineage shown');
       await shot(page, '08-fork');
+    });
+
+    await step('answer a waiting node, then resume the failed run', async () => {
+      const flow = await api('POST', '/api/v1/flows', {
+        name: 'Approval then flaky step (e2e)',
+        definition: {
+          nodes: [
+            { id: 'start', type: 'input', position: { x: 0, y: 0 }, data: { params: {} } },
+            { id: 'gate', type: 'wait_for_signal', position: { x: 280, y: 0 }, data: { params: {} } },
+            { id: 'flaky', type: 'fail', position: { x: 560, y: 0 }, data: { params: { succeed_on_attempt: 2, message: 'first attempt fails' } } },
+            { id: 'result', type: 'output', position: { x: 840, y: 0 }, data: { params: {} } },
+          ],
+          edges: [
+            { id: 'e1', source: 'start', sourceHandle: 'out', target: 'gate', targetHandle: 'in' },
+            { id: 'e2', source: 'gate', sourceHandle: 'out', target: 'flaky', targetHandle: 'in' },
+            { id: 'e3', source: 'flaky', sourceHandle: 'out', target: 'result', targetHandle: 'in' },
+          ],
+        },
+      });
+      const run = await api('POST', `/api/v1/flows/${flow.id}/runs`, { inputs: { order: 42 } });
+      await page.goto(`${BASE_URL}/#/runs/${run.id}`);
+      await page.locator(`${node('gate')} .fnode[data-status="waiting"]`).waitFor({ timeout: 30000 });
+      await page.locator('[data-testid="signal-box"]').waitFor();
+      await shot(page, '09a-waiting-signal');
+      await page.locator('[data-testid="signal-box"] button', { hasText: 'Answer gate' }).click();
+      await page.locator('.toolbar .pill.st-failed').waitFor({ timeout: 30000 });
+      await page.locator(node('flaky')).click();
+      check((await page.locator('[data-testid="step-flaky"]').innerText()).includes('first attempt fails'), 'error shown');
+      await shot(page, '09b-failed');
+      await page.locator('[data-testid="resume"]').click();
+      await page.locator('.toolbar .pill.st-succeeded').waitFor({ timeout: 30000 });
+      const done = await api('GET', `/api/v1/runs/${run.id}`);
+      check(done.steps.find((x) => x.node_id === 'flaky').attempt === 2, 'resumed step ran a second attempt');
     });
 
     let slowFlowId = '';
@@ -245,8 +298,15 @@ async function main() {
       await page.goto(`${BASE_URL}/#/`);
       await page.locator('.flow-row').nth(1).waitFor();
       await shot(page, '13-flows');
-      await page.locator('input[aria-label="Search flows"]').fill('slow');
-      await page.waitForFunction(() => document.querySelectorAll('.flow-row').length === 1);
+      const before = await page.locator('.flow-row').count();
+      await page.locator('input[aria-label="Search flows"]').fill('slow hash');
+      await page.waitForFunction(
+        (n) => {
+          const rows = [...document.querySelectorAll('.flow-row')];
+          return rows.length >= 1 && rows.length < n && rows.every((r) => /slow hash/i.test(r.textContent ?? ''));
+        },
+        before,
+      );
     });
 
     check(consoleErrors.length === 0, `no uncaught page errors: ${consoleErrors.join(' | ')}`);

@@ -58,6 +58,13 @@ def assert_crashed(proc: Proc, timeout: float = 20) -> None:
     assert proc.wait_exit(timeout) == -9, f"{proc.name} did not crash:\n{proc.log_tail()}"
 
 
+def registered(conn: Conn, proc: Proc) -> bool:
+    """The process is up: it wrote its row in `processes` (its loops start right after)."""
+    assert proc.popen is not None
+    row = conn.execute("SELECT 1 FROM processes WHERE pid = %s", (proc.popen.pid,)).fetchone()
+    return row is not None
+
+
 def test_killed_worker_step_is_retried_with_same_idempotency_key(
     stack: Stack, credentials: Creds, db: Conn, sink: Sink
 ) -> None:
@@ -194,7 +201,7 @@ def test_orchestrator_killed_repeatedly_while_timers_fire_fires_each_timer_once(
         ("t", "template", {"template": "{{ inputs.s }}"}),
     )
     flow_id = api.create_flow(flow)["id"]
-    runs = [api.start_run(flow_id, {"s": round(1.0 + 0.25 * i, 2)}) for i in range(20)]
+    runs = [api.start_run(flow_id, {"s": round(1.0 + 0.3 * i, 2)}) for i in range(20)]
 
     def fired() -> int:
         (n,) = db.execute(
@@ -209,10 +216,11 @@ def test_orchestrator_killed_repeatedly_while_timers_fire_fires_each_timer_once(
     fired_at_kill: list[int] = []
     deadline = time.monotonic() + 30
     while fired() < len(runs) and time.monotonic() < deadline:
-        orch.kill()  # driven by the test's clock: timers are due over ~5 s, lives last 0.8-2 s
+        wait_for(lambda: registered(db, orch), 20, "the orchestrator to start")
+        time.sleep(lifetimes.uniform(0.2, 1.0))  # timers are due over ~6 s
+        orch.kill()
         fired_at_kill.append(fired())
         orch.start()
-        time.sleep(lifetimes.uniform(0.8, 2.0))
 
     wait_runs_terminal(db, runs, timeout=40)
     log.info("timers fired when the orchestrator was killed: %s", fired_at_kill)

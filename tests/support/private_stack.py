@@ -33,7 +33,7 @@ def private_db_url() -> Iterator[str]:
 @pytest.fixture(name="base_env")
 def private_base_env(base_env: dict[str, str], private_db_url: str) -> Iterator[dict[str, str]]:
     prefix = f"fscrash_{uuid.uuid4().hex[:8]}"
-    yield {**base_env, "DATABASE_URL": private_db_url, "QUEUE_PREFIX": prefix}
+    yield {**base_env, "DATABASE_URL": private_db_url, "QUEUE_PREFIX": prefix, "DB_POOL_SIZE": "5"}
     delete_queue(f"{prefix}.steps")
 
 

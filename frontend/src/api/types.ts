@@ -187,10 +187,4 @@ export interface RunResult {
   error: unknown;
 }
 
-export interface BatchStatus {
-  id?: string;
-  status: string;
-  total: number;
-  counts: Record<string, number>;
-  progress?: number;
-}
+export type BatchStatus = S['BatchOut'];

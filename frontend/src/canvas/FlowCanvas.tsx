@@ -138,6 +138,7 @@ export function FlowCanvas({ onReady, onNodeClick }: Props) {
       >
         <Background variant={BackgroundVariant.Dots} gap={18} size={1.2} color="#cbd5e1" />
         <MiniMap
+          style={{ width: 180, height: 120 }}
           pannable
           zoomable
           nodeColor={(n) => {

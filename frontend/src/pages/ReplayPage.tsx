@@ -63,7 +63,15 @@ export function ReplayPage() {
       setForkInputs(JSON.stringify(r.inputs, null, 2));
       setLoaded(true);
       setTimeout(() => rf.current?.fitView({ padding: 0.2, maxZoom: 1.2 }), 50);
-      await followRunEvents(runId, (e) => useRunView.getState().pushEvent(e), abort.signal, () => void refreshRun());
+      await followRunEvents(
+        runId,
+        (e) => {
+          useRunView.getState().pushEvent(e);
+          if (e.kind === 'run' || e.to_status === 'failed') void refreshRun();
+        },
+        abort.signal,
+        () => void refreshRun(),
+      );
     })().catch((err: unknown) => {
       if (!abort.signal.aborted) setError(err instanceof ApiError ? err.detail ?? err.title : String(err));
     });

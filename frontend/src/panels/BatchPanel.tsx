@@ -9,7 +9,7 @@ import { downloadText } from '../lib/download';
 import { STATUS_COLORS } from '../stores/runState';
 
 const ORDER = ['succeeded', 'failed', 'cancelled', 'running', 'waiting', 'queued'];
-const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'completed', 'done']);
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
 export function contentTypeFor(name: string): string {
   if (/\.csv$/i.test(name)) return 'text/csv';
@@ -19,11 +19,12 @@ export function contentTypeFor(name: string): string {
 
 export function BatchProgress({ batch }: { batch: BatchStatus }) {
   const total = Math.max(1, batch.total);
-  const keys = [...ORDER.filter((k) => batch.counts[k]), ...Object.keys(batch.counts).filter((k) => !ORDER.includes(k) && batch.counts[k])];
-  const done = (batch.counts.succeeded ?? 0) + (batch.counts.failed ?? 0) + (batch.counts.cancelled ?? 0);
-  const pct = batch.progress !== undefined ? batch.progress * (batch.progress <= 1 ? 100 : 1) : (done / total) * 100;
+  const counts: Record<string, number> = { ...batch.counts };
+  const keys = ORDER.filter((k) => counts[k]);
+  const done = counts.succeeded + counts.failed + counts.cancelled;
+  const pct = batch.progress * 100;
   return (
-    <div className="batch-progress">
+    <div className="batch-progress" data-testid="batch-progress" data-status={batch.status}>
       <div className="row between small">
         <span>
           <strong>{batch.status}</strong> · {done}/{batch.total} done
@@ -32,13 +33,13 @@ export function BatchProgress({ batch }: { batch: BatchStatus }) {
       </div>
       <div className="stacked-bar" role="progressbar" aria-valuenow={Math.round(pct)} aria-valuemin={0} aria-valuemax={100}>
         {keys.map((k) => (
-          <span key={k} style={{ width: `${(batch.counts[k] / total) * 100}%`, background: STATUS_COLORS[k] ?? '#94a3b8' }} title={`${k}: ${batch.counts[k]}`} />
+          <span key={k} style={{ width: `${(counts[k] / total) * 100}%`, background: STATUS_COLORS[k] ?? '#94a3b8' }} title={`${k}: ${counts[k]}`} />
         ))}
       </div>
       <div className="legend">
         {keys.map((k) => (
           <span key={k}>
-            <i style={{ background: STATUS_COLORS[k] ?? '#94a3b8' }} /> {k} {batch.counts[k]}
+            <i style={{ background: STATUS_COLORS[k] ?? '#94a3b8' }} /> {k} {counts[k]}
           </span>
         ))}
       </div>
@@ -81,7 +82,7 @@ export function BatchPanel({ flowId, ensureSaved, canRun }: { flowId: string; en
     } catch (err) {
       setError(
         err instanceof ApiError && (err.status === 404 || err.status === 405)
-          ? 'This server has no batch endpoint yet.'
+          ? 'This server has no batch endpoint.'
           : err instanceof ApiError
             ? err.detail ?? err.title
             : String(err),
@@ -126,6 +127,7 @@ export function BatchPanel({ flowId, ensureSaved, canRun }: { flowId: string; en
       )}
       {error && <div className="alert error small">{error}</div>}
       {batch && <BatchProgress batch={batch} />}
+      {batch?.error && <div className="alert error small">{JSON.stringify(batch.error)}</div>}
       {batch && batchId && (
         <button
           className="btn"

@@ -160,7 +160,7 @@ async def create_batch(
 ) -> BatchCreated:
     require(user, "runs:write")
     flow = await owned_flow(conn, user, flow_id)
-    pinned = version or flow["version"]
+    pinned = version or flow.get("published_version") or flow["version"]
     if not 1 <= pinned <= flow["version"]:
         raise Problem(
             422,

@@ -41,6 +41,7 @@ ERROR_TYPES = {
     401: ("authentication_error", "invalid_api_key"),
     403: ("permission_error", "forbidden"),
     404: ("invalid_request_error", "model_not_found"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
 }
 
 
@@ -77,8 +78,9 @@ class OpenAIError(Exception):
 
 
 def openai_error(status: int, message: str, param: str | None = None) -> OpenAIError:
-    type_, code = ERROR_TYPES.get(status, ("invalid_request_error", "bad_request"))
-    return OpenAIError(status, message, type_, code, param)
+    fallback = ("server_error", "server_error") if status >= 500 else ("invalid_request_error", "")
+    type_, code = ERROR_TYPES.get(status, fallback)
+    return OpenAIError(status, message, type_, code or f"http_{status}", param)
 
 
 def _error_body(exc: OpenAIError) -> dict[str, Any]:
@@ -99,7 +101,9 @@ def _on_problem(request: Request[Any, Any, Any], exc: Problem) -> Response[Any]:
     message = exc.detail or exc.title
     if exc.status == 404:
         message = "The model does not exist or you do not have access to it"
-    return _on_openai_error(request, openai_error(status, message, param))
+    error = openai_error(status, message, param)
+    error.headers = exc.headers  # e.g. Retry-After
+    return _on_openai_error(request, error)
 
 
 def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

@@ -2,7 +2,7 @@
 
 `run_bench(settings, args)` checks the arguments, creates the `Sandbox` (own database + queue), runs
 `bench_session()` under the event loop and always calls `sandbox.close()` (stop processes, drop the
-database), then `write_report()`. `bench_session()` migrates the bench database, measures the PostgreSQL
+database; also on Ctrl-C or SIGTERM), then `write_report()`. `bench_session()` migrates the bench database, measures the PostgreSQL
 ceiling before any engine process exists, starts the orchestrator and workers, and with a `Driver`
 runs: a warm-up burst (not measured), the concurrent case (`--runs` runs of `--steps` steps at once,
 with the CPU it costs measured by `CpuMeter`), and the sequential case (`--seq-runs` runs one after
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from typing import Any
@@ -60,6 +61,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return config
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
@@ -72,14 +77,19 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     except psycopg.Error as exc:
         log.error("cannot create the bench database: %s", exc)
         return 1
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # so that `finally` cleans up
     try:
         result = run_async(lambda: bench_session(sandbox, config))
     except BenchError as exc:
         sandbox.keep_logs = True
         log.error("bench failed: %s\n%s", exc, sandbox.dump_logs())
         return 1
+    except KeyboardInterrupt:
+        log.warning("bench interrupted: stopping its processes and dropping its database")
+        return 130
     finally:
         sandbox.close()
+        signal.signal(signal.SIGTERM, previous)
     log.info("bench finished in %.1fs", time.monotonic() - started)
     write_report(result, config.as_json)
     return 0

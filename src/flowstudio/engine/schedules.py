@@ -3,7 +3,7 @@
 `fire_due_schedules(conn)` (orchestrator, every second) locks each due schedule row with
 `FOR UPDATE SKIP LOCKED` (another orchestrator skips it), computes the due ticks with `due_ticks()`
 from the schedule's catch-up policy, and for each tick inserts a `schedule_fires` row — its primary key
-(schedule, tick) makes a tick fire at most once, even across crashes — and starts the run in the same
+(schedule, tick) makes a tick fire at most once, even across crashes — and starts the run (the flow's published version, else its latest) in the same
 transaction (`checkpoint.start_run`, idempotency key `schedule:{id}:{tick}`). Then `next_fire_at`
 moves past now. Times come from the database clock. Catch-up after downtime: `all` fires every missed
 tick (at most `max_catchup`), `latest` only the most recent one, `skip` none that is older than
@@ -84,7 +84,8 @@ async def _fire_one(conn: psycopg.AsyncConnection[Any], schedule_id: Any) -> lis
     out: list[OutboxMessage] = []
     async with conn.transaction():
         cur = await conn.execute(
-            """SELECT s.*, now() AS db_now, f.version AS flow_version, f.deleted_at
+            """SELECT s.*, now() AS db_now, f.deleted_at,
+                      coalesce(f.published_version, f.version) AS flow_version
                FROM schedules s JOIN flows f ON f.id = s.flow_id
                WHERE s.id = %s AND s.enabled AND s.next_fire_at <= now()
                FOR UPDATE OF s SKIP LOCKED""",

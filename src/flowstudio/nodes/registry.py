@@ -189,6 +189,8 @@ def catalogue() -> list[dict[str, Any]]:
                 "inputs": [{"name": p.name, "type": p.type} for p in spec.inputs],
                 "outputs": [{"name": p.name, "type": p.type} for p in spec.outputs],
                 "cpu_bound": spec.cpu_bound,
+                # the router: its output ports are params.routes[].name + params.default
+                "dynamic_outputs": spec.dynamic_outputs is not None,
             }
         )
     return items

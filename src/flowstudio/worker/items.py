@@ -4,7 +4,8 @@
 item (item_index > 0) the map's `body` params, for an agent's tool call the tool's params (or its
 flow); `item_context` the template names the item sees (`item`, or `args` for a tool call). `load_item(conn, step)` reads the item stored as the item
 step's input at expansion. `resolve_child_flow(conn, step, flow_id, version)` checks that the run's
-owner may run that flow (owner or admin) and pins its version, for `subflow` steps and map bodies
+owner may run that flow (owner, admin, or a 'run' share) and pins its version (the one named, else
+the published one, else the latest), for `subflow` steps and map bodies
 that are flows.
 """
 
@@ -71,14 +72,18 @@ async def resolve_child_flow(
     conn: psycopg.AsyncConnection[Any], step: ClaimedStep, flow_id: str, version: int | None
 ) -> int:
     cur = await conn.execute(
-        """SELECT f.version, f.owner_id = %s::uuid OR 'admin' = ANY(u.roles) AS allowed
-           FROM flows f, users u WHERE f.id = %s::uuid AND f.deleted_at IS NULL AND u.id = %s""",
-        (step.owner_id, flow_id, step.owner_id),
+        """SELECT coalesce(f.published_version, f.version) AS version, f.version AS latest,
+                  f.owner_id = %(user)s::uuid OR 'admin' = ANY(u.roles)
+                  OR EXISTS (SELECT 1 FROM flow_shares sh WHERE sh.flow_id = f.id
+                             AND sh.user_id = %(user)s::uuid AND sh.permission = 'run') AS allowed
+           FROM flows f, users u
+           WHERE f.id = %(flow)s::uuid AND f.deleted_at IS NULL AND u.id = %(user)s::uuid""",
+        {"user": step.owner_id, "flow": flow_id},
     )
     row = await cur.fetchone()
     if row is None or not row["allowed"]:
         raise NodeError(f"subflow {flow_id} not found", retryable=False)
     pinned = version or row["version"]
-    if not 1 <= pinned <= row["version"]:
+    if not 1 <= pinned <= row["latest"]:
         raise NodeError(f"subflow {flow_id} has no version {pinned}", retryable=False)
     return int(pinned)
