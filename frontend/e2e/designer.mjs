@@ -46,7 +46,7 @@ const SLOW_FLOW = {
   definition: {
     nodes: [
       { id: 'start', type: 'input', position: { x: 0, y: 0 }, data: { params: {} } },
-      { id: 'digest', type: 'hash', position: { x: 300, y: 0 }, data: { params: { text: '{{ inputs.input_value }}', rounds: 1500000 } } },
+      { id: 'digest', type: 'hash', position: { x: 300, y: 0 }, data: { params: { text: '{{ inputs.input_value }}', rounds: 3000000 } } },
       { id: 'result', type: 'output', position: { x: 600, y: 0 }, data: { params: {} } },
     ],
     edges: [
@@ -134,8 +134,10 @@ async function main() {
       await shot(page, '04-playground');
     });
 
-    await step('deploy panel and an API key', async () => {
+    await step('deploy panel: publish, API key, snippets', async () => {
       await page.locator('[data-tab="deploy"]').click();
+      await page.locator('[data-testid="publishing"] button', { hasText: 'Publish v2' }).click();
+      await page.locator('[data-testid="publishing"]', { hasText: 'Published: v2' }).waitFor();
       await page.locator('input[aria-label="API key name"]').fill('e2e');
       await page.locator('button', { hasText: 'Create key' }).click();
       await page.locator('[data-testid="new-key"]').waitFor();

@@ -79,6 +79,7 @@ def report(proc: subprocess.CompletedProcess[str], stack: Stack) -> str:
     return f"{proc.stdout[-8000:]}\n{proc.stderr[-8000:]}\n{stack.logs()}"
 
 
+@pytest.mark.timeout(900)
 def test_designer_end_to_end(designer_stack: tuple[Stack, list[Proc]], e2e_database: str) -> None:
     stack, workers = designer_stack
     email, password = make_user(e2e_database, "editor")
@@ -93,6 +94,7 @@ def test_designer_end_to_end(designer_stack: tuple[Stack, list[Proc]], e2e_datab
     assert (Path(ARTIFACTS) / "04-playground.png").exists()
 
 
+@pytest.mark.timeout(600)
 def test_300_node_flow_renders_within_a_second(
     designer_stack: tuple[Stack, list[Proc]], e2e_database: str
 ) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from tests.e2e.frontend import FRONTEND, ensure_node_modules
 
 
+@pytest.mark.timeout(900)
 def test_frontend_unit_tests_pass() -> None:
     npm = ensure_node_modules()
     proc = subprocess.run(

@@ -45,6 +45,8 @@ export const flows = {
     request<FlowVersionOut>(`/api/v1/flows/${id}/versions/${version}`),
   restore: (id: string, version: number) =>
     request<Flow>(`/api/v1/flows/${id}/versions/${version}/restore`, { method: 'POST' }),
+  publish: (id: string, version: number) => request<Flow>(`/api/v1/flows/${id}/publish`, j({ version })),
+  unpublish: (id: string) => request<Flow>(`/api/v1/flows/${id}/unpublish`, { method: 'POST' }),
 };
 
 export const nodes = { catalogue: () => request<NodeSpec[]>('/api/v1/nodes') };
@@ -65,8 +67,9 @@ export interface RunFilter {
 }
 
 export const runs = {
-  start: (flowId: string, inputs: Record<string, unknown>) =>
-    request<RunCreated>(`/api/v1/flows/${flowId}/runs`, j({ inputs })),
+  /** `version` pins the run (the designer runs what it shows, not the published version). */
+  start: (flowId: string, inputs: Record<string, unknown>, version?: number) =>
+    request<RunCreated>(`/api/v1/flows/${flowId}/runs`, j(version ? { inputs, version } : { inputs })),
   list: (f: RunFilter) => {
     const q = new URLSearchParams();
     if (f.flow_id) q.set('flow_id', f.flow_id);
@@ -92,8 +95,8 @@ export const runs = {
 
 export const batches = {
   /** Uploads a JSONL or CSV file (or a JSON list) as the raw body, typed by its content type. */
-  create: (flowId: string, file: Blob, contentType: string) =>
-    request<{ id: string }>(`/api/v1/flows/${flowId}/batches`, {
+  create: (flowId: string, file: Blob, contentType: string, version?: number) =>
+    request<{ id: string }>(`/api/v1/flows/${flowId}/batches${version ? `?version=${version}` : ''}`, {
       method: 'POST',
       raw: file,
       headers: { 'content-type': contentType },

@@ -68,12 +68,13 @@ export async function streamChatRun(
   inputValue: string,
   handlers: RunStreamHandlers,
   signal?: AbortSignal,
+  version?: number,
 ): Promise<void> {
   const res = await fetch(apiUrl(`/api/v1/run/${flowId}?stream=true`), {
     method: 'POST',
     credentials: 'include',
     headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
-    body: JSON.stringify({ input_value: inputValue }),
+    body: JSON.stringify(version ? { input_value: inputValue, version } : { input_value: inputValue }),
     signal,
   });
   if (!res.ok) throw await toApiError(res);

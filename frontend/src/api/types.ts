@@ -64,6 +64,7 @@ export interface Flow {
   description: string;
   definition: FlowDefinition;
   version: number;
+  published_version?: number | null;
   created_at: string;
   updated_at: string;
 }

@@ -32,7 +32,13 @@ function FlowNodeView({ id, type, data, selected }: NodeProps<FlowNodeT>) {
   return (
     <div
       className={classes}
-      style={{ '--accent': style.color, '--status': status ? STATUS_COLORS[status] : 'transparent' } as React.CSSProperties}
+      style={
+        {
+          '--accent': style.color,
+          '--status': status ? STATUS_COLORS[status] : 'transparent',
+          minHeight: Math.max(inputs.length, outputs.length) > 1 ? 24 + 22 * Math.max(inputs.length, outputs.length) : undefined,
+        } as React.CSSProperties
+      }
       data-node-id={id}
       data-status={status ?? ''}
       title={errors.join('\n') || spec?.description}

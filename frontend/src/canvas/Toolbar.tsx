@@ -12,9 +12,10 @@ interface Props {
   saving: boolean;
   canWrite: boolean;
   draftNote: string | null;
+  preview?: number | null;
 }
 
-export function Toolbar({ onSave, onFit, onRename, saving, canWrite, draftNote }: Props) {
+export function Toolbar({ onSave, onFit, onRename, saving, canWrite, draftNote, preview }: Props) {
   const name = useGraph((s) => s.name);
   const version = useGraph((s) => s.version);
   const dirty = useGraph((s) => s.dirty);
@@ -54,9 +55,11 @@ export function Toolbar({ onSave, onFit, onRename, saving, canWrite, draftNote }
             {name}
           </h2>
         )}
-        <span className="badge">v{version}</span>
+        <span className="badge">v{preview ?? version}</span>
         <span className="muted small">{nodeCount} nodes</span>
-        {dirty ? (
+        {preview ? (
+          <span className="save-state preview">previewing v{preview} · read only</span>
+        ) : dirty ? (
           <span className="save-state dirty" data-testid="save-state" title={draftNote ?? ''}>
             ● Unsaved changes{draftNote ? ' · draft kept in this browser' : ''}
           </span>

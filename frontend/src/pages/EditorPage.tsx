@@ -153,6 +153,7 @@ export function EditorPage() {
         saving={saving}
         canWrite={canWrite && !readOnly}
         draftNote="draft kept in localStorage"
+        preview={preview}
         onRename={(name) => void flows.update(flowId, { name }).then((f) => (useGraph.getState().setName(f.name), setFlow(f)))}
       />
       {staleDraft && (
@@ -201,6 +202,19 @@ export function EditorPage() {
               ) : (
                 <div className="panel-body">
                   <h3>{selectedId ?? 'No node selected'}</h3>
+                  {selectedId && canWrite && !readOnly && (
+                    <div className="row gap-sm" style={{ marginBottom: 12 }}>
+                      <button className="btn sm" onClick={() => useGraph.getState().copy()}>
+                        Copy
+                      </button>
+                      <button className="btn sm" onClick={() => (useGraph.getState().copy(), useGraph.getState().paste())}>
+                        Duplicate
+                      </button>
+                      <button className="btn sm danger" onClick={() => useGraph.getState().deleteSelected()}>
+                        Delete
+                      </button>
+                    </div>
+                  )}
                   <p className="muted small">
                     Drag nodes from the palette, connect an output port (right) to an input port (left), then select a node to
                     configure it. Shift-drag draws a selection box; Ctrl+C / Ctrl+V copy and paste.
@@ -209,9 +223,11 @@ export function EditorPage() {
               ))}
             {tab === 'run' && <PlaygroundPanel flowId={flowId} ensureSaved={save} canRun={can('runs:write')} />}
             {tab === 'batch' && <BatchPanel flowId={flowId} ensureSaved={save} canRun={can('runs:write')} />}
-            {tab === 'deploy' && <DeployPanel flowId={flowId} canManageKeys={can('keys:write')} />}
+            {tab === 'deploy' && (
+              <DeployPanel flowId={flowId} canManageKeys={can('keys:write')} flow={flow} canPublish={canWrite} onFlowChanged={setFlow} />
+            )}
             {tab === 'versions' && (
-              <VersionsPanel flowId={flowId} canWrite={canWrite} onRestored={() => void openFlow(false)} onPreview={(v) => void showVersion(v)} />
+              <VersionsPanel flowId={flowId} current={flow?.version ?? 0} published={flow?.published_version} canWrite={canWrite} onRestored={() => void openFlow(false)} onPreview={(v) => void showVersion(v)} />
             )}
           </div>
         </aside>

@@ -37,6 +37,7 @@ export function ReplayPage() {
   const [forkOpen, setForkOpen] = useState(false);
   const [forkInputs, setForkInputs] = useState('{}');
   const [loaded, setLoaded] = useState(false);
+  const [generation, setGeneration] = useState(0);
   const rf = useRef<FlowInstance | null>(null);
 
   const refreshRun = useCallback(async () => {
@@ -79,7 +80,8 @@ export function ReplayPage() {
       abort.abort();
       useRunView.getState().clear();
     };
-  }, [runId, loadCatalogue, refreshRun]);
+    // `generation` re-opens the run in place after a resume (its event log goes on).
+  }, [runId, loadCatalogue, refreshRun, generation]);
 
   // While live, refresh step details now and then (inputs/outputs are not in the events).
   useEffect(() => {
@@ -100,7 +102,7 @@ export function ReplayPage() {
   const resume = () =>
     act(async () => {
       await runs.resume(runId);
-      navigate(0);
+      setGeneration((g) => g + 1);
     });
 
   const fork = () =>

@@ -6,6 +6,7 @@ import { batches } from '../api/endpoints';
 import { ApiError } from '../api/http';
 import type { BatchStatus } from '../api/types';
 import { downloadText } from '../lib/download';
+import { useGraph } from '../stores/graph';
 import { STATUS_COLORS } from '../stores/runState';
 
 const ORDER = ['succeeded', 'failed', 'cancelled', 'running', 'waiting', 'queued'];
@@ -77,7 +78,7 @@ export function BatchPanel({ flowId, ensureSaved, canRun }: { flowId: string; en
     setBatch(null);
     if (!(await ensureSaved())) return;
     try {
-      const created = await batches.create(flowId, file, contentTypeFor(file.name));
+      const created = await batches.create(flowId, file, contentTypeFor(file.name), useGraph.getState().version);
       setBatchId(created.id);
     } catch (err) {
       setError(

@@ -2,9 +2,9 @@
 // (snippets.ts) and API-key management (POST/GET/DELETE /api/v1/api-keys; a new key is shown once
 // and substituted into the snippets). Key actions need the keys:write permission.
 import { useEffect, useState } from 'react';
-import { apiKeys } from '../api/endpoints';
+import { apiKeys, flows } from '../api/endpoints';
 import { API_BASE } from '../api/http';
-import type { ApiKey } from '../api/types';
+import type { ApiKey, Flow } from '../api/types';
 import { copyText, timeAgo } from '../lib/download';
 import { endpointFor, snippet, type SnippetKind, type SnippetLang } from './snippets';
 
@@ -20,7 +20,48 @@ function CopyButton({ text }: { text: string }) {
   );
 }
 
-export function DeployPanel({ flowId, canManageKeys }: { flowId: string; canManageKeys: boolean }) {
+interface Props {
+  flowId: string;
+  canManageKeys: boolean;
+  flow: Flow | null;
+  canPublish: boolean;
+  onFlowChanged: (f: Flow) => void;
+}
+
+function Publishing({ flow, canPublish, onFlowChanged }: { flow: Flow; canPublish: boolean; onFlowChanged: (f: Flow) => void }) {
+  const [error, setError] = useState<string | null>(null);
+  const published = flow.published_version ?? null;
+  const act = (p: Promise<Flow>) => p.then(onFlowChanged).catch((e: unknown) => setError(String(e)));
+  return (
+    <div className="publish-box" data-testid="publishing">
+      <div>
+        <strong>{published ? `Published: v${published}` : 'Not published'}</strong>
+        <div className="muted small">
+          {published
+            ? `API calls without a version run v${published}; the canvas is at v${flow.version}.`
+            : `API calls run the latest saved version (v${flow.version}).`}
+        </div>
+      </div>
+      {canPublish && (
+        <div className="row gap-sm">
+          {published !== flow.version && (
+            <button className="btn sm primary" onClick={() => void act(flows.publish(flow.id, flow.version))}>
+              Publish v{flow.version}
+            </button>
+          )}
+          {published && (
+            <button className="btn sm ghost" onClick={() => void act(flows.unpublish(flow.id))}>
+              Unpublish
+            </button>
+          )}
+        </div>
+      )}
+      {error && <div className="alert error small">{error}</div>}
+    </div>
+  );
+}
+
+export function DeployPanel({ flowId, canManageKeys, flow, canPublish, onFlowChanged }: Props) {
   const base = API_BASE || window.location.origin;
   const [kind, setKind] = useState<SnippetKind>('chat');
   const [lang, setLang] = useState<SnippetLang>('curl');
@@ -36,6 +77,7 @@ export function DeployPanel({ flowId, canManageKeys }: { flowId: string; canMana
 
   return (
     <div className="panel-body">
+      {flow && <Publishing flow={flow} canPublish={canPublish} onFlowChanged={onFlowChanged} />}
       <h3>API endpoint</h3>
       <div className="seg">
         {(['chat', 'async'] as const).map((k) => (

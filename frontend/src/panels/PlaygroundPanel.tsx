@@ -2,7 +2,8 @@
 // POST /api/v1/run/{flow}?stream=true over fetch + ReadableStream (api/sse.ts): each `step` event
 // goes to the run view (nodes recolour live) and the final `end` event's outputs become the
 // assistant's reply. JSON mode posts POST /flows/{id}/runs {"inputs"} and follows
-// GET /runs/{id}/events. Unsaved edits are saved first (`ensureSaved` from the page).
+// GET /runs/{id}/events. Unsaved edits are saved first (`ensureSaved` from the page) and runs pin
+// the version on the canvas (not the flow's published version).
 import { useRef, useState } from 'react';
 import { Link } from 'react-router-dom';
 import { runs } from '../api/endpoints';
@@ -82,6 +83,7 @@ export function PlaygroundPanel({ flowId, ensureSaved, canRun }: { flowId: strin
           },
         },
         abort.current.signal,
+        useGraph.getState().version,
       );
     } catch (err) {
       if (!abort.current?.signal.aborted) add({ role: 'error', text: errorText(err) });
@@ -101,7 +103,7 @@ export function PlaygroundPanel({ flowId, ensureSaved, canRun }: { flowId: strin
     if (!(await ensureSaved())) return;
     setBusy(true);
     try {
-      const created = await runs.start(flowId, parsed);
+      const created = await runs.start(flowId, parsed, useGraph.getState().version);
       add({ role: 'user', text: `Run ${created.id.slice(0, 8)} started`, runId: created.id });
       useRunView.getState().startLive(created.id, nodeIds(), (status) => {
         void runs.get(created.id).then((run) => {

@@ -10,13 +10,14 @@ import { useGraph } from '../stores/graph';
 
 interface Props {
   flowId: string;
+  current: number;
+  published?: number | null;
   canWrite: boolean;
   onRestored: () => void;
   onPreview: (version: number) => void;
 }
 
-export function VersionsPanel({ flowId, canWrite, onRestored, onPreview }: Props) {
-  const current = useGraph((s) => s.version);
+export function VersionsPanel({ flowId, current, published, canWrite, onRestored, onPreview }: Props) {
   const dirty = useGraph((s) => s.dirty);
   const [items, setItems] = useState<FlowVersion[] | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -48,6 +49,7 @@ export function VersionsPanel({ flowId, canWrite, onRestored, onPreview }: Props
               <div>
                 <strong>v{v.version}</strong>
                 {v.version === current && <span className="badge green">current</span>}
+                {v.version === published && <span className="badge">published</span>}
                 <div className="muted small">{timeAgo(v.created_at)}</div>
               </div>
               <div className="row gap-sm">

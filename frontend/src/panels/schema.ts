@@ -85,7 +85,7 @@ export function fieldsOf(schema: JsonSchema): FieldDesc[] {
       default: prop.default,
       options: enumValues,
       description: prop.description,
-      secretCapable: kind === 'string' || kind === 'code' || SECRET_FIELDS.test(name),
+      secretCapable: (kind !== 'json' && SECRET_FIELDS.test(name)) || language === 'template',
     };
   });
 }

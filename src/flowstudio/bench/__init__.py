@@ -1,8 +1,9 @@
 """`flowstudio bench`: the engine benchmark over the real path (PostgreSQL + RabbitMQ + processes).
 
-`run_bench(settings, args)` (session.py) creates a throwaway database and queue (sandbox.py), measures
-the PostgreSQL ceiling (ceiling.py), starts an orchestrator and workers, drives no-op chain runs through
-them (workload.py) and prints the figures (report.py).
+`run_bench(settings, args)` (session.py) creates a throwaway database and queue (sandbox.py),
+measures the PostgreSQL ceiling (ceiling.py), starts an orchestrator and workers, drives no-op chain
+runs through them (workload.py) while metering their CPU (cpu.py) and prints the figures
+(report.py).
 """
 
 from flowstudio.bench.session import run_bench

@@ -1,9 +1,10 @@
 """This machine's PostgreSQL commit ceiling, the yardstick the engine's throughput is divided by.
 
-`measure_ceiling(url, seconds)` creates a one-table schema in the bench database, then for 1, 4 and 16
-connections (`_commit_loop` per connection) runs BEGIN; INSERT one row; UPDATE that row; COMMIT in a
-loop for `seconds` each and returns the committed transactions per second for each level. The engine's
-checkpoint is about one such commit per step transition, so the best level is its upper bound here.
+`measure_ceiling(url, seconds)` creates a one-table schema in the bench database, then for 1, 4 and
+16 connections (`_commit_loop` per connection) runs BEGIN; INSERT one row; UPDATE that row; COMMIT
+in a loop for `seconds` each and returns the committed transactions per second for each level. The
+engine's checkpoint is about one such commit per step transition, so the best level is its upper
+bound here.
 """
 
 from __future__ import annotations

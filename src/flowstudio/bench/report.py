@@ -1,10 +1,10 @@
 """The bench's output: one `BenchResult`, printed as a human table and (with --json) one JSON line.
 
-`build_result(config, ceiling, concurrent, sequential)` computes the headline figures: `steps_per_s` is
-step *transitions* per second in the concurrent case (every `run_events` row of kind `step`: pending ->
-ready, ready -> running, running -> succeeded, i.e. three per no-op step), `ratio` divides it by the
-best PostgreSQL ceiling. `write_report(result, as_json)` writes the table to stdout and, with --json,
-the JSON object as the very last line.
+`build_result(config, ceiling, concurrent, sequential)` computes the headline figures: `steps_per_s`
+is step *transitions* per second in the concurrent case (every `run_events` row of kind `step`:
+pending -> ready, ready -> running, running -> succeeded, i.e. three per no-op step), `ratio`
+divides it by the best PostgreSQL ceiling. `write_report(result, as_json)` writes the table to
+stdout and, with --json, the JSON object as the very last line.
 """
 
 from __future__ import annotations
@@ -98,28 +98,13 @@ def render_table(r: dict[str, Any]) -> str:
         ("  checkpoint commits/s", f"{r['checkpoint_commits_per_s']:.1f}"),
         ("  wall time", f"{r['wall_s']:.2f} s"),
         ("  CPU per completed step", _cpu_line(r["cpu_ms_per_step"])),
-        (
-            "  run latency p50 / p99",
-            f"{r['run_latency_ms']['p50']:.1f} / {r['run_latency_ms']['p99']:.1f} ms",
-        ),
+        ("  run latency p50 / p99", _p50_p99(r["run_latency_ms"], 1)),
         (f"sequential case ({r['seq_runs']} runs one after another)", ""),
-        (
-            "  per-step overhead p50 / p99",
-            f"{r['step_overhead_ms']['p50']:.2f} / {r['step_overhead_ms']['p99']:.2f} ms",
-        ),
+        ("  per-step overhead p50 / p99", _p50_p99(r["step_overhead_ms"], 2)),
         ("  per-step overhead mean", f"{r['seq_step_overhead_mean_ms']:.2f} ms"),
-        (
-            "  of which ready -> running p50 / p99",
-            f"{r['seq_dispatch_ms']['p50']:.2f} / {r['seq_dispatch_ms']['p99']:.2f} ms",
-        ),
-        (
-            "  of which running -> succeeded p50 / p99",
-            f"{r['seq_claim_to_commit_ms']['p50']:.2f} / {r['seq_claim_to_commit_ms']['p99']:.2f} ms",
-        ),
-        (
-            "  run latency p50 / p99",
-            f"{r['seq_run_latency_ms']['p50']:.1f} / {r['seq_run_latency_ms']['p99']:.1f} ms",
-        ),
+        ("  of which ready -> running p50 / p99", _p50_p99(r["seq_dispatch_ms"], 2)),
+        ("  of which running -> succeeded p50 / p99", _p50_p99(r["seq_claim_to_commit_ms"], 2)),
+        ("  run latency p50 / p99", _p50_p99(r["seq_run_latency_ms"], 1)),
         ("PostgreSQL ceiling (INSERT+UPDATE tx/s)", f"{r['pg_ceiling_tps']:.0f}"),
         ("  by connections", ceiling),
         ("ratio steps_per_s / ceiling", f"{r['ratio']:.3f}"),
@@ -129,6 +114,10 @@ def render_table(r: dict[str, Any]) -> str:
     lines = ["flowstudio bench", *(f"{k:<{width}}{v}".rstrip() for k, v in rows)]
     lines.append(f"(steps_per_s = {r['steps_per_s_means']})")
     return "\n".join(lines) + "\n"
+
+
+def _p50_p99(figure: dict[str, float], decimals: int) -> str:
+    return f"{figure['p50']:.{decimals}f} / {figure['p99']:.{decimals}f} ms"
 
 
 def _cpu_line(cpu: dict[str, float | None]) -> str:

@@ -1,13 +1,13 @@
 """The bench's throwaway world: its own database, its own queue, its own engine processes.
 
-`Sandbox.create(settings)` derives `flowstudio_bench_<random>` from DATABASE_URL, creates it through the
-maintenance database (`postgres`, else the configured one) and picks a unique QUEUE_PREFIX;
+`Sandbox.create(settings)` derives `flowstudio_bench_<random>` from DATABASE_URL, creates it through
+the maintenance database (`postgres`, else the configured one) and picks a unique QUEUE_PREFIX;
 `sandbox.settings` is a copy of the settings pointing at both. `start_engine(workers, concurrency)`
-launches `python -m flowstudio orchestrator` and the worker subprocesses with that environment (logs in
-a temp dir); `wait_registered()` polls the `processes` table until they are up; `check_alive()` raises
-`BenchError` if one died. `close()` (always called, also on failure) stops the processes, deletes the
-queue and drops the database WITH (FORCE). Only the derived URLs are used: all traffic is loopback or
-whatever the configured PostgreSQL/RabbitMQ addresses are.
+launches `python -m flowstudio orchestrator` and the worker subprocesses with that environment (logs
+in a temp dir); `wait_registered()` polls the `processes` table until they are up; `check_alive()`
+raises `BenchError` if one died. `delete_queue()` removes the queue; `close()` (always called, also
+on failure) stops the processes and drops the database WITH (FORCE). Only the derived URLs are used: all traffic
+is loopback or whatever the configured PostgreSQL/RabbitMQ addresses are.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 `run_bench(settings, args)` checks the arguments, creates the `Sandbox` (own database + queue), runs
 `bench_session()` under the event loop and always calls `sandbox.close()` (stop processes, drop the
-database; also on Ctrl-C or SIGTERM), then `write_report()`. `bench_session()` migrates the bench database, measures the PostgreSQL
-ceiling before any engine process exists, starts the orchestrator and workers, and with a `Driver`
-runs: a warm-up burst (not measured), the concurrent case (`--runs` runs of `--steps` steps at once,
-with the CPU it costs measured by `CpuMeter`), and the sequential case (`--seq-runs` runs one after
-another); latency and throughput figures come from DB timestamps.
+database; also on Ctrl-C or SIGTERM), then `write_report()`. `bench_session()` migrates the bench
+database, measures the PostgreSQL ceiling before any engine process exists, starts the orchestrator
+and workers, and `drive()` runs with a `Driver`: a warm-up burst (not measured), the concurrent case
+(`--runs` runs of `--steps` steps at once, its CPU cost measured by `CpuMeter`), then the sequential
+case (`--seq-runs` runs one after another). Latency and throughput come from DB timestamps.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ ORCHESTRATOR_CONNECTIONS = 4  # its pool's max_size
 WARMUP_TIMEOUT = 30.0
 CONCURRENT_TIMEOUT = 100.0
 SEQUENTIAL_TIMEOUT = 40.0
+FREE_CONNECTIONS = """SELECT current_setting('max_connections')::int
+                             - current_setting('superuser_reserved_connections')::int
+                             - (SELECT count(*) FROM pg_stat_activity)::int AS free"""
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -132,9 +135,7 @@ async def warn_if_short_of_connections(settings: Settings, config: BenchConfig) 
     needed = config.workers * (config.concurrency + 2) + ORCHESTRATOR_CONNECTIONS + STARTERS + 1
     conn = await connect(settings, name="fs-bench-preflight")
     try:
-        cur = await conn.execute("""SELECT current_setting('max_connections')::int
-                      - current_setting('superuser_reserved_connections')::int
-                      - (SELECT count(*) FROM pg_stat_activity)::int AS free""")
+        cur = await conn.execute(FREE_CONNECTIONS)
         row = await cur.fetchone()
     finally:
         await conn.close()

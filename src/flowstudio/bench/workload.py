@@ -1,12 +1,12 @@
-"""The bench workload: a K-step no-op chain, runs started like the API does, timings read from the DB.
+"""The bench workload: a K-step no-op chain, runs started as the API does, timings read from the DB.
 
-`create_chain_flow(conn, steps)` inserts a user and a validated flow `input -> noop x (K-2) -> output`.
-`Driver` holds the bench's pool and publisher: `start_runs(n)` starts runs in parallel with
+`create_chain_flow(conn, steps)` inserts a user and a validated flow `input -> noop x (K-2) ->
+output`. `Driver` holds the bench's pool and publisher: `start_runs(n)` starts runs in parallel with
 `engine.checkpoint.start_run` and publishes each committed outbox at once (as the API does);
-`wait_all()` polls the runs table until all are terminal; `run_sequential(n)` starts one run at a time
-and waits for each through LISTEN fs_run_events. `concurrent_figures()` and `sequential_figures()`
-turn DB timestamps (runs.created_at/finished_at, run_events.at) into the figures the report prints, so
-polling granularity never enters a measurement.
+`wait_all()` polls the runs table until all are terminal; `run_sequential(n)` starts one run at a
+time and waits for each through LISTEN fs_run_events. `concurrent_figures()` and
+`sequential_figures()` turn DB timestamps (runs.created_at/finished_at, run_events.at) into the
+figures the report prints, so polling granularity never enters a measurement.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from typing import Any
 
 import anyio
 import psycopg
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from flowstudio.bench.sandbox import BenchError
 from flowstudio.engine.checkpoint import start_run
+from flowstudio.engine.runtxn import NOTIFY_CHANNEL
 from flowstudio.engine.states import RUN_TERMINAL
 from flowstudio.flows.validate import validate_definition
 from flowstudio.nodes import registry
@@ -180,11 +182,11 @@ class Driver:
         self, listen: psycopg.AsyncConnection[Any], n: int, within: float
     ) -> list[str]:
         """One run at a time; the next starts when LISTEN says the previous one is terminal."""
-        await listen.execute("LISTEN fs_run_events")
+        await listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
         try:
             return await self._run_one_by_one(listen, n, within)
         finally:
-            await listen.execute("UNLISTEN fs_run_events")
+            await listen.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
 
     async def _run_one_by_one(
         self, listen: psycopg.AsyncConnection[Any], n: int, within: float
@@ -249,8 +251,8 @@ async def concurrent_figures(
 async def sequential_figures(
     conn: psycopg.AsyncConnection[Any], run_ids: list[str]
 ) -> SequentialFigures:
-    """Per-step overhead: the gaps between one step's commit and the next's (the first from the run's
-    creation), i.e. publish + deliver + claim + execute + commit of a no-op step."""
+    """Per-step overhead: the gaps between one step's commit and the next's (the first from the
+    run's creation), i.e. publish + deliver + claim + execute + commit of a no-op step."""
     cur = await conn.execute(
         """SELECT run_id, extract(epoch FROM at)::float8 AS t FROM run_events
            WHERE run_id = ANY(%s)

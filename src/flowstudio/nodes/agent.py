@@ -150,5 +150,6 @@ register(
         run_agent,
         deferred=("tools",),
         default_timeout_s=600.0,
+        extra={"reports_usage": True},
     )
 )
