@@ -14,6 +14,8 @@ import asyncio
 import json
 import logging
 import multiprocessing
+import os
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +51,20 @@ class Failure:
 Outcome = Done | Wait | Expand | StartChild | CallTools | Failure
 
 
+def exit_with_parent() -> None:
+    """Pool-process initializer: exit when the worker dies, even by SIGKILL (else the pool's
+    children would wait on their queue for ever). Uses the parent's sentinel: portable."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class ProcessPool:
     """A lazily started spawn-context pool (works the same on Linux, macOS and Windows)."""
 
@@ -59,7 +75,9 @@ class ProcessPool:
     def get(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn")
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=exit_with_parent,
             )
         return self._pool
 
