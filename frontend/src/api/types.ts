@@ -1,7 +1,7 @@
 // Wire types of the designer. Typed request/response bodies come from the generated OpenAPI file
-// (schema.d.ts, regenerate with `npm run gen:api`); responses the API declares as free-form dicts
+// (generated/openapi.d.ts, regenerate with `npm run gen:api`); responses the API declares as free-form dicts
 // (flows, runs, steps, events, node catalogue) are described here once, matching DESIGN.md §3-§4.
-import type { components } from './schema';
+import type { components } from '../../generated/openapi';
 
 type S = components['schemas'];
 export type User = S['User'];
