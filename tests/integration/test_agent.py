@@ -4,7 +4,6 @@ it is not asked again and the run finishes."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,8 +13,6 @@ import pytest
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.sink import Sink
-from tests.support.stack import Stack
 
 
 @pytest.fixture
@@ -87,32 +84,3 @@ def test_failed_tool_error_goes_back_to_the_model(api: Api, fake: FakeOpenAI) ->
     run = api.wait_run(api.start_run(api.create_flow(agent_flow(fake, tool))["id"], {"q": "y"}))
     assert run["status"] == "succeeded"
     assert run["outputs"]["text"] == "tool said: error: db offline"
-
-
-def test_worker_killed_mid_tool_call_reruns_only_the_tool(
-    stack: Stack,
-    user_credentials: tuple[str, str],
-    fake: FakeOpenAI,
-    sink: Sink,
-    db: psycopg.Connection[Any],
-) -> None:
-    stack.start_api()
-    stack.start_orchestrator()
-    worker = stack.start_worker(concurrency=4)
-    api = Api(stack.base_url, *user_credentials)
-    tool = {"type": "http_request", "params": {"url": sink.url("/tool", sleep=2)}}
-    rid = api.start_run(api.create_flow(agent_flow(fake, tool))["id"], {"q": "z"})
-    key = f"{rid}:a:1"
-    deadline = time.monotonic() + 30
-    while sink.calls[key] == 0:
-        assert time.monotonic() < deadline, stack.logs()
-        time.sleep(0.05)
-    worker.kill()
-    stack.start_worker(concurrency=4)
-    run = api.wait_run(rid, timeout=60)
-    assert run["status"] == "succeeded", run["error"]
-    tool_step = next(s for s in run["steps"] if s["item_index"] == 1)
-    assert tool_step["attempt"] == 2 and sink.calls[key] == 2
-    assert fake.calls[f"{rid}:a:0:1"] == 1, "the committed first turn was not asked again"
-    assert_event_log_consistent(db, rid)
-    assert_no_double_success(db, rid)

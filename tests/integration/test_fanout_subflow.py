@@ -3,7 +3,6 @@ concurrency limit, failure policies) and `subflow` (durable child run, linked bo
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import psycopg
@@ -11,7 +10,6 @@ import psycopg
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
 from tests.support.sink import Sink
-from tests.support.stack import Stack
 
 
 def map_flow(
@@ -132,42 +130,3 @@ def test_subflow_of_another_users_flow_is_refused(
     mine = api.create_flow(linear_flow(("sub", "subflow", {"flow_id": theirs["id"]})))
     run = api.wait_run(api.start_run(mine["id"]))
     assert run["status"] == "failed" and "not found" in run["error"]["message"]
-
-
-def test_worker_killed_mid_map_reruns_only_items_in_flight(
-    stack: Stack, user_credentials: tuple[str, str], sink: Sink, db: psycopg.Connection[Any]
-) -> None:
-    stack.start_api()
-    stack.start_orchestrator()
-    worker = stack.start_worker(concurrency=4)
-    api = Api(stack.base_url, *user_credentials)
-    body = {"type": "http_request", "params": {"url": sink.url("/item", sleep=0.05)}}
-    rid = api.start_run(
-        api.create_flow(map_flow(body, concurrency=4))["id"], {"xs": list(range(100))}
-    )
-    deadline = time.monotonic() + 60
-    while sink.calls[f"{rid}:m:37"] == 0:
-        assert time.monotonic() < deadline, stack.logs()
-        time.sleep(0.01)
-    worker.kill()
-    done_before = {
-        r[0]
-        for r in db.execute(
-            "SELECT item_index FROM steps WHERE run_id = %s AND node_id = 'm' AND item_index > 0 "
-            "AND status = 'succeeded'",
-            (rid,),
-        ).fetchall()
-    }
-    assert len(done_before) >= 30
-    stack.start_worker(concurrency=4)
-    run = api.wait_run(rid, timeout=90)
-    assert run["status"] == "succeeded", run["error"]
-    assert len(run["outputs"]) == 100
-    for i in range(1, 101):
-        calls = sink.calls[f"{rid}:m:{i}"]
-        if i in done_before:
-            assert calls == 1, f"completed item {i} ran again"
-        else:
-            assert 1 <= calls <= 2, f"item {i} called {calls} times"
-    assert_event_log_consistent(db, rid)
-    assert_no_double_success(db, rid)

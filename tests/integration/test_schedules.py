@@ -27,45 +27,6 @@ def wait_fires(db: psycopg.Connection[Any], schedule_id: str, n: int, timeout: f
         time.sleep(0.2)
 
 
-def test_missed_ticks_fire_once_each_with_three_orchestrators(
-    stack: Stack, user_credentials: tuple[str, str], db: psycopg.Connection[Any]
-) -> None:
-    stack.start_api()
-    stack.start_worker(concurrency=8)
-    api = Api(stack.base_url, *user_credentials)
-    flow = api.create_flow(
-        linear_flow(("t", "template", {"template": "{{ inputs.scheduled_at }}"}))
-    )
-    made = {}
-    for policy in ("all", "latest", "skip"):
-        r = api.http.post(
-            f"/api/v1/flows/{flow['id']}/schedules",
-            json={"cron": "* * * * *", "catchup": policy, "inputs": {"p": policy}},
-        )
-        assert r.status_code == 201, r.text
-        made[policy] = r.json()["id"]
-    # simulate 5 minutes of downtime: the next tick was due 5 minutes ago
-    db.execute(
-        "UPDATE schedules SET next_fire_at = date_trunc('minute', now()) - interval '5 min' "
-        "WHERE id = ANY(%s)",
-        ([*made.values()],),
-    )
-    for _ in range(3):
-        stack.start_orchestrator()
-    wait_fires(db, made["all"], 6)
-    wait_fires(db, made["latest"], 1)
-    time.sleep(2)  # let every orchestrator have several passes
-    assert len(runs_of(db, made["all"])) == 6
-    assert len(runs_of(db, made["latest"])) == 1
-    # `skip` drops the 5 missed ticks but fires the current minute's, which is on time
-    assert [t for t, _ in runs_of(db, made["skip"])] == [t for t, _ in runs_of(db, made["latest"])]
-    for fire_time, run_id in runs_of(db, made["all"]):
-        run = api.wait_run(str(run_id))
-        assert run["status"] == "succeeded" and run["outputs"]["text"] == fire_time.isoformat()
-    sched = api.http.get(f"/api/v1/schedules/{made['all']}").json()
-    assert len(sched["fires"]) == 6 and sched["next_fire_at"] > sched["fires"][0]["fire_time"]
-
-
 def test_schedule_validation_and_ownership(
     api: Api, database_url: str, running_stack: Stack
 ) -> None:

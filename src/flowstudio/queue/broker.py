@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
+import aiormq
 import msgspec
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
@@ -45,15 +46,29 @@ class RabbitBroker:
         self._pub: Any = None
         self._lock = asyncio.Lock()
 
-    async def connect(self) -> None:
+    async def connect(self, *, wait: bool = False) -> None:
+        """Connect once; later outages are the robust connection's business. With `wait`, a broker
+        that is down at start-up is retried with backoff (consumers), else the error is raised at
+        once (publishers: their committed outbox rows wait for the relay)."""
         if self._conn is not None:
             return
         async with self._lock:
             if self._conn is not None:
                 return
-            conn = await aio_pika.connect_robust(
-                self.url, client_properties={"connection_name": f"flowstudio:{self.queue_name}"}
-            )
+            delay = 0.5
+            while True:
+                try:
+                    conn = await aio_pika.connect_robust(
+                        self.url,
+                        client_properties={"connection_name": f"flowstudio:{self.queue_name}"},
+                    )
+                    break
+                except (aiormq.exceptions.AMQPConnectionError, OSError) as exc:
+                    if not wait:
+                        raise
+                    log.warning("broker unavailable (%s); retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
             channel = await conn.channel(publisher_confirms=True)
             await channel.declare_queue(self.queue_name, durable=True)
             self._pub = channel
@@ -79,7 +94,7 @@ class RabbitBroker:
         )
 
     async def deliveries(self, prefetch: int) -> AsyncIterator[AbstractIncomingMessage]:
-        await self.connect()
+        await self.connect(wait=True)
         assert self._conn is not None
         channel = await self._conn.channel()
         await channel.set_qos(prefetch_count=prefetch)
