@@ -6,8 +6,9 @@ the maintenance database (`postgres`, else the configured one) and picks a uniqu
 launches `python -m flowstudio orchestrator` and the worker subprocesses with that environment (logs
 in a temp dir); `wait_registered()` polls the `processes` table until they are up; `check_alive()`
 raises `BenchError` if one died. `delete_queue()` removes the queue; `close()` (always called, also
-on failure) stops the processes and drops the database WITH (FORCE). Only the derived URLs are used: all traffic
-is loopback or whatever the configured PostgreSQL/RabbitMQ addresses are.
+on failure) stops the processes, deletes the queue if that did not happen yet and drops the database
+WITH (FORCE). Only the derived URLs are used: all traffic is loopback or whatever the configured
+PostgreSQL/RabbitMQ addresses are.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class Sandbox:
     log_dir: Path
     procs: list[EngineProcess] = field(default_factory=list)
     keep_logs: bool = False
+    queue_deleted: bool = False
 
     @classmethod
     def create(cls, base: Settings) -> Sandbox:
@@ -171,22 +173,33 @@ class Sandbox:
                 proc.popen.kill()
                 proc.popen.wait(10)
 
-    async def delete_queue(self) -> None:
+    async def delete_queue(self, attempts: int = 3) -> None:
+        """Delete the bench queue, retrying a little (the broker may be restarting)."""
         name = f"{self.settings.queue_prefix}.steps"
-        try:
-            with anyio.fail_after(10):
-                conn = await aio_pika.connect(self.settings.amqp_url)
-                try:
-                    channel = await conn.channel()
-                    await channel.queue_delete(name)
-                finally:
-                    await conn.close()
-        except Exception as exc:  # a leftover queue is harmless, but say so
-            log.warning("could not delete bench queue %s: %s", name, exc)
+        for attempt in range(1, attempts + 1):
+            try:
+                with anyio.fail_after(10):
+                    conn = await aio_pika.connect(self.settings.amqp_url)
+                    try:
+                        channel = await conn.channel()
+                        await channel.queue_delete(name)
+                    finally:
+                        await conn.close()
+                self.queue_deleted = True
+                return
+            except Exception as exc:  # a leftover queue is harmless, but say so
+                log.warning(
+                    "could not delete bench queue %s (%d/%d): %s", name, attempt, attempts, exc
+                )
+                if attempt < attempts:
+                    await anyio.sleep(2)
 
     def close(self) -> None:
-        """Stop processes and drop the database; safe to call twice and after any failure."""
+        """Stop processes, delete the queue if the session could not, drop the database; safe to
+        call twice and after any failure (an interrupt may skip the session's own cleanup)."""
         self.stop_engine()
+        if not self.queue_deleted:
+            anyio.run(self.delete_queue)
         try:
             _admin_execute(
                 self.admin_urls,
