@@ -1,7 +1,7 @@
 """Connections to PostgreSQL: the pool every component uses, and one-off connections.
 
 `open_pool(settings)` builds an `AsyncConnectionPool` (TCP keepalives, connections checked on checkout so
-a PostgreSQL restart costs a retry, not a crash); `connect(settings)` opens one autocommit connection
+a PostgreSQL restart costs a retry, not a crash; only connections idle > 2 s are pinged); `connect(settings)` opens one autocommit connection
 (LISTEN, migrations). `retry_db(fn)` re-runs a whole transaction function on connection loss with
 backoff, so a dropped connection mid-run delays work instead of killing the process.
 """
@@ -9,8 +9,9 @@ backoff, so a dropped connection mid-run delays work instead of killing the proc
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import psycopg
@@ -30,6 +31,21 @@ KEEPALIVE = {
 }
 
 
+IDLE_CHECK_AFTER = 2.0  # seconds: a connection returned more recently than this is not pinged
+_RETURNED_AT: dict[int, float] = {}
+
+
+async def mark_returned(conn: psycopg.AsyncConnection[Any]) -> None:
+    _RETURNED_AT[id(conn)] = time.monotonic()
+
+
+async def check_if_idle(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Ping only connections that sat idle: a busy worker's hot connections skip the round trip;
+    a connection idle across a PostgreSQL restart is still caught on checkout."""
+    if time.monotonic() - _RETURNED_AT.get(id(conn), 0.0) > IDLE_CHECK_AFTER:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 async def open_pool(
     settings: Settings, *, min_size: int = 1, max_size: int | None = None, name: str = "flowstudio"
 ) -> AsyncConnectionPool:
@@ -38,7 +54,8 @@ async def open_pool(
         min_size=min_size,
         max_size=max_size or settings.db_pool_size,
         kwargs={"autocommit": True, "row_factory": dict_row, "application_name": name, **KEEPALIVE},
-        check=AsyncConnectionPool.check_connection,
+        check=check_if_idle,
+        reset=mark_returned,
         open=False,
         name=name,
         reconnect_timeout=3600,
