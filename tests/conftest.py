@@ -22,30 +22,15 @@ import psycopg
 import pytest
 
 from tests.support.client import Api
+from tests.support.infra import ROOT, private_database
 from tests.support.sink import Sink
 from tests.support.stack import Stack
-
-ROOT = Path(__file__).resolve().parents[1]
-ADMIN_URL = os.environ.get(
-    "TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    name = f"fs_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    subprocess.run(
-        [sys.executable, "-m", "flowstudio", "migrate"],
-        check=True,
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url, "FLOWSTUDIO_ENV_FILE": ""},
-    )
-    yield url
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with private_database("fs_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

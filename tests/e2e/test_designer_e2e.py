@@ -12,37 +12,24 @@ must exit 0; screenshots land in test-artifacts/.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from tests.conftest import ADMIN_URL, ROOT, make_user
+from tests.conftest import make_user
 from tests.e2e.frontend import ARTIFACTS, build_dist, chromium_path, run_node
+from tests.support.infra import private_database
 from tests.support.stack import Proc, Stack
 
 
 @pytest.fixture(scope="module")
 def e2e_database() -> Iterator[str]:
-    name = f"fs_e2e_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    subprocess.run(
-        [sys.executable, "-m", "flowstudio", "migrate"],
-        check=True,
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url, "FLOWSTUDIO_ENV_FILE": ""},
-        capture_output=True,
-    )
-    yield url
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with private_database("fs_e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
