@@ -8,6 +8,7 @@ locked) and publishes the committed outbox rows: `resume` -> `control.resume_run
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -23,7 +24,8 @@ from flowstudio.api.events import stream_run_events
 from flowstudio.api.runs import owned_run
 from flowstudio.engine import control
 from flowstudio.engine.flowcache import load_graph
-from flowstudio.engine.runtxn import LostRace, run_transaction
+from flowstudio.engine.runtxn import LostRace, RunTxn, run_transaction
+from flowstudio.flows.graph import FlowGraph
 
 
 class SignalIn(msgspec.Struct, kw_only=True):
@@ -37,25 +39,54 @@ class ForkIn(msgspec.Struct, kw_only=True):
     inputs: dict[str, Any] | None = None
 
 
+async def _controlled_run(
+    conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID
+) -> tuple[dict[str, Any], FlowGraph]:
+    require(user, "runs:write")
+    run = await owned_run(conn, user, run_id)
+    return run, await load_graph(conn, run["flow_id"], run["flow_version"])
+
+
+def _check_node(graph: FlowGraph, node_id: str, field: str) -> None:
+    if node_id not in graph.nodes:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"no node {node_id!r} in this flow",
+            errors=[{"path": f"body.{field}", "reason": "unknown node"}],
+        )
+
+
+async def _in_run_transaction(
+    state: State,
+    conn: psycopg.AsyncConnection[Any],
+    run_id: UUID,
+    move: Callable[[RunTxn], Awaitable[Any]],
+) -> tuple[RunTxn, Any]:
+    """Run `move` under the run lock, then publish what it committed (404 if the run vanished)."""
+    try:
+        async with run_transaction(conn, run_id) as txn:
+            result = await move(txn)
+    except LostRace as exc:
+        raise not_found("run") from exc
+    await state.publisher.publish_committed(txn.outbox)
+    return txn, result
+
+
 @post("/api/v1/runs/{run_id:uuid}/resume", status_code=202)
 async def resume(
     run_id: UUID, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
-    require(user, "runs:write")
-    run = await owned_run(conn, user, run_id)
-    graph = await load_graph(conn, run["flow_id"], run["flow_version"])
-    try:
-        async with run_transaction(conn, run_id) as txn:
-            if txn.status not in ("failed", "cancelled"):
-                raise Problem(
-                    409,
-                    "Conflict",
-                    f"only failed or cancelled runs resume; run is " f"{txn.status}",
-                )
-            await control.resume_run(txn, graph)
-    except LostRace as exc:
-        raise not_found("run") from exc
-    await state.publisher.publish_committed(txn.outbox)
+    _, graph = await _controlled_run(conn, user, run_id)
+
+    async def move(txn: RunTxn) -> None:
+        if txn.status not in ("failed", "cancelled"):
+            raise Problem(
+                409, "Conflict", f"only failed or cancelled runs resume; run is {txn.status}"
+            )
+        await control.resume_run(txn, graph)
+
+    txn, _ = await _in_run_transaction(state, conn, run_id, move)
     return {"id": str(run_id), "status": txn.status}
 
 
@@ -63,26 +94,15 @@ async def resume(
 async def signal(
     run_id: UUID, data: SignalIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
-    require(user, "runs:write")
-    run = await owned_run(conn, user, run_id)
-    graph = await load_graph(conn, run["flow_id"], run["flow_version"])
-    if data.node_id not in graph.nodes:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"no node {data.node_id!r} in this flow",
-            errors=[{"path": "body.node_id", "reason": "unknown node"}],
-        )
-    try:
-        async with run_transaction(conn, run_id) as txn:
-            if txn.terminal:
-                raise Problem(409, "Conflict", f"run is already {txn.status}")
-            delivered = await control.deliver_signal(
-                txn, graph, data.node_id, data.payload, data.item_index
-            )
-    except LostRace as exc:
-        raise not_found("run") from exc
-    await state.publisher.publish_committed(txn.outbox)
+    _, graph = await _controlled_run(conn, user, run_id)
+    _check_node(graph, data.node_id, "node_id")
+
+    async def move(txn: RunTxn) -> bool:
+        if txn.terminal:
+            raise Problem(409, "Conflict", f"run is already {txn.status}")
+        return await control.deliver_signal(txn, graph, data.node_id, data.payload, data.item_index)
+
+    txn, delivered = await _in_run_transaction(state, conn, run_id, move)
     return {"id": str(run_id), "delivered": delivered, "status": txn.status}
 
 
@@ -90,16 +110,8 @@ async def signal(
 async def fork(
     run_id: UUID, data: ForkIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
-    require(user, "runs:write")
-    parent = await owned_run(conn, user, run_id)
-    graph = await load_graph(conn, parent["flow_id"], parent["flow_version"])
-    if data.from_node_id not in graph.nodes:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"no node {data.from_node_id!r} in this flow",
-            errors=[{"path": "body.from_node_id", "reason": "unknown node"}],
-        )
+    parent, graph = await _controlled_run(conn, user, run_id)
+    _check_node(graph, data.from_node_id, "from_node_id")
     new_id, outbox = await control.fork_run(
         conn, parent, graph, data.from_node_id, data.inputs, user.id
     )
