@@ -4,19 +4,22 @@ Controllers raise `Problem(status, title, detail, errors=[{path, reason}], heade
 are sent as HTTP headers, e.g. Retry-After; other keywords become body members); `exception_handlers()`
 maps it, Litestar's own HTTP/validation exceptions (body decode errors keep their field path) and
 unexpected exceptions (logged, answered 500 without internals) to `application/problem+json`.
+`decode_optional_body` decodes a raw body into a Struct with the same field-path errors.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 PROBLEM = "application/problem+json"
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
@@ -129,3 +132,21 @@ def exception_handlers() -> dict[Any, Any]:
         HTTPException: _on_http,
         Exception: _on_unexpected,
     }
+
+
+def decode_optional_body(raw: bytes, type_: type[T]) -> T:
+    """An empty body means all defaults; otherwise decode strictly with the field path on errors."""
+    if not raw.strip():
+        return type_()
+    try:
+        return msgspec.json.decode(raw, type=type_)
+    except msgspec.ValidationError as exc:
+        msg, _, where = str(exc).partition(" - at `$")
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            msg,
+            errors=[{"path": "body" + where.rstrip("`"), "reason": msg}],
+        ) from exc
+    except msgspec.DecodeError as exc:
+        raise Problem(400, "Bad Request", f"invalid JSON: {exc}") from exc

@@ -9,7 +9,7 @@ rewritten. `duplicate_flow` and `import_flow` create a new flow owned by the cal
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -17,11 +17,16 @@ import psycopg
 from litestar import Request, get, post
 
 from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem, not_found
-from flowstudio.api.flows import FlowIn, check_definition, check_name, flow_out, owned_flow
+from flowstudio.api.errors import decode_optional_body, not_found
+from flowstudio.api.flows import (
+    FlowIn,
+    check_definition,
+    check_name,
+    create_owned_flow,
+    flow_out,
+    owned_flow,
+)
 from flowstudio.store import flows as store
-
-T = TypeVar("T", bound=msgspec.Struct)
 
 
 class DuplicateIn(msgspec.Struct, kw_only=True):
@@ -32,24 +37,6 @@ class FlowExport(msgspec.Struct, kw_only=True):
     name: str
     description: str
     definition: dict[str, Any]
-
-
-def decode_optional_body(raw: bytes, type_: type[T]) -> T:
-    """An empty body means all defaults; otherwise decode strictly with the field path on errors."""
-    if not raw.strip():
-        return type_()
-    try:
-        return msgspec.json.decode(raw, type=type_)
-    except msgspec.ValidationError as exc:
-        msg, _, where = str(exc).partition(" - at `$")
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            msg,
-            errors=[{"path": "body" + where.rstrip("`"), "reason": msg}],
-        ) from exc
-    except msgspec.DecodeError as exc:
-        raise Problem(400, "Bad Request", f"invalid JSON: {exc}") from exc
 
 
 @post("/api/v1/flows/{flow_id:uuid}/versions/{version:int}/restore", status_code=200)
@@ -108,17 +95,7 @@ async def export_flow(
 async def import_flow(
     data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
-    require(user, "flows:write")
-    check_name(data.name)
-    check_definition(data.definition)
-    row = await store.create_flow(
-        conn,
-        owner_id=user.id,
-        name=data.name,
-        description=data.description,
-        definition=data.definition,
-    )
-    return flow_out(row)
+    return await create_owned_flow(data, user, conn)
 
 
 ROUTES = [restore_version, duplicate_flow, export_flow, import_flow]

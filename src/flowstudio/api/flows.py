@@ -102,6 +102,13 @@ async def owned_flow(
 async def create_flow(
     data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
+    return await create_owned_flow(data, user, conn)
+
+
+async def create_owned_flow(
+    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any]:
+    """Validate and store a new flow (version 1); also the import route's path."""
     require(user, "flows:write")
     check_name(data.name)
     check_endpoint_name(data.endpoint_name)

@@ -22,7 +22,7 @@ from litestar.datastructures import State
 
 from flowstudio.api.access import EDIT_ACCESS, runnable_flow
 from flowstudio.api.deps import User, can_see, require
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.errors import Problem, decode_optional_body, not_found
 from flowstudio.api.run_filters import parse_run_filters
 from flowstudio.crashpoints import crashpoint
 from flowstudio.engine import checkpoint
@@ -116,18 +116,7 @@ async def create_run(
     conn: psycopg.AsyncConnection[Any],
 ) -> RunCreated:
     raw = await request.body()
-    try:
-        data = msgspec.json.decode(raw, type=RunIn) if raw.strip() else RunIn()
-    except msgspec.ValidationError as exc:
-        msg, _, where = str(exc).partition(" - at `$")
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            msg,
-            errors=[{"path": "body" + where.rstrip("`"), "reason": msg}],
-        ) from exc
-    except msgspec.DecodeError as exc:
-        raise Problem(400, "Bad Request", f"invalid JSON: {exc}") from exc
+    data = decode_optional_body(raw, RunIn)
     return await start_flow_run(
         state,
         conn,
