@@ -6,6 +6,7 @@
 - `api`: an `Api` client logged in as a fresh editor, against `running_stack` (API + orchestrator +
   two workers), the default for engine tests that do not kill anything.
 - `db`: a psycopg connection to the session database for direct assertions. `sink`: an HTTP sink.
+  `fake`: a local OpenAI-compatible server (tests/support/fake_openai.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import psycopg
 import pytest
 
 from tests.support.client import Api
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.infra import ROOT, private_database
 from tests.support.sink import Sink
 from tests.support.stack import Stack
@@ -117,6 +119,14 @@ def running_stack(
 @pytest.fixture
 def api(running_stack: Stack, user_credentials: tuple[str, str]) -> Api:
     return Api(running_stack.base_url, *user_credentials)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    """A local OpenAI-compatible server (per module; its counters are keyed by Idempotency-Key)."""
+    server = FakeOpenAI()
+    yield server
+    server.close()
 
 
 @pytest.fixture

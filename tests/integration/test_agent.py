@@ -4,22 +4,13 @@ it is not asked again and the run finishes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
 from tests.support.fake_openai import FakeOpenAI
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    yield server
-    server.close()
 
 
 def agent_flow(fake: FakeOpenAI, tool: dict[str, Any]) -> dict[str, Any]:

@@ -7,11 +7,9 @@ mid-map (item 37 of 100) or mid-tool-call re-runs only the work in flight."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from tests.integration.test_agent import agent_flow
 from tests.integration.test_fanout_subflow import map_flow
@@ -27,13 +25,6 @@ from tests.support.private_stack import (  # noqa: F401 -- fixtures: base_env, d
 )
 from tests.support.sink import Sink
 from tests.support.stack import Stack
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    yield server
-    server.close()
 
 
 def test_three_orchestrators_fire_each_timer_once(

@@ -12,22 +12,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
 from tests.support.fake_openai import FakeOpenAI
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    yield server
-    server.close()
 
 
 def secret(api: Api, value: str) -> str:

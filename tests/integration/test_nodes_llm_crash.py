@@ -8,11 +8,9 @@ the same Idempotency-Key (at-least-once for the external call).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from tests.support.checks import step_attempts
 from tests.support.client import Api, linear_flow
@@ -30,13 +28,6 @@ from tests.support.private_stack import (  # noqa: F401 -- fixtures
     private_db_url,
 )
 from tests.support.stack import Stack
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    yield server
-    server.close()
 
 
 def test_worker_killed_mid_stream_reruns_only_the_llm_step(

@@ -75,13 +75,6 @@ def make_pdf(pages: list[str]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A static file server on 127.0.0.1 serving corpus.md, people.csv and report.pdf."""
     root: Path = tmp_path_factory.mktemp("files")

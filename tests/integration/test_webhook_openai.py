@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,13 +20,6 @@ from tests.conftest import make_user
 from tests.support.client import Api, linear_flow
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.stack import Stack
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    yield server
-    server.close()
 
 
 @pytest.fixture
