@@ -34,7 +34,7 @@ try:
     import resource
     mem = job["memory_mb"] * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    cpu = int(job["timeout_s"]) + 1
+    cpu = int(job["timeout_s"]) + 3  # a backstop: the parent's wall-clock limit fires first
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
 except (ImportError, ValueError, OSError):
     pass  # Windows: no resource module; the parent's wall-clock timeout still applies
