@@ -35,6 +35,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str
     ui_dist: str
     batch_concurrency: int = 100
+    eager_steps: int = 32
 
 
 def _env(name: str, default: str) -> str:
@@ -81,4 +82,5 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         log_level=_env("LOG_LEVEL", "INFO"),
         ui_dist=_env("UI_DIST", "frontend/dist"),
         batch_concurrency=int(_env("BATCH_CONCURRENCY", "100")),
+        eager_steps=int(_env("EAGER_STEPS", "32")),
     )

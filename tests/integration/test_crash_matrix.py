@@ -236,8 +236,9 @@ def test_worker_killed_after_commit_next_steps_are_still_dispatched(
 ) -> None:
     stack.start_api()
     stack.start_orchestrator()
-    doomed = stack.start_worker(
-        concurrency=1, extra_env={"FLOWSTUDIO_CRASHPOINTS": "worker.after_commit:4"}
+    doomed = stack.start_worker(  # every next step goes through the outbox (no eager dispatch)
+        concurrency=1,
+        extra_env={"FLOWSTUDIO_CRASHPOINTS": "worker.after_commit:4", "EAGER_STEPS": "0"},
     )
     api = Api(stack.base_url, *credentials)
     flow = linear_flow(*[(f"t{i}", "template", {"template": f"t{i}"}) for i in range(4)])
@@ -257,6 +258,34 @@ def test_worker_killed_after_commit_next_steps_are_still_dispatched(
         "SELECT max(attempt) FROM steps WHERE run_id = ANY(%s::uuid[])", (runs,)
     ).fetchone()
     assert max_attempt == 1  # nothing was running at the crash: no step ran twice
+
+
+def test_worker_killed_after_an_eager_claim_the_lease_carries_the_next_step(
+    stack: Stack, credentials: Creds, db: Conn
+) -> None:
+    """Eager dispatch: the commit of t0 (the 2nd, after `in`) also claimed t1 for the same worker
+    (no outbox row, no message). The worker dies right after that commit; t1's lease expires, the
+    reaper makes it ready again and another worker runs it (attempt 2). t0 does not run again."""
+    stack.start_api()
+    stack.start_orchestrator()
+    doomed = stack.start_worker(
+        concurrency=1, extra_env={"FLOWSTUDIO_CRASHPOINTS": "worker.after_commit:2"}
+    )
+    api = Api(stack.base_url, *credentials)
+    flow = linear_flow(*[(f"t{i}", "template", {"template": f"t{i}"}) for i in range(4)])
+    run = api.start_run(api.create_flow(flow)["id"], key="eager-crash")
+    assert_crashed(doomed)
+    held = step_row(db, run, "t1")
+    assert held["status"] == "running" and held["attempt"] == 1  # claimed eagerly, never run
+    assert outbox_rows(db, run, "t1") == 0  # the lease, not a message, carries it
+    stack.start_worker(concurrency=1)
+
+    wait_runs_terminal(db, [run], timeout=30)
+    assert_runs_durable(db, {run: "succeeded"})
+    attempts = dict(
+        db.execute("SELECT node_id, attempt FROM steps WHERE run_id = %s", (run,)).fetchall()
+    )
+    assert attempts == {"in": 1, "t0": 1, "t1": 2, "t2": 1, "t3": 1, "out": 1}
 
 
 def in_flight_flow(sink: Sink) -> dict[str, Any]:

@@ -55,14 +55,14 @@ async def advance_run(
             "ready",
             "s.node_id = ANY(%(nodes)s) AND s.item_index = 0",
             {"nodes": decided.ready},
-            set_sql="ready_at = now(), dispatched_at = now()",
+            set_sql="ready_at = clock_timestamp(), dispatched_at = now()",
         )
     if decided.skipped:
         await txn.move_steps(
             "skip",
             "s.node_id = ANY(%(nodes)s) AND s.item_index = 0",
             {"nodes": decided.skipped},
-            set_sql="finished_at = now()",
+            set_sql="finished_at = clock_timestamp()",
         )
     await settle_run(txn, graph, run_state(states))
 

@@ -1,7 +1,9 @@
 """The step lifecycle as checkpoint transactions: start a run, claim, succeed, fail/retry, wait, release.
 
 Called by the API (`start_run`) and the worker (`claim_step` -> execute -> `commit_success` |
-`commit_failure` | `commit_wait`; `heartbeat` while executing; `release_step` on shutdown). Each is ONE
+`commit_failure` | `commit_wait`; `heartbeat` while executing; `release_step` on shutdown);
+`commit_success(eager=EagerClaim(...))` also claims the next step for the same worker (eager dispatch,
+`RunTxn.claim_at_flush`) and returns it as a `NextStep`. Each is ONE
 transaction under the run row lock (`run_transaction`): the step's guarded move (status + attempt +
 lease owner = the fencing token), its payload, its event rows, the planner's newly ready steps and their
 outbox rows commit together. A call that finds its row already moved raises `LostRace` and commits
@@ -11,6 +13,7 @@ nothing; the caller then only acks its message.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +24,7 @@ from flowstudio.engine.advance import advance_run, fail_run
 from flowstudio.engine.control import consume_buffered_signal
 from flowstudio.engine.fanout import settle_item
 from flowstudio.engine.flowcache import load_graph
-from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
+from flowstudio.engine.runtxn import LostRace, OutboxMessage, RunTxn, run_transaction
 from flowstudio.flows.graph import FlowGraph
 
 
@@ -120,6 +123,7 @@ async def claim_step(
     worker_id: str,
     lease_seconds: float,
 ) -> ClaimedStep:
+    """Move a ready step (attempt == token) to running under a lease held by `worker_id`."""
     async with run_transaction(conn, run_id) as txn:
         if txn.terminal:
             raise LostRace(f"run {run_id} is {txn.status}")
@@ -129,19 +133,22 @@ async def claim_step(
             {"step": step_id, "token": token, "owner": worker_id, "lease": lease_seconds},
             set_sql="attempt = s.attempt + 1, lease_owner = %(owner)s, "
             "lease_expires_at = now() + make_interval(secs => %(lease)s), "
-            "started_at = coalesce(s.started_at, now()), due_at = NULL",
+            "started_at = coalesce(s.started_at, clock_timestamp()), due_at = NULL",
         )
         if not rows:
             raise LostRace(f"step {step_id} token {token} not claimable")
-        row = rows[0]  # RETURNING shows the new row: attempt is already incremented
         if txn.status == "queued":
             txn.move_run("start", started_at=True)
         elif txn.status == "waiting":
             txn.move_run("wake")
-        run = txn.run
+    return _claimed_step(txn, rows[0])  # RETURNING shows the new row: attempt already incremented
+
+
+def _claimed_step(txn: RunTxn, row: dict[str, Any]) -> ClaimedStep:
+    run = txn.run
     return ClaimedStep(
-        step_id,
-        str(run_id),
+        row["id"],
+        txn.run_id,
         row["node_id"],
         row["item_index"],
         row["node_type"],
@@ -173,6 +180,24 @@ async def _save_io(
     )
 
 
+@dataclass(frozen=True)
+class EagerClaim:
+    """Ask `commit_success` to claim the next step for the same worker (eager dispatch).
+    `context_nodes(graph, node_id)` names the nodes whose state and output that step reads."""
+
+    lease_seconds: float
+    context_nodes: Callable[[FlowGraph, str], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """A step claimed eagerly by `commit_success`, with its context rows read in that transaction
+    (node_id, status, branch, output: what `worker.context.build_context` would have queried)."""
+
+    step: ClaimedStep
+    context_rows: list[dict[str, Any]]
+
+
 async def commit_success(
     conn: psycopg.AsyncConnection[Any],
     step: ClaimedStep,
@@ -182,12 +207,19 @@ async def commit_success(
     output: Any,
     branch: str | None = None,
     data: Any = None,
-) -> list[OutboxMessage]:
-    """The hot path: the guarded move, the payload row and the run's step states are one statement."""
+    eager: EagerClaim | None = None,
+) -> tuple[list[OutboxMessage], NextStep | None]:
+    """The hot path: the guarded move, the payload row and the run's step states are one statement.
+
+    With `eager`, the first top-level step this success made ready is claimed by the same worker
+    inside the transaction's final statement (no outbox row, no broker round trip, its context read
+    there too). Its lease carries it like any claim: the reaper takes it if the worker dies."""
     graph = await load_graph(conn, step.flow_id, step.flow_version)
     async with run_transaction(conn, step.run_id) as txn:
         params = {**_fence(step, worker_id), "branch": branch}
-        set_sql = f"branch = %(branch)s, finished_at = now(), error = NULL, {CLEAR_LEASE}"
+        set_sql = (
+            f"branch = %(branch)s, finished_at = clock_timestamp(), error = NULL, {CLEAR_LEASE}"
+        )
         if step.item_index > 0:  # a map item: the map's own bookkeeping decides what is next
             moved = await txn.move_steps(
                 "succeed", FENCE, params, set_sql=set_sql, data=data, io=(input_, output)
@@ -202,7 +234,13 @@ async def commit_success(
             if not moved:
                 raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
             await advance_run(txn, graph, states)
-    return txn.outbox
+            if eager is not None and txn.ready_nodes and txn.status == "running":
+                next_id, node_id = next(iter(txn.ready_nodes.items()))
+                nodes = list(eager.context_nodes(graph, node_id))
+                txn.claim_at_flush(next_id, worker_id, eager.lease_seconds, nodes)
+    if txn.claimed is None:
+        return txn.outbox, None
+    return txn.outbox, NextStep(_claimed_step(txn, txn.claimed), txn.claimed_context)
 
 
 async def commit_wait(
@@ -277,7 +315,7 @@ async def commit_failure(
                 "fail",
                 FENCE,
                 {**fence, "err": Jsonb(err)},
-                set_sql=f"error = %(err)s, finished_at = now(), {CLEAR_LEASE}",
+                set_sql=f"error = %(err)s, finished_at = clock_timestamp(), {CLEAR_LEASE}",
                 data=err,
             )
             outcome = "failed"

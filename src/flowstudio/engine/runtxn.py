@@ -14,11 +14,15 @@ step states (for `advance_run`) in the same statement as the move.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import psycopg
+from psycopg import AsyncClientCursor
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from flowstudio.engine.planner import StepState
@@ -35,6 +39,15 @@ class OutboxMessage:
     token: int
 
 
+@dataclass(frozen=True)
+class EagerClaimSpec:
+    step_id: int
+    token: int
+    worker_id: str
+    lease_seconds: float
+    context_nodes: list[str]
+
+
 class LostRace(Exception):
     """The row was not in the expected state (already moved, cancelled, lease lost): nothing changed."""
 
@@ -47,6 +60,10 @@ class RunTxn:
     to_dispatch: list[tuple[int, int]] = field(default_factory=list)
     outbox: list[OutboxMessage] = field(default_factory=list)
     run_updates: dict[str, Any] = field(default_factory=dict)
+    ready_nodes: dict[int, str] = field(default_factory=dict)  # step id -> node id, made ready here
+    eager: EagerClaimSpec | None = None  # a claim to run inside flush (set by `claim_at_flush`)
+    claimed: dict[str, Any] | None = None  # after flush: the row the eager claim moved
+    claimed_context: list[dict[str, Any]] = field(default_factory=list)  # and the context it read
 
     @property
     def run_id(self) -> str:
@@ -183,7 +200,30 @@ class RunTxn:
             )
             if dest == "ready":
                 self.dispatch(row["id"], row["attempt"])
+                self.ready_nodes[row["id"]] = row["node_id"]
         return rows, states
+
+    def claim_at_flush(
+        self, step_id: int, worker_id: str, lease_seconds: float, context_nodes: list[str]
+    ) -> None:
+        """Eager dispatch: instead of an outbox row, claim the step this transaction made ready
+        (ready -> running, leased to `worker_id`) inside the flush statement, and read the state and
+        output of `context_nodes` (what the step's context needs) there too: no extra round trip.
+        After the flush, `claimed` holds the moved row and `claimed_context` those rows."""
+        token = dict(self.to_dispatch)[step_id]
+        self.to_dispatch = [(s, t) for s, t in self.to_dispatch if s != step_id]
+        self.eager = EagerClaimSpec(step_id, token, worker_id, lease_seconds, context_nodes)
+        sources, dest = step_move("claim")
+        node_id = self.ready_nodes[step_id]
+        self.event(
+            "step",
+            step_id=step_id,
+            node_id=node_id,
+            item_index=0,
+            attempt=token + 1,
+            from_status=sources[0],
+            to_status=dest,
+        )
 
     async def flush(self) -> None:
         """Write the run row, the events, the NOTIFY and the outbox rows in ONE statement.
@@ -204,10 +244,23 @@ class RunTxn:
             if key in ("outputs", "error") and value is not None:
                 value = Jsonb(value)
             if key in ("started_at", "finished_at") and value is not None:
-                sets.append(f"{key} = coalesce({key}, now())")
+                sets.append(f"{key} = coalesce({key}, clock_timestamp())")
                 continue
             sets.append(f"{key} = %({key})s")
             params[key] = value
+        claim_cte, claim_cols = "", ""
+        if self.eager is not None:
+            claim_cte, claim_cols = CLAIM_CTE, CLAIM_COLUMNS
+            sources, dest = step_move("claim")
+            params.update(
+                cl_step=self.eager.step_id,
+                cl_token=self.eager.token,
+                cl_owner=self.eager.worker_id,
+                cl_lease=self.eager.lease_seconds,
+                cl_ctx=self.eager.context_nodes,
+                cl_sources=sources,
+                cl_dest=dest,
+            )
         cur = await self.conn.execute(
             f"""WITH r AS (
                     UPDATE runs SET {', '.join(sets)} WHERE id = %(id)s RETURNING event_seq
@@ -227,11 +280,11 @@ class RunTxn:
                 ), nt AS (
                     SELECT pg_notify(%(channel)s, %(id)s::text || ':' || r.event_seq)
                     FROM r WHERE %(n)s::int > 0
-                )
+                ){claim_cte}
                 SELECT r.event_seq, (SELECT count(*) FROM nt) AS notified,
                        ARRAY(SELECT ob.id FROM ob ORDER BY ob.id) AS ob_ids,
                        ARRAY(SELECT ob.step_id FROM ob ORDER BY ob.id) AS ob_steps,
-                       ARRAY(SELECT ob.token FROM ob ORDER BY ob.id) AS ob_tokens
+                       ARRAY(SELECT ob.token FROM ob ORDER BY ob.id) AS ob_tokens{claim_cols}
                 FROM r""",
             params,
         )
@@ -242,24 +295,76 @@ class RunTxn:
                 OutboxMessage(i, self.run_id, s, t)
                 for i, s, t in zip(row["ob_ids"], row["ob_steps"], row["ob_tokens"], strict=True)
             ]
+        if self.eager is not None:
+            if row["cl_row"] is None:  # impossible under the run lock: the step was made ready here
+                raise RuntimeError(f"eager claim of step {self.eager.step_id} matched no row")
+            self.claimed, self.claimed_context = row["cl_row"], row["cl_ctx"]
+            self.eager = None
         self.events.clear()
         self.to_dispatch.clear()
         self.run_updates.clear()
 
 
+CLAIM_CTE = """, cl AS (
+                    UPDATE steps s SET status = %(cl_dest)s, attempt = s.attempt + 1,
+                           lease_owner = %(cl_owner)s,
+                           lease_expires_at = now() + make_interval(secs => %(cl_lease)s),
+                           started_at = coalesce(s.started_at, clock_timestamp()), due_at = NULL
+                    WHERE s.id = %(cl_step)s AND s.run_id = %(id)s AND s.attempt = %(cl_token)s
+                      AND s.status = ANY(%(cl_sources)s)
+                    RETURNING s.id, s.node_id, s.item_index, s.node_type, s.attempt, s.max_attempts
+                ), cx AS (
+                    SELECT s.node_id, s.status, s.branch, io.output
+                    FROM steps s LEFT JOIN step_io io ON io.step_id = s.id
+                    WHERE s.run_id = %(id)s AND s.item_index = 0 AND s.node_id = ANY(%(cl_ctx)s)
+                )"""
+CLAIM_COLUMNS = """,
+                       (SELECT to_jsonb(cl) FROM cl) AS cl_row,
+                       (SELECT coalesce(jsonb_agg(to_jsonb(cx)), '[]') FROM cx) AS cl_ctx"""
 RUN_COLUMNS = "id, status, flow_id, flow_version, owner_id, inputs, tweaks, event_seq"
+
+
+LOCK_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s FOR UPDATE"
 
 
 @asynccontextmanager
 async def run_transaction(conn: psycopg.AsyncConnection[Any], run_id: Any) -> AsyncIterator[RunTxn]:
-    """Begin, lock the run row, yield the RunTxn, flush, commit. Raises LostRace if no such run."""
-    async with conn.transaction():
-        cur = await conn.execute(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s FOR UPDATE", (run_id,)
-        )
-        run = await cur.fetchone()
-        if run is None:
-            raise LostRace(f"run {run_id} not found")
-        txn = RunTxn(conn, run)
+    """Begin, lock the run row, yield the RunTxn, flush, commit. Raises LostRace if no such run.
+
+    On an idle (autocommit) connection, BEGIN and the row lock go in one simple-protocol message
+    (client-side binding), saving a round trip on every transition; inside an outer transaction
+    (`start_run`) it is a savepoint, as psycopg's `transaction()` makes it."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        async with conn.transaction():
+            cur = await conn.execute(LOCK_RUN, (run_id,))
+            txn = RunTxn(conn, await _locked_run(cur, run_id))
+            yield txn
+            await txn.flush()
+        return
+    try:
+        async with AsyncClientCursor(conn, row_factory=dict_row) as cur:
+            await cur.execute("BEGIN; " + LOCK_RUN, (run_id,), prepare=False)
+            cur.nextset()
+            txn = RunTxn(conn, await _locked_run(cur, run_id))
         yield txn
         await txn.flush()
+    except BaseException:
+        await _rollback(conn)
+        raise
+    await conn.execute("COMMIT")
+
+
+async def _locked_run(cur: psycopg.AsyncCursor[Any], run_id: Any) -> dict[str, Any]:
+    run = await cur.fetchone()
+    if run is None:
+        raise LostRace(f"run {run_id} not found")
+    return dict(run)
+
+
+async def _rollback(conn: psycopg.AsyncConnection[Any]) -> None:
+    """End a failed (or cancelled) run transaction; shielded so a cancellation cannot skip it. A
+    connection that cannot roll back is broken: the pool discards it."""
+    if conn.closed or conn.info.transaction_status == TransactionStatus.IDLE:
+        return
+    with anyio.CancelScope(shield=True), anyio.move_on_after(10), suppress(psycopg.Error):
+        await conn.execute("ROLLBACK")

@@ -1,7 +1,8 @@
 """What a claimed step sees: its port input, its template context, and its rendered params.
 
 `build_context(conn, step, graph, spec, secret_key)` loads in one query the outputs of the node's
-predecessors and of every node its templates reference (names cached per pinned version), computes
+predecessors and of every node its templates reference (names cached per pinned version; the same
+names `context_nodes` gives eager dispatch, which passes the rows it read instead), computes
 the port input from the active incoming edges (one edge: that output; several: a dict by source id;
 none: the run inputs), and returns the template context, with the run owner's decrypted secrets that
 the node's templates reference (`secret_values.load_step_secrets`; no query when none is used).
@@ -21,6 +22,7 @@ import psycopg
 from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.engine.planner import StepState, edge_active
 from flowstudio.flows.graph import FlowGraph
+from flowstudio.nodes import registry
 from flowstudio.nodes.registry import NodeError, NodeSpec
 from flowstudio.nodes.templating import RESERVED, TemplateError, referenced_names, render_params
 from flowstudio.worker.secret_values import load_step_secrets, secret_problem
@@ -37,27 +39,37 @@ def _needed_nodes(graph: FlowGraph, node_id: str, spec: NodeSpec) -> tuple[str, 
     return tuple(sorted(refs | set(graph.predecessors(node_id))))
 
 
+def context_nodes(graph: FlowGraph, node_id: str) -> tuple[str, ...]:
+    """The nodes whose state and output `build_context` reads for `node_id` (eager dispatch reads
+    them in the commit that claims the step: `engine.checkpoint.EagerClaim`)."""
+    spec = registry.get(graph.nodes[node_id].type)
+    return _needed_nodes(graph, node_id, spec) if spec is not None else ()
+
+
 async def build_context(
     conn: psycopg.AsyncConnection[Any],
     step: ClaimedStep,
     graph: FlowGraph,
     spec: NodeSpec,
     secret_key: str | None = None,
+    rows: list[dict[str, Any]] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
+    """`rows`: the context rows when already read (eager dispatch); otherwise one query here."""
     needed = _needed_nodes(graph, step.node_id, spec)
     outputs: dict[str, Any] = {}
     states: dict[str, StepState] = {}
-    if needed:
+    if needed and rows is None:
         cur = await conn.execute(
             """SELECT s.node_id, s.status, s.branch, io.output
                FROM steps s LEFT JOIN step_io io ON io.step_id = s.id
                WHERE s.run_id = %s AND s.item_index = 0 AND s.node_id = ANY(%s)""",
             (step.run_id, list(needed)),
         )
-        for r in await cur.fetchall():
-            states[r["node_id"]] = StepState(r["status"], r["branch"])
-            if r["status"] == "succeeded":
-                outputs[r["node_id"]] = r["output"]
+        rows = await cur.fetchall()
+    for r in rows or ():
+        states[r["node_id"]] = StepState(r["status"], r["branch"])
+        if r["status"] == "succeeded":
+            outputs[r["node_id"]] = r["output"]
     active = [
         e.source
         for e in graph.incoming(step.node_id)

@@ -1,7 +1,9 @@
 """The worker process: consume -> claim (lease + fencing token) -> ack -> execute -> commit -> publish.
 
 `Worker.run()` opens the pool, the broker and an httpx client, then runs in one anyio task group:
-`consume_loop` (a slot per concurrent step; each message goes to `handle_message`), `heartbeat_loop`
+`consume_loop` (a slot per concurrent step; each message goes to `handle_message`, which claims and
+acks, then `run_steps`: execute -> commit, and with eager dispatch (EAGER_STEPS) the commit also claims
+the run's next ready step for this slot, so a chain skips the broker), `heartbeat_loop`
 (extends all held leases in one UPDATE; a step whose lease is gone has its execution cancelled: it was
 cancelled or reaped), the outbox flusher and the process heartbeat. On SIGTERM it stops consuming,
 gives in-flight steps `grace` seconds, then releases the rest (`release_step`: ready again at once).
@@ -22,7 +24,7 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from flowstudio.crashpoints import crashpoint
 from flowstudio.engine import agent, checkpoint, children
-from flowstudio.engine.checkpoint import ClaimedStep
+from flowstudio.engine.checkpoint import ClaimedStep, EagerClaim, NextStep
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage
 from flowstudio.nodes import registry
@@ -38,7 +40,7 @@ from flowstudio.runtime import (
 )
 from flowstudio.settings import Settings
 from flowstudio.store.db import TRANSIENT, open_pool, retry_db
-from flowstudio.worker.context import build_context
+from flowstudio.worker.context import build_context, context_nodes
 from flowstudio.worker.execute import Failure, Outcome, ProcessPool, execute_node
 from flowstudio.worker.items import item_context, load_item, resolve_child_flow
 
@@ -70,6 +72,8 @@ class Worker:
         self.inflight: dict[int, InFlight] = {}
         self.procpool = ProcessPool(min(concurrency, 4))
         self.stats = {"claimed": 0, "succeeded": 0, "failed": 0, "lost": 0}
+        self.stopping = False
+        self.eager = EagerClaim(settings.lease_seconds, context_nodes)
 
     async def run(self) -> None:
         registry.load_all()
@@ -99,6 +103,7 @@ class Worker:
                     async with anyio.create_task_group() as consume_tg:
                         consume_tg.start_soon(self.consume_loop, steps_tg)
                         await stop.wait()
+                        self.stopping = True
                         consume_tg.cancel_scope.cancel()
                     await self.drain()
                 tg.cancel_scope.cancel()
@@ -164,15 +169,33 @@ class Worker:
             await ack(message)  # stale or duplicate pointer: nothing to do
             return
         await ack(message)  # from here the lease, not the broker, carries the step
-        self.stats["claimed"] += 1
-        flight = InFlight(step)
-        self.inflight[step.step_id] = flight
-        try:
-            await self.execute_and_commit(flight)
-        finally:
-            self.inflight.pop(step.step_id, None)
+        await self.run_steps(step)
 
-    async def execute_and_commit(self, flight: InFlight) -> None:
+    async def run_steps(self, first: ClaimedStep) -> None:
+        """Run a claimed step; with eager dispatch, then the next step its commit claimed for this
+        worker, and so on up to `eager_steps` in a row (then the broker hands out the rest)."""
+        step: ClaimedStep | None = first
+        rows: list[dict[str, Any]] | None = None  # context rows read by the eager claim
+        chained = 0
+        while step is not None:
+            self.stats["claimed"] += 1
+            flight = self.inflight.setdefault(step.step_id, InFlight(step))
+            try:
+                eager = chained < self.settings.eager_steps and not self.stopping
+                nxt = await self.execute_and_commit(flight, eager=eager, context_rows=rows)
+            finally:
+                self.inflight.pop(flight.step.step_id, None)
+            step, rows = (nxt.step, nxt.context_rows) if nxt is not None else (None, None)
+            chained += 1
+
+    async def execute_and_commit(
+        self,
+        flight: InFlight,
+        *,
+        eager: bool = False,
+        context_rows: list[dict[str, Any]] | None = None,
+    ) -> NextStep | None:
+        """Execute the step, commit its outcome; returns the next step claimed eagerly, if any."""
         step = flight.step
         spec = registry.get(step.node_type)
         outcome: Outcome | None = None
@@ -184,7 +207,7 @@ class Worker:
                 async with self.pool.connection() as conn:
                     graph = await load_graph(conn, step.flow_id, step.flow_version)
                     port_input, context = await build_context(
-                        conn, step, graph, spec, self.settings.secret_key
+                        conn, step, graph, spec, self.settings.secret_key, context_rows
                     )
                     if step.item_index > 0:  # a map item or an agent's tool call
                         item = await load_item(conn, step)
@@ -208,17 +231,29 @@ class Worker:
                 "step %s (run %s) stopped: lease lost or run cancelled", step.step_id, step.run_id
             )
             self.stats["lost"] += 1
-            return
-        await self.commit(step, outcome, port_input)
+            return None
+        return await self.commit(step, outcome, port_input, eager=eager)
 
-    async def commit(self, step: ClaimedStep, outcome: Outcome, port_input: Any) -> None:
+    async def commit(
+        self, step: ClaimedStep, outcome: Outcome, port_input: Any, *, eager: bool
+    ) -> NextStep | None:
+        claimed: NextStep | None = None
+
         async def do_commit() -> list[OutboxMessage]:
+            nonlocal claimed
             async with self.pool.connection() as conn:
                 match outcome:
                     case Done(output=output, branch=branch):
-                        return await checkpoint.commit_success(
-                            conn, step, self.id, input_=port_input, output=output, branch=branch
+                        outbox, claimed = await checkpoint.commit_success(
+                            conn,
+                            step,
+                            self.id,
+                            input_=port_input,
+                            output=output,
+                            branch=branch,
+                            eager=self.eager if eager else None,
                         )
+                        return outbox
                     case Wait(seconds=seconds, output=output, accepts_signal=accepts_signal):
                         return await checkpoint.commit_wait(
                             conn,
@@ -273,10 +308,13 @@ class Worker:
         except LostRace as exc:
             log.warning("result of step %s dropped: %s", step.step_id, exc)
             self.stats["lost"] += 1
-            return
+            return None
         self.stats["failed" if isinstance(outcome, Failure) else "succeeded"] += 1
         crashpoint("worker.after_commit")
+        if claimed is not None:  # held from now: heartbeats extend it, a shutdown releases it
+            self.inflight[claimed.step.step_id] = InFlight(claimed.step)
         await self.publisher.publish_committed(outbox)
+        return claimed
 
     async def heartbeat_loop(self) -> None:
         while True:
