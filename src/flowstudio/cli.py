@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     b.add_argument("--runs", type=int, default=200)
     b.add_argument("--steps", type=int, default=10)
+    # the engine as `flowstudio up` starts it: 2 workers x 8 slots (--workers/--concurrency vary it)
     b.add_argument("--workers", type=int, default=2)
-    b.add_argument("--concurrency", type=int, default=32)
+    b.add_argument("--concurrency", type=int, default=8)
     b.add_argument("--seq-runs", type=int, default=30)
     return p
 

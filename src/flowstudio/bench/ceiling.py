@@ -4,7 +4,9 @@
 16 connections (`_commit_loop` per connection) runs BEGIN; INSERT one row; UPDATE that row; COMMIT
 in a loop for `seconds` each and returns the committed transactions per second for each level. The
 engine's checkpoint is about one such commit per step transition, so the best level is its upper
-bound here.
+bound here. The levels are measured in `ROUNDS` rounds and each keeps its best: a single 3-second
+sample swung between ~4,300 and ~6,600 tx/s on the same idle machine, and an underestimated ceiling
+would flatter the engine's ratio.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import psycopg
 
 log = logging.getLogger(__name__)
 LEVELS = (1, 4, 16)
+ROUNDS = 2
 
 
 async def _commit_loop(conn: psycopg.AsyncConnection[Any], until: float, counts: list[int]) -> None:
@@ -56,7 +59,9 @@ async def measure_ceiling(url: str, seconds: float = 3.0) -> dict[int, float]:
                    n integer NOT NULL,
                    created_at timestamptz NOT NULL DEFAULT now())""")
     tps: dict[int, float] = {}
-    for level in LEVELS:
-        tps[level] = await measure_level(url, level, seconds)
-        log.info("PostgreSQL ceiling with %d connection(s): %.0f tx/s", level, tps[level])
+    for _ in range(ROUNDS):
+        for level in LEVELS:
+            measured = await measure_level(url, level, seconds)
+            log.info("PostgreSQL ceiling with %d connection(s): %.0f tx/s", level, measured)
+            tps[level] = max(tps.get(level, 0.0), measured)
     return tps

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowstudio.engine.planner import StepState, plan, run_state
-from flowstudio.engine.runtxn import RunTxn
+from flowstudio.engine.runtxn import READY_MOVE, RunTxn
 from flowstudio.engine.states import STEP_LIVE
 from flowstudio.flows.graph import FlowGraph
 
@@ -51,12 +51,8 @@ async def advance_run(
         states = await load_states(txn)
     decided = plan(graph, states)
     if decided.ready:
-        await txn.move_steps(
-            "ready",
-            "s.node_id = ANY(%(nodes)s) AND s.item_index = 0",
-            {"nodes": decided.ready},
-            set_sql="ready_at = clock_timestamp(), dispatched_at = now()",
-        )
+        where, set_sql = READY_MOVE
+        await txn.move_steps("ready", where, {"nodes": decided.ready}, set_sql=set_sql)
     if decided.skipped:
         await txn.move_steps(
             "skip",

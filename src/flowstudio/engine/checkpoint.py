@@ -24,6 +24,7 @@ from flowstudio.engine.advance import advance_run, fail_run
 from flowstudio.engine.control import consume_buffered_signal
 from flowstudio.engine.fanout import settle_item
 from flowstudio.engine.flowcache import load_graph
+from flowstudio.engine.planner import ready_on_success
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, RunTxn, run_transaction
 from flowstudio.flows.graph import FlowGraph
 
@@ -124,9 +125,7 @@ async def claim_step(
     lease_seconds: float,
 ) -> ClaimedStep:
     """Move a ready step (attempt == token) to running under a lease held by `worker_id`."""
-    async with run_transaction(conn, run_id) as txn:
-        if txn.terminal:
-            raise LostRace(f"run {run_id} is {txn.status}")
+    async with run_transaction(conn, run_id, defer_lock=True) as txn:
         rows = await txn.move_steps(
             "claim",
             "s.id = %(step)s AND s.attempt = %(token)s",
@@ -135,7 +134,7 @@ async def claim_step(
             "lease_expires_at = now() + make_interval(secs => %(lease)s), "
             "started_at = coalesce(s.started_at, clock_timestamp()), due_at = NULL",
         )
-        if not rows:
+        if not rows or txn.terminal:  # (a terminal run has no ready step: belt and braces)
             raise LostRace(f"step {step_id} token {token} not claimable")
         if txn.status == "queued":
             txn.move_run("start", started_at=True)
@@ -215,7 +214,7 @@ async def commit_success(
     inside the transaction's final statement (no outbox row, no broker round trip, its context read
     there too). Its lease carries it like any claim: the reaper takes it if the worker dies."""
     graph = await load_graph(conn, step.flow_id, step.flow_version)
-    async with run_transaction(conn, step.run_id) as txn:
+    async with run_transaction(conn, step.run_id, defer_lock=True) as txn:
         params = {**_fence(step, worker_id), "branch": branch}
         set_sql = (
             f"branch = %(branch)s, finished_at = clock_timestamp(), error = NULL, {CLEAR_LEASE}"
@@ -229,7 +228,13 @@ async def commit_success(
             await settle_item(txn, graph, step.node_id, step.item_index)
         else:
             moved, states = await txn.move_steps_reading_states(
-                "succeed", FENCE, params, set_sql=set_sql, data=data, io=(input_, output)
+                "succeed",
+                FENCE,
+                params,
+                set_sql=set_sql,
+                data=data,
+                io=(input_, output),
+                then_ready=ready_on_success(graph, step.node_id, branch),
             )
             if not moved:
                 raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
@@ -256,7 +261,7 @@ async def commit_wait(
     """Park the step: `waiting` with a due time (a durable timer) and/or until a signal. A signal
     that arrived before the node started waiting is consumed in this same transaction."""
     graph = await load_graph(conn, step.flow_id, step.flow_version)
-    async with run_transaction(conn, step.run_id) as txn:
+    async with run_transaction(conn, step.run_id, defer_lock=True) as txn:
         moved = await txn.move_steps(
             "wait",
             FENCE,
@@ -296,7 +301,7 @@ async def commit_failure(
 ) -> str:
     """Retry later (`retrying` with a due time) or fail the step and with it the run."""
     graph = await load_graph(conn, step.flow_id, step.flow_version)
-    async with run_transaction(conn, step.run_id) as txn:
+    async with run_transaction(conn, step.run_id, defer_lock=True) as txn:
         fence = _fence(step, worker_id)
         err = {**error, "attempt": step.attempt}
         if retryable and step.attempt < step.max_attempts:
@@ -333,7 +338,7 @@ async def release_step(
     conn: psycopg.AsyncConnection[Any], step: ClaimedStep, worker_id: str, reason: str
 ) -> list[OutboxMessage]:
     """Give a claimed step back (worker shutting down): ready again at once, same attempt count."""
-    async with run_transaction(conn, step.run_id) as txn:
+    async with run_transaction(conn, step.run_id, defer_lock=True) as txn:
         moved = await txn.move_steps(
             "release",
             FENCE,

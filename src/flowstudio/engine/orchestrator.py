@@ -55,7 +55,7 @@ class Orchestrator:
 
     async def run(self) -> None:
         registry.load_all()
-        self.pool = await open_pool(self.settings, max_size=4, name=self.id)
+        self.pool = await open_pool(self.settings, max_size=4, name=self.id, generic_plans=True)
         self.broker = RabbitBroker(self.settings.amqp_url, self.settings.queue_prefix)
         self.publisher = OutboxPublisher(self.broker, self.pool)
         stop = anyio.Event()

@@ -5,6 +5,7 @@
 it is `ready` if at least one incoming edge is active (its source succeeded and, for a branching node,
 the edge leaves the chosen port), otherwise `skipped`; skips cascade in the same pass. `run_state()`
 then says whether the run is done, still running, or only waiting on timers/signals.
+`ready_on_success()` names the successors a success makes ready whatever else holds (the hot path).
 """
 
 from __future__ import annotations
@@ -59,6 +60,19 @@ def plan(graph: FlowGraph, states: dict[str, StepState]) -> Plan:
                 result.skipped.append(node_id)
             changed = True
     return result
+
+
+def ready_on_success(graph: FlowGraph, node_id: str, branch: str | None) -> list[str]:
+    """Successors `plan()` will make ready as soon as `node_id` succeeds with `branch`, whatever
+    the rest of the run: every incoming edge of theirs comes from `node_id` and one is active. The
+    hot path moves them in the same message as the success (their pending guard still applies)."""
+    done = StepState("succeeded", branch)
+    found: list[str] = []
+    for target in dict.fromkeys(e.target for e in graph.outgoing(node_id)):
+        edges = graph.incoming(target)
+        if all(e.source == node_id for e in edges) and any(edge_active(e, done) for e in edges):
+            found.append(target)
+    return found
 
 
 def run_state(states: dict[str, StepState]) -> str:

@@ -4,15 +4,21 @@ Every engine transition opens `async with run_transaction(conn, run_id) as txn:`
 transaction and locks the run row (`SELECT ... FOR UPDATE`), serializing all transitions of that run
 (so a join cannot fire twice or never). Inside, `txn.move_steps()` issues guarded UPDATEs (the source
 states come from `engine/states.py`), `txn.move_run()` checks the run machine, and `txn.event()` /
-`txn.dispatch()` queue event-log and outbox rows. `flush()` writes them all before COMMIT in one
-statement (run row, events, NOTIFY, outbox): events get gapless `seq` numbers from `runs.event_seq`,
-and `txn.outbox` lists the committed messages to publish. Round trips are the hot path's cost, so
-`move_steps(io=...)` can upsert the payload row and `move_steps_reading_states()` can return the run's
-step states (for `advance_run`) in the same statement as the move.
+`txn.dispatch()` queue event-log and outbox rows. `flush()` writes them all in one statement (run row,
+events, NOTIFY, outbox; SQL text in `engine/txnsql.py`): events get gapless `seq` numbers from
+`runs.event_seq`, and `txn.outbox` lists the committed messages to publish.
+
+Round trips are the hot path's cost. `move_steps(io=...)` upserts the payload row and
+`move_steps_reading_states()` returns the run's step states (for `advance_run`) in the move's
+statement. On an idle connection the transaction is sent as few messages as possible (simple query
+protocol, client-side binding): `BEGIN; lock` goes with the first move when the caller asks for
+`defer_lock` (the move then sees the locked state: it is a later statement), and the flush carries
+the COMMIT. `claim_at_flush()` (eager dispatch) claims the next step inside the flush statement.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -20,15 +26,20 @@ from typing import Any
 
 import anyio
 import psycopg
-from psycopg import AsyncClientCursor
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from flowstudio.engine.planner import StepState
 from flowstudio.engine.states import RUN_TERMINAL, run_move, step_move
+from flowstudio.engine.txnsql import LOCK_RUN, flush_sql, move_sql
 
+log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "fs_run_events"  # payload `{run_id}:{last seq}`, sent at COMMIT
+# where + set of the move that makes pending nodes ready (`advance_run` and `then_ready`)
+READY_MOVE = (
+    "s.node_id = ANY(%(nodes)s) AND s.item_index = 0",
+    "ready_at = clock_timestamp(), dispatched_at = now()",
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,10 @@ class LostRace(Exception):
 @dataclass
 class RunTxn:
     conn: psycopg.AsyncConnection[Any]
-    run: dict[str, Any]
+    run: dict[str, Any]  # the locked run row ({} while the lock is still to be sent)
+    key: Any = None  # the run id as the caller gave it
+    lock_pending: bool = False  # BEGIN + lock not sent yet: they go with the next statement
+    one_message_commit: bool = False  # flush sends "...; COMMIT" (an outer transaction: no)
     events: list[dict[str, Any]] = field(default_factory=list)
     to_dispatch: list[tuple[int, int]] = field(default_factory=list)
     outbox: list[OutboxMessage] = field(default_factory=list)
@@ -67,7 +81,7 @@ class RunTxn:
 
     @property
     def run_id(self) -> str:
-        return str(self.run["id"])
+        return str(self.run["id"]) if self.run else str(self.key)
 
     @property
     def status(self) -> str:
@@ -119,12 +133,32 @@ class RunTxn:
         set_sql: str = "",
         data: Any = None,
         io: tuple[Any, Any] | None = None,
+        then_ready: list[str] | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, StepState]]:
         """`move_steps`, plus the run's top-level step states as they are after the move, read in the
         same statement: what `advance_run` needs next, without another round trip. The statement's
         snapshot predates its own UPDATE, so the moved rows are patched in; nothing else can change
-        this run's steps meanwhile (the run row is locked)."""
-        return await self._move(trigger, where, params, set_sql, data, io, read_states=True)
+        this run's steps meanwhile (the run row is locked).
+
+        `then_ready`: pending nodes known to become ready once this move happened (a success whose
+        successors wait on nothing else: `planner.ready_on_success`); their guarded ready move is
+        pipelined right after, in the same message, and shows in the returned states."""
+        dest = step_move(trigger)[1]
+        statements = [self._move_statement(trigger, where, params, set_sql, io, read_states=True)]
+        if then_ready:
+            where_ready, set_ready = READY_MOVE
+            statements.append(
+                self._move_statement("ready", where_ready, {"nodes": then_ready}, set_ready)
+            )
+        results = await self._execute_many(statements)
+        rows, states = results[0], self._states_of(results[0], dest)
+        self._log_moves(rows, dest, data)
+        if then_ready and rows:
+            ready_dest = step_move("ready")[1]
+            self._log_moves(results[1], ready_dest, None)
+            for row in results[1]:
+                states[row["node_id"]] = StepState(ready_dest, row["branch"])
+        return rows, states
 
     async def _move(
         self,
@@ -137,56 +171,55 @@ class RunTxn:
         *,
         read_states: bool,
     ) -> tuple[list[dict[str, Any]], dict[str, StepState]]:
+        dest = step_move(trigger)[1]
+        statement = self._move_statement(trigger, where, params, set_sql, io, read_states)
+        (rows,) = await self._execute_many([statement])
+        states = self._states_of(rows, dest) if read_states else {}
+        self._log_moves(rows, dest, data)
+        return rows, states
+
+    def _move_statement(
+        self,
+        trigger: str,
+        where: str,
+        params: dict[str, Any],
+        set_sql: str,
+        io: tuple[Any, Any] | None = None,
+        read_states: bool = False,
+    ) -> tuple[str, dict[str, Any]]:
         sources, dest = step_move(trigger)
-        extra = f", {set_sql}" if set_sql else ""
-        if len(sources) == 1:  # the old status is known: no self-join needed to report it
-            join, on, old_status = "", "", "%(_source)s::text"
-        else:
-            join, on, old_status = "FROM steps old", "old.id = s.id AND", "old.status"
-        query = f"""UPDATE steps s SET status = %(dest)s{extra}
-                {join}
-                WHERE {on} s.run_id = %(run_id)s AND s.status = ANY(%(sources)s)
-                  AND ({where})
-                RETURNING s.id, s.node_id, s.item_index, s.attempt, s.max_attempts, s.node_type,
-                          s.branch, {old_status} AS from_status"""
-        args = {**params, "dest": dest, "run_id": self.run["id"], "sources": sources}
+        query = move_sql(
+            set_sql, where, len(sources) > 1, io=io is not None, read_states=read_states
+        )
+        args = {**params, "dest": dest, "run_id": self.key, "sources": sources}
         args["_source"] = sources[0]
-        if io is not None or read_states:
-            ctes = [f"moved AS ({query})"]
-            select = "SELECT m.* FROM moved m"
-            if io is not None:
-                ctes.append("""io AS (INSERT INTO step_io (step_id, input, output)
-                              SELECT id, %(_io_input)s, %(_io_output)s FROM moved
-                              ON CONFLICT (step_id) DO UPDATE
-                              SET input = EXCLUDED.input, output = EXCLUDED.output)""")
-                args["_io_input"], args["_io_output"] = Jsonb(io[0]), Jsonb(io[1])
-            if read_states:
-                ctes.append(
-                    """st AS (SELECT array_agg(node_id) AS st_nodes, array_agg(status) AS st_status,
-                                     array_agg(branch) AS st_branch
-                              FROM steps WHERE run_id = %(run_id)s AND item_index = 0)"""
-                )
-                select = "SELECT m.*, st.* FROM moved m, st"
-            query = f"WITH {', '.join(ctes)} {select}"
-        cur = await self.conn.execute(query, args)
-        rows = await cur.fetchall()
-        states: dict[str, StepState] = {}
-        if read_states and rows:
-            first = rows[0]
-            states = {
-                node: StepState(status, branch)
-                for node, status, branch in zip(
-                    first["st_nodes"] or [],
-                    first["st_status"] or [],
-                    first["st_branch"] or [],
-                    strict=True,
-                )
-            }
-            for row in rows:
-                for key in ("st_nodes", "st_status", "st_branch"):
-                    del row[key]
-                if row["item_index"] == 0:
-                    states[row["node_id"]] = StepState(dest, row["branch"])
+        if io is not None:
+            args["_io_input"], args["_io_output"] = Jsonb(io[0]), Jsonb(io[1])
+        return query, args
+
+    @staticmethod
+    def _states_of(rows: list[dict[str, Any]], dest: str) -> dict[str, StepState]:
+        """The `st_*` arrays of a states-reading move, with the moved rows patched in."""
+        if not rows:
+            return {}
+        first = rows[0]
+        states = {
+            node: StepState(status, branch)
+            for node, status, branch in zip(
+                first["st_nodes"] or [],
+                first["st_status"] or [],
+                first["st_branch"] or [],
+                strict=True,
+            )
+        }
+        for row in rows:
+            for key in ("st_nodes", "st_status", "st_branch"):
+                del row[key]
+            if row["item_index"] == 0:
+                states[row["node_id"]] = StepState(dest, row["branch"])
+        return states
+
+    def _log_moves(self, rows: list[dict[str, Any]], dest: str, data: Any) -> None:
         for row in rows:
             self.event(
                 "step",
@@ -201,7 +234,6 @@ class RunTxn:
             if dest == "ready":
                 self.dispatch(row["id"], row["attempt"])
                 self.ready_nodes[row["id"]] = row["node_id"]
-        return rows, states
 
     def claim_at_flush(
         self, step_id: int, worker_id: str, lease_seconds: float, context_nodes: list[str]
@@ -209,32 +241,51 @@ class RunTxn:
         """Eager dispatch: instead of an outbox row, claim the step this transaction made ready
         (ready -> running, leased to `worker_id`) inside the flush statement, and read the state and
         output of `context_nodes` (what the step's context needs) there too: no extra round trip.
-        After the flush, `claimed` holds the moved row and `claimed_context` those rows."""
+        After the flush, `claimed` holds the moved row and `claimed_context` those rows. The claim's
+        event row is written by the same statement, from what the claim really moved."""
         token = dict(self.to_dispatch)[step_id]
         self.to_dispatch = [(s, t) for s, t in self.to_dispatch if s != step_id]
         self.eager = EagerClaimSpec(step_id, token, worker_id, lease_seconds, context_nodes)
-        sources, dest = step_move("claim")
-        node_id = self.ready_nodes[step_id]
-        self.event(
-            "step",
-            step_id=step_id,
-            node_id=node_id,
-            item_index=0,
-            attempt=token + 1,
-            from_status=sources[0],
-            to_status=dest,
-        )
+
+    async def _execute_many(
+        self, statements: list[tuple[str, dict[str, Any]]]
+    ) -> list[list[dict[str, Any]]]:
+        """Run statements of the transaction in one message (a pipeline: each still gets its own
+        snapshot, so a later one sees what an earlier one did and the lock it waited for). If the
+        lock is pending, `BEGIN` and the lock go first and the locked run row is loaded (LostRace if
+        there is no such run)."""
+        if len(statements) == 1 and not self.lock_pending:
+            cur = await self.conn.execute(*statements[0])
+            return [await cur.fetchall()]
+        pending, self.lock_pending = self.lock_pending, False  # a transaction is open from here
+        async with self.conn.pipeline():
+            if pending:
+                await self.conn.execute("BEGIN")
+                lock = await self.conn.execute(LOCK_RUN, {"_lock_run": self.key})
+            curs = [await self.conn.execute(q, a) for q, a in statements]
+        if pending:
+            run = await lock.fetchone()
+            if run is None:
+                raise LostRace(f"run {self.key} not found")
+            self.run = run
+        return [await c.fetchall() for c in curs]
+
+    async def lock(self) -> None:
+        """Send the pending BEGIN + lock now (a caller that reads `run` before moving anything)."""
+        if self.lock_pending:
+            await self._execute_many([])
 
     async def flush(self) -> None:
-        """Write the run row, the events, the NOTIFY and the outbox rows in ONE statement.
+        """Write the run row, the events, the NOTIFY and the outbox rows in ONE statement (with the
+        COMMIT in the same message when this is the outer transaction).
 
         Events take the seqs `event_seq - n + 1 .. event_seq` of the incremented counter (gapless
         under the run lock); the data-modifying CTEs all run exactly once."""
-        n = len(self.events)
-        sets = ["event_seq = event_seq + %(n)s", "updated_at = now()"]
+        await self.lock()
+        sets = ["updated_at = now()"]
         params: dict[str, Any] = {
             "id": self.run["id"],
-            "n": n,
+            "n": len(self.events),
             "events": Jsonb([{k: v for k, v in e.items() if v is not None} for e in self.events]),
             "ob_steps": [s for s, _ in self.to_dispatch],
             "ob_tokens": [t for _, t in self.to_dispatch],
@@ -248,46 +299,26 @@ class RunTxn:
                 continue
             sets.append(f"{key} = %({key})s")
             params[key] = value
-        claim_cte, claim_cols = "", ""
-        if self.eager is not None:
-            claim_cte, claim_cols = CLAIM_CTE, CLAIM_COLUMNS
+        eager = self.eager
+        if eager is not None:
             sources, dest = step_move("claim")
             params.update(
-                cl_step=self.eager.step_id,
-                cl_token=self.eager.token,
-                cl_owner=self.eager.worker_id,
-                cl_lease=self.eager.lease_seconds,
-                cl_ctx=self.eager.context_nodes,
+                cl_step=eager.step_id,
+                cl_token=eager.token,
+                cl_owner=eager.worker_id,
+                cl_lease=eager.lease_seconds,
+                cl_ctx=eager.context_nodes,
                 cl_sources=sources,
+                cl_from=sources[0],
                 cl_dest=dest,
             )
-        cur = await self.conn.execute(
-            f"""WITH r AS (
-                    UPDATE runs SET {', '.join(sets)} WHERE id = %(id)s RETURNING event_seq
-                ), ev AS (
-                    INSERT INTO run_events (run_id, seq, kind, step_id, node_id, item_index,
-                                            attempt, from_status, to_status, data)
-                    SELECT %(id)s, r.event_seq - %(n)s::int + e.ord::int, e.ev->>'kind',
-                           (e.ev->>'step_id')::bigint, e.ev->>'node_id',
-                           (e.ev->>'item_index')::int, (e.ev->>'attempt')::int,
-                           e.ev->>'from_status', e.ev->>'to_status', e.ev->'data'
-                    FROM r, jsonb_array_elements(%(events)s) WITH ORDINALITY AS e(ev, ord)
-                ), ob AS (
-                    INSERT INTO outbox (run_id, step_id, token)
-                    SELECT %(id)s, u.s, u.t
-                    FROM unnest(%(ob_steps)s::bigint[], %(ob_tokens)s::int[]) AS u(s, t)
-                    RETURNING id, step_id, token
-                ), nt AS (
-                    SELECT pg_notify(%(channel)s, %(id)s::text || ':' || r.event_seq)
-                    FROM r WHERE %(n)s::int > 0
-                ){claim_cte}
-                SELECT r.event_seq, (SELECT count(*) FROM nt) AS notified,
-                       ARRAY(SELECT ob.id FROM ob ORDER BY ob.id) AS ob_ids,
-                       ARRAY(SELECT ob.step_id FROM ob ORDER BY ob.id) AS ob_steps,
-                       ARRAY(SELECT ob.token FROM ob ORDER BY ob.id) AS ob_tokens{claim_cols}
-                FROM r""",
-            params,
-        )
+        query = flush_sql(sets, claim=eager is not None)
+        if self.one_message_commit:
+            async with self.conn.pipeline():
+                cur = await self.conn.execute(query, params)
+                await self.conn.execute("COMMIT")
+        else:
+            cur = await self.conn.execute(query, params)
         row = await cur.fetchone()
         assert row is not None
         if self.to_dispatch:
@@ -295,70 +326,49 @@ class RunTxn:
                 OutboxMessage(i, self.run_id, s, t)
                 for i, s, t in zip(row["ob_ids"], row["ob_steps"], row["ob_tokens"], strict=True)
             ]
-        if self.eager is not None:
-            if row["cl_row"] is None:  # impossible under the run lock: the step was made ready here
-                raise RuntimeError(f"eager claim of step {self.eager.step_id} matched no row")
-            self.claimed, self.claimed_context = row["cl_row"], row["cl_ctx"]
+        if eager is not None:
             self.eager = None
+            self.claimed, self.claimed_context = row["cl_row"], row["cl_ctx"]
+            if (
+                self.claimed is None
+            ):  # cannot happen under the run lock; the redispatch loop covers it
+                log.error("eager claim of step %s matched no row", eager.step_id)
         self.events.clear()
         self.to_dispatch.clear()
         self.run_updates.clear()
 
 
-CLAIM_CTE = """, cl AS (
-                    UPDATE steps s SET status = %(cl_dest)s, attempt = s.attempt + 1,
-                           lease_owner = %(cl_owner)s,
-                           lease_expires_at = now() + make_interval(secs => %(cl_lease)s),
-                           started_at = coalesce(s.started_at, clock_timestamp()), due_at = NULL
-                    WHERE s.id = %(cl_step)s AND s.run_id = %(id)s AND s.attempt = %(cl_token)s
-                      AND s.status = ANY(%(cl_sources)s)
-                    RETURNING s.id, s.node_id, s.item_index, s.node_type, s.attempt, s.max_attempts
-                ), cx AS (
-                    SELECT s.node_id, s.status, s.branch, io.output
-                    FROM steps s LEFT JOIN step_io io ON io.step_id = s.id
-                    WHERE s.run_id = %(id)s AND s.item_index = 0 AND s.node_id = ANY(%(cl_ctx)s)
-                )"""
-CLAIM_COLUMNS = """,
-                       (SELECT to_jsonb(cl) FROM cl) AS cl_row,
-                       (SELECT coalesce(jsonb_agg(to_jsonb(cx)), '[]') FROM cx) AS cl_ctx"""
-RUN_COLUMNS = "id, status, flow_id, flow_version, owner_id, inputs, tweaks, event_seq"
-
-
-LOCK_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s FOR UPDATE"
-
-
 @asynccontextmanager
-async def run_transaction(conn: psycopg.AsyncConnection[Any], run_id: Any) -> AsyncIterator[RunTxn]:
+async def run_transaction(
+    conn: psycopg.AsyncConnection[Any], run_id: Any, *, defer_lock: bool = False
+) -> AsyncIterator[RunTxn]:
     """Begin, lock the run row, yield the RunTxn, flush, commit. Raises LostRace if no such run.
 
-    On an idle (autocommit) connection, BEGIN and the row lock go in one simple-protocol message
-    (client-side binding), saving a round trip on every transition; inside an outer transaction
-    (`start_run`) it is a savepoint, as psycopg's `transaction()` makes it."""
+    On an idle (autocommit) connection this is the fast path: `BEGIN; lock` is one message (or,
+    with `defer_lock`, goes with the body's first move; such a body must move a step before it
+    reads `txn.run`, or call `await txn.lock()`), and the flush carries the COMMIT. Inside an outer
+    transaction (`start_run`) it is a savepoint, as psycopg's `transaction()` makes it."""
     if conn.info.transaction_status != TransactionStatus.IDLE:
         async with conn.transaction():
-            cur = await conn.execute(LOCK_RUN, (run_id,))
-            txn = RunTxn(conn, await _locked_run(cur, run_id))
+            cur = await conn.execute(LOCK_RUN, {"_lock_run": run_id})
+            run = await cur.fetchone()
+            if run is None:
+                raise LostRace(f"run {run_id} not found")
+            txn = RunTxn(conn, run, key=run_id)
             yield txn
             await txn.flush()
         return
+    txn = RunTxn(conn, {}, key=run_id, lock_pending=True, one_message_commit=True)
     try:
-        async with AsyncClientCursor(conn, row_factory=dict_row) as cur:
-            await cur.execute("BEGIN; " + LOCK_RUN, (run_id,), prepare=False)
-            cur.nextset()
-            txn = RunTxn(conn, await _locked_run(cur, run_id))
+        if not defer_lock:
+            await txn.lock()
         yield txn
-        await txn.flush()
+        if txn.lock_pending and not (txn.events or txn.run_updates):
+            return  # the body sent nothing: no transaction was opened
+        await txn.flush()  # ... and COMMIT
     except BaseException:
         await _rollback(conn)
         raise
-    await conn.execute("COMMIT")
-
-
-async def _locked_run(cur: psycopg.AsyncCursor[Any], run_id: Any) -> dict[str, Any]:
-    run = await cur.fetchone()
-    if run is None:
-        raise LostRace(f"run {run_id} not found")
-    return dict(run)
 
 
 async def _rollback(conn: psycopg.AsyncConnection[Any]) -> None:

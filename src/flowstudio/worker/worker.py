@@ -77,7 +77,9 @@ class Worker:
 
     async def run(self) -> None:
         registry.load_all()
-        self.pool = await open_pool(self.settings, max_size=self.concurrency + 2, name=self.id)
+        self.pool = await open_pool(
+            self.settings, max_size=self.concurrency + 2, name=self.id, generic_plans=True
+        )
         self.broker = RabbitBroker(self.settings.amqp_url, self.settings.queue_prefix)
         self.publisher = OutboxPublisher(self.broker, self.pool)
         self.http = httpx.AsyncClient(follow_redirects=False)

@@ -1,0 +1,100 @@
+"""The SQL text of a run transaction (engine/runtxn.py builds and sends it; nothing here runs SQL).
+
+`lock_sql()` locks the run row; `move_sql(...)` is a guarded step UPDATE, optionally wrapped with the
+payload upsert and the run's step-state read (`move_steps_reading_states`); `flush_sql(...)` is the
+final statement: the run row, the event rows (gapless seqs), the outbox rows, the NOTIFY and, for
+eager dispatch, the claim of the next step plus the context rows it reads. The claim's event row is
+made in SQL from the claim's RETURNING, so a claim that matched nothing logs nothing.
+"""
+
+from __future__ import annotations
+
+RUN_COLUMNS = "id, status, flow_id, flow_version, owner_id, inputs, tweaks, event_seq"
+LOCK_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %(_lock_run)s FOR UPDATE"
+
+
+def move_sql(set_sql: str, where: str, multi_source: bool, *, io: bool, read_states: bool) -> str:
+    extra = f", {set_sql}" if set_sql else ""
+    if multi_source:  # several source states: a self-join reports each row's old status
+        join, on, old_status = "FROM steps old", "old.id = s.id AND", "old.status"
+    else:
+        join, on, old_status = "", "", "%(_source)s::text"
+    query = f"""UPDATE steps s SET status = %(dest)s{extra}
+            {join}
+            WHERE {on} s.run_id = %(run_id)s AND s.status = ANY(%(sources)s)
+              AND ({where})
+            RETURNING s.id, s.node_id, s.item_index, s.attempt, s.max_attempts, s.node_type,
+                      s.branch, {old_status} AS from_status"""
+    if not (io or read_states):
+        return query
+    ctes = [f"moved AS ({query})"]
+    select = "SELECT m.* FROM moved m"
+    if io:
+        ctes.append("""io AS (INSERT INTO step_io (step_id, input, output)
+                      SELECT id, %(_io_input)s, %(_io_output)s FROM moved
+                      ON CONFLICT (step_id) DO UPDATE
+                      SET input = EXCLUDED.input, output = EXCLUDED.output)""")
+    if read_states:
+        ctes.append("""st AS (SELECT array_agg(node_id) AS st_nodes, array_agg(status) AS st_status,
+                             array_agg(branch) AS st_branch
+                      FROM steps WHERE run_id = %(run_id)s AND item_index = 0)""")
+        select = "SELECT m.*, st.* FROM moved m, st"
+    return f"WITH {', '.join(ctes)} {select}"
+
+
+CLAIM_CTE = """cl AS (
+        UPDATE steps s SET status = %(cl_dest)s, attempt = s.attempt + 1,
+               lease_owner = %(cl_owner)s,
+               lease_expires_at = now() + make_interval(secs => %(cl_lease)s),
+               started_at = coalesce(s.started_at, clock_timestamp()), due_at = NULL
+        WHERE s.id = %(cl_step)s AND s.run_id = %(id)s AND s.attempt = %(cl_token)s
+          AND s.status = ANY(%(cl_sources)s)
+        RETURNING s.id, s.node_id, s.item_index, s.node_type, s.attempt, s.max_attempts
+    ), cx AS (
+        SELECT s.node_id, s.status, s.branch, io.output
+        FROM steps s LEFT JOIN step_io io ON io.step_id = s.id
+        WHERE s.run_id = %(id)s AND s.item_index = 0 AND s.node_id = ANY(%(cl_ctx)s)
+    ), """
+CLAIM_EVENT = """
+        UNION ALL
+        SELECT jsonb_build_object('kind', 'step', 'step_id', cl.id, 'node_id', cl.node_id,
+                                  'item_index', cl.item_index, 'attempt', cl.attempt,
+                                  'from_status', %(cl_from)s::text, 'to_status', %(cl_dest)s::text),
+               %(n)s::int + 1
+        FROM cl"""
+CLAIM_COLUMNS = """,
+           (SELECT to_jsonb(cl) FROM cl) AS cl_row,
+           (SELECT coalesce(jsonb_agg(to_jsonb(cx)), '[]') FROM cx) AS cl_ctx"""
+
+
+def flush_sql(run_sets: list[str], *, claim: bool) -> str:
+    """`run_sets`: the runs SET items besides event_seq. Params: id, n (events from Python), events
+    (jsonb array), ob_steps/ob_tokens, channel; with `claim` also the cl_* params."""
+    return f"""WITH {CLAIM_CTE if claim else ''}evs AS (
+        SELECT e.ev, e.ord::int AS ord
+        FROM jsonb_array_elements(%(events)s) WITH ORDINALITY AS e(ev, ord){CLAIM_EVENT if claim else ''}
+    ), r AS (
+        UPDATE runs SET event_seq = event_seq + (SELECT count(*) FROM evs)::int, {', '.join(run_sets)}
+        WHERE id = %(id)s RETURNING event_seq, (SELECT count(*) FROM evs)::int AS n_ev
+    ), ev AS (
+        INSERT INTO run_events (run_id, seq, kind, step_id, node_id, item_index,
+                                attempt, from_status, to_status, data)
+        SELECT %(id)s, r.event_seq - r.n_ev + e.ord, e.ev->>'kind',
+               (e.ev->>'step_id')::bigint, e.ev->>'node_id',
+               (e.ev->>'item_index')::int, (e.ev->>'attempt')::int,
+               e.ev->>'from_status', e.ev->>'to_status', e.ev->'data'
+        FROM r, evs e
+    ), ob AS (
+        INSERT INTO outbox (run_id, step_id, token)
+        SELECT %(id)s, u.s, u.t
+        FROM unnest(%(ob_steps)s::bigint[], %(ob_tokens)s::int[]) AS u(s, t)
+        RETURNING id, step_id, token
+    ), nt AS (
+        SELECT pg_notify(%(channel)s, %(id)s::text || ':' || r.event_seq)
+        FROM r WHERE r.n_ev > 0
+    )
+    SELECT r.event_seq, (SELECT count(*) FROM nt) AS notified,
+           ARRAY(SELECT ob.id FROM ob ORDER BY ob.id) AS ob_ids,
+           ARRAY(SELECT ob.step_id FROM ob ORDER BY ob.id) AS ob_steps,
+           ARRAY(SELECT ob.token FROM ob ORDER BY ob.id) AS ob_tokens{CLAIM_COLUMNS if claim else ''}
+    FROM r"""

@@ -1,0 +1,84 @@
+"""The database refuses illegal run/step transitions by itself (migration 0009's WHEN-clause triggers).
+
+Builds one run with one step inside a transaction that is rolled back, then tries every (from, to)
+status pair with plain UPDATEs: the legal pairs of the Python machines (`engine/states.py`) pass, every
+other pair raises CheckViolation, and the `state_transitions` table equals the machines.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from flowstudio.engine.states import RUN_MACHINE, STEP_MACHINE, RunStatus, StepStatus, allowed_pairs
+
+Conn = psycopg.Connection[Any]
+
+
+def one_run(db: Conn) -> tuple[str, int]:
+    (owner,) = db.execute(
+        "INSERT INTO users (email, name, roles) VALUES (%s, 'g', ARRAY['editor']) RETURNING id",
+        (f"guard-{uuid.uuid4().hex[:8]}@example.invalid",),
+    ).fetchone()
+    (flow,) = db.execute(
+        "INSERT INTO flows (owner_id, name, definition, version) VALUES (%s, 'g', '{}', 1)"
+        " RETURNING id",
+        (owner,),
+    ).fetchone()
+    db.execute(
+        "INSERT INTO flow_versions (flow_id, version, definition) VALUES (%s, 1, '{}')", (flow,)
+    )
+    (run,) = db.execute(
+        "INSERT INTO runs (flow_id, flow_version, owner_id) VALUES (%s, 1, %s) RETURNING id",
+        (flow, owner),
+    ).fetchone()
+    (step,) = db.execute(
+        "INSERT INTO steps (run_id, node_id, node_type) VALUES (%s, 'n', 'noop') RETURNING id",
+        (run,),
+    ).fetchone()
+    return str(run), int(step)
+
+
+def try_move(db: Conn, table: str, row_id: Any, source: str, dest: str) -> bool:
+    """Force the row to `source` (triggers off for the set-up only), then move it to `dest`."""
+    with db.transaction(force_rollback=True):
+        db.execute("SET LOCAL session_replication_role = replica")  # set-up without triggers
+        db.execute(f"UPDATE {table} SET status = %s WHERE id = %s", (source, row_id))
+        db.execute("SET LOCAL session_replication_role = origin")
+        try:
+            with db.transaction():
+                db.execute(f"UPDATE {table} SET status = %s WHERE id = %s", (dest, row_id))
+        except psycopg.errors.CheckViolation as exc:
+            assert f"illegal {table[:-1]} transition {source} -> {dest}" in str(exc)
+            return False
+    return True
+
+
+def test_database_refuses_exactly_the_illegal_transitions(db: Conn) -> None:
+    with db.transaction(force_rollback=True):
+        run, step = one_run(db)
+        for entity, table, row_id, machine, statuses in (
+            ("step", "steps", step, STEP_MACHINE, StepStatus),
+            ("run", "runs", run, RUN_MACHINE, RunStatus),
+        ):
+            legal = allowed_pairs(machine)
+            rows = db.execute(
+                "SELECT from_status, to_status FROM state_transitions WHERE entity = %s", (entity,)
+            ).fetchall()
+            assert {(r[0], r[1]) for r in rows} == legal
+            for source in statuses:
+                for dest in statuses:
+                    if source == dest:
+                        continue
+                    moved = try_move(db, table, row_id, source.value, dest.value)
+                    assert moved is ((source.value, dest.value) in legal), (entity, source, dest)
+
+
+@pytest.mark.parametrize("same", ["running", "succeeded"])
+def test_an_update_that_keeps_the_status_is_not_a_transition(db: Conn, same: str) -> None:
+    with db.transaction(force_rollback=True):
+        _, step = one_run(db)
+        assert try_move(db, "steps", step, same, same)
