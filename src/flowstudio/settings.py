@@ -36,6 +36,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ui_dist: str
     batch_concurrency: int = 100
     eager_steps: int = 32
+    db_pipeline: bool = True
 
 
 def _env(name: str, default: str) -> str:
@@ -83,4 +84,5 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         ui_dist=_env("UI_DIST", "frontend/dist"),
         batch_concurrency=int(_env("BATCH_CONCURRENCY", "100")),
         eager_steps=int(_env("EAGER_STEPS", "32")),
+        db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
     )

@@ -7,39 +7,20 @@ other pair raises CheckViolation, and the `state_transitions` table equals the m
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import psycopg
 import pytest
 
 from flowstudio.engine.states import RUN_MACHINE, STEP_MACHINE, RunStatus, StepStatus, allowed_pairs
+from tests.support.dbrows import insert_run
 
 Conn = psycopg.Connection[Any]
 
 
 def one_run(db: Conn) -> tuple[str, int]:
-    (owner,) = db.execute(
-        "INSERT INTO users (email, name, roles) VALUES (%s, 'g', ARRAY['editor']) RETURNING id",
-        (f"guard-{uuid.uuid4().hex[:8]}@example.invalid",),
-    ).fetchone()
-    (flow,) = db.execute(
-        "INSERT INTO flows (owner_id, name, definition, version) VALUES (%s, 'g', '{}', 1)"
-        " RETURNING id",
-        (owner,),
-    ).fetchone()
-    db.execute(
-        "INSERT INTO flow_versions (flow_id, version, definition) VALUES (%s, 1, '{}')", (flow,)
-    )
-    (run,) = db.execute(
-        "INSERT INTO runs (flow_id, flow_version, owner_id) VALUES (%s, 1, %s) RETURNING id",
-        (flow, owner),
-    ).fetchone()
-    (step,) = db.execute(
-        "INSERT INTO steps (run_id, node_id, node_type) VALUES (%s, 'n', 'noop') RETURNING id",
-        (run,),
-    ).fetchone()
-    return str(run), int(step)
+    run, steps = insert_run(db, ["n"])
+    return run, steps["n"]
 
 
 def try_move(db: Conn, table: str, row_id: Any, source: str, dest: str) -> bool:

@@ -32,6 +32,7 @@ from psycopg.types.json import Jsonb
 from flowstudio.engine.planner import StepState
 from flowstudio.engine.states import RUN_TERMINAL, run_move, step_move
 from flowstudio.engine.txnsql import LOCK_RUN, flush_sql, move_sql
+from flowstudio.store.db import pipeline_enabled
 
 log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "fs_run_events"  # payload `{run_id}:{last seq}`, sent at COMMIT
@@ -258,16 +259,19 @@ class RunTxn:
             cur = await self.conn.execute(*statements[0])
             return [await cur.fetchall()]
         pending, self.lock_pending = self.lock_pending, False  # a transaction is open from here
-        async with self.conn.pipeline():
-            if pending:
-                await self.conn.execute("BEGIN")
-                lock = await self.conn.execute(LOCK_RUN, {"_lock_run": self.key})
+        if pending:
+            statements = [("BEGIN", {}), (LOCK_RUN, {"_lock_run": self.key}), *statements]
+        if pipeline_enabled():
+            async with self.conn.pipeline():
+                curs = [await self.conn.execute(q, a) for q, a in statements]
+        else:  # one round trip per statement (e.g. behind PgBouncer in transaction mode)
             curs = [await self.conn.execute(q, a) for q, a in statements]
         if pending:
-            run = await lock.fetchone()
+            run = await curs[1].fetchone()
             if run is None:
                 raise LostRace(f"run {self.key} not found")
             self.run = run
+            curs = curs[2:]
         return [await c.fetchall() for c in curs]
 
     async def lock(self) -> None:
@@ -313,12 +317,14 @@ class RunTxn:
                 cl_dest=dest,
             )
         query = flush_sql(sets, claim=eager is not None)
-        if self.one_message_commit:
+        if self.one_message_commit and pipeline_enabled():
             async with self.conn.pipeline():
                 cur = await self.conn.execute(query, params)
                 await self.conn.execute("COMMIT")
         else:
             cur = await self.conn.execute(query, params)
+            if self.one_message_commit:
+                await self.conn.execute("COMMIT")
         row = await cur.fetchone()
         assert row is not None
         if self.to_dispatch:

@@ -2,7 +2,8 @@
 
 `open_pool(settings)` builds an `AsyncConnectionPool` (TCP keepalives, connections checked on checkout so
 a PostgreSQL restart costs a retry, not a crash; only connections idle > 2 s are pinged; the engine's
-pools ask for generic plans); `connect(settings)` opens one autocommit connection
+pools ask for generic plans; DB_PIPELINE is recorded for `pipeline_enabled()`); `connect(settings)`
+opens one autocommit connection
 (LISTEN, migrations). `retry_db(fn)` re-runs a whole transaction function on connection loss with
 backoff, so a dropped connection mid-run delays work instead of killing the process.
 """
@@ -57,6 +58,14 @@ def _with_generic_plans(database_url: str) -> dict[str, Any]:
     return {"options": f"{options} -c plan_cache_mode=force_generic_plan".strip()}
 
 
+_PIPELINE = {"enabled": True}
+
+
+def pipeline_enabled() -> bool:
+    """Whether run transactions may pipeline statements (DB_PIPELINE; set by `open_pool`)."""
+    return _PIPELINE["enabled"]
+
+
 async def open_pool(
     settings: Settings,
     *,
@@ -66,6 +75,7 @@ async def open_pool(
     generic_plans: bool = False,
 ) -> AsyncConnectionPool:
     """`generic_plans`: for the engine's pools (workers, orchestrator); see `_with_generic_plans`."""
+    _PIPELINE["enabled"] = settings.db_pipeline
     extra = _with_generic_plans(settings.database_url) if generic_plans else {}
     pool = AsyncConnectionPool(
         settings.database_url,
