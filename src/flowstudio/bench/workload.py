@@ -122,7 +122,7 @@ class SequentialFigures:
     succeeded: int
     step_gaps_ms: list[float]
     run_latency_ms: list[float]
-    dispatch_ms: list[float]  # ready -> running: commit, publish, deliver, claim
+    dispatch_ms: list[float]  # ready -> running: publish, deliver, claim (~0 when eager)
     work_ms: list[float]  # running -> succeeded: context, execute, commit
 
 
@@ -227,16 +227,17 @@ async def concurrent_figures(
     runs = await cur.fetchone()
     assert runs is not None
     cur = await conn.execute(
-        """SELECT count(*) AS transitions,
-                  count(*) FILTER (WHERE to_status = 'succeeded') AS completed,
-                  count(*) FILTER (WHERE to_status IN ('running', 'succeeded')) AS step_commits
-           FROM run_events WHERE run_id = ANY(%s) AND kind = 'step'""",
+        """SELECT count(*) FILTER (WHERE kind = 'step') AS transitions,
+                  count(*) FILTER (WHERE kind = 'step' AND to_status = 'succeeded') AS completed,
+                  count(DISTINCT xmin::text) AS commits
+           FROM run_events WHERE run_id = ANY(%s)""",
         (run_ids,),
     )
     ev = await cur.fetchone()
     assert ev is not None
-    # claims and completions are one commit each; starting a run is one more
-    commits = ev["step_commits"] + runs["runs"]
+    # every checkpoint transaction writes event rows: their distinct inserting transaction ids
+    # (xmin) count the commits exactly (an eager claim shares its commit with the step before)
+    commits = ev["commits"]
     return ConcurrentFigures(
         runs=runs["runs"],
         succeeded=runs["succeeded"],
@@ -252,7 +253,8 @@ async def sequential_figures(
     conn: psycopg.AsyncConnection[Any], run_ids: list[str]
 ) -> SequentialFigures:
     """Per-step overhead: the gaps between one step's commit and the next's (the first from the
-    run's creation), i.e. publish + deliver + claim + execute + commit of a no-op step."""
+    run's creation), i.e. claim + context + execute + commit of a no-op step (plus publish and
+    deliver when the step came through RabbitMQ rather than eager dispatch)."""
     cur = await conn.execute(
         """SELECT run_id, extract(epoch FROM at)::float8 AS t FROM run_events
            WHERE run_id = ANY(%s)
