@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from tests.support.client import Api, linear_flow
+from tests.support.dbrows import insert_run
 from tests.support.durability import (
     assert_runs_durable,
     outbox_rows,
@@ -343,3 +344,24 @@ def test_runs_finish_after_postgres_connections_are_terminated(
     wait_runs_terminal(db, runs, timeout=40)
     assert_runs_durable(db, {r: "succeeded" for r in runs}, sink)
     assert all(p.alive for p in stack.procs), stack.logs()
+
+
+def test_a_step_that_cannot_start_fails_its_run_and_the_worker_lives(
+    stack: Stack, credentials: Creds, db: Conn
+) -> None:
+    """A ready step whose pinned flow version cannot be decoded (written behind the API's back)
+    fails non-retryably; the worker that met it keeps serving other runs (it used to die)."""
+    api = start_all(stack, credentials, workers=1, concurrency=2)
+    run, steps = insert_run(db, ["a"])
+    db.execute("UPDATE steps SET status = 'ready' WHERE id = %s", (steps["a"],))
+    db.execute(
+        "INSERT INTO outbox (run_id, step_id, token) VALUES (%s, %s, 0)", (run, steps["a"])
+    )  # the orchestrator's relay publishes it
+    wait_runs_terminal(db, [run], timeout=30)
+    status, error = db.execute("SELECT status, error FROM runs WHERE id = %s", (run,)).fetchone()
+    assert status == "failed" and "could not start" in error["message"]
+    good = api.start_run(api.create_flow(linear_flow(("t", "template", {"template": "ok"})))["id"])
+    wait_runs_terminal(db, [good], timeout=30)
+    assert_runs_durable(db, {good: "succeeded"})
+    (workers,) = db.execute("SELECT count(*) FROM processes WHERE kind = 'worker'").fetchone()
+    assert workers == 1

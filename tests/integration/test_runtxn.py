@@ -21,9 +21,18 @@ from psycopg.rows import dict_row
 from flowstudio.engine.runtxn import LostRace, run_transaction
 from flowstudio.store import db as dbmod
 from tests.support.dbrows import insert_run
+from tests.support.infra import private_database
 
 AConn = psycopg.AsyncConnection[Any]
 READY = ("s.node_id = ANY(%(nodes)s) AND s.item_index = 0", {"nodes": ["a"]})
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    """A database of this module's own: the committed rows here (a ready step of a flow with no
+    nodes, its outbox row) must never reach the shared test stack's relay and workers."""
+    with private_database("fs_runtxn") as url:
+        yield url
 
 
 @pytest.fixture(params=[True, False], ids=["pipelined", "one-by-one"])

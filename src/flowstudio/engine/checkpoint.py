@@ -299,12 +299,18 @@ async def commit_failure(
     retryable: bool,
     input_: Any = None,
 ) -> str:
-    """Retry later (`retrying` with a due time) or fail the step and with it the run."""
-    graph = await load_graph(conn, step.flow_id, step.flow_version)
+    """Retry later (`retrying` with a due time) or fail the step and with it the run. The graph
+    is loaded only when needed (backoff, map items): a step whose flow version cannot be loaded
+    can still be failed."""
+    retry = retryable and step.attempt < step.max_attempts
+    graph = None
+    if retry or step.item_index > 0:
+        graph = await load_graph(conn, step.flow_id, step.flow_version)
     async with run_transaction(conn, step.run_id, defer_lock=True) as txn:
         fence = _fence(step, worker_id)
         err = {**error, "attempt": step.attempt}
-        if retryable and step.attempt < step.max_attempts:
+        if retry:
+            assert graph is not None
             delay = backoff_seconds(graph, step.node_id, step.attempt)
             moved = await txn.move_steps(
                 "retry",
@@ -328,6 +334,7 @@ async def commit_failure(
             raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
         await _save_io(conn, step.step_id, input_, None)
         if outcome == "failed" and step.item_index > 0:
+            assert graph is not None
             await settle_item(txn, graph, step.node_id, step.item_index, failed=True)
         elif outcome == "failed":
             await fail_run(txn, {"node_id": step.node_id, **error})

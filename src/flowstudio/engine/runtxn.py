@@ -70,7 +70,7 @@ class RunTxn:
     run: dict[str, Any]  # the locked run row ({} while the lock is still to be sent)
     key: Any = None  # the run id as the caller gave it
     lock_pending: bool = False  # BEGIN + lock not sent yet: they go with the next statement
-    one_message_commit: bool = False  # flush sends "...; COMMIT" (an outer transaction: no)
+    one_message_commit: bool = False  # flush sends its COMMIT too (not inside an outer transaction)
     events: list[dict[str, Any]] = field(default_factory=list)
     to_dispatch: list[tuple[int, int]] = field(default_factory=list)
     outbox: list[OutboxMessage] = field(default_factory=list)

@@ -27,8 +27,17 @@ from flowstudio.engine import agent, checkpoint, children
 from flowstudio.engine.checkpoint import ClaimedStep, EagerClaim, NextStep
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage
+from flowstudio.flows.graph import FlowGraph
 from flowstudio.nodes import registry
-from flowstudio.nodes.registry import CallTools, Done, Expand, NodeError, StartChild, Wait
+from flowstudio.nodes.registry import (
+    CallTools,
+    Done,
+    Expand,
+    NodeError,
+    NodeSpec,
+    StartChild,
+    Wait,
+)
 from flowstudio.queue.broker import RabbitBroker, decode_message
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.runtime import (
@@ -143,6 +152,9 @@ class Worker:
             await self.handle_message(message)
         except TRANSIENT as exc:  # DB lost mid-step: the lease expires, the reaper re-dispatches
             log.warning("step abandoned after a database error: %s", exc)
+        except Exception:  # a bug met by one step must not take the other in-flight steps down:
+            # its lease expires and the reaper re-dispatches it (failed after LEASE_RECOVERIES)
+            log.exception("step handling failed; the step is left to lease expiry")
         finally:
             slots.release()
 
@@ -206,28 +218,25 @@ class Worker:
             if spec is None:
                 outcome = Failure({"message": f"unknown node type {step.node_type!r}"}, False)
             else:
-                async with self.pool.connection() as conn:
-                    graph = await load_graph(conn, step.flow_id, step.flow_version)
-                    port_input, context = await build_context(
-                        conn, step, graph, spec, self.settings.secret_key, context_rows
+                try:
+                    graph, port_input, context = await self.prepare(step, spec, context_rows)
+                except TRANSIENT:
+                    raise  # the database went away: the lease expires, the reaper re-dispatches
+                except Exception as exc:  # a step that cannot even start fails; the worker lives
+                    log.exception("step %s (run %s) could not start", step.step_id, step.run_id)
+                    outcome = Failure({"message": f"the step could not start: {exc}"}, False)
+                else:
+                    outcome = await execute_node(
+                        step,
+                        graph,
+                        spec,
+                        port_input=port_input,
+                        context=context,
+                        settings=self.settings,
+                        http=self.http,
+                        procpool=self.procpool,
+                        pool=self.pool,
                     )
-                    if step.item_index > 0:  # a map item or an agent's tool call
-                        item = await load_item(conn, step)
-                        context.update(item_context(graph, step, item))
-                        port_input = item
-                    elif spec.type == "agent":  # the agent's saved state and tool results
-                        context["agent"] = await agent.load_agent_view(conn, step)
-                outcome = await execute_node(
-                    step,
-                    graph,
-                    spec,
-                    port_input=port_input,
-                    context=context,
-                    settings=self.settings,
-                    http=self.http,
-                    procpool=self.procpool,
-                    pool=self.pool,
-                )
         if flight.scope.cancelled_caught or outcome is None:
             log.info(
                 "step %s (run %s) stopped: lease lost or run cancelled", step.step_id, step.run_id
@@ -235,6 +244,23 @@ class Worker:
             self.stats["lost"] += 1
             return None
         return await self.commit(step, outcome, port_input, eager=eager)
+
+    async def prepare(
+        self, step: ClaimedStep, spec: NodeSpec, context_rows: list[dict[str, Any]] | None
+    ) -> tuple[FlowGraph, Any, dict[str, Any]]:
+        """The step's pinned graph, port input and template context (one pooled connection)."""
+        async with self.pool.connection() as conn:
+            graph = await load_graph(conn, step.flow_id, step.flow_version)
+            port_input, context = await build_context(
+                conn, step, graph, spec, self.settings.secret_key, context_rows
+            )
+            if step.item_index > 0:  # a map item or an agent's tool call
+                item = await load_item(conn, step)
+                context.update(item_context(graph, step, item))
+                port_input = item
+            elif spec.type == "agent":  # the agent's saved state and tool results
+                context["agent"] = await agent.load_agent_view(conn, step)
+        return graph, port_input, context
 
     async def commit(
         self, step: ClaimedStep, outcome: Outcome, port_input: Any, *, eager: bool
