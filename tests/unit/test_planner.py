@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowstudio.engine.planner import StepState, plan, run_state
+from flowstudio.engine.planner import StepState, plan, ready_on_success, run_state
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.flows.model import decode_definition
 
@@ -71,3 +71,21 @@ def test_cycle_is_found() -> None:
     cycle = g.find_cycle()
     assert cycle is not None and set(cycle) == {"a", "b", "c"}
     assert graph([("a", "b")], ["a", "b"]).find_cycle() is None
+
+
+def test_ready_on_success_names_exactly_what_plan_will_ready() -> None:
+    """The hot path readies these in the success's own message: they must be a subset of what
+    `plan()` decides after the success, whatever the rest of the run is doing."""
+    g = graph(
+        [("a", "b"), ("a", "j"), ("x", "j"), ("c", "t", "true"), ("c", "f", "false"), ("c", "u")],
+        ["a", "b", "j", "x", "c", "t", "f", "u"],
+    )
+    assert ready_on_success(g, "a", None) == ("b",)  # j also waits for x
+    assert ready_on_success(g, "c", "true") == ("t",)  # u's edge leaves no chosen port
+    assert ready_on_success(g, "c", "false") == ("f",)
+    assert ready_on_success(g, "b", None) == ()
+    for x_state in ("pending", "running", "succeeded"):
+        s = states(a="succeeded", b="pending", j="pending", x=x_state)
+        s.update(states(c=("succeeded", "true"), t="pending", f="pending", u="pending"))
+        ready = plan(g, s).ready
+        assert {"b", "t"} <= set(ready) and not {"f", "u"} & set(ready)

@@ -11,6 +11,7 @@ then says whether the run is done, still running, or only waiting on timers/sign
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from flowstudio.engine.states import STEP_TERMINAL
 from flowstudio.flows.graph import FlowGraph
@@ -62,7 +63,8 @@ def plan(graph: FlowGraph, states: dict[str, StepState]) -> Plan:
     return result
 
 
-def ready_on_success(graph: FlowGraph, node_id: str, branch: str | None) -> list[str]:
+@lru_cache(maxsize=4096)
+def ready_on_success(graph: FlowGraph, node_id: str, branch: str | None) -> tuple[str, ...]:
     """Successors `plan()` will make ready as soon as `node_id` succeeds with `branch`, whatever
     the rest of the run: every incoming edge of theirs comes from `node_id` and one is active. The
     hot path moves them in the same message as the success (their pending guard still applies)."""
@@ -72,7 +74,7 @@ def ready_on_success(graph: FlowGraph, node_id: str, branch: str | None) -> list
         edges = graph.incoming(target)
         if all(e.source == node_id for e in edges) and any(edge_active(e, done) for e in edges):
             found.append(target)
-    return found
+    return tuple(found)
 
 
 def run_state(states: dict[str, StepState]) -> str:

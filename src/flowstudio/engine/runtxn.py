@@ -19,7 +19,7 @@ the COMMIT. `claim_at_flush()` (eager dispatch) claims the next step inside the 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,7 +134,7 @@ class RunTxn:
         set_sql: str = "",
         data: Any = None,
         io: tuple[Any, Any] | None = None,
-        then_ready: list[str] | None = None,
+        then_ready: Sequence[str] = (),
     ) -> tuple[list[dict[str, Any]], dict[str, StepState]]:
         """`move_steps`, plus the run's top-level step states as they are after the move, read in the
         same statement: what `advance_run` needs next, without another round trip. The statement's
@@ -149,7 +149,7 @@ class RunTxn:
         if then_ready:
             where_ready, set_ready = READY_MOVE
             statements.append(
-                self._move_statement("ready", where_ready, {"nodes": then_ready}, set_ready)
+                self._move_statement("ready", where_ready, {"nodes": list(then_ready)}, set_ready)
             )
         results = await self._execute_many(statements)
         rows, states = results[0], self._states_of(results[0], dest)
