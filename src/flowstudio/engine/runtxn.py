@@ -10,10 +10,10 @@ events, NOTIFY, outbox; SQL text in `engine/txnsql.py`): events get gapless `seq
 
 Round trips are the hot path's cost. `move_steps(io=...)` upserts the payload row and
 `move_steps_reading_states()` returns the run's step states (for `advance_run`) in the move's
-statement. On an idle connection the transaction is sent as few messages as possible (simple query
-protocol, client-side binding): `BEGIN; lock` goes with the first move when the caller asks for
-`defer_lock` (the move then sees the locked state: it is a later statement), and the flush carries
-the COMMIT. `claim_at_flush()` (eager dispatch) claims the next step inside the flush statement.
+statement. On an idle connection the transaction is sent as few messages as possible (psycopg
+pipelines of prepared statements; DB_PIPELINE=0 sends them one by one): `BEGIN; lock` goes with the
+first move when the caller asks for `defer_lock` (the move then sees the locked state: it is a later
+statement with its own snapshot), and the flush carries the COMMIT. `claim_at_flush()` (eager dispatch) claims the next step inside the flush statement.
 """
 
 from __future__ import annotations
@@ -122,7 +122,9 @@ class RunTxn:
         """Guarded move of this run's steps matching `where`; returns moved rows with `from_status`.
 
         `io=(input, output)` also upserts the moved steps' payload row in the same statement."""
-        rows, _ = await self._move(trigger, where, params, set_sql, data, io, read_states=False)
+        statement = self._move_statement(trigger, where, params, set_sql, io)
+        (rows,) = await self._execute_many([statement])
+        self._log_moves(rows, step_move(trigger)[1], data)
         return rows
 
     async def move_steps_reading_states(
@@ -159,24 +161,6 @@ class RunTxn:
             self._log_moves(results[1], ready_dest, None)
             for row in results[1]:
                 states[row["node_id"]] = StepState(ready_dest, row["branch"])
-        return rows, states
-
-    async def _move(
-        self,
-        trigger: str,
-        where: str,
-        params: dict[str, Any],
-        set_sql: str,
-        data: Any,
-        io: tuple[Any, Any] | None,
-        *,
-        read_states: bool,
-    ) -> tuple[list[dict[str, Any]], dict[str, StepState]]:
-        dest = step_move(trigger)[1]
-        statement = self._move_statement(trigger, where, params, set_sql, io, read_states)
-        (rows,) = await self._execute_many([statement])
-        states = self._states_of(rows, dest) if read_states else {}
-        self._log_moves(rows, dest, data)
         return rows, states
 
     def _move_statement(
