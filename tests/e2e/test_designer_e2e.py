@@ -5,8 +5,9 @@ database and queue prefix (so no other test's workers touch its runs), migrates 
 (serving the built UI through UI_DIST), an orchestrator and two workers; `make_user` adds an editor.
 `test_designer_end_to_end` runs frontend/e2e/designer.mjs (log in, drag and connect nodes, save,
 chat over SSE, SIGKILL the worker running a step and see the run finish, replay, fork, ops) and
-`test_300_node_flow_renders_within_a_second` runs frontend/bench/render300.mjs. Both node scripts
-must exit 0; screenshots land in test-artifacts/.
+`test_300_node_render_benchmark_runs_and_reports_figures` runs frontend/bench/render300.mjs, which
+reports its timings against the 1 s goal but never fails on them (a shared machine is noisy): the test
+checks only that it measured. Both node scripts must exit 0; screenshots land in test-artifacts/.
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ def test_300_node_render_benchmark_runs_and_reports_figures(
     assert proc.returncode == 0, report(proc, stack)
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     # A benchmark reports figures; it does not pass or fail on timing (that would flake on a busy
-    # machine). The README gives the measured median against the 1 s target.
-    assert figures["nodes"] == 300
-    assert figures["cold_ms"]["median"] > 0 and figures["edges"] > 0
+    # machine). The README gives the measured median against the 1 s goal.
+    assert figures["nodes"] == 300 and figures["edges"] >= 299
+    assert figures["goal_ms"] == 1000 and isinstance(figures["within_goal"], bool)
+    for kind in ("cold_ms", "warm_ms"):
+        runs = figures[kind]["runs"]
+        assert len(runs) == 5 and all(0 < ms < 30_000 for ms in runs), figures
+        assert figures[kind]["min"] <= figures[kind]["median"] <= figures[kind]["max"]
