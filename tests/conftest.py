@@ -42,6 +42,9 @@ def base_env(database_url: str) -> dict[str, str]:
         {
             "DATABASE_URL": database_url,
             "QUEUE_PREFIX": f"fstest_{uuid.uuid4().hex[:8]}",
+            # RabbitMQ unless a test asks for the PostgreSQL queue (QUEUE_BACKEND=postgres)
+            "AMQP_URL": os.environ.get("AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/",
+            "QUEUE_BACKEND": "rabbitmq",
             "FLOWSTUDIO_ENV_FILE": "",
             "LEASE_SECONDS": "3",
             "HEARTBEAT_SECONDS": "0.5",

@@ -17,7 +17,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from flowstudio.settings import Settings, load_settings
+import msgspec
+
+from flowstudio.settings import EMBEDDED, Settings, SettingsError, load_settings
 
 log = logging.getLogger("flowstudio")
 
@@ -119,6 +121,14 @@ def cmd_up(settings: Settings, workers: int, concurrency: int) -> int:
     """Supervise the components as child processes; a child that dies is restarted."""
     if cmd_migrate(settings) != 0:
         return 1
+    from flowstudio.bootstrap import ensure_first_admin
+    from flowstudio.runtime import run_async
+
+    try:
+        run_async(lambda: ensure_first_admin(settings))
+    except ValueError as exc:
+        sys.stderr.write(f"flowstudio: error: {exc}\n")
+        return 2
     exe = [sys.executable, "-m", "flowstudio"]
     specs = {"api": [*exe, "api"], "orchestrator": [*exe, "orchestrator"]}
     for i in range(workers):
@@ -154,10 +164,25 @@ def cmd_up(settings: Settings, workers: int, concurrency: int) -> int:
     return 0
 
 
+def with_embedded_database(settings: Settings) -> Settings:
+    """Start (or attach to) the embedded PostgreSQL; children started by `up` inherit its URL."""
+    from flowstudio.home import start_embedded_postgres
+
+    url = start_embedded_postgres()
+    os.environ["DATABASE_URL"] = url
+    return msgspec.structs.replace(settings, database_url=url)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = load_settings(os.environ.get("FLOWSTUDIO_ENV_FILE", ".env"))
+    try:
+        settings = load_settings(os.environ.get("FLOWSTUDIO_ENV_FILE", ".env"))
+    except SettingsError as exc:
+        sys.stderr.write(f"flowstudio: error: {exc}\n")
+        return 2
     setup_logging(settings.log_level)
+    if settings.database_url == EMBEDDED:
+        settings = with_embedded_database(settings)
     from flowstudio.runtime import run_async
 
     match args.command:

@@ -2,7 +2,11 @@
 
 `load_settings()` reads `.env` (never overriding real environment variables), then builds one frozen
 `Settings` struct; every process entry point calls it and passes the struct down. `database_url()`
-prefers DATABASE_URL and otherwise composes one from DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME.
+prefers DATABASE_URL and otherwise composes one from DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME; with
+neither DATABASE_URL nor DB_HOST (or DATABASE_URL=embedded) it returns `EMBEDDED`, which the CLI
+replaces by the URL of the embedded PostgreSQL it starts (home.py). An empty SECRET_KEY is replaced by
+the key generated once into FLOWSTUDIO_HOME; QUEUE_BACKEND defaults to rabbitmq when AMQP_URL is set
+and to the PostgreSQL queue otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from urllib.parse import quote
 
 import msgspec
 from dotenv import load_dotenv
+
+from flowstudio.home import generated_secret_key
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,6 +43,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_concurrency: int = 100
     eager_steps: int = 32
     db_pipeline: bool = True
+    # rabbitmq | postgres: which queue carries step pointers (queue/factory.py)
+    queue_backend: str = "rabbitmq"
+
+
+class SettingsError(ValueError):
+    """A setting has a value Flowstudio cannot use (the CLI answers exit code 2 with the message)."""
 
 
 def _env(name: str, default: str) -> str:
@@ -44,10 +56,15 @@ def _env(name: str, default: str) -> str:
     return default if value is None or value == "" else value
 
 
+EMBEDDED = "embedded"
+
+
 def database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
+    url = os.environ.get("DATABASE_URL", "").strip()
     if url:
         return url
+    if not os.environ.get("DB_HOST", "").strip():
+        return EMBEDDED
     user = quote(_env("DB_USER", "postgres"), safe="")
     password = os.environ.get("DB_PASSWORD", "")
     auth = f"{user}:{quote(password, safe='')}" if password else user
@@ -61,6 +78,9 @@ def load_settings(env_file: str | None = ".env") -> Settings:
     if env_file and os.path.exists(env_file):
         load_dotenv(env_file, override=False)
     lease = float(_env("LEASE_SECONDS", "30"))
+    backend = _env("QUEUE_BACKEND", "rabbitmq" if os.environ.get("AMQP_URL") else "postgres")
+    if backend not in ("rabbitmq", "postgres"):
+        raise SettingsError(f"QUEUE_BACKEND must be rabbitmq or postgres, not {backend!r}")
     allowed = tuple(h.strip() for h in _env("HTTP_ALLOWED_HOSTS", "").split(",") if h.strip())
     return Settings(
         database_url=database_url(),
@@ -68,7 +88,7 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         queue_prefix=_env("QUEUE_PREFIX", "flowstudio"),
         backend_host=_env("BACKEND_HOST", "localhost"),
         backend_port=int(_env("BACKEND_PORT", "8005")),
-        secret_key=_env("SECRET_KEY", ""),
+        secret_key=_env("SECRET_KEY", "") or generated_secret_key(),
         maxplatform_url=_env("MAXPLATFORM_URL", "http://localhost:8000"),
         auth_mode=_env("AUTH_MODE", "local"),
         maxplatform_me_path=_env("MAXPLATFORM_ME_PATH", "/api/auth/me"),
@@ -81,8 +101,9 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         worker_grace_seconds=float(_env("WORKER_GRACE_SECONDS", "10")),
         db_pool_size=int(_env("DB_POOL_SIZE", "10")),
         log_level=_env("LOG_LEVEL", "INFO"),
-        ui_dist=_env("UI_DIST", "frontend/dist"),
+        ui_dist=_env("UI_DIST", ""),
         batch_concurrency=int(_env("BATCH_CONCURRENCY", "100")),
         eager_steps=int(_env("EAGER_STEPS", "32")),
+        queue_backend=backend,
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
     )

@@ -1,7 +1,8 @@
 """The durability crash matrix: real processes are SIGKILLed (or crash themselves at named crash points,
 FLOWSTUDIO_CRASHPOINTS) and RabbitMQ / PostgreSQL connections are cut while runs are in flight.
 
-Each test gets its own database and queue (`support/private_stack.py`), starts API / orchestrator /
+Every test runs against both queue backends (`queue_backend`: RabbitMQ, and the PostgreSQL queue of
+QUEUE_BACKEND=postgres), except the two that cut RabbitMQ itself. Each test gets its own database and queue (`support/private_stack.py`), starts API / orchestrator /
 workers through conftest's `stack`, starts runs over HTTP, breaks one thing at one moment, restarts
 what died, and then checks every run in PostgreSQL (`support/durability.py`): terminal within a bounded
 time, event log consistent, no step committed twice, sink calls <= attempts per Idempotency-Key.
@@ -43,6 +44,16 @@ Creds = tuple[str, str]
 Conn = psycopg.Connection[Any]
 NO_CRASH = {"FLOWSTUDIO_CRASHPOINTS": ""}
 log = logging.getLogger(__name__)
+
+
+@pytest.fixture(params=["rabbitmq", "postgres"])
+def queue_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def needs_rabbitmq(queue_backend: str) -> None:
+    if queue_backend != "rabbitmq":
+        pytest.skip("cuts RabbitMQ itself; the PostgreSQL queue's outage is the database's")
 
 
 def start_all(stack: Stack, creds: Creds, workers: int = 1, concurrency: int = 4) -> Api:
@@ -310,8 +321,9 @@ def start_in_flight_runs(stack: Stack, creds: Creds, sink: Sink, n: int) -> list
 
 
 def test_runs_finish_after_a_broker_restart(
-    stack: Stack, credentials: Creds, db: Conn, sink: Sink
+    stack: Stack, credentials: Creds, db: Conn, sink: Sink, queue_backend: str
 ) -> None:
+    needs_rabbitmq(queue_backend)
     runs = start_in_flight_runs(stack, credentials, sink, 6)
     with broker_outage():
         time.sleep(3)
@@ -321,8 +333,9 @@ def test_runs_finish_after_a_broker_restart(
 
 
 def test_runs_finish_after_broker_connections_are_cut(
-    stack: Stack, credentials: Creds, db: Conn, sink: Sink
+    stack: Stack, credentials: Creds, db: Conn, sink: Sink, queue_backend: str
 ) -> None:
+    needs_rabbitmq(queue_backend)
     runs = start_in_flight_runs(stack, credentials, sink, 6)
     prefix = stack.env["QUEUE_PREFIX"]
     assert close_broker_connections(prefix) >= 3  # API, orchestrator and both workers connect

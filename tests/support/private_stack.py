@@ -8,6 +8,8 @@ names below and override conftest's `base_env` and `db` for that module only:
 - `private_db_url` (module): a fresh migrated database (`infra.private_database`).
 - `base_env` (per test): the session env with that database and a queue prefix of its own (the queue
   is deleted after the test), so conftest's `stack` fixture starts processes on them.
+- `queue_backend`: "rabbitmq" here; a module that overrides it with params (the crash matrix) runs
+  every test against both queue backends (QUEUE_BACKEND).
 - `db`: an autocommit connection to the private database; `credentials`: an editor user in it.
 """
 
@@ -30,11 +32,25 @@ def private_db_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def queue_backend() -> str:
+    return "rabbitmq"
+
+
 @pytest.fixture(name="base_env")
-def private_base_env(base_env: dict[str, str], private_db_url: str) -> Iterator[dict[str, str]]:
+def private_base_env(
+    base_env: dict[str, str], private_db_url: str, queue_backend: str
+) -> Iterator[dict[str, str]]:
     prefix = f"fscrash_{uuid.uuid4().hex[:8]}"
-    yield {**base_env, "DATABASE_URL": private_db_url, "QUEUE_PREFIX": prefix, "DB_POOL_SIZE": "5"}
-    delete_queue(f"{prefix}.steps")
+    yield {
+        **base_env,
+        "DATABASE_URL": private_db_url,
+        "QUEUE_PREFIX": prefix,
+        "DB_POOL_SIZE": "5",
+        "QUEUE_BACKEND": queue_backend,
+    }
+    if queue_backend == "rabbitmq":
+        delete_queue(f"{prefix}.steps")
 
 
 @pytest.fixture(name="db")

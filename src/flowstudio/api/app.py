@@ -3,7 +3,8 @@
 The lifespan opens the PostgreSQL pool, the broker and the outbox publisher (whose flush loop runs in
 the app's task group) and closes them on shutdown. Routes come from one module per resource; every
 handler receives `conn` (pooled connection) and, when it declares it, `user` (authenticated). Errors
-are problem+json (`api/errors.py`). The built designer (frontend/dist) is served at `/` if present.
+are problem+json (`api/errors.py`). The built designer (`resources.ui_dist`) is served at `/`; an
+install without one answers `/` with a page that says how to get it.
 OpenAPI lives at /schema.
 """
 
@@ -12,11 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
-from litestar import Litestar, Response, get
+from litestar import Litestar, MediaType, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -46,8 +46,9 @@ from flowstudio.api.deps import provide_conn, provide_user
 from flowstudio.api.errors import exception_handlers, problem_response
 from flowstudio.api.events import EventHub
 from flowstudio.auth.maxplatform import MaxplatformAuth
-from flowstudio.queue.broker import RabbitBroker
+from flowstudio.queue.factory import make_broker
 from flowstudio.queue.outbox import OutboxPublisher
+from flowstudio.resources import ui_dist
 from flowstudio.settings import Settings
 from flowstudio.store.db import open_pool
 
@@ -75,11 +76,24 @@ async def ready(state: State) -> Response[Any]:
     return Response({"status": "ok", "checks": checks})
 
 
+NO_DESIGNER = """<!doctype html><html><head><meta charset="utf-8"><title>MAX Flowstudio</title></head>
+<body><h1>MAX Flowstudio</h1><p>The API is running, but this install has no built designer.</p>
+<p>To get it: install a wheel built where Node.js &ge; 20 was available (the build bundles the
+designer), or in a source checkout run <code>cd frontend &amp;&amp; npm ci &amp;&amp; npm run build</code>,
+or point <code>UI_DIST</code> at a built <code>frontend/dist</code>.
+The HTTP API works without it: see <a href="/schema">/schema</a>.</p></body></html>"""
+
+
+@get("/", include_in_schema=False, media_type=MediaType.HTML)
+async def no_designer() -> str:
+    return NO_DESIGNER
+
+
 def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = await open_pool(settings, max_size=settings.db_pool_size, name="flowstudio-api")
-        broker = RabbitBroker(settings.amqp_url, settings.queue_prefix)
+        broker = make_broker(settings)
         publisher = OutboxPublisher(broker, pool)
         hub = EventHub(settings)
         external = (
@@ -115,13 +129,15 @@ def create_app(settings: Settings) -> Litestar:
     handlers += [*ops.ROUTES, *flow_version.ROUTES]
     handlers += batches.ROUTES
     handlers += [*publishing.ROUTES, *shares.ROUTES, *webhooks.ROUTES, *openai_compat.ROUTES]
-    dist = Path(settings.ui_dist)
-    if (dist / "index.html").is_file():
+    dist = ui_dist(settings.ui_dist)
+    if dist is not None:
         handlers.append(
             create_static_files_router(
                 path="/", directories=[dist], html_mode=True, include_in_schema=False
             )
         )
+    else:
+        handlers.append(no_designer)
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],

@@ -31,7 +31,7 @@ from flowstudio.bench.workload import (
     create_chain_flow,
     sequential_figures,
 )
-from flowstudio.queue.broker import RabbitBroker
+from flowstudio.queue.factory import make_broker
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.runtime import run_async
 from flowstudio.settings import Settings
@@ -106,7 +106,7 @@ async def bench_session(sandbox: Sandbox, config: BenchConfig) -> dict[str, Any]
     await warn_if_short_of_connections(settings, config)
     sandbox.start_engine(config.workers, config.concurrency)
     pool = await open_pool(settings, min_size=STARTERS, max_size=STARTERS + 1, name="fs-bench")
-    broker = RabbitBroker(settings.amqp_url, settings.queue_prefix)
+    broker = make_broker(settings)
     publisher = OutboxPublisher(broker, pool)
     failure: BenchError | None = None
     try:

@@ -23,7 +23,7 @@ from flowstudio.crashpoints import crashpoint
 from flowstudio.engine import batches, children, recovery, schedules
 from flowstudio.engine.runtxn import OutboxMessage
 from flowstudio.nodes import registry
-from flowstudio.queue.broker import RabbitBroker
+from flowstudio.queue.factory import make_broker
 from flowstudio.queue.outbox import OutboxPublisher, relay_once
 from flowstudio.runtime import (
     new_process_id,
@@ -56,7 +56,7 @@ class Orchestrator:
     async def run(self) -> None:
         registry.load_all()
         self.pool = await open_pool(self.settings, max_size=4, name=self.id, generic_plans=True)
-        self.broker = RabbitBroker(self.settings.amqp_url, self.settings.queue_prefix)
+        self.broker = make_broker(self.settings)
         self.publisher = OutboxPublisher(self.broker, self.pool)
         stop = anyio.Event()
         try:

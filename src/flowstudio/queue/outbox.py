@@ -18,13 +18,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from flowstudio.crashpoints import crashpoint
 from flowstudio.engine.runtxn import OutboxMessage
-from flowstudio.queue.broker import RabbitBroker
+from flowstudio.queue.factory import Broker
 
 log = logging.getLogger(__name__)
 
 
 class OutboxPublisher:
-    def __init__(self, broker: RabbitBroker, pool: AsyncConnectionPool) -> None:
+    def __init__(self, broker: Broker, pool: AsyncConnectionPool) -> None:
         self.broker = broker
         self.pool = pool
         self._published: list[int] = []
@@ -59,7 +59,7 @@ class OutboxPublisher:
 
 
 async def relay_once(
-    pool: AsyncConnectionPool, broker: RabbitBroker, *, grace: float = 2.0, limit: int = 500
+    pool: AsyncConnectionPool, broker: Broker, *, grace: float = 2.0, limit: int = 500
 ) -> int:
     """Publish outbox rows older than `grace` seconds that nobody deleted; returns how many."""
     async with pool.connection() as conn, conn.transaction():

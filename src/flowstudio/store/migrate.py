@@ -3,8 +3,8 @@
 `apply_migrations(settings)` takes a session-level advisory lock (so several processes starting at once
 serialize), creates `schema_migrations` if needed, and runs each file not yet recorded inside its own
 transaction together with its bookkeeping row. Re-running is a no-op. A missing database is
-created first (`ensure_database`). `find_migrations_dir()` looks next
-to the working directory first and then beside the installed package (the source checkout).
+created first (`ensure_database`). `find_migrations_dir()` finds them in the
+package (a wheel) or the source checkout (`resources.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from flowstudio.resources import migrations_dir
 from flowstudio.settings import Settings
 from flowstudio.store.db import connect
 
@@ -26,13 +27,7 @@ NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
 
 def find_migrations_dir() -> Path:
-    candidates = [Path.cwd() / "migrations", Path(__file__).resolve().parents[3] / "migrations"]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    raise FileNotFoundError(
-        "migrations/ directory not found (looked in: " + ", ".join(str(c) for c in candidates) + ")"
-    )
+    return migrations_dir()
 
 
 def list_migrations(directory: Path) -> list[Path]:

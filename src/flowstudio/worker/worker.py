@@ -19,7 +19,6 @@ import anyio
 import anyio.abc
 import httpx
 import msgspec
-from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from flowstudio.crashpoints import crashpoint
@@ -38,7 +37,8 @@ from flowstudio.nodes.registry import (
     StartChild,
     Wait,
 )
-from flowstudio.queue.broker import RabbitBroker, decode_message
+from flowstudio.queue.broker import decode_message
+from flowstudio.queue.factory import Delivery, make_broker
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.runtime import (
     new_process_id,
@@ -56,7 +56,7 @@ from flowstudio.worker.items import item_context, load_item, resolve_child_flow
 log = logging.getLogger(__name__)
 
 
-async def ack(message: AbstractIncomingMessage) -> None:
+async def ack(message: Delivery) -> None:
     """Ack, surviving a channel that died since delivery (broker restart, cut connection): the broker
     then redelivers the pointer, and the redelivery finds nothing to claim (stale token)."""
     try:
@@ -89,7 +89,7 @@ class Worker:
         self.pool = await open_pool(
             self.settings, max_size=self.concurrency + 2, name=self.id, generic_plans=True
         )
-        self.broker = RabbitBroker(self.settings.amqp_url, self.settings.queue_prefix)
+        self.broker = make_broker(self.settings)
         self.publisher = OutboxPublisher(self.broker, self.pool)
         self.http = httpx.AsyncClient(follow_redirects=False)
         stop = anyio.Event()
@@ -145,9 +145,7 @@ class Worker:
             await slots.acquire()
             steps_tg.start_soon(self._handle_with_slot, message, slots)
 
-    async def _handle_with_slot(
-        self, message: AbstractIncomingMessage, slots: anyio.Semaphore
-    ) -> None:
+    async def _handle_with_slot(self, message: Delivery, slots: anyio.Semaphore) -> None:
         try:
             await self.handle_message(message)
         except TRANSIENT as exc:  # DB lost mid-step: the lease expires, the reaper re-dispatches
@@ -158,7 +156,7 @@ class Worker:
         finally:
             slots.release()
 
-    async def handle_message(self, message: AbstractIncomingMessage) -> None:
+    async def handle_message(self, message: Delivery) -> None:
         try:
             msg = decode_message(message.body)
         except msgspec.DecodeError:

