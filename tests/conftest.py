@@ -60,6 +60,13 @@ def base_env(database_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
+def queue_backend() -> str:
+    """The queue of private stacks (support/private_stack.py); the crash matrix overrides it with
+    both backends."""
+    return "rabbitmq"
+
+
+@pytest.fixture
 def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn

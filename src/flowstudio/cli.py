@@ -3,7 +3,8 @@
 `main()` parses arguments (exit code 2 with a message on bad input), loads settings, sets up logging,
 and dispatches: migrate -> store.migrate; api -> uvicorn(create_app); orchestrator / worker -> their
 `run()`; up -> migrate, then API + orchestrator + workers as child processes, restarted if they die;
-user create -> store.users; bench -> bench.run_bench.
+user create -> store.users; prune -> store.retention; bench -> bench.run_bench. With no database
+configured, the embedded PostgreSQL is started first (`with_embedded_database`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     uc.add_argument("--password", required=True)
     uc.add_argument("--role", action="append", choices=["admin", "editor", "runner", "viewer"])
     uc.add_argument("--name", default="")
+    pr = sub.add_parser("prune", help="delete finished, unpinned runs older than an age")
+    pr.add_argument("--older-than", required=True, help="age, e.g. 30d, 12h, 90m")
+    pr.add_argument("--batch-size", type=int, default=500)
     b = sub.add_parser("bench", help="engine benchmark")
     b.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     b.add_argument("--runs", type=int, default=200)
@@ -164,6 +168,32 @@ def cmd_up(settings: Settings, workers: int, concurrency: int) -> int:
     return 0
 
 
+def cmd_prune(settings: Settings, older_than: str, batch_size: int) -> int:
+    from flowstudio.runtime import run_async
+    from flowstudio.store.db import connect
+    from flowstudio.store.retention import parse_age, prune_runs
+
+    try:
+        age = parse_age(older_than)
+    except ValueError as exc:
+        sys.stderr.write(f"flowstudio: error: --older-than: {exc}\n")
+        return 2
+    if batch_size < 1:
+        sys.stderr.write("flowstudio: error: --batch-size must be >= 1\n")
+        return 2
+
+    async def prune() -> dict[str, int]:
+        conn = await connect(settings, name="flowstudio-prune")
+        try:
+            return await prune_runs(conn, age, batch_size=batch_size)
+        finally:
+            await conn.close()
+
+    counts = run_async(prune)
+    log.info("prune: deleted %d runs and %d batches", counts["runs"], counts["batches"])
+    return 0
+
+
 def with_embedded_database(settings: Settings) -> Settings:
     """Start (or attach to) the embedded PostgreSQL; children started by `up` inherit its URL."""
     from flowstudio.home import start_embedded_postgres
@@ -207,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_up(settings, args.workers, args.concurrency)
         case "user":
             return cmd_user_create(settings, args)
+        case "prune":
+            return cmd_prune(settings, args.older_than, args.batch_size)
         case "bench":
             from flowstudio.bench import run_bench
 

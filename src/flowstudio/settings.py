@@ -45,6 +45,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pipeline: bool = True
     # rabbitmq | postgres: which queue carries step pointers (queue/factory.py)
     queue_backend: str = "rabbitmq"
+    # > 0: the orchestrator prunes finished, unpinned runs older than this many days, daily
+    prune_after_days: float = 0.0
 
 
 class SettingsError(ValueError):
@@ -105,5 +107,6 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         batch_concurrency=int(_env("BATCH_CONCURRENCY", "100")),
         eager_steps=int(_env("EAGER_STEPS", "32")),
         queue_backend=backend,
+        prune_after_days=float(_env("PRUNE_AFTER_DAYS", "0")),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
     )

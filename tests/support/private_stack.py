@@ -8,7 +8,7 @@ names below and override conftest's `base_env` and `db` for that module only:
 - `private_db_url` (module): a fresh migrated database (`infra.private_database`).
 - `base_env` (per test): the session env with that database and a queue prefix of its own (the queue
   is deleted after the test), so conftest's `stack` fixture starts processes on them.
-- `queue_backend`: "rabbitmq" here; a module that overrides it with params (the crash matrix) runs
+- `queue_backend` (conftest): "rabbitmq"; a module that overrides it with params (the crash matrix) runs
   every test against both queue backends (QUEUE_BACKEND).
 - `db`: an autocommit connection to the private database; `credentials`: an editor user in it.
 """
@@ -30,11 +30,6 @@ from tests.support.infra import delete_queue, private_database
 def private_db_url() -> Iterator[str]:
     with private_database() as url:
         yield url
-
-
-@pytest.fixture
-def queue_backend() -> str:
-    return "rabbitmq"
 
 
 @pytest.fixture(name="base_env")

@@ -34,6 +34,7 @@ from flowstudio.api import (
     openai_compat,
     ops,
     publishing,
+    retention,
     run_control,
     runs,
     schedules,
@@ -128,6 +129,7 @@ def create_app(settings: Settings) -> Litestar:
     handlers += [*run_control.ROUTES, *sync_run.ROUTES, *schedules.ROUTES]
     handlers += [*ops.ROUTES, *flow_version.ROUTES]
     handlers += batches.ROUTES
+    handlers += retention.ROUTES
     handlers += [*publishing.ROUTES, *shares.ROUTES, *webhooks.ROUTES, *openai_compat.ROUTES]
     dist = ui_dist(settings.ui_dist)
     if dist is not None:

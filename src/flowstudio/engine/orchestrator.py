@@ -8,6 +8,7 @@ loudly; a database outage only delays them, see `_guarded`):
   message was lost, settles runs with no live work, and relays outbox rows the fast path missed.
 - `batches.batch_loop`: starts queued runs of batches, at most BATCH_CONCURRENCY live per batch.
 - `schedule_loop`: fires due cron ticks exactly once (`schedules.fire_due_schedules`).
+- `retention.prune_loop` (when PRUNE_AFTER_DAYS > 0): daily deletion of old finished, unpinned runs.
 - the process heartbeat. Any number of orchestrators may run: every move is guarded and row-locked.
 """
 
@@ -33,6 +34,7 @@ from flowstudio.runtime import (
     unregister_process,
 )
 from flowstudio.settings import Settings
+from flowstudio.store import retention
 from flowstudio.store.db import TRANSIENT, open_pool, retry_db
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,8 @@ class Orchestrator:
                 tg.start_soon(self.schedule_loop)
                 tg.start_soon(self.publisher.flush_loop)
                 tg.start_soon(batches.batch_loop, self.pool, self.publisher, self.settings)
+                if self.settings.prune_after_days > 0:
+                    tg.start_soon(retention.prune_loop, self.pool, self.settings.prune_after_days)
                 tg.start_soon(
                     process_heartbeat_loop, self.pool, self.id, "orchestrator", self.stats, 2.0
                 )

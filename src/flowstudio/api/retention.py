@@ -1,0 +1,46 @@
+"""Pinning runs against retention: `POST /api/v1/runs/{id}/pin` and `/unpin` (owner or admin).
+
+A pinned run is never deleted by `flowstudio prune` or the orchestrator's daily prune
+(store/retention.py); runs of others are 404 as everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import psycopg
+from litestar import post
+
+from flowstudio.api.deps import User, can_see
+from flowstudio.api.errors import not_found
+
+
+class PinOut(msgspec.Struct):
+    id: str
+    pinned: bool
+
+
+async def _set_pinned(
+    conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID, pinned: bool
+) -> PinOut:
+    cur = await conn.execute("SELECT owner_id FROM runs WHERE id = %s", (run_id,))
+    row = await cur.fetchone()
+    if row is None or not can_see(user, row["owner_id"]):
+        raise not_found("run")
+    await conn.execute("UPDATE runs SET pinned = %s WHERE id = %s", (pinned, run_id))
+    return PinOut(id=str(run_id), pinned=pinned)
+
+
+@post("/api/v1/runs/{run_id:uuid}/pin", status_code=200, tags=["runs"])
+async def pin_run(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> PinOut:
+    return await _set_pinned(conn, user, run_id, True)
+
+
+@post("/api/v1/runs/{run_id:uuid}/unpin", status_code=200, tags=["runs"])
+async def unpin_run(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> PinOut:
+    return await _set_pinned(conn, user, run_id, False)
+
+
+ROUTES = [pin_run, unpin_run]
