@@ -133,7 +133,10 @@ def cmd_up(settings: Settings, workers: int, concurrency: int) -> int:
     except ValueError as exc:
         sys.stderr.write(f"flowstudio: error: {exc}\n")
         return 2
-    exe = [sys.executable, "-m", "flowstudio"]
+    # a frozen (PyInstaller) flowstudio is its own interpreter: its children run the same binary
+    exe = (
+        [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "flowstudio"]
+    )
     specs = {"api": [*exe, "api"], "orchestrator": [*exe, "orchestrator"]}
     for i in range(workers):
         specs[f"worker-{i}"] = [*exe, "worker", "--concurrency", str(concurrency)]
