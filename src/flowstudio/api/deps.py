@@ -3,7 +3,7 @@
 `provide_conn` lends one pooled connection per request. `provide_user` authenticates, in order, an API
 key (`x-api-key`, or `Authorization: Bearer fsk_...` as OpenAI-style clients send it), a session token
 (`Authorization: Bearer fss_...`) or the session cookie, then (AUTH_MODE=maxplatform) a MAXplatform
-token, and raises 401 otherwise. Sessions past their idle timeout or absolute lifetime are refused
+token, and raises 401 otherwise (`authenticated_row` is that lookup alone). Sessions past their idle timeout or absolute lifetime are refused
 (`store.sessions`); expired or revoked keys too (`store.api_keys`). A scoped key is cut down here, in
 one place (`auth.scopes`): the route must be one its scope allows (else 403), its permissions shrink
 to running, and a `run:flow:` key carries `flow_scope`, which `api.access` and `api.runs.owned_run`
@@ -109,19 +109,28 @@ def _scoped(user: User, scope: str, request: Request[Any, Any, Any]) -> User:
     )
 
 
-async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]) -> User:
-    row = None
+async def authenticated_row(
+    request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any] | None:
+    """The user row the request's credentials name (with `scope` for a key, `session_id` for a
+    session), or None. Raises 429/403 for MAXplatform lookups that are rate-limited or refused."""
     api_key = request.headers.get("x-api-key")
     token = bearer_token(request)
     if not api_key and token and token.startswith(API_KEY_PREFIX):
         api_key, token = token, None
-    settings = request.app.state.settings
     if api_key:
-        row = await api_keys.user_by_api_key(conn, digest(api_key))
-    elif token:
-        row = await sessions.user_by_session(conn, digest(token), settings.session_idle_minutes)
-        if row is None:
-            row = await _external_user(request, conn, token)
+        return await api_keys.user_by_api_key(conn, digest(api_key))
+    if not token:
+        return None
+    idle = request.app.state.settings.session_idle_minutes
+    row = await sessions.user_by_session(conn, digest(token), idle)
+    if row is None:
+        row = await _external_user(request, conn, token)
+    return row
+
+
+async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]) -> User:
+    row = await authenticated_row(request, conn)
     if row is None:
         raise Problem(
             401,
@@ -137,7 +146,7 @@ async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConne
         permissions=permissions_of(row["roles"]),
         session_id=str(row["session_id"]) if row.get("session_id") else None,
     )
-    if api_key:
+    if "scope" in row:
         return _scoped(user, str(row["scope"]), request)
     return user
 
