@@ -73,7 +73,8 @@ async def change_password(
     if wait is not None:
         raise too_many(wait)
     row = await users.user_by_id(conn, user.id)
-    if row is None or not verify_password(row["password_hash"], data.current_password):
+    stored = row["password_hash"] if row else None
+    if not await anyio.to_thread.run_sync(verify_password, stored, data.current_password):
         await login_attempts.record_failure(conn, user.email, ip, policy.window_s)
         raise Problem(
             403,
