@@ -139,3 +139,14 @@ def test_key_creation_refuses_bad_scopes_with_field_paths(
     assert_status(r, 404)
     r = owner.http.post("/api/v1/api-keys", json={"name": "k", "scope": f"run:flow:{uuid.uuid4()}"})
     assert_status(r, 404)
+
+
+def test_an_admins_run_key_does_not_carry_admin_powers(
+    owner: Api, running_stack: Stack, database_url: str
+) -> None:
+    admin = Api(running_stack.base_url, *make_user(database_url, role="admin"))
+    someone_elses_run = owner.start_run(owner.create_flow(ECHO)["id"])
+    assert_status(admin.http.get(f"/api/v1/runs/{someone_elses_run}"), 200)
+    key = as_key(admin, make_key(admin, scope="run")["key"])
+    assert_status(key.get(f"/api/v1/runs/{someone_elses_run}"), 404)
+    assert "users:admin" not in key.get("/api/auth/me").json()["permissions"]

@@ -144,3 +144,28 @@ def test_idle_session_is_refused_and_activity_keeps_it(stack: Stack, user: tuple
     assert not alive(idle), "idle longer than SESSION_IDLE_MINUTES"
     time.sleep(7)
     assert not alive(busy)
+
+
+def test_last_seen_is_written_at_most_once_a_minute(
+    running_stack: Stack, user: tuple[str, str], db: psycopg.Connection[Any]
+) -> None:
+    client = session(running_stack.base_url, *user)
+    query = "SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.email = %s"
+    (sid,) = db.execute(query, (user[0],)).fetchone()
+    (fresh,) = db.execute(
+        "UPDATE sessions SET last_seen_at = now() - interval '30 seconds' WHERE id = %s "
+        "RETURNING last_seen_at",
+        (sid,),
+    ).fetchone()
+    for _ in range(20):
+        assert alive(client)
+    (after,) = db.execute("SELECT last_seen_at FROM sessions WHERE id = %s", (sid,)).fetchone()
+    assert after == fresh, "no write while last_seen_at is under a minute old"
+    db.execute(
+        "UPDATE sessions SET last_seen_at = now() - interval '90 seconds' WHERE id = %s", (sid,)
+    )
+    assert alive(client)
+    (moved,) = db.execute(
+        "SELECT now() - last_seen_at < interval '10 seconds' FROM sessions WHERE id = %s", (sid,)
+    ).fetchone()
+    assert moved
