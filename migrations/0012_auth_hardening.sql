@@ -1,5 +1,5 @@
 -- 0012_auth_hardening: external identities by (provider, subject), scoped and expiring API keys,
--- webhook signing secrets with replay memory, listable sessions with idle timeout, and the login
+-- webhook signing secrets, listable sessions with idle timeout, and the login
 -- backoff's known clients. See README "Authentication and keys".
 
 -- MAXplatform (and any later provider) users are found by the provider's immutable subject id, never
@@ -28,15 +28,6 @@ CREATE TABLE webhook_secrets (
     created_by uuid REFERENCES users(id) ON DELETE SET NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
--- Signatures already accepted inside the replay window: the same signed request twice is refused.
-CREATE TABLE webhook_deliveries (
-    flow_id   uuid NOT NULL REFERENCES flows(id) ON DELETE CASCADE,
-    signature bytea NOT NULL,
-    at        timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (flow_id, signature)
-);
-CREATE INDEX webhook_deliveries_at ON webhook_deliveries(at);
-
 -- Sessions get a public id (listing and revoking never show the token), last use and client facts.
 ALTER TABLE sessions ADD COLUMN id uuid NOT NULL DEFAULT gen_random_uuid();
 ALTER TABLE sessions ADD CONSTRAINT sessions_id_key UNIQUE (id);

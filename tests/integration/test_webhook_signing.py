@@ -1,7 +1,8 @@
 """Signed webhooks (issue 10 item 5): once a flow's webhook has a signing secret, a call needs
 `X-Flowstudio-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "t." + body)>` with a fresh timestamp;
-unsigned, stale, wrongly signed and replayed calls are 401; a good signature is 202. Verified the way
-a sender would sign, over real HTTP.
+unsigned, stale (also an old timestamp replayed with its once-valid signature) and wrongly signed
+calls are 401; a good signature is 202, and the same signed request again returns the same run
+(the signature is the run's idempotency key). Verified the way a sender would sign, over real HTTP.
 """
 
 from __future__ import annotations
@@ -72,8 +73,15 @@ def test_signed_webhook_refuses_unsigned_stale_bad_and_replayed_calls(owner: Api
     good = signed(secret, body)
     r = post(owner, key, flow_id, body, good)
     assert r.status_code == 202, r.text
-    assert owner.wait_run(r.json()["run_id"])["outputs"] == {"event": "paid", "n": 1}
-    refused(good, "the same signed request replayed")
+    run_id = r.json()["run_id"]
+    assert owner.wait_run(run_id)["outputs"] == {"event": "paid", "n": 1}
+    # the same signed request again (a replay, or a retry) starts nothing new, whatever
+    # Idempotency-Key it carries
+    for extra in ({}, {"Idempotency-Key": "attacker-chosen"}):
+        again = post(owner, key, flow_id, body, {**good, **extra})
+        assert again.status_code == 202 and again.json()["run_id"] == run_id
+    runs = owner.http.get("/api/v1/runs", params={"flow_id": flow_id, "limit": 100}).json()
+    assert len(runs["items"]) == 2, "the unsigned call before the secret, and one signed run"
 
     # an old timestamp replayed with its (once valid) signature is stale
     refused(signed(secret, body, int(time.time()) - 301), "replayed old timestamp")

@@ -8,9 +8,11 @@ Management (flow owner or admin, full-scope credentials only; `auth.scopes` keep
 Verification (`verify_webhook`, called by `api.webhooks.receive_webhook` for every call of a flow
 that has a secret, after the caller's credentials were checked): the header
 `X-Flowstudio-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>` must be
-present, `t` within WEBHOOK_TOLERANCE_SECONDS of now, one `v1` equal under `hmac.compare_digest`,
-and the signature not seen before for this flow within the window (`store.webhook_secrets.
-remember_delivery`). Anything else is 401; the reason is in the problem detail, never the secret.
+present, `t` within WEBHOOK_TOLERANCE_SECONDS of now and one `v1` equal under `hmac.compare_digest`;
+anything else is 401 (the reason in the problem detail, never the secret). A verified call returns
+its idempotency key `webhook-sig:<sha256 of t and signature>`, which the webhook uses instead of any
+`Idempotency-Key` header: the same signed request sent again inside the window (a replay, or the
+sender's retry after a lost answer) returns the run it already started and starts nothing new.
 """
 
 from __future__ import annotations
@@ -79,11 +81,12 @@ def _parse(header: str) -> tuple[int, list[str]]:
 
 async def verify_webhook(
     state: State, conn: psycopg.AsyncConnection[Any], flow_id: UUID, headers: Any, body: bytes
-) -> None:
-    """Returns when the flow's webhook is unsigned or the call is correctly signed; else 401."""
+) -> str | None:
+    """None for an unsigned webhook; the run's idempotency key for a correctly signed call; else
+    401."""
     row = await store.get_secret(conn, flow_id)
     if row is None:
-        return
+        return None
     header = headers.get(HEADER.lower(), "")
     if not header:
         raise _unauthorized("missing; this webhook requires a signature")
@@ -95,10 +98,7 @@ async def verify_webhook(
     expected = sign(secret, timestamp, body)
     if not any(hmac.compare_digest(expected, g) for g in given):
         raise _unauthorized("signature does not match")
-    if not await store.remember_delivery(
-        conn, flow_id, hashlib.sha256(f"{timestamp}.{expected}".encode()).digest(), tolerance
-    ):
-        raise _unauthorized("this signed request was already received (replay)")
+    return "webhook-sig:" + hashlib.sha256(f"{timestamp}.{expected}".encode()).hexdigest()
 
 
 @post("/api/v1/flows/{flow_id:uuid}/webhook-secret", status_code=201)

@@ -1,9 +1,7 @@
-"""SQL for webhook signing secrets (one per flow, AES-GCM ciphertext) and accepted signatures.
+"""SQL for webhook signing secrets (one per flow, AES-GCM ciphertext).
 
 `api/webhook_signing.py` calls these: `put_secret` creates or rotates, `get_secret` reads the
-ciphertext for verification, `delete_secret` makes the webhook unsigned again. `remember_delivery`
-inserts a verified signature and answers False when it was already there (a replay inside the
-window); rows older than the window are pruned on the way.
+ciphertext for verification, `delete_secret` makes the webhook unsigned again.
 """
 
 from __future__ import annotations
@@ -39,19 +37,3 @@ async def get_secret(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> dict[s
 async def delete_secret(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> bool:
     cur = await conn.execute("DELETE FROM webhook_secrets WHERE flow_id = %s", (flow_id,))
     return cur.rowcount > 0
-
-
-async def remember_delivery(
-    conn: psycopg.AsyncConnection[Any], flow_id: Any, signature: bytes, window_s: int
-) -> bool:
-    async with conn.transaction():
-        cur = await conn.execute(
-            """INSERT INTO webhook_deliveries (flow_id, signature) VALUES (%s, %s)
-               ON CONFLICT DO NOTHING""",
-            (flow_id, signature),
-        )
-        await conn.execute(
-            "DELETE FROM webhook_deliveries WHERE at < now() - make_interval(secs => %s)",
-            (2 * window_s,),
-        )
-        return cur.rowcount == 1
