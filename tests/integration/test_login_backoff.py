@@ -109,3 +109,13 @@ def test_known_client_by_address_or_device_cookie_gets_in_while_the_email_is_und
     assert login(base, email, password, fake_ips[0]).status_code == 200
     # so does the owner's browser from a new address, by its device cookie
     assert login(base, email, password, fake_ips[21], browser).status_code == 200
+
+
+def test_oversized_login_fields_are_422_with_the_field_path(running_stack: Stack) -> None:
+    for body, path in (
+        ({"email": "a" * 400 + "@example.com", "password": "x"}, "body.email"),
+        ({"email": "a@example.com", "password": "x" * 2000}, "body.password"),
+    ):
+        r = httpx.post(f"{running_stack.base_url}/api/auth/login", json=body)
+        assert r.status_code in (400, 422), r.text
+        assert path in r.text

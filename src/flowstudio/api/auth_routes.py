@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import psycopg
@@ -37,8 +37,8 @@ DEVICE_DAYS = 180
 
 
 class LoginBody(msgspec.Struct, kw_only=True):
-    email: str
-    password: str
+    email: Annotated[str, msgspec.Meta(max_length=320)]
+    password: Annotated[str, msgspec.Meta(max_length=1024)]
 
 
 class TokenOut(msgspec.Struct, kw_only=True):
