@@ -43,6 +43,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_concurrency: int = 100
     eager_steps: int = 32
     db_pipeline: bool = True
+    # authentication hardening (README "Authentication and keys")
+    maxplatform_role_map: tuple[tuple[str, str], ...] = ()
+    maxplatform_default_role: str = "viewer"
+    maxplatform_cache_seconds: float = 10.0
+    maxplatform_negative_cache_seconds: float = 30.0
+    maxplatform_lookups_per_minute: int = 30
+    session_idle_minutes: float = 720.0
+    session_max_hours: float = 168.0
+    api_key_default_days: int = 365
+    webhook_tolerance_seconds: int = 300
+    login_free_failures: int = 5
+    login_ip_free_failures: int = 20
+    login_email_free_failures: int = 50
+    login_backoff_base_seconds: float = 1.0
+    login_backoff_max_seconds: float = 900.0
+    login_window_seconds: int = 3600
     # rabbitmq | postgres: which queue carries step pointers (queue/factory.py)
     queue_backend: str = "rabbitmq"
     # > 0: the orchestrator prunes finished, unpinned runs older than this many days, daily
@@ -74,6 +90,16 @@ def database_url() -> str:
     port = _env("DB_PORT", "5432")
     name = _env("DB_NAME", "flowstudio")
     return f"postgresql://{auth}@{host}:{port}/{name}"
+
+
+def _role_map(raw: str) -> tuple[tuple[str, str], ...]:
+    """MAXPLATFORM_ROLE_MAP="maxrole:flowstudiorole,...": pairs, whitespace ignored."""
+    pairs = []
+    for item in raw.split(","):
+        src, sep, dst = item.partition(":")
+        if sep and src.strip() and dst.strip():
+            pairs.append((src.strip(), dst.strip()))
+    return tuple(pairs)
 
 
 def load_settings(env_file: str | None = ".env") -> Settings:
@@ -109,4 +135,19 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         queue_backend=backend,
         prune_after_days=float(_env("PRUNE_AFTER_DAYS", "0")),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
+        maxplatform_role_map=_role_map(_env("MAXPLATFORM_ROLE_MAP", "")),
+        maxplatform_default_role=_env("MAXPLATFORM_DEFAULT_ROLE", "viewer"),
+        maxplatform_cache_seconds=float(_env("MAXPLATFORM_CACHE_SECONDS", "10")),
+        maxplatform_negative_cache_seconds=float(_env("MAXPLATFORM_NEGATIVE_CACHE_SECONDS", "30")),
+        maxplatform_lookups_per_minute=int(_env("MAXPLATFORM_LOOKUPS_PER_MINUTE", "30")),
+        session_idle_minutes=float(_env("SESSION_IDLE_MINUTES", "720")),
+        session_max_hours=float(_env("SESSION_MAX_HOURS", "168")),
+        api_key_default_days=int(_env("API_KEY_DEFAULT_DAYS", "365")),
+        webhook_tolerance_seconds=int(_env("WEBHOOK_TOLERANCE_SECONDS", "300")),
+        login_free_failures=int(_env("LOGIN_FREE_FAILURES", "5")),
+        login_ip_free_failures=int(_env("LOGIN_IP_FREE_FAILURES", "20")),
+        login_email_free_failures=int(_env("LOGIN_EMAIL_FREE_FAILURES", "50")),
+        login_backoff_base_seconds=float(_env("LOGIN_BACKOFF_BASE_SECONDS", "1")),
+        login_backoff_max_seconds=float(_env("LOGIN_BACKOFF_MAX_SECONDS", "900")),
+        login_window_seconds=int(_env("LOGIN_WINDOW_SECONDS", "3600")),
     )

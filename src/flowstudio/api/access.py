@@ -7,6 +7,7 @@ the caller's `access` ('owner' | 'admin' | 'run' | 'view' | None). Routes then c
 A flow the caller cannot see at all is 404 (never a hint it exists); a visible flow with a forbidden
 action is 403. `resolve_flow_ref` turns a path's UUID or the caller's endpoint name into a flow id
 (sync run, webhook, OpenAI `model`). `deps.can_see` stays the owner/admin rule for runs and others.
+An API key scoped to one flow (`User.flow_scope`) finds every other flow missing (404) here.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def flow_row(flow: dict[str, Any]) -> dict[str, Any]:
 async def flow_with_access(
     conn: psycopg.AsyncConnection[Any], user: User, flow_id: UUID
 ) -> tuple[dict[str, Any], str | None]:
+    if user.flow_scope is not None and user.flow_scope != str(flow_id):
+        raise not_found("flow")  # a `run:flow:` API key sees its one flow only
     flow = await store.get_flow_for(conn, flow_id, user.id)
     if flow is None:
         raise not_found("flow")

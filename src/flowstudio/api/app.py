@@ -97,11 +97,7 @@ def create_app(settings: Settings) -> Litestar:
         broker = make_broker(settings)
         publisher = OutboxPublisher(broker, pool)
         hub = EventHub(settings)
-        external = (
-            MaxplatformAuth(settings.maxplatform_url, settings.maxplatform_me_path)
-            if settings.auth_mode == "maxplatform"
-            else None
-        )
+        external = MaxplatformAuth(settings) if settings.auth_mode == "maxplatform" else None
         app.state.update(
             pool=pool,
             broker=broker,

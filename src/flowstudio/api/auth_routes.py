@@ -1,16 +1,21 @@
 """Auth endpoints: login (cookie + bearer token), logout, me, and the sign-up redirect to MAXplatform.
 
-`login` first asks `store.login_attempts.retry_after` whether the email or the client IP has had
-LOGIN_MAX_FAILURES failed logins within LOGIN_WINDOW_S (then 429 + Retry-After, even for a right
-password, so the limit is no oracle); it then verifies the argon2 hash, records a failure or clears the
-email's failures, and creates a revocable session row; the same token is returned as `access_token` for
-programs and set as an HttpOnly SameSite cookie for the browser. The client IP is what uvicorn reports
-(X-Forwarded-For only from FORWARDED_ALLOW_IPS, loopback by default).
+`login` asks `store.login_attempts` whether this client is known for the account (its address or its
+`fs_device` cookie logged in before) and how long it must wait (exponential backoff per (email,
+address), and for unknown clients also per address and per email): a wait answers 429 + Retry-After,
+even for a right password, so the limit is no oracle. It then verifies the argon2 hash, records a
+failure or a success (which remembers the address and device), and creates a revocable session row
+(`store.sessions`, with user agent and address, SESSION_MAX_HOURS lifetime, SESSION_IDLE_MINUTES idle
+timeout); the token is returned as `access_token` for programs and set as an HttpOnly SameSite cookie
+for the browser. The client address is what uvicorn reports (`deps.client_address`). Account routes
+(password change, sessions, log out everywhere) are in `api/account.py` and listed in ROUTES here.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import secrets
+from typing import Annotated, Any
 
 import msgspec
 import psycopg
@@ -18,19 +23,22 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie, State
 from litestar.response import Redirect
 
-from flowstudio.api.deps import SESSION_COOKIE, User, bearer_token
+from flowstudio.api import account
+from flowstudio.api.deps import SESSION_COOKIE, User, bearer_token, client_address
 from flowstudio.api.errors import Problem
+from flowstudio.api.login_backoff import backoff_policy, too_many
 from flowstudio.auth.passwords import verify_dummy, verify_password
 from flowstudio.auth.tokens import digest
-from flowstudio.store import login_attempts, users
+from flowstudio.settings import Settings
+from flowstudio.store import login_attempts, sessions, users
 
-LOGIN_MAX_FAILURES = 10
-LOGIN_WINDOW_S = 15 * 60
+DEVICE_COOKIE = "fs_device"
+DEVICE_DAYS = 180
 
 
 class LoginBody(msgspec.Struct, kw_only=True):
-    email: str
-    password: str
+    email: Annotated[str, msgspec.Meta(max_length=320)]
+    password: Annotated[str, msgspec.Meta(max_length=1024)]
 
 
 class TokenOut(msgspec.Struct, kw_only=True):
@@ -38,38 +46,69 @@ class TokenOut(msgspec.Struct, kw_only=True):
     token_type: str = "bearer"
 
 
+class MeOut(msgspec.Struct, kw_only=True):
+    id: str
+    email: str
+    name: str
+    roles: list[str]
+    permissions: list[str]
+    scope: str  # `full`, or the API key's scope
+
+
+def _device_hash(value: str | None) -> str | None:
+    return hashlib.sha256(value.encode()).hexdigest() if value else None
+
+
 @post("/api/auth/login", status_code=200)
 async def login(
     data: LoginBody, conn: psycopg.AsyncConnection[Any], request: Request[Any, Any, Any]
 ) -> Response[TokenOut]:
+    settings: Settings = request.app.state.settings
     email = data.email.strip().lower()
-    ip = request.client.host if request.client else "unknown"
-    wait = await login_attempts.retry_after(conn, email, ip, LOGIN_MAX_FAILURES, LOGIN_WINDOW_S)
+    ip = client_address(request)
+    device = request.cookies.get(DEVICE_COOKIE) or None
+    policy = backoff_policy(settings)
+    known = await login_attempts.known_client(conn, email, ip, _device_hash(device))
+    wait = await login_attempts.retry_after(conn, email, ip, known, policy)
     if wait is not None:
-        raise Problem(
-            429,
-            "Too Many Requests",
-            f"too many failed logins; retry in {wait} seconds",
-            headers={"Retry-After": str(wait)},
-        )
+        raise too_many(wait)
     row = await users.user_by_email(conn, email)
     if row is None:
         verify_dummy(data.password)
     if row is None or not verify_password(row["password_hash"], data.password):
-        await login_attempts.record_failure(conn, email, ip)
+        await login_attempts.record_failure(conn, email, ip, policy.window_s)
         raise Problem(401, "Unauthorized", "invalid email or password")
-    await login_attempts.clear_email(conn, email)
-    token = await users.create_session(conn, row["id"])
-    cookie = Cookie(
-        key=SESSION_COOKIE,
-        value=token,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/",
-        max_age=7 * 24 * 3600,
+    device = device or secrets.token_urlsafe(24)
+    await login_attempts.record_success(conn, email, ip, _device_hash(device) or "")
+    token = await sessions.create_session(
+        conn,
+        row["id"],
+        max_hours=settings.session_max_hours,
+        user_agent=request.headers.get("user-agent", ""),
+        ip=ip,
     )
-    return Response(TokenOut(access_token=token), cookies=[cookie])
+    secure = request.url.scheme == "https"
+    cookies = [
+        Cookie(
+            key=SESSION_COOKIE,
+            value=token,
+            httponly=True,
+            samesite="lax",
+            secure=secure,
+            path="/",
+            max_age=int(settings.session_max_hours * 3600),
+        ),
+        Cookie(
+            key=DEVICE_COOKIE,
+            value=device,
+            httponly=True,
+            samesite="lax",
+            secure=secure,
+            path="/api/auth",
+            max_age=DEVICE_DAYS * 86400,
+        ),
+    ]
+    return Response(TokenOut(access_token=token), cookies=cookies)
 
 
 @post("/api/auth/logout", status_code=204)
@@ -78,15 +117,22 @@ async def logout(
 ) -> Response[None]:
     token = bearer_token(request)
     if token:
-        await users.delete_session(conn, digest(token))
+        await sessions.delete_session(conn, digest(token))
     return Response(
         None, status_code=204, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")]
     )
 
 
 @get("/api/auth/me")
-async def me(user: User) -> User:
-    return user
+async def me(user: User) -> MeOut:
+    return MeOut(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        roles=user.roles,
+        permissions=user.permissions,
+        scope=user.key_scope,
+    )
 
 
 @get("/api/auth/signup", status_code=302)
@@ -95,4 +141,4 @@ async def signup(state: State) -> Redirect:
     return Redirect(f"{base}/signup", status_code=302)
 
 
-ROUTES = [login, logout, me, signup]
+ROUTES = [login, logout, me, signup, *account.ROUTES]

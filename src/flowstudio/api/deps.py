@@ -1,8 +1,13 @@
 """Request dependencies: a pooled DB connection and the authenticated user.
 
-`provide_conn` lends one pooled connection per request. `provide_user` authenticates, in order, an API key
-(`x-api-key`, or `Authorization: Bearer fsk_...` as OpenAI-style clients send it), a session token
-(`Authorization: Bearer`) or the session cookie, and raises 401 otherwise. `require(user, permission)` is the one permission check controllers call; `can_see(user,
+`provide_conn` lends one pooled connection per request. `provide_user` authenticates, in order, an API
+key (`x-api-key`, or `Authorization: Bearer fsk_...` as OpenAI-style clients send it), a session token
+(`Authorization: Bearer fss_...`) or the session cookie, then (AUTH_MODE=maxplatform) a MAXplatform
+token, and raises 401 otherwise (`authenticated_row` is that lookup alone). Sessions past their idle timeout or absolute lifetime are refused
+(`store.sessions`); expired or revoked keys too (`store.api_keys`). A scoped key is cut down here, in
+one place (`auth.scopes`): the route must be one its scope allows (else 403), its permissions shrink
+to running, and a `run:flow:` key carries `flow_scope`, which `api.access` and `api.runs.owned_run`
+enforce. `require(user, permission)` is the one permission check controllers call; `can_see(user,
 owner_id)` the ownership rule (owners and admins; others get 404, never a hint the row exists).
 """
 
@@ -17,9 +22,11 @@ from litestar import Request
 from litestar.datastructures import State
 
 from flowstudio.api.errors import Problem
+from flowstudio.auth import scopes
+from flowstudio.auth.maxplatform import EmailCollision, LookupRateLimited
 from flowstudio.auth.roles import permissions_of
 from flowstudio.auth.tokens import digest
-from flowstudio.store import users
+from flowstudio.store import api_keys, sessions
 
 SESSION_COOKIE = "fs_session"
 API_KEY_PREFIX = "fsk_"  # api/keys.py makes keys with auth.tokens.new_token("fsk")
@@ -31,6 +38,9 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     roles: list[str]
     permissions: list[str]
+    session_id: str | None = None  # set when authenticated by a login session
+    key_scope: str = scopes.FULL  # the API key's scope; `full` for sessions and external tokens
+    flow_scope: str | None = None  # the one flow a `run:flow:` key may touch
 
     @property
     def is_admin(self) -> bool:
@@ -52,19 +62,75 @@ def bearer_token(request: Request[Any, Any, Any]) -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
-async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]) -> User:
-    row = None
+def client_address(request: Request[Any, Any, Any]) -> str:
+    """The client's address as uvicorn reports it (X-Forwarded-For only from trusted proxies)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def _external_user(
+    request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any], token: str
+) -> dict[str, Any] | None:
+    external = getattr(request.app.state, "maxplatform", None)
+    if external is None:
+        return None
+    try:
+        row: dict[str, Any] | None = await external.user_for_token(
+            conn, token, client_address(request)
+        )
+    except LookupRateLimited as exc:
+        raise Problem(
+            429,
+            "Too Many Requests",
+            str(exc),
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from exc
+    except EmailCollision as exc:
+        raise Problem(
+            403,
+            "Forbidden",
+            "this MAXplatform account's email belongs to another Flowstudio account; accounts are "
+            "never merged automatically: ask an administrator",
+        ) from exc
+    return row
+
+
+def _scoped(user: User, scope: str, request: Request[Any, Any, Any]) -> User:
+    if scope == scopes.FULL:
+        return msgspec.structs.replace(user, key_scope=scope)
+    template = str(request.scope.get("path_template") or "")
+    if not scopes.route_allowed(scope, request.method, template):
+        raise Problem(403, "Forbidden", f"this API key's scope ({scope}) does not allow this route")
+    return msgspec.structs.replace(
+        user,
+        roles=[r for r in user.roles if r != "admin"],
+        permissions=sorted(scopes.RUN_PERMISSIONS.intersection(user.permissions)),
+        key_scope=scope,
+        flow_scope=scopes.flow_of(scope),
+    )
+
+
+async def authenticated_row(
+    request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any] | None:
+    """The user row the request's credentials name (with `scope` for a key, `session_id` for a
+    session), or None. Raises 429/403 for MAXplatform lookups that are rate-limited or refused."""
     api_key = request.headers.get("x-api-key")
     token = bearer_token(request)
     if not api_key and token and token.startswith(API_KEY_PREFIX):
         api_key, token = token, None
     if api_key:
-        row = await users.user_by_api_key(conn, digest(api_key))
-    elif token:
-        row = await users.user_by_session(conn, digest(token))
-        external = getattr(request.app.state, "maxplatform", None)
-        if row is None and external is not None:
-            row = await external.user_for_token(conn, token)
+        return await api_keys.user_by_api_key(conn, digest(api_key))
+    if not token:
+        return None
+    idle = request.app.state.settings.session_idle_minutes
+    row = await sessions.user_by_session(conn, digest(token), idle)
+    if row is None:
+        row = await _external_user(request, conn, token)
+    return row
+
+
+async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]) -> User:
+    row = await authenticated_row(request, conn)
     if row is None:
         raise Problem(
             401,
@@ -72,13 +138,17 @@ async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConne
             "missing or invalid credentials",
             headers_hint="Authorization: Bearer <token> or x-api-key",
         )
-    return User(
+    user = User(
         id=str(row["id"]),
         email=row["email"],
         name=row["name"],
-        roles=row["roles"],
+        roles=list(row["roles"]),
         permissions=permissions_of(row["roles"]),
+        session_id=str(row["session_id"]) if row.get("session_id") else None,
     )
+    if "scope" in row:
+        return _scoped(user, str(row["scope"]), request)
+    return user
 
 
 def require(user: User, permission: str) -> None:

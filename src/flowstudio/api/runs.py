@@ -132,6 +132,8 @@ async def owned_run(conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID
     run = await store.get_run(conn, run_id)
     if run is None or not can_see(user, run["owner_id"]):
         raise not_found("run")
+    if user.flow_scope is not None and str(run["flow_id"]) != user.flow_scope:
+        raise not_found("run")  # a `run:flow:` API key reads the runs of its one flow only
     return run
 
 

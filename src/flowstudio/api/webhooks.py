@@ -1,8 +1,11 @@
 """Inbound webhooks: `POST /api/v1/webhook/{flow_id_or_endpoint_name}` starts a run, answers 202.
 
 Meant for other systems calling in with an API key (`x-api-key: fsk_...`, or `Authorization: Bearer
-fsk_...`); any valid credential works. `receive_webhook` resolves the flow (`api.access.
-resolve_flow_ref`), turns the body into inputs with `webhook_inputs` (a JSON object is the inputs
+fsk_...`); any valid credential works (a `run` or `run:flow:` scoped key is enough). When the flow's
+webhook has a signing secret, the call must also carry a valid, fresh, unreplayed
+`X-Flowstudio-Signature` (`api.webhook_signing.verify_webhook`, else 401), and the signature is the
+run's idempotency key (a replay returns the same run). `receive_webhook` resolves
+the flow (`api.access.resolve_flow_ref`), turns the body into inputs with `webhook_inputs` (a JSON object is the inputs
 itself; any other JSON value or a non-JSON body becomes `{"body", "content_type"}`) and starts the
 run through `api.runs.start_flow_run` (access checks, published version, `Idempotency-Key`).
 """
@@ -16,10 +19,12 @@ import psycopg
 from litestar import Request, post
 from litestar.datastructures import State
 
-from flowstudio.api.access import resolve_flow_ref
+from flowstudio.api.access import resolve_flow_ref, runnable_flow
 from flowstudio.api.deps import User
 from flowstudio.api.errors import Problem
 from flowstudio.api.runs import start_flow_run
+from flowstudio.api.webhook_signing import ROUTES as SIGNING_ROUTES
+from flowstudio.api.webhook_signing import verify_webhook
 
 
 class WebhookAccepted(msgspec.Struct, kw_only=True):
@@ -60,11 +65,13 @@ async def receive_webhook(
     version: int | None = None,
 ) -> WebhookAccepted:
     flow_id = await resolve_flow_ref(conn, user, flow_ref)
-    inputs = webhook_inputs(await request.body(), request.headers.get("content-type", ""))
-    created = await start_flow_run(
-        state, conn, user, flow_id, inputs, version, request.headers.get("idempotency-key")
-    )
+    raw = await request.body()
+    await runnable_flow(conn, user, flow_id)  # 404/403 before anything tells a flow is signed
+    signed_key = await verify_webhook(state, conn, flow_id, request.headers, raw)
+    inputs = webhook_inputs(raw, request.headers.get("content-type", ""))
+    idempotency_key = signed_key or request.headers.get("idempotency-key")
+    created = await start_flow_run(state, conn, user, flow_id, inputs, version, idempotency_key)
     return WebhookAccepted(run_id=created.id, status=created.status, flow_id=str(flow_id))
 
 
-ROUTES = [receive_webhook]
+ROUTES = [receive_webhook, *SIGNING_ROUTES]
