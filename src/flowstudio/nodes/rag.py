@@ -1,7 +1,7 @@
 """RAG nodes: `document_loader`, `text_splitter`, `embeddings`, `vector_store_upsert`, `retriever`.
 
 Documents travel between them as `{"documents": [{"id"?, "text", "metadata"}]}`. `run_document_loader`
-gets bytes from a URL (SSRF guard, size limit), inline `content` or `content_base64`, picks a format
+gets bytes from a URL (through the egress guard; size capped by `max_bytes` and DOCUMENT_MAX_BYTES), inline `content` or `content_base64`, picks a format
 (`detect_format`) and parses text/markdown, PDF (pypdf, one document per page, in a thread) or CSV (one
 document per row, `rows` too). `run_text_splitter` cuts documents with `split_text` (recursive by
 separators, then merged up to `chunk_size` with `chunk_overlap`). `run_embeddings` and the two store
@@ -23,7 +23,8 @@ import anyio
 import httpx
 import msgspec
 
-from flowstudio.nodes.http import guard_url
+from flowstudio.egress import EgressError, EgressTooLarge, client_for
+from flowstudio.nodes.http import check_url
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
 from flowstudio.nodes.vectors import (
     EmbedderConfig,
@@ -132,25 +133,28 @@ def detect_format(params: LoaderParams, data: bytes, content_type: str = "") -> 
 
 
 async def _fetch(ctx: NodeContext, params: LoaderParams, url: str) -> tuple[bytes, str]:
-    await guard_url(url, ctx.settings.http_allowed_hosts)
-    client: httpx.AsyncClient = ctx.http
+    """GET through the egress guard, the body capped at min(max_bytes, DOCUMENT_MAX_BYTES)."""
+    check_url(url)
+    cap = min(params.max_bytes, int(getattr(ctx.settings, "document_max_bytes", params.max_bytes)))
     headers = {"Idempotency-Key": ctx.idempotency_key, **params.headers}
     try:
-        async with client.stream("GET", url, headers=headers, timeout=params.timeout_s) as resp:
+        async with (
+            client_for(
+                ctx.http, ctx.settings, timeout=params.timeout_s, max_response_bytes=cap
+            ) as client,
+            client.stream("GET", url, headers=headers) as resp,
+        ):
             if resp.status_code >= 400:
                 retryable = resp.status_code == 429 or resp.status_code >= 500
                 raise NodeError(f"HTTP {resp.status_code} from {url}", retryable=retryable)
-            chunks, size = [], 0
-            async for chunk in resp.aiter_bytes():
-                size += len(chunk)
-                if size > params.max_bytes:
-                    raise NodeError(
-                        f"document larger than {params.max_bytes} bytes", retryable=False
-                    )
-                chunks.append(chunk)
-            return b"".join(chunks), resp.headers.get("content-type", "")
+            data = await resp.aread()
+            return data, resp.headers.get("content-type", "")
+    except EgressTooLarge as exc:
+        raise NodeError(f"document larger than {cap} bytes", retryable=False) from exc
+    except EgressError as exc:
+        raise NodeError(exc.reason, retryable=exc.retryable) from exc
     except httpx.HTTPError as exc:
-        raise NodeError(f"{type(exc).__name__}: {exc}") from exc
+        raise NodeError(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
 def parse_pdf(data: bytes, source: str) -> list[dict[str, Any]]:
