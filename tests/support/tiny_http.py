@@ -1,6 +1,8 @@
 """Tiny HTTP servers on chosen loopback addresses, for the egress attack replays.
 
-`TinyServer(host, port=0, tls=None)` serves in a thread and counts `hits`. Paths:
+`TinyServer(host, port=0, tls=None, redirect_to=None)` serves in a thread and counts `hits`; with
+`redirect_to` every request answers 307 to that base URL + its path (an "allowed" LLM base_url that
+bounces the SDK elsewhere). Otherwise, by path:
 - `/redirect?to=URL` answers 307 to URL (the SDK-redirect SSRF), `/redirect-loop` redirects to itself;
 - `/big?n=N` streams N bytes without Content-Length, `/big-declared?n=N` declares them first;
 - `/drip?n=N&every=S` sends one byte every S seconds;
@@ -20,7 +22,13 @@ from urllib.parse import parse_qs, urlsplit
 
 
 class TinyServer:
-    def __init__(self, host: str, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+        redirect_to: str | None = None,
+    ) -> None:
         self.hits = 0
         self.host_headers: list[str] = []
         server = self
@@ -36,6 +44,8 @@ class TinyServer:
                     self.rfile.read(length)
                 server.hits += 1
                 server.host_headers.append(self.headers.get("host", ""))
+                if redirect_to is not None:
+                    return self._send(307, b"", location=redirect_to + self.path)
                 if parts.path == "/redirect":
                     return self._send(307, b"", location=query["to"])
                 if parts.path == "/redirect-loop":

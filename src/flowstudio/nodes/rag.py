@@ -140,7 +140,11 @@ async def _fetch(ctx: NodeContext, params: LoaderParams, url: str) -> tuple[byte
     try:
         async with (
             client_for(
-                ctx.http, ctx.settings, timeout=params.timeout_s, max_response_bytes=cap
+                ctx.http,
+                ctx.settings,
+                timeout=params.timeout_s,
+                follow_redirects=True,  # each hop is checked again by the guard
+                max_response_bytes=cap,
             ) as client,
             client.stream("GET", url, headers=headers) as resp,
         ):
