@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 import msgspec
 
 from flowstudio.egress import EgressError, EgressPolicy, client_for, resolve_allowed
+from flowstudio.nodes.bounds import CallTimeout
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
 
 
@@ -43,7 +44,7 @@ class HttpParams(msgspec.Struct, kw_only=True):
     method: str = "GET"
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     body: Any = None
-    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    timeout_s: CallTimeout = 30.0
     raise_for_status: bool = True
     follow_redirects: bool = False  # each hop is checked by the egress guard (HTTP_MAX_REDIRECTS)
 

@@ -24,6 +24,14 @@ import httpx
 import msgspec
 
 from flowstudio.egress import EgressError, EgressTooLarge, client_for
+from flowstudio.nodes.bounds import (
+    CallTimeout,
+    ChunkChars,
+    DocumentBytes,
+    OverlapChars,
+    Score,
+    TopK,
+)
 from flowstudio.nodes.http import check_url
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
 from flowstudio.nodes.vectors import (
@@ -49,15 +57,15 @@ class LoaderParams(msgspec.Struct, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)  # for url, e.g. auth from secrets
     csv_text_columns: list[str] = msgspec.field(default_factory=list)  # default: every column
     csv_delimiter: str = ","
-    max_bytes: int = 20_000_000
-    timeout_s: float = 30.0
+    max_bytes: DocumentBytes = 20_000_000  # and at most DOCUMENT_MAX_BYTES (server setting)
+    timeout_s: CallTimeout = 30.0
 
 
 class SplitterParams(msgspec.Struct, kw_only=True):
     text: str | None = None  # default: the documents (or text) at the input port
     documents: Docs = None
-    chunk_size: int = 1000
-    chunk_overlap: int = 200
+    chunk_size: ChunkChars = 1000
+    chunk_overlap: OverlapChars = 200
     separators: list[str] = msgspec.field(default_factory=lambda: ["\n\n", "\n", ". ", " ", ""])
 
 
@@ -74,8 +82,8 @@ class UpsertParams(EmbedderConfig, kw_only=True):
 class RetrieverParams(EmbedderConfig, kw_only=True):
     collection: str
     query: str
-    top_k: int = 4
-    min_score: float | None = None
+    top_k: TopK = 4
+    min_score: Score | None = None
     filter: dict[str, Any] = msgspec.field(default_factory=dict)  # metadata containment
 
 
