@@ -14,6 +14,7 @@ bounces the SDK elsewhere). Otherwise, by path:
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import threading
 import time
@@ -35,6 +36,10 @@ class TinyServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()  # headers and body go out in separate writes: no Nagle wait
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def _handle(self) -> None:
                 parts = urlsplit(self.path)
