@@ -36,7 +36,9 @@ from flowstudio.egress.policy import (
 )
 
 SCHEMES = frozenset({"http", "https"})
-DEFAULT_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+DEFAULT_LIMITS = httpx.Limits(
+    max_connections=None, max_keepalive_connections=100
+)  # as before: no cap
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,49 @@
+"""The nodes use the guard even with no worker around them, and the default refuses loopback.
+
+With HTTP_ALLOWED_HOSTS unset (the shipped default), `http_request` to a live server on 127.0.0.1 (by
+address and by `localhost`) fails without retry and the server sees no request; `guard_url`, kept for
+older callers, refuses the 6to4 form of loopback that the old guard let through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from flowstudio.nodes.http import HttpParams, guard_url, run_http_request
+from flowstudio.nodes.registry import NodeContext, NodeError
+from flowstudio.settings import load_settings
+from tests.support.tiny_http import TinyServer
+
+
+def _ctx(settings: Any) -> NodeContext:
+    return NodeContext("run", 1, "call", 0, 1, {}, None, settings)
+
+
+def test_http_request_refuses_loopback_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HTTP_ALLOWED_HOSTS", raising=False)
+    settings = load_settings(env_file=None)
+    assert settings.http_allowed_hosts == ()
+    server = TinyServer("127.0.0.1")
+    try:
+        for host in ("127.0.0.1", "localhost"):
+            params = HttpParams(url=server.url("/", host=host))
+            with pytest.raises(NodeError) as info:
+                anyio.run(run_http_request, _ctx(settings), params)
+            assert "refused" in info.value.message and not info.value.retryable
+        assert server.hits == 0
+        monkeypatch.setenv("HTTP_ALLOWED_HOSTS", "127.0.0.1")  # the operator allows it: it works
+        params = HttpParams(url=server.url("/"))
+        done = anyio.run(run_http_request, _ctx(load_settings(env_file=None)), params)
+        assert done.output["status"] == 200 and server.hits == 1
+    finally:
+        server.close()
+
+
+def test_guard_url_wrapper_refuses_the_6to4_form_of_loopback() -> None:
+    with pytest.raises(NodeError, match="refused"):
+        anyio.run(guard_url, "http://[2002:7f00:1::1]/", ())
+    with pytest.raises(NodeError, match="refused"):
+        anyio.run(guard_url, "http://100.100.100.200/latest/meta-data", ("127.0.0.1",))
