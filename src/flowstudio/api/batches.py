@@ -96,6 +96,15 @@ class Upload(msgspec.Struct, kw_only=True):
     max_bytes: int = MAX_UPLOAD_BYTES
 
 
+def _too_large(limit: int, unit: str) -> Problem:
+    return Problem(
+        413,
+        "Content Too Large",
+        f"a batch upload holds at most {limit} {unit}",
+        errors=[{"path": "body", "reason": f"more than {limit} {unit}"}],
+    )
+
+
 def _too_many_live(live: int, adding: int, cap: int) -> Problem:
     return Problem(
         429,
@@ -116,12 +125,7 @@ def _take(items: list[bytes | Bad], upload: Upload, spool: IO[bytes]) -> None:
             continue
         upload.total += 1
         if upload.total > upload.max_items:
-            raise Problem(
-                413,
-                "Content Too Large",
-                f"a batch holds at most {upload.max_items} items",
-                errors=[{"path": "body", "reason": f"more than {upload.max_items} items"}],
-            )
+            raise _too_large(upload.max_items, "items")
         if not upload.invalid:  # after the first error only validation continues
             spool.write(item)
             spool.write(b"\n")
@@ -141,12 +145,7 @@ async def spool_upload(
             if chunk:
                 upload.bytes += len(chunk)
                 if upload.bytes > upload.max_bytes:
-                    raise Problem(
-                        413,
-                        "Content Too Large",
-                        f"a batch upload holds at most {upload.max_bytes} bytes",
-                        errors=[{"path": "body", "reason": f"more than {upload.max_bytes} bytes"}],
-                    )
+                    raise _too_large(upload.max_bytes, "bytes")
                 _take(parser.feed(chunk), upload, spool)
     except InternalServerException as exc:  # Litestar's signal for "client disconnected"
         log.info("batch upload interrupted after %d items: %s", upload.total, exc.detail)
