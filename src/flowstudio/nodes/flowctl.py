@@ -17,6 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from flowstudio.engine.fanout import MAX_ITEMS
+from flowstudio.flows.model import RetryPolicy
 from flowstudio.nodes.bounds import Concurrency, StepTimeout, Version
 from flowstudio.nodes.registry import (
     Expand,
@@ -34,7 +35,7 @@ class MapBody(msgspec.Struct, kw_only=True):
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     flow_id: str | None = None
     version: Version | None = None
-    retry: dict[str, Any] | None = None
+    retry: RetryPolicy | None = None  # bounded like a node's data.retry
     timeout_s: StepTimeout | None = None
 
 
