@@ -32,6 +32,7 @@ class TinyServer:
     ) -> None:
         self.hits = 0
         self.host_headers: list[str] = []
+        self.headers: list[dict[str, str]] = []  # every request's headers, lower-cased names
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,6 +50,7 @@ class TinyServer:
                     self.rfile.read(length)
                 server.hits += 1
                 server.host_headers.append(self.headers.get("host", ""))
+                server.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if redirect_to is not None:
                     return self._send(307, b"", location=redirect_to + self.path)
                 if parts.path == "/redirect":

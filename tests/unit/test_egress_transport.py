@@ -3,8 +3,9 @@
 Attack replays: a DNS name that flips between an allowed and a refused address (rebinding) never
 reaches the refused one, because the socket goes to the address that was checked (the resolver is
 asked once per connection, the Host header keeps the name, TLS verifies the name's certificate);
-a redirect from an allowed server to a refused one is not followed; response size and time caps stop
-the read. `allowed` below is the CIDR 127.0.0.2/32, standing in for "a public address".
+a redirect from an allowed server to a refused one is not followed; hop-by-hop redirects drop the
+caller's headers when they leave the origin, and SDK-style clients refuse cross-origin redirects;
+response size and time caps stop the read. `allowed` below is the CIDR 127.0.0.2/32, standing in for "a public address".
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import datetime
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -25,6 +27,7 @@ from flowstudio.egress import (
     EgressTooLarge,
     client_for,
     guarded_client,
+    send_following,
 )
 from tests.support.tiny_http import TinyServer, same_port_pair
 
@@ -236,3 +239,53 @@ def test_tls_keeps_sni_and_certificate_checks_for_the_name(tmp_path: Path) -> No
             anyio.run(get, "other.test")  # same address, a name the certificate does not carry
     finally:
         server.close()
+
+
+def test_hop_by_hop_redirects_keep_private_headers_with_their_origin(
+    pair: tuple[TinyServer, TinyServer],
+) -> None:
+    """A redirect to another origin (allowed, here 127.0.0.2 -> 127.0.0.2 by another name) gets
+    neither the node's custom headers nor its Authorization; a same-origin hop keeps them."""
+    good, _ = pair
+    policy = EgressPolicy.from_allowed([ALLOWED, "other.test"], resolver=_always(ALLOWED))
+    private = {"x-api-key": "SECRET-KEY", "authorization": "Bearer SECRET-TOKEN"}
+
+    async def follow(path: str) -> dict[str, str]:
+        async with guarded_client(policy) as client:
+            request = client.build_request("GET", good.url(path), headers=private)
+            resp = await send_following(
+                client, request, follow=True, max_redirects=3, private_headers=private
+            )
+            await resp.aread()
+            await resp.aclose()
+            return good.headers[-1]
+
+    cross = anyio.run(follow, f"/redirect?to={good.url('/', host='other.test')}")
+    assert cross["host"] == f"other.test:{good.port}"
+    assert "x-api-key" not in cross and "authorization" not in cross
+    same = anyio.run(follow, "/redirect?to=/landing")
+    assert same["x-api-key"] == "SECRET-KEY" and same["authorization"] == "Bearer SECRET-TOKEN"
+
+
+def test_sdk_style_client_follows_same_origin_and_refuses_cross_origin_redirects(
+    pair: tuple[TinyServer, TinyServer],
+) -> None:
+    good, _ = pair
+    policy = EgressPolicy.from_allowed([ALLOWED, "other.test"], resolver=_always(ALLOWED))
+    hits_before = good.hits
+
+    async def get(path: str) -> httpx.Response:
+        async with guarded_client(policy, follow_redirects=True) as client:
+            return await client.get(good.url(path))
+
+    assert anyio.run(get, "/redirect?to=/landing").json()["served_by"] == ALLOWED
+    with pytest.raises(EgressRefused, match="another origin"):
+        anyio.run(get, f"/redirect?to={good.url('/', host='other.test')}")
+    assert good.hits == hits_before + 3  # redirect + landing, then only the refused redirect
+
+
+def _always(address: str) -> Any:
+    async def resolver(host: str, port: int) -> list[str]:
+        return [address]
+
+    return resolver

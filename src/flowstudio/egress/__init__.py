@@ -10,7 +10,10 @@ Public API (stable; a sandbox proxy can build on `resolve_allowed`):
 - `guarded_client(policy, ...)`: a standalone guarded httpx.AsyncClient that owns its pool.
 - `client_for(shared, settings, ...)`: the node helper: a client over the worker's `Egress` when
   there is one, else a standalone one built from the settings.
-Pass a client to the openai SDK as `AsyncOpenAI(http_client=client)`.
+- Redirects: `follow_redirects=True` clients (give one to the openai SDK as
+  `AsyncOpenAI(http_client=client)`) follow same-origin redirects only, a cross-origin one raises
+  `EgressRefused`; `send_following(client, request, ...)` follows any redirect hop by hop and drops the
+  caller's private headers when a hop leaves the origin (`redirects.py`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from flowstudio.egress.policy import (
     refusal_reason,
     resolve_allowed,
 )
+from flowstudio.egress.redirects import refuse_cross_origin_redirect, same_origin, send_following
 from flowstudio.egress.transport import GuardedTransport, PooledTransport
 
 __all__ = [
@@ -49,18 +53,23 @@ __all__ = [
     "is_public",
     "refusal_reason",
     "resolve_allowed",
+    "same_origin",
+    "send_following",
 ]
 
 
 def _client(
     transport: GuardedTransport, policy: EgressPolicy, timeout: float, follow_redirects: bool
 ) -> httpx.AsyncClient:
+    """httpx follows redirects only for clients that ask (the SDK's), and only within the origin;
+    others follow hop by hop with `send_following`."""
     return httpx.AsyncClient(
         transport=transport,
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=policy.max_redirects,
         trust_env=False,
+        event_hooks={"response": [refuse_cross_origin_redirect]} if follow_redirects else None,
     )
 
 

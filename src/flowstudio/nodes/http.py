@@ -4,7 +4,8 @@
 through a client from `flowstudio.egress.client_for` (the worker's shared guarded pool): the host is
 resolved once, every address must be public unless HTTP_ALLOWED_HOSTS allows the host or a CIDR holding
 it, the socket goes to the checked address, redirects are followed only when `follow_redirects` is on
-(each hop checked again), and the body is capped at HTTP_MAX_RESPONSE_BYTES. A refusal or an oversized
+(hop by hop, each checked again; the node's headers and auth are dropped when a hop leaves the
+origin), and the body is capped at HTTP_MAX_RESPONSE_BYTES. A refusal or an oversized
 body fails the step without retry and without any response content in the error. It returns `{status,
 headers, body}` (JSON decoded when the response says JSON). 429/5xx/transport errors are retryable;
 other 4xx are not. `guard_url` remains for older callers (a pre-check with the same policy).
@@ -22,7 +23,13 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from flowstudio.egress import EgressError, EgressPolicy, client_for, resolve_allowed
+from flowstudio.egress import (
+    EgressError,
+    EgressPolicy,
+    client_for,
+    resolve_allowed,
+    send_following,
+)
 from flowstudio.nodes.bounds import CallTimeout
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
 
@@ -113,16 +120,21 @@ async def run_http_request(ctx: NodeContext, params: HttpParams) -> Done:
         **auth_headers(params.auth),
     }
     try:
-        async with client_for(
-            ctx.http,
-            ctx.settings,
-            timeout=params.timeout_s,
-            follow_redirects=params.follow_redirects,
-        ) as client:
-            resp = await client.request(
+        async with client_for(ctx.http, ctx.settings, timeout=params.timeout_s) as client:
+            request = client.build_request(
                 params.method.upper(), params.url, headers=headers, **_body_kwargs(params.body)
             )
-            await resp.aread()
+            resp = await send_following(
+                client,
+                request,
+                follow=params.follow_redirects,
+                max_redirects=client.max_redirects,
+                private_headers=headers,  # never carried to another origin
+            )
+            try:
+                await resp.aread()
+            finally:
+                await resp.aclose()
     except EgressError as exc:
         raise NodeError(exc.reason, retryable=exc.retryable) from exc
     except httpx.HTTPError as exc:

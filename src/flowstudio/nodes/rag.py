@@ -1,7 +1,8 @@
 """RAG nodes: `document_loader`, `text_splitter`, `embeddings`, `vector_store_upsert`, `retriever`.
 
 Documents travel between them as `{"documents": [{"id"?, "text", "metadata"}]}`. `run_document_loader`
-gets bytes from a URL (through the egress guard; size capped by `max_bytes` and DOCUMENT_MAX_BYTES), inline `content` or `content_base64`, picks a format
+gets bytes from a URL (through the egress guard, redirects followed hop by hop; size capped by
+`max_bytes` and DOCUMENT_MAX_BYTES), inline `content` or `content_base64`, picks a format
 (`detect_format`) and parses text/markdown, PDF (pypdf, one document per page, in a thread) or CSV (one
 document per row, `rows` too). `run_text_splitter` cuts documents with `split_text` (recursive by
 separators, then merged up to `chunk_size` with `chunk_overlap`). `run_embeddings` and the two store
@@ -23,7 +24,7 @@ import anyio
 import httpx
 import msgspec
 
-from flowstudio.egress import EgressError, EgressTooLarge, client_for
+from flowstudio.egress import EgressError, EgressTooLarge, client_for, send_following
 from flowstudio.nodes.bounds import (
     CallTimeout,
     ChunkChars,
@@ -146,21 +147,23 @@ async def _fetch(ctx: NodeContext, params: LoaderParams, url: str) -> tuple[byte
     cap = min(params.max_bytes, int(getattr(ctx.settings, "document_max_bytes", params.max_bytes)))
     headers = {"Idempotency-Key": ctx.idempotency_key, **params.headers}
     try:
-        async with (
-            client_for(
-                ctx.http,
-                ctx.settings,
-                timeout=params.timeout_s,
-                follow_redirects=True,  # each hop is checked again by the guard
-                max_response_bytes=cap,
-            ) as client,
-            client.stream("GET", url, headers=headers) as resp,
-        ):
-            if resp.status_code >= 400:
-                retryable = resp.status_code == 429 or resp.status_code >= 500
-                raise NodeError(f"HTTP {resp.status_code} from {url}", retryable=retryable)
-            data = await resp.aread()
-            return data, resp.headers.get("content-type", "")
+        async with client_for(
+            ctx.http, ctx.settings, timeout=params.timeout_s, max_response_bytes=cap
+        ) as client:
+            resp = await send_following(  # each hop checked; headers stay with their origin
+                client,
+                client.build_request("GET", url, headers=headers),
+                follow=True,
+                max_redirects=client.max_redirects,
+                private_headers=params.headers,
+            )
+            try:
+                if resp.status_code >= 400:
+                    retryable = resp.status_code == 429 or resp.status_code >= 500
+                    raise NodeError(f"HTTP {resp.status_code} from {url}", retryable=retryable)
+                return await resp.aread(), resp.headers.get("content-type", "")
+            finally:
+                await resp.aclose()
     except EgressTooLarge as exc:
         raise NodeError(f"document larger than {cap} bytes", retryable=False) from exc
     except EgressError as exc:
