@@ -167,7 +167,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         if scope.cancelled_caught:
             raise httpx.ReadTimeout("no response within the egress time limit", request=request)
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_response_bytes:
+        too_big = declared.isdigit() and int(declared) > self.max_response_bytes
+        if too_big and request.method != "HEAD":  # a HEAD answer declares a body it does not send
             await response.aclose()
             raise EgressTooLarge(
                 f"response of {declared} bytes is larger than {self.max_response_bytes} bytes"
