@@ -2,7 +2,8 @@
 
 With HTTP_ALLOWED_HOSTS unset (the shipped default), `http_request` to a live server on 127.0.0.1 (by
 address and by `localhost`) fails without retry and the server sees no request; `guard_url`, kept for
-older callers, refuses the 6to4 form of loopback that the old guard let through.
+older callers, refuses the 6to4 form of loopback that the old guard let through; a document download
+stops at DOCUMENT_MAX_BYTES.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import anyio
 import pytest
 
 from flowstudio.nodes.http import HttpParams, guard_url, run_http_request
+from flowstudio.nodes.rag import LoaderParams, run_document_loader
 from flowstudio.nodes.registry import NodeContext, NodeError
 from flowstudio.settings import load_settings
 from tests.support.tiny_http import TinyServer
@@ -47,3 +49,23 @@ def test_guard_url_wrapper_refuses_the_6to4_form_of_loopback() -> None:
         anyio.run(guard_url, "http://[2002:7f00:1::1]/", ())
     with pytest.raises(NodeError, match="refused"):
         anyio.run(guard_url, "http://100.100.100.200/latest/meta-data", ("127.0.0.1",))
+
+
+def test_document_loader_download_is_capped_by_the_server_setting() -> None:
+    """`max_bytes` (20 MB by default) is capped by DOCUMENT_MAX_BYTES; the read stops there."""
+
+    class Settings:
+        http_allowed_hosts = ("127.0.0.1",)
+        document_max_bytes = 50_000
+
+    server = TinyServer("127.0.0.1")
+    try:
+        params = LoaderParams(url=server.url("/big?n=3000000"))
+        with pytest.raises(NodeError, match="larger than 50000 bytes") as info:
+            anyio.run(run_document_loader, _ctx(Settings()), params)
+        assert not info.value.retryable
+        small = LoaderParams(url=server.url("/big?n=40000"), format="text")
+        done = anyio.run(run_document_loader, _ctx(Settings()), small)
+        assert len(done.output["text"]) == 40000
+    finally:
+        server.close()
