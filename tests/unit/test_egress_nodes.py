@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from flowstudio.nodes.http import HttpParams, guard_url, run_http_request
+from flowstudio.nodes.http import HttpParams, _allowed, guard_url, run_http_request
 from flowstudio.nodes.rag import LoaderParams, run_document_loader
 from flowstudio.nodes.registry import NodeContext, NodeError
 from flowstudio.settings import load_settings
@@ -69,3 +69,9 @@ def test_document_loader_download_is_capped_by_the_server_setting() -> None:
         assert len(done.output["text"]) == 40000
     finally:
         server.close()
+
+
+def test_old_allow_list_helper_still_answers_for_older_callers() -> None:
+    assert _allowed("localhost", "127.0.0.1", ("localhost",))
+    assert _allowed("x.test", "10.1.2.3", ("10.0.0.0/8",))
+    assert not _allowed("x.test", "127.0.0.1", ("localhost",))

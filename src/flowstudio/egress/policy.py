@@ -160,13 +160,21 @@ class EgressPolicy:
         )
 
 
+def allow_listed(host: str, ip: IPAddress, policy: EgressPolicy) -> bool:
+    """The operator's allow-list: the host name, or a CIDR holding the address (or its IPv4)."""
+    if normalize_host(host) in policy.allowed_names:
+        return True
+    return any(
+        candidate in net
+        for candidate in (ip, *embedded_ipv4(ip))
+        for net in policy.allowed_networks
+    )
+
+
 def refusal_reason(host: str, ip: IPAddress, policy: EgressPolicy) -> str | None:
     """None if `host` may be reached at `ip`, else a short reason (no response content, ever)."""
-    if normalize_host(host) in policy.allowed_names:
+    if allow_listed(host, ip, policy):
         return None
-    for candidate in (ip, *embedded_ipv4(ip)):
-        if any(candidate in net for net in policy.allowed_networks):
-            return None
     if is_public(ip):
         return None
     return f"{ip} is not a public address"

@@ -8,7 +8,8 @@ it, the socket goes to the checked address, redirects are followed only when `fo
 origin), and the body is capped at HTTP_MAX_RESPONSE_BYTES. A refusal or an oversized
 body fails the step without retry and without any response content in the error. It returns `{status,
 headers, body}` (JSON decoded when the response says JSON). 429/5xx/transport errors are retryable;
-other 4xx are not. `guard_url` remains for older callers (a pre-check with the same policy).
+other 4xx are not. `guard_url` and `_allowed` remain for older callers (a pre-check with the same
+policy, and the allow-list test alone).
 `auth` (bearer / basic / api-key header, values usually from `{{ secrets.X }}`) adds its header
 (`auth_headers`).
 """
@@ -16,6 +17,7 @@ other 4xx are not. `guard_url` remains for older callers (a pre-check with the s
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -26,6 +28,7 @@ import msgspec
 from flowstudio.egress import (
     EgressError,
     EgressPolicy,
+    allow_listed,
     client_for,
     resolve_allowed,
     send_following,
@@ -54,6 +57,12 @@ class HttpParams(msgspec.Struct, kw_only=True):
     timeout_s: CallTimeout = 30.0
     raise_for_status: bool = True
     follow_redirects: bool = False  # each hop is checked by the egress guard (HTTP_MAX_REDIRECTS)
+
+
+def _allowed(host: str, addr: str, allowed: tuple[str, ...]) -> bool:
+    """Kept for older callers: is `host` / `addr` on the HTTP_ALLOWED_HOSTS list? (New code calls
+    `flowstudio.egress.resolve_allowed`, which also applies the public-address rule.)"""
+    return allow_listed(host, ipaddress.ip_address(addr), EgressPolicy.from_allowed(allowed))
 
 
 async def guard_url(url: str, allowed: tuple[str, ...]) -> None:
