@@ -43,6 +43,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_concurrency: int = 100
     eager_steps: int = 32
     db_pipeline: bool = True
+    # egress guard (flowstudio/egress) and size caps
+    http_max_response_bytes: int = 10_000_000
+    http_max_redirects: int = 5
+    http_max_seconds: float = 600.0
+    document_max_bytes: int = 20_000_000
+    batch_max_upload_bytes: int = 1024**3
+    batch_max_items: int = 1_000_000
+    batch_max_live_items_per_user: int = 1_000_000
     # authentication hardening (README "Authentication and keys")
     maxplatform_role_map: tuple[tuple[str, str], ...] = ()
     maxplatform_default_role: str = "viewer"
@@ -135,6 +143,13 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         queue_backend=backend,
         prune_after_days=float(_env("PRUNE_AFTER_DAYS", "0")),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
+        http_max_response_bytes=int(_env("HTTP_MAX_RESPONSE_BYTES", "10000000")),
+        http_max_redirects=int(_env("HTTP_MAX_REDIRECTS", "5")),
+        http_max_seconds=float(_env("HTTP_MAX_SECONDS", "600")),
+        document_max_bytes=int(_env("DOCUMENT_MAX_BYTES", "20000000")),
+        batch_max_upload_bytes=int(_env("BATCH_MAX_UPLOAD_BYTES", str(1024**3))),
+        batch_max_items=int(_env("BATCH_MAX_ITEMS", "1000000")),
+        batch_max_live_items_per_user=int(_env("BATCH_MAX_LIVE_ITEMS_PER_USER", "1000000")),
         maxplatform_role_map=_role_map(_env("MAXPLATFORM_ROLE_MAP", "")),
         maxplatform_default_role=_env("MAXPLATFORM_DEFAULT_ROLE", "viewer"),
         maxplatform_cache_seconds=float(_env("MAXPLATFORM_CACHE_SECONDS", "10")),

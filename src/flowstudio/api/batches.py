@@ -5,15 +5,18 @@ stream (`request.stream()`): the parser for its Content-Type (`api/batch_items.p
 CSV, or multipart `file`) yields one item at a time, each validated and appended to a spool file
 (memory up to SPOOL_MEMORY, then disk). Only a fully valid upload is loaded: any bad item answers 422
 with every error's path (`body[line 17]`, `body[3]`) and nothing is created, and an upload cut off
-mid-body creates nothing either. The spooled items then go to `engine.batches.load_batch` (chunks of
-1000 runs per transaction, batch `loading` -> `running`); the orchestrator starts the runs a few at a
-time. Reads: `get_batch` (counts per run state and progress), `batch_results` (JSONL in input order,
+mid-body creates nothing either. Caps (settings): BATCH_MAX_UPLOAD_BYTES and BATCH_MAX_ITEMS per
+upload (413), BATCH_MAX_LIVE_ITEMS_PER_USER live batch runs per user, checked before reading and again,
+with the new items, under a per-user advisory lock held through loading (429). The spooled items then
+go to `engine.batches.load_batch` (chunks of 1000 runs per transaction, batch `loading` -> `running`);
+the orchestrator starts the runs a few at a time. Reads: `get_batch` (counts per run state and progress), `batch_results` (JSONL in input order,
 streamed page by page with a fresh pooled connection per page), `list_batches`; `cancel_batch`.
 Ownership: only the owner (or an admin) sees a batch; others get 404.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import uuid
@@ -38,8 +41,9 @@ from flowstudio.engine import batches as engine
 from flowstudio.store import batches as store
 
 log = logging.getLogger(__name__)
-MAX_ITEMS = 1_000_000
-MAX_UPLOAD_BYTES = 4 * 1024**3
+MAX_ITEMS = 1_000_000  # defaults; the settings BATCH_MAX_ITEMS / BATCH_MAX_UPLOAD_BYTES rule
+MAX_UPLOAD_BYTES = 4 * 1024**3  # Litestar's hard ceiling on the body; the setting is checked below
+USER_LOCK = 0x42557372  # advisory lock class "BUsr": one user's cap check + load at a time
 SPOOL_MEMORY = 8 * 1024 * 1024
 MAX_REPORTED_ERRORS = 50
 RESULTS_PAGE = 1000
@@ -87,6 +91,29 @@ class Upload(msgspec.Struct, kw_only=True):
     total: int = 0
     invalid: int = 0
     errors: list[dict[str, str]] = msgspec.field(default_factory=list)
+    bytes: int = 0
+    max_items: int = MAX_ITEMS
+    max_bytes: int = MAX_UPLOAD_BYTES
+
+
+def _too_large(limit: int, unit: str) -> Problem:
+    return Problem(
+        413,
+        "Content Too Large",
+        f"a batch upload holds at most {limit} {unit}",
+        errors=[{"path": "body", "reason": f"more than {limit} {unit}"}],
+    )
+
+
+def _too_many_live(live: int, adding: int, cap: int) -> Problem:
+    return Problem(
+        429,
+        "Too Many Requests",
+        f"you have {live} live batch items; the limit is {cap} per user "
+        "(wait for your batches to finish or cancel some)",
+        errors=[{"path": "body", "reason": f"{live} live + {adding} new items > {cap}"}],
+        headers={"Retry-After": "60"},
+    )
 
 
 def _take(items: list[bytes | Bad], upload: Upload, spool: IO[bytes]) -> None:
@@ -97,26 +124,28 @@ def _take(items: list[bytes | Bad], upload: Upload, spool: IO[bytes]) -> None:
                 upload.errors.append({"path": item.path, "reason": item.reason})
             continue
         upload.total += 1
-        if upload.total > MAX_ITEMS:
-            raise Problem(
-                413,
-                "Content Too Large",
-                f"a batch holds at most {MAX_ITEMS} items",
-                errors=[{"path": "body", "reason": f"more than {MAX_ITEMS} items"}],
-            )
+        if upload.total > upload.max_items:
+            raise _too_large(upload.max_items, "items")
         if not upload.invalid:  # after the first error only validation continues
             spool.write(item)
             spool.write(b"\n")
 
 
 async def spool_upload(
-    request: Request[Any, Any, Any], parser: ItemParser, spool: IO[bytes]
+    request: Request[Any, Any, Any],
+    parser: ItemParser,
+    spool: IO[bytes],
+    upload: Upload | None = None,
 ) -> Upload:
-    """Read the whole body chunk by chunk, validating and spooling items; raise 422 on bad ones."""
-    upload = Upload()
+    """Read the whole body chunk by chunk, validating and spooling items; raise 422 on bad ones,
+    413 past `upload.max_bytes` bytes or `upload.max_items` items."""
+    upload = upload or Upload()
     try:
         async for chunk in request.stream():
             if chunk:
+                upload.bytes += len(chunk)
+                if upload.bytes > upload.max_bytes:
+                    raise _too_large(upload.max_bytes, "bytes")
                 _take(parser.feed(chunk), upload, spool)
     except InternalServerException as exc:  # Litestar's signal for "client disconnected"
         log.info("batch upload interrupted after %d items: %s", upload.total, exc.detail)
@@ -154,11 +183,17 @@ def spooled_items(spool: IO[bytes]) -> Iterator[bytes]:
 async def create_batch(
     flow_id: UUID,
     request: Request[Any, Any, Any],
+    state: State,
     user: User,
     conn: psycopg.AsyncConnection[Any],
     version: int | None = None,
 ) -> BatchCreated:
     require(user, "runs:write")
+    settings = state.settings
+    max_live = int(getattr(settings, "batch_max_live_items_per_user", MAX_ITEMS))
+    live = await store.live_items(conn, user.id)
+    if live >= max_live:  # early refusal, before reading the body; rechecked under the lock
+        raise _too_many_live(live, 0, max_live)
     flow = await owned_flow(conn, user, flow_id)
     pinned = version or flow.get("published_version") or flow["version"]
     if not 1 <= pinned <= flow["version"]:
@@ -178,9 +213,17 @@ async def create_batch(
             errors=[{"path": "header.Content-Type", "reason": "unsupported media type"}],
         )
     batch_id = uuid.uuid4()
+    limits = Upload(
+        max_items=int(getattr(settings, "batch_max_items", MAX_ITEMS)),
+        max_bytes=int(getattr(settings, "batch_max_upload_bytes", MAX_UPLOAD_BYTES)),
+    )
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
-        upload = await spool_upload(request, parser, spool)
+        upload = await spool_upload(request, parser, spool, limits)
+        await conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (USER_LOCK, str(user.id)))
         try:
+            live = await store.live_items(conn, user.id)
+            if live + upload.total > max_live:
+                raise _too_many_live(live, upload.total, max_live)
             await engine.load_batch(
                 conn,
                 batch_id=batch_id,
@@ -194,6 +237,11 @@ async def create_batch(
             raise Problem(409, "Conflict", "the batch was cancelled while loading") from exc
         except psycopg.OperationalError as exc:
             raise Problem(503, "Service Unavailable", "database unavailable; batch failed") from exc
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute(
+                    "SELECT pg_advisory_unlock(%s, hashtext(%s))", (USER_LOCK, str(user.id))
+                )
     return BatchCreated(id=str(batch_id), status="running", total=upload.total)
 
 

@@ -1,13 +1,14 @@
 """Wire shapes of a flow definition (the JSON the canvas saves, stored without translation).
 
 `decode_definition(raw)` turns bytes or a dict into a `FlowDefinition`; msgspec reports the exact field
-path of a type error. Unknown fields (React Flow adds `width`, `selected`, ...) are kept by the caller,
-who stores the original JSON, and ignored here.
+path of a type error and of an out-of-range retry policy or timeout (the bounds live in the types).
+Unknown fields (React Flow adds `width`, `selected`, ...) are kept by the caller, who stores the
+original JSON, and ignored here.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -18,17 +19,17 @@ class Position(msgspec.Struct, kw_only=True):
 
 
 class RetryPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    max_attempts: int = 1
-    initial_interval: float = 1.0
-    backoff: float = 2.0
-    max_interval: float = 300.0
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
+    initial_interval: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 1.0
+    backoff: Annotated[float, msgspec.Meta(ge=1, le=100)] = 2.0
+    max_interval: Annotated[float, msgspec.Meta(ge=0, le=30 * 86_400)] = 300.0
 
 
 class NodeData(msgspec.Struct, kw_only=True):
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     label: str | None = None
     retry: RetryPolicy | None = None
-    timeout_s: float | None = None
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=7 * 86_400)] | None = None
 
 
 class Node(msgspec.Struct, kw_only=True):

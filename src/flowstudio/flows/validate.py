@@ -8,7 +8,7 @@ references to nodes that do not exist. Returns `(definition, errors)`; the API a
 
 from __future__ import annotations
 
-from typing import Any, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
 import msgspec
 
@@ -25,13 +25,39 @@ class FlowError(msgspec.Struct, kw_only=True):
     edge_id: str | None = None
 
 
+def _bounded(base: Any, metas: tuple[Any, ...]) -> Any:
+    """A number of type `base` inside the msgspec.Meta bounds (ge/gt/le/lt) of an Annotated field."""
+    value: float = 0
+    for meta in metas:
+        if not isinstance(meta, msgspec.Meta):
+            continue
+        if meta.ge is not None:
+            value = max(value, meta.ge)
+        if meta.gt is not None:
+            value = max(value, meta.gt + (1 if base is int else (abs(meta.gt) or 1) * 1e-6))
+        if meta.le is not None:
+            value = min(value, meta.le)
+        if meta.lt is not None:
+            value = min(value, meta.lt - 1 if base is int else meta.lt * (1 - 1e-6))
+    return int(value) if base is int else float(value)
+
+
 def _placeholder(annotation: Any) -> Any:
-    """A value of the field's type, standing in for a template string at save time."""
+    """A value of the field's type, standing in for a template string at save time (inside the
+    field's bounds, so `seconds: "{{ inputs.wait }}"` passes and the bound is checked at run time).
+    """
+    if get_origin(annotation) is Annotated:
+        base, *metas = get_args(annotation)
+        if base in (int, float):
+            return _bounded(base, tuple(metas))
+        return _placeholder(base)
     options = get_args(annotation) if get_origin(annotation) is not None else (annotation,)
     for t in options:
         if t is str or t is Any:
             return "x"
     for t in options:
+        if get_origin(t) is Annotated:
+            return _placeholder(t)
         if t is bool:
             return False
         if t is int:
@@ -107,21 +133,6 @@ def validate_definition(
             )
             continue
         errors += _check_params(spec, node.data.params, f"{path}.data.params", node.id)
-        retry = node.data.retry
-        if retry is not None and not 1 <= retry.max_attempts <= 100:
-            errors.append(
-                FlowError(
-                    path=f"{path}.data.retry.max_attempts",
-                    node_id=node.id,
-                    reason="max_attempts must be between 1 and 100",
-                )
-            )
-        if node.data.timeout_s is not None and node.data.timeout_s <= 0:
-            errors.append(
-                FlowError(
-                    path=f"{path}.data.timeout_s", node_id=node.id, reason="timeout_s must be > 0"
-                )
-            )
         try:
             names = referenced_names(
                 {k: v for k, v in node.data.params.items() if k not in spec.expressions},

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from flowstudio.nodes.bounds import CallTimeout, MaxTokens, Retries, RetryWait, Temperature, Turns
 from flowstudio.nodes.llm import _complete
 from flowstudio.nodes.llm_client import call_with_retries, open_client
 from flowstudio.nodes.registry import CallTools, Done, NodeContext, NodeError, NodeSpec, register
@@ -39,12 +40,12 @@ class AgentParams(msgspec.Struct, kw_only=True):
     api_key: str = ""
     base_url: str | None = None
     system: str | None = None
-    max_turns: int = 8
-    temperature: float | None = None
-    max_tokens: int | None = None
-    timeout_s: float = 120.0
-    retries: int = 2
-    max_retry_wait_s: float = 20.0
+    max_turns: Turns = 8
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
+    timeout_s: CallTimeout = 120.0
+    retries: Retries = 2
+    max_retry_wait_s: RetryWait = 20.0
 
 
 def _result_text(result: dict[str, Any] | None) -> str:

@@ -23,6 +23,7 @@ import jmespath.exceptions
 import msgspec
 import regex
 
+from flowstudio.nodes.bounds import RegexTimeout, Splits, TextLength
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, Port, register
 from flowstudio.nodes.templating import RESERVED, TemplateError, evaluate
 
@@ -58,9 +59,9 @@ class TextOpsParams(msgspec.Struct, kw_only=True):
     ignore_case: bool = False
     multiline: bool = False
     dotall: bool = False
-    max_splits: int = 0  # 0: no limit
-    timeout_s: float = 1.0  # regex matching time limit
-    max_length: int = 1_000_000  # refuse longer texts
+    max_splits: Splits = 0  # 0: no limit
+    timeout_s: RegexTimeout = 1.0  # regex matching time limit
+    max_length: TextLength = 1_000_000  # refuse longer texts
 
 
 def router_ports(params: dict[str, Any]) -> tuple[Port, ...]:

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import msgspec
 
 from flowstudio.engine.fanout import MAX_ITEMS
+from flowstudio.flows.model import RetryPolicy
+from flowstudio.nodes.bounds import Concurrency, StepTimeout, Version
 from flowstudio.nodes.registry import (
     Expand,
     NodeContext,
@@ -32,21 +34,21 @@ class MapBody(msgspec.Struct, kw_only=True):
     type: str | None = None
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     flow_id: str | None = None
-    version: int | None = None
-    retry: dict[str, Any] | None = None
-    timeout_s: float | None = None
+    version: Version | None = None
+    retry: RetryPolicy | None = None  # bounded like a node's data.retry
+    timeout_s: StepTimeout | None = None
 
 
 class MapParams(msgspec.Struct, kw_only=True):
     items: str  # expression evaluating to a list, e.g. "input.rows"
     body: MapBody
-    concurrency: int = 10
+    concurrency: Concurrency = 10
     on_error: Literal["fail_fast", "continue"] = "fail_fast"
 
 
 class SubflowParams(msgspec.Struct, kw_only=True):
     flow_id: str
-    version: int | None = None
+    version: Version | None = None
     inputs: dict[str, Any] | None = None  # default: the port input (if an object) or {"input": it}
 
 

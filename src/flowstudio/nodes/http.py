@@ -1,9 +1,15 @@
-"""`http_request`: an HTTP call with httpx, an idempotency key, and an SSRF guard.
+"""`http_request`: an HTTP call through the egress guard, with an idempotency key.
 
-`run_http_request` checks the target with `guard_url` (private, loopback and link-local addresses are
-refused unless HTTP_ALLOWED_HOSTS lists the host or a CIDR containing it), sends the request with the
-`Idempotency-Key: {run_id}:{node_id}:{item}` header, and returns `{status, headers, body}` (JSON decoded
-when the response says JSON). 429/5xx/transport errors are retryable; other 4xx are not.
+`run_http_request` sends the request with the `Idempotency-Key: {run_id}:{node_id}:{item}` header
+through a client from `flowstudio.egress.client_for` (the worker's shared guarded pool): the host is
+resolved once, every address must be public unless HTTP_ALLOWED_HOSTS allows the host or a CIDR holding
+it, the socket goes to the checked address, redirects are followed only when `follow_redirects` is on
+(hop by hop, each checked again; the node's headers and auth are dropped when a hop leaves the
+origin), and the body is capped at HTTP_MAX_RESPONSE_BYTES. A refusal or an oversized
+body fails the step without retry and without any response content in the error. It returns `{status,
+headers, body}` (JSON decoded when the response says JSON). 429/5xx/transport errors are retryable;
+other 4xx are not. `guard_url` and `_allowed` remain for older callers (a pre-check with the same
+policy, and the allow-list test alone).
 `auth` (bearer / basic / api-key header, values usually from `{{ secrets.X }}`) adds its header
 (`auth_headers`).
 """
@@ -13,14 +19,21 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
-import socket
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import anyio
 import httpx
 import msgspec
 
+from flowstudio.egress import (
+    EgressError,
+    EgressPolicy,
+    allow_listed,
+    client_for,
+    resolve_allowed,
+    send_following,
+)
+from flowstudio.nodes.bounds import CallTimeout
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
 
 
@@ -41,49 +54,34 @@ class HttpParams(msgspec.Struct, kw_only=True):
     method: str = "GET"
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     body: Any = None
-    timeout_s: float = 30.0
+    timeout_s: CallTimeout = 30.0
     raise_for_status: bool = True
+    follow_redirects: bool = False  # each hop is checked by the egress guard (HTTP_MAX_REDIRECTS)
 
 
 def _allowed(host: str, addr: str, allowed: tuple[str, ...]) -> bool:
-    ip = ipaddress.ip_address(addr)
-    for entry in allowed:
-        if entry.lower() == host.lower() or entry == addr:
-            return True
-        try:
-            if ip in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+    """Kept for older callers: is `host` / `addr` on the HTTP_ALLOWED_HOSTS list? (New code calls
+    `flowstudio.egress.resolve_allowed`, which also applies the public-address rule.)"""
+    return allow_listed(host, ipaddress.ip_address(addr), EgressPolicy.from_allowed(allowed))
 
 
 async def guard_url(url: str, allowed: tuple[str, ...]) -> None:
+    """Kept for callers of the old guard: a pre-check of a URL with the egress policy. The real
+    guard is the transport (`flowstudio.egress`), which checks again at connect time."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise NodeError(f"url must be http(s) with a host: {url!r}", retryable=False)
-    host = parts.hostname
+        raise NodeError(f"url must be http(s) with a host: {url[:200]!r}", retryable=False)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = await anyio.getaddrinfo(host, parts.port or 80, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise NodeError(f"cannot resolve {host!r}: {exc}") from exc
-    for info in infos:
-        addr = str(info[4][0])
-        ip = ipaddress.ip_address(addr)
-        private = (
-            ip.is_private
-            or ip.is_loopback
-            or ip.is_link_local
-            or ip.is_reserved
-            or ip.is_multicast
-            or ip.is_unspecified
-        )
-        if private and not _allowed(host, addr, allowed):
-            raise NodeError(
-                f"refused: {host} resolves to non-public address {addr} "
-                "(add it to HTTP_ALLOWED_HOSTS to allow)",
-                retryable=False,
-            )
+        await resolve_allowed(parts.hostname, port, EgressPolicy.from_allowed(allowed))
+    except EgressError as exc:
+        raise NodeError(exc.reason, retryable=exc.retryable) from exc
+
+
+def check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise NodeError(f"url must be http(s) with a host: {url[:200]!r}", retryable=False)
 
 
 def _body_kwargs(body: Any) -> dict[str, Any]:
@@ -97,6 +95,14 @@ def _body_kwargs(body: Any) -> dict[str, Any]:
                 return {"content": body.encode()}
         case _:
             return {"json": body}
+
+
+def short_body(body: Any, limit: int = 2000) -> Any:
+    """An error's copy of a response body: whole if small, else its first `limit` characters."""
+    text = body if isinstance(body, str) else json.dumps(body, default=str)
+    if len(text) <= limit:
+        return body
+    return text[:limit] + f"... ({len(text)} characters)"
 
 
 def auth_headers(auth: HttpAuth | None) -> dict[str, str]:
@@ -116,23 +122,32 @@ def auth_headers(auth: HttpAuth | None) -> dict[str, str]:
 
 
 async def run_http_request(ctx: NodeContext, params: HttpParams) -> Done:
-    await guard_url(params.url, ctx.settings.http_allowed_hosts)
+    check_url(params.url)
     headers = {
         "Idempotency-Key": ctx.idempotency_key,
         **params.headers,
         **auth_headers(params.auth),
     }
-    client: httpx.AsyncClient = ctx.http
     try:
-        resp = await client.request(
-            params.method.upper(),
-            params.url,
-            headers=headers,
-            timeout=params.timeout_s,
-            **_body_kwargs(params.body),
-        )
+        async with client_for(ctx.http, ctx.settings, timeout=params.timeout_s) as client:
+            request = client.build_request(
+                params.method.upper(), params.url, headers=headers, **_body_kwargs(params.body)
+            )
+            resp = await send_following(
+                client,
+                request,
+                follow=params.follow_redirects,
+                max_redirects=client.max_redirects,
+                private_headers=headers,  # never carried to another origin
+            )
+            try:
+                await resp.aread()
+            finally:
+                await resp.aclose()
+    except EgressError as exc:
+        raise NodeError(exc.reason, retryable=exc.retryable) from exc
     except httpx.HTTPError as exc:
-        raise NodeError(f"{type(exc).__name__}: {exc}") from exc
+        raise NodeError(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
     if "json" in resp.headers.get("content-type", ""):
         try:
             body: Any = resp.json()
@@ -146,7 +161,7 @@ async def run_http_request(ctx: NodeContext, params: HttpParams) -> Done:
         raise NodeError(
             f"HTTP {resp.status_code} from {params.url}",
             retryable=retryable,
-            details={"status": resp.status_code, "body": body},
+            details={"status": resp.status_code, "body": short_body(body)},
         )
     return Done(out)
 

@@ -21,6 +21,14 @@ from typing import Any, Literal
 import msgspec
 from openai import AsyncOpenAI
 
+from flowstudio.nodes.bounds import (
+    CallTimeout,
+    MaxTokens,
+    MessageLimit,
+    Retries,
+    RetryWait,
+    Temperature,
+)
 from flowstudio.nodes.llm_client import call_with_retries, open_client, usage_dict
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
 
@@ -35,17 +43,17 @@ class LlmChatParams(msgspec.Struct, kw_only=True):
     api_key: str = ""  # usually "{{ secrets.NAME }}"
     base_url: str | None = None  # an OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1
     system: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
     history: list[dict[str, Any]] | dict[str, Any] | str | None = None  # or "{{ mem | tojson }}"
     response_format: Literal["text", "json_object", "json_schema"] = "text"
     json_schema: dict[str, Any] | str | None = None  # implies response_format json_schema
     tools: list[dict[str, Any]] = msgspec.field(default_factory=list)  # OpenAI tool definitions
     tool_choice: str | dict[str, Any] | None = None
     stream: bool = False  # stream tokens into the run's live event stream
-    timeout_s: float = 120.0
-    retries: int = 2  # in-step tries on 429/5xx before the engine's step retry policy applies
-    max_retry_wait_s: float = 20.0  # upper bound on a server's Retry-After
+    timeout_s: CallTimeout = 120.0
+    retries: Retries = 2  # in-step tries on 429/5xx before the engine's step retry policy applies
+    max_retry_wait_s: RetryWait = 20.0  # upper bound on a server's Retry-After
 
 
 class PromptParams(msgspec.Struct, kw_only=True):
@@ -57,7 +65,9 @@ class PromptParams(msgspec.Struct, kw_only=True):
 class ChatMemoryParams(msgspec.Struct, kw_only=True):
     session_id: str
     mode: Literal["load", "append"] = "load"
-    limit: int = 50  # how many of the latest messages to load (and to return after an append)
+    limit: MessageLimit = (
+        50  # how many of the latest messages to load (and to return after an append)
+    )
     user: str | None = None  # append: the user's message
     assistant: str | None = None  # append: the assistant's answer
     messages: list[dict[str, Any]] | str | None = None  # append: any [{role, content}]

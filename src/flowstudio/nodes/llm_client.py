@@ -1,7 +1,11 @@
 """OpenAI-compatible calls shared by the LLM and RAG families: a guarded client and bounded retries.
 
-`open_client(ctx, base_url, api_key, timeout_s)` checks `base_url` with the SSRF guard
-(`http.guard_url`) and returns an `AsyncOpenAI` with the SDK's own retries off (`max_retries=0`).
+`open_client(ctx, base_url, api_key, timeout_s)` returns an `AsyncOpenAI` whose `http_client` is a
+guarded httpx client (`flowstudio.egress.client_for`: every connection the SDK opens, including each
+redirect hop it follows, is resolved once, checked and pinned; bodies are size-capped), with the SDK's
+own retries off (`max_retries=0`): `call_with_retries` below does them, under the same guard. A
+refusal by the guard (`EgressError`, raw or wrapped by the SDK) fails the step without retry and
+without any response content.
 `call_with_retries(fn, retries, max_wait_s)` runs one request: on 429/5xx, a timeout or a dropped
 connection it waits (the server's Retry-After, bounded by `max_wait_s`, else exponential backoff) and
 tries again inside the step; when the tries are spent it raises a retryable `NodeError`, so the engine's
@@ -21,7 +25,8 @@ import anyio
 import openai
 from openai import AsyncOpenAI
 
-from flowstudio.nodes.http import guard_url
+from flowstudio.egress import EgressError, client_for, find_egress_error
+from flowstudio.nodes.http import check_url
 from flowstudio.nodes.registry import NodeContext, NodeError
 
 log = logging.getLogger(__name__)
@@ -32,12 +37,13 @@ async def open_client(
     ctx: NodeContext, base_url: str | None, api_key: str, timeout_s: float
 ) -> AsyncOpenAI:
     if base_url:
-        await guard_url(base_url, ctx.settings.http_allowed_hosts)
+        check_url(base_url)
     return AsyncOpenAI(
         base_url=base_url or None,
         api_key=api_key or "not-needed",  # local servers (vLLM, Ollama) accept any key
         max_retries=0,
         timeout=timeout_s,
+        http_client=client_for(ctx.http, ctx.settings, timeout=timeout_s, follow_redirects=True),
     )
 
 
@@ -65,7 +71,7 @@ def classify(exc: Exception) -> tuple[bool, float | None, str]:
     """(transient?, server-requested wait, message) for an error from the SDK."""
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        detail = exc.message if isinstance(exc.message, str) else str(exc.message)
+        detail = (exc.message if isinstance(exc.message, str) else str(exc.message))[:500]
         transient = status == 429 or status >= 500 or status == 408
         return transient, retry_after_seconds(exc.response.headers), f"HTTP {status}: {detail}"
     if isinstance(exc, openai.APITimeoutError):
@@ -85,7 +91,12 @@ async def call_with_retries(
             return await fn()
         except NodeError:
             raise
+        except EgressError as exc:
+            raise NodeError(f"{what}: {exc.reason}", retryable=exc.retryable) from exc
         except openai.OpenAIError as exc:
+            refused = find_egress_error(exc)
+            if refused is not None and not refused.retryable:
+                raise NodeError(f"{what}: {refused.reason}", retryable=False) from exc
             transient, wait, message = classify(exc)
             if not transient:
                 raise NodeError(f"{what}: {message}", retryable=False) from exc

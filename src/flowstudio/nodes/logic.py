@@ -13,6 +13,7 @@ from typing import Literal
 
 import msgspec
 
+from flowstudio.nodes.bounds import Attempt, DelaySeconds, WaitSeconds
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, Port, Wait, register
 from flowstudio.nodes.templating import TemplateError, evaluate
 
@@ -22,17 +23,19 @@ class ConditionParams(msgspec.Struct, kw_only=True):
 
 
 class DelayParams(msgspec.Struct, kw_only=True):
-    seconds: float = msgspec.field(default=1.0)
+    seconds: DelaySeconds = 1.0
 
 
 class WaitForSignalParams(msgspec.Struct, kw_only=True):
-    timeout_s: float | None = None  # None: wait for ever (days are fine: it is a row, not a sleep)
+    timeout_s: WaitSeconds | None = (
+        None  # None: wait for ever (days are fine: it is a row, not a sleep)
+    )
     on_timeout: Literal["fail", "continue"] = "fail"  # continue: leave by the `timeout` port
 
 
 class FailParams(msgspec.Struct, kw_only=True):
     message: str = "failed on purpose"
-    succeed_on_attempt: int = 0  # 0: always fail; N: attempts >= N succeed
+    succeed_on_attempt: Attempt = 0  # 0: always fail; N: attempts >= N succeed
     retryable: bool = True
 
 

@@ -1,7 +1,8 @@
 """RAG nodes: `document_loader`, `text_splitter`, `embeddings`, `vector_store_upsert`, `retriever`.
 
 Documents travel between them as `{"documents": [{"id"?, "text", "metadata"}]}`. `run_document_loader`
-gets bytes from a URL (SSRF guard, size limit), inline `content` or `content_base64`, picks a format
+gets bytes from a URL (through the egress guard, redirects followed hop by hop; size capped by
+`max_bytes` and DOCUMENT_MAX_BYTES), inline `content` or `content_base64`, picks a format
 (`detect_format`) and parses text/markdown, PDF (pypdf, one document per page, in a thread) or CSV (one
 document per row, `rows` too). `run_text_splitter` cuts documents with `split_text` (recursive by
 separators, then merged up to `chunk_size` with `chunk_overlap`). `run_embeddings` and the two store
@@ -23,7 +24,16 @@ import anyio
 import httpx
 import msgspec
 
-from flowstudio.nodes.http import guard_url
+from flowstudio.egress import EgressError, EgressTooLarge, client_for, send_following
+from flowstudio.nodes.bounds import (
+    CallTimeout,
+    ChunkChars,
+    DocumentBytes,
+    OverlapChars,
+    Score,
+    TopK,
+)
+from flowstudio.nodes.http import check_url
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
 from flowstudio.nodes.vectors import (
     EmbedderConfig,
@@ -48,15 +58,15 @@ class LoaderParams(msgspec.Struct, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)  # for url, e.g. auth from secrets
     csv_text_columns: list[str] = msgspec.field(default_factory=list)  # default: every column
     csv_delimiter: str = ","
-    max_bytes: int = 20_000_000
-    timeout_s: float = 30.0
+    max_bytes: DocumentBytes = 20_000_000  # and at most DOCUMENT_MAX_BYTES (server setting)
+    timeout_s: CallTimeout = 30.0
 
 
 class SplitterParams(msgspec.Struct, kw_only=True):
     text: str | None = None  # default: the documents (or text) at the input port
     documents: Docs = None
-    chunk_size: int = 1000
-    chunk_overlap: int = 200
+    chunk_size: ChunkChars = 1000
+    chunk_overlap: OverlapChars = 200
     separators: list[str] = msgspec.field(default_factory=lambda: ["\n\n", "\n", ". ", " ", ""])
 
 
@@ -73,8 +83,8 @@ class UpsertParams(EmbedderConfig, kw_only=True):
 class RetrieverParams(EmbedderConfig, kw_only=True):
     collection: str
     query: str
-    top_k: int = 4
-    min_score: float | None = None
+    top_k: TopK = 4
+    min_score: Score | None = None
     filter: dict[str, Any] = msgspec.field(default_factory=dict)  # metadata containment
 
 
@@ -132,25 +142,34 @@ def detect_format(params: LoaderParams, data: bytes, content_type: str = "") -> 
 
 
 async def _fetch(ctx: NodeContext, params: LoaderParams, url: str) -> tuple[bytes, str]:
-    await guard_url(url, ctx.settings.http_allowed_hosts)
-    client: httpx.AsyncClient = ctx.http
+    """GET through the egress guard, the body capped at min(max_bytes, DOCUMENT_MAX_BYTES)."""
+    check_url(url)
+    cap = min(params.max_bytes, int(getattr(ctx.settings, "document_max_bytes", params.max_bytes)))
     headers = {"Idempotency-Key": ctx.idempotency_key, **params.headers}
     try:
-        async with client.stream("GET", url, headers=headers, timeout=params.timeout_s) as resp:
-            if resp.status_code >= 400:
-                retryable = resp.status_code == 429 or resp.status_code >= 500
-                raise NodeError(f"HTTP {resp.status_code} from {url}", retryable=retryable)
-            chunks, size = [], 0
-            async for chunk in resp.aiter_bytes():
-                size += len(chunk)
-                if size > params.max_bytes:
-                    raise NodeError(
-                        f"document larger than {params.max_bytes} bytes", retryable=False
-                    )
-                chunks.append(chunk)
-            return b"".join(chunks), resp.headers.get("content-type", "")
+        async with client_for(
+            ctx.http, ctx.settings, timeout=params.timeout_s, max_response_bytes=cap
+        ) as client:
+            resp = await send_following(  # each hop checked; headers stay with their origin
+                client,
+                client.build_request("GET", url, headers=headers),
+                follow=True,
+                max_redirects=client.max_redirects,
+                private_headers=params.headers,
+            )
+            try:
+                if resp.status_code >= 400:
+                    retryable = resp.status_code == 429 or resp.status_code >= 500
+                    raise NodeError(f"HTTP {resp.status_code} from {url}", retryable=retryable)
+                return await resp.aread(), resp.headers.get("content-type", "")
+            finally:
+                await resp.aclose()
+    except EgressTooLarge as exc:
+        raise NodeError(f"document larger than {cap} bytes", retryable=False) from exc
+    except EgressError as exc:
+        raise NodeError(exc.reason, retryable=exc.retryable) from exc
     except httpx.HTTPError as exc:
-        raise NodeError(f"{type(exc).__name__}: {exc}") from exc
+        raise NodeError(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
 def parse_pdf(data: bytes, source: str) -> list[dict[str, Any]]:

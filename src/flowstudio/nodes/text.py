@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from flowstudio.nodes.bounds import HashRounds
 from flowstudio.nodes.registry import Done, NodeContext, NodeSpec, register
 
 
@@ -22,7 +23,7 @@ class TemplateParams(msgspec.Struct, kw_only=True):
 class HashParams(msgspec.Struct, kw_only=True):
     text: str
     algorithm: str = "sha256"
-    rounds: int = 1
+    rounds: HashRounds = 1
 
 
 async def run_template(ctx: NodeContext, params: TemplateParams) -> Done:

@@ -24,6 +24,7 @@ import anyio
 import msgspec
 from psycopg.types.json import Jsonb
 
+from flowstudio.nodes.bounds import BatchSize, CallTimeout, Dimensions, Retries
 from flowstudio.nodes.llm_client import call_with_retries, open_client
 from flowstudio.nodes.registry import NodeContext, NodeError
 
@@ -38,10 +39,10 @@ class EmbedderConfig(msgspec.Struct, kw_only=True):
     model: str = "text-embedding-3-small"  # for provider openai
     base_url: str | None = None
     api_key: str = ""  # usually "{{ secrets.NAME }}"
-    dimensions: int | None = None  # hash: buckets (default 256); openai: optional truncation
-    batch_size: int = 64
-    timeout_s: float = 60.0
-    retries: int = 2
+    dimensions: Dimensions | None = None  # hash: buckets (default 256); openai: optional truncation
+    batch_size: BatchSize = 64
+    timeout_s: CallTimeout = 60.0
+    retries: Retries = 2
 
 
 def embedder_id(cfg: EmbedderConfig) -> str:

@@ -38,6 +38,18 @@ async def create_batch(
     )
 
 
+async def live_items(conn: psycopg.AsyncConnection[Any], owner_id: Any) -> int:
+    """The owner's batch runs not yet terminal, over all their loading/running batches."""
+    cur = await conn.execute(
+        """SELECT count(*) AS n FROM batches b JOIN runs r ON r.batch_id = b.id
+           WHERE b.owner_id = %s AND b.status IN ('loading', 'running')
+             AND r.status IN ('queued', 'running', 'waiting')""",
+        (owner_id,),
+    )
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
+
+
 async def get_batch(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> dict[str, Any] | None:
     cur = await conn.execute(f"SELECT {BATCH_COLS} FROM batches WHERE id = %s", (batch_id,))
     return await cur.fetchone()

@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from flowstudio.egress import EgressError
 from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.nodes.registry import (
@@ -149,6 +150,8 @@ async def execute_node(
         if exc.details is not None:
             err["details"] = exc.details
         return Failure(err, exc.retryable)
+    except EgressError as exc:  # a node let the guard's refusal through: never its response
+        return Failure({"message": exc.reason, "type": "egress"}, exc.retryable)
     except Exception as exc:  # a bug or an unexpected library error in a node: retry, record it
         log.exception("node %s (%s) raised", step.node_id, spec.type)
         return Failure({"message": f"{type(exc).__name__}: {exc}", "type": "exception"}, True)

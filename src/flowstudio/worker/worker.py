@@ -1,6 +1,7 @@
 """The worker process: consume -> claim (lease + fencing token) -> ack -> execute -> commit -> publish.
 
-`Worker.run()` opens the pool, the broker and an httpx client, then runs in one anyio task group:
+`Worker.run()` opens the pool, the broker and the egress guard (`flowstudio.egress.Egress`: the
+nodes' shared guarded HTTP pool), then runs in one anyio task group:
 `consume_loop` (a slot per concurrent step; each message goes to `handle_message`, which claims and
 acks, then `run_steps`: execute -> commit, and with eager dispatch (EAGER_STEPS) the commit also claims
 the run's next ready step for this slot, so a chain skips the broker), `heartbeat_loop`
@@ -17,11 +18,11 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import httpx
 import msgspec
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from flowstudio.crashpoints import crashpoint
+from flowstudio.egress import Egress, EgressPolicy
 from flowstudio.engine import agent, checkpoint, children
 from flowstudio.engine.checkpoint import ClaimedStep, EagerClaim, NextStep
 from flowstudio.engine.flowcache import load_graph
@@ -91,7 +92,7 @@ class Worker:
         )
         self.broker = make_broker(self.settings)
         self.publisher = OutboxPublisher(self.broker, self.pool)
-        self.http = httpx.AsyncClient(follow_redirects=False)
+        self.http = Egress(EgressPolicy.from_settings(self.settings))  # the nodes' egress guard
         stop = anyio.Event()
         try:
             await retry_db(

@@ -1,0 +1,182 @@
+"""The guarded httpx transport: every connection goes to an address `resolve_allowed` just checked.
+
+- `PinnedBackend` (an httpcore network backend): `connect_tcp(host, port)` resolves the host ONCE with
+  `resolve_allowed` (every address must pass the policy) and opens the socket to one of those very
+  addresses. httpcore still uses the URL's host for the Host header and for TLS (SNI and certificate
+  verification), because only the socket's peer changes. So a name that flips between an allowed and
+  a loopback address (DNS rebinding) cannot steer the connection after the check. Unix sockets are
+  refused.
+- `PooledTransport`: httpx's `AsyncHTTPTransport` whose httpcore pool uses `PinnedBackend`, with no
+  proxy and no environment (`trust_env=False`), so HTTP(S)_PROXY cannot route around the guard.
+- `GuardedTransport`: in front of a pooled transport (owned, or borrowed from an `Egress`), it refuses
+  non-http(s) URLs, bounds the whole exchange by `max_seconds` (headers and body), refuses a declared
+  Content-Length above `max_response_bytes` and counts streamed bytes against it (`EgressTooLarge`
+  stops the read). Redirects are httpx's own, off unless a caller turns them on, and capped at the
+  policy's `max_redirects`; each hop is a new request through this transport, so it is checked again.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Iterable
+from contextlib import nullcontext
+from functools import lru_cache
+from typing import Any
+
+import anyio
+import httpcore
+import httpx
+
+from flowstudio.egress.policy import (
+    EgressPolicy,
+    EgressRefused,
+    EgressTooLarge,
+    EgressUnresolved,
+    resolve_allowed,
+)
+
+SCHEMES = frozenset({"http", "https"})
+DEFAULT_LIMITS = httpx.Limits(
+    max_connections=None, max_keepalive_connections=100
+)  # as before: no cap
+
+
+@lru_cache(maxsize=1)
+def default_ssl_context() -> ssl.SSLContext:
+    """One verifying context (certifi roots) per process: building one costs milliseconds."""
+    return httpx.create_ssl_context()
+
+
+class PinnedBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, policy: EgressPolicy, inner: httpcore.AsyncNetworkBackend | None = None):
+        self.policy = policy
+        self.inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore interface)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            with anyio.fail_after(timeout) if timeout else nullcontext():
+                addresses = await resolve_allowed(host, port, self.policy)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from exc
+        except EgressUnresolved as exc:
+            raise httpcore.ConnectError(exc.reason) from exc
+        failure: Exception | None = None
+        for address in addresses:
+            try:
+                return await self.inner.connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore interface)
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise EgressRefused("egress refused: unix sockets are not reachable from flows")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class PooledTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport with the pinned backend; `_pool` is replaced right after construction."""
+
+    def __init__(
+        self,
+        policy: EgressPolicy,
+        *,
+        verify: ssl.SSLContext | None = None,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+    ) -> None:
+        context = verify or default_ssl_context()
+        super().__init__(verify=context, trust_env=False, limits=limits)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=PinnedBackend(policy),
+        )
+
+
+class CappedStream(httpx.AsyncByteStream):
+    """A response body that stops at `cap` bytes and at the exchange's deadline."""
+
+    def __init__(
+        self, inner: httpx.AsyncByteStream, cap: int, deadline: float, request: httpx.Request
+    ) -> None:
+        self.inner, self.cap, self.deadline, self.request = inner, cap, deadline, request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        chunks = self.inner.__aiter__()
+        while True:
+            chunk = b""
+            with anyio.move_on_after(max(0.0, self.deadline - anyio.current_time())) as scope:
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    return
+            if scope.cancelled_caught:
+                raise httpx.ReadTimeout(
+                    "response exceeded the egress time limit", request=self.request
+                )
+            seen += len(chunk)
+            if seen > self.cap:
+                raise EgressTooLarge(f"response larger than {self.cap} bytes (not read further)")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    def __init__(
+        self,
+        inner: PooledTransport,
+        *,
+        owns_inner: bool,
+        max_response_bytes: int,
+        max_seconds: float,
+    ) -> None:
+        self.inner = inner
+        self.owns_inner = owns_inner
+        self.max_response_bytes = max_response_bytes
+        self.max_seconds = max_seconds
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme not in SCHEMES or not request.url.host:
+            raise EgressRefused(
+                f"egress refused: only http(s) URLs with a host ({request.url.scheme}:)"
+            )
+        deadline = anyio.current_time() + self.max_seconds
+        with anyio.move_on_after(self.max_seconds) as scope:
+            response = await self.inner.handle_async_request(request)
+        if scope.cancelled_caught:
+            raise httpx.ReadTimeout("no response within the egress time limit", request=request)
+        declared = response.headers.get("content-length", "")
+        too_big = declared.isdigit() and int(declared) > self.max_response_bytes
+        if too_big and request.method != "HEAD":  # a HEAD answer declares a body it does not send
+            await response.aclose()
+            raise EgressTooLarge(
+                f"response of {declared} bytes is larger than {self.max_response_bytes} bytes"
+            )
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = CappedStream(response.stream, self.max_response_bytes, deadline, request)
+        return response
+
+    async def aclose(self) -> None:
+        if self.owns_inner:
+            await self.inner.aclose()

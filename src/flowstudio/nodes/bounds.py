@@ -1,0 +1,41 @@
+"""Bounded number types for node params: one place for the limits every numeric param carries.
+
+Params Structs annotate their numbers with these (`timeout_s: CallTimeout = 120.0`), so msgspec
+refuses an out-of-range value when a flow is saved (422 with the field path, `flows/validate.py`) and
+when a template renders one at run time (`worker/context.render_node_params`: a non-retryable step
+failure, never a poisoned timer or a lease-long retry loop). The JSON Schema of the node catalogue
+carries the same minimum/maximum, so the designer's forms show them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from msgspec import Meta
+
+DAY = 86_400
+
+DelaySeconds = Annotated[float, Meta(ge=0, le=30 * DAY, description="at most 30 days")]
+WaitSeconds = Annotated[float, Meta(gt=0, le=365 * DAY, description="at most 365 days")]
+CallTimeout = Annotated[float, Meta(gt=0, le=3600, description="seconds, at most 3600")]
+StepTimeout = Annotated[float, Meta(gt=0, le=7 * DAY, description="seconds, at most 7 days")]
+Retries = Annotated[int, Meta(ge=0, le=10)]
+RetryWait = Annotated[float, Meta(ge=0, le=600)]
+Temperature = Annotated[float, Meta(ge=0, le=2)]
+MaxTokens = Annotated[int, Meta(ge=1, le=1_000_000)]
+Turns = Annotated[int, Meta(ge=1, le=100)]
+Concurrency = Annotated[int, Meta(ge=1, le=1000)]
+Version = Annotated[int, Meta(ge=1, le=1_000_000_000)]
+Attempt = Annotated[int, Meta(ge=0, le=1000)]
+HashRounds = Annotated[int, Meta(ge=1, le=100_000)]
+ChunkChars = Annotated[int, Meta(ge=1, le=1_000_000)]
+OverlapChars = Annotated[int, Meta(ge=0, le=1_000_000)]
+TopK = Annotated[int, Meta(ge=1, le=1000)]
+Score = Annotated[float, Meta(ge=-1, le=1)]
+Dimensions = Annotated[int, Meta(ge=1, le=65_536)]
+BatchSize = Annotated[int, Meta(ge=1, le=2048)]
+MessageLimit = Annotated[int, Meta(ge=1, le=10_000)]
+DocumentBytes = Annotated[int, Meta(ge=1, le=1_000_000_000)]
+TextLength = Annotated[int, Meta(ge=1, le=100_000_000)]
+Splits = Annotated[int, Meta(ge=0, le=1_000_000)]
+RegexTimeout = Annotated[float, Meta(gt=0, le=10, description="seconds, at most 10")]
