@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--concurrency", type=int, default=8)
     b.add_argument("--seq-runs", type=int, default=30)
+    b.add_argument("--vectors", action="store_true", help="vector store: pgvector vs exact")
+    b.add_argument("--chunks", type=int, default=100_000, help="--vectors: chunks to seed")
+    b.add_argument("--dims", type=int, default=128, help="--vectors: dimensions")
+    b.add_argument("--queries", type=int, default=50, help="--vectors: searches measured")
     return p
 
 
@@ -244,6 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_prune(settings, args.older_than, args.batch_size)
         case "bench":
             from flowstudio.bench import run_bench
+
+            if args.vectors:
+                from flowstudio.bench.vectors import run_vector_bench
+
+                return run_vector_bench(settings, args.chunks, args.dims, args.queries, args.json)
 
             return run_bench(settings, args)
     return 2

@@ -370,7 +370,7 @@ async def run_retriever(ctx: NodeContext, params: RetrieverParams) -> Done:
         )
     (query,), usage = await embed_texts(ctx, params, [params.query])
     async with pool.connection() as conn:
-        docs = await search(conn, coll["id"], query, params.top_k, params.filter, params.min_score)
+        docs = await search(conn, coll, query, params.top_k, params.filter, params.min_score)
     return Done(
         {
             "query": params.query,

@@ -5,9 +5,10 @@
 words and word pairs hashed with blake2b into `dimensions` signed buckets, L2-normalised; no model, same
 vector in every process), or `local` (all-MiniLM-L6-v2 from the optional `[local-embeddings]` extra,
 loaded offline, run in a thread). `embedder_id(cfg)` names the embedder a collection was built with.
-The store: `ensure_collection` (created by the first upsert, which fixes its embedder and dimensions),
-`upsert_items` (keyed by item id, so a re-run step rewrites the same rows) and `search` (exact cosine
-similarity computed in SQL over float8[] with stored norms; optional metadata containment filter).
+The store (its SQL in `store/vectors.py`): `ensure_collection` (created by the first upsert, which
+fixes its embedder and dimensions), `upsert_items` (keyed by item id, so a re-run step rewrites the
+same rows) and `search` (HNSW through pgvector where the database has it, else exact cosine over
+float8[]; optional metadata containment filter).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from typing import Any, Literal
 
 import anyio
 import msgspec
-from psycopg.types.json import Jsonb
 
 from flowstudio.nodes.bounds import BatchSize, CallTimeout, Dimensions, Retries
 from flowstudio.nodes.llm_client import call_with_retries, open_client
 from flowstudio.nodes.registry import NodeContext, NodeError
+from flowstudio.store import vectors as store
 
 WORD = re.compile(r"\w+", re.UNICODE)
 LOCAL_MODEL = "all-MiniLM-L6-v2"
@@ -149,14 +150,7 @@ def item_id(doc: dict[str, Any]) -> str:
 async def ensure_collection(
     conn: Any, owner_id: str, name: str, embedder: str, dimensions: int
 ) -> int:
-    cur = await conn.execute(
-        """INSERT INTO vector_collections (owner_id, name, embedder, dimensions)
-           VALUES (%s, %s, %s, %s)
-           ON CONFLICT (owner_id, name) DO UPDATE SET name = EXCLUDED.name
-           RETURNING id, embedder, dimensions""",
-        (owner_id, name, embedder, dimensions),
-    )
-    row = await cur.fetchone()
+    row = await store.ensure_collection(conn, owner_id, name, embedder, dimensions)
     if row["embedder"] != embedder or row["dimensions"] != dimensions:
         raise NodeError(
             f"collection {name!r} holds {row['embedder']} vectors of {row['dimensions']} "
@@ -167,75 +161,27 @@ async def ensure_collection(
 
 
 async def upsert_items(conn: Any, collection_id: int, docs: list[dict[str, Any]]) -> list[str]:
-    rows = []
-    for doc in docs:
-        vec = doc["embedding"]
-        rows.append(
-            (
-                collection_id,
-                item_id(doc),
-                str(doc.get("text", "")),
-                Jsonb(doc.get("metadata") or {}),
-                vec,
-                math.sqrt(sum(v * v for v in vec)),
-            )
-        )
-    async with conn.transaction(), conn.cursor() as cur:
-        await cur.executemany(
-            """INSERT INTO vector_items (collection_id, item_id, text, metadata, embedding, norm)
-               VALUES (%s, %s, %s, %s, %s, %s)
-               ON CONFLICT (collection_id, item_id) DO UPDATE SET text = EXCLUDED.text,
-                   metadata = EXCLUDED.metadata, embedding = EXCLUDED.embedding,
-                   norm = EXCLUDED.norm, updated_at = now()""",
-            rows,
-        )
-    return [r[1] for r in rows]
+    rows = [
+        (item_id(doc), str(doc.get("text", "")), doc.get("metadata") or {}, doc["embedding"])
+        for doc in docs
+    ]
+    await store.upsert_items(conn, collection_id, rows)
+    return [r[0] for r in rows]
 
 
 async def find_collection(conn: Any, owner_id: str, name: str) -> dict[str, Any]:
-    cur = await conn.execute(
-        "SELECT id, embedder, dimensions FROM vector_collections WHERE owner_id = %s AND name = %s",
-        (owner_id, name),
-    )
-    row = await cur.fetchone()
+    row = await store.find_collection(conn, owner_id, name)
     if row is None:
         raise NodeError(f"no vector collection {name!r} (upsert documents first)", retryable=False)
-    return dict(row)
+    return row
 
 
 async def search(
     conn: Any,
-    collection_id: int,
+    collection: dict[str, Any],
     query: list[float],
     top_k: int,
     metadata_filter: dict[str, Any],
     min_score: float | None,
 ) -> list[dict[str, Any]]:
-    qnorm = math.sqrt(sum(v * v for v in query))
-    cur = await conn.execute(
-        """SELECT item_id, text, metadata, score FROM (
-               SELECT item_id, text, metadata,
-                      (SELECT sum(a * b) FROM unnest(embedding, %(q)s::float8[]) AS t(a, b))
-                        / NULLIF(norm * %(qnorm)s, 0) AS score
-               FROM vector_items
-               WHERE collection_id = %(cid)s AND metadata @> %(filter)s) ranked
-           WHERE %(min)s::float8 IS NULL OR score >= %(min)s::float8
-           ORDER BY score DESC NULLS LAST, item_id LIMIT %(k)s""",
-        {
-            "q": query,
-            "qnorm": qnorm,
-            "cid": collection_id,
-            "filter": Jsonb(metadata_filter),
-            "min": min_score,
-            "k": top_k,
-        },
-    )
-    return [
-        {
-            "id": r["item_id"],
-            "text": r["text"],
-            "metadata": r["metadata"],
-            "score": None if r["score"] is None else round(float(r["score"]), 6),
-        }
-        for r in await cur.fetchall()
-    ]
+    return await store.search(conn, collection, query, top_k, metadata_filter, min_score)
