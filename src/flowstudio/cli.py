@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from flowstudio.settings import Settings, load_settings
+from flowstudio.settings import Settings, env_file_warning, load_settings
 
 log = logging.getLogger("flowstudio")
 
@@ -174,8 +174,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.concurrency < 1:
                 sys.stderr.write("flowstudio: error: --concurrency must be >= 1\n")
                 return 2
+            from flowstudio.sandbox.policy import mode_of, refusal
             from flowstudio.worker.worker import Worker
 
+            unsafe = env_file_warning(os.environ.get("FLOWSTUDIO_ENV_FILE", ".env"))
+            if unsafe:
+                log.warning("%s", unsafe)
+            mode = mode_of(settings)
+            log.info("code node: CODE_NODE=%s, %s", mode, refusal(mode) or "available")
             run_async(Worker(settings, args.concurrency, settings.worker_grace_seconds).run)
             return 0
         case "up":

@@ -37,6 +37,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_concurrency: int = 100
     eager_steps: int = 32
     db_pipeline: bool = True
+    code_node: str = "sandbox"  # CODE_NODE: sandbox | trusted (unsafe) | off
+    code_output_max_bytes: int = 1024 * 1024  # CODE_OUTPUT_MAX_BYTES: a code child's stdout cap
 
 
 def _env(name: str, default: str) -> str:
@@ -85,4 +87,20 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         batch_concurrency=int(_env("BATCH_CONCURRENCY", "100")),
         eager_steps=int(_env("EAGER_STEPS", "32")),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
+        code_node=_env("CODE_NODE", "sandbox").strip().lower(),
+        code_output_max_bytes=int(_env("CODE_OUTPUT_MAX_BYTES", str(1024 * 1024))),
     )
+
+
+def env_file_warning(env_file: str | None) -> str | None:
+    """Why the env file (which holds SECRET_KEY and DB credentials) is unsafe, if it is: readable
+    by the group or by others (POSIX only)."""
+    if not env_file or os.name != "posix" or not os.path.exists(env_file):
+        return None
+    mode = os.stat(env_file).st_mode & 0o777
+    if mode & 0o077:
+        return (
+            f"{env_file} is readable by group/others (mode {mode:o}); it holds SECRET_KEY and "
+            f"database credentials: chmod 600 {env_file}"
+        )
+    return None

@@ -40,6 +40,7 @@ from flowstudio.api import (
     secrets,
     shares,
     sync_run,
+    users_admin,
     webhooks,
 )
 from flowstudio.api.deps import provide_conn, provide_user
@@ -114,6 +115,7 @@ def create_app(settings: Settings) -> Litestar:
     handlers += [*run_control.ROUTES, *sync_run.ROUTES, *schedules.ROUTES]
     handlers += [*ops.ROUTES, *flow_version.ROUTES]
     handlers += batches.ROUTES
+    handlers += users_admin.ROUTES
     handlers += [*publishing.ROUTES, *shares.ROUTES, *webhooks.ROUTES, *openai_compat.ROUTES]
     dist = Path(settings.ui_dist)
     if (dist / "index.html").is_file():

@@ -77,7 +77,7 @@ async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConne
         email=row["email"],
         name=row["name"],
         roles=row["roles"],
-        permissions=permissions_of(row["roles"]),
+        permissions=permissions_of(row["roles"], row.get("granted_permissions")),
     )
 
 

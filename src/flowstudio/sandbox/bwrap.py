@@ -93,7 +93,14 @@ def _system_binds() -> list[str]:
 def bwrap_argv(limits: Limits, script: str, proxy_socket: str | None = None) -> list[str]:
     bwrap = bwrap_path() or "bwrap"
     interpreter, prefix = python_install()
-    args = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--clearenv"]
+    args = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+    ]
     args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--disable-userns"]
     args += ["--hostname", "sandbox"]
     args += _system_binds()
@@ -114,7 +121,9 @@ def bwrap_argv(limits: Limits, script: str, proxy_socket: str | None = None) -> 
 
 
 PROBE_SCRIPT = "JOB = sandbox_setup()\nprint('ok')\n"
-PROBE_JOB = b'{"memory_mb": 128, "limits": {"cpu_s": 5, "file_bytes": 1024, "open_files": 32, "tasks": 8}}'
+PROBE_JOB = (
+    b'{"memory_mb": 128, "limits": {"cpu_s": 5, "file_bytes": 1024, "open_files": 32, "tasks": 8}}'
+)
 
 
 @functools.lru_cache(maxsize=1)
