@@ -58,6 +58,7 @@ def main(input, inputs):
         ("def f():\n    return 1 / 0\nresult = f()", {}, "ZeroDivisionError at line 2"),
         ("result = {1, 2}", {}, "not JSON-serialisable"),
         ("result = float('nan')", {}, "not JSON-serialisable"),
+        ("result = {'k': 'a\\x00b'}", {}, "NUL characters"),
         ("while True:\n    pass", {"timeout_s": 1}, "ran longer than 1s"),
         ("blob = bytearray(400 * 1024 * 1024)", {"memory_mb": 128}, "out of memory"),
     ],

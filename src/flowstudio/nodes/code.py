@@ -104,7 +104,25 @@ def child_env() -> dict[str, str]:
     return {k: os.environ[k] for k in keep if k in os.environ} | {"PYTHONIOENCODING": "utf-8"}
 
 
+def _has_nul(value: Any) -> bool:
+    """PostgreSQL's jsonb cannot store U+0000: such a result would fail every commit of the step."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and "\x00" in item:
+            return True
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    return False
+
+
 def _outcome(report: dict[str, Any], stderr: bytes) -> Done:
+    if _has_nul(report):
+        raise NodeError(
+            "the result contains NUL characters (\\u0000), which cannot be stored", retryable=False
+        )
     match report.get("error"):
         case None:
             return Done({"result": report.get("result"), "stdout": report.get("stdout", "")})
