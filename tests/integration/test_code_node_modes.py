@@ -1,0 +1,45 @@
+"""CODE_NODE over real processes with their own database (`support/private_stack.py`).
+
+With CODE_NODE=off the API refuses to save a code node (422, node id and reason), the catalogue
+says why, and a worker refuses to run a code node saved before (non-retryable); CODE_NODE=trusted
+runs it in the old unsandboxed child (an administrator's unsafe opt-in).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.integration.test_code_policy import CODE_FLOW, assert_refused
+from tests.support.code_users import admin_api
+from tests.support.private_stack import (  # noqa: F401 -- fixtures: base_env, db, credentials
+    private_base_env,
+    private_credentials,
+    private_db,
+    private_db_url,
+)
+from tests.support.stack import Stack
+
+
+def test_code_node_off_refuses_save_and_run_and_trusted_runs_unsandboxed(
+    stack: Stack, private_db_url: str, db: Any  # noqa: F811
+) -> None:
+    stack.start_api()
+    stack.start_orchestrator()
+    worker = stack.start_worker(extra_env={"CODE_NODE": "off"})
+    admin = admin_api(stack.base_url, private_db_url)
+    flow = admin.create_flow(CODE_FLOW)  # this API still runs the default (sandbox)
+    run = admin.wait_run(admin.start_run(flow["id"]), timeout=60)
+    assert run["status"] == "failed" and "CODE_NODE=off" in run["error"]["message"], run
+    assert admin.steps(run)["py"]["attempt"] == 1
+    api = next(p for p in stack.procs if p.name.startswith("api"))
+    api.kill()
+    api.restart({"CODE_NODE": "off"})
+    stack.wait_api(api)
+    body = {"name": "code", "definition": CODE_FLOW}
+    assert_refused(admin.http.post("/api/v1/flows", json=body), 422, "CODE_NODE=off")
+    code = {n["type"]: n for n in admin.http.get("/api/v1/nodes").json()}["code"]
+    assert code["available"] is False and "CODE_NODE=off" in code["unavailable_reason"]
+    worker.kill()
+    stack.start_worker(extra_env={"CODE_NODE": "trusted"})
+    run = admin.wait_run(admin.start_run(flow["id"]), timeout=60)
+    assert run["status"] == "succeeded" and run["outputs"]["result"] == 42, run
