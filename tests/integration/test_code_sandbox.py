@@ -238,6 +238,15 @@ def test_network_goes_only_through_the_guarded_proxy(api: Api, sink: Sink) -> No
     assert sum(1 for r in sink.requests if r["path"] == "/through-proxy") == 1
     for url in refused:
         assert "403" in out[url], (url, out[url])  # the guard refused; no connection was made
+    tunnel = """
+import socket
+def main(input, inputs):
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    s.sendall(b"CONNECT 127.0.0.1:5432 HTTP/1.1\\r\\nHost: 127.0.0.1:5432\\r\\n\\r\\n")
+    return s.recv(200).decode(errors="replace")
+"""
+    # 127.0.0.1 is allow-listed, but a raw tunnel to its database port is not https
+    assert result_of(api, tunnel, allow_network=True).startswith("HTTP/1.1 403")
     denied = run_code(api, PROXY, {"urls": [allowed]})  # allow_network defaults to false
     assert "network access is disabled" in str(denied["outputs"] or denied["error"])
     assert sum(1 for r in sink.requests if r["path"] == "/through-proxy") == 1

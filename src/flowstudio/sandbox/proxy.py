@@ -4,7 +4,9 @@
 listens on a fresh Unix socket in a 0700 temp dir and yields its path; bwrap binds it into the
 sandbox, where the launcher's forwarder relays 127.0.0.1:<port> to it. Per connection `_serve`
 reads one request head (16 KiB max, 10 s): `CONNECT host:port` (https; the TLS stays end to end)
-or an absolute-URI request (`GET http://host/path`, plain http). `egress_address(host, port,
+(to port 443 only: a tunnel is raw TCP, and must not reach e.g. an allow-listed host's database
+port) or an absolute-URI request (`GET http://host/path`, plain http; what goes upstream always
+starts with that request's head). `egress_address(host, port,
 allowed)` resolves ONCE and checks every address with the egress guard; the proxy then connects to
 that checked address (no second resolution) and pipes bytes both ways. A refused target gets
 `403` with the guard's reason and no connection is made; other schemes, bad heads or unreachable
@@ -32,6 +34,7 @@ from flowstudio.nodes.registry import NodeError
 log = logging.getLogger(__name__)
 
 HEAD_LIMIT = 16 * 1024
+CONNECT_PORTS = (443,)  # a CONNECT tunnel is raw TCP: only to the https port
 HOP_HEADERS = (b"proxy-connection", b"proxy-authorization", b"connection", b"keep-alive")
 
 
@@ -107,6 +110,10 @@ async def _serve(client: SocketStream, allowed: tuple[str, ...]) -> None:
             is_connect, host, port, upstream_head = _target(head)
         except (ValueError, UnicodeError, TimeoutError, anyio.EndOfStream) as exc:
             await _safe_send(client, _reply("400 Bad Request", f"egress proxy: {exc}"))
+            return
+        if is_connect and port not in CONNECT_PORTS:
+            reason = f"CONNECT only to port {', '.join(map(str, CONNECT_PORTS))} (https)"
+            await _safe_send(client, _reply("403 Forbidden", reason))
             return
         try:
             addr = await egress_address(host, port, allowed)
