@@ -2,7 +2,8 @@
 
 With CODE_NODE=off the API refuses to save a code node (422, node id and reason), the catalogue
 says why, and a worker refuses to run a code node saved before (non-retryable); CODE_NODE=trusted
-runs it in the old unsandboxed child (an administrator's unsafe opt-in).
+runs it in the old unsandboxed child (an administrator's unsafe opt-in). A worker whose env file is
+group/world readable warns at start.
 """
 
 from __future__ import annotations
@@ -23,14 +24,20 @@ from tests.support.stack import Stack
 def test_code_node_off_refuses_save_and_run_and_trusted_runs_unsandboxed(
     stack: Stack, private_db_url: str, db: Any  # noqa: F811
 ) -> None:
+    env_file = stack.tmp / "world-readable.env"
+    env_file.write_text("# SECRET_KEY would be here\n")
+    env_file.chmod(0o644)
     stack.start_api()
     stack.start_orchestrator()
-    worker = stack.start_worker(extra_env={"CODE_NODE": "off"})
+    worker = stack.start_worker(
+        extra_env={"CODE_NODE": "off", "FLOWSTUDIO_ENV_FILE": str(env_file)}
+    )
     admin = admin_api(stack.base_url, private_db_url)
     flow = admin.create_flow(CODE_FLOW)  # this API still runs the default (sandbox)
     run = admin.wait_run(admin.start_run(flow["id"]), timeout=60)
     assert run["status"] == "failed" and "CODE_NODE=off" in run["error"]["message"], run
     assert admin.steps(run)["py"]["attempt"] == 1
+    assert "readable by group/others" in worker.log_tail(200)  # warned at start
     api = next(p for p in stack.procs if p.name.startswith("api"))
     api.kill()
     api.restart({"CODE_NODE": "off"})
