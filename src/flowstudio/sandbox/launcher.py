@@ -18,7 +18,6 @@ Standard library only (the sandbox holds no site-packages of the project).
 import ctypes
 import json
 import os
-import platform
 import resource
 import socket
 import struct
@@ -55,7 +54,7 @@ class _Fprog(ctypes.Structure):
 
 
 def _no_more_tasks() -> None:
-    arch, seccomp_nr, deny = _ARCHES[platform.machine()]  # KeyError: unknown arch, fail closed
+    arch, seccomp_nr, deny = _ARCHES[os.uname().machine]  # KeyError: unknown arch, fail closed
     program = _seccomp_program(arch, deny)
     buf = ctypes.create_string_buffer(program)
     fprog = _Fprog(len(program) // 8, ctypes.addressof(buf))
