@@ -173,11 +173,16 @@ def main(input, inputs):
         got["threads"] = "started"
     except RuntimeError as exc:
         got["threads"] = str(exc)
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall(425, 1, None)  # io_uring_setup: EFAULT unfiltered, EPERM under the filter
+    got["io_uring"] = ctypes.get_errno()
     return got
 """
     out = result_of(api, code)
     assert out["forked"] == 0 and "Operation not permitted" in out["fork"], out
     assert out["spawn"] != "ran" and out["threads"] != "started", out
+    assert out["io_uring"] == 1, out  # EPERM
 
 
 def test_memory_and_disk_bombs_are_bounded(api: Api) -> None:

@@ -10,8 +10,9 @@ sandbox runs it with `python -I -c`, followed by the code node's RUNNER. `sandbo
    (the Unix socket bind-mounted at `/run/flowstudio/egress.sock`), and sets HTTP(S)_PROXY;
 4. installs a seccomp filter on every thread (TSYNC) that refuses clone/clone3/fork/vfork/unshare:
    from then on no process or thread can be created, so the task count is fixed (a fork or thread
-   bomb fails at once). An unknown CPU architecture aborts: the probe then marks the sandbox
-   unavailable instead of running without the filter.
+   bomb fails at once); it also refuses ptrace, mount, setns, keyrings, bpf, perf, userfaultfd,
+   io_uring and module loading. An unknown CPU architecture aborts: the probe then marks the
+   sandbox unavailable instead of running without the filter.
 Standard library only (the sandbox holds no site-packages of the project).
 """
 
@@ -26,10 +27,18 @@ import threading
 
 EGRESS_SOCKET = "/run/flowstudio/egress.sock"
 
-# (AUDIT_ARCH, {syscall: errno}); errno 38 = ENOSYS (clone3: glibc falls back to clone), 1 = EPERM
+# per arch: (AUDIT_ARCH, seccomp's number, {syscall: errno}); errno 38 = ENOSYS (clone3: glibc then
+# falls back to clone), 1 = EPERM. Besides task creation, kernel interfaces code never needs
+# (ptrace, mount, setns, keyrings, bpf, perf, userfaultfd, io_uring, modules): less attack surface.
+_X86_64_DENY = {435: 38, 56: 1, 57: 1, 58: 1, 272: 1, 101: 1, 165: 1, 166: 1, 155: 1, 308: 1}
+_X86_64_DENY |= {248: 1, 249: 1, 250: 1, 321: 1, 298: 1, 323: 1, 425: 1, 426: 1, 427: 1}
+_X86_64_DENY |= {175: 1, 176: 1, 313: 1}
+_AARCH64_DENY = {435: 38, 220: 1, 97: 1, 117: 1, 40: 1, 39: 1, 41: 1, 268: 1}
+_AARCH64_DENY |= {217: 1, 218: 1, 219: 1, 280: 1, 241: 1, 282: 1, 425: 1, 426: 1, 427: 1}
+_AARCH64_DENY |= {105: 1, 106: 1, 273: 1}
 _ARCHES = {
-    "x86_64": (0xC000003E, 317, {435: 38, 56: 1, 57: 1, 58: 1, 272: 1}),
-    "aarch64": (0xC00000B7, 277, {435: 38, 220: 1, 97: 1}),
+    "x86_64": (0xC000003E, 317, _X86_64_DENY),
+    "aarch64": (0xC00000B7, 277, _AARCH64_DENY),
 }
 
 
