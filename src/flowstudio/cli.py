@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if unsafe:
                 log.warning("%s", unsafe)
             mode = mode_of(settings)
-            log.info("code node: CODE_NODE=%s, %s", mode, refusal(mode) or "available")
+            log.info("code node: CODE_NODE=%s, %s", mode, refusal(settings) or "available")
             run_async(Worker(settings, args.concurrency, settings.worker_grace_seconds).run)
             return 0
         case "up":

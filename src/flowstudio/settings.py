@@ -39,6 +39,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pipeline: bool = True
     code_node: str = "sandbox"  # CODE_NODE: sandbox | trusted (unsafe) | off
     code_output_max_bytes: int = 1024 * 1024  # CODE_OUTPUT_MAX_BYTES: a code child's stdout cap
+    code_sandbox_bwrap: str = (
+        ""  # CODE_SANDBOX_BWRAP: the bwrap binary (empty: /usr/bin, /bin, ...)
+    )
 
 
 def _env(name: str, default: str) -> str:
@@ -89,6 +92,7 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
         code_node=_env("CODE_NODE", "sandbox").strip().lower(),
         code_output_max_bytes=int(_env("CODE_OUTPUT_MAX_BYTES", str(1024 * 1024))),
+        code_sandbox_bwrap=_env("CODE_SANDBOX_BWRAP", ""),
     )
 
 

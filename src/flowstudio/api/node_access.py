@@ -15,13 +15,11 @@ from litestar.datastructures import State
 
 from flowstudio.api.deps import User
 from flowstudio.api.errors import Problem
-from flowstudio.sandbox.policy import availability, definition_problems, mode_of
+from flowstudio.sandbox.policy import availability, definition_problems
 
 
 async def check_code_nodes(definition: Any, user: User, state: State) -> None:
-    status, errors = await definition_problems(
-        definition, user.permissions, mode_of(state.settings)
-    )
+    status, errors = await definition_problems(definition, user.permissions, state.settings)
     if errors:
         title = "Forbidden" if status == 403 else "Invalid flow definition"
         raise Problem(status, title, errors[0]["reason"], errors=errors)

@@ -166,7 +166,7 @@ async def run_code(ctx: NodeContext, params: CodeParams) -> Done:
     if not 0 < params.timeout_s <= 3600 or not 16 <= params.memory_mb <= 65536:
         raise NodeError("need 0 < timeout_s <= 3600 and 16 <= memory_mb <= 65536", retryable=False)
     mode = mode_of(ctx.settings)
-    refused = await refusal_async(mode)
+    refused = await refusal_async(ctx.settings)
     if refused is not None:
         raise NodeError(refused, retryable=False)
     if not await author_may_run_code(ctx.db, ctx.run_id):
@@ -191,7 +191,8 @@ async def run_code(ctx: NodeContext, params: CodeParams) -> Done:
     else:
         limits = Limits(memory_mb=params.memory_mb, timeout_s=params.timeout_s, output_bytes=cap)
         allowed = ctx.settings.http_allowed_hosts if params.allow_network else None
-        done = await run_sandboxed(RUNNER, job, limits, allowed)
+        bwrap = str(getattr(ctx.settings, "code_sandbox_bwrap", "") or "")
+        done = await run_sandboxed(RUNNER, job, limits, allowed, bwrap)
     return _finish(done, params, cap)
 
 

@@ -9,18 +9,19 @@ symlinks or dirs), the Python installation (`python_install()`: `sys.base_prefix
 proxy's Unix socket. Nothing else of the host is visible: no /etc, /home, /root, /work, /proc of
 the host (a fresh /proc of the sandbox's own PID namespace), and a network namespace whose only
 interface is its own loopback.
-`sandbox_status()` probes once (cached): bubblewrap present, Linux, and a real run of the launcher
-(namespaces + seccomp) printing "ok"; it returns None or the reason the sandbox is unavailable.
+`sandbox_status(bwrap)` probes once (cached; a failure is retried after a minute): Linux, bubblewrap
+present (CODE_SANDBOX_BWRAP, else /usr/bin etc.), and a real run of the launcher (namespaces +
+seccomp) printing "ok"; it returns None or the reason the sandbox is unavailable.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,10 @@ class Limits:
         }
 
 
-def bwrap_path() -> str | None:
+def bwrap_path(configured: str = "") -> str | None:
+    """CODE_SANDBOX_BWRAP if set (must exist), else bwrap from the system directories."""
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
     return shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin")
 
 
@@ -90,8 +94,10 @@ def _system_binds() -> list[str]:
     return args
 
 
-def bwrap_argv(limits: Limits, script: str, proxy_socket: str | None = None) -> list[str]:
-    bwrap = bwrap_path() or "bwrap"
+def bwrap_argv(
+    limits: Limits, script: str, proxy_socket: str | None = None, bwrap: str = ""
+) -> list[str]:
+    bwrap = bwrap_path(bwrap) or "bwrap"
     interpreter, prefix = python_install()
     args = [
         bwrap,
@@ -126,13 +132,26 @@ PROBE_JOB = (
 )
 
 
-@functools.lru_cache(maxsize=1)
-def sandbox_status() -> str | None:
-    """None when the sandbox works here; otherwise why not (probed once per process)."""
+RETRY_FAILED_PROBE_S = 60.0
+_probed: dict[str, tuple[str | None, float]] = {}
+
+
+def sandbox_status(bwrap: str = "") -> str | None:
+    """None when the sandbox works here; otherwise why not. A success is cached for the process's
+    life; a failure is probed again after a minute (a transient one must not disable code nodes)."""
+    cached = _probed.get(bwrap)
+    if cached and (cached[0] is None or time.monotonic() - cached[1] < RETRY_FAILED_PROBE_S):
+        return cached[0]
+    reason = _probe(bwrap)
+    _probed[bwrap] = (reason, time.monotonic())
+    return reason
+
+
+def _probe(bwrap: str) -> str | None:
     if not sys.platform.startswith("linux"):
         return f"no sandbox on {sys.platform} (bubblewrap needs Linux)"
-    if bwrap_path() is None:
-        return "bubblewrap (bwrap) is not installed"
+    if bwrap_path(bwrap) is None:
+        return f"bubblewrap ({bwrap or 'bwrap'}) is not installed"
     _, prefix = python_install()
     unsafe = unsafe_bind(prefix)
     if unsafe:
@@ -140,7 +159,7 @@ def sandbox_status() -> str | None:
     script = launcher_source() + "\n" + PROBE_SCRIPT
     try:
         done = subprocess.run(
-            bwrap_argv(Limits(), script),
+            bwrap_argv(Limits(), script, bwrap=bwrap),
             input=PROBE_JOB,
             capture_output=True,
             timeout=30,
@@ -152,5 +171,5 @@ def sandbox_status() -> str | None:
     if done.returncode != 0 or done.stdout.strip() != b"ok":
         tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
         return f"bubblewrap does not work here: {tail[0] if tail else done.returncode}"
-    log.info("code sandbox: bubblewrap works (%s)", bwrap_path())
+    log.info("code sandbox: bubblewrap works (%s)", bwrap_path(bwrap))
     return None

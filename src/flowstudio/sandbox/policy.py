@@ -2,9 +2,9 @@
 
 `CODE_NODE` (settings.code_node): `sandbox` (default: run only inside bubblewrap; refused where the
 probe says the sandbox is unavailable), `trusted` (an administrator's opt-in: the old isolated child
-process, NOT a boundary) or `off` (always refused). `refusal(mode)` gives the reason a code node is
-refused (None: allowed; the first call may run the probe, so async callers use `refusal_async`).
-`definition_problems(definition, permissions, mode)` lists, per code node of a definition, why it
+process, NOT a boundary) or `off` (always refused). `refusal(settings)` gives the reason a code node
+is refused (None: allowed; a call may run the probe, so async callers use `refusal_async`).
+`definition_problems(definition, permissions, settings)` lists, per code node of a definition, why it
 cannot be saved: the mode (422) or the missing `nodes:code` permission (403), with path and node id;
 the API's save routes call it. `author_may_run_code(pool, run_id)` re-checks at run time that whoever
 saved the run's flow version still holds the permission. `availability(type)` feeds the catalogue.
@@ -30,12 +30,12 @@ def mode_of(settings: Any) -> str:
     return mode if mode in MODES else "off"  # an unknown value fails closed
 
 
-def refusal(mode: str) -> str | None:
-    match mode:
+def refusal(settings: Any) -> str | None:
+    match mode_of(settings):
         case "trusted":
             return None
         case "sandbox":
-            reason = sandbox_status()
+            reason = sandbox_status(str(getattr(settings, "code_sandbox_bwrap", "") or ""))
             if reason is None:
                 return None
             return (
@@ -46,8 +46,8 @@ def refusal(mode: str) -> str | None:
             return "the code node is disabled on this installation (CODE_NODE=off)"
 
 
-async def refusal_async(mode: str) -> str | None:
-    return await anyio.to_thread.run_sync(refusal, mode)
+async def refusal_async(settings: Any) -> str | None:
+    return await anyio.to_thread.run_sync(refusal, settings)
 
 
 def code_node_paths(definition: Any) -> list[tuple[str, str]]:
@@ -61,13 +61,13 @@ def code_node_paths(definition: Any) -> list[tuple[str, str]]:
 
 
 async def definition_problems(
-    definition: Any, permissions: list[str], mode: str
+    definition: Any, permissions: list[str], settings: Any
 ) -> tuple[int, list[dict[str, Any]]]:
     """(status, errors): 0 and [] when every code node may be saved."""
     found = code_node_paths(definition)
     if not found:
         return 0, []
-    reason = await refusal_async(mode)
+    reason = await refusal_async(settings)
     if reason is not None:
         return 422, [{"path": f"{p}.type", "node_id": n, "reason": reason} for p, n in found]
     if CODE_PERMISSION not in permissions:
@@ -89,5 +89,5 @@ async def author_may_run_code(pool: Any, run_id: str) -> bool:
 async def availability(node_type: str, settings: Any) -> tuple[bool, str | None]:
     if node_type != CODE_TYPE:
         return True, None
-    reason = await refusal_async(mode_of(settings))
+    reason = await refusal_async(settings)
     return reason is None, reason
