@@ -89,3 +89,28 @@ def test_a_grant_allows_saving_and_a_revoke_stops_runs_of_what_was_saved(
     assert editor.steps(refused)["py"]["attempt"] == 1  # not retried
     put = editor.http.put(f"/api/v1/flows/{flow['id']}", json={"definition": CODE_FLOW})
     assert_refused(put, 403, "nodes:code")
+
+
+def test_tweaking_a_code_node_needs_the_permission(
+    running_stack: Stack, database_url: str, user_credentials: tuple[str, str]
+) -> None:
+    """An owner without nodes:code must not swap the code of a node an admin put in their flow."""
+    editor = Api(running_stack.base_url, *user_credentials)
+    admin = admin_api(running_stack.base_url, database_url)
+    flow = editor.create_flow(PLAIN_FLOW)
+    put = admin.http.put(f"/api/v1/flows/{flow['id']}", json={"definition": CODE_FLOW})
+    assert put.status_code == 200, put.text
+    tweak = {"input_value": "", "tweaks": {"py": {"code": "result = 'tweaked'"}}}
+    r = editor.http.post(f"/api/v1/run/{flow['id']}?timeout=30", json=tweak)
+    assert r.status_code == 403, r.text
+    assert r.json()["errors"][0] == {
+        "path": "body.tweaks.py",
+        "node_id": "py",
+        "reason": "tweaking a code node needs the nodes:code permission",
+    }
+    plain = editor.http.post(f"/api/v1/run/{flow['id']}?timeout=60", json={"input_value": ""})
+    assert plain.status_code == 200 and plain.json()["outputs"]["result"] == 42, plain.text
+    granted, _ = granted_api(running_stack.base_url, database_url, admin)
+    own = granted.create_flow(CODE_FLOW)
+    r = granted.http.post(f"/api/v1/run/{own['id']}?timeout=60", json=tweak)
+    assert r.status_code == 200 and r.json()["outputs"]["result"] == "tweaked", r.text

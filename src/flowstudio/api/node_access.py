@@ -4,6 +4,7 @@
 (create, update, import, duplicate, restore) right after `check_definition`: a `code` node is
 refused with 422 where CODE_NODE/the sandbox probe make it unavailable, and with 403 when the caller
 lacks `nodes:code`; each error names the node id and path (sandbox/policy.py decides).
+`check_code_tweaks` refuses (403) run tweaks of a code node from a caller without `nodes:code`.
 `with_availability(items, settings)` adds `available` / `unavailable_reason` to each catalogue item.
 """
 
@@ -15,7 +16,12 @@ from litestar.datastructures import State
 
 from flowstudio.api.deps import User
 from flowstudio.api.errors import Problem
-from flowstudio.sandbox.policy import availability, definition_problems
+from flowstudio.sandbox.policy import (
+    CODE_TYPE,
+    availability,
+    code_tweak_problems,
+    definition_problems,
+)
 
 
 async def check_code_nodes(definition: Any, user: User, state: State) -> None:
@@ -23,6 +29,14 @@ async def check_code_nodes(definition: Any, user: User, state: State) -> None:
     if errors:
         title = "Forbidden" if status == 403 else "Invalid flow definition"
         raise Problem(status, title, errors[0]["reason"], errors=errors)
+
+
+def check_code_tweaks(definition: Any, tweaks: Any, user: User) -> None:
+    """`definition`: the pinned version's FlowDefinition; a tweak of a code node needs nodes:code."""
+    ids = [n.id for n in definition.nodes if n.type == CODE_TYPE]
+    errors = code_tweak_problems(ids, tweaks, user.permissions)
+    if errors:
+        raise Problem(403, "Forbidden", errors[0]["reason"], errors=errors)
 
 
 async def with_availability(items: list[dict[str, Any]], settings: Any) -> list[dict[str, Any]]:

@@ -169,10 +169,10 @@ async def run_code(ctx: NodeContext, params: CodeParams) -> Done:
     refused = await refusal_async(ctx.settings)
     if refused is not None:
         raise NodeError(refused, retryable=False)
-    if not await author_may_run_code(ctx.db, ctx.run_id):
+    if not await author_may_run_code(ctx.db, ctx.run_id, ctx.node_id):
         raise NodeError(
             f"the code node needs the {CODE_PERMISSION} permission, which the author of this "
-            "flow version does not hold",
+            "flow version (or of the run's tweaks of this node) does not hold",
             retryable=False,
         )
     job = {

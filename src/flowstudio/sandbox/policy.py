@@ -7,7 +7,9 @@ is refused (None: allowed; a call may run the probe, so async callers use `refus
 `definition_problems(definition, permissions, settings)` lists, per code node of a definition, why it
 cannot be saved: the mode (422) or the missing `nodes:code` permission (403), with path and node id;
 the API's save routes call it. `author_may_run_code(pool, run_id)` re-checks at run time that whoever
-saved the run's flow version still holds the permission. `availability(type)` feeds the catalogue.
+saved the run's flow version still holds the permission (and the run's owner too when the run's
+tweaks override the node); `code_tweak_problems` refuses such tweaks at the API without it.
+`availability(type)` feeds the catalogue.
 """
 
 from __future__ import annotations
@@ -76,14 +78,33 @@ async def definition_problems(
     return 0, []
 
 
-async def author_may_run_code(pool: Any, run_id: str) -> bool:
+async def author_may_run_code(pool: Any, run_id: str, node_id: str) -> bool:
+    """The version's author holds `nodes:code` now; if the run's tweaks override this node's
+    params (its code), so does the run's owner, who sent them."""
     if pool is None:
         return False
     async with pool.connection() as conn:
-        row = await users.version_author_permissions(conn, run_id)
+        row = await users.version_author_permissions(conn, run_id, node_id)
     if row is None:
         return False
-    return CODE_PERMISSION in permissions_of(row["roles"], row["granted_permissions"])
+    if CODE_PERMISSION not in permissions_of(row["roles"], row["granted_permissions"]):
+        return False
+    owner = permissions_of(row["owner_roles"], row["owner_granted"])
+    return not row["tweaked"] or CODE_PERMISSION in owner
+
+
+def code_tweak_problems(
+    code_node_ids: list[str], tweaks: Any, permissions: list[str]
+) -> list[dict]:
+    """Tweaks (per-run param overrides) of a code node change its code: they need `nodes:code`."""
+    if CODE_PERMISSION in permissions or not isinstance(tweaks, dict):
+        return []
+    reason = f"tweaking a code node needs the {CODE_PERMISSION} permission"
+    return [
+        {"path": f"body.tweaks.{n}", "node_id": n, "reason": reason}
+        for n in code_node_ids
+        if n in tweaks
+    ]
 
 
 async def availability(node_type: str, settings: Any) -> tuple[bool, str | None]:

@@ -129,15 +129,19 @@ async def set_granted_permission(
 
 
 async def version_author_permissions(
-    conn: psycopg.AsyncConnection[Any], run_id: Any
+    conn: psycopg.AsyncConnection[Any], run_id: Any, node_id: str
 ) -> dict[str, Any] | None:
-    """Roles and granted permissions of who saved the flow version `run_id` executes (None: the
-    author no longer exists)."""
+    """Roles and granted permissions of who saved the flow version `run_id` executes, of the run's
+    owner, and whether the run's tweaks override `node_id` (None: the author no longer exists)."""
     cur = await conn.execute(
-        """SELECT u.roles, u.granted_permissions FROM runs r
+        """SELECT u.roles, u.granted_permissions, o.roles AS owner_roles,
+                  o.granted_permissions AS owner_granted,
+                  coalesce(r.tweaks ? %s, false) AS tweaked
+           FROM runs r
            JOIN flow_versions v ON v.flow_id = r.flow_id AND v.version = r.flow_version
            JOIN users u ON u.id = v.created_by
+           JOIN users o ON o.id = r.owner_id
            WHERE r.id = %s""",
-        (run_id,),
+        (node_id, run_id),
     )
     return await cur.fetchone()
