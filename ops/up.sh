@@ -9,11 +9,15 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source "$ROOT/ops/services.sh"
 # First start: create .env from .env.example with a random SECRET_KEY (FLOWSTUDIO_ENV_FILE= skips it).
+# It holds SECRET_KEY and database credentials: readable by its owner only (mode 0600).
 ENV_FILE="${FLOWSTUDIO_ENV_FILE-.env}"
 if [ -n "$ENV_FILE" ] && [ ! -f "$ENV_FILE" ]; then
   key="$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-  sed "s|^SECRET_KEY=.*|SECRET_KEY=$key|" .env.example > "$ENV_FILE"
-  echo "created $ENV_FILE (edit it to configure Flowstudio)"
+  (umask 077 && sed "s|^SECRET_KEY=.*|SECRET_KEY=$key|" .env.example > "$ENV_FILE")
+  echo "created $ENV_FILE (mode 0600; edit it to configure Flowstudio)"
+fi
+if [ -n "$ENV_FILE" ] && [ -f "$ENV_FILE" ] && [ -n "$(find "$ENV_FILE" -perm /077 -print -quit)" ]; then
+  echo "warning: $ENV_FILE is readable by group/others; run: chmod 600 $ENV_FILE" >&2
 fi
 # Build the designer (served by the API at /) when npm is available and the build is missing or stale
 # (FLOWSTUDIO_BUILD_UI=0 skips it).

@@ -20,7 +20,13 @@ from collections.abc import Sequence
 
 import msgspec
 
-from flowstudio.settings import EMBEDDED, Settings, SettingsError, load_settings
+from flowstudio.settings import (
+    EMBEDDED,
+    Settings,
+    SettingsError,
+    env_file_warning,
+    load_settings,
+)
 
 log = logging.getLogger("flowstudio")
 
@@ -236,8 +242,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.concurrency < 1:
                 sys.stderr.write("flowstudio: error: --concurrency must be >= 1\n")
                 return 2
+            from flowstudio.sandbox.policy import mode_of, refusal
             from flowstudio.worker.worker import Worker
 
+            unsafe = env_file_warning(os.environ.get("FLOWSTUDIO_ENV_FILE", ".env"))
+            if unsafe:
+                log.warning("%s", unsafe)
+            mode = mode_of(settings)
+            log.info("code node: CODE_NODE=%s, %s", mode, refusal(settings) or "available")
             run_async(Worker(settings, args.concurrency, settings.worker_grace_seconds).run)
             return 0
         case "up":

@@ -43,6 +43,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_concurrency: int = 100
     eager_steps: int = 32
     db_pipeline: bool = True
+    code_node: str = "sandbox"  # CODE_NODE: sandbox | trusted (unsafe) | off
+    code_output_max_bytes: int = 1024 * 1024  # CODE_OUTPUT_MAX_BYTES: a code child's stdout cap
+    code_sandbox_bwrap: str = (
+        ""  # CODE_SANDBOX_BWRAP: the bwrap binary (empty: /usr/bin, /bin, ...)
+    )
     # egress guard (flowstudio/egress) and size caps
     http_max_response_bytes: int = 10_000_000
     http_max_redirects: int = 5
@@ -143,6 +148,9 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         queue_backend=backend,
         prune_after_days=float(_env("PRUNE_AFTER_DAYS", "0")),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
+        code_node=_env("CODE_NODE", "sandbox").strip().lower(),
+        code_output_max_bytes=int(_env("CODE_OUTPUT_MAX_BYTES", str(1024 * 1024))),
+        code_sandbox_bwrap=_env("CODE_SANDBOX_BWRAP", ""),
         http_max_response_bytes=int(_env("HTTP_MAX_RESPONSE_BYTES", "10000000")),
         http_max_redirects=int(_env("HTTP_MAX_REDIRECTS", "5")),
         http_max_seconds=float(_env("HTTP_MAX_SECONDS", "600")),
@@ -166,3 +174,17 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         login_backoff_max_seconds=float(_env("LOGIN_BACKOFF_MAX_SECONDS", "900")),
         login_window_seconds=int(_env("LOGIN_WINDOW_SECONDS", "3600")),
     )
+
+
+def env_file_warning(env_file: str | None) -> str | None:
+    """Why the env file (which holds SECRET_KEY and DB credentials) is unsafe, if it is: readable
+    by the group or by others (POSIX only)."""
+    if not env_file or os.name != "posix" or not os.path.exists(env_file):
+        return None
+    mode = os.stat(env_file).st_mode & 0o777
+    if mode & 0o077:
+        return (
+            f"{env_file} is readable by group/others (mode {mode:o}); it holds SECRET_KEY and "
+            f"database credentials: chmod 600 {env_file}"
+        )
+    return None

@@ -1,6 +1,7 @@
-"""The `code` node in real flows: user Python in a child process with time/memory limits, no network
+"""The `code` node in real flows: user Python in the sandbox with time/memory limits, no network
 by default, none of the worker's environment, clear errors, JSON-only results, no retries of
-deterministic failures."""
+deterministic failures. The user here holds `nodes:code` (granted by an admin over the API); the
+attacks on the sandbox itself are in test_code_sandbox.py."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ from typing import Any
 import pytest
 
 from tests.support.client import Api, linear_flow
+from tests.support.code_users import admin_api, granted_api
 from tests.support.sink import Sink
+from tests.support.stack import Stack
 
 RETRY = {"py": {"retry": {"max_attempts": 3, "initial_interval": 0.1}}}
+
+
+@pytest.fixture(scope="module")
+def api(running_stack: Stack, database_url: str) -> Api:
+    """An editor an admin granted `nodes:code` (overrides conftest's plain editor)."""
+    admin = admin_api(running_stack.base_url, database_url)
+    return granted_api(running_stack.base_url, database_url, admin)[0]
 
 
 def run_code(api: Api, code: str, inputs: dict[str, Any] | None = None, **params: Any) -> dict:
@@ -48,6 +58,7 @@ def main(input, inputs):
         ("def f():\n    return 1 / 0\nresult = f()", {}, "ZeroDivisionError at line 2"),
         ("result = {1, 2}", {}, "not JSON-serialisable"),
         ("result = float('nan')", {}, "not JSON-serialisable"),
+        ("result = {'k': 'a\\x00b'}", {}, "NUL characters"),
         ("while True:\n    pass", {"timeout_s": 1}, "ran longer than 1s"),
         ("blob = bytearray(400 * 1024 * 1024)", {"memory_mb": 128}, "out of memory"),
     ],

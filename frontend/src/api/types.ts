@@ -107,6 +107,9 @@ export interface NodeSpec {
   inputs: PortSpec[];
   outputs: PortSpec[];
   cpu_bound?: boolean;
+  // false where this installation cannot run the type (the code node without a sandbox, CODE_NODE=off)
+  available?: boolean;
+  unavailable_reason?: string | null;
 }
 
 export type RunStatus = 'queued' | 'running' | 'waiting' | 'succeeded' | 'failed' | 'cancelled';

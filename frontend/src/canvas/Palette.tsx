@@ -1,6 +1,7 @@
 // The node palette: the catalogue grouped by category with a search box. Items are draggable
 // onto the canvas (dataTransfer 'application/flowstudio-node' = node type; FlowCanvas's onDrop
-// adds it) or added at the viewport centre with a click / Enter (`onAdd`).
+// adds it) or added at the viewport centre with a click / Enter (`onAdd`). A type the server
+// cannot run here (catalogue `available: false`) is shown disabled with the reason.
 import { useMemo, useState } from 'react';
 import type { NodeSpec } from '../api/types';
 import { useCatalogue } from '../stores/catalogue';
@@ -43,30 +44,41 @@ export function Palette({ onAdd, disabled }: { onAdd: (type: string) => void; di
                 <span className="dot" style={{ background: style.color }} />
                 {style.label}
               </h4>
-              {items.map((s) => (
-                <div
-                  key={s.type}
-                  className={`palette-item${disabled ? ' disabled' : ''}`}
-                  draggable={!disabled}
-                  tabIndex={0}
-                  role="button"
-                  data-node-type={s.type}
-                  style={{ '--accent': style.color } as React.CSSProperties}
-                  onDragStart={(e) => {
-                    e.dataTransfer.setData(DND_TYPE, s.type);
-                    e.dataTransfer.effectAllowed = 'move';
-                  }}
-                  onDoubleClick={() => !disabled && onAdd(s.type)}
-                  onKeyDown={(e) => e.key === 'Enter' && !disabled && onAdd(s.type)}
-                  title={`${s.description}\nDrag onto the canvas (or double-click).`}
-                >
-                  <span className="palette-glyph">{style.glyph}</span>
-                  <span className="palette-text">
-                    <strong>{s.title}</strong>
-                    <small>{s.description}</small>
-                  </span>
-                </div>
-              ))}
+              {items.map((s) => {
+                const off = disabled || s.available === false;
+                return (
+                  <div
+                    key={s.type}
+                    className={`palette-item${off ? ' disabled' : ''}`}
+                    draggable={!off}
+                    tabIndex={0}
+                    role="button"
+                    data-node-type={s.type}
+                    style={{ '--accent': style.color } as React.CSSProperties}
+                    onDragStart={(e) => {
+                      e.dataTransfer.setData(DND_TYPE, s.type);
+                      e.dataTransfer.effectAllowed = 'move';
+                    }}
+                    onDoubleClick={() => !off && onAdd(s.type)}
+                    onKeyDown={(e) => e.key === 'Enter' && !off && onAdd(s.type)}
+                    title={
+                      s.available === false
+                        ? `Unavailable: ${s.unavailable_reason ?? ''}`
+                        : `${s.description}\nDrag onto the canvas (or double-click).`
+                    }
+                  >
+                    <span className="palette-glyph">{style.glyph}</span>
+                    <span className="palette-text">
+                      <strong>{s.title}</strong>
+                      <small>
+                        {s.available === false
+                          ? `Unavailable: ${s.unavailable_reason ?? ''}`
+                          : s.description}
+                      </small>
+                    </span>
+                  </div>
+                );
+              })}
             </section>
           );
         })}

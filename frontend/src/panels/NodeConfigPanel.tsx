@@ -1,7 +1,10 @@
 // Config panel of the selected node: id (renamable; templates use it), label, the params form
 // generated from the node's JSON Schema (SchemaForm), retry/timeout, and the server's validation
-// errors for this node. Edits go through graph store actions (updateNodeData, renameNode).
+// errors for this node. Edits go through graph store actions (updateNodeData, renameNode). A node
+// type the server cannot run here (catalogue `available: false`) shows why; the code node also says
+// when the user lacks the `nodes:code` permission (saving would be refused).
 import { useEffect, useMemo, useState } from 'react';
+import { useAuth } from '../stores/auth';
 import { useCatalogue } from '../stores/catalogue';
 import { useGraph } from '../stores/graph';
 import { categoryStyle } from '../canvas/nodeVisuals';
@@ -14,6 +17,7 @@ export function NodeConfigPanel({ nodeId }: { nodeId: string }) {
   const nodeIds = useGraph((s) => s.nodes.map((n) => n.id).join('|'));
   const errors = useGraph((s) => s.nodeErrors[nodeId] ?? EMPTY);
   const readOnly = useGraph((s) => s.readOnly);
+  const mayUseCode = useAuth((s) => s.can('nodes:code'));
   const spec = useCatalogue((s) => (node?.type ? s.byType[node.type] : undefined));
   const { updateNodeData, renameNode } = useGraph.getState();
   const [idDraft, setIdDraft] = useState(nodeId);
@@ -39,6 +43,16 @@ export function NodeConfigPanel({ nodeId }: { nodeId: string }) {
           <p className="muted small">{spec?.description}</p>
         </div>
       </div>
+      {spec?.available === false && (
+        <div className="alert error small" data-testid="node-unavailable">
+          Unavailable on this installation: {spec.unavailable_reason}
+        </div>
+      )}
+      {node.type === 'code' && spec?.available !== false && !mayUseCode && (
+        <div className="alert error small" data-testid="node-permission">
+          Using the code node needs the nodes:code permission (an administrator grants it).
+        </div>
+      )}
       {errors.length > 0 && (
         <div className="alert error small">
           {errors.map((e, i) => (

@@ -41,6 +41,7 @@ from flowstudio.api import (
     secrets,
     shares,
     sync_run,
+    users_admin,
     webhooks,
 )
 from flowstudio.api.deps import provide_conn, provide_user
@@ -126,6 +127,7 @@ def create_app(settings: Settings) -> Litestar:
     handlers += [*ops.ROUTES, *flow_version.ROUTES]
     handlers += batches.ROUTES
     handlers += retention.ROUTES
+    handlers += users_admin.ROUTES
     handlers += [*publishing.ROUTES, *shares.ROUTES, *webhooks.ROUTES, *openai_compat.ROUTES]
     dist = ui_dist(settings.ui_dist)
     if dist is not None:

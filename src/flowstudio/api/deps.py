@@ -143,7 +143,7 @@ async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConne
         email=row["email"],
         name=row["name"],
         roles=list(row["roles"]),
-        permissions=permissions_of(row["roles"]),
+        permissions=permissions_of(row["roles"], row.get("granted_permissions")),
         session_id=str(row["session_id"]) if row.get("session_id") else None,
     )
     if "scope" in row:

@@ -5,6 +5,7 @@ may have changed since) and saves it as a NEW version via `store.update_flow`, s
 rewritten. `duplicate_flow` and `import_flow` create a new flow owned by the caller through
 `store.create_flow` after the same checks as `flows.create_flow`; `export_flow` returns the
 `{"name","description","definition"}` shape that `import_flow` accepts. Other users' flows answer 404.
+Every path that saves a definition also passes `node_access.check_code_nodes`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from uuid import UUID
 import msgspec
 import psycopg
 from litestar import Request, get, post
+from litestar.datastructures import State
 
 from flowstudio.api.deps import User, require
 from flowstudio.api.errors import decode_optional_body, not_found
@@ -26,6 +28,7 @@ from flowstudio.api.flows import (
     flow_out,
     owned_flow,
 )
+from flowstudio.api.node_access import check_code_nodes
 from flowstudio.store import flows as store
 
 
@@ -41,7 +44,7 @@ class FlowExport(msgspec.Struct, kw_only=True):
 
 @post("/api/v1/flows/{flow_id:uuid}/versions/{version:int}/restore", status_code=200)
 async def restore_version(
-    flow_id: UUID, version: int, user: User, conn: psycopg.AsyncConnection[Any]
+    flow_id: UUID, version: int, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:
     require(user, "flows:write")
     await owned_flow(conn, user, flow_id)
@@ -49,6 +52,7 @@ async def restore_version(
     if old is None:
         raise not_found(f"version {version} of the flow")
     check_definition(old["definition"])
+    await check_code_nodes(old["definition"], user, state)
     row = await store.update_flow(
         conn, flow_id, user_id=user.id, name=None, description=None, definition=old["definition"]
     )
@@ -59,13 +63,18 @@ async def restore_version(
 
 @post("/api/v1/flows/{flow_id:uuid}/duplicate", status_code=201)
 async def duplicate_flow(
-    flow_id: UUID, request: Request[Any, Any, Any], user: User, conn: psycopg.AsyncConnection[Any]
+    flow_id: UUID,
+    request: Request[Any, Any, Any],
+    user: User,
+    conn: psycopg.AsyncConnection[Any],
+    state: State,
 ) -> dict[str, Any]:
     require(user, "flows:write")
     data = decode_optional_body(await request.body(), DuplicateIn)
     flow = await owned_flow(conn, user, flow_id)
     name = data.name if data.name is not None else f"{flow['name']} (copy)"[:200]
     check_name(name)
+    await check_code_nodes(flow["definition"], user, state)
     row = await store.create_flow(
         conn,
         owner_id=user.id,
@@ -93,9 +102,9 @@ async def export_flow(
 
 @post("/api/v1/flows/import", status_code=201)
 async def import_flow(
-    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any]
+    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:
-    return await create_owned_flow(data, user, conn)
+    return await create_owned_flow(data, user, conn, state)
 
 
 ROUTES = [restore_version, duplicate_flow, export_flow, import_flow]

@@ -3,7 +3,9 @@
 Definitions are validated by `flows/validate.py` before anything is written: a bad one answers 422 with
 each problem's path, node id and reason. Access (api/access.py): GET and the list also show flows
 shared with the caller (with their `access`: owner | admin | run | view); every change goes through
-`owned_flow` (owner or admin; a shared user gets 403, anyone else 404). `endpoint_name` (POST/PUT) is
+`owned_flow` (owner or admin; a shared user gets 403, anyone else 404). A definition with a `code` node also
+passes `node_access.check_code_nodes` (CODE_NODE, the `nodes:code` permission); the catalogue says
+per node type whether it is `available` here and, if not, why. `endpoint_name` (POST/PUT) is
 the flow's per-owner alias for /run, webhooks and the OpenAI endpoint; a taken name is 409.
 """
 
@@ -15,6 +17,7 @@ from uuid import UUID
 import msgspec
 import psycopg
 from litestar import Response, delete, get, post, put
+from litestar.datastructures import State
 
 from flowstudio.api.access import (
     access_of,
@@ -26,6 +29,7 @@ from flowstudio.api.access import (
 )
 from flowstudio.api.deps import User, require
 from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.node_access import check_code_nodes, with_availability
 from flowstudio.flows.validate import validate_definition
 from flowstudio.nodes.registry import catalogue
 from flowstudio.store import flows as store
@@ -100,19 +104,20 @@ async def owned_flow(
 
 @post("/api/v1/flows", status_code=201)
 async def create_flow(
-    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any]
+    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:
-    return await create_owned_flow(data, user, conn)
+    return await create_owned_flow(data, user, conn, state)
 
 
 async def create_owned_flow(
-    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any]
+    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:
     """Validate and store a new flow (version 1); also the import route's path."""
     require(user, "flows:write")
     check_name(data.name)
     check_endpoint_name(data.endpoint_name)
     check_definition(data.definition)
+    await check_code_nodes(data.definition, user, state)
     try:
         row = await store.create_flow(
             conn,
@@ -146,7 +151,7 @@ async def get_flow(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 
 @put("/api/v1/flows/{flow_id:uuid}")
 async def update_flow(
-    flow_id: UUID, data: FlowPatch, user: User, conn: psycopg.AsyncConnection[Any]
+    flow_id: UUID, data: FlowPatch, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:
     require(user, "flows:write")
     await owned_flow(conn, user, flow_id)
@@ -154,6 +159,7 @@ async def update_flow(
         check_name(data.name)
     if data.definition is not None:
         check_definition(data.definition)
+        await check_code_nodes(data.definition, user, state)
     rename = data.endpoint_name is not msgspec.UNSET
     endpoint_name = data.endpoint_name if isinstance(data.endpoint_name, str) else None
     check_endpoint_name(endpoint_name)
@@ -199,8 +205,8 @@ async def list_versions(
 
 
 @get("/api/v1/nodes")
-async def node_catalogue() -> list[dict[str, Any]]:
-    return catalogue()
+async def node_catalogue(state: State) -> list[dict[str, Any]]:
+    return await with_availability(catalogue(), state.settings)
 
 
 ROUTES = [

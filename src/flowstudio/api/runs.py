@@ -23,6 +23,7 @@ from litestar.datastructures import State
 from flowstudio.api.access import EDIT_ACCESS, runnable_flow
 from flowstudio.api.deps import User, can_see, require
 from flowstudio.api.errors import Problem, decode_optional_body, not_found
+from flowstudio.api.node_access import check_code_tweaks
 from flowstudio.api.run_filters import parse_run_filters
 from flowstudio.crashpoints import crashpoint
 from flowstudio.engine import checkpoint
@@ -85,6 +86,7 @@ async def start_flow_run(
         )
     if tweaks:
         graph = await load_graph(conn, flow_id, pinned)
+        check_code_tweaks(graph.definition, tweaks, user)
         errors = validate_tweaks(graph.definition, tweaks)
         if errors:
             raise Problem(

@@ -1,4 +1,8 @@
-"""Roles and the permissions they grant; the API's guards and `/api/auth/me` read this one table."""
+"""Roles and the permissions they grant; the API's guards and `/api/auth/me` read this one table.
+
+`nodes:code` (use the `code` node) is the admin's; admins grant it (or any permission listed here)
+to other users, who then hold `permissions_of(roles, granted)`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ ROLES: dict[str, frozenset[str]] = {
             "secrets:write",
             "users:admin",
             "ops:read",
+            "nodes:code",
         }
     ),
     "editor": frozenset(
@@ -31,8 +36,12 @@ ROLES: dict[str, frozenset[str]] = {
 }
 
 
-def permissions_of(roles: list[str]) -> list[str]:
-    perms: set[str] = set()
+CODE_PERMISSION = "nodes:code"
+GRANTABLE = frozenset().union(*ROLES.values()) - {"users:admin"}  # admin stays a role
+
+
+def permissions_of(roles: list[str], granted: list[str] | None = None) -> list[str]:
+    perms: set[str] = {p for p in granted or () if p in GRANTABLE}
     for role in roles:
         perms |= ROLES.get(role, frozenset())
     return sorted(perms)

@@ -1,35 +1,43 @@
-"""`code`: user Python run in a separate, short-lived process with a time and a memory limit.
+"""`code`: user Python run in the OS sandbox (flowstudio/sandbox), with time, memory and output limits.
 
-`run_code` starts `sys.executable -I -c RUNNER` (from a thread, portable) (isolated mode; an environment without the worker's
-variables, so no DATABASE_URL or SECRET_KEY), writes `{code, input, inputs}` as JSON to its stdin and
-reads one JSON line back, killing the process when `timeout_s` passes or the step is cancelled.
-The RUNNER (in the child): sets RLIMIT_AS / RLIMIT_CPU (POSIX only: Windows has no setrlimit, so
-there only the wall-clock timeout applies), replaces `socket` connect/resolve functions with ones
-that raise unless `allow_network` (best effort against accidents, NOT a security boundary: code can
-undo it, use ctypes or spawn processes; run untrusted code in a container or VM), compiles the code
-(a syntax error comes back with its line), runs it with `input` and `inputs` defined, and returns
-`result` (or `main(input, inputs)`'s return value) encoded as JSON, with the captured stdout.
-`_outcome` turns the child's report (or its death) into `Done` or a non-retryable `NodeError`.
+`run_code` first asks the policy (sandbox/policy.py): CODE_NODE=off, or `sandbox` where bubblewrap
+is unavailable, fails the step non-retryably with the reason; so does an author of the run's flow
+version who no longer holds `nodes:code`. Then, by CODE_NODE:
+- `sandbox` (default): `run_sandboxed` runs the launcher + RUNNER in bubblewrap (no environment, no
+  host files, own PID and network namespaces, rlimits, no new processes/threads); with
+  `allow_network: true` the only way out is the worker's egress proxy, which applies the guard.
+- `trusted` (administrator's opt-in, NOT a boundary): `sys.executable -I -c RUNNER` with an
+  environment without the worker's variables, as before the sandbox existed.
+Both write `{code, input, inputs, ...}` as JSON on stdin and read one JSON line back through
+`run_bounded` (wall clock, stdout capped at CODE_OUTPUT_MAX_BYTES, the child killed past either).
+The RUNNER (in the child): sets RLIMIT_AS / RLIMIT_CPU (POSIX), replaces `socket` functions with
+ones that raise unless `allow_network` (a clear message for accidents; the boundary is the
+sandbox's network namespace), compiles the code (a syntax error comes back with its line), runs it
+with `input` and `inputs` defined, and returns `result` (or `main(input, inputs)`'s return value)
+encoded as JSON, with the captured stdout. `_outcome`/`_finish` turn the child's report (or its
+death, timeout or overflow) into `Done` or a non-retryable `NodeError`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import subprocess
 import sys
 from typing import Any
 
-import anyio
 import msgspec
 
+from flowstudio.auth.roles import CODE_PERMISSION
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
+from flowstudio.sandbox.bwrap import Limits
+from flowstudio.sandbox.execute import run_sandboxed
+from flowstudio.sandbox.policy import author_may_run_code, mode_of, refusal_async
+from flowstudio.sandbox.run import Finished, run_bounded
 
 RUNNER = r"""
 import io, json, sys, traceback
 report = sys.stdout
-job = json.loads(sys.stdin.read())
+job = JOB if "JOB" in globals() else json.loads(sys.stdin.read())
 try:
     import resource
     mem = job["memory_mb"] * 1024 * 1024
@@ -96,7 +104,25 @@ def child_env() -> dict[str, str]:
     return {k: os.environ[k] for k in keep if k in os.environ} | {"PYTHONIOENCODING": "utf-8"}
 
 
+def _has_nul(value: Any) -> bool:
+    """PostgreSQL's jsonb cannot store U+0000: such a result would fail every commit of the step."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and "\x00" in item:
+            return True
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    return False
+
+
 def _outcome(report: dict[str, Any], stderr: bytes) -> Done:
+    if _has_nul(report):
+        raise NodeError(
+            "the result contains NUL characters (\\u0000), which cannot be stored", retryable=False
+        )
     match report.get("error"):
         case None:
             return Done({"result": report.get("result"), "stdout": report.get("stdout", "")})
@@ -112,9 +138,43 @@ def _outcome(report: dict[str, Any], stderr: bytes) -> Done:
     raise NodeError(msg, retryable=False, details={k: v for k, v in report.items() if k != "error"})
 
 
+def _finish(done: Finished, params: CodeParams, cap: int) -> Done:
+    if done.overflow:
+        raise NodeError(
+            f"the code's output passed {cap} bytes (CODE_OUTPUT_MAX_BYTES); it was stopped",
+            retryable=False,
+        )
+    if done.timed_out:
+        raise NodeError(f"the code ran longer than {params.timeout_s:g}s", retryable=False)
+    out = done.stdout
+    line = out.decode(errors="replace").strip().splitlines()[-1:] if out else []
+    if not line:
+        code = done.returncode
+        reason = "the CPU or memory limit" if code and code < 0 else f"exit code {code}"
+        tail = done.stderr.decode(errors="replace")[-500:]
+        raise NodeError(
+            f"the code process died ({reason})", retryable=False, details={"stderr": tail}
+        )
+    try:
+        report = json.loads(line[0])
+    except ValueError as exc:
+        raise NodeError("the code process sent an unreadable report", retryable=False) from exc
+    return _outcome(report, done.stderr)
+
+
 async def run_code(ctx: NodeContext, params: CodeParams) -> Done:
     if not 0 < params.timeout_s <= 3600 or not 16 <= params.memory_mb <= 65536:
         raise NodeError("need 0 < timeout_s <= 3600 and 16 <= memory_mb <= 65536", retryable=False)
+    mode = mode_of(ctx.settings)
+    refused = await refusal_async(ctx.settings)
+    if refused is not None:
+        raise NodeError(refused, retryable=False)
+    if not await author_may_run_code(ctx.db, ctx.run_id, ctx.node_id):
+        raise NodeError(
+            f"the code node needs the {CODE_PERMISSION} permission, which the author of this "
+            "flow version (or of the run's tweaks of this node) does not hold",
+            retryable=False,
+        )
     job = {
         "code": params.code,
         "input": ctx.input,
@@ -123,39 +183,17 @@ async def run_code(ctx: NodeContext, params: CodeParams) -> Done:
         "memory_mb": params.memory_mb,
         "allow_network": params.allow_network,
     }
-    # a thread, not asyncio subprocesses: those need the proactor loop on Windows, where
-    # psycopg needs the selector loop
-    proc = subprocess.Popen(  # noqa: ASYNC220 -- waited on in a thread, see above
-        [sys.executable, "-I", "-c", RUNNER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=child_env(),
-    )
-    try:
-        out, err = await anyio.to_thread.run_sync(
-            functools.partial(proc.communicate, json.dumps(job).encode(), params.timeout_s + 1.0),
-            abandon_on_cancel=True,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise NodeError(f"the code ran longer than {params.timeout_s:g}s", retryable=False) from exc
-    finally:
-        if proc.poll() is None:  # timed out, or the step was cancelled
-            proc.kill()
-            proc.wait()
-    line = out.decode(errors="replace").strip().splitlines()[-1:] if out else []
-    if not line:
-        code = proc.returncode
-        reason = "the CPU or memory limit" if code and code < 0 else f"exit code {code}"
-        tail = err.decode(errors="replace")[-500:]
-        raise NodeError(
-            f"the code process died ({reason})", retryable=False, details={"stderr": tail}
-        )
-    try:
-        report = json.loads(line[0])
-    except ValueError as exc:
-        raise NodeError("the code process sent an unreadable report", retryable=False) from exc
-    return _outcome(report, err)
+    cap = int(getattr(ctx.settings, "code_output_max_bytes", 1024 * 1024))
+    if mode == "trusted":  # an administrator's opt-in: NOT a boundary (README, Security model)
+        argv = [sys.executable, "-I", "-c", RUNNER]
+        stdin = json.dumps(job).encode()
+        done = await run_bounded(argv, stdin, params.timeout_s + 1.0, cap, child_env())
+    else:
+        limits = Limits(memory_mb=params.memory_mb, timeout_s=params.timeout_s, output_bytes=cap)
+        allowed = ctx.settings.http_allowed_hosts if params.allow_network else None
+        bwrap = str(getattr(ctx.settings, "code_sandbox_bwrap", "") or "")
+        done = await run_sandboxed(RUNNER, job, limits, allowed, bwrap)
+    return _finish(done, params, cap)
 
 
 register(
@@ -163,8 +201,8 @@ register(
         "code",
         "Python code",
         "code",
-        "Runs Python in a separate process with time and memory limits and no network by "
-        "default; `result` (JSON) is the output.",
+        "Runs Python in an OS sandbox (bubblewrap) with time, memory and output limits and no "
+        "network by default; `result` (JSON) is the output. Needs the nodes:code permission.",
         CodeParams,
         run_code,
         default_timeout_s=3700.0,

@@ -59,7 +59,7 @@ async def user_by_api_key(
 ) -> dict[str, Any] | None:
     """The key's user with `key_id` and `scope`, or None (unknown, revoked or expired)."""
     cur = await conn.execute(
-        """SELECT u.id, u.email, u.name, u.roles, k.id AS key_id, k.scope,
+        """SELECT u.id, u.email, u.name, u.roles, u.granted_permissions, k.id AS key_id, k.scope,
                   k.last_used_at IS NULL
                   OR k.last_used_at < now() - make_interval(secs => %s) AS stale
            FROM api_keys k JOIN users u ON u.id = k.user_id

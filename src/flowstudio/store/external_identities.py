@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-USER_OUT = "id, email, name, roles"
+USER_OUT = "id, email, name, roles, granted_permissions"
 
 
 class EmailCollision(Exception):

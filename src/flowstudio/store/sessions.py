@@ -46,7 +46,7 @@ async def user_by_session(
 ) -> dict[str, Any] | None:
     """The user and `session_id` of a live session, or None (unknown, expired or idle too long)."""
     cur = await conn.execute(
-        """SELECT u.id, u.email, u.name, u.roles, s.id AS session_id,
+        """SELECT u.id, u.email, u.name, u.roles, u.granted_permissions, s.id AS session_id,
                   s.last_seen_at < now() - make_interval(secs => %s) AS stale
            FROM sessions s JOIN users u ON u.id = s.user_id
            WHERE s.token_hash = %s AND s.expires_at > now()

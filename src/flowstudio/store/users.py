@@ -4,6 +4,9 @@ Sessions live in `store/sessions.py`, API keys in `store/api_keys.py`, MAXplatfo
 `store/external_identities.py`. A role change ends the user's sessions through the database trigger
 `users_roles_revoke_sessions` (migration 0012), whoever makes it; a password set here ends them in
 the same transaction (all of them for a CLI reset, all but the caller's for `POST /api/auth/password`).
+Queries that return a user for authentication also return `granted_permissions` (granted by an
+admin beyond the roles, migration 0010): `set_granted_permission`, `list_users`, and
+`version_author_permissions` (who saved the flow version a run executes).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import psycopg
 
 from flowstudio.auth.passwords import hash_password
 
-USER_COLS = "id, email, name, roles, password_hash"
+USER_COLS = "id, email, name, roles, password_hash, granted_permissions"
 
 
 async def create_user(
@@ -31,7 +34,7 @@ async def create_user(
             """INSERT INTO users (email, name, password_hash, roles) VALUES (lower(%s), %s, %s, %s)
                ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash,
                    roles = EXCLUDED.roles, name = EXCLUDED.name, updated_at = now()
-               RETURNING id, email, name, roles""",
+               RETURNING id, email, name, roles, granted_permissions""",
             (email, name, hash_password(password), roles),
         )
         row = await cur.fetchone()
@@ -64,3 +67,45 @@ async def set_password(
             (user_id, keep_session),
         )
         return cur.rowcount
+
+
+async def list_users(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT id, email, name, roles, granted_permissions FROM users ORDER BY email"
+    )
+    return await cur.fetchall()
+
+
+async def set_granted_permission(
+    conn: psycopg.AsyncConnection[Any], user_id: Any, permission: str, granted: bool
+) -> dict[str, Any] | None:
+    """Grant (or revoke) one permission; None when the user does not exist."""
+    cur = await conn.execute(
+        """UPDATE users SET updated_at = now(), granted_permissions = CASE WHEN %(granted)s
+               THEN (SELECT array_agg(DISTINCT p ORDER BY p)
+                     FROM unnest(granted_permissions || %(perm)s::text) AS p)
+               ELSE array_remove(granted_permissions, %(perm)s::text) END
+           WHERE id = %(user)s
+           RETURNING id, email, name, roles, granted_permissions""",
+        {"granted": granted, "perm": permission, "user": user_id},
+    )
+    return await cur.fetchone()
+
+
+async def version_author_permissions(
+    conn: psycopg.AsyncConnection[Any], run_id: Any, node_id: str
+) -> dict[str, Any] | None:
+    """Roles and granted permissions of who saved the flow version `run_id` executes, of the run's
+    owner, and whether the run's tweaks override `node_id` (None: the author no longer exists)."""
+    cur = await conn.execute(
+        """SELECT u.roles, u.granted_permissions, o.roles AS owner_roles,
+                  o.granted_permissions AS owner_granted,
+                  coalesce(r.tweaks ? %s, false) AS tweaked
+           FROM runs r
+           JOIN flow_versions v ON v.flow_id = r.flow_id AND v.version = r.flow_version
+           JOIN users u ON u.id = v.created_by
+           JOIN users o ON o.id = r.owner_id
+           WHERE r.id = %s""",
+        (node_id, run_id),
+    )
+    return await cur.fetchone()
