@@ -10,8 +10,10 @@ and expiry: test_key_scopes.py.)
 from __future__ import annotations
 
 import hashlib
+import stat
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -230,18 +232,28 @@ def test_secrets_are_isolated_between_users(api: Api, other: Api) -> None:
     assert name in [s["name"] for s in api.http.get("/api/v1/secrets").json()]
 
 
-def test_secret_routes_answer_503_without_secret_key(
-    stack: Stack, user_credentials: tuple[str, str]
+def test_without_secret_key_one_is_generated_owner_only_and_shared_by_processes(
+    stack: Stack, user_credentials: tuple[str, str], tmp_path: Path, sink: Sink
 ) -> None:
-    stack.start_api(extra_env={"SECRET_KEY": ""})
+    home = tmp_path / "home"
+    env = {"SECRET_KEY": "", "FLOWSTUDIO_HOME": str(home)}
+    stack.start_api(extra_env=env)
+    stack.start_orchestrator(extra_env=env)
+    stack.start_worker(extra_env=env)
     client = Api(stack.base_url, *user_credentials)
-    body = assert_problem(
-        client.http.post("/api/v1/secrets", json={"name": "X", "value": "v"}), 503
+    name = f"GEN_{uuid.uuid4().hex[:6].upper()}"
+    assert (
+        client.http.post("/api/v1/secrets", json={"name": name, "value": "v-gen"}).status_code
+        == 201
     )
-    assert body["detail"] == "SECRET_KEY not configured"
-    assert_problem(client.http.get("/api/v1/secrets"), 503)
-    assert_problem(client.http.put("/api/v1/secrets/X", json={"value": "v"}), 503)
-    assert_problem(client.http.delete("/api/v1/secrets/X"), 503)
+    key = home / "secret_key"
+    assert key.is_file() and stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert len(key.read_text().strip()) >= 48
+    # the worker decrypts what the API encrypted: both read the same generated key
+    auth = {"type": "bearer", "token": "{{ secrets." + name + " }}"}
+    flow = client.create_flow(linear_flow(("h", "http_request", {"url": sink.url(), "auth": auth})))
+    run = client.wait_run(client.start_run(flow["id"]))
+    assert run["status"] == "succeeded", run
 
 
 # ---------------------------------------------------------------- secrets inside runs
