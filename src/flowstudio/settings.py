@@ -72,6 +72,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_backoff_base_seconds: float = 1.0
     login_backoff_max_seconds: float = 900.0
     login_window_seconds: int = 3600
+    # a dead worker's steps are taken over within RECOVERY_INTERVAL (worker/liveness.py)
+    fast_takeover: bool = True
     # rabbitmq | postgres: which queue carries step pointers (queue/factory.py)
     queue_backend: str = "rabbitmq"
     # > 0: the orchestrator prunes finished, unpinned runs older than this many days, daily
@@ -146,6 +148,7 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         batch_concurrency=int(_env("BATCH_CONCURRENCY", "100")),
         eager_steps=int(_env("EAGER_STEPS", "32")),
         queue_backend=backend,
+        fast_takeover=_env("FAST_TAKEOVER", "1").strip().lower() not in ("0", "false", "no", "off"),
         prune_after_days=float(_env("PRUNE_AFTER_DAYS", "0")),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
         code_node=_env("CODE_NODE", "sandbox").strip().lower(),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -100,6 +101,32 @@ def test_killed_worker_step_is_retried_with_same_idempotency_key(
     assert succeeded_events(db, rid, "first") == 1
 
 
+def test_killed_worker_is_taken_over_long_before_its_lease_expires(
+    stack: Stack, credentials: Creds, db: Conn, sink: Sink
+) -> None:
+    # a 30 s lease: without fast takeover the step would wait for it (issue: a chat user waited 33 s)
+    slow_lease = {"LEASE_SECONDS": "30", "HEARTBEAT_SECONDS": "1"}
+    stack.start_api(extra_env=slow_lease)
+    stack.start_orchestrator(extra_env=slow_lease)
+    worker = stack.start_worker(concurrency=2, extra_env=slow_lease)
+    api = Api(stack.base_url, *credentials)
+    flow = linear_flow(("slow", "http_request", {"url": sink.url("/slow", sleep=3)}))
+    rid = api.start_run(api.create_flow(flow)["id"])
+    key = f"{rid}:slow:0"
+    wait_for(lambda: sink.calls[key] >= 1, 20, "the slow call to reach the sink")
+    healthy = stack.start_worker(concurrency=2, extra_env=slow_lease)
+    wait_for(lambda: registered(db, healthy), 30, "the second worker to start")
+    worker.kill()
+    killed_at = time.monotonic()
+    wait_for(lambda: sink.calls[key] >= 2, 25, "the step to run again on the live worker")
+    resumed_s = time.monotonic() - killed_at
+    log.info("fast takeover: the step ran again %.2f s after kill -9 of its worker", resumed_s)
+    sys.stdout.write(f"fast takeover: step resumed {resumed_s:.2f} s after kill -9 (lease 30 s)\n")
+    wait_runs_terminal(db, [rid], timeout=30)
+    assert_runs_durable(db, {rid: "succeeded"}, sink)
+    assert step_row(db, rid, "slow")["attempt"] == 2 and sink.calls[key] == 2
+
+
 def test_paused_worker_whose_lease_expired_cannot_commit(
     stack: Stack, credentials: Creds, db: Conn, sink: Sink
 ) -> None:
@@ -110,9 +137,12 @@ def test_paused_worker_whose_lease_expired_cannot_commit(
     key = f"{rid}:slow:0"
     wait_for(lambda: sink.calls[key] >= 1, 20, "the first call to reach the sink")
     assert zombie.popen is not None
+    # the live worker is up (consuming) before the zombie freezes, so the re-dispatched pointer
+    # does not sit in the frozen consumer's prefetch buffer on a slow machine
+    healthy = stack.start_worker(concurrency=2)
+    wait_for(lambda: registered(db, healthy), 30, "the second worker to start")
     os.kill(zombie.popen.pid, signal.SIGSTOP)  # a GC pause / frozen VM: its lease runs out
     try:
-        stack.start_worker(concurrency=2)
         wait_for(lambda: sink.calls[key] >= 2, 20, "the re-run after the lease expired")
     finally:
         os.kill(zombie.popen.pid, signal.SIGCONT)  # it wakes up holding a stale attempt

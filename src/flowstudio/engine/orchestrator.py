@@ -4,7 +4,8 @@
 loudly; a database outage only delays them, see `_guarded`):
 - `timer_loop`: fires due retry backoffs and delay timers (`recovery.fire_due_timers`), sleeping until
   the next due time (at most `TIMER_POLL` seconds, so timers added by other processes are seen).
-- `recovery_loop`: every RECOVERY_INTERVAL seconds reaps expired leases, re-dispatches ready steps whose
+- `recovery_loop`: every RECOVERY_INTERVAL seconds ends the leases of dead workers (their liveness
+  lock is gone: worker/liveness.py), reaps expired leases, re-dispatches ready steps whose
   message was lost, settles runs with no live work, and relays outbox rows the fast path missed.
 - `batches.batch_loop`: starts queued runs of batches, at most BATCH_CONCURRENCY live per batch.
 - `schedule_loop`: fires due cron ticks exactly once (`schedules.fire_due_schedules`).
@@ -53,6 +54,7 @@ class Orchestrator:
             "settled": 0,
             "relayed": 0,
             "orphans_cancelled": 0,
+            "fast_takeovers": 0,
         }
 
     async def run(self) -> None:
@@ -133,6 +135,7 @@ class Orchestrator:
 
     async def recovery_pass(self) -> None:
         async with self.pool.connection() as conn:
+            self.stats["fast_takeovers"] += await recovery.expire_leases_of_dead_workers(conn)
             reaped = await recovery.reap_expired_leases(conn, self.settings.lease_recoveries)
             redispatched = await recovery.redispatch_stale(conn, self.settings.redispatch_after)
             settled = await recovery.settle_stuck_runs(conn)

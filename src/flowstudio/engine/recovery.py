@@ -77,6 +77,31 @@ async def fire_due_timers(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMess
     return out
 
 
+EXPIRE_DEAD_WORKERS = """
+UPDATE steps s SET lease_expires_at = now() - interval '1 millisecond'
+WHERE s.status = 'running' AND s.lease_expires_at >= now()
+  AND s.lease_owner IN (
+      SELECT p.id FROM processes p
+      WHERE p.kind = 'worker' AND p.info ? 'liveness'
+        AND NOT EXISTS (
+            SELECT 1 FROM pg_locks l
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended(p.id, 0)))
+RETURNING s.id
+"""
+
+
+async def expire_leases_of_dead_workers(conn: psycopg.AsyncConnection[Any]) -> int:
+    """End now the leases held by workers whose liveness lock is gone (worker/liveness.py): the
+    process is dead, so `reap_expired_leases` can make its steps ready at once."""
+    cur = await conn.execute(EXPIRE_DEAD_WORKERS)
+    expired = len(await cur.fetchall())
+    if expired:
+        log.info("ended %d leases of dead workers (liveness lock gone)", expired)
+    return expired
+
+
 async def reap_expired_leases(
     conn: psycopg.AsyncConnection[Any], lease_recoveries: int
 ) -> list[OutboxMessage]:

@@ -53,6 +53,7 @@ from flowstudio.store.db import TRANSIENT, open_pool, retry_db
 from flowstudio.worker.context import build_context, context_nodes
 from flowstudio.worker.execute import Failure, Outcome, ProcessPool, execute_node
 from flowstudio.worker.items import item_context, load_item, resolve_child_flow
+from flowstudio.worker.liveness import LivenessLock
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Worker:
         self.stats = {"claimed": 0, "succeeded": 0, "failed": 0, "lost": 0}
         self.stopping = False
         self.eager = EagerClaim(settings.lease_seconds, context_nodes)
+        self.liveness = LivenessLock(settings, self.id) if settings.fast_takeover else None
 
     async def run(self) -> None:
         registry.load_all()
@@ -95,6 +97,11 @@ class Worker:
         self.http = Egress(EgressPolicy.from_settings(self.settings))  # the nodes' egress guard
         stop = anyio.Event()
         try:
+            if (
+                self.liveness is not None
+            ):  # the lock first: a registered liveness row is never lockless
+                await retry_db(self.liveness.acquire, what="liveness lock")
+                self.stats["liveness"] = 1
             await retry_db(
                 lambda: register_process(self.pool, self.id, "worker", self._info()),
                 what="register worker",
@@ -123,6 +130,8 @@ class Worker:
             with anyio.CancelScope(shield=True):
                 await self.publisher.flush_published()
                 await unregister_process(self.pool, self.id)
+                if self.liveness is not None:
+                    await self.liveness.close()
                 await self.http.aclose()
                 await self.broker.close()
                 await self.pool.close()
@@ -346,6 +355,11 @@ class Worker:
     async def heartbeat_loop(self) -> None:
         while True:
             await anyio.sleep(self.settings.heartbeat_seconds)
+            if self.liveness is not None and not await self.liveness.check():
+                for flight in list(self.inflight.values()):  # they may be taken over: stop
+                    flight.lost = True
+                    flight.scope.cancel()
+                continue
             held = [(f.step.step_id, f.step.attempt) for f in self.inflight.values()]
             if not held:
                 continue
