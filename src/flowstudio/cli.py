@@ -1,7 +1,9 @@
 """The `flowstudio` command line: each command wires components; none holds logic of its own.
 
 `main()` parses arguments (exit code 2 with a message on bad input), loads settings, sets up logging,
-and dispatches: migrate -> store.migrate; api -> uvicorn(create_app); orchestrator / worker -> their
+refuses to start a long-running component (api, orchestrator, worker, up) with an unusable SECRET_KEY
+(`settings.secret_key_problem`: the .env.example placeholder or < 32 chars; exit code 2), and
+dispatches: migrate -> store.migrate; api -> uvicorn(create_app); orchestrator / worker -> their
 `run()`; up -> migrate, then API + orchestrator + workers as child processes, restarted if they die;
 user create -> store.users; bench -> bench.run_bench.
 """
@@ -17,7 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from flowstudio.settings import Settings, load_settings
+from flowstudio.settings import Settings, load_settings, secret_key_problem
 
 log = logging.getLogger("flowstudio")
 
@@ -84,6 +86,8 @@ def cmd_api(settings: Settings, host: str | None, port: int | None) -> int:
         port=port or settings.backend_port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
+        proxy_headers=True,  # X-Forwarded-For/-Proto, honoured only from these peers:
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return 0
 
@@ -159,6 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(os.environ.get("FLOWSTUDIO_ENV_FILE", ".env"))
     setup_logging(settings.log_level)
     from flowstudio.runtime import run_async
+
+    if args.command in ("api", "orchestrator", "worker", "up"):
+        problem = secret_key_problem(settings.secret_key)
+        if problem:
+            sys.stderr.write(
+                f"flowstudio: error: {problem} (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))')\n"
+            )
+            return 2
 
     match args.command:
         case "migrate":

@@ -4,7 +4,8 @@
 LOGIN_MAX_FAILURES failed logins within LOGIN_WINDOW_S (then 429 + Retry-After, even for a right
 password, so the limit is no oracle); it then verifies the argon2 hash, records a failure or clears the
 email's failures, and creates a revocable session row; the same token is returned as `access_token` for
-programs and set as an HttpOnly SameSite cookie for the browser. The client IP is what uvicorn reports
+programs and set as an HttpOnly SameSite cookie for the browser (`api/session_cookie.py`: Secure and
+`__Host-` prefixed over TLS). The argon2 check runs off the event loop (`passwords.check_password`). The client IP is what uvicorn reports
 (X-Forwarded-For only from FORWARDED_ALLOW_IPS, loopback by default).
 """
 
@@ -15,12 +16,13 @@ from typing import Any
 import msgspec
 import psycopg
 from litestar import Request, Response, get, post
-from litestar.datastructures import Cookie, State
+from litestar.datastructures import State
 from litestar.response import Redirect
 
-from flowstudio.api.deps import SESSION_COOKIE, User, bearer_token
+from flowstudio.api.deps import User, bearer_token
 from flowstudio.api.errors import Problem
-from flowstudio.auth.passwords import verify_dummy, verify_password
+from flowstudio.api.session_cookie import cleared_session_cookies, session_cookie
+from flowstudio.auth.passwords import check_password
 from flowstudio.auth.tokens import digest
 from flowstudio.store import login_attempts, users
 
@@ -53,22 +55,12 @@ async def login(
             headers={"Retry-After": str(wait)},
         )
     row = await users.user_by_email(conn, email)
-    if row is None:
-        verify_dummy(data.password)
-    if row is None or not verify_password(row["password_hash"], data.password):
+    if not await check_password(row["password_hash"] if row else None, data.password):
         await login_attempts.record_failure(conn, email, ip)
         raise Problem(401, "Unauthorized", "invalid email or password")
     await login_attempts.clear_email(conn, email)
     token = await users.create_session(conn, row["id"])
-    cookie = Cookie(
-        key=SESSION_COOKIE,
-        value=token,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/",
-        max_age=7 * 24 * 3600,
-    )
+    cookie = session_cookie(request, request.app.state.settings, token)
     return Response(TokenOut(access_token=token), cookies=[cookie])
 
 
@@ -79,9 +71,7 @@ async def logout(
     token = bearer_token(request)
     if token:
         await users.delete_session(conn, digest(token))
-    return Response(
-        None, status_code=204, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")]
-    )
+    return Response(None, status_code=204, cookies=cleared_session_cookies())
 
 
 @get("/api/auth/me")

@@ -2,7 +2,8 @@
 
 `provide_conn` lends one pooled connection per request. `provide_user` authenticates, in order, an API key
 (`x-api-key`, or `Authorization: Bearer fsk_...` as OpenAI-style clients send it), a session token
-(`Authorization: Bearer`) or the session cookie, and raises 401 otherwise. `require(user, permission)` is the one permission check controllers call; `can_see(user,
+(`Authorization: Bearer`) or the session cookie (`fs_session`, or `__Host-fs_session` over TLS), and
+raises 401 otherwise; `authenticated_row` is that lookup alone, which long streams repeat. `require(user, permission)` is the one permission check controllers call; `can_see(user,
 owner_id)` the ownership rule (owners and admins; others get 404, never a hint the row exists).
 """
 
@@ -22,6 +23,9 @@ from flowstudio.auth.tokens import digest
 from flowstudio.store import users
 
 SESSION_COOKIE = "fs_session"
+# Over TLS the cookie is set as `__Host-fs_session` (Secure, Path=/, no Domain: a sibling subdomain or
+# a plain-HTTP page cannot plant or overwrite it); both names are accepted on read.
+SECURE_SESSION_COOKIE = "__Host-fs_session"
 API_KEY_PREFIX = "fsk_"  # api/keys.py makes keys with auth.tokens.new_token("fsk")
 
 
@@ -45,26 +49,19 @@ async def provide_conn(state: State) -> AsyncGenerator[psycopg.AsyncConnection[A
         raise Problem(503, "Service Unavailable", "database unavailable") from exc
 
 
+def cookie_token(request: Request[Any, Any, Any]) -> str | None:
+    return request.cookies.get(SECURE_SESSION_COOKIE) or request.cookies.get(SESSION_COOKIE) or None
+
+
 def bearer_token(request: Request[Any, Any, Any]) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
-    return request.cookies.get(SESSION_COOKIE)
+    return cookie_token(request)
 
 
 async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]) -> User:
-    row = None
-    api_key = request.headers.get("x-api-key")
-    token = bearer_token(request)
-    if not api_key and token and token.startswith(API_KEY_PREFIX):
-        api_key, token = token, None
-    if api_key:
-        row = await users.user_by_api_key(conn, digest(api_key))
-    elif token:
-        row = await users.user_by_session(conn, digest(token))
-        external = getattr(request.app.state, "maxplatform", None)
-        if row is None and external is not None:
-            row = await external.user_for_token(conn, token)
+    row = await authenticated_row(request, conn)
     if row is None:
         raise Problem(
             401,
@@ -79,6 +76,25 @@ async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConne
         roles=row["roles"],
         permissions=permissions_of(row["roles"]),
     )
+
+
+async def authenticated_row(
+    request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any] | None:
+    """The user row the request's credentials name, or None (also used to re-check long streams)."""
+    row = None
+    api_key = request.headers.get("x-api-key")
+    token = bearer_token(request)
+    if not api_key and token and token.startswith(API_KEY_PREFIX):
+        api_key, token = token, None
+    if api_key:
+        row = await users.user_by_api_key(conn, digest(api_key))
+    elif token:
+        row = await users.user_by_session(conn, digest(token))
+        external = getattr(request.app.state, "maxplatform", None)
+        if row is None and external is not None:
+            row = await external.user_for_token(conn, token)
+    return row
 
 
 def require(user: User, permission: str) -> None:

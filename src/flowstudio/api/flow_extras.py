@@ -15,6 +15,7 @@ from uuid import UUID
 import msgspec
 import psycopg
 from litestar import Request, get, post
+from litestar.datastructures import State
 
 from flowstudio.api.deps import User, require
 from flowstudio.api.errors import decode_optional_body, not_found
@@ -41,14 +42,14 @@ class FlowExport(msgspec.Struct, kw_only=True):
 
 @post("/api/v1/flows/{flow_id:uuid}/versions/{version:int}/restore", status_code=200)
 async def restore_version(
-    flow_id: UUID, version: int, user: User, conn: psycopg.AsyncConnection[Any]
+    flow_id: UUID, version: int, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:
     require(user, "flows:write")
     await owned_flow(conn, user, flow_id)
     old = await store.get_version(conn, flow_id, version)
     if old is None:
         raise not_found(f"version {version} of the flow")
-    check_definition(old["definition"])
+    await check_definition(old["definition"], state.settings)
     row = await store.update_flow(
         conn, flow_id, user_id=user.id, name=None, description=None, definition=old["definition"]
     )
@@ -93,9 +94,9 @@ async def export_flow(
 
 @post("/api/v1/flows/import", status_code=201)
 async def import_flow(
-    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any]
+    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:
-    return await create_owned_flow(data, user, conn)
+    return await create_owned_flow(data, user, conn, state.settings)
 
 
 ROUTES = [restore_version, duplicate_flow, export_flow, import_flow]

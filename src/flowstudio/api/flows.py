@@ -1,7 +1,9 @@
 """Flow routes: create/list/get/update/delete, versions, and the node catalogue.
 
 Definitions are validated by `flows/validate.py` before anything is written: a bad one answers 422 with
-each problem's path, node id and reason. Access (api/access.py): GET and the list also show flows
+each problem's path, node id and reason. `check_definition` runs off the event loop (`offload.run_cpu`)
+and first enforces the size limits: over FLOW_MAX_BYTES of JSON is 413, over FLOW_MAX_NODES /
+FLOW_MAX_EDGES is 422, each with the path. Access (api/access.py): GET and the list also show flows
 shared with the caller (with their `access`: owner | admin | run | view); every change goes through
 `owned_flow` (owner or admin; a shared user gets 403, anyone else 404). `endpoint_name` (POST/PUT) is
 the flow's per-owner alias for /run, webhooks and the OpenAI endpoint; a taken name is 409.
@@ -15,6 +17,7 @@ from uuid import UUID
 import msgspec
 import psycopg
 from litestar import Response, delete, get, post, put
+from litestar.datastructures import State
 
 from flowstudio.api.access import (
     access_of,
@@ -26,8 +29,10 @@ from flowstudio.api.access import (
 )
 from flowstudio.api.deps import User, require
 from flowstudio.api.errors import Problem, not_found
-from flowstudio.flows.validate import validate_definition
+from flowstudio.flows.validate import FlowError, FlowLimits, validate_definition
 from flowstudio.nodes.registry import catalogue
+from flowstudio.offload import run_cpu
+from flowstudio.settings import Settings
 from flowstudio.store import flows as store
 
 
@@ -45,8 +50,26 @@ class FlowPatch(msgspec.Struct, kw_only=True):
     endpoint_name: str | msgspec.UnsetType | None = msgspec.UNSET  # null clears the name
 
 
-def check_definition(definition: dict[str, Any]) -> None:
-    _, errors = validate_definition(definition)
+def _sized_validation(
+    definition: dict[str, Any], limits: FlowLimits, max_bytes: int
+) -> tuple[int, list[FlowError]]:
+    size = len(msgspec.json.encode(definition))
+    if size > max_bytes:
+        reason = f"definition is {size} bytes of JSON; at most {max_bytes}"
+        return size, [FlowError(path="body.definition", reason=reason)]
+    return size, validate_definition(definition, limits)[1]
+
+
+async def check_definition(definition: dict[str, Any], settings: Settings) -> None:
+    limits = FlowLimits(max_nodes=settings.flow_max_nodes, max_edges=settings.flow_max_edges)
+    size, errors = await run_cpu(_sized_validation, definition, limits, settings.flow_max_bytes)
+    if size > settings.flow_max_bytes:
+        raise Problem(
+            413,
+            "Content Too Large",
+            errors[0].reason,
+            errors=[msgspec.to_builtins(e) for e in errors],
+        )
     if errors:
         raise Problem(
             422,
@@ -100,19 +123,19 @@ async def owned_flow(
 
 @post("/api/v1/flows", status_code=201)
 async def create_flow(
-    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any]
+    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:
-    return await create_owned_flow(data, user, conn)
+    return await create_owned_flow(data, user, conn, state.settings)
 
 
 async def create_owned_flow(
-    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any]
+    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], settings: Settings
 ) -> dict[str, Any]:
     """Validate and store a new flow (version 1); also the import route's path."""
     require(user, "flows:write")
     check_name(data.name)
     check_endpoint_name(data.endpoint_name)
-    check_definition(data.definition)
+    await check_definition(data.definition, settings)
     try:
         row = await store.create_flow(
             conn,
@@ -146,14 +169,14 @@ async def get_flow(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 
 @put("/api/v1/flows/{flow_id:uuid}")
 async def update_flow(
-    flow_id: UUID, data: FlowPatch, user: User, conn: psycopg.AsyncConnection[Any]
+    flow_id: UUID, data: FlowPatch, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:
     require(user, "flows:write")
     await owned_flow(conn, user, flow_id)
     if data.name is not None:
         check_name(data.name)
     if data.definition is not None:
-        check_definition(data.definition)
+        await check_definition(data.definition, state.settings)
     rename = data.endpoint_name is not msgspec.UNSET
     endpoint_name = data.endpoint_name if isinstance(data.endpoint_name, str) else None
     check_endpoint_name(endpoint_name)

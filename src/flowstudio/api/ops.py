@@ -3,6 +3,8 @@
 `ops_stats` checks the permission and the window, reads one snapshot from `store.ops.ops_snapshot`
 (admins: every run; others: their own runs) and adds the broker's queue depth
 (`state.broker.queue_depth()`; None when the broker cannot answer, so the dashboard still loads).
+`processes` (hostnames, pids, heartbeats of every API/worker/orchestrator) is for admins only: other
+users get an empty list.
 The response is typed Structs so the OpenAPI schema, and the designer's generated types, are exact.
 """
 
@@ -118,6 +120,7 @@ async def ops_stats(
             "window_minutes": minutes,
             "bucket_seconds": bucket_seconds,
             "queue_depth": depth,
+            "processes": snapshot["processes"] if user.is_admin else [],
         },
         OpsStats,
     )
