@@ -11,6 +11,8 @@ the flow's per-owner alias for /run, webhooks and the OpenAI endpoint; a taken n
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 from uuid import UUID
 
@@ -35,6 +37,9 @@ from flowstudio.offload import run_cpu
 from flowstudio.settings import Settings
 from flowstudio.store import flows as store
 
+log = logging.getLogger(__name__)
+SLOW_VALIDATION_S = 0.05
+
 
 class FlowIn(msgspec.Struct, kw_only=True):
     name: str
@@ -53,11 +58,16 @@ class FlowPatch(msgspec.Struct, kw_only=True):
 def _sized_validation(
     definition: dict[str, Any], limits: FlowLimits, max_bytes: int
 ) -> tuple[int, list[FlowError]]:
+    started = time.perf_counter()
     size = len(msgspec.json.encode(definition))
     if size > max_bytes:
         reason = f"definition is {size} bytes of JSON; at most {max_bytes}"
         return size, [FlowError(path="body.definition", reason=reason)]
-    return size, validate_definition(definition, limits)[1]
+    errors = validate_definition(definition, limits)[1]
+    elapsed = time.perf_counter() - started
+    if elapsed >= SLOW_VALIDATION_S:
+        log.info("validated a flow definition of %d bytes in %.3f s", size, elapsed)
+    return size, errors
 
 
 async def check_definition(definition: dict[str, Any], settings: Settings) -> None:

@@ -12,7 +12,8 @@ For unsafe methods (POST, PUT, PATCH, DELETE):
    `opt={"body": "stream"}` (batch uploads: streamed and checked item by item, never read here).
 3. JSON limits (`flowstudio.jsonlimits`): nesting deeper than JSON_MAX_DEPTH answers 400 and U+0000
    anywhere answers 422, each with the path; bodies over 64 KiB are walked off the event loop.
-Rejections are problem+json through `api/errors.py`, logged as one INFO line.
+Rejections are problem+json through `api/errors.py`; a CSRF refusal is logged (INFO, one line), bad
+input only by the access log's line.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ async def guard_request(request: Request[Any, Any, Any]) -> None:
         problem = body_problem(raw, depth)
     if problem is not None:
         status = 422 if problem.reason.startswith("NUL") else 400
-        log.info("refused %s %s: %s at %s", request.method, request.url.path, *problem[::-1])
+        log.debug("refused %s %s: %s at %s", request.method, request.url.path, *problem[::-1])
         raise Problem(
             status,
             "Unprocessable Content" if status == 422 else "Bad Request",
