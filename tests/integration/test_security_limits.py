@@ -155,7 +155,8 @@ def test_concurrent_bad_logins_leave_health_answering(api_only: tuple[Stack, Api
 
     def bad_login(i: int) -> None:
         body = {"email": f"nobody{i}@example.com", "password": "wrong-password"}
-        answers.append(httpx.post(f"{stack.base_url}/api/auth/login", json=body).status_code)
+        r = httpx.post(f"{stack.base_url}/api/auth/login", json=body, timeout=120)
+        answers.append(r.status_code)
 
     with HealthPoller(stack.base_url) as poller:
         time.sleep(0.2)
