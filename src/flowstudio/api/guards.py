@@ -1,6 +1,7 @@
 """Request guards run before every handler decodes anything (`guard_request`, the app's before_request).
 
-For unsafe methods (POST, PUT, PATCH, DELETE):
+For every request: U+0000 in the URL path or a query parameter answers 422 with its path. For unsafe
+methods (POST, PUT, PATCH, DELETE):
 1. Cross-site request forgery. A request authenticated by the session cookie alone (no
    `Authorization: Bearer` and no `x-api-key`, which a foreign page cannot set) must come from our own
    origin: Go's CrossOriginProtection rule (`Sec-Fetch-Site: same-origin|none` passes; any other value
@@ -73,7 +74,24 @@ def trusted_origins(settings: Settings) -> frozenset[str]:
     return frozenset(o.rstrip("/") for o in (*settings.trusted_origins, *settings.cors_origins))
 
 
+def nul_in_url(request: Request[Any, Any, Any]) -> str | None:
+    """The path of a query parameter (or of the URL path) holding U+0000, or None."""
+    if "\x00" in request.scope.get("path", ""):
+        return "path"
+    if b"%00" not in request.scope.get("query_string", b""):
+        return None
+    for name, values in request.query_params.dict().items():
+        if "\x00" in name or any("\x00" in v for v in values):
+            return f"query.{name}"
+    return None
+
+
 async def guard_request(request: Request[Any, Any, Any]) -> None:
+    where = nul_in_url(request)
+    if where is not None:
+        raise Problem(
+            422, "Unprocessable Content", NUL_REASON, errors=[{"path": where, "reason": NUL_REASON}]
+        )
     if request.method not in UNSAFE:
         return None
     settings: Settings = request.app.state.settings
