@@ -87,6 +87,9 @@ def test_cookie_only_requests_from_another_origin_create_nothing(
     files = {"file": ("items.jsonl", b'{"a": 1}\n{"a": 2}\n', "application/x-ndjson")}
     refused(browser.post(f"/api/v1/flows/{fid}/batches", files=files, headers={"origin": EVIL}))
     refused(browser.delete(f"/api/v1/flows/{fid}", headers={"origin": EVIL}))
+    # login CSRF: a foreign page signing the browser into the attacker's account
+    body = {"email": "attacker@example.com", "password": "attacker-password"}
+    refused(httpx.post(f"{browser.base_url}/api/auth/login", json=body, headers={"origin": EVIL}))
 
     assert name not in [s["name"] for s in bearer.http.get("/api/v1/secrets").json()]
     assert "pwned" not in [k["name"] for k in bearer.http.get("/api/v1/api-keys").json()]

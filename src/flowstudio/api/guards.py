@@ -7,6 +7,7 @@ methods (POST, PUT, PATCH, DELETE):
    origin: Go's CrossOriginProtection rule (`Sec-Fetch-Site: same-origin|none` passes; any other value
    fails; without it, an `Origin` whose host is the request's `Host` passes and no Origin at all means
    not a browser) plus the allow-list TRUSTED_ORIGINS and CORS_ORIGINS. Refused: 403, `header.Origin`.
+   The login route is held to the same rule (login CSRF would sign the victim into our account).
 2. Content type. A body sent to a JSON route must be `application/json` (or `+json`): a `text/plain`
    or form body is what a cross-site form can send without a preflight. Routes that take other bodies
    say so with `opt={"body": "any"}` (webhooks: the guard still checks a JSON body) or
@@ -34,6 +35,7 @@ from flowstudio.settings import Settings
 log = logging.getLogger(__name__)
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OFFLOAD_BYTES = 64 * 1024
+LOGIN_PATH = "/api/auth/login"  # login CSRF: a foreign page must not log the browser in
 
 
 def is_json_media(content_type: str) -> bool:
@@ -95,7 +97,7 @@ async def guard_request(request: Request[Any, Any, Any]) -> None:
     if request.method not in UNSAFE:
         return None
     settings: Settings = request.app.state.settings
-    if cookie_authenticated(request):
+    if cookie_authenticated(request) or request.url.path == LOGIN_PATH:
         reason = cross_origin_refusal(request, trusted_origins(settings))
         if reason:
             log.info("refused %s %s: %s", request.method, request.url.path, reason)
