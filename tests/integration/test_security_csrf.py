@@ -51,7 +51,7 @@ def refused(r: httpx.Response) -> None:
 
 
 def test_cookie_only_requests_from_another_origin_create_nothing(
-    victim: tuple[Api, httpx.Client], database_url: str
+    victim: tuple[Api, httpx.Client], database_url: str, running_stack: Stack
 ) -> None:
     bearer, browser = victim
     fid = bearer.create_flow(linear_flow(("t", "template", {"template": "x"})))["id"]
@@ -89,7 +89,9 @@ def test_cookie_only_requests_from_another_origin_create_nothing(
     refused(browser.delete(f"/api/v1/flows/{fid}", headers={"origin": EVIL}))
     # login CSRF: a foreign page signing the browser into the attacker's account
     body = {"email": "attacker@example.com", "password": "attacker-password"}
-    refused(httpx.post(f"{browser.base_url}/api/auth/login", json=body, headers={"origin": EVIL}))
+    refused(
+        httpx.post(f"{running_stack.base_url}/api/auth/login", json=body, headers={"origin": EVIL})
+    )
 
     assert name not in [s["name"] for s in bearer.http.get("/api/v1/secrets").json()]
     assert "pwned" not in [k["name"] for k in bearer.http.get("/api/v1/api-keys").json()]

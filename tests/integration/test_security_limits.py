@@ -220,6 +220,9 @@ def test_deep_json_and_nul_are_4xx_with_the_path_and_no_traceback(
     sent += 1
     r = httpx.post(hook, content=b'{"t": "\\u0000"}', headers={"x-api-key": key, **json_ct})
     assert_problem(r, 422, "body.t")
+    sent += 1  # no Content-Type at all: the webhook reads JSON, so the limits apply too
+    r = httpx.post(hook, content=b'{"t": ["\\u0000"]}', headers={"x-api-key": key})
+    assert_problem(r, 422, "body.t[0]")
     sent += 1
     r = httpx.post(hook, content=deep_json(2000), headers={"x-api-key": key, **json_ct})
     assert_problem(r, 400, "body")

@@ -112,22 +112,22 @@ async def guard_request(request: Request[Any, Any, Any]) -> None:
     if not raw.strip():
         return None
     if not is_json_media(content_type):
-        if body_kind == "any":
-            if b"\x00" in raw:
-                raise Problem(
-                    422,
-                    "Unprocessable Content",
-                    NUL_REASON,
-                    errors=[{"path": "body", "reason": NUL_REASON}],
-                )
-            return None
-        reason = "send the body as application/json"
-        raise Problem(
-            415,
-            "Unsupported Media Type",
-            f"{reason} (got {content_type or 'no Content-Type'})",
-            errors=[{"path": "header.Content-Type", "reason": reason}],
-        )
+        if body_kind != "any":
+            reason = "send the body as application/json"
+            raise Problem(
+                415,
+                "Unsupported Media Type",
+                f"{reason} (got {content_type or 'no Content-Type'})",
+                errors=[{"path": "header.Content-Type", "reason": reason}],
+            )
+        if b"\x00" in raw:
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                NUL_REASON,
+                errors=[{"path": "body", "reason": NUL_REASON}],
+            )
+        # not declared JSON, but a webhook may still decode it as JSON: the same limits apply
     depth = settings.json_max_depth
     if not needs_walk(raw, depth):
         return None
