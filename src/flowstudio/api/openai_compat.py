@@ -33,7 +33,12 @@ from flowstudio.api.deps import User, require
 from flowstudio.api.errors import Problem
 from flowstudio.api.events import EventStream, stream_run_events, wait_terminal
 from flowstudio.api.runs import start_flow_run, total_usage
-from flowstudio.api.streams import guarded_stream, still_authorized
+from flowstudio.api.streams import (
+    guarded_stream,
+    release_stream,
+    reserve_stream,
+    still_authorized,
+)
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.store import flows as flow_store
 from flowstudio.store import runs as run_store
@@ -175,14 +180,22 @@ async def chat_completions(
         "input_value": last_user_text(data.messages),
         "messages": msgspec.to_builtins(data.messages),
     }
-    created = await start_flow_run(
-        state, conn, user, flow_id, inputs, None, request.headers.get("idempotency-key")
-    )
+    if data.stream:
+        reserve_stream(request, user)  # a user over the stream cap starts no run
+    try:
+        created = await start_flow_run(
+            state, conn, user, flow_id, inputs, None, request.headers.get("idempotency-key")
+        )
+        if data.stream:
+            run = await run_store.get_run(conn, created.id)
+            assert run is not None
+            graph = await load_graph(conn, run["flow_id"], run["flow_version"])
+    except BaseException:
+        if data.stream:
+            release_stream(request, user)
+        raise
     headers = {"x-run-id": created.id}
     if data.stream:
-        run = await run_store.get_run(conn, created.id)
-        assert run is not None
-        graph = await load_graph(conn, run["flow_id"], run["flow_version"])
         answer_nodes = {
             pred
             for node in graph.nodes.values()
@@ -191,7 +204,7 @@ async def chat_completions(
         }
         chunks = completion_chunks(state, created.id, data.model, run, answer_nodes)
         revoked = ServerSentEventMessage(data=json.dumps({"error": REVOKED}))
-        guarded = guarded_stream(request, user, chunks, revoked)
+        guarded = guarded_stream(request, user, chunks, revoked, reserved=True)
         return EventStream(guarded, headers={**headers, "Cache-Control": "no-cache"})
     run = await wait_terminal(state.pool, state.hub, created.id, WAIT_S)
     if not await still_authorized(request, user):

@@ -63,15 +63,28 @@ def revoked_event() -> ServerSentEventMessage:
     )
 
 
+def reserve_stream(request: Request[Any, Any, Any], user: User) -> None:
+    """Take a stream slot before starting work the stream would report (429 when full); hand it to
+    `guarded_stream(..., reserved=True)` or give it back with `release_stream`."""
+    request.app.state.streams.acquire(user.id)
+
+
+def release_stream(request: Request[Any, Any, Any], user: User) -> None:
+    request.app.state.streams.release(user.id)
+
+
 def guarded_stream(
     request: Request[Any, Any, Any],
     user: User,
     source: AsyncIterator[ServerSentEventMessage],
     on_revoked: ServerSentEventMessage | None = None,
+    reserved: bool = False,
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """Take a stream slot now (429 when full), then relay `source` while the credentials hold."""
+    """Take a stream slot now (429 when full) unless `reserved`, then relay `source` while the
+    credentials hold; the slot is given back when the stream ends."""
     slots: StreamSlots = request.app.state.streams
-    slots.acquire(user.id)
+    if not reserved:
+        slots.acquire(user.id)
     return _relay(request, user, source, on_revoked or revoked_event(), slots)
 
 

@@ -25,7 +25,12 @@ from flowstudio.api.deps import User
 from flowstudio.api.errors import Problem
 from flowstudio.api.events import EventStream, stream_run_events, wait_terminal
 from flowstudio.api.runs import start_flow_run
-from flowstudio.api.streams import guarded_stream, still_authorized
+from flowstudio.api.streams import (
+    guarded_stream,
+    release_stream,
+    reserve_stream,
+    still_authorized,
+)
 from flowstudio.store import runs as run_store
 
 
@@ -64,19 +69,26 @@ async def run_flow(
             errors=[{"path": "query.timeout", "reason": "must be in (0, 600]"}],
         )
     inputs = {**data.inputs, "input_value": data.input_value}
-    created = await start_flow_run(
-        state,
-        conn,
-        user,
-        await resolve_flow_ref(conn, user, flow_id),
-        inputs,
-        data.version,
-        request.headers.get("idempotency-key"),
-        tweaks=data.tweaks,
-    )
+    if stream:
+        reserve_stream(request, user)  # a user over the stream cap starts no run
+    try:
+        created = await start_flow_run(
+            state,
+            conn,
+            user,
+            await resolve_flow_ref(conn, user, flow_id),
+            inputs,
+            data.version,
+            request.headers.get("idempotency-key"),
+            tweaks=data.tweaks,
+        )
+    except BaseException:
+        if stream:
+            release_stream(request, user)
+        raise
     if stream:
         return EventStream(
-            guarded_stream(request, user, _stream(state, created.id)),
+            guarded_stream(request, user, _stream(state, created.id), reserved=True),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     run = await wait_terminal(state.pool, state.hub, created.id, timeout)
