@@ -86,6 +86,9 @@ def test_streams_close_after_logout_and_are_capped_per_user(
     # a third stream of the same user is over STREAMS_PER_USER=2
     r = client.get(f"/api/v1/runs/{run_id}/events")
     assert r.status_code == 429, r.text
+    r = client.post(f"/api/v1/run/{fid}?stream=true", json={})
+    assert r.status_code == 429, r.text
+    assert len(client.get(f"/api/v1/runs?flow_id={fid}").json()["items"]) == 2, "no run started"
     other = session(stack.base_url, email, password)  # another session of the user
     assert other.post("/api/auth/logout").status_code == 204  # ends only that session
     assert client.post("/api/auth/logout").status_code == 204
