@@ -5,8 +5,9 @@ LOGIN_MAX_FAILURES failed logins within LOGIN_WINDOW_S (then 429 + Retry-After, 
 password, so the limit is no oracle); it then verifies the argon2 hash, records a failure or clears the
 email's failures, and creates a revocable session row; the same token is returned as `access_token` for
 programs and set as an HttpOnly SameSite cookie for the browser (`api/session_cookie.py`: Secure and
-`__Host-` prefixed over TLS). The argon2 check runs off the event loop (`passwords.check_password`). The client IP is what uvicorn reports
-(X-Forwarded-For only from FORWARDED_ALLOW_IPS, loopback by default).
+`__Host-` prefixed over TLS). The argon2 check runs off the event loop (`passwords.check_password`).
+The client IP is what uvicorn reports (X-Forwarded-For only from FORWARDED_ALLOW_IPS, loopback by
+default). A login from another origin is refused before it runs (`api/guards.py`, login CSRF).
 """
 
 from __future__ import annotations

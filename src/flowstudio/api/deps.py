@@ -3,8 +3,9 @@
 `provide_conn` lends one pooled connection per request. `provide_user` authenticates, in order, an API key
 (`x-api-key`, or `Authorization: Bearer fsk_...` as OpenAI-style clients send it), a session token
 (`Authorization: Bearer`) or the session cookie (`fs_session`, or `__Host-fs_session` over TLS), and
-raises 401 otherwise; `authenticated_row` is that lookup alone, which long streams repeat. `require(user, permission)` is the one permission check controllers call; `can_see(user,
-owner_id)` the ownership rule (owners and admins; others get 404, never a hint the row exists).
+raises 401 otherwise; `authenticated_row` is that lookup alone, which long streams repeat.
+`require(user, permission)` is the one permission check controllers call; `can_see(user, owner_id)`
+the ownership rule (owners and admins; others get 404, never a hint the row exists).
 """
 
 from __future__ import annotations
