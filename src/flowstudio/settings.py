@@ -50,7 +50,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cookie_secure: str = "auto"  # auto (TLS seen, directly or via a trusted proxy) | true | false
     forwarded_allow_ips: str = "127.0.0.1,::1"
     stream_recheck_s: float = 15.0
-    streams_per_user: int = 10
+    streams_per_user: int = 20
 
 
 def _env(name: str, default: str) -> str:
@@ -128,5 +128,5 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         cookie_secure=_env("COOKIE_SECURE", "auto").strip().lower(),
         forwarded_allow_ips=_env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
         stream_recheck_s=float(_env("STREAM_RECHECK_S", "15")),
-        streams_per_user=int(_env("STREAMS_PER_USER", "10")),
+        streams_per_user=int(_env("STREAMS_PER_USER", "20")),
     )
