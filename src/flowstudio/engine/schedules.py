@@ -5,12 +5,12 @@
 from the schedule's catch-up policy, and for each tick inserts a `schedule_fires` row — its primary key
 (schedule, tick) makes a tick fire at most once, even across crashes — and starts the run (the flow's published version, else its latest) in the same
 transaction (`checkpoint.start_run`, idempotency key `schedule:{id}:{tick}`). Then `next_fire_at`
-moves past now. Times come from the database clock. Access is checked at fire time, not only when
-the schedule was made (`owner_refusal`): an owner who is gone or disabled, whose roles no longer
-allow running flows, or who lost access to the flow (not its owner, not an admin, no `run` share)
-gets no run; the tick is recorded in `schedule_fires` with `skipped_reason` and a warning is logged. Catch-up after downtime: `all` fires every missed
-tick (at most `max_catchup`), `latest` only the most recent one, `skip` none that is older than
-`SKIP_GRACE` seconds.
+moves past now. Times come from the database clock. Catch-up after downtime: `all` fires every
+missed tick (at most `max_catchup`), `latest` only the most recent one, `skip` none that is older
+than `SKIP_GRACE` seconds. Access is checked at fire time, not only when the schedule was made
+(`owner_refusal`): an owner who is gone or disabled, whose roles no longer allow running flows, or
+who lost access to the flow (not its owner, not an admin, no `run` share) gets no run; the tick is
+recorded in `schedule_fires` with `skipped_reason` and a warning is logged.
 """
 
 from __future__ import annotations
