@@ -1,7 +1,9 @@
 """The `flowstudio` command line: each command wires components; none holds logic of its own.
 
 `main()` parses arguments (exit code 2 with a message on bad input), loads settings, sets up logging,
-and dispatches: migrate -> store.migrate; api -> uvicorn(create_app); orchestrator / worker -> their
+refuses to start a long-running component (api, orchestrator, worker, up) with an unusable SECRET_KEY
+(`settings.secret_key_problem`: the .env.example placeholder or < 32 chars; exit code 2), and
+dispatches: migrate -> store.migrate; api -> uvicorn(create_app); orchestrator / worker -> their
 `run()`; up -> migrate, then API + orchestrator + workers as child processes, restarted if they die;
 user create -> store.users; prune -> store.retention; bench -> bench.run_bench. With no database
 configured, the embedded PostgreSQL is started first (`with_embedded_database`).
@@ -26,6 +28,7 @@ from flowstudio.settings import (
     SettingsError,
     env_file_warning,
     load_settings,
+    secret_key_problem,
 )
 
 log = logging.getLogger("flowstudio")
@@ -100,6 +103,8 @@ def cmd_api(settings: Settings, host: str | None, port: int | None) -> int:
         port=port or settings.backend_port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
+        proxy_headers=True,  # X-Forwarded-For/-Proto, honoured only from these peers:
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return 0
 
@@ -227,6 +232,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.database_url == EMBEDDED:
         settings = with_embedded_database(settings)
     from flowstudio.runtime import run_async
+
+    if args.command in ("api", "orchestrator", "worker", "up"):
+        problem = secret_key_problem(settings.secret_key)
+        if problem:
+            sys.stderr.write(
+                f"flowstudio: error: {problem} (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))')\n"
+            )
+            return 2
 
     match args.command:
         case "migrate":

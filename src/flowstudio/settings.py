@@ -2,6 +2,9 @@
 
 `load_settings()` reads `.env` (never overriding real environment variables), then builds one frozen
 `Settings` struct; every process entry point calls it and passes the struct down. `database_url()`
+prefers DATABASE_URL and otherwise composes one from DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME.
+`secret_key_problem()` names why a SECRET_KEY is unusable (the .env.example placeholder, < 32 chars);
+the long-running commands refuse to start with it (cli.py, exit code 2).
 prefers DATABASE_URL and otherwise composes one from DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME; with
 neither DATABASE_URL nor DB_HOST (or DATABASE_URL=embedded) it returns `EMBEDDED`, which the CLI
 replaces by the URL of the embedded PostgreSQL it starts (home.py). An empty SECRET_KEY is replaced by
@@ -43,6 +46,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_concurrency: int = 100
     eager_steps: int = 32
     db_pipeline: bool = True
+    # --- request hardening (README "Security") ---
+    flow_max_nodes: int = 2000
+    flow_max_edges: int = 10000
+    flow_max_bytes: int = 2 * 1024 * 1024
+    json_max_depth: int = 64
+    cpu_work_limit: int = 2
+    cors_origins: tuple[str, ...] = ()
+    trusted_origins: tuple[str, ...] = ()
+    cookie_secure: str = "auto"  # auto (TLS seen, directly or via a trusted proxy) | true | false
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    stream_recheck_s: float = 15.0
+    streams_per_user: int = 20
     code_node: str = "sandbox"  # CODE_NODE: sandbox | trusted (unsafe) | off
     code_output_max_bytes: int = 1024 * 1024  # CODE_OUTPUT_MAX_BYTES: a code child's stdout cap
     code_sandbox_bwrap: str = (
@@ -107,6 +122,25 @@ def database_url() -> str:
     return f"postgresql://{auth}@{host}:{port}/{name}"
 
 
+def _csv(name: str) -> tuple[str, ...]:
+    return tuple(v.strip().rstrip("/") for v in _env(name, "").split(",") if v.strip())
+
+
+ENV_EXAMPLE_SECRET_KEY = "change-me-to-a-long-random-string"
+SECRET_KEY_MIN_LENGTH = 32
+
+
+def secret_key_problem(secret_key: str) -> str | None:
+    """Why SECRET_KEY must not be used, or None. Empty is allowed: secrets are then disabled."""
+    if not secret_key:
+        return None
+    if secret_key == ENV_EXAMPLE_SECRET_KEY:
+        return "SECRET_KEY is the .env.example placeholder; set a long random value"
+    if len(secret_key) < SECRET_KEY_MIN_LENGTH:
+        return f"SECRET_KEY is shorter than {SECRET_KEY_MIN_LENGTH} characters"
+    return None
+
+
 def _role_map(raw: str) -> tuple[tuple[str, str], ...]:
     """MAXPLATFORM_ROLE_MAP="maxrole:flowstudiorole,...": pairs, whitespace ignored."""
     pairs = []
@@ -151,6 +185,17 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         fast_takeover=_env("FAST_TAKEOVER", "1").strip().lower() not in ("0", "false", "no", "off"),
         prune_after_days=float(_env("PRUNE_AFTER_DAYS", "0")),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
+        flow_max_nodes=int(_env("FLOW_MAX_NODES", "2000")),
+        flow_max_edges=int(_env("FLOW_MAX_EDGES", "10000")),
+        flow_max_bytes=int(_env("FLOW_MAX_BYTES", str(2 * 1024 * 1024))),
+        json_max_depth=int(_env("JSON_MAX_DEPTH", "64")),
+        cpu_work_limit=int(_env("CPU_WORK_LIMIT", "2")),
+        cors_origins=_csv("CORS_ORIGINS"),
+        trusted_origins=_csv("TRUSTED_ORIGINS"),
+        cookie_secure=_env("COOKIE_SECURE", "auto").strip().lower(),
+        forwarded_allow_ips=_env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
+        stream_recheck_s=float(_env("STREAM_RECHECK_S", "15")),
+        streams_per_user=int(_env("STREAMS_PER_USER", "20")),
         code_node=_env("CODE_NODE", "sandbox").strip().lower(),
         code_output_max_bytes=int(_env("CODE_OUTPUT_MAX_BYTES", str(1024 * 1024))),
         code_sandbox_bwrap=_env("CODE_SANDBOX_BWRAP", ""),

@@ -20,7 +20,9 @@ def stats(api: Api, **params: Any) -> dict[str, Any]:
     return dict(r.json())
 
 
-def test_ops_stats_counts_runs_durations_failures_and_workers(api: Api) -> None:
+def test_ops_stats_counts_runs_durations_failures_and_workers(
+    api: Api, running_stack: Stack, database_url: str
+) -> None:
     ok_flow = api.create_flow(linear_flow(("t", "template", {"template": "hi"})), name="ops ok")
     bad_flow = api.create_flow(
         linear_flow(("boom", "fail", {"message": "kaput", "retryable": False})), name="ops bad"
@@ -46,7 +48,11 @@ def test_ops_stats_counts_runs_durations_failures_and_workers(api: Api) -> None:
     assert failing and failing[0]["node_id"] == "boom" and failing[0]["failures"] == 1
     assert "kaput" in (failing[0]["last_error"] or "")
     assert isinstance(s["queue_depth"], int) and s["queue_depth"] >= 0
-    workers = [p for p in s["processes"] if p["kind"] == "worker"]
+    assert s["processes"], "heartbeats are shown to editors too"
+    for p in s["processes"]:  # ... but not where the processes run
+        assert p["hostname"] == "" and p["pid"] == 0 and ":" not in p["id"], p
+    admin = Api(running_stack.base_url, *make_user(database_url, "admin"))
+    workers = [p for p in stats(admin)["processes"] if p["kind"] == "worker"]
     assert len(workers) >= 2
     # SIGKILLed workers of other tests linger with old heartbeats (the dashboard shows them stale)
     assert sum(p["heartbeat_age_s"] < 30 for p in workers) >= 2

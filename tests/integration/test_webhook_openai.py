@@ -260,7 +260,7 @@ def test_openai_model_access_follows_shares(
     for who, permission in ((runner, "run"), (viewer, "view")):
         email = who.http.get("/api/auth/me").json()["email"]
         body = {"email": email, "permission": permission}
-        assert owner.http.post(f"/api/v1/flows/{fid}/shares", json=body).status_code == 201
+        assert owner.http.post(f"/api/v1/flows/{fid}/shares", json=body).status_code == 202
     done = sdk(str(runner.http.base_url), api_key(runner)).chat.completions.create(
         model=fid, messages=user_msg
     )

@@ -74,7 +74,7 @@ def test_jsonl_lines_are_items_and_errors_name_the_line(step: int) -> None:
         {"a": 1},
         Bad("body[line 3]", "expected a JSON object (the run's inputs)"),
         Bad("body[line 4]", items[2].reason if isinstance(items[2], Bad) else ""),
-        Bad("body[line 5]", "NUL characters (\\u0000) are not supported"),
+        Bad("body[line 5].c", "NUL characters (\\u0000) are not supported"),
         {"d": 2},
     ]
 

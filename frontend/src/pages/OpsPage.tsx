@@ -179,9 +179,11 @@ export function OpsPage() {
                     <tr key={p.id}>
                       <td>
                         <span className={`hb ${heartbeatClass(p.heartbeat_age_s)}`} /> <strong>{p.kind}</strong>{' '}
-                        <span className="muted small mono">
-                          {p.hostname}:{p.pid}
-                        </span>
+                        {p.hostname ? (
+                          <span className="muted small mono">
+                            {p.hostname}:{p.pid}
+                          </span>
+                        ) : null}
                         <div className="muted small mono">{Object.entries(p.info).map(([k, v]) => `${k} ${String(v)}`).join(' · ')}</div>
                       </td>
                       <td className="muted">{timeAgo(p.started_at)}</td>

@@ -5,7 +5,9 @@ the app's task group) and closes them on shutdown. Routes come from one module p
 handler receives `conn` (pooled connection) and, when it declares it, `user` (authenticated). Errors
 are problem+json (`api/errors.py`). The built designer (`resources.ui_dist`) is served at `/`; an
 install without one answers `/` with a page that says how to get it.
-OpenAPI lives at /schema.
+OpenAPI lives at /schema. Before any handler decodes a body, `api/guards.py` checks CSRF (cookie
+requests from other origins), the content type and the JSON limits; `api/headers.py` adds security
+headers to every response; CORS allows only CORS_ORIGINS (empty by default).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
-from flowstudio import __version__
+from flowstudio import __version__, offload
 from flowstudio.api import (
     auth_routes,
     batches,
@@ -47,6 +49,9 @@ from flowstudio.api import (
 from flowstudio.api.deps import provide_conn, provide_user
 from flowstudio.api.errors import exception_handlers, problem_response
 from flowstudio.api.events import EventHub
+from flowstudio.api.guards import guard_request
+from flowstudio.api.headers import security_headers_middleware
+from flowstudio.api.streams import StreamSlots
 from flowstudio.auth.maxplatform import MaxplatformAuth
 from flowstudio.queue.factory import make_broker
 from flowstudio.queue.outbox import OutboxPublisher
@@ -92,6 +97,8 @@ async def no_designer() -> str:
 
 
 def create_app(settings: Settings) -> Litestar:
+    offload.configure(settings.cpu_work_limit)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = await open_pool(settings, max_size=settings.db_pool_size, name="flowstudio-api")
@@ -106,6 +113,7 @@ def create_app(settings: Settings) -> Litestar:
             settings=settings,
             hub=hub,
             maxplatform=external,
+            streams=StreamSlots(settings.streams_per_user),
         )
         async with anyio.create_task_group() as tg:
             tg.start_soon(publisher.flush_loop)
@@ -144,9 +152,13 @@ def create_app(settings: Settings) -> Litestar:
         dependencies={"conn": Provide(provide_conn), "user": Provide(provide_user)},
         exception_handlers=exception_handlers(),
         openapi_config=OpenAPIConfig(title="MAX Flowstudio", version=__version__, path="/schema"),
-        cors_config=CORSConfig(
-            allow_origins=["http://localhost:3005", "http://127.0.0.1:3005"], allow_credentials=True
+        cors_config=(
+            CORSConfig(allow_origins=list(settings.cors_origins), allow_credentials=True)
+            if settings.cors_origins
+            else None
         ),
+        before_request=guard_request,
+        middleware=[security_headers_middleware],
         request_max_body_size=10 * 1024 * 1024,
         state=State({"settings": settings}),
     )

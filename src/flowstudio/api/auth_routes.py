@@ -9,6 +9,9 @@ failure or a success (which remembers the address and device), and creates a rev
 timeout); the token is returned as `access_token` for programs and set as an HttpOnly SameSite cookie
 for the browser. The client address is what uvicorn reports (`deps.client_address`). Account routes
 (password change, sessions, log out everywhere) are in `api/account.py` and listed in ROUTES here.
+The argon2 check runs off the event loop (`passwords.check_password`); the session cookie is Secure and
+`__Host-` prefixed over TLS (`api/session_cookie.py`). A login from another origin is refused before
+it runs (`api/guards.py`, login CSRF).
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from litestar.datastructures import Cookie, State
 from litestar.response import Redirect
 
 from flowstudio.api import account
-from flowstudio.api.deps import SESSION_COOKIE, User, bearer_token, client_address
+from flowstudio.api.deps import User, bearer_token, client_address
 from flowstudio.api.errors import Problem
 from flowstudio.api.login_backoff import backoff_policy, too_many
-from flowstudio.auth.passwords import verify_dummy, verify_password
+from flowstudio.api.session_cookie import cleared_session_cookies, cookie_is_secure, session_cookie
+from flowstudio.auth.passwords import check_password
 from flowstudio.auth.tokens import digest
 from flowstudio.settings import Settings
 from flowstudio.store import login_attempts, sessions, users
@@ -73,9 +77,7 @@ async def login(
     if wait is not None:
         raise too_many(wait)
     row = await users.user_by_email(conn, email)
-    if row is None:
-        verify_dummy(data.password)
-    if row is None or not verify_password(row["password_hash"], data.password):
+    if not await check_password(row["password_hash"] if row else None, data.password):
         await login_attempts.record_failure(conn, email, ip, policy.window_s)
         raise Problem(401, "Unauthorized", "invalid email or password")
     device = device or secrets.token_urlsafe(24)
@@ -87,23 +89,16 @@ async def login(
         user_agent=request.headers.get("user-agent", ""),
         ip=ip,
     )
-    secure = request.url.scheme == "https"
+    session = session_cookie(request, settings, token)
+    session.max_age = int(settings.session_max_hours * 3600)
     cookies = [
-        Cookie(
-            key=SESSION_COOKIE,
-            value=token,
-            httponly=True,
-            samesite="lax",
-            secure=secure,
-            path="/",
-            max_age=int(settings.session_max_hours * 3600),
-        ),
+        session,
         Cookie(
             key=DEVICE_COOKIE,
             value=device,
             httponly=True,
             samesite="lax",
-            secure=secure,
+            secure=cookie_is_secure(request, settings),
             path="/api/auth",
             max_age=DEVICE_DAYS * 86400,
         ),
@@ -118,9 +113,7 @@ async def logout(
     token = bearer_token(request)
     if token:
         await sessions.delete_session(conn, digest(token))
-    return Response(
-        None, status_code=204, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")]
-    )
+    return Response(None, status_code=204, cookies=cleared_session_cookies())
 
 
 @get("/api/auth/me")

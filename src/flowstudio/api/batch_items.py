@@ -28,8 +28,11 @@ from typing import Any, Protocol
 import msgspec
 from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser
 
+from flowstudio.jsonlimits import depth_reason, json_problem, needs_walk
+
 MAX_ITEM_BYTES = 1024 * 1024
-MAX_DEPTH = 1000
+MAX_DEPTH = 1000  # the list scanner's own limit; each item is then held to ITEM_MAX_DEPTH
+ITEM_MAX_DEPTH = 64  # as the API's default JSON_MAX_DEPTH (flowstudio.jsonlimits)
 
 JSONL_TYPES = frozenset(
     {
@@ -63,6 +66,8 @@ def normalize(raw: bytes | str, path: str) -> Item:
     """Decode one item; it must be a JSON object. Returns compact JSON bytes or a Bad."""
     try:
         value = msgspec.json.decode(raw, type=dict[str, Any])
+    except RecursionError:
+        return Bad(path, depth_reason(ITEM_MAX_DEPTH))
     except msgspec.ValidationError:
         return Bad(path, "expected a JSON object (the run's inputs)")
     except msgspec.DecodeError as exc:
@@ -72,19 +77,11 @@ def normalize(raw: bytes | str, path: str) -> Item:
 
 def encode_inputs(value: dict[str, Any], path: str) -> Item:
     encoded = msgspec.json.encode(value)
-    if b"\\u0000" in encoded and _has_nul(value):
-        return Bad(path, "NUL characters (\\u0000) are not supported")
+    if needs_walk(encoded, ITEM_MAX_DEPTH):
+        problem = json_problem(value, path, ITEM_MAX_DEPTH)
+        if problem is not None:
+            return Bad(*problem)
     return encoded
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 class JsonLinesParser:

@@ -179,6 +179,7 @@ def spooled_items(spool: IO[bytes]) -> Iterator[bytes]:
     "/api/v1/flows/{flow_id:uuid}/batches",
     status_code=202,
     request_max_body_size=MAX_UPLOAD_BYTES,
+    opt={"body": "stream"},  # api/guards.py: never buffered there; items are checked one by one
 )
 async def create_batch(
     flow_id: UUID,

@@ -2,7 +2,8 @@
 
 `provide_conn` lends one pooled connection per request. `provide_user` authenticates, in order, an API
 key (`x-api-key`, or `Authorization: Bearer fsk_...` as OpenAI-style clients send it), a session token
-(`Authorization: Bearer fss_...`) or the session cookie, then (AUTH_MODE=maxplatform) a MAXplatform
+(`Authorization: Bearer fss_...`) or the session cookie (`fs_session`, or `__Host-fs_session`
+over TLS), then (AUTH_MODE=maxplatform) a MAXplatform
 token, and raises 401 otherwise (`authenticated_row` is that lookup alone). Sessions past their idle timeout or absolute lifetime are refused
 (`store.sessions`); expired or revoked keys too (`store.api_keys`). A scoped key is cut down here, in
 one place (`auth.scopes`): the route must be one its scope allows (else 403), its permissions shrink
@@ -29,6 +30,9 @@ from flowstudio.auth.tokens import digest
 from flowstudio.store import api_keys, sessions
 
 SESSION_COOKIE = "fs_session"
+# Over TLS the cookie is set as `__Host-fs_session` (Secure, Path=/, no Domain: a sibling subdomain or
+# a plain-HTTP page cannot plant or overwrite it); both names are accepted on read.
+SECURE_SESSION_COOKIE = "__Host-fs_session"
 API_KEY_PREFIX = "fsk_"  # api/keys.py makes keys with auth.tokens.new_token("fsk")
 
 
@@ -55,11 +59,15 @@ async def provide_conn(state: State) -> AsyncGenerator[psycopg.AsyncConnection[A
         raise Problem(503, "Service Unavailable", "database unavailable") from exc
 
 
+def cookie_token(request: Request[Any, Any, Any]) -> str | None:
+    return request.cookies.get(SECURE_SESSION_COOKIE) or request.cookies.get(SESSION_COOKIE) or None
+
+
 def bearer_token(request: Request[Any, Any, Any]) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
-    return request.cookies.get(SESSION_COOKIE)
+    return cookie_token(request)
 
 
 def client_address(request: Request[Any, Any, Any]) -> str:

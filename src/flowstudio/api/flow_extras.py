@@ -51,7 +51,7 @@ async def restore_version(
     old = await store.get_version(conn, flow_id, version)
     if old is None:
         raise not_found(f"version {version} of the flow")
-    check_definition(old["definition"])
+    await check_definition(old["definition"], state.settings)
     await check_code_nodes(old["definition"], user, state)
     row = await store.update_flow(
         conn, flow_id, user_id=user.id, name=None, description=None, definition=old["definition"]

@@ -1,7 +1,9 @@
 """Flow routes: create/list/get/update/delete, versions, and the node catalogue.
 
 Definitions are validated by `flows/validate.py` before anything is written: a bad one answers 422 with
-each problem's path, node id and reason. Access (api/access.py): GET and the list also show flows
+each problem's path, node id and reason. `check_definition` runs off the event loop (`offload.run_cpu`)
+and first enforces the size limits: over FLOW_MAX_BYTES of JSON is 413, over FLOW_MAX_NODES /
+FLOW_MAX_EDGES is 422, each with the path. Access (api/access.py): GET and the list also show flows
 shared with the caller (with their `access`: owner | admin | run | view); every change goes through
 `owned_flow` (owner or admin; a shared user gets 403, anyone else 404). A definition with a `code` node also
 passes `node_access.check_code_nodes` (CODE_NODE, the `nodes:code` permission); the catalogue says
@@ -11,6 +13,8 @@ the flow's per-owner alias for /run, webhooks and the OpenAI endpoint; a taken n
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 from uuid import UUID
 
@@ -30,9 +34,14 @@ from flowstudio.api.access import (
 from flowstudio.api.deps import User, require
 from flowstudio.api.errors import Problem, not_found
 from flowstudio.api.node_access import check_code_nodes, with_availability
-from flowstudio.flows.validate import validate_definition
+from flowstudio.flows.validate import FlowError, FlowLimits, validate_definition
 from flowstudio.nodes.registry import catalogue
+from flowstudio.offload import run_cpu
+from flowstudio.settings import Settings
 from flowstudio.store import flows as store
+
+log = logging.getLogger(__name__)
+SLOW_VALIDATION_S = 0.05
 
 
 class FlowIn(msgspec.Struct, kw_only=True):
@@ -49,8 +58,31 @@ class FlowPatch(msgspec.Struct, kw_only=True):
     endpoint_name: str | msgspec.UnsetType | None = msgspec.UNSET  # null clears the name
 
 
-def check_definition(definition: dict[str, Any]) -> None:
-    _, errors = validate_definition(definition)
+def _sized_validation(
+    definition: dict[str, Any], limits: FlowLimits, max_bytes: int
+) -> tuple[int, list[FlowError]]:
+    started = time.perf_counter()
+    size = len(msgspec.json.encode(definition))
+    if size > max_bytes:
+        reason = f"definition is {size} bytes of JSON; at most {max_bytes}"
+        return size, [FlowError(path="body.definition", reason=reason)]
+    errors = validate_definition(definition, limits)[1]
+    elapsed = time.perf_counter() - started
+    if elapsed >= SLOW_VALIDATION_S:
+        log.info("validated a flow definition of %d bytes in %.3f s", size, elapsed)
+    return size, errors
+
+
+async def check_definition(definition: dict[str, Any], settings: Settings) -> None:
+    limits = FlowLimits(max_nodes=settings.flow_max_nodes, max_edges=settings.flow_max_edges)
+    size, errors = await run_cpu(_sized_validation, definition, limits, settings.flow_max_bytes)
+    if size > settings.flow_max_bytes:
+        raise Problem(
+            413,
+            "Content Too Large",
+            errors[0].reason,
+            errors=[msgspec.to_builtins(e) for e in errors],
+        )
     if errors:
         raise Problem(
             422,
@@ -116,7 +148,7 @@ async def create_owned_flow(
     require(user, "flows:write")
     check_name(data.name)
     check_endpoint_name(data.endpoint_name)
-    check_definition(data.definition)
+    await check_definition(data.definition, state.settings)
     await check_code_nodes(data.definition, user, state)
     try:
         row = await store.create_flow(
@@ -158,7 +190,7 @@ async def update_flow(
     if data.name is not None:
         check_name(data.name)
     if data.definition is not None:
-        check_definition(data.definition)
+        await check_definition(data.definition, state.settings)
         await check_code_nodes(data.definition, user, state)
     rename = data.endpoint_name is not msgspec.UNSET
     endpoint_name = data.endpoint_name if isinstance(data.endpoint_name, str) else None

@@ -7,7 +7,9 @@ version, `Idempotency-Key`). Without `stream` it waits (`api.events.wait_termina
 `chat.completion` whose content is `answer_text(outputs)`; with `stream` it follows the run
 (`api.events.stream_run_events`) in `completion_chunks`: LLM `token` events of the nodes feeding an
 output node become content deltas, the final text (or the part tokens did not carry) the last one,
-then `data: [DONE]`. `GET /api/v1/openai/models` lists the caller's flows as models. Every error is
+then `data: [DONE]`; the stream is guarded (`api/streams.py`: per-user cap, credentials re-checked,
+an `error` chunk when they are revoked). `GET /api/v1/openai/models` lists the caller's runnable flows
+as models; `owned_by` is `me` or `shared`, never a user id. Every error is
 OpenAI's `{"error": {"message", "type", "code", "param"}}` (`openai_error`, also for 401 and body
 errors, via route-level exception handlers); failures of the run itself say `x-should-retry: false`
 so SDKs do not start the flow again.
@@ -31,6 +33,12 @@ from flowstudio.api.deps import User, require
 from flowstudio.api.errors import Problem
 from flowstudio.api.events import EventStream, stream_run_events, wait_terminal
 from flowstudio.api.runs import start_flow_run, total_usage
+from flowstudio.api.streams import (
+    guarded_stream,
+    release_stream,
+    reserve_stream,
+    still_authorized,
+)
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.store import flows as flow_store
 from flowstudio.store import runs as run_store
@@ -172,14 +180,22 @@ async def chat_completions(
         "input_value": last_user_text(data.messages),
         "messages": msgspec.to_builtins(data.messages),
     }
-    created = await start_flow_run(
-        state, conn, user, flow_id, inputs, None, request.headers.get("idempotency-key")
-    )
+    if data.stream:
+        reserve_stream(request, user)  # a user over the stream cap starts no run
+    try:
+        created = await start_flow_run(
+            state, conn, user, flow_id, inputs, None, request.headers.get("idempotency-key")
+        )
+        if data.stream:
+            run = await run_store.get_run(conn, created.id)
+            assert run is not None
+            graph = await load_graph(conn, run["flow_id"], run["flow_version"])
+    except BaseException:
+        if data.stream:
+            release_stream(request, user)
+        raise
     headers = {"x-run-id": created.id}
     if data.stream:
-        run = await run_store.get_run(conn, created.id)
-        assert run is not None
-        graph = await load_graph(conn, run["flow_id"], run["flow_version"])
         answer_nodes = {
             pred
             for node in graph.nodes.values()
@@ -187,8 +203,12 @@ async def chat_completions(
             for pred in graph.predecessors(node.id)
         }
         chunks = completion_chunks(state, created.id, data.model, run, answer_nodes)
-        return EventStream(chunks, headers={**headers, "Cache-Control": "no-cache"})
+        revoked = ServerSentEventMessage(data=json.dumps({"error": REVOKED}))
+        guarded = guarded_stream(request, user, chunks, revoked, reserved=True)
+        return EventStream(guarded, headers={**headers, "Cache-Control": "no-cache"})
     run = await wait_terminal(state.pool, state.hub, created.id, WAIT_S)
+    if not await still_authorized(request, user):
+        raise openai_error(401, REVOKED["message"])
     no_retry = {**headers, "x-should-retry": "false"}
     if run["status"] in ("failed", "cancelled"):
         raise OpenAIError(502, run_error_message(run), "server_error", "run_failed", None, no_retry)
@@ -213,6 +233,13 @@ async def chat_completions(
         "run_id": created.id,
     }
     return Response(body, status_code=200, headers=headers)
+
+
+REVOKED = {
+    "message": "credentials revoked; stream closed",
+    "type": "invalid_request_error",
+    "code": "invalid_api_key",
+}
 
 
 def _chunk(
@@ -273,7 +300,7 @@ async def list_models(user: User, conn: psycopg.AsyncConnection[Any]) -> dict[st
                 "id": own_name or str(row["id"]),
                 "object": "model",
                 "created": int(row["created_at"].timestamp()),
-                "owned_by": str(row["owner_id"]),
+                "owned_by": "me" if row["share_permission"] is None else "shared",
                 "name": row["name"],
             }
         )

@@ -3,11 +3,14 @@
 `ops_stats` checks the permission and the window, reads one snapshot from `store.ops.ops_snapshot`
 (admins: every run; others: their own runs) and adds the broker's queue depth
 (`state.broker.queue_depth()`; None when the broker cannot answer, so the dashboard still loads).
+`processes`: admins see every API/worker/orchestrator with its hostname and pid; other users see the
+same heartbeats with the hostname, pid and the id (which embeds them) masked (`masked_process`).
 The response is typed Structs so the OpenAPI schema, and the designer's generated types, are exact.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -80,6 +83,12 @@ class OpsStats(msgspec.Struct, kw_only=True):
     processes: list[ProcessInfo]
 
 
+def masked_process(process: dict[str, Any]) -> dict[str, Any]:
+    """A process row without where it runs: an opaque stable id, no hostname, no pid."""
+    opaque = hashlib.sha256(str(process["id"]).encode()).hexdigest()[:16]
+    return {**process, "id": f"{process['kind']}-{opaque}", "hostname": "", "pid": 0}
+
+
 @get("/api/v1/ops/stats")
 async def ops_stats(
     state: State,
@@ -118,6 +127,11 @@ async def ops_stats(
             "window_minutes": minutes,
             "bucket_seconds": bucket_seconds,
             "queue_depth": depth,
+            "processes": (
+                snapshot["processes"]
+                if user.is_admin
+                else [masked_process(p) for p in snapshot["processes"]]
+            ),
         },
         OpsStats,
     )

@@ -3,7 +3,8 @@
 Each control route checks ownership, then runs one engine function inside `run_transaction` (run row
 locked) and publishes the committed outbox rows: `resume` -> `control.resume_run`, `signal` ->
 `control.deliver_signal`, `fork` -> `control.fork_run`. `events` replays the event log from
-`Last-Event-ID` (or `?after=`) and follows it live through the process's `EventHub`.
+`Last-Event-ID` (or `?after=`) and follows it live through the process's `EventHub`, as a guarded
+stream (`api/streams.py`: per-user cap, credentials re-checked while it runs).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flowstudio.api.deps import User, require
 from flowstudio.api.errors import Problem, not_found
 from flowstudio.api.events import stream_run_events
 from flowstudio.api.runs import owned_run
+from flowstudio.api.streams import guarded_stream
 from flowstudio.engine import control
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, RunTxn, run_transaction
@@ -145,8 +147,9 @@ async def events(
             "Last-Event-ID must be an integer",
             errors=[{"path": "header.Last-Event-ID", "reason": "not an integer"}],
         ) from exc
+    source = stream_run_events(state.pool, state.hub, str(run_id), start)
     return ServerSentEvent(
-        stream_run_events(state.pool, state.hub, str(run_id), start),
+        guarded_stream(request, user, source),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 

@@ -4,7 +4,7 @@
 the owner's only) and pins the named version, else the published one, else the latest; it calls `engine.checkpoint.start_run` (run + steps +
 outbox in one transaction) and publishes the committed outbox rows at once (the orchestrator's relay
 covers a failed publish). The same `Idempotency-Key` returns the same run, also after the API was
-killed between the commit and the answer. The run detail adds `usage`, the LLM tokens of its steps
+killed between the commit and the answer; reused on another flow it answers 409. The run detail adds `usage`, the LLM tokens of its steps
 (`total_usage`).
 """
 
@@ -95,15 +95,24 @@ async def start_flow_run(
                 errors[0].reason,
                 errors=[msgspec.to_builtins(e) for e in errors],
             )
-    started = await checkpoint.start_run(
-        conn,
-        flow_id=flow_id,
-        version=pinned,
-        owner_id=user.id,
-        inputs=inputs,
-        idempotency_key=idempotency_key,
-        tweaks=tweaks,
-    )
+    try:
+        started = await checkpoint.start_run(
+            conn,
+            flow_id=flow_id,
+            version=pinned,
+            owner_id=user.id,
+            inputs=inputs,
+            idempotency_key=idempotency_key,
+            tweaks=tweaks,
+        )
+    except checkpoint.IdempotencyKeyReused as exc:
+        reason = "already used for a run of another flow"
+        raise Problem(
+            409,
+            "Conflict",
+            f"this Idempotency-Key is {reason}",
+            errors=[{"path": "header.Idempotency-Key", "reason": reason}],
+        ) from exc
     crashpoint("api.run_committed")
     await state.publisher.publish_committed(started.outbox)
     return RunCreated(id=started.id, status=started.status)

@@ -2,7 +2,9 @@
 
 Only the flow's owner or an admin manages shares (`api.flows.owned_flow`: a user the flow is shared
 with gets 403, anyone else 404). `share_flow` finds the user by email (`store.users.user_by_email`)
-and upserts the row (`store.shares.upsert_share`: 201 new, 200 permission changed). A shared user may
+and upserts the row (`store.shares.upsert_share`). Its answer is the same for an unknown email and a
+known one (202 `ShareAccepted`: the email and permission as sent), so the form cannot tell whether an
+account exists; the owner sees effective shares in the list. A shared user may
 also remove their own share (leave the flow). What a share grants is decided in `api/access.py`.
 """
 
@@ -29,6 +31,13 @@ class ShareIn(msgspec.Struct, kw_only=True):
     permission: Literal["run", "view"] = "run"
 
 
+class ShareAccepted(msgspec.Struct, kw_only=True):
+    flow_id: str
+    email: str
+    permission: str
+    status: str = "accepted"
+
+
 class ShareOut(msgspec.Struct, kw_only=True):
     flow_id: str
     user_id: str
@@ -51,29 +60,31 @@ def share_out(row: dict[str, Any]) -> ShareOut:
     )
 
 
-@post("/api/v1/flows/{flow_id:uuid}/shares", status_code=201)
+@post("/api/v1/flows/{flow_id:uuid}/shares", status_code=202)
 async def share_flow(
     flow_id: UUID, data: ShareIn, user: User, conn: psycopg.AsyncConnection[Any]
-) -> Response[ShareOut]:
+) -> ShareAccepted:
     require(user, "flows:write")
     flow = await owned_flow(conn, user, flow_id)
-    target = await users.user_by_email(conn, data.email.strip()) if data.email.strip() else None
-    if target is None:
+    email = data.email.strip()
+    if not email or "@" not in email or len(email) > 320:
         raise Problem(
             422,
             "Unprocessable Content",
-            "no user with this email",
-            errors=[{"path": "body.email", "reason": "no user with this email"}],
+            "not an email address",
+            errors=[{"path": "body.email", "reason": "not an email address"}],
         )
-    if str(target["id"]) == str(flow["owner_id"]):
+    if email.lower() == user.email.lower():
         raise Problem(
             422,
             "Unprocessable Content",
-            "the owner already has every right on the flow",
-            errors=[{"path": "body.email", "reason": "is the flow's owner"}],
+            "you already have every right on the flow",
+            errors=[{"path": "body.email", "reason": "is your own email"}],
         )
-    row, created = await store.upsert_share(conn, flow_id, target["id"], data.permission, user.id)
-    return Response(share_out(row), status_code=201 if created else 200)
+    target = await users.user_by_email(conn, email)
+    if target is not None and str(target["id"]) != str(flow["owner_id"]):
+        await store.upsert_share(conn, flow_id, target["id"], data.permission, user.id)
+    return ShareAccepted(flow_id=str(flow_id), email=email, permission=data.permission)
 
 
 @get("/api/v1/flows/{flow_id:uuid}/shares")

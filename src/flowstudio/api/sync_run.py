@@ -5,7 +5,8 @@ inputs `{"input_value": ..., **inputs}` through the same path as async runs (ide
 then either waits for the outputs (200) until `timeout` (then 202 with the run id: the run goes on),
 or with `?stream=true` streams Server-Sent Events: every step event as it commits, keepalive comments,
 and a final `end` event carrying the outputs. The path takes a flow id or the caller's endpoint name
-(`api.access.resolve_flow_ref`).
+(`api.access.resolve_flow_ref`). Streams are guarded (`api/streams.py`: per-user cap, credentials
+re-checked while streaming); a wait re-checks the credentials before it answers.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from flowstudio.api.deps import User
 from flowstudio.api.errors import Problem
 from flowstudio.api.events import EventStream, stream_run_events, wait_terminal
 from flowstudio.api.runs import start_flow_run
+from flowstudio.api.streams import (
+    guarded_stream,
+    release_stream,
+    reserve_stream,
+    still_authorized,
+)
 from flowstudio.store import runs as run_store
 
 
@@ -62,22 +69,31 @@ async def run_flow(
             errors=[{"path": "query.timeout", "reason": "must be in (0, 600]"}],
         )
     inputs = {**data.inputs, "input_value": data.input_value}
-    created = await start_flow_run(
-        state,
-        conn,
-        user,
-        await resolve_flow_ref(conn, user, flow_id),
-        inputs,
-        data.version,
-        request.headers.get("idempotency-key"),
-        tweaks=data.tweaks,
-    )
+    if stream:
+        reserve_stream(request, user)  # a user over the stream cap starts no run
+    try:
+        created = await start_flow_run(
+            state,
+            conn,
+            user,
+            await resolve_flow_ref(conn, user, flow_id),
+            inputs,
+            data.version,
+            request.headers.get("idempotency-key"),
+            tweaks=data.tweaks,
+        )
+    except BaseException:
+        if stream:
+            release_stream(request, user)
+        raise
     if stream:
         return EventStream(
-            _stream(state, created.id),
+            guarded_stream(request, user, _stream(state, created.id), reserved=True),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     run = await wait_terminal(state.pool, state.hub, created.id, timeout)
+    if not await still_authorized(request, user):  # logged out while waiting: no outputs
+        raise Problem(401, "Unauthorized", "credentials revoked while the run was waited for")
     if run["status"] in ("succeeded", "failed", "cancelled"):
         return Response(result_body(run), status_code=200)
     return Response(result_body(run), status_code=202)

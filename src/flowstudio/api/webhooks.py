@@ -7,7 +7,9 @@ webhook has a signing secret, the call must also carry a valid, fresh, unreplaye
 run's idempotency key (a replay returns the same run). `receive_webhook` resolves
 the flow (`api.access.resolve_flow_ref`), turns the body into inputs with `webhook_inputs` (a JSON object is the inputs
 itself; any other JSON value or a non-JSON body becomes `{"body", "content_type"}`) and starts the
-run through `api.runs.start_flow_run` (access checks, published version, `Idempotency-Key`).
+run through `api.runs.start_flow_run` (access checks, published version, `Idempotency-Key`). Any
+content type is accepted (`opt={"body": "any"}`); `api/guards.py` still refuses NUL and over-deep
+JSON before this runs, and a cookie-only request from another origin (CSRF).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def webhook_inputs(raw: bytes, content_type: str) -> dict[str, Any]:
     return {"body": raw.decode("utf-8", errors="replace"), "content_type": content_type}
 
 
-@post("/api/v1/webhook/{flow_ref:str}", status_code=202)
+@post("/api/v1/webhook/{flow_ref:str}", status_code=202, opt={"body": "any"})
 async def receive_webhook(
     flow_ref: str,
     request: Request[Any, Any, Any],

@@ -45,6 +45,10 @@ class ClaimedStep:
     tweaks: dict[str, Any] | None = None  # per-run param overrides {node_id: {param: value}}
 
 
+class IdempotencyKeyReused(ValueError):
+    """The caller's Idempotency-Key already named a run of another flow (the API answers 409)."""
+
+
 @dataclass(frozen=True)
 class StartedRun:
     id: str
@@ -73,7 +77,8 @@ async def start_run(
     """Insert the run, all its steps (roots ready) and their outbox rows in one transaction.
 
     The same (owner, Idempotency-Key) returns the existing run: a client that retries after the API died
-    between commit and response gets the run it created.
+    between commit and response gets the run it created. The key is scoped by flow: reused on another
+    flow it raises `IdempotencyKeyReused` (never another flow's run).
     """
     graph = await load_graph(conn, flow_id, version)
     run_id = uuid.uuid4()
@@ -97,11 +102,13 @@ async def start_run(
         )
         if await cur.fetchone() is None:
             cur = await conn.execute(
-                "SELECT id, status FROM runs WHERE owner_id = %s AND idempotency_key = %s",
+                "SELECT id, status, flow_id FROM runs WHERE owner_id = %s AND idempotency_key = %s",
                 (owner_id, idempotency_key),
             )
             row = await cur.fetchone()
             assert row is not None
+            if str(row["flow_id"]) != str(flow_id):
+                raise IdempotencyKeyReused(idempotency_key)
             return StartedRun(str(row["id"]), row["status"], False, [])
         nodes = graph.definition.nodes
         async with conn.cursor() as c:

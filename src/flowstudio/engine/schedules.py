@@ -5,9 +5,12 @@
 from the schedule's catch-up policy, and for each tick inserts a `schedule_fires` row — its primary key
 (schedule, tick) makes a tick fire at most once, even across crashes — and starts the run (the flow's published version, else its latest) in the same
 transaction (`checkpoint.start_run`, idempotency key `schedule:{id}:{tick}`). Then `next_fire_at`
-moves past now. Times come from the database clock. Catch-up after downtime: `all` fires every missed
-tick (at most `max_catchup`), `latest` only the most recent one, `skip` none that is older than
-`SKIP_GRACE` seconds.
+moves past now. Times come from the database clock. Catch-up after downtime: `all` fires every
+missed tick (at most `max_catchup`), `latest` only the most recent one, `skip` none that is older
+than `SKIP_GRACE` seconds. Access is checked at fire time, not only when the schedule was made
+(`owner_refusal`): an owner who is gone or disabled, whose roles no longer allow running flows, or
+who lost access to the flow (not its owner, not an admin, no `run` share) gets no run; the tick is
+recorded in `schedule_fires` with `skipped_reason` and a warning is logged.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import psycopg
 from cronsim import CronSim, CronSimError
 
+from flowstudio.auth.roles import permissions_of
 from flowstudio.engine.checkpoint import start_run
 from flowstudio.engine.runtxn import OutboxMessage
 
@@ -84,9 +88,13 @@ async def _fire_one(conn: psycopg.AsyncConnection[Any], schedule_id: Any) -> lis
     out: list[OutboxMessage] = []
     async with conn.transaction():
         cur = await conn.execute(
-            """SELECT s.*, now() AS db_now, f.deleted_at,
-                      coalesce(f.published_version, f.version) AS flow_version
+            """SELECT s.*, now() AS db_now, f.deleted_at, f.owner_id AS flow_owner_id,
+                      coalesce(f.published_version, f.version) AS flow_version,
+                      to_jsonb(u) - 'password_hash' AS owner,
+                      (SELECT sh.permission FROM flow_shares sh
+                       WHERE sh.flow_id = s.flow_id AND sh.user_id = s.owner_id) AS share_permission
                FROM schedules s JOIN flows f ON f.id = s.flow_id
+               LEFT JOIN users u ON u.id = s.owner_id
                WHERE s.id = %s AND s.enabled AND s.next_fire_at <= now()
                FOR UPDATE OF s SKIP LOCKED""",
             (schedule_id,),
@@ -110,14 +118,18 @@ async def _fire_one(conn: psycopg.AsyncConnection[Any], schedule_id: Any) -> lis
             log.error("schedule %s disabled: %s", s["id"], exc)
             await conn.execute("UPDATE schedules SET enabled = false WHERE id = %s", (s["id"],))
             return out
+        refusal = owner_refusal(s)
         for tick in fire:
             key = f"schedule:{s['id']}:{tick.isoformat()}"
             ins = await conn.execute(
-                "INSERT INTO schedule_fires (schedule_id, fire_time) VALUES (%s, %s) "
-                "ON CONFLICT DO NOTHING RETURNING fire_time",
-                (s["id"], tick),
+                "INSERT INTO schedule_fires (schedule_id, fire_time, skipped_reason) "
+                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING fire_time",
+                (s["id"], tick, refusal),
             )
             if await ins.fetchone() is None:
+                continue
+            if refusal is not None:
+                log.warning("schedule %s tick %s skipped: %s", s["id"], tick.isoformat(), refusal)
                 continue
             started = await start_run(
                 conn,
@@ -136,11 +148,27 @@ async def _fire_one(conn: psycopg.AsyncConnection[Any], schedule_id: Any) -> lis
             """UPDATE schedules SET next_fire_at = %s, updated_at = now(),
                    last_fired_at = CASE WHEN %s THEN now() ELSE last_fired_at END
                WHERE id = %s""",
-            (nxt, bool(fire), s["id"]),
+            (nxt, bool(fire) and refusal is None, s["id"]),
         )
-    if fire:
+    if fire and refusal is None:
         log.info("schedule %s fired %d tick(s); next at %s", schedule_id, len(fire), nxt)
     return out
+
+
+def owner_refusal(s: dict[str, Any]) -> str | None:
+    """Why the schedule's owner may not start this run now, or None."""
+    owner = s["owner"]
+    if owner is None:
+        return "the schedule's owner no longer exists"
+    if any(owner.get(flag) for flag in ("disabled", "disabled_at", "deleted_at")):
+        return "the schedule's owner is disabled"
+    roles = owner.get("roles") or []
+    if "runs:write" not in permissions_of(roles):
+        return "the schedule's owner may no longer run flows"
+    is_flow_owner = str(s["flow_owner_id"]) == str(s["owner_id"])
+    if not (is_flow_owner or "admin" in roles or s["share_permission"] == "run"):
+        return "the schedule's owner lost access to the flow"
+    return None
 
 
 def first_fire(cron: str, tz: str, now: datetime | None = None) -> datetime:

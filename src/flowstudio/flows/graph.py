@@ -43,7 +43,8 @@ class FlowGraph:
         return [n for n, edges in self.incoming_edges.items() if not edges]
 
     def find_cycle(self) -> list[str] | None:
-        """A list of node ids forming a cycle, or None (iterative DFS, no recursion limit)."""
+        """A list of node ids forming a cycle, or None (iterative DFS, no recursion limit; linear in
+        nodes + edges, since each adjacency list is walked by index, never rebuilt)."""
         white, grey, black = 0, 1, 2
         color = dict.fromkeys(self.nodes, white)
         parent: dict[str, str] = {}
@@ -54,10 +55,10 @@ class FlowGraph:
             color[start] = grey
             while stack:
                 node, idx = stack[-1]
-                succ = [e.target for e in self.outgoing_edges[node]]
+                succ = self.outgoing_edges[node]  # walked by index: each edge seen once
                 if idx < len(succ):
                     stack[-1] = (node, idx + 1)
-                    nxt = succ[idx]
+                    nxt = succ[idx].target
                     if color[nxt] == grey:
                         cycle = [nxt]
                         cur = node

