@@ -23,6 +23,7 @@ import pytest
 from flowstudio.auth.secrets import SecretBox, SecretDecryptError
 from tests.conftest import make_user
 from tests.support.client import Api, linear_flow
+from tests.support.infra import private_database
 from tests.support.sink import Sink
 from tests.support.stack import Stack
 
@@ -233,14 +234,27 @@ def test_secrets_are_isolated_between_users(api: Api, other: Api) -> None:
 
 
 def test_without_secret_key_one_is_generated_owner_only_and_shared_by_processes(
-    stack: Stack, user_credentials: tuple[str, str], tmp_path: Path, sink: Sink
+    stack: Stack, tmp_path: Path, sink: Sink
 ) -> None:
-    home = tmp_path / "home"
-    env = {"SECRET_KEY": "", "FLOWSTUDIO_HOME": str(home)}
-    stack.start_api(extra_env=env)
-    stack.start_orchestrator(extra_env=env)
-    stack.start_worker(extra_env=env)
-    client = Api(stack.base_url, *user_credentials)
+    # its own database and queue: the session's workers (with the test SECRET_KEY) must not take
+    # these steps
+    with private_database() as url:
+        home = tmp_path / "home"
+        env = {
+            "SECRET_KEY": "",
+            "FLOWSTUDIO_HOME": str(home),
+            "DATABASE_URL": url,
+            "QUEUE_PREFIX": f"fsgen_{uuid.uuid4().hex[:8]}",
+        }
+        stack.start_api(extra_env=env)
+        stack.start_orchestrator(extra_env=env)
+        stack.start_worker(extra_env=env)
+        client = Api(stack.base_url, *make_user(url))
+        _generated_key_scenario(client, home, sink)
+        stack.stop_all()
+
+
+def _generated_key_scenario(client: Api, home: Path, sink: Sink) -> None:
     name = f"GEN_{uuid.uuid4().hex[:6].upper()}"
     assert (
         client.http.post("/api/v1/secrets", json={"name": name, "value": "v-gen"}).status_code
