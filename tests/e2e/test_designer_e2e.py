@@ -73,7 +73,13 @@ def test_designer_end_to_end(designer_stack: tuple[Stack, list[Proc]], e2e_datab
     email, password = make_user(e2e_database, "editor")
     pids = ",".join(str(w.popen.pid) for w in workers if w.popen is not None)
     proc = run_node(
-        "e2e/designer.mjs", {**node_env(stack, email, password), "E2E_WORKER_PIDS": pids}, 600
+        "e2e/designer.mjs",
+        {
+            **node_env(stack, email, password),
+            "E2E_WORKER_PIDS": pids,
+            "E2E_DATABASE_URL": e2e_database,  # to find the worker holding a step's lease
+        },
+        600,
     )
     sys.stdout.write(proc.stdout)
     assert proc.returncode == 0, report(proc, stack)
