@@ -310,6 +310,7 @@ def start_in_flight_runs(stack: Stack, creds: Creds, sink: Sink, n: int) -> list
     return runs
 
 
+@pytest.mark.broker_outage
 def test_runs_finish_after_a_broker_restart(
     stack: Stack, credentials: Creds, db: Conn, sink: Sink
 ) -> None:
