@@ -107,7 +107,7 @@ def test_api_key_bad_input_is_422_with_field_path_never_500(api: Api) -> None:
         "/api/v1/api-keys", content=b"{nope", headers={"content-type": "application/json"}
     )
     assert bad_json.status_code == 400
-    assert api.http.delete("/api/v1/api-keys/not-a-uuid").status_code in (400, 404)
+    assert api.http.delete("/api/v1/api-keys/not-a-uuid").status_code == 404
     assert_problem(api.http.delete(f"/api/v1/api-keys/{uuid.uuid4()}"), 404)
     assert_problem(httpx.get(f"{api.http.base_url}/api/v1/api-keys"), 401)
     assert_problem(
