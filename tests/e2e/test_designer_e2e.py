@@ -4,7 +4,8 @@
 database and queue prefix (so no other test's workers touch its runs), migrates it and starts the API
 (serving the built UI through UI_DIST), an orchestrator and two workers; `make_user` adds an editor.
 `test_designer_end_to_end` runs frontend/e2e/designer.mjs (log in, drag and connect nodes, save,
-chat over SSE, SIGKILL the worker running a step and see the run finish, replay, fork, ops) and
+chat over SSE, SIGKILL the worker holding a step's lease (E2E_DATABASE_URL) and see the step run once
+more and the run finish, replay, fork, ops) and
 `test_300_node_render_benchmark_runs_and_reports_figures` runs frontend/bench/render300.mjs, which
 reports its timings against the 1 s goal but never fails on them (a shared machine is noisy): the test
 checks only that it measured. Both node scripts must exit 0; screenshots land in test-artifacts/.

@@ -1,5 +1,6 @@
-"""Cron schedules through real processes: each tick fires exactly once with three orchestrators,
-catch-up after downtime follows the policy, bad input is refused, and schedules are owned."""
+"""Cron schedules over the session stack: bad input is refused with field paths and schedules are
+owned (another user gets 404). `runs_of` / `wait_fires` serve test_isolated_processes.py, where three
+orchestrators fire missed ticks and a live minute tick, each once."""
 
 from __future__ import annotations
 
