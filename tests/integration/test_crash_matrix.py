@@ -114,7 +114,11 @@ def test_paused_worker_whose_lease_expired_cannot_commit(
         "WHERE s.run_id = %s AND s.node_id = 'slow'",
         (rid,),
     ).fetchone()
-    assert output["body"]["n"] >= 2, "the zombie's stale result was committed"
+    # the committed answer is the re-run's (the sink's 2nd call), never the zombie's 1st
+    assert (
+        output["body"]["n"] == 2 and sink.calls[key] == 2
+    ), "the zombie's stale result was committed"
+    assert step_row(db, rid, "slow")["attempt"] == 2
     assert zombie.alive, "a fenced-off commit must not take the worker down"
 
 
