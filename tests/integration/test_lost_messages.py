@@ -33,7 +33,7 @@ from tests.support.private_stack import (  # noqa: F401 -- fixtures: base_env, d
     private_db_url,
 )
 from tests.support.sink import Sink
-from tests.support.stack import Stack
+from tests.support.stack import Proc, Stack
 
 Conn = psycopg.Connection[Any]
 FAST_REDISPATCH = {"REDISPATCH_AFTER": "2", "EAGER_STEPS": "0"}
@@ -60,7 +60,7 @@ def test_messages_purged_mid_run_are_redispatched_and_every_run_finishes(
 ) -> None:
     stack.env.update(FAST_REDISPATCH)
     stack.start_api()
-    stack.start_orchestrator()
+    orchestrator = stack.start_orchestrator()
     stack.start_worker(concurrency=4)
     api = Api(stack.base_url, *credentials)
     flow = linear_flow(
@@ -77,6 +77,16 @@ def test_messages_purged_mid_run_are_redispatched_and_every_run_finishes(
     assert purged > 0, "nothing was in the queue to lose"
     wait_runs_terminal(db, runs, timeout=90)
     assert_runs_durable(db, {r: "succeeded" for r in runs}, sink)
+    # the lost work came back through the orchestrator's re-dispatch (its heartbeat's counters)
+    wait_for(
+        lambda: redispatched(db, orchestrator) > 0, 10, "the orchestrator to report re-dispatches"
+    )
+
+
+def redispatched(conn: Conn, proc: Proc) -> int:
+    assert proc.popen is not None
+    row = conn.execute("SELECT info FROM processes WHERE pid = %s", (proc.popen.pid,)).fetchone()
+    return int((row[0] if row else {}).get("redispatched", 0))
 
 
 def test_messages_published_with_no_worker_all_purged_every_run_still_finishes(
