@@ -7,6 +7,9 @@
   two workers), the default for engine tests that do not kill anything.
 - `db`: a psycopg connection to the session database for direct assertions. `sink`: an HTTP sink.
   `fake`: a local OpenAI-compatible server (tests/support/fake_openai.py).
+- Tests marked `broker_outage` (they stop RabbitMQ itself, which no vhost can isolate) are moved to
+  the end of the run, so no other test of the session runs on a broker restarted under it;
+  `-m "not broker_outage"` leaves them out (e.g. while others share the machine's broker).
 """
 
 from __future__ import annotations
@@ -144,6 +147,10 @@ def sink() -> Iterator[Sink]:
     s = Sink()
     yield s
     s.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("broker_outage") is not None)
 
 
 @pytest.hookimpl(wrapper=True)

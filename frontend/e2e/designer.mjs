@@ -30,16 +30,6 @@ async function setCode(page, field, text) {
   await page.keyboard.press('Escape');
 }
 
-async function inflightWorker(api) {
-  const stats = await api('GET', '/api/v1/ops/stats?minutes=5');
-  for (const p of stats.processes) {
-    const i = p.info ?? {};
-    const inflight = (i.claimed ?? 0) - (i.succeeded ?? 0) - (i.failed ?? 0) - (i.lost ?? 0);
-    if (p.kind === 'worker' && inflight > 0 && WORKER_PIDS.includes(p.pid)) return p.pid;
-  }
-  return null;
-}
-
 const SLOW_FLOW = {
   name: 'Slow hash (e2e)',
   description: 'CPU-heavy step to kill a worker under',
@@ -259,15 +249,22 @@ async function main() {
         else await new Promise((res) => setTimeout(res, 100));
       }
       check(runId, 'the hash step started');
-      let pid = null;
-      for (let i = 0; i < 30 && !pid; i++) {
-        pid = await inflightWorker(api);
-        if (!pid) await new Promise((res) => setTimeout(res, 100));
+      // The worker that holds the step's lease (steps.lease_owner -> processes.pid), from PostgreSQL.
+      const { execFileSync } = await import('node:child_process');
+      const sql = (q) => execFileSync('psql', [process.env.E2E_DATABASE_URL, '-Atc', q], { encoding: 'utf8' }).trim();
+      const holder = () =>
+        sql(`SELECT s.attempt || ' ' || p.pid FROM steps s JOIN processes p ON p.id = s.lease_owner
+             WHERE s.run_id = '${runId}' AND s.node_id = 'digest' AND s.status = 'running'`);
+      check(process.env.E2E_DATABASE_URL, 'E2E_DATABASE_URL given');
+      let held = '';
+      for (let i = 0; i < 100 && !held; i++) {
+        held = holder();
+        if (!held) await new Promise((res) => setTimeout(res, 100));
       }
-      check(WORKER_PIDS.length > 0, 'E2E_WORKER_PIDS given');
-      pid = pid ?? WORKER_PIDS[0];
+      const [attemptBefore, pid] = held.split(' ').map(Number);
+      check(WORKER_PIDS.includes(pid), `the lease holder ${pid} is one of the workers ${WORKER_PIDS}`);
       process.kill(pid, 'SIGKILL');
-      console.log(`\n  killed worker pid ${pid} while step "digest" of run ${runId} was running`);
+      console.log(`\n  killed worker pid ${pid} holding step "digest" (attempt ${attemptBefore}) of run ${runId}`);
       await page.locator(`${node('digest')} .fnode[data-status="running"], ${node('digest')} .fnode[data-status="succeeded"]`).first().waitFor();
       await shot(page, '09-worker-killed-running');
       const bubble = page.locator('[data-testid="bubble-assistant"]').first();
@@ -276,7 +273,7 @@ async function main() {
       const run = await api('GET', `/api/v1/runs/${runId}`);
       check(run.status === 'succeeded', `run succeeded (${run.status})`);
       const digest = run.steps.find((s) => s.node_id === 'digest');
-      console.log(`  digest step attempts: ${digest.attempt}`);
+      check(digest.attempt === attemptBefore + 1, `the killed step ran once more (attempt ${attemptBefore} -> ${digest.attempt})`);
       await shot(page, '10-worker-killed-finished');
     });
 

@@ -4,7 +4,8 @@
 database and queue prefix (so no other test's workers touch its runs), migrates it and starts the API
 (serving the built UI through UI_DIST), an orchestrator and two workers; `make_user` adds an editor.
 `test_designer_end_to_end` runs frontend/e2e/designer.mjs (log in, drag and connect nodes, save,
-chat over SSE, SIGKILL the worker running a step and see the run finish, replay, fork, ops) and
+chat over SSE, SIGKILL the worker holding a step's lease (E2E_DATABASE_URL) and see the step run once
+more and the run finish, replay, fork, ops) and
 `test_300_node_render_benchmark_runs_and_reports_figures` runs frontend/bench/render300.mjs, which
 reports its timings against the 1 s goal but never fails on them (a shared machine is noisy): the test
 checks only that it measured. Both node scripts must exit 0; screenshots land in test-artifacts/.
@@ -73,7 +74,13 @@ def test_designer_end_to_end(designer_stack: tuple[Stack, list[Proc]], e2e_datab
     email, password = make_user(e2e_database, "editor")
     pids = ",".join(str(w.popen.pid) for w in workers if w.popen is not None)
     proc = run_node(
-        "e2e/designer.mjs", {**node_env(stack, email, password), "E2E_WORKER_PIDS": pids}, 600
+        "e2e/designer.mjs",
+        {
+            **node_env(stack, email, password),
+            "E2E_WORKER_PIDS": pids,
+            "E2E_DATABASE_URL": e2e_database,  # to find the worker holding a step's lease
+        },
+        600,
     )
     sys.stdout.write(proc.stdout)
     assert proc.returncode == 0, report(proc, stack)

@@ -1,6 +1,7 @@
 """The durable agent loop on the real engine, against a local OpenAI-compatible server: a tool that is
-a node, a tool that is a flow (child run), and a worker killed mid-tool-call — the model turn before
-it is not asked again and the run finishes."""
+a node, a tool that is a flow (child run), and a failed tool whose error goes back to the model. The
+crash cases (a worker killed mid-tool-call, mid-LLM-turn) are in test_isolated_processes.py and
+test_nodes_llm_crash.py, on their own database."""
 
 from __future__ import annotations
 

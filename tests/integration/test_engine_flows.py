@@ -13,6 +13,7 @@ import psycopg
 
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
+from tests.support.durability import wait_for
 from tests.support.sink import Sink
 
 
@@ -108,20 +109,46 @@ def test_condition_skips_the_untaken_branch_and_merge_runs(
 def test_flaky_node_is_retried_with_backoff_then_succeeds(
     api: Api, db: psycopg.Connection[Any]
 ) -> None:
-    defn = linear_flow(
-        ("f", "fail", {"succeed_on_attempt": 3}),
-        retry={"f": {"retry": {"max_attempts": 5, "initial_interval": 0.2, "backoff": 2}}},
-    )
-    run = api.wait_run(api.start_run(api.create_flow(defn)["id"]))
+    """Each retry is scheduled `initial_interval * backoff ** (attempt - 1)` (capped at max_interval)
+    after the failed attempt: the due time each retry gets is read from the step row while it waits
+    and compared with the time its `-> retrying` checkpoint was logged."""
+    policy = {"max_attempts": 5, "initial_interval": 0.4, "backoff": 3, "max_interval": 2}
+    defn = linear_flow(("f", "fail", {"succeed_on_attempt": 4}), retry={"f": {"retry": policy}})
+    rid = api.start_run(api.create_flow(defn)["id"])
+    due: dict[int, Any] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # poll PostgreSQL directly: a 0.4 s wait is short
+        row = db.execute(
+            "SELECT s.status, s.attempt, s.due_at, r.status FROM steps s JOIN runs r "
+            "ON r.id = s.run_id WHERE s.run_id = %s AND s.node_id = 'f'",
+            (rid,),
+        ).fetchone()
+        if row is not None and row[0] == "retrying":
+            due[row[1]] = row[2]
+        if row is not None and row[3] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.02)
+    run = api.run(rid)
     assert run["status"] == "succeeded"
     f = api.steps(run)["f"]
-    assert f["attempt"] == 3 and f["output"]["attempt"] == 3
+    assert f["attempt"] == 4 and f["output"]["attempt"] == 4
     retries = db.execute(
-        "SELECT at FROM run_events WHERE run_id = %s AND to_status = 'retrying' ORDER BY seq",
-        (run["id"],),
+        "SELECT attempt, at FROM run_events WHERE run_id = %s AND node_id = 'f' "
+        "AND to_status = 'retrying' ORDER BY seq",
+        (rid,),
     ).fetchall()
-    assert len(retries) == 2
-    assert_event_log_consistent(db, run["id"])
+    assert [a for a, _ in retries] == [1, 2, 3] == sorted(due), (retries, due)
+    intervals = [(due[a] - at).total_seconds() for a, at in retries]
+    # due_at = the transaction's now() + interval; the event is logged a few ms into it.
+    for got, want in zip(intervals, [0.4, 1.2, 2.0], strict=True):
+        assert want - 0.25 < got <= want + 0.001, f"retry intervals {intervals}"
+    fired = db.execute(
+        "SELECT at FROM run_events WHERE run_id = %s AND node_id = 'f' "
+        "AND from_status = 'retrying' AND to_status = 'ready' ORDER BY seq",
+        (rid,),
+    ).fetchall()
+    assert all(fire >= due[a] for (fire,), (a, _) in zip(fired, retries, strict=True))
+    assert_event_log_consistent(db, rid)
 
 
 def test_retries_exhausted_fail_the_run_with_the_error(
@@ -203,14 +230,12 @@ def test_cpu_bound_node_runs_in_the_process_pool(api: Api) -> None:
 
 def test_cancel_reaches_a_running_step(api: Api, sink: Sink, db: psycopg.Connection[Any]) -> None:
     defn = linear_flow(
-        ("slow", "http_request", {"url": sink.url("/slow", sleep=8)}),
-        ("after", "template", {"template": "never"}),
+        ("slow", "http_request", {"url": sink.url("/slow", sleep=20)}),
+        ("after", "http_request", {"url": sink.url("/after")}),
     )
     rid = api.start_run(api.create_flow(defn)["id"])
-    deadline = time.monotonic() + 15
-    while api.steps(api.run(rid))["slow"]["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    key = f"{rid}:slow:0"
+    wait_for(lambda: sink.calls[key] == 1, 15, "the slow call to reach the sink")
     r = api.http.post(f"/api/v1/runs/{rid}/cancel")
     assert r.status_code == 202 and r.json()["status"] == "cancelled"
     run = api.wait_run(rid)
@@ -218,8 +243,16 @@ def test_cancel_reaches_a_running_step(api: Api, sink: Sink, db: psycopg.Connect
     assert run["status"] == "cancelled"
     assert steps["slow"]["status"] == "cancelled" and steps["after"]["status"] == "cancelled"
     assert api.http.post(f"/api/v1/runs/{rid}/cancel").status_code == 409
-    time.sleep(1.5)  # the worker's heartbeat notices and abandons the step; nothing is committed
-    assert api.run(rid)["status"] == "cancelled"
+    # The execution was abandoned: the worker hung up on the call long before its 20 s answer
+    # (the sink sees the connection close), so no result can be committed after the cancel.
+    wait_for(lambda: sink.abandoned[key] == 1, 10, "the worker to abandon the running call")
+    assert sink.answered[key] == 0 and sink.calls[f"{rid}:after:0"] == 0
+    (successes,) = db.execute(
+        "SELECT count(*) FROM run_events WHERE run_id = %s AND to_status = 'succeeded' "
+        "AND node_id IN ('slow', 'after')",
+        (rid,),
+    ).fetchone()
+    assert successes == 0 and api.run(rid)["status"] == "cancelled"
     assert_event_log_consistent(db, rid)
 
 

@@ -1,7 +1,8 @@
 """Tests that start and kill their own processes, isolated from the session's shared stack: each
 module run gets its own database and each test its own queue (`support/private_stack.py`), so no
 other orchestrator or worker can touch these runs. Covered: several orchestrators fire each timer and
-each cron tick once; SIGTERM hands a worker's in-flight step back at once; a worker SIGKILLed
+each cron tick once (missed ticks after downtime, and a live minute tick crossed by three
+orchestrators, counted as runs started, not as `schedule_fires` rows whose key forbids duplicates); SIGTERM hands a worker's in-flight step back at once; a worker SIGKILLed
 mid-map (item 37 of 100) or mid-tool-call re-runs only the work in flight."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from tests.integration.test_fanout_subflow import map_flow
 from tests.integration.test_schedules import runs_of, wait_fires
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
+from tests.support.durability import wait_for
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.private_stack import (  # noqa: F401 -- fixtures: base_env, db, credentials
     private_base_env,
@@ -200,3 +202,57 @@ def test_missed_ticks_fire_once_each_with_three_orchestrators(
         assert run["status"] == "succeeded" and run["outputs"]["text"] == fire_time.isoformat()
     sched = api.http.get(f"/api/v1/schedules/{made['all']}").json()
     assert len(sched["fires"]) == 6 and sched["next_fire_at"] > sched["fires"][0]["fire_time"]
+
+
+def scheduled_runs(db: psycopg.Connection[Any], flow_id: str) -> dict[str, int]:
+    """Runs started per scheduled tick, counted in `runs` (not in `schedule_fires`)."""
+    rows = db.execute(
+        "SELECT inputs->>'scheduled_at', count(*) FROM runs WHERE flow_id = %s GROUP BY 1",
+        (flow_id,),
+    ).fetchall()
+    return dict(rows)
+
+
+def test_a_live_minute_tick_starts_one_run_per_schedule_across_three_orchestrators(
+    stack: Stack, credentials: tuple[str, str], db: psycopg.Connection[Any]
+) -> None:
+    """Three orchestrators are polling when a real minute boundary passes (cron has no seconds:
+    the test waits for it, at most ~60 s): each schedule's tick starts exactly one run."""
+    stack.start_api()
+    stack.start_worker(concurrency=8)
+    for _ in range(3):
+        stack.start_orchestrator()
+    api = Api(stack.base_url, *credentials)
+    flows = [
+        api.create_flow(linear_flow(("t", "template", {"template": "{{ inputs.scheduled_at }}"})))
+        for _ in range(3)
+    ]
+    made = []
+    for flow, policy in zip(flows, ("all", "latest", "skip"), strict=True):
+        r = api.http.post(
+            f"/api/v1/flows/{flow['id']}/schedules", json={"cron": "* * * * *", "catchup": policy}
+        )
+        assert r.status_code == 201, r.text
+        made.append(r.json())
+    tick = max(m["next_fire_at"] for m in made)  # the same minute unless one turned meanwhile
+    for m in made:
+        wait_fires(db, m["id"], 1, timeout=90)
+    # Every orchestrator polls each second: let each of them make several passes after the tick
+    # (bounded by the database clock), so a duplicate start would have happened by now.
+    wait_for(
+        lambda: db.execute(
+            "SELECT clock_timestamp() > %s::timestamptz + interval '4 s'", (tick,)
+        ).fetchone()[0],
+        70,
+        "four seconds past the tick",
+    )
+    for flow, m in zip(flows, made, strict=True):
+        per_tick = scheduled_runs(db, flow["id"])
+        fired = runs_of(db, m["id"])
+        assert all(n == 1 for n in per_tick.values()), per_tick
+        assert len(per_tick) == len(fired) >= 1, (per_tick, fired)
+        assert {t.isoformat() for t, _ in fired} == set(per_tick)
+        for _, run_id in fired:
+            run = api.wait_run(str(run_id))
+            assert run["status"] == "succeeded"
+            assert_no_double_success(db, str(run_id))

@@ -1,4 +1,5 @@
-"""Crash test for a streaming LLM step: SIGKILL the worker while the model server is mid-stream.
+"""Crash tests for LLM steps: SIGKILL the worker while the model server is mid-stream, and while an
+agent's second LLM turn is at the model (after its tool call committed).
 
 The module runs on its own database and queue (`support/private_stack.py`) so that no other worker of
 the session can pick the step up. After the kill a new worker starts; the run must finish, the step
@@ -12,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from tests.integration.test_agent import agent_flow
 from tests.support.checks import step_attempts
 from tests.support.client import Api, linear_flow
 from tests.support.durability import (
@@ -27,6 +29,7 @@ from tests.support.private_stack import (  # noqa: F401 -- fixtures
     private_db,
     private_db_url,
 )
+from tests.support.sink import Sink
 from tests.support.stack import Stack
 
 
@@ -60,3 +63,30 @@ def test_worker_killed_mid_stream_reruns_only_the_llm_step(
     run = api.run(rid)
     assert run["outputs"]["text"] == "echo: tell a story " + " ".join(f"w{i}" for i in range(30))
     assert run["usage"]["completion_tokens"] == 34
+
+
+def test_agent_killed_mid_llm_turn_reruns_only_that_turn(
+    stack: Stack,
+    db: psycopg.Connection[Any],
+    credentials: tuple[str, str],
+    fake: FakeOpenAI,
+    sink: Sink,
+) -> None:
+    """Turn 1 asks for the tool, the tool step commits, turn 2 is in flight at the model when the
+    worker dies: turn 2 is asked again (same key), turn 1 and the tool call are not."""
+    stack.start_api()
+    stack.start_orchestrator()
+    worker = stack.start_worker(concurrency=4)
+    api = Api(stack.base_url, *credentials)
+    defn = agent_flow(fake, {"type": "http_request", "params": {"url": sink.url("/tool")}})
+    defn["nodes"][1]["data"]["params"]["base_url"] = fake.base_url(first_delay=1.5)
+    rid = api.start_run(api.create_flow(defn)["id"], {"q": "z"})
+    turn1, turn2, tool = f"{rid}:a:0:1", f"{rid}:a:0:2", f"{rid}:a:1"
+    wait_for(lambda: fake.calls[turn2] == 1, 60, "the second LLM turn to reach the model")
+    worker.kill()  # mid-turn: the model has been asked, its answer is never committed
+    stack.start_worker(concurrency=4)
+    wait_runs_terminal(db, [rid], timeout=60)
+    assert_runs_durable(db, {rid: "succeeded"}, sink)
+    assert (fake.calls[turn1], fake.calls[turn2], sink.calls[tool]) == (1, 2, 1)
+    run = api.run(rid)
+    assert run["outputs"]["text"].startswith("tool said:")

@@ -2,15 +2,20 @@
 
 One test drives a succeeding and a failing flow through the `api` fixture's editor, then reads the
 dashboard snapshot; the others check that a second editor sees none of those runs and that a viewer
-(no ops:read) is refused.
+(no ops:read) is refused. The queue-depth test runs an API with no worker on a database and queue of
+its own, so the depth it reads is exactly the messages it published.
 """
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import make_user
 from tests.support.client import Api, linear_flow
+from tests.support.durability import wait_for
+from tests.support.infra import delete_queue, private_database
 from tests.support.stack import Stack
 
 
@@ -47,7 +52,7 @@ def test_ops_stats_counts_runs_durations_failures_and_workers(
     failing = [n for n in s["failing_nodes"] if n["flow_id"] == bad_flow["id"]]
     assert failing and failing[0]["node_id"] == "boom" and failing[0]["failures"] == 1
     assert "kaput" in (failing[0]["last_error"] or "")
-    assert isinstance(s["queue_depth"], int) and s["queue_depth"] >= 0
+    assert isinstance(s["queue_depth"], int)  # its exact value: the test below
     assert s["processes"], "heartbeats are shown to editors too"
     for p in s["processes"]:  # ... but not where the processes run
         assert p["hostname"] == "" and p["pid"] == 0 and ":" not in p["id"], p
@@ -78,3 +83,24 @@ def test_ops_stats_need_ops_read_and_a_sane_window(
     r = api.http.get("/api/v1/ops/stats", params={"minutes": 0})
     assert r.status_code == 422
     assert r.json()["errors"][0]["path"] == "query.minutes"
+
+
+def test_ops_queue_depth_counts_the_messages_waiting_for_a_worker(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    prefix = f"fsops_{uuid.uuid4().hex[:8]}"
+    with private_database("fs_ops") as url:
+        stack = Stack({**base_env, "DATABASE_URL": url, "QUEUE_PREFIX": prefix}, tmp_path)
+        try:
+            stack.start_api()  # no worker and no orchestrator: published messages stay queued
+            api = Api(stack.base_url, *make_user(url, "editor"))
+            flow = api.create_flow(linear_flow(("t", "template", {"template": "x"})))
+            runs = [api.start_run(flow["id"]) for _ in range(5)]
+            assert stats(api)["queue_depth"] == 5
+            stack.start_worker(concurrency=4)
+            for rid in runs:
+                assert api.wait_run(rid)["status"] == "succeeded"
+            wait_for(lambda: stats(api)["queue_depth"] == 0, 10, "the queue to drain")
+        finally:
+            stack.stop_all()
+            delete_queue(f"{prefix}.steps")

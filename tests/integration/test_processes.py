@@ -1,5 +1,5 @@
-"""Process-level behaviour: several orchestrators share the work without doubling it, a worker
-stopped with SIGTERM hands its in-flight step back at once, and the CLI refuses bad input (exit 2).
+"""Process-level behaviour of the CLI: bad input exits 2 with a message, and `migrate` twice is a
+no-op. (Several orchestrators and SIGTERM hand-back are in test_isolated_processes.py.)
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Run control over real HTTP and processes: resume, signals (early and late), signal timeouts, fork,
-the SSE event log (replay + resume with Last-Event-ID), and Langflow-style sync/streaming runs."""
+the SSE event log (replay + resume with Last-Event-ID of a finished run; the live stream is in
+test_sse_live.py), and Langflow-style sync/streaming runs."""
 
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ def test_bad_signal_requests(api: Api) -> None:
     r = api.http.post(f"/api/v1/runs/{rid}/signal", json={"node_id": "ghost"})
     assert r.status_code == 422 and r.json()["errors"][0]["path"] == "body.node_id"
     r = api.http.post(f"/api/v1/runs/{rid}/signal", json={"payload": 1})
-    assert r.status_code in (400, 422)
+    assert r.status_code == 422
     api.http.post(f"/api/v1/runs/{rid}/cancel")
     assert (
         api.http.post(f"/api/v1/runs/{rid}/signal", json={"node_id": "approve"}).status_code == 409
@@ -161,16 +162,6 @@ def test_event_stream_replays_and_resumes_from_last_event_id(api: Api) -> None:
         api.http.get(f"/api/v1/runs/{rid}/events", headers={"Last-Event-ID": str(seqs[-3])}).text
     )
     assert [int(e["id"]) for e in tail if e.get("event") != "end"] == seqs[-2:]
-
-
-def test_event_stream_follows_a_live_run(api: Api) -> None:
-    rid = api.start_run(api.create_flow(linear_flow(("d", "delay", {"seconds": 1})))["id"])
-    kinds = []
-    with api.http.stream("GET", f"/api/v1/runs/{rid}/events") as resp:
-        body = "".join(resp.iter_text())
-    for e in sse_events(body):
-        kinds.append((e.get("event"), json.loads(e["data"]).get("to_status")))
-    assert kinds[-1] == ("end", None) and ("run", "succeeded") in kinds
 
 
 def test_sync_run_waits_for_outputs_and_applies_tweaks(api: Api) -> None:

@@ -6,7 +6,8 @@ operator's bad day looks like, done through the real tools:
 - `broker_outage(seconds)`: `rabbitmqctl stop_app`, wait, `start_app` + `await_startup` (restored in a
   `finally`: the broker is shared with other test sessions, so the outage stays short).
 - `close_broker_connections(prefix)`: cut only this test's AMQP connections (named
-  `flowstudio:{prefix}.steps` by the broker client), not other sessions'.
+  `flowstudio:{prefix}.steps` by the broker client), not other sessions'; a close that fails while
+  the connection is still open raises.
 - `terminate_db_backends(conn)`: `pg_terminate_backend` on every other backend of this database.
 - `delete_queue(name)`: drop a test's durable queue when the test is done.
 """
@@ -79,16 +80,30 @@ def broker_outage() -> Iterator[None]:
         log.warning("RabbitMQ started again")
 
 
-def close_broker_connections(queue_prefix: str) -> int:
-    """Close the AMQP connections of the processes using `queue_prefix`; returns how many."""
-    marker = f'"flowstudio:{queue_prefix}.steps"'
+def _connection_pids(marker: str) -> list[str]:
     out = rabbitmqctl("list_connections", "-s", "pid", "client_properties")
-    pids = [line.split("\t", 1)[0] for line in out.splitlines() if marker in line]
+    return [line.split("\t", 1)[0] for line in out.splitlines() if marker in line]
+
+
+def close_broker_connections(queue_prefix: str) -> int:
+    """Close the AMQP connections of the processes using `queue_prefix`; returns how many were cut.
+
+    A close that fails is an error unless the connection is verifiably gone already (it may have
+    closed on its own meanwhile): a "connection cut" with nothing cut must not pass.
+    """
+    marker = f'"flowstudio:{queue_prefix}.steps"'
+    pids = _connection_pids(marker)
+    failed: list[tuple[str, str]] = []
     for pid in pids:
         try:
             rabbitmqctl("close_connection", pid, "durability test: connection cut")
-        except RuntimeError as exc:  # it may have closed on its own meanwhile
-            log.warning("%s", exc)
+        except RuntimeError as exc:
+            failed.append((pid, str(exc)))
+    if failed:
+        still_open = set(_connection_pids(marker))
+        stuck = [(pid, err) for pid, err in failed if pid in still_open]
+        if stuck:
+            raise RuntimeError(f"could not cut AMQP connections: {stuck}")
     return len(pids)
 
 
@@ -100,7 +115,9 @@ def delete_queue(name: str) -> None:
 
 
 def terminate_db_backends(conn: psycopg.Connection[Any]) -> int:
-    """Kill every other connection to this database (the server keeps running)."""
-    rows = conn.execute("""SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-           WHERE datname = current_database() AND pid <> pg_backend_pid()""").fetchall()
-    return len(rows)
+    """Kill every other connection to this database (the server keeps running); returns how many
+    backends were actually terminated (pg_terminate_backend returned true)."""
+    (n,) = conn.execute("""SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+           FROM pg_stat_activity
+           WHERE datname = current_database() AND pid <> pg_backend_pid()""").fetchone()
+    return int(n)

@@ -3,12 +3,16 @@
 `Sink()` runs a ThreadingHTTPServer on 127.0.0.1 in a thread. Any path answers 200 with JSON
 `{"ok": true, "path", "key", "n"}`; `?sleep=S` delays the answer S seconds (to kill a worker mid-step);
 `?status=N` answers N. `sink.calls[key]` counts requests per Idempotency-Key; `sink.requests` keeps
-each request's path and headers (to check what a node sent, e.g. a secret in a header).
+each request's path and headers (to check what a node sent, e.g. a secret in a header). During a
+`?sleep=` the sink watches the connection: a caller that hangs up before the answer (an execution
+that was abandoned) is counted in `sink.abandoned[key]`, an answer that was sent in `sink.answered[key]`.
 """
 
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from collections import Counter
@@ -20,6 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 class Sink:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.abandoned: Counter[str] = Counter()
+        self.answered: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         sink = self
@@ -35,8 +41,10 @@ class Sink:
                     sink.calls[key] += 1
                     sink.requests.append({"path": parts.path, "headers": dict(self.headers)})
                     n = sink.calls[key]
-                if "sleep" in query:
-                    time.sleep(float(query["sleep"][0]))
+                if "sleep" in query and not self._wait(float(query["sleep"][0])):
+                    with sink.lock:
+                        sink.abandoned[key] += 1
+                    return
                 status = int(query.get("status", ["200"])[0])
                 payload = json.dumps(
                     {
@@ -53,8 +61,25 @@ class Sink:
                     self.send_header("content-length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
+                    with sink.lock:
+                        sink.answered[key] += 1
                 except OSError:
                     pass  # the caller was killed mid-request
+
+            def _wait(self, seconds: float) -> bool:
+                """Sleep `seconds`; False as soon as the caller closes its end of the connection."""
+                deadline = time.monotonic() + seconds
+                conn = self.connection
+                while (left := deadline - time.monotonic()) > 0:
+                    readable, _, _ = select.select([conn], [], [], min(left, 0.05))
+                    if readable:
+                        try:
+                            if conn.recv(1, socket.MSG_PEEK) == b"":
+                                return False
+                        except OSError:
+                            return False
+                        time.sleep(min(left, 0.05))  # pipelined bytes: keep sleeping
+                return True
 
             do_GET = _handle
             do_POST = _handle

@@ -1,4 +1,13 @@
-"""The run/step machines: the Python table, the SQL table and the guarded moves agree."""
+"""The run/step machines checked against statements written independently of `engine/states.py`.
+
+`DOCUMENTED_STEP` / `DOCUMENTED_RUN` below are the machines written out by hand, edge by edge, from the
+README's description (a step is readied or skipped from pending, claimed, retried with backoff, parked
+waiting, woken, failed, released by the reaper, cancelled while live, reopened by resume; a run starts,
+waits, wakes, ends, and only a failed or cancelled run resumes). The engine's Python table and the SQL
+`state_transitions` table (parsed from migrations/*.sql, not imported) must each equal them, so a change
+to one table that is not made to the other two fails here. `test_transition_guard.py` tries every pair
+against the database's triggers; the moves' (sources, dest) pairs are checked for the engine's triggers.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,9 @@ import pytest
 
 from flowstudio.engine.states import (
     RUN_MACHINE,
+    RUN_TERMINAL,
     STEP_MACHINE,
+    STEP_TERMINAL,
     IllegalTransition,
     RunStatus,
     StepStatus,
@@ -21,46 +32,152 @@ from flowstudio.engine.states import (
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
+# Written out by hand (not derived from the code): (from, to) -> why it exists.
+DOCUMENTED_STEP: dict[tuple[str, str], str] = {
+    ("pending", "ready"): "all upstream steps are done",
+    ("pending", "skipped"): "on an untaken condition branch",
+    ("ready", "running"): "a worker claims it (lease + fencing token)",
+    ("running", "succeeded"): "committed",
+    ("running", "retrying"): "a failed attempt with attempts left (backoff timer)",
+    ("retrying", "ready"): "the backoff timer fired",
+    ("running", "waiting"): "delay / wait_for_signal / agent waiting for its tools",
+    ("waiting", "succeeded"): "the timer or signal completed it",
+    ("waiting", "ready"): "an agent whose tool calls finished runs its next turn",
+    ("running", "failed"): "attempts exhausted or not retryable",
+    ("waiting", "failed"): "a wait that ends in an error",
+    ("retrying", "failed"): "a retry that can no longer run",
+    ("running", "ready"): "the reaper released an expired lease",
+    ("pending", "cancelled"): "run cancelled",
+    ("ready", "cancelled"): "run cancelled",
+    ("running", "cancelled"): "run cancelled (the worker loses its lease)",
+    ("retrying", "cancelled"): "run cancelled",
+    ("waiting", "cancelled"): "run cancelled",
+    ("failed", "pending"): "resume re-runs a failed step",
+    ("cancelled", "pending"): "resume re-runs a cancelled step",
+}
+DOCUMENTED_RUN: dict[tuple[str, str], str] = {
+    ("queued", "running"): "its first step is claimed",
+    ("running", "waiting"): "only durable waits are live",
+    ("waiting", "running"): "a wait ended",
+    ("running", "succeeded"): "every step terminal, output produced",
+    ("waiting", "succeeded"): "the last wait completed the run",
+    ("queued", "failed"): "failed before starting",
+    ("running", "failed"): "a step failed",
+    ("waiting", "failed"): "a wait failed (e.g. signal timeout without a timeout edge)",
+    ("queued", "cancelled"): "cancel",
+    ("running", "cancelled"): "cancel",
+    ("waiting", "cancelled"): "cancel",
+    ("failed", "queued"): "resume",
+    ("cancelled", "queued"): "resume",
+}
+
 
 def sql_pairs(entity: str) -> set[tuple[str, str]]:
+    """The pairs the migrations INSERT into `state_transitions` (read as text, not via the engine)."""
     text = "".join(p.read_text() for p in sorted(MIGRATIONS.glob("*.sql")))
-    return set(re.findall(rf"\('{entity}', '(\w+)', '(\w+)'\)", text))
+    inserts = re.findall(r"INSERT INTO state_transitions[^;]*;", text)
+    assert inserts, "no INSERT INTO state_transitions found in migrations/"
+    pairs: set[tuple[str, str]] = set()
+    for stmt in inserts:
+        pairs |= set(re.findall(rf"\('{entity}', '(\w+)', '(\w+)'\)", stmt))
+    return pairs
 
 
-def test_sql_transition_table_equals_the_python_machines() -> None:
-    assert sql_pairs("step") == allowed_pairs(STEP_MACHINE)
-    assert sql_pairs("run") == allowed_pairs(RUN_MACHINE)
+def diff(name: str, got: set[tuple[str, str]], want: set[tuple[str, str]]) -> str:
+    return f"{name}: extra {sorted(got - want)}, missing {sorted(want - got)}"
 
 
-@pytest.mark.parametrize("source", [s.value for s in StepStatus])
-@pytest.mark.parametrize("dest", [s.value for s in StepStatus])
-def test_every_step_pair_is_either_allowed_or_refused(source: str, dest: str) -> None:
-    legal = (source, dest) in allowed_pairs(STEP_MACHINE)
-    assert is_legal("step", source, dest) is legal
-    if source in ("succeeded", "skipped"):
-        assert not legal, "a committed/skipped step never moves again"
+@pytest.mark.parametrize(
+    ("entity", "machine", "documented"),
+    [("step", STEP_MACHINE, DOCUMENTED_STEP), ("run", RUN_MACHINE, DOCUMENTED_RUN)],
+)
+def test_python_and_sql_tables_equal_the_documented_machine(
+    entity: str, machine: object, documented: dict[tuple[str, str], str]
+) -> None:
+    want = set(documented)
+    python = allowed_pairs(machine)  # type: ignore[arg-type]
+    assert python == want, diff(f"engine/states.py {entity}", python, want)
+    sql = sql_pairs(entity)
+    assert sql == want, diff(f"migrations state_transitions {entity}", sql, want)
 
 
-def test_terminal_runs_only_resume() -> None:
-    for status in ("succeeded",):
-        assert not any(is_legal("run", status, d.value) for d in RunStatus)
-    assert {d for (s, d) in allowed_pairs(RUN_MACHINE) if s in ("failed", "cancelled")} == {
-        "queued"
-    }
+@pytest.mark.parametrize(
+    ("entity", "statuses", "documented"),
+    [("step", StepStatus, DOCUMENTED_STEP), ("run", RunStatus, DOCUMENTED_RUN)],
+)
+def test_is_legal_answers_the_documented_machine_for_every_pair(
+    entity: str, statuses: type, documented: dict[tuple[str, str], str]
+) -> None:
+    wrong = [
+        (a.value, b.value)
+        for a in statuses
+        for b in statuses
+        if is_legal(entity, a.value, b.value) != ((a.value, b.value) in documented)
+    ]
+    assert not wrong, f"is_legal({entity}) disagrees with the documented machine on {wrong}"
 
 
-def test_moves_give_sources_and_destination() -> None:
-    assert step_move("claim") == (["ready"], "running")
-    assert step_move("succeed") == (["running"], "succeeded")
-    assert sorted(step_move("cancel")[0]) == sorted(
-        ["pending", "ready", "running", "retrying", "waiting"]
-    )
-    assert run_move("start") == (["queued"], "running")
+def test_statuses_are_the_contracts_and_committed_states_are_final() -> None:
+    assert [s.value for s in StepStatus] == [
+        "pending", "ready", "running", "retrying", "waiting",
+        "succeeded", "failed", "skipped", "cancelled",
+    ]  # fmt: skip
+    assert [s.value for s in RunStatus] == [
+        "queued", "running", "waiting", "succeeded", "failed", "cancelled",
+    ]  # fmt: skip
+    assert {"succeeded", "failed", "skipped", "cancelled"} == STEP_TERMINAL
+    assert {"succeeded", "failed", "cancelled"} == RUN_TERMINAL
+    # A committed or skipped step and a succeeded run never move again (in either table).
+    for entity, frozen in (("step", ("succeeded", "skipped")), ("run", ("succeeded",))):
+        for pair in allowed_pairs(STEP_MACHINE if entity == "step" else RUN_MACHINE) | sql_pairs(
+            entity
+        ):
+            assert pair[0] not in frozen, f"{entity} {pair} moves out of a final state"
+
+
+@pytest.mark.parametrize(
+    ("move", "trigger", "sources", "dest"),
+    [
+        (step_move, "ready", {"pending"}, "ready"),
+        (step_move, "skip", {"pending"}, "skipped"),
+        (step_move, "claim", {"ready"}, "running"),
+        (step_move, "succeed", {"running"}, "succeeded"),
+        (step_move, "retry", {"running"}, "retrying"),
+        (step_move, "fire_retry", {"retrying"}, "ready"),
+        (step_move, "wait", {"running"}, "waiting"),
+        (step_move, "finish_wait", {"waiting"}, "succeeded"),
+        (step_move, "wake", {"waiting"}, "ready"),
+        (step_move, "fail", {"running", "waiting", "retrying"}, "failed"),
+        (step_move, "release", {"running"}, "ready"),
+        (
+            step_move,
+            "cancel",
+            {"pending", "ready", "running", "retrying", "waiting"},
+            "cancelled",
+        ),
+        (step_move, "reopen", {"failed", "cancelled"}, "pending"),
+        (run_move, "start", {"queued"}, "running"),
+        (run_move, "wait", {"running"}, "waiting"),
+        (run_move, "wake", {"waiting"}, "running"),
+        (run_move, "succeed", {"running", "waiting"}, "succeeded"),
+        (run_move, "fail", {"queued", "running", "waiting"}, "failed"),
+        (run_move, "cancel", {"queued", "running", "waiting"}, "cancelled"),
+        (run_move, "resume", {"failed", "cancelled"}, "queued"),
+    ],
+)
+def test_each_named_move_gives_its_documented_sources_and_destination(
+    move: object, trigger: str, sources: set[str], dest: str
+) -> None:
+    got_sources, got_dest = move(trigger)  # type: ignore[operator]
+    assert (set(got_sources), got_dest) == (sources, dest)
+    assert len(got_sources) == len(set(got_sources))
 
 
 def test_unknown_trigger_is_refused() -> None:
     with pytest.raises(IllegalTransition):
         step_move("teleport")
+    with pytest.raises(IllegalTransition):
+        run_move("teleport")
 
 
 def test_every_listed_node_family_has_a_module() -> None:

@@ -106,7 +106,10 @@ class RabbitBroker:
     async def queue_depth(self) -> int:
         await self.connect()
         q = await self._pub.declare_queue(self.queue_name, durable=True, passive=True)
-        return int(q.declaration_result.message_count or 0)
+        # aio-pika caches the channel's Queue object (its declaration_result is from the first
+        # declare): declare again to read the broker's current count.
+        declared = await q.declare()
+        return int(declared.message_count or 0)
 
     async def ping(self) -> bool:
         try:
