@@ -54,10 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int)
     sub.add_parser("orchestrator", help="run an orchestrator (timers, recovery, outbox relay)")
     w = sub.add_parser("worker", help="run a worker")
-    w.add_argument("--concurrency", type=int, default=8)
+    w.add_argument(
+        "--concurrency", type=int, default=None, help="steps held at once (WORKER_CONCURRENCY)"
+    )
     up = sub.add_parser("up", help="migrate, then run API, orchestrator and workers")
     up.add_argument("--workers", type=int, default=2)
-    up.add_argument("--concurrency", type=int, default=8)
+    up.add_argument(
+        "--concurrency", type=int, default=None, help="per worker (WORKER_CONCURRENCY, 256)"
+    )
     user = sub.add_parser("user", help="manage users")
     usub = user.add_subparsers(dest="user_command", required=True)
     uc = usub.add_parser("create", help="create (or update) a user")
@@ -72,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     b.add_argument("--runs", type=int, default=200)
     b.add_argument("--steps", type=int, default=10)
-    # the engine as `flowstudio up` starts it: 2 workers x 8 slots (--workers/--concurrency vary it)
+    # the engine bench: 2 workers x 8 slots (no-op steps are CPU-bound; --workers/--concurrency vary it)
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--concurrency", type=int, default=8)
     b.add_argument("--seq-runs", type=int, default=30)
@@ -253,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_async(Orchestrator(settings).run)
             return 0
         case "worker":
+            if args.concurrency is None:
+                args.concurrency = settings.worker_concurrency
             if args.concurrency < 1:
                 sys.stderr.write("flowstudio: error: --concurrency must be >= 1\n")
                 return 2
@@ -267,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_async(Worker(settings, args.concurrency, settings.worker_grace_seconds).run)
             return 0
         case "up":
-            return cmd_up(settings, args.workers, args.concurrency)
+            concurrency = args.concurrency or settings.worker_concurrency
+            return cmd_up(settings, args.workers, concurrency)
         case "user":
             return cmd_user_create(settings, args)
         case "prune":

@@ -15,6 +15,7 @@ and to the PostgreSQL queue otherwise.
 from __future__ import annotations
 
 import os
+import sys
 from urllib.parse import quote
 
 import msgspec
@@ -87,6 +88,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_backoff_base_seconds: float = 1.0
     login_backoff_max_seconds: float = 900.0
     login_window_seconds: int = 3600
+    # steps one worker process holds at once (mostly idle LLM/HTTP calls): WORKER_CONCURRENCY
+    worker_concurrency: int = 256
+    # the worker's PostgreSQL pool: steps borrow a connection only to claim/commit/heartbeat
+    worker_db_pool_size: int = 20
     # a dead worker's steps are taken over within RECOVERY_INTERVAL (worker/liveness.py)
     fast_takeover: bool = True
     # rabbitmq | postgres: which queue carries step pointers (queue/factory.py)
@@ -182,6 +187,11 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         batch_concurrency=int(_env("BATCH_CONCURRENCY", "100")),
         eager_steps=int(_env("EAGER_STEPS", "32")),
         queue_backend=backend,
+        # Windows' selector event loop (psycopg) handles at most 512 sockets per process
+        worker_concurrency=int(
+            _env("WORKER_CONCURRENCY", "128" if sys.platform == "win32" else "256")
+        ),
+        worker_db_pool_size=int(_env("WORKER_DB_POOL_SIZE", "20")),
         fast_takeover=_env("FAST_TAKEOVER", "1").strip().lower() not in ("0", "false", "no", "off"),
         prune_after_days=float(_env("PRUNE_AFTER_DAYS", "0")),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),

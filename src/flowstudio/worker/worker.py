@@ -13,6 +13,7 @@ gives in-flight steps `grace` seconds, then releases the rest (`release_step`: r
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +82,8 @@ class Worker:
         self.grace = grace
         self.id = new_process_id("worker")
         self.inflight: dict[int, InFlight] = {}
-        self.procpool = ProcessPool(min(concurrency, 4))
+        # CPU-bound nodes (`compute=`) run in a spawn pool sized by cores, not by held steps
+        self.procpool = ProcessPool(max(1, min(concurrency, os.cpu_count() or 2)))
         self.stats = {"claimed": 0, "succeeded": 0, "failed": 0, "lost": 0}
         self.stopping = False
         self.eager = EagerClaim(settings.lease_seconds, context_nodes)
@@ -89,8 +91,11 @@ class Worker:
 
     async def run(self) -> None:
         registry.load_all()
+        # held steps mostly wait on sockets; they borrow a connection only to claim, commit and
+        # heartbeat, so the pool stays small however many steps are held (WORKER_DB_POOL_SIZE)
+        pool_size = max(4, min(self.concurrency + 2, self.settings.worker_db_pool_size))
         self.pool = await open_pool(
-            self.settings, max_size=self.concurrency + 2, name=self.id, generic_plans=True
+            self.settings, max_size=pool_size, name=self.id, generic_plans=True
         )
         self.broker = make_broker(self.settings)
         self.publisher = OutboxPublisher(self.broker, self.pool)
