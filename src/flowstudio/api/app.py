@@ -28,6 +28,7 @@ from flowstudio.api import (
     auth_routes,
     batches,
     flow_extras,
+    flow_secrets,
     flow_version,
     flows,
     keys,
@@ -115,6 +116,7 @@ def create_app(settings: Settings) -> Litestar:
     handlers += [*ops.ROUTES, *flow_version.ROUTES]
     handlers += batches.ROUTES
     handlers += [*publishing.ROUTES, *shares.ROUTES, *webhooks.ROUTES, *openai_compat.ROUTES]
+    handlers += flow_secrets.ROUTES
     dist = Path(settings.ui_dist)
     if (dist / "index.html").is_file():
         handlers.append(
