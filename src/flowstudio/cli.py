@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from flowstudio.secretmask import install_log_filter
 from flowstudio.settings import Settings, load_settings
 
 log = logging.getLogger("flowstudio")
@@ -28,6 +29,7 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_filter()  # secret values of the steps in flight never reach a log line
     logging.getLogger("aiormq").setLevel(logging.WARNING)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -37,6 +37,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_concurrency: int = 100
     eager_steps: int = 32
     db_pipeline: bool = True
+    # template sandbox and regex limits (nodes/sandbox_limits.py, nodes/data.py)
+    template_max_iterations: int = 100_000
+    template_max_string: int = 1_000_000
+    template_max_output: int = 1_000_000
+    regex_timeout_max_s: float = 1.0
 
 
 def _env(name: str, default: str) -> str:
@@ -85,4 +90,8 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         batch_concurrency=int(_env("BATCH_CONCURRENCY", "100")),
         eager_steps=int(_env("EAGER_STEPS", "32")),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
+        template_max_iterations=int(_env("TEMPLATE_MAX_ITERATIONS", "100000")),
+        template_max_string=int(_env("TEMPLATE_MAX_STRING", "1000000")),
+        template_max_output=int(_env("TEMPLATE_MAX_OUTPUT", "1000000")),
+        regex_timeout_max_s=float(_env("REGEX_TIMEOUT_MAX_S", "1.0")),
     )

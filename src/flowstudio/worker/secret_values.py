@@ -12,7 +12,8 @@ template context and the problems (missing / undecryptable / no SECRET_KEY) per 
 `render_node_params` turns into a non-retryable step failure naming the secret (never its value).
 `mask_outcome(outcome, context)` replaces any secret value in the node's output or error with `***`;
 `@masking_secrets` applies it to `execute_node` (worker/execute.py), so no value the worker commits
-(step_io, steps.error, run_events) contains one.
+(step_io, steps.error, run_events) contains one, and masks the step's values in every log record
+while it runs (`secretmask.in_flight`). Masking is the last line, not the boundary.
 """
 
 from __future__ import annotations
@@ -32,14 +33,13 @@ from flowstudio.flows.graph import FlowGraph
 from flowstudio.nodes.registry import NodeSpec
 from flowstudio.nodes.sandbox import OPAQUE, Secret, SecretMisuse
 from flowstudio.nodes.templating import TemplateError, referenced_secrets
+from flowstudio.secretmask import in_flight, mask_text, masked_secrets
 from flowstudio.store.secrets import load_run_secrets
 
 PROBLEMS_KEY = "secrets:problems"  # context keys that are not template identifiers
 VALUES_KEY = "secrets:values"
-MASK = "***"
-MIN_MASKED_LEN = 4
 P = ParamSpec("P")
-R = TypeVar("R")  # shorter values would mask ordinary text; such a secret protects nothing anyway
+R = TypeVar("R")
 
 
 class SecretValues:
@@ -143,10 +143,7 @@ def secret_problem(context: dict[str, Any]) -> str | None:
 def _mask(value: Any, secrets: tuple[str, ...]) -> Any:
     match value:
         case str():
-            for s in secrets:
-                if s in value:
-                    value = value.replace(s, MASK)
-            return value
+            return mask_text(value, secrets)
         case dict():
             return {_mask(k, secrets): _mask(v, secrets) for k, v in value.items()}
         case list() | tuple():
@@ -157,7 +154,7 @@ def _mask(value: Any, secrets: tuple[str, ...]) -> Any:
 
 def mask_outcome(outcome: Any, context: dict[str, Any]) -> Any:
     """Replace secret values in a Done/Wait output or a Failure error; free when no secret is used."""
-    secrets = tuple(s for s in context.get(VALUES_KEY, ()) if len(s) >= MIN_MASKED_LEN)
+    secrets = masked_secrets(context.get(VALUES_KEY, ()))
     if not secrets or not dataclasses.is_dataclass(outcome) or isinstance(outcome, type):
         return outcome
     field = "error" if hasattr(outcome, "error") else "output"
@@ -169,8 +166,11 @@ def masking_secrets(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        outcome = await fn(*args, **kwargs)
         context = kwargs.get("context")
-        return mask_outcome(outcome, context) if isinstance(context, dict) else outcome
+        if not isinstance(context, dict):
+            return await fn(*args, **kwargs)
+        with in_flight(context.get(VALUES_KEY, ())):  # log records of the step masked too
+            outcome = await fn(*args, **kwargs)
+        return mask_outcome(outcome, context)
 
     return wrapper
