@@ -148,14 +148,16 @@ async def run_version(
     if access in EDIT_ACCESS:
         pinned = int(requested or flow["published_version"] or flow["version"])
     else:
-        pinned = _shared_grant(flow, await shares.get_share(conn, flow["id"], user.id))
-        if requested is not None and requested != pinned:
+        published = flow.get("published_version")
+        if requested is not None and requested != published:
             raise Problem(
                 403,
                 "Forbidden",
-                f"shared users run only the published version ({pinned})",
+                "shared users run only the published version"
+                + (f" ({published})" if published is not None else ""),
                 errors=[{"path": path, "reason": "not the published version"}],
             )
+        pinned = _shared_grant(flow, await shares.get_share(conn, flow["id"], user.id))
     if not 1 <= pinned <= flow["version"]:
         raise Problem(
             422,
