@@ -302,23 +302,39 @@ def test_secret_values_are_masked_in_outputs_and_errors(
 ) -> None:
     name, value = unique_name("KEY"), "key-" + uuid.uuid4().hex
     api.http.post("/api/v1/secrets", json={"name": name, "value": value})
-    echo = linear_flow(("t", "template", {"template": "k={{ secrets['" + name + "'] }}"}))
-    run = api.wait_run(api.start_run(api.create_flow(echo)["id"]))
-    assert run["status"] == "succeeded" and run["outputs"] == {"text": "k=***"}
-
-    failing = linear_flow(
-        (
-            "call",
-            "http_request",
-            {"url": sink.url("/deny", status=400, t="{{ secrets." + name + " }}")},
+    # a secret is opaque outside credential fields: printing it or putting it in a URL is refused
+    for params in (
+        {"template": "k={{ secrets['" + name + "'] }}"},
+        {"template": "{{ secrets." + name + " | reverse }}"},
+    ):
+        run = api.wait_run(
+            api.start_run(api.create_flow(linear_flow(("t", "template", params)))["id"])
         )
+        step = api.steps(run)["t"]
+        assert run["status"] == "failed" and step["attempt"] == 1, run
+        assert "secret" in step["error"]["message"] and value not in step["error"]["message"]
+    in_url = {"url": sink.url("/deny", t="{{ secrets." + name + " }}")}
+    run = api.wait_run(
+        api.start_run(api.create_flow(linear_flow(("call", "http_request", in_url)))["id"])
     )
-    run = api.wait_run(api.start_run(api.create_flow(failing)["id"]))
-    assert run["status"] == "failed"
-    error = api.steps(run)["call"]["error"]["message"]
-    assert "HTTP 400" in error and "t=***" in error
-    assert value not in api.http.get(f"/api/v1/runs/{run['id']}").text
-    assert not [t for t in _texts(db, run["id"]) if value in t]
+    assert (
+        run["status"] == "failed"
+        and "credential field" in api.steps(run)["call"]["error"]["message"]
+    )
+    assert not [r for r in sink.requests if r["path"] == "/deny"]
+
+    # masking is the last line: a server repeating the credential back is masked in the output
+    # and in the error
+    headers = {"Authorization": "Bearer {{ secrets." + name + " }}"}
+    for status in (200, 400):
+        call = {"url": sink.url("/echo", echo=1, status=status), "headers": headers}
+        run = api.wait_run(
+            api.start_run(api.create_flow(linear_flow(("call", "http_request", call)))["id"])
+        )
+        assert sink.requests[-1]["headers"]["Authorization"] == f"Bearer {value}"
+        detail = api.http.get(f"/api/v1/runs/{run['id']}").text
+        assert "Bearer ***" in detail and value not in detail
+        assert not [t for t in _texts(db, run["id"]) if value in t]
 
 
 def test_missing_secret_fails_the_step_at_once_naming_it(api: Api, other: Api) -> None:
