@@ -207,7 +207,7 @@ async def run_text_ops(ctx: NodeContext, params: TextOpsParams) -> Done:
     holds the event loop; the thread ends at the capped timeout, so it never outlives the node."""
     t = regex_timeout(ctx, params)
     try:
-        return Done(await anyio.to_thread.run_sync(text_op, ctx, params, t))
+        return Done(await anyio.to_thread.run_sync(text_op, ctx, params, t, abandon_on_cancel=True))
     except TimeoutError as exc:
         raise NodeError(
             f"regex took longer than {t:g}s (catastrophic backtracking?)", retryable=False
