@@ -275,6 +275,8 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return super().getitem(obj, argument)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if __obj is limits.limited_iter:  # the loop wrapper `_generate` put in
+            return limits.limited_iter(*args)
         if isinstance(__obj, Secret):
             _misuse("calling")
         limits.method_call(__obj, args, kwargs)

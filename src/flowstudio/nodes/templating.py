@@ -154,7 +154,8 @@ def render_string(source: str, context: dict[str, Any]) -> str:
         return source
     render = limits.current()
     try:
-        text = _capped_output(_compile(source).generate(context))
+        template = _compile(source)
+        text = _capped_output(template.root_render_func(template.new_context(context)))
     except TemplateError:
         raise
     except Exception as exc:  # undefined names, sandbox violations, type errors in user templates
