@@ -302,25 +302,29 @@ def test_secret_values_are_masked_in_outputs_and_errors(
 ) -> None:
     name, value = unique_name("KEY"), "key-" + uuid.uuid4().hex
     api.http.post("/api/v1/secrets", json={"name": name, "value": value})
-    # a secret is opaque outside credential fields: printing it or putting it in a URL is refused
-    for params in (
-        {"template": "k={{ secrets['" + name + "'] }}"},
-        {"template": "{{ secrets." + name + " | reverse }}"},
+    # a secret is opaque: outside a credential field it is refused at save, with the field path
+    for ntype, params, field in (
+        ("template", {"template": "k={{ secrets['" + name + "'] }}"}, "template"),
+        ("http_request", {"url": sink.url("/deny", t="{{ secrets." + name + " }}")}, "url"),
     ):
-        run = api.wait_run(
-            api.start_run(api.create_flow(linear_flow(("t", "template", params)))["id"])
+        r = api.http.post(
+            "/api/v1/flows", json={"name": "leak", "definition": linear_flow(("n", ntype, params))}
         )
-        step = api.steps(run)["t"]
+        assert r.status_code == 422, r.text
+        paths = [e["path"] for e in r.json()["errors"]]
+        assert f"definition.nodes[1].data.params.{field}" in paths, paths
+    # ... and transformed in a credential field it fails the step at run, before any call
+    for header in (
+        "{{ secrets." + name + " | reverse }}",
+        "{% set x %}{{ secrets." + name + " }}{% endset %}{{ x | list | join(' ') }}",
+    ):
+        call = {"url": sink.url("/deny"), "headers": {"X-Leak": header}}
+        run = api.wait_run(
+            api.start_run(api.create_flow(linear_flow(("call", "http_request", call)))["id"])
+        )
+        step = api.steps(run)["call"]
         assert run["status"] == "failed" and step["attempt"] == 1, run
         assert "secret" in step["error"]["message"] and value not in step["error"]["message"]
-    in_url = {"url": sink.url("/deny", t="{{ secrets." + name + " }}")}
-    run = api.wait_run(
-        api.start_run(api.create_flow(linear_flow(("call", "http_request", in_url)))["id"])
-    )
-    assert (
-        run["status"] == "failed"
-        and "credential field" in api.steps(run)["call"]["error"]["message"]
-    )
     assert not [r for r in sink.requests if r["path"] == "/deny"]
 
     # masking is the last line: a server repeating the credential back is masked in the output
@@ -339,8 +343,9 @@ def test_secret_values_are_masked_in_outputs_and_errors(
 
 def test_missing_secret_fails_the_step_at_once_naming_it(api: Api, other: Api) -> None:
     name = unique_name("MISSING")
+    call = {"url": "http://127.0.0.1:9/never", "headers": {"K": "{{ secrets." + name + " }}"}}
     defn = linear_flow(
-        ("t", "template", {"template": "{{ secrets." + name + " }}"}),
+        ("t", "http_request", call),
         retry={"t": {"retry": {"max_attempts": 4, "initial_interval": 0.1}}},
     )
     run = api.wait_run(api.start_run(api.create_flow(defn)["id"]))

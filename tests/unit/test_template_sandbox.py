@@ -164,3 +164,46 @@ def test_log_records_of_a_step_in_flight_are_masked(caplog: pytest.LogCaptureFix
     text = caplog.text
     assert "node failed: ***" in text and "boom with ***" in text and "other thread ***" in text
     assert VALUE not in text
+
+
+def test_saving_a_secret_outside_a_credential_field_is_refused_with_its_path() -> None:
+    import json
+
+    from flowstudio.flows.validate import validate_definition
+
+    def node(nid: str, ntype: str, params: dict[str, object]) -> dict[str, object]:
+        return {"id": nid, "type": ntype, "data": {"params": params}}
+
+    defn = {
+        "nodes": [
+            node("in", "input", {}),
+            node(
+                "h",
+                "http_request",
+                {
+                    "url": "http://x/{{ secrets.A }}",
+                    "headers": {"Authorization": "Bearer {{ secrets.OK }}"},
+                    "auth": {"type": "bearer", "token": "{{ secrets.OK }}"},
+                    "body": "{{ secrets.C | reverse }}",
+                },
+            ),
+            node("c", "condition", {"expression": "secrets.D == 'x'"}),
+            node(
+                "m",
+                "map",
+                {
+                    "items": "inputs.xs",
+                    "body": {"type": "template", "params": {"template": "{{ secrets.E }}"}},
+                },
+            ),
+        ],
+        "edges": [{"source": "in", "target": t} for t in ("h", "c", "m")],
+    }
+    _, errors = validate_definition(json.dumps(defn).encode())
+    assert {(e.path, e.node_id) for e in errors} == {
+        ("definition.nodes[1].data.params.url", "h"),
+        ("definition.nodes[1].data.params.body", "h"),
+        ("definition.nodes[2].data.params.expression", "c"),
+        ("definition.nodes[3].data.params.body.params.template", "m"),
+    }
+    assert all("credential field" in e.reason for e in errors)
