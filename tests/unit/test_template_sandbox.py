@@ -116,6 +116,8 @@ def test_template_misuse_fails_the_step_non_retryably_naming_the_node() -> None:
         "{% set s = 'x' * 900000 %}{{ s ~ s }}",
         "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
         "{% for i in range(9000) %}{{ 'x' * 200 }}{% endfor %}",  # 1.8 MB of output
+        "{{ ([[1] * 1000] * 1000) | sum(start=[]) }}",
+        "{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}",
     ],
 )
 def test_resource_attacks_are_refused_by_a_limit(template: str) -> None:

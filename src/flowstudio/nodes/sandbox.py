@@ -2,7 +2,8 @@
 
 `LimitedSandbox` is Jinja's `ImmutableSandboxedEnvironment` plus:
 - resource limits (`nodes/sandbox_limits.py`): every `{% for %}` iterates through `limited_iter`
-  (a custom code generator wraps the loop's iterable), `range()` is capped, `~` / `*` / `+` / `%` /
+  (`_generate` wraps the loop's iterable) and every call (macros too) ticks the same budget,
+  `range()` is capped, `~` / `*` / `+` / `%` /
   `**`, `str.format`, the growing str methods and every filter check the size they would produce
   before producing it, and no `lipsum`;
 - opaque secrets: `{{ secrets.NAME }}` is a `Secret`, not a string. Any filter, test of equality or
@@ -200,12 +201,22 @@ def _pre_format(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...
     return args
 
 
+def _pre_sum(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    start = kwargs.get("start", args[_value_index(args) + 2] if len(args) > 2 else 0)
+    if not isinstance(start, (int, float)):
+        raise TemplateLimitError(
+            "sum() is limited to numbers in templates (join lists or strings instead)"
+        )
+    return args
+
+
 _PRE_CHECKS: dict[str, Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]] = {
     "join": _pre_join,
     "replace": _pre_replace,
     "center": _pre_pad,
     "indent": _pre_pad,
     "format": _pre_format,
+    "sum": _pre_sum,
 }
 
 
@@ -279,6 +290,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
             return limits.limited_iter(*args)
         if isinstance(__obj, Secret):
             _misuse("calling")
+        limits.current().tick()  # every call counts: a recursive macro has no loop to count
         limits.method_call(__obj, args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
         return limits.check_result(f"{getattr(__obj, '__name__', 'a call')}()", result)

@@ -3,7 +3,8 @@
 `nodes/sandbox.py` builds the Jinja environment on top of this module. One `Render` (a context
 variable, set by `templating.rendering`) carries the budget of one node's params: every loop
 iteration and every item `range()` yields `tick()`s it (more than `LIMITS.max_iterations` or past
-the node's deadline -> `TemplateLimitError`). Operations that can grow a value faster than a loop
+the node's deadline -> `TemplateLimitError`); so does every call the sandbox makes (a recursive
+macro has no loop to count). Operations that can grow a value faster than a loop
 (string/list `*`, `+`, `~`, `%`, `**`, `str.format`, padding and replacing filters and methods) check
 the size they would produce BEFORE allocating it (`check_size`, `expanded_size` with an early exit),
 so `('x' * 10**8)` is refused without allocating 100 MB. `configure(settings)` sets the limits from
@@ -23,7 +24,7 @@ from typing import Any
 
 @dataclass
 class Limits:
-    max_iterations: int = 100_000  # loop iterations + range() items per node render
+    max_iterations: int = 100_000  # loop iterations + range() items + calls per node render
     max_range: int = 10_000  # items of one range()
     max_string: int = 1_000_000  # chars of any string/list a template builds
     max_output: int = 1_000_000  # chars of one rendered param
@@ -51,7 +52,7 @@ class Render:
         self.iterations += n
         if self.iterations > LIMITS.max_iterations:
             raise TemplateLimitError(
-                f"template exceeds {LIMITS.max_iterations} loop iterations "
+                f"template exceeds {LIMITS.max_iterations} loop iterations and calls "
                 "(TEMPLATE_MAX_ITERATIONS)"
             )
         if (
