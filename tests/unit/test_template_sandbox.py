@@ -121,7 +121,7 @@ def test_template_misuse_fails_the_step_non_retryably_naming_the_node() -> None:
     ],
 )
 def test_resource_attacks_are_refused_by_a_limit(template: str) -> None:
-    with pytest.raises(TemplateError, match=r"limit|iterations|over"):
+    with pytest.raises(TemplateError, match=r"limit|iterations|over|timeout"):
         render("prompt", template)
 
 

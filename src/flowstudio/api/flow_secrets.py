@@ -13,6 +13,7 @@ secrets never reach a template they do not own.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from uuid import UUID
 
@@ -29,6 +30,8 @@ from flowstudio.nodes import registry
 from flowstudio.store import secrets as secret_store
 from flowstudio.store import shares as store
 from flowstudio.worker.secret_values import secret_names_in
+
+SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 class FlowSecretsOut(msgspec.Struct, kw_only=True):
@@ -68,9 +71,7 @@ async def flow_secrets(
 
 
 def _name_problem(name: str) -> None:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
+    if not SECRET_NAME.fullmatch(name):
         raise Problem(
             422,
             "Unprocessable Content",

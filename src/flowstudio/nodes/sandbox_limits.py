@@ -73,6 +73,10 @@ def current() -> Render:
     return Render() if r is None else r
 
 
+def active() -> Render | None:
+    return _RENDER.get()
+
+
 def set_render(r: Render | None) -> contextvars.Token[Render | None]:
     return _RENDER.set(r)
 

@@ -165,7 +165,10 @@ def render_string(source: str, context: dict[str, Any]) -> str:
 
 def render_params(value: Any, context: dict[str, Any], credential: bool = False) -> Any:
     """Render every string in `value`; secrets pass only where `credential` (see render_fields)."""
-    render = limits.current()
+    render = limits.active()
+    if render is None:  # a caller outside `rendering()`: one budget for this value
+        with rendering():
+            return render_params(value, context, credential)
     match value:
         case str():
             before = render.reveal
