@@ -9,8 +9,8 @@ action is 403. `run_version` pins the version a run uses: the owner (or an admin
 named one, else the published one, else the latest); a shared user only the published version, and
 only while it is the version their share was granted or accepted for (409 otherwise, saying how to
 accept). `recheck_run_grant` applies the same rule again when a run is resumed, forked or signalled
-(the flow must still exist; a shared user's share must still allow running). `resolve_flow_ref` turns a path's UUID or the caller's endpoint name into a flow id
-(sync run, webhook, OpenAI `model`). `deps.can_see` stays the owner/admin rule for runs and others.
+(the flow must still exist; a shared user's share must still allow running). `resolve_flow_ref`
+turns a path's UUID or the caller's endpoint name into a flow id (sync run, webhook, OpenAI `model`). `deps.can_see` stays the owner/admin rule for runs and others.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ Jinja returns: a transformed placeholder is refused); the output of one string i
 upstream outputs and the validator can refuse references to nodes that do not exist.
 `referenced_secrets(params)` lists the NAMEs used as `secrets.NAME` / `secrets["NAME"]`, so the worker
 decrypts only those (`worker/context.py`).
-`evaluate(expression, context)` evaluates a safe boolean/value expression for `condition`.
+`evaluate(expression, context)` evaluates a safe boolean/value expression for `condition` (never
+yielding a secret). `render_fields` is what the worker calls (`worker/context.py`).
 """
 
 from __future__ import annotations
