@@ -1,7 +1,7 @@
 """Who may do what with a flow: the one place that combines roles, ownership and shares.
 
-`flow_with_access(conn, user, flow_id)` reads the flow with the caller's share in one query and names
-the caller's `access` ('owner' | 'admin' | 'run' | 'view' | None). Routes then call
+`flow_with_access(conn, user, flow_id)` reads the flow with the caller's share in one query and
+names the caller's `access` ('owner' | 'admin' | 'run' | 'view' | None). Routes then call
 `viewable_flow` (GET/list: owner, admin, any share), `runnable_flow` (start a run: owner, admin or a
 'run' share, plus the runs:write permission) or `api.flows.owned_flow` (edit: owner or admin only).
 A flow the caller cannot see at all is 404 (never a hint it exists); a visible flow with a forbidden
@@ -10,7 +10,8 @@ named one, else the published one, else the latest); a shared user only the publ
 only while it is the version their share was granted or accepted for (409 otherwise, saying how to
 accept). `recheck_run_grant` applies the same rule again when a run is resumed, forked or signalled
 (the flow must still exist; a shared user's share must still allow running). `resolve_flow_ref`
-turns a path's UUID or the caller's endpoint name into a flow id (sync run, webhook, OpenAI `model`). `deps.can_see` stays the owner/admin rule for runs and others.
+turns a path's UUID or the caller's endpoint name into a flow id (sync run, webhook, OpenAI
+`model`). `deps.can_see` stays the owner/admin rule for runs and others.
 """
 
 from __future__ import annotations

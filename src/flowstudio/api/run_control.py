@@ -2,10 +2,11 @@
 
 Each control route checks ownership and re-checks the grant (`api.access.recheck_run_grant`: the
 flow still exists; a run of a flow shared with the caller needs the share still to allow running,
-and resume/fork need the run's version to be the one the share grants now), then runs one engine function inside `run_transaction` (run row
-locked) and publishes the committed outbox rows: `resume` -> `control.resume_run`, `signal` ->
-`control.deliver_signal`, `fork` -> `control.fork_run`. `events` replays the event log from
-`Last-Event-ID` (or `?after=`) and follows it live through the process's `EventHub`.
+and resume/fork need the run's version to be the one the share grants now), then runs one engine
+function inside `run_transaction` (run row locked) and publishes the committed outbox rows: `resume`
+-> `control.resume_run`, `signal` -> `control.deliver_signal`, `fork` -> `control.fork_run`.
+`events` replays the event log from `Last-Event-ID` (or `?after=`) and follows it live through the
+process's `EventHub`.
 """
 
 from __future__ import annotations

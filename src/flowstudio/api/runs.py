@@ -1,12 +1,12 @@
 """Run routes: start a run (idempotent), read a run with its steps, list runs, events, cancel.
 
-`start_flow_run` checks access (`api.access.runnable_flow`: owner, admin or a 'run' share; tweaks are
-the owner's only) and pins the version (`api.access.run_version`: for the owner the named one, else
-the published one, else the latest; for a shared user only the published version their share
-grants); it calls `engine.checkpoint.start_run` (run + steps + outbox in one transaction) and publishes the committed outbox rows at once (the orchestrator's relay
-covers a failed publish). The same `Idempotency-Key` returns the same run, also after the API was
-killed between the commit and the answer. The run detail adds `usage`, the LLM tokens of its steps
-(`total_usage`).
+`start_flow_run` checks access (`api.access.runnable_flow`: owner, admin or a 'run' share; tweaks
+are the owner's only) and pins the version (`api.access.run_version`: for the owner the named one,
+else the published one, else the latest; for a shared user only the published version their share
+grants); it calls `engine.checkpoint.start_run` (run + steps + outbox in one transaction) and
+publishes the committed outbox rows at once (the orchestrator's relay covers a failed publish). The
+same `Idempotency-Key` returns the same run, also after the API was killed between the commit and
+the answer. The run detail adds `usage`, the LLM tokens of its steps (`total_usage`).
 """
 
 from __future__ import annotations
