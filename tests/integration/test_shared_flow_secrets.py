@@ -199,3 +199,32 @@ def test_resume_fork_and_signal_recheck_the_share_and_the_flow(pair: tuple[Api, 
     assert owner.http.delete(f"/api/v1/flows/{fid}").status_code == 204
     assert control(runner, waiting) == {"signal": 409, "fork": 409, "resume": 409}
     assert control(owner, own) == {"signal": 409, "fork": 409, "resume": 409}
+
+
+def test_secret_binding_and_accept_routes_answer_4xx_never_5xx(
+    pair: tuple[Api, Api], running_stack: Stack, database_url: str
+) -> None:
+    owner, runner = pair
+    stranger = user(running_stack, database_url)
+    fid = owner.create_flow(linear_flow(("t", "template", {"template": "x"})))["id"]
+    share(owner, fid, runner)
+    accept = runner.http.post(f"/api/v1/flows/{fid}/shares/accept")
+    assert accept.status_code == 409, "nothing published to accept"
+    assert start(runner, fid).status_code == 409
+    assert stranger.http.post(f"/api/v1/flows/{fid}/shares/accept").status_code == 404
+    assert stranger.http.get(f"/api/v1/flows/{fid}/secrets").status_code == 404
+    assert stranger.http.put(f"/api/v1/flows/{fid}/secrets/X").status_code == 404
+    assert runner.http.get(f"/api/v1/flows/{fid}/secrets").json() == {
+        "version": None,
+        "used": [],
+        "bound": [],
+    }
+    for bad in ("1abc", "a-b", "x" * 65):
+        r = owner.http.put(f"/api/v1/flows/{fid}/secrets/{bad}")
+        assert r.status_code == 422 and r.json()["errors"][0]["path"] == "path.name", r.text
+    assert owner.http.delete(f"/api/v1/flows/{fid}/secrets/NOPE").status_code == 404
+    assert runner.http.delete(f"/api/v1/flows/{fid}/secrets/NOPE").status_code == 403
+    assert owner.http.put(f"/api/v1/flows/{uuid.uuid4()}/secrets/X").status_code == 404
+    publish(owner, fid)
+    assert runner.http.post(f"/api/v1/flows/{fid}/shares/accept").json()["version"] == 1
+    assert runner.wait_run(start(runner, fid).json()["id"])["status"] == "succeeded"
