@@ -4,11 +4,12 @@
   `token` event (nor their concatenation) carries it, the stored output is masked.
 - A failing LLM call whose error repeats the key: the worker's log file never holds the value (the
   retry line that carries the error is there, masked).
-- A single worker: a template with nested loops (within the loop budget, heavy per iteration) on a
-  node with `timeout_s: 1`, and a catastrophic regex with an author-chosen 6 s timeout, do not hold
-  the event loop: a fast run started after them finishes first, `/health/live` answers meanwhile,
-  the template fails at its node timeout, the regex at the server cap (1 s), and `'x' * 10**8` is
-  refused by the size limit.
+- A single worker: a template with a loop (within the loop budget, heavy per iteration) on a node
+  with `timeout_s: 3`, and a catastrophic regex with an author-chosen 6 s timeout (server cap set to
+  3 s here), do not hold the event loop: a fast run started after them finishes first,
+  `/health/live` answers meanwhile, the template fails at its node timeout, the regex at the server
+  cap. The attack as filed (nested `range(10000)` loops, `timeout_s: 1`) fails non-retryably on the
+  loop budget, and `'x' * 10**8` is refused by the size limit.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def one_worker(base_env: dict[str, str], tmp_path: Any, database_url: str) -> It
     try:
         stack.start_api()
         stack.start_orchestrator()
-        stack.start_worker(concurrency=4)
+        stack.start_worker(concurrency=4, extra_env={"REGEX_TIMEOUT_MAX_S": "3"})
         yield Api(stack.base_url, *make_user(database_url))
     finally:
         stack.stop_all()
@@ -134,7 +135,7 @@ def test_heavy_templates_and_regexes_never_hold_the_worker(one_worker: Api) -> N
                 {
                     "id": "t",
                     "type": "template",
-                    "data": {"params": {"template": HEAVY_TEMPLATE}, "timeout_s": 1},
+                    "data": {"params": {"template": HEAVY_TEMPLATE}, "timeout_s": 3},
                 },
                 {"id": "out", "type": "output", "data": {"params": {}}},
             ],
@@ -167,9 +168,30 @@ def test_heavy_templates_and_regexes_never_hold_the_worker(one_worker: Api) -> N
             fast_run["finished_at"] < step["finished_at"]
         ), f"the fast run, started while {node} was running, finished first"
     t_error, rx_error = steps["t"]["error"]["message"], steps["rx"]["error"]["message"]
-    assert "timed out after 1s" in t_error or "timeout" in t_error, t_error
-    assert "longer than 1s" in rx_error, rx_error  # the author's 6 s, capped by the server
+    assert "timed out after 3s" in t_error or "timeout" in t_error, t_error
+    assert "longer than 3s" in rx_error, rx_error  # the author's 6 s, capped by the server
     print(f"\nheavy template: {t_error} | regex: {rx_error}")
+
+    # the attack as filed: nested range(10000) loops on a node with timeout_s 1
+    nested = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
+    attack = api.create_flow(
+        {
+            "nodes": [
+                {"id": "in", "type": "input", "data": {"params": {}}},
+                {
+                    "id": "n",
+                    "type": "template",
+                    "data": {"params": {"template": nested}, "timeout_s": 1},
+                },
+                {"id": "out", "type": "output", "data": {"params": {}}},
+            ],
+            "edges": [{"source": "in", "target": "n"}, {"source": "n", "target": "out"}],
+        }
+    )
+    run = api.wait_run(api.start_run(attack["id"]))
+    step = api.steps(run)["n"]
+    assert run["status"] == "failed" and step["attempt"] == 1, run
+    assert "loop iterations" in step["error"]["message"], step["error"]
 
     big = api.create_flow(linear_flow(("b", "template", {"template": "{{ ('x'*10**8)|length }}"})))
     run = api.wait_run(api.start_run(big["id"]))
