@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from flowstudio.secretmask import install_log_filter
 from flowstudio.settings import (
     EMBEDDED,
     Settings,
@@ -40,6 +41,7 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_filter()  # secret values of the steps in flight never reach a log line
     logging.getLogger("aiormq").setLevel(logging.WARNING)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -47,6 +47,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_concurrency: int = 100
     eager_steps: int = 32
     db_pipeline: bool = True
+    # template sandbox and regex limits (nodes/sandbox_limits.py, nodes/data.py)
+    template_max_iterations: int = 100_000
+    template_max_string: int = 1_000_000
+    template_max_output: int = 1_000_000
+    regex_timeout_max_s: float = 1.0
     # --- request hardening (README "Security") ---
     flow_max_nodes: int = 2000
     flow_max_edges: int = 10000
@@ -195,6 +200,10 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         fast_takeover=_env("FAST_TAKEOVER", "1").strip().lower() not in ("0", "false", "no", "off"),
         prune_after_days=float(_env("PRUNE_AFTER_DAYS", "0")),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
+        template_max_iterations=int(_env("TEMPLATE_MAX_ITERATIONS", "100000")),
+        template_max_string=int(_env("TEMPLATE_MAX_STRING", "1000000")),
+        template_max_output=int(_env("TEMPLATE_MAX_OUTPUT", "1000000")),
+        regex_timeout_max_s=float(_env("REGEX_TIMEOUT_MAX_S", "1.0")),
         flow_max_nodes=int(_env("FLOW_MAX_NODES", "2000")),
         flow_max_edges=int(_env("FLOW_MAX_EDGES", "10000")),
         flow_max_bytes=int(_env("FLOW_MAX_BYTES", str(2 * 1024 * 1024))),

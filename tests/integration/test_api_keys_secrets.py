@@ -327,29 +327,50 @@ def test_secret_values_are_masked_in_outputs_and_errors(
 ) -> None:
     name, value = unique_name("KEY"), "key-" + uuid.uuid4().hex
     api.http.post("/api/v1/secrets", json={"name": name, "value": value})
-    echo = linear_flow(("t", "template", {"template": "k={{ secrets['" + name + "'] }}"}))
-    run = api.wait_run(api.start_run(api.create_flow(echo)["id"]))
-    assert run["status"] == "succeeded" and run["outputs"] == {"text": "k=***"}
-
-    failing = linear_flow(
-        (
-            "call",
-            "http_request",
-            {"url": sink.url("/deny", status=400, t="{{ secrets." + name + " }}")},
+    # a secret is opaque: outside a credential field it is refused at save, with the field path
+    for ntype, params, field in (
+        ("template", {"template": "k={{ secrets['" + name + "'] }}"}, "template"),
+        ("http_request", {"url": sink.url("/deny", t="{{ secrets." + name + " }}")}, "url"),
+    ):
+        r = api.http.post(
+            "/api/v1/flows", json={"name": "leak", "definition": linear_flow(("n", ntype, params))}
         )
-    )
-    run = api.wait_run(api.start_run(api.create_flow(failing)["id"]))
-    assert run["status"] == "failed"
-    error = api.steps(run)["call"]["error"]["message"]
-    assert "HTTP 400" in error and "t=***" in error
-    assert value not in api.http.get(f"/api/v1/runs/{run['id']}").text
-    assert not [t for t in _texts(db, run["id"]) if value in t]
+        assert r.status_code == 422, r.text
+        paths = [e["path"] for e in r.json()["errors"]]
+        assert f"definition.nodes[1].data.params.{field}" in paths, paths
+    # ... and transformed in a credential field it fails the step at run, before any call
+    for header in (
+        "{{ secrets." + name + " | reverse }}",
+        "{% set x %}{{ secrets." + name + " }}{% endset %}{{ x | list | join(' ') }}",
+    ):
+        call = {"url": sink.url("/deny"), "headers": {"X-Leak": header}}
+        run = api.wait_run(
+            api.start_run(api.create_flow(linear_flow(("call", "http_request", call)))["id"])
+        )
+        step = api.steps(run)["call"]
+        assert run["status"] == "failed" and step["attempt"] == 1, run
+        assert "secret" in step["error"]["message"] and value not in step["error"]["message"]
+    assert not [r for r in sink.requests if r["path"] == "/deny"]
+
+    # masking is the last line: a server repeating the credential back is masked in the output
+    # and in the error
+    headers = {"Authorization": "Bearer {{ secrets." + name + " }}"}
+    for status in (200, 400):
+        call = {"url": sink.url("/echo", echo=1, status=status), "headers": headers}
+        run = api.wait_run(
+            api.start_run(api.create_flow(linear_flow(("call", "http_request", call)))["id"])
+        )
+        assert sink.requests[-1]["headers"]["Authorization"] == f"Bearer {value}"
+        detail = api.http.get(f"/api/v1/runs/{run['id']}").text
+        assert "Bearer ***" in detail and value not in detail
+        assert not [t for t in _texts(db, run["id"]) if value in t]
 
 
 def test_missing_secret_fails_the_step_at_once_naming_it(api: Api, other: Api) -> None:
     name = unique_name("MISSING")
+    call = {"url": "http://127.0.0.1:9/never", "headers": {"K": "{{ secrets." + name + " }}"}}
     defn = linear_flow(
-        ("t", "template", {"template": "{{ secrets." + name + " }}"}),
+        ("t", "http_request", call),
         retry={"t": {"retry": {"max_attempts": 4, "initial_interval": 0.1}}},
     )
     run = api.wait_run(api.start_run(api.create_flow(defn)["id"]))

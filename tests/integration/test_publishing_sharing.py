@@ -243,6 +243,7 @@ def test_view_shares_and_the_viewer_role_read_but_never_run(
     viewer = user_api(running_stack, database_url, "viewer")
     editor = user_api(running_stack, database_url, "editor")
     fid = owner.create_flow(template_flow("x"))["id"]
+    owner.http.post(f"/api/v1/flows/{fid}/publish")  # shared users run only a published version
     owner_run = owner.start_run(fid)
     for who, permission in ((viewer, "run"), (editor, "view")):
         body = {"email": me(who)["email"].upper(), "permission": permission}

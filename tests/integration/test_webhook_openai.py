@@ -253,6 +253,7 @@ def test_openai_model_access_follows_shares(
     owner: Api, running_stack: Stack, database_url: str
 ) -> None:
     fid, name = named_flow(owner, CHAT, "chat")
+    owner.http.post(f"/api/v1/flows/{fid}/publish")  # shared users run only a published version
     runner = Api(running_stack.base_url, *make_user(database_url, "runner"))
     viewer = Api(running_stack.base_url, *make_user(database_url, "viewer"))
     stranger = Api(running_stack.base_url, *make_user(database_url))

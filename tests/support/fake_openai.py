@@ -6,7 +6,9 @@ flows each get their own behaviour:
 - `rate_limit=N`: the first N calls per Idempotency-Key answer 429 with `Retry-After: retry_after` (1);
 - `fail=N`: the first N calls per key answer 500; `status=S`: every call answers S (e.g. 401);
 - `first_delay=S`: wait before answering; `delay=S`: wait between streamed chunks;
-- `pad=N`: append N words `w0 .. wN-1` to the answer (long streams).
+- `pad=N`: append N words `w0 .. wN-1` to the answer (long streams);
+- `echo_key=1`: a careless server that repeats the caller's API key: the answer ends with
+  `key <the bearer token>`, and `fail=N` errors say `boom for key <token>` (masking tests).
 POST /v1/chat/completions answers `echo: <last user message>` (+ pad); with `tools` and no tool
 message yet it calls the first tool with `{"query": <last user message>}`; after a tool message it
 answers `tool said: <content>`; with `response_format` it answers JSON built from the schema (an enum
@@ -40,6 +42,10 @@ def embed(text: str) -> list[float]:
         vec[h[0] % DIMS] += 1.0
     norm = math.sqrt(sum(v * v for v in vec)) or 1.0
     return [v / norm for v in vec]
+
+
+def bearer(h: BaseHTTPRequestHandler) -> str:
+    return str(h.headers.get("authorization", "")).removeprefix("Bearer ")
 
 
 def words(messages: list[dict[str, Any]]) -> int:
@@ -103,7 +109,7 @@ class FakeOpenAI:
 
     def handle(self, h: BaseHTTPRequestHandler) -> None:
         path = h.path
-        opts: dict[str, float] = {}
+        opts: dict[str, Any] = {}
         if path.startswith("/o/"):
             _, _, spec, path = path.split("/", 3)
             path = "/" + path
@@ -130,10 +136,13 @@ class FakeOpenAI:
                 headers = {"Retry-After": str(opts.get("retry_after", 1))}
                 return self.send(h, 429, {"error": {"message": "slow down"}}, headers)
             if path.endswith("/chat/completions") and n <= opts.get("fail", 0):
-                return self.send(h, 500, {"error": {"message": "boom"}})
+                said = f"boom for key {bearer(h)}" if opts.get("echo_key") else "boom"
+                return self.send(h, 500, {"error": {"message": said}})
             if path.endswith("/embeddings"):
                 return self.embeddings(h, body)
             if path.endswith("/chat/completions"):
+                if opts.get("echo_key"):
+                    opts = {**opts, "key": bearer(h)}
                 return self.chat(h, body, opts, key)
             return self.send(h, 404, {"error": {"message": f"no route {path}"}})
         except OSError:
@@ -164,7 +173,7 @@ class FakeOpenAI:
         payload = {"object": "list", "data": data, "model": body["model"], "usage": usage}
         self.send(h, 200, payload)
 
-    def answer(self, body: dict[str, Any], opts: dict[str, float]) -> dict[str, Any]:
+    def answer(self, body: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
         """The assistant message: content or tool_calls, and the finish reason."""
         messages = body.get("messages") or []
         said = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
@@ -185,6 +194,8 @@ class FakeOpenAI:
         pad = int(opts.get("pad", 0))
         if pad:
             text += " " + " ".join(f"w{i}" for i in range(pad))
+        if opts.get("key"):
+            text += f" key {opts['key']}"
         return {"content": text, "tool_calls": None, "finish_reason": "stop"}
 
     def usage(self, body: dict[str, Any], ans: dict[str, Any]) -> dict[str, int]:
@@ -197,7 +208,7 @@ class FakeOpenAI:
         }
 
     def chat(
-        self, h: BaseHTTPRequestHandler, body: dict[str, Any], opts: dict[str, float], key: str
+        self, h: BaseHTTPRequestHandler, body: dict[str, Any], opts: dict[str, Any], key: str
     ) -> None:
         ans = self.answer(body, opts)
         base = {"id": "chatcmpl-fake", "created": 1700000000, "model": body["model"]}

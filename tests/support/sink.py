@@ -2,7 +2,8 @@
 
 `Sink()` runs a ThreadingHTTPServer on 127.0.0.1 in a thread. Any path answers 200 with JSON
 `{"ok": true, "path", "key", "n"}`; `?sleep=S` delays the answer S seconds (to kill a worker mid-step);
-`?status=N` answers N. `sink.calls[key]` counts requests per Idempotency-Key; `sink.requests` keeps
+`?status=N` answers N; `?echo=1` adds the request's headers to the answer (a server that repeats a
+credential back). `sink.calls[key]` counts requests per Idempotency-Key; `sink.requests` keeps
 each request's path and headers (to check what a node sent, e.g. a secret in a header). During a
 `?sleep=` the sink watches the connection: a caller that hangs up before the answer (an execution
 that was abandoned) is counted in `sink.abandoned[key]`, an answer that was sent in `sink.answered[key]`.
@@ -53,6 +54,7 @@ class Sink:
                         "key": key,
                         "n": n,
                         "body": body.decode(errors="replace"),
+                        **({"headers": dict(self.headers)} if "echo" in query else {}),
                     }
                 ).encode()
                 try:

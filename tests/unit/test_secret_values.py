@@ -8,7 +8,8 @@ import pytest
 from flowstudio.auth.secrets import SecretBox, SecretDecryptError, SecretKeyMissing
 from flowstudio.nodes import registry
 from flowstudio.nodes.registry import Done, NodeError
-from flowstudio.nodes.templating import referenced_secrets, render_params
+from flowstudio.nodes.sandbox import Secret
+from flowstudio.nodes.templating import referenced_secrets, render_params, rendering
 from flowstudio.worker.context import render_node_params
 from flowstudio.worker.execute import Failure
 from flowstudio.worker.secret_values import (
@@ -53,10 +54,13 @@ def test_referenced_secrets_finds_literal_names_only() -> None:
 
 
 def test_secret_values_resolve_any_name_and_never_print_values() -> None:
-    context = {"secrets": SecretValues({"items": "v1", "get": "v2", "_x": "v3"})}
-    assert render_params("{{ secrets.items }} {{ secrets.get }}", context) == "v1 v2"
-    assert render_params("{{ secrets['_x'] }}", context) == "v3"
-    assert "v1" not in render_params("{{ secrets }}", context)
+    values = {"items": "v1-x", "get": "v2-x", "_x": "v3-x"}
+    context = {"secrets": SecretValues({k: Secret(k, v) for k, v in values.items()})}
+    with rendering():
+        got = render_params("{{ secrets.items }} {{ secrets.get }}", context, credential=True)
+        assert got == "v1-x v2-x"
+        assert render_params("{{ secrets['_x'] }}", context, credential=True) == "v3-x"
+        assert "v1" not in render_params("{{ secrets }}", context)
 
 
 def test_mask_outcome_replaces_values_in_outputs_and_errors() -> None:

@@ -30,6 +30,7 @@ from flowstudio.api import (
     auth_routes,
     batches,
     flow_extras,
+    flow_secrets,
     flow_version,
     flows,
     keys,
@@ -137,6 +138,7 @@ def create_app(settings: Settings) -> Litestar:
     handlers += retention.ROUTES
     handlers += users_admin.ROUTES
     handlers += [*publishing.ROUTES, *shares.ROUTES, *webhooks.ROUTES, *openai_compat.ROUTES]
+    handlers += flow_secrets.ROUTES
     dist = ui_dist(settings.ui_dist)
     if dist is not None:
         handlers.append(

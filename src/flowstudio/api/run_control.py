@@ -1,10 +1,13 @@
 """Run control and live events: resume, signal, fork, and the SSE event log of a run.
 
-Each control route checks ownership, then runs one engine function inside `run_transaction` (run row
-locked) and publishes the committed outbox rows: `resume` -> `control.resume_run`, `signal` ->
-`control.deliver_signal`, `fork` -> `control.fork_run`. `events` replays the event log from
-`Last-Event-ID` (or `?after=`) and follows it live through the process's `EventHub`, as a guarded
-stream (`api/streams.py`: per-user cap, credentials re-checked while it runs).
+Each control route checks ownership and re-checks the grant (`api.access.recheck_run_grant`: the
+flow still exists; a run of a flow shared with the caller needs the share still to allow running,
+and resume/fork need the run's version to be the one the share grants now), then runs one engine
+function inside `run_transaction` (run row locked) and publishes the committed outbox rows: `resume`
+-> `control.resume_run`, `signal` -> `control.deliver_signal`, `fork` -> `control.fork_run`.
+`events` replays the event log from `Last-Event-ID` (or `?after=`) and follows it live through the
+process's `EventHub`, as a guarded stream (`api/streams.py`: per-user cap, credentials re-checked
+while it runs).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from litestar import Request, get, post
 from litestar.datastructures import State
 from litestar.response import ServerSentEvent
 
+from flowstudio.api.access import recheck_run_grant
 from flowstudio.api.deps import User, require
 from flowstudio.api.errors import Problem, not_found
 from flowstudio.api.events import stream_run_events
@@ -42,10 +46,11 @@ class ForkIn(msgspec.Struct, kw_only=True):
 
 
 async def _controlled_run(
-    conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID
+    conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID, *, same_version: bool = True
 ) -> tuple[dict[str, Any], FlowGraph]:
     require(user, "runs:write")
     run = await owned_run(conn, user, run_id)
+    await recheck_run_grant(conn, user, run, same_version=same_version)
     return run, await load_graph(conn, run["flow_id"], run["flow_version"])
 
 
@@ -96,7 +101,7 @@ async def resume(
 async def signal(
     run_id: UUID, data: SignalIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
-    _, graph = await _controlled_run(conn, user, run_id)
+    _, graph = await _controlled_run(conn, user, run_id, same_version=False)
     _check_node(graph, data.node_id, "node_id")
 
     async def move(txn: RunTxn) -> bool:

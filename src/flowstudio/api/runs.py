@@ -1,11 +1,12 @@
 """Run routes: start a run (idempotent), read a run with its steps, list runs, events, cancel.
 
-`start_flow_run` checks access (`api.access.runnable_flow`: owner, admin or a 'run' share; tweaks are
-the owner's only) and pins the named version, else the published one, else the latest; it calls `engine.checkpoint.start_run` (run + steps +
-outbox in one transaction) and publishes the committed outbox rows at once (the orchestrator's relay
-covers a failed publish). The same `Idempotency-Key` returns the same run, also after the API was
-killed between the commit and the answer; reused on another flow it answers 409. The run detail adds `usage`, the LLM tokens of its steps
-(`total_usage`).
+`start_flow_run` checks access (`api.access.runnable_flow`: owner, admin or a 'run' share; tweaks
+are the owner's only) and pins the version (`api.access.run_version`: for the owner the named one,
+else the published one, else the latest; for a shared user only the published version their share
+grants); it calls `engine.checkpoint.start_run` (run + steps + outbox in one transaction) and
+publishes the committed outbox rows at once (the orchestrator's relay covers a failed publish). The
+same `Idempotency-Key` returns the same run, also after the API was killed between the commit and
+the answer; reused on another flow it answers 409. The run detail adds `usage`, the LLM tokens of its steps (`total_usage`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import psycopg
 from litestar import Request, get, post
 from litestar.datastructures import State
 
-from flowstudio.api.access import EDIT_ACCESS, runnable_flow
+from flowstudio.api.access import EDIT_ACCESS, run_version, runnable_flow
 from flowstudio.api.deps import User, can_see, require
 from flowstudio.api.errors import Problem, decode_optional_body, not_found
 from flowstudio.api.node_access import check_code_tweaks
@@ -69,14 +70,7 @@ async def start_flow_run(
             "Idempotency-Key must be 1-255 characters",
             errors=[{"path": "header.Idempotency-Key", "reason": "1-255 characters"}],
         )
-    pinned = version or flow["published_version"] or flow["version"]
-    if not 1 <= pinned <= flow["version"]:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"flow has no version {pinned}",
-            errors=[{"path": "body.version", "reason": "no such version"}],
-        )
+    pinned = await run_version(conn, user, flow, access, version)
     if tweaks and access not in EDIT_ACCESS:
         raise Problem(
             403,

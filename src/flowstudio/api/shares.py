@@ -5,7 +5,10 @@ with gets 403, anyone else 404). `share_flow` finds the user by email (`store.us
 and upserts the row (`store.shares.upsert_share`). Its answer is the same for an unknown email and a
 known one (202 `ShareAccepted`: the email and permission as sent), so the form cannot tell whether an
 account exists; the owner sees effective shares in the list. A shared user may
-also remove their own share (leave the flow). What a share grants is decided in `api/access.py`.
+also remove their own share (leave the flow). A share is granted for the version published when it
+is made (`version`); after the owner publishes another one, the shared user runs nothing until the
+owner shares again or the user accepts it (`accept_share`, after reviewing the secret names it uses:
+`api/flow_secrets.py`). What a share grants is decided in `api/access.py`.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class ShareOut(msgspec.Struct, kw_only=True):
     email: str
     name: str
     permission: str
+    version: int | None  # the published version this share was granted or accepted for
     created_at: datetime
     updated_at: datetime
 
@@ -55,6 +59,7 @@ def share_out(row: dict[str, Any]) -> ShareOut:
         email=row["email"],
         name=row["name"],
         permission=row["permission"],
+        version=row["version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -96,6 +101,20 @@ async def list_shares(
     return [share_out(r) for r in await store.list_shares(conn, flow_id)]
 
 
+@post("/api/v1/flows/{flow_id:uuid}/shares/accept", status_code=200)
+async def accept_share(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> ShareOut:
+    """The caller accepts the flow's published version for the share the owner gave them."""
+    flow, _ = await flow_with_access(conn, user, flow_id)
+    if await store.get_share(conn, flow_id, user.id) is None:
+        raise not_found("share")
+    if flow["published_version"] is None:
+        raise Problem(409, "Conflict", "the owner has not published this flow")
+    row = await store.accept_share(conn, flow_id, user.id)
+    if row is None:
+        raise not_found("share")
+    return share_out(row)
+
+
 @delete("/api/v1/flows/{flow_id:uuid}/shares/{user_id:uuid}", status_code=204)
 async def unshare_flow(
     flow_id: UUID, user_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
@@ -110,4 +129,4 @@ async def unshare_flow(
     return Response(None, status_code=204)
 
 
-ROUTES = [share_flow, list_shares, unshare_flow]
+ROUTES = [share_flow, list_shares, accept_share, unshare_flow]

@@ -4,7 +4,8 @@
 before anything is decoded: `FlowLimits`, from FLOW_MAX_NODES / FLOW_MAX_EDGES), then decodes the JSON
 (type errors keep msgspec's path) and checks, in order: duplicate/unknown node types, params against
 each node's Struct (`_check_params`, templated values stand in for their field's type), edges
-(dangling, ports that do not exist), cycles, and template references to nodes that do not exist.
+(dangling, ports that do not exist), cycles, template references to nodes that do not exist, and secrets used outside a credential field
+(`_secret_field_errors`; the sandbox refuses them at run time too).
 Returns `(definition, errors)`; the API answers 422 with them. Every pass is linear in nodes + edges
 (the node-id set and each node's output ports are computed once; the cycle search walks each
 adjacency list once): 20,000 edges between two nodes once took 12.7 s here.
@@ -19,7 +20,14 @@ import msgspec
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.flows.model import FlowDefinition, decode_definition
 from flowstudio.nodes import registry
-from flowstudio.nodes.templating import RESERVED, TemplateError, _is_template, referenced_names
+from flowstudio.nodes.templating import (
+    CREDENTIAL_FIELDS,
+    RESERVED,
+    TemplateError,
+    _is_template,
+    referenced_names,
+    referenced_secrets,
+)
 
 
 class FlowLimits(msgspec.Struct, frozen=True, kw_only=True):
@@ -166,6 +174,7 @@ def validate_definition(
         except TemplateError as exc:
             errors.append(FlowError(path=f"{path}.data.params", node_id=node.id, reason=str(exc)))
             continue
+        errors += _secret_field_errors(node.id, path, node.data.params, spec)
         for name in sorted(names - RESERVED):
             if name not in node_ids:
                 errors.append(
@@ -187,6 +196,47 @@ def validate_definition(
                 )
             )
     return defn, errors
+
+
+def _param_sets(params: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
+    """The node's params and the params it renders later: a map body's, each agent tool's."""
+    sets = [(path, params)]
+    body = params.get("body")
+    if isinstance(body, dict) and isinstance(body.get("params"), dict):
+        sets.append((f"{path}.body.params", body["params"]))
+    for i, tool in enumerate(params.get("tools") or []):
+        if isinstance(tool, dict) and isinstance(tool.get("params"), dict):
+            sets.append((f"{path}.tools[{i}].params", tool["params"]))
+    return sets
+
+
+def _secret_field_errors(
+    node_id: str, path: str, params: dict[str, Any], spec: registry.NodeSpec
+) -> list[FlowError]:
+    """A secret outside a credential field is refused at save (and at run: `nodes/sandbox.py`)."""
+    errors = []
+    for where, fields in _param_sets(params, f"{path}.data.params"):
+        top = where == f"{path}.data.params"
+        for key, value in fields.items():
+            if key in CREDENTIAL_FIELDS or (top and key in spec.deferred):
+                continue
+            try:
+                if top and key in spec.expressions:
+                    used = referenced_secrets({}, [str(value)])
+                else:
+                    used = referenced_secrets(value)
+            except TemplateError:
+                continue  # reported as a syntax error above
+            if used:
+                errors.append(
+                    FlowError(
+                        path=f"{where}.{key}",
+                        node_id=node_id,
+                        reason=f"secrets ({', '.join(sorted(used))}) may only be used whole in a"
+                        f" credential field ({', '.join(sorted(CREDENTIAL_FIELDS))})",
+                    )
+                )
+    return errors
 
 
 def _check_edges(defn: FlowDefinition) -> list[FlowError]:

@@ -7,8 +7,9 @@ order, and leaves by the first true route's port (else `default`); its ports com
 `run_merge` runs once every upstream node is terminal (the planner's rule) and gathers the outputs of
 the inputs that ran (skipped branches are absent). `run_json_transform` applies a compiled JMESPath
 expression (`_compile_jmespath`, cached). `run_text_ops` dispatches on `operation`; regexes use the
-`regex` package, whose matching takes a timeout, so a catastrophic pattern fails the step instead of
-blocking the worker's event loop for ever.
+`regex` package, whose matching takes a timeout (the author's `timeout_s`, capped by the server's
+REGEX_TIMEOUT_MAX_S) and runs in a worker thread with the GIL released, so a catastrophic pattern
+fails the step in bounded time without ever blocking the worker's event loop.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 from functools import lru_cache
 from typing import Any, Literal
 
+import anyio
 import jmespath
 import jmespath.exceptions
 import msgspec
@@ -27,6 +29,7 @@ from flowstudio.nodes.bounds import RegexTimeout, Splits, TextLength
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, Port, register
 from flowstudio.nodes.templating import RESERVED, TemplateError, evaluate
 
+DEFAULT_REGEX_CAP_S = 1.0  # REGEX_TIMEOUT_MAX_S when settings say nothing
 PORT_NAME = regex.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
 
@@ -165,43 +168,50 @@ def _match_value(m: Any) -> Any:
     return groups[0] if len(groups) == 1 else list(groups)
 
 
-def text_op(ctx: NodeContext, params: TextOpsParams) -> dict[str, Any]:
+def regex_timeout(ctx: NodeContext, params: TextOpsParams) -> float:
+    """The author's timeout, capped by the server's REGEX_TIMEOUT_MAX_S."""
+    cap = float(getattr(ctx.settings, "regex_timeout_max_s", DEFAULT_REGEX_CAP_S) or 0)
+    return max(0.001, min(params.timeout_s, cap if cap > 0 else DEFAULT_REGEX_CAP_S))
+
+
+def text_op(ctx: NodeContext, params: TextOpsParams, t: float) -> dict[str, Any]:
     if params.operation == "join":
         return {"text": params.separator.join(str(i) for i in _items(ctx, params.items))}
     text = _input_text(ctx, params.text)
     if len(text) > params.max_length:
         raise NodeError(f"text longer than max_length {params.max_length}", retryable=False)
-    t = max(0.001, params.timeout_s)
     if params.operation == "split" and not params.pattern:
         parts = text.split(params.separator, params.max_splits or -1)
         return {"items": parts, "count": len(parts)}
     rx = _regex(params)
     match params.operation:
         case "split":
-            parts = rx.split(text, maxsplit=params.max_splits, timeout=t)
+            parts = rx.split(text, maxsplit=params.max_splits, timeout=t, concurrent=True)
             return {"items": parts, "count": len(parts)}
         case "replace":
-            new, n = rx.subn(params.replacement, text, timeout=t)
+            new, n = rx.subn(params.replacement, text, timeout=t, concurrent=True)
             return {"text": new, "count": n}
         case "extract":
-            m = rx.search(text, timeout=t)
+            m = rx.search(text, timeout=t, concurrent=True)
             if m is None:
                 return {"match": None, "groups": [], "named": {}}
             return {"match": m.group(0), "groups": list(m.groups()), "named": m.groupdict()}
         case "extract_all":
-            found = [_match_value(m) for m in rx.finditer(text, timeout=t)]
+            found = [_match_value(m) for m in rx.finditer(text, timeout=t, concurrent=True)]
             return {"matches": found, "count": len(found)}
         case _:
-            return {"matched": rx.search(text, timeout=t) is not None}
+            return {"matched": rx.search(text, timeout=t, concurrent=True) is not None}
 
 
 async def run_text_ops(ctx: NodeContext, params: TextOpsParams) -> Done:
+    """In a worker thread (the regex releases the GIL: `concurrent=True`), so a slow pattern never
+    holds the event loop; the thread ends at the capped timeout, so it never outlives the node."""
+    t = regex_timeout(ctx, params)
     try:
-        return Done(text_op(ctx, params))
+        return Done(await anyio.to_thread.run_sync(text_op, ctx, params, t, abandon_on_cancel=True))
     except TimeoutError as exc:
         raise NodeError(
-            f"regex took longer than {params.timeout_s:g}s (catastrophic backtracking?)",
-            retryable=False,
+            f"regex took longer than {t:g}s (catastrophic backtracking?)", retryable=False
         ) from exc
     except regex.error as exc:
         raise NodeError(f"regex error: {exc}", retryable=False) from exc

@@ -5,7 +5,8 @@
 (`build_request`: sampling, tools, structured output, the step's Idempotency-Key) and sends it through
 `llm_client.call_with_retries` either in one piece (`_complete`) or streamed (`_stream`), where
 `TokenEmitter` publishes the text as it arrives with `ctx.emit("fs_run_tokens", ...)` (pg_notify: live
-only, never the event log). Output: {text, usage, model, finish_reason, tool_calls?, json?}.
+only, never the event log; the step's secret values are masked with a hold-back buffer so one split
+across tokens never leaves in clear: `secretmask.StreamMasker`). Output: {text, usage, model, finish_reason, tool_calls?, json?}.
 `run_chat_memory` loads the last `limit` messages of a session or appends messages idempotently (keyed
 by the step's idempotency key, so a re-run step does not store them twice).
 """
@@ -31,10 +32,12 @@ from flowstudio.nodes.bounds import (
 )
 from flowstudio.nodes.llm_client import call_with_retries, open_client, usage_dict
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
+from flowstudio.secretmask import StreamMasker
 
 log = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant", "tool")
 TOKEN_CHANNEL = "fs_run_tokens"
+SECRET_VALUES_KEY = "secrets:values"  # = worker.secret_values.VALUES_KEY
 
 
 class LlmChatParams(msgspec.Struct, kw_only=True):
@@ -158,6 +161,8 @@ class TokenEmitter:
 
     def __init__(self, ctx: NodeContext, interval: float = 0.05) -> None:
         self.ctx, self.interval = ctx, interval
+        # the step's secret values: a secret split across tokens is held back, masked, then sent
+        self.masker = StreamMasker((ctx.context or {}).get(SECRET_VALUES_KEY, ()))
         self.buffer: list[str] = []
         self.size = 0
         self.seq = 0
@@ -172,10 +177,15 @@ class TokenEmitter:
         if self.size >= self.MAX_CHARS or time.monotonic() - self.last >= self.interval:
             await self.flush()
 
-    async def flush(self) -> None:
-        if not self.enabled or not self.buffer:
+    async def flush(self, final: bool = False) -> None:
+        if not self.enabled or not (self.buffer or (final and self.masker.pending)):
             return
-        text, self.buffer, self.size = "".join(self.buffer), [], 0
+        text = self.masker.feed("".join(self.buffer))
+        if final:
+            text += self.masker.end()
+        self.buffer, self.size = [], 0
+        if not text:
+            return
         payload = {
             "run_id": self.ctx.run_id,
             "node_id": self.ctx.node_id,
@@ -252,7 +262,7 @@ async def _stream(
                 finish = choice.finish_reason or finish
     finally:
         await stream.close()
-        await emitter.flush()
+        await emitter.flush(final=True)
     return {
         "text": "".join(parts),
         "usage": usage_dict(usage),

@@ -1,23 +1,41 @@
 """Sandboxed templating of node params: `{{ node_id.field }}`, `{{ inputs.name }}`, `{{ secrets.NAME }}`.
 
-One Jinja2 `ImmutableSandboxedEnvironment` (no attribute access to internals, no mutation of context
-objects). `render_params(params, context)` renders every string inside params (recursively);
+One `sandbox.LimitedSandbox` (Jinja's immutable sandbox plus loop/size/time limits and opaque
+secrets, see `nodes/sandbox.py`). `rendering(deadline)` opens the budget of one node's render;
+`render_params(params, context)` renders every string inside params (recursively), letting secrets
+out only under the top-level keys in `CREDENTIAL_FIELDS` (as placeholders swapped for the values after
+Jinja returns: a transformed placeholder is refused); the output of one string is capped;
 `referenced_names(params)` lists the top-level names the templates use, so the worker loads only those
 upstream outputs and the validator can refuse references to nodes that do not exist.
 `referenced_secrets(params)` lists the NAMEs used as `secrets.NAME` / `secrets["NAME"]`, so the worker
 decrypts only those (`worker/context.py`).
-`evaluate(expression, context)` evaluates a safe boolean/value expression for `condition`.
+`evaluate(expression, context)` evaluates a safe boolean/value expression for `condition` (never
+yielding a secret). `render_fields` is what the worker calls (`worker/context.py`).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import TemplateSyntaxError, Undefined, meta, nodes
 
-ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+from flowstudio.nodes import sandbox_limits as limits
+from flowstudio.nodes.sandbox import (
+    OPAQUE,
+    PLACEHOLDER_CLOSE,
+    PLACEHOLDER_OPEN,
+    LimitedSandbox,
+    Secret,
+    SecretMisuse,
+)
+
+ENV = LimitedSandbox()
+# Top-level param keys whose strings may carry a secret (the whole subtree: `auth.token`, each header).
+CREDENTIAL_FIELDS = frozenset({"api_key", "auth", "headers"})
 RESERVED = frozenset({"inputs", "input", "secrets", "run", "item", "args", "tool_call", "agent"})
 
 
@@ -95,27 +113,87 @@ def referenced_secrets(params: Any, expressions: list[str] | None = None) -> set
     return names
 
 
+@contextmanager
+def rendering(timeout_s: float | None = None) -> Iterator[limits.Render]:
+    """One node's render: a shared loop budget and, with `timeout_s`, a deadline."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    token = limits.set_render(limits.Render(deadline=deadline))
+    try:
+        yield limits.current()
+    finally:
+        limits.reset_render(token)
+
+
+def _capped_output(chunks: Iterator[str]) -> str:
+    out: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limits.LIMITS.max_output:
+            raise limits.TemplateLimitError(
+                f"template output over {limits.LIMITS.max_output} chars (TEMPLATE_MAX_OUTPUT)"
+            )
+        out.append(chunk)
+    return "".join(out)
+
+
+def _reveal(text: str, render: limits.Render) -> str:
+    if PLACEHOLDER_OPEN not in text and PLACEHOLDER_CLOSE not in text:
+        return text
+    for placeholder, value in render.placeholders.items():
+        text = text.replace(placeholder, value)
+    if render.placeholders and (PLACEHOLDER_OPEN in text or PLACEHOLDER_CLOSE in text):
+        raise TemplateError(
+            "template error: a secret was transformed (filter, slice or iteration of text "
+            "holding it); a secret can only be used whole"
+        )
+    return text
+
+
 def render_string(source: str, context: dict[str, Any]) -> str:
     if not _is_template(source):
         return source
+    render = limits.current()
     try:
-        return str(_compile(source).render(context))
+        template = _compile(source)
+        text = _capped_output(template.root_render_func(template.new_context(context)))
     except TemplateError:
         raise
     except Exception as exc:  # undefined names, sandbox violations, type errors in user templates
         raise TemplateError(f"template error: {exc}") from exc
+    return _reveal(text, render)
 
 
-def render_params(value: Any, context: dict[str, Any]) -> Any:
+def render_params(value: Any, context: dict[str, Any], credential: bool = False) -> Any:
+    """Render every string in `value`; secrets pass only where `credential` (see render_fields)."""
+    render = limits.active()
+    if render is None:  # a caller outside `rendering()`: one budget for this value
+        with rendering():
+            return render_params(value, context, credential)
     match value:
         case str():
-            return render_string(value, context)
+            before = render.reveal
+            render.reveal = credential
+            try:
+                return render_string(value, context)
+            finally:
+                render.reveal = before
         case dict():
-            return {k: render_params(v, context) for k, v in value.items()}
+            return {k: render_params(v, context, credential) for k, v in value.items()}
         case list():
-            return [render_params(v, context) for v in value]
+            return [render_params(v, context, credential) for v in value]
         case _:
             return value
+
+
+def render_fields(
+    params: dict[str, Any], context: dict[str, Any], skip: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """A node's top-level params rendered (`skip`: those the node evaluates itself)."""
+    return {
+        k: v if k in skip else render_params(v, context, k in CREDENTIAL_FIELDS)
+        for k, v in params.items()
+    }
 
 
 @lru_cache(maxsize=1024)
@@ -127,14 +205,19 @@ def _compile_expression(expr: str) -> Any:
 
 
 def evaluate(expr: str, context: dict[str, Any]) -> Any:
-    """The expression's value; any failure is a TemplateError. An Undefined result (an unknown name,
-    or an attribute the sandbox hides such as `__class__`) fails here, not later when the caller
-    takes its truth value, so nodes report it as a non-retryable error instead of crashing."""
+    """An expression's value (never a secret's: secrets are opaque outside credential fields); any
+    failure is a TemplateError. An Undefined result (an unknown name, or an attribute the sandbox
+    hides such as `__class__`) fails here, not later when the caller takes its truth value, so nodes
+    report it as a non-retryable error instead of crashing."""
     try:
-        value = _compile_expression(expr)(**context)
-        if isinstance(value, Undefined):
-            value._fail_with_undefined_error()
-        return value
+        with rendering():
+            value = _compile_expression(expr)(**context)
+            if isinstance(value, Undefined):
+                value._fail_with_undefined_error()
+            if isinstance(value, Secret):
+                raise SecretMisuse(f"an expression cannot yield a secret; {OPAQUE}")
+            limits.check_expanded("an expression's value", value)
+            return value
     except TemplateError:
         raise
     except Exception as exc:

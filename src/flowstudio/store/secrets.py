@@ -58,3 +58,28 @@ async def load_secrets(
         (owner_id, names),
     )
     return await cur.fetchall()
+
+
+async def load_run_secrets(
+    conn: psycopg.AsyncConnection[Any], flow_id: Any, runner_id: Any, names: list[str]
+) -> list[dict[str, Any]]:
+    """The FLOW owner's secrets among `names`, each with `allowed`: true when the runner is the flow's
+    owner, else only when the owner bound the name to the flow and the runner may still run it (a
+    'run' share or the admin role) and the flow is not deleted. The runner's own secrets are never
+    read for another owner's flow (`worker/secret_values.py`)."""
+    cur = await conn.execute(
+        """SELECT s.name, s.ciphertext, s.nonce, f.owner_id::text AS owner_id,
+                  (f.owner_id = %(runner)s::uuid OR (
+                     f.deleted_at IS NULL
+                     AND EXISTS (SELECT 1 FROM flow_secret_bindings b
+                                 WHERE b.flow_id = f.id AND b.name = s.name)
+                     AND (EXISTS (SELECT 1 FROM flow_shares sh
+                                  WHERE sh.flow_id = f.id AND sh.user_id = %(runner)s::uuid
+                                    AND sh.permission = 'run')
+                          OR EXISTS (SELECT 1 FROM users u WHERE u.id = %(runner)s::uuid
+                                       AND 'admin' = ANY(u.roles))))) AS allowed
+           FROM flows f JOIN secrets s ON s.owner_id = f.owner_id AND s.name = ANY(%(names)s)
+           WHERE f.id = %(flow)s::uuid""",
+        {"flow": flow_id, "runner": runner_id, "names": names},
+    )
+    return await cur.fetchall()

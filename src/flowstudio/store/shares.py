@@ -1,8 +1,11 @@
-"""SQL for flow shares: who besides the owner may run ('run') or read ('view') a flow.
+"""SQL for flow shares (who besides the owner may run or read a flow) and secret bindings.
 
-`api/shares.py` calls `upsert_share` (share again = change the permission), `list_shares` and
+`api/shares.py` calls `upsert_share` (share again = change the permission and grant the version
+published now), `accept_share` (the shared user takes the version published now), `list_shares` and
 `delete_share`; the access checks read a caller's share together with the flow in one query
-(`store.flows.get_flow_for`, `list_visible_flows`), so nothing here is on the run path.
+(`store.flows.get_flow_for`, `list_visible_flows`) and `get_share` for the granted version of a run.
+`api/flow_secrets.py` calls `bind_secret` / `unbind_secret` / `bound_secrets`: the names of the
+owner's secrets a flow may use when someone else runs it (`worker/secret_values.py` reads them).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from typing import Any
 
 import psycopg
 
-SHARE_COLS = "s.flow_id, s.user_id, u.email, u.name, s.permission, s.created_at, s.updated_at"
+SHARE_COLS = (
+    "s.flow_id, s.user_id, u.email, u.name, s.permission, s.version, s.created_at, s.updated_at"
+)
 
 
 async def upsert_share(
@@ -19,12 +24,14 @@ async def upsert_share(
 ) -> tuple[dict[str, Any], bool]:
     """The share row and whether it is new (False: an existing share got `permission`)."""
     cur = await conn.execute(
-        """INSERT INTO flow_shares (flow_id, user_id, permission, created_by)
-           VALUES (%s, %s, %s, %s)
+        """INSERT INTO flow_shares (flow_id, user_id, permission, created_by, version)
+           VALUES (%(f)s, %(u)s, %(p)s, %(by)s,
+                   (SELECT published_version FROM flows WHERE id = %(f)s))
            ON CONFLICT (flow_id, user_id) DO UPDATE
-               SET permission = EXCLUDED.permission, updated_at = now()
+               SET permission = EXCLUDED.permission, version = EXCLUDED.version,
+                   updated_at = now()
            RETURNING (xmax = 0) AS created""",
-        (flow_id, user_id, permission, by),
+        {"f": flow_id, "u": user_id, "p": permission, "by": by},
     )
     row = await cur.fetchone()
     assert row is not None
@@ -56,5 +63,41 @@ async def list_shares(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> list[
 async def delete_share(conn: psycopg.AsyncConnection[Any], flow_id: Any, user_id: Any) -> bool:
     cur = await conn.execute(
         "DELETE FROM flow_shares WHERE flow_id = %s AND user_id = %s", (flow_id, user_id)
+    )
+    return cur.rowcount > 0
+
+
+async def accept_share(
+    conn: psycopg.AsyncConnection[Any], flow_id: Any, user_id: Any
+) -> dict[str, Any] | None:
+    """The caller's share now granted for the flow's published version (None: no share)."""
+    await conn.execute(
+        """UPDATE flow_shares s SET version = f.published_version, updated_at = now()
+           FROM flows f WHERE f.id = s.flow_id AND s.flow_id = %s AND s.user_id = %s""",
+        (flow_id, user_id),
+    )
+    return await get_share(conn, flow_id, user_id)
+
+
+async def bound_secrets(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> list[str]:
+    cur = await conn.execute(
+        "SELECT name FROM flow_secret_bindings WHERE flow_id = %s ORDER BY name", (flow_id,)
+    )
+    return [r["name"] for r in await cur.fetchall()]
+
+
+async def bind_secret(conn: psycopg.AsyncConnection[Any], flow_id: Any, name: str, by: str) -> bool:
+    """True when the binding is new."""
+    cur = await conn.execute(
+        """INSERT INTO flow_secret_bindings (flow_id, name, created_by) VALUES (%s, %s, %s)
+           ON CONFLICT DO NOTHING""",
+        (flow_id, name, by),
+    )
+    return cur.rowcount > 0
+
+
+async def unbind_secret(conn: psycopg.AsyncConnection[Any], flow_id: Any, name: str) -> bool:
+    cur = await conn.execute(
+        "DELETE FROM flow_secret_bindings WHERE flow_id = %s AND name = %s", (flow_id, name)
     )
     return cur.rowcount > 0

@@ -6,9 +6,12 @@ names `context_nodes` gives eager dispatch, which passes the rows it read instea
 the port input from the active incoming edges (one edge: that output; several: a dict by source id;
 none: the run inputs), and returns the template context, with the run owner's decrypted secrets that
 the node's templates reference (`secret_values.load_step_secrets`; no query when none is used).
-`render_node_params(spec, raw, context)` fails the step non-retryably if a referenced secret is
-missing, renders templates (not the params the node evaluates itself as expressions) and decodes them
-into the node's params Struct.
+`render_node_params(spec, raw, context, timeout_s)` fails the step non-retryably if a referenced
+secret is missing, renders templates (not the params the node evaluates itself as expressions) under
+one budget and deadline (`templating.rendering`: a template error, a misused secret or a limit is a
+non-retryable failure naming the reason, never a value) and decodes them into the node's params
+Struct. `render_off_loop(raw)` says when that must run in a thread (`worker/execute.py`): any
+statement (`{%`), `range`, or a large template.
 """
 
 from __future__ import annotations
@@ -24,8 +27,16 @@ from flowstudio.engine.planner import StepState, edge_active
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.nodes import registry
 from flowstudio.nodes.registry import NodeError, NodeSpec
-from flowstudio.nodes.templating import RESERVED, TemplateError, referenced_names, render_params
+from flowstudio.nodes.templating import (
+    RESERVED,
+    TemplateError,
+    referenced_names,
+    render_fields,
+    rendering,
+)
 from flowstudio.worker.secret_values import load_step_secrets, secret_problem
+
+INLINE_TEMPLATE_CHARS = 2000  # larger templates render in a thread
 
 
 @lru_cache(maxsize=4096)
@@ -93,17 +104,42 @@ async def build_context(
     return port_input, context
 
 
-def render_node_params(spec: NodeSpec, raw: dict[str, Any], context: dict[str, Any]) -> Any:
+def _template_sources(value: Any) -> list[str]:
+    match value:
+        case str():
+            return [value] if "{" in value else []
+        case dict():
+            return [s for v in value.values() for s in _template_sources(v)]
+        case list():
+            return [s for v in value for s in _template_sources(v)]
+        case _:
+            return []
+
+
+def render_off_loop(raw: dict[str, Any]) -> bool:
+    """Whether rendering `raw` may take long enough to keep off the event loop."""
+    sources = _template_sources(raw)
+    return sum(len(s) for s in sources) > INLINE_TEMPLATE_CHARS or any(
+        "{%" in s or "range" in s for s in sources
+    )
+
+
+def render_node_params(
+    spec: NodeSpec,
+    raw: dict[str, Any],
+    context: dict[str, Any],
+    timeout_s: float | None = None,
+    node_id: str | None = None,
+) -> Any:
     problem = secret_problem(context)
     if problem:
         raise NodeError(problem, retryable=False)
     try:
-        rendered = {
-            k: (v if k in spec.expressions or k in spec.deferred else render_params(v, context))
-            for k, v in raw.items()
-        }
+        with rendering(timeout_s):
+            rendered = render_fields(raw, context, frozenset((*spec.expressions, *spec.deferred)))
     except TemplateError as exc:
-        raise NodeError(str(exc), retryable=False) from exc
+        where = f"node {node_id!r}: " if node_id else ""
+        raise NodeError(f"{where}{exc}", retryable=False) from exc
     try:
         return msgspec.convert(rendered, spec.params, strict=False)
     except msgspec.ValidationError as exc:

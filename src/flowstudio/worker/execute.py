@@ -1,7 +1,10 @@
 """Execute one claimed node: render params, run it (in-loop or in the spawn process pool), classify.
 
 `execute_node(step, graph, spec, ...)` returns an `Outcome`: `Done`/`Wait` from the node, or a failure
-with `retryable`. It applies the per-node timeout (`data.timeout_s` or the type's default). It never
+with `retryable`. It applies the per-node timeout (`data.timeout_s` or the type's default), also to
+rendering the params: templates with statements, `range` or a large size render in a thread whose
+loop budget stops at the same deadline (`context.render_off_loop`), so a heavy template never holds
+the event loop (other steps, heartbeats) and never outlives its node's timeout. It never
 touches the database: the worker loop (`worker/worker.py`) commits whatever it returns, after
 `@masking_secrets` replaced any secret value in it with `***` (`worker/secret_values.py`). Nodes that
 keep data in PostgreSQL get the worker's pool as `ctx.db`; `ctx.emit` (`notifier`) sends ephemeral
@@ -36,7 +39,7 @@ from flowstudio.nodes.registry import (
     StartChild,
     Wait,
 )
-from flowstudio.worker.context import render_node_params
+from flowstudio.worker.context import render_node_params, render_off_loop
 from flowstudio.worker.items import step_params
 from flowstudio.worker.secret_values import mask_outcome, masking_secrets
 
@@ -133,7 +136,18 @@ async def execute_node(
     try:
         with anyio.fail_after(timeout):
             raw_params = {**node_params, **(step.tweaks or {}).get(step.node_id, {})}
-            params = render_node_params(spec, raw_params, context)
+            if render_off_loop(raw_params):  # the thread stops itself at the deadline
+                params = await anyio.to_thread.run_sync(
+                    render_node_params,
+                    spec,
+                    raw_params,
+                    context,
+                    timeout,
+                    step.node_id,
+                    abandon_on_cancel=True,
+                )
+            else:
+                params = render_node_params(spec, raw_params, context, timeout, step.node_id)
             if spec.compute is not None:
                 import msgspec
 

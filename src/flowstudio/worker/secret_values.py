@@ -2,13 +2,18 @@
 
 `build_context` (worker/context.py) calls `load_step_secrets(conn, step, graph, spec, secret_key)`: the
 names come from the node's params and expressions (`templating.referenced_secrets`, cached per pinned
-version) plus the run's tweaks for the node; one query (`store.secrets.load_secrets`) fetches the
-owner's rows, `auth.secrets.SecretBox` decrypts them. It returns the `SecretValues` put in the
+version) plus the run's tweaks for the node; one query (`store.secrets.load_run_secrets`) fetches the
+FLOW owner's rows — all of them when the run's owner is the flow's owner, else only the names the
+owner bound to the flow (and only while the runner may still run it): a runner's own secrets never
+reach a template they do not own. `auth.secrets.SecretBox` decrypts them; the template sees each as
+an opaque `sandbox.Secret`, and the values are registered with the log filter (`runtime_logging`)
+while the step is in flight. It returns the `SecretValues` put in the
 template context and the problems (missing / undecryptable / no SECRET_KEY) per name, which
 `render_node_params` turns into a non-retryable step failure naming the secret (never its value).
 `mask_outcome(outcome, context)` replaces any secret value in the node's output or error with `***`;
 `@masking_secrets` applies it to `execute_node` (worker/execute.py), so no value the worker commits
-(step_io, steps.error, run_events) contains one.
+(step_io, steps.error, run_events) contains one, and masks the step's values in every log record
+while it runs (`secretmask.in_flight`). Masking is the last line, not the boundary.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import functools
 import os
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import psycopg
 
@@ -26,31 +31,35 @@ from flowstudio.auth.secrets import SecretBox, SecretDecryptError, SecretKeyMiss
 from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.nodes.registry import NodeSpec
+from flowstudio.nodes.sandbox import OPAQUE, Secret, SecretMisuse
 from flowstudio.nodes.templating import TemplateError, referenced_secrets
-from flowstudio.store.secrets import load_secrets
+from flowstudio.secretmask import in_flight, mask_text, masked_secrets
+from flowstudio.store.secrets import load_run_secrets
 
 PROBLEMS_KEY = "secrets:problems"  # context keys that are not template identifiers
 VALUES_KEY = "secrets:values"
-MASK = "***"
-MIN_MASKED_LEN = 4
 P = ParamSpec("P")
-R = TypeVar("R")  # shorter values would mask ordinary text; such a secret protects nothing anyway
+R = TypeVar("R")
 
 
 class SecretValues:
     """The template's `secrets` object. It has no public attributes, so the sandbox falls back to item
-    lookup for every NAME (even `items` or `get`), and its repr never shows a value."""
+    lookup for every NAME (even `items` or `get`), which gives an opaque `sandbox.Secret`; it cannot
+    be iterated, and its repr never shows a value."""
 
     __slots__ = ("__values",)
 
-    def __init__(self, values: dict[str, str]) -> None:
+    def __init__(self, values: dict[str, Secret]) -> None:
         self.__values = values
 
-    def __getitem__(self, name: str) -> str:
+    def __getitem__(self, name: str) -> Secret:
         return self.__values[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self.__values
+
+    def __iter__(self) -> NoReturn:
+        raise SecretMisuse(f"the secrets cannot be listed; {OPAQUE}")
 
     def __repr__(self) -> str:
         return f"<secrets: {len(self.__values)} loaded>"
@@ -58,7 +67,7 @@ class SecretValues:
     __str__ = __repr__
 
 
-def _names_in(params: Any, spec: NodeSpec) -> set[str]:
+def secret_names_in(params: Any, spec: NodeSpec) -> set[str]:
     if not isinstance(params, dict):
         return set()
     try:
@@ -72,13 +81,13 @@ def _names_in(params: Any, spec: NodeSpec) -> set[str]:
 
 @lru_cache(maxsize=4096)
 def _node_secret_names(graph: FlowGraph, node_id: str, spec: NodeSpec) -> frozenset[str]:
-    return frozenset(_names_in(graph.nodes[node_id].data.params, spec))
+    return frozenset(secret_names_in(graph.nodes[node_id].data.params, spec))
 
 
 def step_secret_names(step: ClaimedStep, graph: FlowGraph, spec: NodeSpec) -> set[str]:
     names = set(_node_secret_names(graph, step.node_id, spec))
     tweaks = getattr(step, "tweaks", None) or {}
-    return names | _names_in(tweaks.get(step.node_id), spec)
+    return names | secret_names_in(tweaks.get(step.node_id), spec)
 
 
 async def load_step_secrets(
@@ -99,20 +108,28 @@ async def load_step_secrets(
         box: SecretBox | None = SecretBox.from_secret_key(key)
     except SecretKeyMissing:
         box = None
-    rows = {r["name"]: r for r in await load_secrets(conn, step.owner_id, sorted(names))}
+    rows = {
+        r["name"]: r
+        for r in await load_run_secrets(conn, step.flow_id, step.owner_id, sorted(names))
+    }
     for name in sorted(names):
         row = rows.get(name)
         if row is None:
-            problems[name] = f"secret {name!r} is not defined for the run's owner"
+            problems[name] = f"secret {name!r} is not defined for the flow's owner"
+        elif not row["allowed"]:
+            problems[name] = (
+                f"secret {name!r} is not bound to this flow by its owner (a flow run by another"
+                " user than its owner uses only the owner's secrets bound to it)"
+            )
         elif box is None:
             problems[name] = f"SECRET_KEY not configured on the worker: cannot read secret {name!r}"
         else:
             try:
-                values[name] = box.decrypt(step.owner_id, name, row["ciphertext"], row["nonce"])
+                values[name] = box.decrypt(row["owner_id"], name, row["ciphertext"], row["nonce"])
             except SecretDecryptError as exc:
                 problems[name] = str(exc)
     return {
-        "secrets": SecretValues(values),
+        "secrets": SecretValues({n: Secret(n, v) for n, v in values.items()}),
         VALUES_KEY: tuple(sorted(values.values(), key=len, reverse=True)),
         PROBLEMS_KEY: problems,
     }
@@ -126,10 +143,7 @@ def secret_problem(context: dict[str, Any]) -> str | None:
 def _mask(value: Any, secrets: tuple[str, ...]) -> Any:
     match value:
         case str():
-            for s in secrets:
-                if s in value:
-                    value = value.replace(s, MASK)
-            return value
+            return mask_text(value, secrets)
         case dict():
             return {_mask(k, secrets): _mask(v, secrets) for k, v in value.items()}
         case list() | tuple():
@@ -140,7 +154,7 @@ def _mask(value: Any, secrets: tuple[str, ...]) -> Any:
 
 def mask_outcome(outcome: Any, context: dict[str, Any]) -> Any:
     """Replace secret values in a Done/Wait output or a Failure error; free when no secret is used."""
-    secrets = tuple(s for s in context.get(VALUES_KEY, ()) if len(s) >= MIN_MASKED_LEN)
+    secrets = masked_secrets(context.get(VALUES_KEY, ()))
     if not secrets or not dataclasses.is_dataclass(outcome) or isinstance(outcome, type):
         return outcome
     field = "error" if hasattr(outcome, "error") else "output"
@@ -152,8 +166,11 @@ def masking_secrets(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        outcome = await fn(*args, **kwargs)
         context = kwargs.get("context")
-        return mask_outcome(outcome, context) if isinstance(context, dict) else outcome
+        if not isinstance(context, dict):
+            return await fn(*args, **kwargs)
+        with in_flight(context.get(VALUES_KEY, ())):  # log records of the step masked too
+            outcome = await fn(*args, **kwargs)
+        return mask_outcome(outcome, context)
 
     return wrapper

@@ -29,7 +29,7 @@ from flowstudio.engine.checkpoint import ClaimedStep, EagerClaim, NextStep
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage
 from flowstudio.flows.graph import FlowGraph
-from flowstudio.nodes import registry
+from flowstudio.nodes import registry, sandbox_limits
 from flowstudio.nodes.registry import (
     CallTools,
     Done,
@@ -78,6 +78,7 @@ class InFlight:
 class Worker:
     def __init__(self, settings: Settings, concurrency: int = 8, grace: float = 10.0) -> None:
         self.settings = settings
+        sandbox_limits.configure(settings)  # TEMPLATE_MAX_* for this process's renders
         self.concurrency = concurrency
         self.grace = grace
         self.id = new_process_id("worker")
