@@ -59,6 +59,8 @@ def _designer_dist() -> Path | None:
 class BuildWithData(build_py):
     def run(self) -> None:
         super().run()
+        if getattr(self, "editable_mode", False):
+            return  # an editable install reads migrations/ and frontend/dist from the checkout
         data = Path(self.build_lib) / "flowstudio" / "_data"
         shutil.rmtree(data, ignore_errors=True)
         (data / "migrations").mkdir(parents=True)
