@@ -22,6 +22,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 _PGVECTOR: dict[tuple[str, str, str], bool] = {}
+# HNSW candidates per search: 40 (pgvector's default) gave recall@10 0.87 at 100k x 128 in the bench
+EF_SEARCH = 100
 
 HAS_VECTOR_COLUMN = """SELECT EXISTS (SELECT 1 FROM information_schema.columns
                        WHERE table_name = 'vector_items' AND column_name = 'embedding_v') AS yes"""
@@ -134,12 +136,16 @@ async def search(
     args = {"q": query, "cid": collection["id"], "min": min_score, "k": top_k}
     if not exact and not metadata_filter and await uses_pgvector(conn):
         statement = SEARCH_PGVECTOR.format(dims=int(collection["dimensions"]))
-        cur = await conn.execute(statement, args)
+        async with conn.transaction():  # the candidate list of this one scan (pgvector default 40)
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {EF_SEARCH}")
+            cur = await conn.execute(statement, args)
+            rows = await cur.fetchall()
     else:
         qnorm = math.sqrt(sum(v * v for v in query))
         cur = await conn.execute(
             SEARCH_EXACT, {**args, "qnorm": qnorm, "filter": Jsonb(metadata_filter)}
         )
+        rows = await cur.fetchall()
     return [
         {
             "id": r["item_id"],
@@ -147,5 +153,5 @@ async def search(
             "metadata": r["metadata"],
             "score": None if r["score"] is None else round(float(r["score"]), 6),
         }
-        for r in await cur.fetchall()
+        for r in rows
     ]
