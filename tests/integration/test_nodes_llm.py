@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
@@ -214,13 +215,18 @@ def test_streamed_tokens_reach_the_sse_stream_but_not_the_event_log(
     assert run["outputs"]["usage"]["completion_tokens"] == len(text.split())
 
 
-def test_sync_streaming_run_carries_tokens_then_outputs(api: Api, fake: FakeOpenAI) -> None:
-    params = {
+@pytest.mark.parametrize("stream", [True, None, False], ids=["flag", "default", "off"])
+def test_sync_streaming_run_carries_tokens_then_outputs(
+    api: Api, fake: FakeOpenAI, stream: bool | None
+) -> None:
+    # no per-node flag needed: an LLM node that feeds an output streams by default
+    params: dict[str, Any] = {
         "model": "m",
         "prompt": "{{ inputs.input_value }}",
-        "stream": True,
         "base_url": fake.base_url(first_delay=1.0, delay=0.02, pad=5),
     }
+    if stream is not None:
+        params["stream"] = stream
     flow = api.create_flow(linear_flow(("llm", "llm_chat", params)))
     with api.http.stream(
         "POST", f"/api/v1/run/{flow['id']}?stream=true", json={"input_value": "hey"}
@@ -228,7 +234,8 @@ def test_sync_streaming_run_carries_tokens_then_outputs(api: Api, fake: FakeOpen
         events = sse_events("".join(r.iter_text()))
     tokens = "".join(json.loads(e["data"])["text"] for e in events if e.get("event") == "token")
     end = json.loads(events[-1]["data"])
-    assert end["outputs"]["text"] == tokens == "echo: hey w0 w1 w2 w3 w4"
+    assert end["outputs"]["text"] == "echo: hey w0 w1 w2 w3 w4"
+    assert tokens == ("" if stream is False else end["outputs"]["text"])
 
 
 def test_chat_memory_carries_the_conversation_across_runs(

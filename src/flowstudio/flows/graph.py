@@ -39,6 +39,11 @@ class FlowGraph:
     def predecessors(self, node_id: str) -> list[str]:
         return list(dict.fromkeys(e.source for e in self.incoming_edges[node_id]))
 
+    def feeds_output(self, node_id: str) -> bool:
+        """Whether an edge goes from this node straight into an `output` node (its text is the
+        answer a chat client waits for: LLM nodes stream it by default)."""
+        return any(self.nodes[e.target].type == "output" for e in self.outgoing_edges[node_id])
+
     def roots(self) -> list[str]:
         return [n for n, edges in self.incoming_edges.items() if not edges]
 

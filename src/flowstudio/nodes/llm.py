@@ -53,7 +53,9 @@ class LlmChatParams(msgspec.Struct, kw_only=True):
     json_schema: dict[str, Any] | str | None = None  # implies response_format json_schema
     tools: list[dict[str, Any]] = msgspec.field(default_factory=list)  # OpenAI tool definitions
     tool_choice: str | dict[str, Any] | None = None
-    stream: bool = False  # stream tokens into the run's live event stream
+    # stream tokens into the run's live event stream; None (default): when the node feeds an
+    # `output` node directly (the answer a chat client waits for); True/False force it
+    stream: bool | None = None
     timeout_s: CallTimeout = 120.0
     retries: Retries = 2  # in-step tries on 429/5xx before the engine's step retry policy applies
     max_retry_wait_s: RetryWait = 20.0  # upper bound on a server's Retry-After
@@ -276,8 +278,10 @@ async def run_llm_chat(ctx: NodeContext, params: LlmChatParams) -> Done:
     req = build_request(ctx, params)
     emitter = TokenEmitter(ctx)
 
+    streaming = ctx.feeds_output if params.stream is None else params.stream
+
     async def attempt(client: AsyncOpenAI) -> dict[str, Any]:
-        if not params.stream:
+        if not streaming:
             return await _complete(client, req)
         if emitter.seq:  # text already went out live: a fresh try would repeat it, let the
             raise NodeError("stream broke after tokens were published")  # engine retry

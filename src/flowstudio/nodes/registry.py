@@ -90,6 +90,7 @@ class NodeContext:
     )
     # ephemeral notifications (e.g. LLM tokens): emit(channel, payload) -> pg_notify, not the event log
     emit: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+    feeds_output: bool = False  # an edge leads from this node straight into an `output` node
 
     @property
     def idempotency_key(self) -> str:

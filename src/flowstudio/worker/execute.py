@@ -132,6 +132,7 @@ async def execute_node(
         owner_id=step.owner_id,
         db=pool,
         emit=notifier(pool, context) if pool is not None else None,
+        feeds_output=step.node_id in graph.nodes and graph.feeds_output(step.node_id),
     )
     try:
         with anyio.fail_after(timeout):
