@@ -20,7 +20,8 @@ from typing import Any
 
 import anyio
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+
+from flowstudio.store.db import Pool
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,7 @@ async def stop_on_signals(stop: anyio.Event) -> None:
         stop.set()
 
 
-async def register_process(
-    pool: AsyncConnectionPool, process_id: str, kind: str, info: dict[str, Any]
-) -> None:
+async def register_process(pool: Pool, process_id: str, kind: str, info: dict[str, Any]) -> None:
     async with pool.connection() as conn:
         await conn.execute(
             """INSERT INTO processes (id, kind, hostname, pid, info) VALUES (%s, %s, %s, %s, %s)
@@ -64,7 +63,7 @@ async def register_process(
 
 
 async def process_heartbeat_loop(
-    pool: AsyncConnectionPool, process_id: str, kind: str, info: dict[str, Any], interval: float
+    pool: Pool, process_id: str, kind: str, info: dict[str, Any], interval: float
 ) -> None:
     while True:
         try:
@@ -83,7 +82,7 @@ async def process_heartbeat_loop(
         await anyio.sleep(interval)
 
 
-async def unregister_process(pool: AsyncConnectionPool, process_id: str) -> None:
+async def unregister_process(pool: Pool, process_id: str) -> None:
     try:
         async with pool.connection(timeout=3) as conn:
             await conn.execute("DELETE FROM processes WHERE id = %s", (process_id,))

@@ -77,7 +77,8 @@ async def login(
     if wait is not None:
         raise too_many(wait)
     row = await users.user_by_email(conn, email)
-    if not await check_password(row["password_hash"] if row else None, data.password):
+    ok = await check_password(row["password_hash"] if row is not None else None, data.password)
+    if row is None or not ok:
         await login_attempts.record_failure(conn, email, ip, policy.window_s)
         raise Problem(401, "Unauthorized", "invalid email or password")
     device = device or secrets.token_urlsafe(24)

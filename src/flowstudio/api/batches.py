@@ -31,7 +31,6 @@ from litestar import Request, get, post
 from litestar.datastructures import State
 from litestar.exceptions import InternalServerException
 from litestar.response import Stream
-from psycopg_pool import AsyncConnectionPool
 
 from flowstudio.api.batch_items import Bad, ItemParser, parser_for
 from flowstudio.api.deps import User, can_see, require
@@ -39,6 +38,7 @@ from flowstudio.api.errors import Problem, not_found
 from flowstudio.api.flows import owned_flow
 from flowstudio.engine import batches as engine
 from flowstudio.store import batches as store
+from flowstudio.store.db import Pool
 
 log = logging.getLogger(__name__)
 MAX_ITEMS = 1_000_000  # defaults; the settings BATCH_MAX_ITEMS / BATCH_MAX_UPLOAD_BYTES rule
@@ -306,7 +306,7 @@ def _raw(text: str | None) -> msgspec.Raw:
     return msgspec.Raw(text.encode() if text is not None else b"null")
 
 
-async def result_lines(pool: AsyncConnectionPool, batch_id: UUID) -> AsyncIterator[bytes]:
+async def result_lines(pool: Pool, batch_id: UUID) -> AsyncIterator[bytes]:
     """JSONL of the batch's runs in input order, one page per pooled-connection checkout."""
     after = -1
     while True:

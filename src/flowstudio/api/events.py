@@ -22,12 +22,11 @@ import anyio
 import msgspec
 import psycopg
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from psycopg_pool import AsyncConnectionPool
 
 from flowstudio.engine.states import RUN_TERMINAL
 from flowstudio.settings import Settings
 from flowstudio.store import runs as store
-from flowstudio.store.db import connect
+from flowstudio.store.db import Pool, connect
 
 log = logging.getLogger(__name__)
 KEEPALIVE_S = 10.0
@@ -161,7 +160,7 @@ async def _wait_rows_or_tokens(woken: anyio.Event, feed: TokenFeed, seconds: flo
 
 
 async def stream_run_events(
-    pool: AsyncConnectionPool, hub: EventHub, run_id: str, after_seq: int
+    pool: Pool, hub: EventHub, run_id: str, after_seq: int
 ) -> AsyncIterator[ServerSentEventMessage]:
     feed = hub.subscribe_tokens(run_id)
     try:
@@ -172,7 +171,7 @@ async def stream_run_events(
 
 
 async def _follow_run(
-    pool: AsyncConnectionPool, hub: EventHub, run_id: str, after_seq: int, feed: TokenFeed
+    pool: Pool, hub: EventHub, run_id: str, after_seq: int, feed: TokenFeed
 ) -> AsyncIterator[ServerSentEventMessage]:
     last = after_seq
     while True:
@@ -203,9 +202,7 @@ async def _follow_run(
             yield ServerSentEventMessage(comment="keepalive")
 
 
-async def wait_terminal(
-    pool: AsyncConnectionPool, hub: EventHub, run_id: str, seconds: float
-) -> dict[str, Any]:
+async def wait_terminal(pool: Pool, hub: EventHub, run_id: str, seconds: float) -> dict[str, Any]:
     """The run row once terminal, or as it is when `seconds` run out."""
     with anyio.move_on_after(seconds):
         while True:

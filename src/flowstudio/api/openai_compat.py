@@ -196,6 +196,7 @@ async def chat_completions(
         raise
     headers = {"x-run-id": created.id}
     if data.stream:
+        assert run is not None
         answer_nodes = {
             pred
             for node in graph.nodes.values()

@@ -161,7 +161,8 @@ def total_usage(steps: list[dict[str, Any]]) -> dict[str, int]:
         spec = registry.get(step["node_type"])
         if spec is None or not spec.extra.get("reports_usage"):
             continue
-        usage = step.get("output").get("usage") if isinstance(step.get("output"), dict) else None
+        output = step.get("output")
+        usage = output.get("usage") if isinstance(output, dict) else None
         if isinstance(usage, dict):
             for key in USAGE_KEYS:
                 value = usage.get(key)

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from flowstudio.settings import EMBEDDED, Settings
@@ -42,15 +42,14 @@ def _vectors(n: int, dims: int, seed: int) -> list[list[float]]:
 async def _measure(url: str, chunks: int, dims: int, queries: int) -> dict[str, Any]:
     conn = await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row)
     try:
-        owner = (
-            await (
-                await conn.execute(
-                    "INSERT INTO users (email, name, roles) VALUES (%s, 'bench', ARRAY['editor'])"
-                    " RETURNING id",
-                    (f"bench-{uuid.uuid4().hex[:8]}@example.invalid",),
-                )
-            ).fetchone()
-        )["id"]
+        cur = await conn.execute(
+            "INSERT INTO users (email, name, roles) VALUES (%s, 'bench', ARRAY['editor'])"
+            " RETURNING id",
+            (f"bench-{uuid.uuid4().hex[:8]}@example.invalid",),
+        )
+        user = await cur.fetchone()
+        assert user is not None
+        owner = user["id"]
         coll = await store.ensure_collection(conn, str(owner), "bench", "bench:random", dims)
         pgvector = await store.uses_pgvector(conn)
         if pgvector:  # bulk load first, then build the index (as an import would)
@@ -58,7 +57,7 @@ async def _measure(url: str, chunks: int, dims: int, queries: int) -> dict[str, 
         data = _vectors(chunks, dims, seed=1)
         t0 = time.monotonic()
         for start in range(0, chunks, 2000):
-            rows = [
+            rows: list[tuple[Any, ...]] = [
                 (f"c{i}", f"chunk {i}", {}, data[i])
                 for i in range(start, min(chunks, start + 2000))
             ]
@@ -94,10 +93,9 @@ async def _measure(url: str, chunks: int, dims: int, queries: int) -> dict[str, 
 
 
 async def _with_database(server_url: str, settings: Settings, fn: Any) -> dict[str, Any]:
-    params = conninfo_to_dict(server_url)
     name = f"fs_vbench_{uuid.uuid4().hex[:8]}"
-    admin = make_conninfo(**{**params, "dbname": "postgres"})
-    url = make_conninfo(**{**params, "dbname": name})
+    admin = make_conninfo(server_url, dbname="postgres")
+    url = make_conninfo(server_url, dbname=name)
     async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
         await conn.execute(f'CREATE DATABASE "{name}"')
     try:

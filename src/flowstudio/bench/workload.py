@@ -22,7 +22,6 @@ from typing import Any
 import anyio
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
 
 from flowstudio.bench.sandbox import BenchError
 from flowstudio.engine.checkpoint import start_run
@@ -31,6 +30,7 @@ from flowstudio.engine.states import RUN_TERMINAL
 from flowstudio.flows.validate import validate_definition
 from flowstudio.nodes import registry
 from flowstudio.queue.outbox import OutboxPublisher
+from flowstudio.store.db import Pool
 from flowstudio.store.flows import create_flow
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class SequentialFigures:
 class Driver:
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         publisher: OutboxPublisher,
         owner_id: str,
         flow_id: str,

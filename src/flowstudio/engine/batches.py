@@ -27,7 +27,6 @@ from typing import Any
 
 import anyio
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from flowstudio.crashpoints import crashpoint
 from flowstudio.engine import bulk
@@ -37,7 +36,7 @@ from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.settings import Settings
 from flowstudio.store import batches as store
-from flowstudio.store.db import TRANSIENT
+from flowstudio.store.db import TRANSIENT, Pool
 
 log = logging.getLogger(__name__)
 LOAD_CHUNK = 1000  # runs per loading transaction
@@ -200,9 +199,7 @@ async def dispatch_batch(
     return out
 
 
-async def dispatch_pass(
-    pool: AsyncConnectionPool, publisher: OutboxPublisher, concurrency: int
-) -> int:
+async def dispatch_pass(pool: Pool, publisher: OutboxPublisher, concurrency: int) -> int:
     """One round over the running batches; returns how many runs were started."""
     started = 0
     async with pool.connection() as conn:
@@ -216,7 +213,7 @@ async def dispatch_pass(
     return started if ids else -1
 
 
-async def sweep_pass(pool: AsyncConnectionPool) -> None:
+async def sweep_pass(pool: Pool) -> None:
     """Fail batches whose loader died; cancel unstarted runs left in cancelled/failed batches."""
     async with pool.connection() as conn:
         for batch_id in await store.batch_ids(conn, ("loading",)):
@@ -245,9 +242,7 @@ async def sweep_pass(pool: AsyncConnectionPool) -> None:
         log.info("batch %s: cancelled %d leftover unstarted runs", batch_id, done)
 
 
-async def batch_loop(
-    pool: AsyncConnectionPool, publisher: OutboxPublisher, settings: Settings
-) -> None:
+async def batch_loop(pool: Pool, publisher: OutboxPublisher, settings: Settings) -> None:
     """The orchestrator's batch dispatcher; a database outage only delays it."""
     next_sweep = 0.0
     while True:

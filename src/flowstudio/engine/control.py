@@ -31,7 +31,7 @@ from flowstudio.flows.graph import FlowGraph
 def _max_attempts(graph: FlowGraph) -> tuple[list[str], list[int]]:
     nodes = list(graph.nodes)
     return nodes, [
-        graph.nodes[n].data.retry.max_attempts if graph.nodes[n].data.retry else 1 for n in nodes
+        retry.max_attempts if (retry := graph.nodes[n].data.retry) is not None else 1 for n in nodes
     ]
 
 

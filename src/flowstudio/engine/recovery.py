@@ -54,7 +54,7 @@ async def fire_due_timers(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMess
                     )
                 elif row["node_type"] == "wait_for_signal":
                     graph = await load_graph(conn, txn.run["flow_id"], txn.run["flow_version"])
-                    moved = await fire_signal_timeout(txn, graph, row)
+                    moved = [row] if await fire_signal_timeout(txn, graph, row) else []
                 else:
                     moved = await txn.move_steps(
                         "finish_wait",

@@ -96,7 +96,7 @@ def _move(machine: Machine, trigger: str) -> tuple[list[str], str]:
     for source, transitions in events[trigger].transitions.items():
         for t in transitions:
             sources.append(source)
-            dest = t.dest
+            dest = str(t.dest)
     return sources, dest
 
 
@@ -116,7 +116,7 @@ def allowed_pairs(machine: Machine) -> set[tuple[str, str]]:
     for event in machine.events.values():
         for source, transitions in event.transitions.items():
             for t in transitions:
-                pairs.add((source, t.dest))
+                pairs.add((source, str(t.dest)))
     return pairs
 
 

@@ -43,7 +43,10 @@ async def open_client(
         api_key=api_key or "not-needed",  # local servers (vLLM, Ollama) accept any key
         max_retries=0,
         timeout=timeout_s,
-        http_client=client_for(ctx.http, ctx.settings, timeout=timeout_s, follow_redirects=True),
+        # the SDK's stubs name its own httpx build; the guarded client is a plain httpx.AsyncClient
+        http_client=client_for(  # type: ignore[arg-type]
+            ctx.http, ctx.settings, timeout=timeout_s, follow_redirects=True
+        ),
     )
 
 

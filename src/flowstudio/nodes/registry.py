@@ -12,6 +12,7 @@ A spec whose ports depend on its params (the router) sets `dynamic_outputs`; the
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -112,7 +113,7 @@ class NodeSpec:
     title: str
     category: str
     description: str
-    params: type[msgspec.Struct]
+    params: builtins.type[msgspec.Struct]  # `builtins.`: the field `type` shadows the builtin here
     execute: Execute | None = None
     compute: Callable[[dict[str, Any], Any], Any] | None = None  # cpu_bound: runs in a process
     inputs: tuple[Port, ...] = (Port("in"),)

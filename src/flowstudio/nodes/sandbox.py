@@ -139,7 +139,7 @@ class Secret:
 
 def value_of(secret: Secret) -> str:
     """The value (for Python code outside the sandbox: tests, the log filter)."""
-    return str(secret._Secret__value)
+    return str(secret._Secret__value)  # type: ignore[attr-defined]  # name-mangled on purpose
 
 
 def _holds_secret(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -220,7 +220,7 @@ _PRE_CHECKS: dict[str, Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, ..
 }
 
 
-def _is_limited(expr: nodes.Expr) -> bool:
+def _is_limited(expr: nodes.Node) -> bool:
     return (
         isinstance(expr, nodes.Call)
         and isinstance(expr.node, nodes.EnvironmentAttribute)

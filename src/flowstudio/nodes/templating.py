@@ -87,6 +87,7 @@ def referenced_names(params: Any, expressions: list[str] | None = None) -> set[s
 def _secret_names_in(tree: nodes.Template) -> set[str]:
     found: set[str] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, (nodes.Getattr, nodes.Getitem))
         target = node.node
         if not (isinstance(target, nodes.Name) and target.name == "secrets"):
             continue

@@ -94,7 +94,7 @@ async def _openai_embed(
 ) -> list[list[float]]:
     client = await open_client(ctx, cfg.base_url, cfg.api_key, cfg.timeout_s)
     out: list[list[float]] = []
-    extra = {"dimensions": cfg.dimensions} if cfg.dimensions else {}
+    extra: dict[str, Any] = {"dimensions": cfg.dimensions} if cfg.dimensions else {}
     try:
         for start in range(0, len(texts), max(1, cfg.batch_size)):
             batch = texts[start : start + max(1, cfg.batch_size)]

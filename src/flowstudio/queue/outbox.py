@@ -14,17 +14,17 @@ import logging
 from typing import Any
 
 import anyio
-from psycopg_pool import AsyncConnectionPool
 
 from flowstudio.crashpoints import crashpoint
 from flowstudio.engine.runtxn import OutboxMessage
 from flowstudio.queue.factory import Broker
+from flowstudio.store.db import Pool
 
 log = logging.getLogger(__name__)
 
 
 class OutboxPublisher:
-    def __init__(self, broker: Broker, pool: AsyncConnectionPool) -> None:
+    def __init__(self, broker: Broker, pool: Pool) -> None:
         self.broker = broker
         self.pool = pool
         self._published: list[int] = []
@@ -58,9 +58,7 @@ class OutboxPublisher:
             await self.flush_published()
 
 
-async def relay_once(
-    pool: AsyncConnectionPool, broker: Broker, *, grace: float = 2.0, limit: int = 500
-) -> int:
+async def relay_once(pool: Pool, broker: Broker, *, grace: float = 2.0, limit: int = 500) -> int:
     """Publish outbox rows older than `grace` seconds that nobody deleted; returns how many."""
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(

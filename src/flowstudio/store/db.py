@@ -25,6 +25,8 @@ from flowstudio.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+DictConnection = psycopg.AsyncConnection[dict[str, Any]]
+Pool = AsyncConnectionPool[DictConnection]  # every pool hands out dict-row connections
 
 KEEPALIVE = {
     "keepalives": 1,
@@ -73,12 +75,13 @@ async def open_pool(
     max_size: int | None = None,
     name: str = "flowstudio",
     generic_plans: bool = False,
-) -> AsyncConnectionPool:
+) -> Pool:
     """`generic_plans`: for the engine's pools (workers, orchestrator); see `_with_generic_plans`."""
     _PIPELINE["enabled"] = settings.db_pipeline
     extra = _with_generic_plans(settings.database_url) if generic_plans else {}
-    pool = AsyncConnectionPool(
+    pool: Pool = AsyncConnectionPool(
         settings.database_url,
+        connection_class=DictConnection,
         min_size=min_size,
         max_size=max_size or settings.db_pool_size,
         kwargs={
@@ -98,14 +101,20 @@ async def open_pool(
     return pool
 
 
-async def connect(settings: Settings, *, name: str = "flowstudio") -> psycopg.AsyncConnection:
-    return await psycopg.AsyncConnection.connect(
+async def connect(
+    settings: Settings, *, name: str = "flowstudio"
+) -> psycopg.AsyncConnection[dict[str, Any]]:
+    conn: psycopg.AsyncConnection[dict[str, Any]] = await psycopg.AsyncConnection.connect(
         settings.database_url,
         autocommit=True,
         row_factory=dict_row,
         application_name=name,
-        **KEEPALIVE,
+        keepalives=KEEPALIVE["keepalives"],
+        keepalives_idle=KEEPALIVE["keepalives_idle"],
+        keepalives_interval=KEEPALIVE["keepalives_interval"],
+        keepalives_count=KEEPALIVE["keepalives_count"],
     )
+    return conn
 
 
 TRANSIENT = (

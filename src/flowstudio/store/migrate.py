@@ -40,7 +40,7 @@ def list_migrations(directory: Path) -> list[Path]:
 
 async def ensure_database(settings: Settings) -> None:
     """Create the configured database if it does not exist (a fresh machine needs no manual step)."""
-    dbname = conninfo_to_dict(settings.database_url).get("dbname")
+    dbname = str(conninfo_to_dict(settings.database_url).get("dbname") or "")
     if not dbname:
         return
     maint = make_conninfo(settings.database_url, dbname="postgres")

@@ -18,7 +18,8 @@ from typing import Any
 
 import anyio
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+
+from flowstudio.store.db import Pool
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ async def prune_runs(
     return {"runs": runs, "batches": batches}
 
 
-async def prune_loop(pool: AsyncConnectionPool, after_days: float, every_s: float = 86400) -> None:
+async def prune_loop(pool: Pool, after_days: float, every_s: float = 86400) -> None:
     """The orchestrator's daily prune (any number of orchestrators: SKIP LOCKED shares the work)."""
     while True:
         try:

@@ -362,9 +362,9 @@ class Worker:
         while True:
             await anyio.sleep(self.settings.heartbeat_seconds)
             if self.liveness is not None and not await self.liveness.check():
-                for flight in list(self.inflight.values()):  # they may be taken over: stop
-                    flight.lost = True
-                    flight.scope.cancel()
+                for held_flight in list(self.inflight.values()):  # may be taken over: stop
+                    held_flight.lost = True
+                    held_flight.scope.cancel()
                 continue
             held = [(f.step.step_id, f.step.attempt) for f in self.inflight.values()]
             if not held:
