@@ -30,19 +30,23 @@ export const auth = {
 
 export const flows = {
   list: () => request<Flow[]>('/api/v1/flows'),
-  get: (id: string) => request<Flow>(`/api/v1/flows/${id}`),
+  get: (id: string, signal?: AbortSignal) => request<Flow>(`/api/v1/flows/${id}`, { signal }),
   create: (name: string, definition: FlowDefinition, description = '') =>
     request<Flow>('/api/v1/flows', j({ name, definition, description })),
-  update: (id: string, patch: { name?: string; description?: string; definition?: FlowDefinition }) =>
-    request<Flow>(`/api/v1/flows/${id}`, { method: 'PUT', body: patch }),
+  /** `base_version`: the version the edit is based on; a newer flow answers 409 (ApiError). */
+  update: (
+    id: string,
+    patch: { name?: string; description?: string; definition?: FlowDefinition; base_version?: number },
+    signal?: AbortSignal,
+  ) => request<Flow>(`/api/v1/flows/${id}`, { method: 'PUT', body: patch, signal }),
   remove: (id: string) => request<void>(`/api/v1/flows/${id}`, { method: 'DELETE' }),
   duplicate: (id: string, name?: string) =>
     request<Flow>(`/api/v1/flows/${id}/duplicate`, j(name ? { name } : {})),
   exportJson: (id: string) => request<FlowExport>(`/api/v1/flows/${id}/export`),
   importJson: (data: FlowExport) => request<Flow>('/api/v1/flows/import', j(data)),
   versions: (id: string) => request<FlowVersion[]>(`/api/v1/flows/${id}/versions`),
-  version: (id: string, version: number) =>
-    request<FlowVersionOut>(`/api/v1/flows/${id}/versions/${version}`),
+  version: (id: string, version: number, signal?: AbortSignal) =>
+    request<FlowVersionOut>(`/api/v1/flows/${id}/versions/${version}`, { signal }),
   restore: (id: string, version: number) =>
     request<Flow>(`/api/v1/flows/${id}/versions/${version}/restore`, { method: 'POST' }),
   publish: (id: string, version: number) => request<Flow>(`/api/v1/flows/${id}/publish`, j({ version })),
@@ -70,15 +74,15 @@ export const runs = {
   /** `version` pins the run (the designer runs what it shows, not the published version). */
   start: (flowId: string, inputs: Record<string, unknown>, version?: number) =>
     request<RunCreated>(`/api/v1/flows/${flowId}/runs`, j(version ? { inputs, version } : { inputs })),
-  list: (f: RunFilter) => {
+  list: (f: RunFilter, signal?: AbortSignal) => {
     const q = new URLSearchParams();
     if (f.flow_id) q.set('flow_id', f.flow_id);
     if (f.status) q.set('status', f.status);
     q.set('limit', String(f.limit ?? 50));
     if (f.cursor) q.set('cursor', f.cursor);
-    return request<RunPage>(`/api/v1/runs?${q.toString()}`);
+    return request<RunPage>(`/api/v1/runs?${q.toString()}`, { signal });
   },
-  get: (id: string) => request<RunWithSteps>(`/api/v1/runs/${id}`),
+  get: (id: string, signal?: AbortSignal) => request<RunWithSteps>(`/api/v1/runs/${id}`, { signal }),
   cancel: (id: string) => request<{ status: string }>(`/api/v1/runs/${id}/cancel`, { method: 'POST' }),
   resume: (id: string) => request<{ status: string }>(`/api/v1/runs/${id}/resume`, { method: 'POST' }),
   fork: (id: string, fromNodeId: string, inputs?: Record<string, unknown>) =>
@@ -86,10 +90,10 @@ export const runs = {
       `/api/v1/runs/${id}/fork`,
       j(inputs ? { from_node_id: fromNodeId, inputs } : { from_node_id: fromNodeId }),
     ),
-  signal: (id: string, nodeId: string, payload: unknown) =>
+  signal: (id: string, nodeId: string, payload: unknown, itemIndex = 0) =>
     request<{ delivered: boolean; status: string }>(
       `/api/v1/runs/${id}/signal`,
-      j({ node_id: nodeId, payload }),
+      j({ node_id: nodeId, payload, item_index: itemIndex }),
     ),
 };
 

@@ -3,11 +3,17 @@
 // catalogue, restoring a local draft (the API has no draft endpoint, so unsaved edits are kept in
 // localStorage via stores/draft.ts), saving (PUT /api/v1/flows/{id} -> new version; a 422's
 // errors are pinned on the offending nodes), previewing old versions and keyboard shortcuts.
+// Race safety: every load has its own AbortController (a newer load or leaving the page aborts
+// it, a stale answer is dropped); save refuses unless the graph on the canvas belongs to the flow
+// in the URL, and sends the version the edits are based on (`base_version`): a 409 shows the
+// ConflictBanner (reload theirs / overwrite). A failed flow or catalogue load offers Retry.
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { useParams } from 'react-router-dom';
 import { flows } from '../api/endpoints';
+import { describeError, errorText } from '../api/errors';
 import { ApiError } from '../api/http';
-import type { Flow } from '../api/types';
+import type { Flow, FlowDefinition } from '../api/types';
+import { ConflictBanner, type Conflict } from '../components/ConflictBanner';
 import { FlowCanvas, type FlowInstance } from '../canvas/FlowCanvas';
 import { Palette } from '../canvas/Palette';
 import { Toolbar } from '../canvas/Toolbar';
@@ -25,6 +31,7 @@ import { clearDraft, loadDraft, saveDraft, type Draft } from '../stores/draft';
 import { useGraph } from '../stores/graph';
 import { errorsByNode } from '../stores/graphLogic';
 import { takeFlow } from '../stores/prefetch';
+import { notify, notifyError } from '../stores/notices';
 import { useRunView } from '../stores/runView';
 
 type Tab = 'node' | 'run' | 'batch' | 'deploy' | 'versions';
@@ -42,6 +49,7 @@ export function EditorPage() {
   const canWrite = can('flows:write');
   const loadCatalogue = useCatalogue((s) => s.load);
   const catalogueReady = useCatalogue((s) => s.loaded);
+  const catalogueError = useCatalogue((s) => s.error);
   const selectedId = useGraph((s) => {
     const sel = s.nodes.filter((n) => n.selected);
     return sel.length === 1 ? sel[0].id : sel.length > 1 ? `${sel.length} selected` : null;
@@ -54,13 +62,26 @@ export function EditorPage() {
   const [loadError, setLoadError] = useState<string | null>(null);
   const [staleDraft, setStaleDraft] = useState<Draft | null>(null);
   const [preview, setPreview] = useState<number | null>(null);
+  const [conflict, setConflict] = useState<Conflict | null>(null);
   const rf = useRef<FlowInstance | null>(null);
+  const loadAbort = useRef<AbortController | null>(null);
+
+  /** A fresh AbortController for the next load; the previous load's answer will be dropped. */
+  const newLoad = useCallback(() => {
+    loadAbort.current?.abort();
+    loadAbort.current = new AbortController();
+    return loadAbort.current.signal;
+  }, []);
 
   const openFlow = useCallback(
     async (useDraft: boolean) => {
+      const signal = newLoad();
       setPreview(null);
+      setConflict(null);
+      setLoadError(null);
       try {
-        const f = await takeFlow(flowId);
+        const f = await takeFlow(flowId, signal);
+        if (signal.aborted || f.id !== flowId) return; // a newer load (another flow) owns the canvas
         setFlow(f);
         const draft = useDraft ? loadDraft(flowId) : null;
         const differs = draft && JSON.stringify(draft.definition) !== JSON.stringify(f.definition);
@@ -73,17 +94,21 @@ export function EditorPage() {
         }
         setTimeout(() => rf.current?.fitView({ padding: 0.2, maxZoom: 1.2 }), 50);
       } catch (err) {
-        setLoadError(err instanceof ApiError ? err.detail ?? err.title : String(err));
+        if (!signal.aborted) setLoadError(describeError(err));
       }
     },
-    [flowId, canWrite],
+    [flowId, canWrite, newLoad],
   );
 
   useEffect(() => {
     void loadCatalogue();
     useRunView.getState().clear();
+    setFlow(null);
     void openFlow(true);
-    return () => useRunView.getState().clear();
+    return () => {
+      loadAbort.current?.abort();
+      useRunView.getState().clear();
+    };
   }, [loadCatalogue, openFlow]);
 
   // Keep unsaved edits as a local draft (debounced), outside any canvas component.
@@ -101,29 +126,41 @@ export function EditorPage() {
     };
   }, [flowId]);
 
-  const save = useCallback(async (): Promise<boolean> => {
+  /** Saves the canvas; `overwriteFrom` bases the save on that (newer) version after a conflict. */
+  const save = useCallback(async (overwriteFrom?: number): Promise<boolean> => {
     const g = useGraph.getState();
-    if (!g.dirty) return true;
+    // The canvas must hold the flow in the URL, loaded and not a preview: never write A into B.
+    if (g.flowId !== flowId || flow?.id !== flowId || preview !== null) {
+      if (g.dirty) notify('Not saved: the canvas is still loading another flow. Try again in a moment.', { kind: 'error' });
+      return false;
+    }
+    if (!g.dirty && overwriteFrom === undefined) return true;
     if (g.readOnly || !canWrite) return false;
+    const definition: FlowDefinition = g.definition();
+    const baseVersion = overwriteFrom ?? g.version;
     setSaving(true);
     try {
-      const saved = await flows.update(flowId, { definition: g.definition() });
+      const saved = await flows.update(flowId, { definition, base_version: baseVersion });
+      if (useGraph.getState().flowId !== flowId) return false; // the user left while saving
       useGraph.getState().markSaved(saved.version, saved.name);
       clearDraft(flowId);
       setFlow(saved);
+      setConflict(null);
       return true;
     } catch (err) {
-      if (err instanceof ApiError && err.status === 422) {
+      if (err instanceof ApiError && err.status === 409 && err.errors.some((e) => e.path === 'body.base_version')) {
+        setConflict({ baseVersion: g.version, currentVersion: (err.body?.current_version as number | undefined) ?? null });
+      } else if (err instanceof ApiError && err.status === 422) {
         const { nodes, general } = errorsByNode(err.errors, g.edges);
         useGraph.getState().setErrors(nodes, general.length || Object.keys(nodes).length ? general : [err.detail ?? err.title]);
       } else {
-        useGraph.getState().setErrors({}, [err instanceof ApiError ? err.detail ?? err.title : String(err)]);
+        useGraph.getState().setErrors({}, [errorText(err)]);
       }
       return false;
     } finally {
       setSaving(false);
     }
-  }, [flowId, canWrite]);
+  }, [flowId, canWrite, flow, preview]);
 
   const fit = useCallback(() => rf.current?.fitView({ padding: 0.2, duration: 300, maxZoom: 1.2 }), []);
   const shortcutHandlers = useMemo(() => ({ onSave: () => void save(), onFit: fit }), [save, fit]);
@@ -138,12 +175,38 @@ export function EditorPage() {
   };
 
   const showVersion = async (v: number) => {
-    const ver = await flows.version(flowId, v);
-    useGraph.getState().load(ver.definition as never, { flowId, name: flow?.name, version: v, readOnly: true });
-    setPreview(v);
+    const signal = newLoad();
+    try {
+      const ver = await flows.version(flowId, v, signal);
+      if (signal.aborted) return;
+      useGraph.getState().load(ver.definition as unknown as FlowDefinition, { flowId, name: flow?.name, version: v, readOnly: true });
+      setPreview(v);
+    } catch (err) {
+      if (!signal.aborted) notifyError(err, `Could not open version ${v}`);
+    }
   };
 
-  if (loadError) return <div className="page"><div className="alert error">{loadError}</div></div>;
+  const rename = (name: string) =>
+    flows
+      .update(flowId, { name })
+      .then((f) => {
+        useGraph.getState().setName(f.name);
+        setFlow(f);
+      })
+      .catch((err: unknown) => notifyError(err, 'Rename failed'));
+
+  if (loadError) {
+    return (
+      <div className="page">
+        <div className="alert error" role="alert">
+          Could not open this flow: {loadError}
+        </div>
+        <button className="btn" onClick={() => void openFlow(true)}>
+          Retry
+        </button>
+      </div>
+    );
+  }
 
   return (
     <div className="editor">
@@ -154,8 +217,18 @@ export function EditorPage() {
         canWrite={canWrite && !readOnly}
         draftNote="draft kept in localStorage"
         preview={preview}
-        onRename={(name) => void flows.update(flowId, { name }).then((f) => (useGraph.getState().setName(f.name), setFlow(f)))}
+        onRename={(name) => void rename(name)}
       />
+      {conflict && (
+        <ConflictBanner
+          conflict={conflict}
+          onReload={() => {
+            clearDraft(flowId);
+            void openFlow(false);
+          }}
+          onOverwrite={() => void save(conflict.currentVersion ?? undefined)}
+        />
+      )}
       {staleDraft && (
         <div className="banner warn">
           An unsaved draft from {timeAgo(staleDraft.savedAt)} (based on v{staleDraft.baseVersion}) exists.
@@ -184,8 +257,17 @@ export function EditorPage() {
         <Palette onAdd={addAtCenter} disabled={readOnly} />
         {catalogueReady && flow ? (
           <FlowCanvas onReady={(i) => (rf.current = i)} onNodeClick={() => setTab('node')} />
+        ) : catalogueError && !catalogueReady ? (
+          <div className="canvas-wrap empty" role="alert">
+            <div className="alert error">Could not load the node catalogue: {catalogueError}</div>
+            <button className="btn" onClick={() => void loadCatalogue()} data-testid="catalogue-retry">
+              Retry
+            </button>
+          </div>
         ) : (
-          <div className="canvas-wrap empty">Loading…</div>
+          <div className="canvas-wrap empty" role="status">
+            Loading…
+          </div>
         )}
         <aside className="sidepanel">
           <nav className="tabs">

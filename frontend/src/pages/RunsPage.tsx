@@ -1,10 +1,14 @@
 // Run history: GET /api/v1/runs with filters (flow, status) and cursor paging ("Load more").
 // Each row links to the replay page (/runs/:id). Auto-refreshes every 5 s while any listed run
-// is still live. Flow names come from GET /api/v1/flows.
-import { useCallback, useEffect, useState } from 'react';
+// is still live, re-reading as many rows as are shown so pages loaded with "Load more" stay
+// (lib/pages.ts). A filter change aborts the requests of the old filter. Flow names come from
+// GET /api/v1/flows.
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { Link, useSearchParams } from 'react-router-dom';
 import { flows as flowsApi, runs as runsApi } from '../api/endpoints';
+import { describeError, isAbort } from '../api/errors';
 import type { Flow, Run } from '../api/types';
+import { mergeRefresh, refreshLimit } from '../lib/pages';
 import { durationBetween, fmtDuration, timeAgo } from '../lib/download';
 
 const STATUSES = ['', 'queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled'];
@@ -21,32 +25,70 @@ export function RunsPage() {
   const [items, setItems] = useState<Run[] | null>(null);
   const [cursor, setCursor] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [signal, setSignal] = useState<AbortSignal | null>(null);
+  const shown = useRef<{ items: Run[] | null; cursor: string | null }>({ items: null, cursor: null });
+  shown.current = { items, cursor };
 
-  const load = useCallback(
-    async (more: string | null) => {
-      try {
-        const page = await runsApi.list({ flow_id: flowId || undefined, status: status || undefined, limit: 50, cursor: more });
-        setItems((prev) => (more && prev ? [...prev, ...page.items] : page.items));
-        setCursor(page.next_cursor);
-      } catch (err) {
-        setError(String(err));
-      }
-    },
-    [flowId, status],
+  // One AbortController per filter: changing the filter drops every answer of the old one.
+  useEffect(() => {
+    const abort = new AbortController();
+    setSignal(abort.signal);
+    setItems(null);
+    setCursor(null);
+    return () => abort.abort();
+  }, [flowId, status]);
+
+  const filter = useCallback((limit: number, more: string | null) => ({ flow_id: flowId || undefined, status: status || undefined, limit, cursor: more }), [flowId, status]);
+
+  const run = useCallback(async (fn: (s: AbortSignal) => Promise<void>) => {
+    if (!signal) return;
+    try {
+      await fn(signal);
+      setError(null);
+    } catch (err) {
+      if (!signal.aborted && !isAbort(err)) setError(describeError(err));
+    }
+  }, [signal]);
+
+  const loadMore = (more: string) =>
+    run(async (s) => {
+      const page = await runsApi.list(filter(50, more), s);
+      if (s.aborted) return;
+      setItems((prev) => [...(prev ?? []), ...page.items.filter((r) => !prev?.some((p) => p.id === r.id))]);
+      setCursor(page.next_cursor);
+    });
+
+  /** Re-reads the head of the list (as many rows as shown); loaded pages are kept. */
+  const refresh = useCallback(
+    () =>
+      run(async (s) => {
+        const limit = refreshLimit(shown.current.items?.length ?? 0);
+        const page = await runsApi.list(filter(limit, null), s);
+        if (s.aborted) return;
+        const merged = mergeRefresh(shown.current.items, shown.current.cursor, page, limit);
+        setItems(merged.items);
+        setCursor(merged.cursor);
+      }),
+    [run, filter],
   );
 
   useEffect(() => {
-    flowsApi.list().then(setFlowList).catch(() => undefined);
+    const abort = new AbortController();
+    flowsApi
+      .list()
+      .then((l) => !abort.signal.aborted && setFlowList(l))
+      .catch((err: unknown) => !abort.signal.aborted && setError(describeError(err)));
+    return () => abort.abort();
   }, []);
   useEffect(() => {
-    setItems(null);
-    void load(null);
-  }, [load]);
+    void refresh();
+  }, [refresh]);
+  const live = !!items?.some((r) => ['queued', 'running', 'waiting'].includes(r.status));
   useEffect(() => {
-    if (!items?.some((r) => ['queued', 'running', 'waiting'].includes(r.status))) return;
-    const t = setInterval(() => void load(null), 5000);
+    if (!live) return;
+    const t = setInterval(() => void refresh(), 5000);
     return () => clearInterval(t);
-  }, [items, load]);
+  }, [live, refresh]);
 
   const names = Object.fromEntries(flowList.map((f) => [f.id, f.name]));
   const setFilter = (k: string, v: string) => {
@@ -79,12 +121,19 @@ export function RunsPage() {
               </option>
             ))}
           </select>
-          <button className="btn" onClick={() => void load(null)}>
+          <button className="btn" onClick={() => void refresh()}>
             Refresh
           </button>
         </div>
       </div>
-      {error && <div className="alert error">{error}</div>}
+      {error && (
+        <div className="alert error" role="alert">
+          {error}{' '}
+          <button className="btn sm" onClick={() => void refresh()}>
+            Retry
+          </button>
+        </div>
+      )}
       <div className="card">
         {items === null ? (
           <div className="empty">Loading…</div>
@@ -136,7 +185,7 @@ export function RunsPage() {
         )}
         {cursor && (
           <div className="center pad">
-            <button className="btn" onClick={() => void load(cursor)}>
+            <button className="btn" onClick={() => void loadMore(cursor)} data-testid="load-more">
               Load more
             </button>
           </div>

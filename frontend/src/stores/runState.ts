@@ -1,7 +1,8 @@
 // Pure run-view logic (stores/runView.ts calls it; runState.test.ts covers it): fold a run's event
 // log into each node's step state at a given point (`statesAt`), describe one event for the
 // timeline (`describeEvent`), and read step timings (`stepTimings`). A node with several items
-// (map fan-out) shows its most recent transition; `attempts` counts running transitions.
+// (map fan-out) shows its most recent transition; `attempts` counts running transitions;
+// `waitingItems` lists every waiting (node, map item) so any item can be signalled.
 import type { RunEvent, Step, StepStatus } from '../api/types';
 
 export interface NodeRunState {
@@ -91,3 +92,15 @@ export const STATUS_COLORS: Record<string, string> = {
   cancelled: '#64748b',
   queued: '#0ea5e9',
 };
+
+/** The (node, item) pairs waiting after events[0..upto]: each can be answered by a signal. */
+export function waitingItems(events: RunEvent[], upto: number): { node_id: string; item_index: number }[] {
+  const last = new Map<string, { node_id: string; item_index: number; status: string }>();
+  for (let i = 0; i <= Math.min(upto, events.length - 1); i++) {
+    const e = events[i];
+    if (e.kind !== 'step' || !e.node_id || !e.to_status) continue;
+    const item = e.item_index ?? 0;
+    last.set(`${e.node_id}\u0000${item}`, { node_id: e.node_id, item_index: item, status: e.to_status });
+  }
+  return [...last.values()].filter((w) => w.status === 'waiting').map(({ node_id, item_index }) => ({ node_id, item_index }));
+}
