@@ -33,6 +33,7 @@ import { errorsByNode } from '../stores/graphLogic';
 import { takeFlow } from '../stores/prefetch';
 import { notify, notifyError } from '../stores/notices';
 import { useRunView } from '../stores/runView';
+import { fire } from '../lib/fire';
 
 type Tab = 'node' | 'run' | 'batch' | 'deploy' | 'versions';
 const TABS: [Tab, string][] = [
@@ -92,7 +93,7 @@ export function EditorPage() {
           useGraph.getState().load(f.definition, { flowId, name: f.name, version: f.version, readOnly: !canWrite });
           setStaleDraft(draft && differs ? draft : null);
         }
-        setTimeout(() => rf.current?.fitView({ padding: 0.2, maxZoom: 1.2 }), 50);
+        setTimeout(() => rf.current && fire(rf.current.fitView({ padding: 0.2, maxZoom: 1.2 })), 50);
       } catch (err) {
         if (!signal.aborted) setLoadError(describeError(err));
       }
@@ -101,10 +102,10 @@ export function EditorPage() {
   );
 
   useEffect(() => {
-    void loadCatalogue();
+    fire(loadCatalogue());
     useRunView.getState().clear();
     setFlow(null);
-    void openFlow(true);
+    fire(openFlow(true));
     return () => {
       loadAbort.current?.abort();
       useRunView.getState().clear();
@@ -163,7 +164,7 @@ export function EditorPage() {
   }, [flowId, canWrite, flow, preview]);
 
   const fit = useCallback(() => rf.current?.fitView({ padding: 0.2, duration: 300, maxZoom: 1.2 }), []);
-  const shortcutHandlers = useMemo(() => ({ onSave: () => void save(), onFit: fit }), [save, fit]);
+  const shortcutHandlers = useMemo(() => ({ onSave: () => fire(save()), onFit: fit }), [save, fit]);
   useShortcuts(shortcutHandlers);
 
   const addAtCenter = (type: string) => {
@@ -201,7 +202,7 @@ export function EditorPage() {
         <div className="alert error" role="alert">
           Could not open this flow: {loadError}
         </div>
-        <button className="btn" onClick={() => void openFlow(true)}>
+        <button className="btn" onClick={() => fire(openFlow(true))}>
           Retry
         </button>
       </div>
@@ -211,22 +212,22 @@ export function EditorPage() {
   return (
     <div className="editor">
       <Toolbar
-        onSave={() => void save()}
+        onSave={() => fire(save())}
         onFit={fit}
         saving={saving}
         canWrite={canWrite && !readOnly}
         draftNote="draft kept in localStorage"
         preview={preview}
-        onRename={(name) => void rename(name)}
+        onRename={(name) => fire(rename(name))}
       />
       {conflict && (
         <ConflictBanner
           conflict={conflict}
           onReload={() => {
             clearDraft(flowId);
-            void openFlow(false);
+            fire(openFlow(false));
           }}
-          onOverwrite={() => void save(conflict.currentVersion ?? undefined)}
+          onOverwrite={() => fire(save(conflict.currentVersion ?? undefined))}
         />
       )}
       {staleDraft && (
@@ -243,7 +244,7 @@ export function EditorPage() {
       {preview !== null && (
         <div className="banner info">
           Previewing version {preview} (read only).
-          <button className="btn sm" onClick={() => void openFlow(true)}>
+          <button className="btn sm" onClick={() => fire(openFlow(true))}>
             Back to current
           </button>
         </div>
@@ -260,7 +261,7 @@ export function EditorPage() {
         ) : catalogueError && !catalogueReady ? (
           <div className="canvas-wrap empty" role="alert">
             <div className="alert error">Could not load the node catalogue: {catalogueError}</div>
-            <button className="btn" onClick={() => void loadCatalogue()} data-testid="catalogue-retry">
+            <button className="btn" onClick={() => fire(loadCatalogue())} data-testid="catalogue-retry">
               Retry
             </button>
           </div>
@@ -309,7 +310,7 @@ export function EditorPage() {
               <DeployPanel flowId={flowId} canManageKeys={can('keys:write')} flow={flow} canPublish={canWrite} onFlowChanged={setFlow} />
             )}
             {tab === 'versions' && (
-              <VersionsPanel flowId={flowId} current={flow?.version ?? 0} published={flow?.published_version} canWrite={canWrite} onRestored={() => void openFlow(false)} onPreview={(v) => void showVersion(v)} />
+              <VersionsPanel flowId={flowId} current={flow?.version ?? 0} published={flow?.published_version} canWrite={canWrite} onRestored={() => fire(openFlow(false))} onPreview={(v) => fire(showVersion(v))} />
             )}
           </div>
         </aside>

@@ -8,6 +8,7 @@ import { ApiError } from '../api/http';
 import type { Flow, FlowDefinition, FlowExport } from '../api/types';
 import { downloadText, timeAgo } from '../lib/download';
 import { useAuth } from '../stores/auth';
+import { fire } from '../lib/fire';
 
 export const STARTER: FlowDefinition = {
   nodes: [
@@ -41,9 +42,9 @@ function FlowRow({ flow, canWrite, onChanged }: { flow: Flow; canWrite: boolean;
             value={name}
             autoFocus
             onChange={(e) => setName(e.target.value)}
-            onBlur={() => void rename()}
+            onBlur={() => fire(rename())}
             onKeyDown={(e) => {
-              if (e.key === 'Enter') void rename();
+              if (e.key === 'Enter') fire(rename());
               if (e.key === 'Escape') {
                 setName(flow.name);
                 setEditing(false);
@@ -72,12 +73,12 @@ function FlowRow({ flow, canWrite, onChanged }: { flow: Flow; canWrite: boolean;
         {canWrite && (
           <button
             className="btn sm ghost"
-            onClick={() => void flowsApi.duplicate(flow.id).then(onChanged)}
+            onClick={() => fire(flowsApi.duplicate(flow.id).then(onChanged))}
           >
             Duplicate
           </button>
         )}
-        <button className="btn sm ghost" onClick={() => void exportFlow()}>
+        <button className="btn sm ghost" onClick={() => fire(exportFlow())}>
           Export
         </button>
         {canWrite && (
@@ -85,7 +86,7 @@ function FlowRow({ flow, canWrite, onChanged }: { flow: Flow; canWrite: boolean;
             className="btn sm ghost danger"
             onClick={() => {
               if (confirm(`Delete "${flow.name}"? Its runs stay in history.`)) {
-                void flowsApi.remove(flow.id).then(onChanged);
+                fire(flowsApi.remove(flow.id).then(onChanged));
               }
             }}
           >
@@ -111,7 +112,7 @@ export function FlowsPage() {
       .then(setItems)
       .catch((e: unknown) => setError(String(e)));
   useEffect(() => {
-    void reload();
+    fire(reload());
   }, []);
 
   const shown = useMemo(() => {
@@ -168,11 +169,11 @@ export function FlowsPage() {
                 data-testid="import-file"
                 onChange={(e) => {
                   const f = e.target.files?.[0];
-                  if (f) void importFile(f);
+                  if (f) fire(importFile(f));
                   e.target.value = '';
                 }}
               />
-              <button className="btn primary" onClick={() => void create()} data-testid="new-flow">
+              <button className="btn primary" onClick={() => fire(create())} data-testid="new-flow">
                 + New flow
               </button>
             </>
@@ -200,7 +201,7 @@ export function FlowsPage() {
             </thead>
             <tbody>
               {shown.map((f) => (
-                <FlowRow key={f.id} flow={f} canWrite={canWrite} onChanged={() => void reload()} />
+                <FlowRow key={f.id} flow={f} canWrite={canWrite} onChanged={() => fire(reload())} />
               ))}
             </tbody>
           </table>

@@ -10,6 +10,7 @@ import { Donut, RangeBars, Sparkline, StackedBars } from '../panels/charts';
 import { timeAgo } from '../lib/download';
 import { useAuth } from '../stores/auth';
 import { STATUS_COLORS } from '../stores/runState';
+import { fire } from '../lib/fire';
 
 const WINDOWS: [number, number, string][] = [
   [15, 30, '15 min'],
@@ -47,8 +48,8 @@ export function OpsPage() {
         if (!stop) setError(String(err));
       }
     };
-    void tick();
-    const t = setInterval(() => void tick(), 3000);
+    fire(tick());
+    const t = setInterval(() => fire(tick()), 3000);
     return () => {
       stop = true;
       clearInterval(t);

@@ -23,6 +23,7 @@ import { useCatalogue } from '../stores/catalogue';
 import { useGraph } from '../stores/graph';
 import { useRunView } from '../stores/runView';
 import { StatusPill } from './RunsPage';
+import { fire } from '../lib/fire';
 
 const LIVE = new Set(['queued', 'running', 'waiting']);
 
@@ -53,7 +54,7 @@ export function ReplayPage() {
   }, [runId]);
 
   useEffect(() => {
-    void loadCatalogue();
+    fire(loadCatalogue());
     const abort = new AbortController();
     const { signal } = abort;
     setLoaded(false);
@@ -74,18 +75,18 @@ export function ReplayPage() {
       useRunView.getState().openReplay(r, [], ids);
       setForkInputs(JSON.stringify(r.inputs, null, 2));
       setLoaded(true);
-      setTimeout(() => rf.current?.fitView({ padding: 0.2, maxZoom: 1.2 }), 50);
+      setTimeout(() => rf.current && fire(rf.current.fitView({ padding: 0.2, maxZoom: 1.2 })), 50);
       const end = await useRunView.getState().follow(
         { kind: 'events', runId },
         {
           nodeIds: ids,
           replay: true,
           onEvent: (e) => {
-            if (e.kind === 'run' || e.to_status === 'failed') void refreshRun();
+            if (e.kind === 'run' || e.to_status === 'failed') fire(refreshRun());
           },
         },
       );
-      if (end && !signal.aborted) void refreshRun();
+      if (end && !signal.aborted) fire(refreshRun());
     })().catch((err: unknown) => {
       if (!signal.aborted) setError(describeError(err));
     });
@@ -99,7 +100,7 @@ export function ReplayPage() {
   // While live, refresh step details now and then (inputs/outputs are not in the events).
   useEffect(() => {
     if (!run || !LIVE.has(run.status)) return;
-    const t = setInterval(() => void refreshRun(), 2000);
+    const t = setInterval(() => fire(refreshRun()), 2000);
     return () => clearInterval(t);
   }, [run, refreshRun]);
 
@@ -152,12 +153,12 @@ export function ReplayPage() {
         </div>
         <div className="toolbar-right">
           {canRun && run && (run.status === 'failed' || run.status === 'cancelled') && (
-            <button className="btn primary" onClick={() => void resume()} data-testid="resume">
+            <button className="btn primary" onClick={() => fire(resume())} data-testid="resume">
               Resume run
             </button>
           )}
           {canRun && run && LIVE.has(run.status) && (
-            <button className="btn danger" onClick={() => void act(() => runs.cancel(runId))}>
+            <button className="btn danger" onClick={() => fire(act(() => runs.cancel(runId)))}>
               Cancel
             </button>
           )}
@@ -176,7 +177,7 @@ export function ReplayPage() {
             <span className="muted small">Steps before it are reused; it and everything downstream run again. Edit the run inputs if you like:</span>
             <CodeEditor value={forkInputs} onChange={setForkInputs} language="json" minLines={3} ariaLabel="fork inputs" />
             <div className="row gap-sm">
-              <button className="btn primary" onClick={() => void fork()} data-testid="fork-submit">
+              <button className="btn primary" onClick={() => fire(fork())} data-testid="fork-submit">
                 Start fork
               </button>
               <button className="btn ghost" onClick={() => setForkOpen(false)}>

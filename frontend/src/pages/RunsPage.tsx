@@ -10,6 +10,7 @@ import { describeError, isAbort } from '../api/errors';
 import type { Flow, Run } from '../api/types';
 import { mergeRefresh, refreshLimit } from '../lib/pages';
 import { durationBetween, fmtDuration, timeAgo } from '../lib/download';
+import { fire } from '../lib/fire';
 
 const STATUSES = ['', 'queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled'];
 
@@ -81,12 +82,12 @@ export function RunsPage() {
     return () => abort.abort();
   }, []);
   useEffect(() => {
-    void refresh();
+    fire(refresh());
   }, [refresh]);
   const live = !!items?.some((r) => ['queued', 'running', 'waiting'].includes(r.status));
   useEffect(() => {
     if (!live) return;
-    const t = setInterval(() => void refresh(), 5000);
+    const t = setInterval(() => fire(refresh()), 5000);
     return () => clearInterval(t);
   }, [live, refresh]);
 
@@ -121,7 +122,7 @@ export function RunsPage() {
               </option>
             ))}
           </select>
-          <button className="btn" onClick={() => void refresh()}>
+          <button className="btn" onClick={() => fire(refresh())}>
             Refresh
           </button>
         </div>
@@ -129,7 +130,7 @@ export function RunsPage() {
       {error && (
         <div className="alert error" role="alert">
           {error}{' '}
-          <button className="btn sm" onClick={() => void refresh()}>
+          <button className="btn sm" onClick={() => fire(refresh())}>
             Retry
           </button>
         </div>
@@ -185,7 +186,7 @@ export function RunsPage() {
         )}
         {cursor && (
           <div className="center pad">
-            <button className="btn" onClick={() => void loadMore(cursor)} data-testid="load-more">
+            <button className="btn" onClick={() => fire(loadMore(cursor))} data-testid="load-more">
               Load more
             </button>
           </div>

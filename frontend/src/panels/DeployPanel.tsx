@@ -7,13 +7,14 @@ import { API_BASE } from '../api/http';
 import type { ApiKey, Flow } from '../api/types';
 import { copyText, timeAgo } from '../lib/download';
 import { endpointFor, snippet, type SnippetKind, type SnippetLang } from './snippets';
+import { fire } from '../lib/fire';
 
 function CopyButton({ text }: { text: string }) {
   const [done, setDone] = useState(false);
   return (
     <button
       className="btn sm ghost"
-      onClick={() => void copyText(text).then(() => (setDone(true), setTimeout(() => setDone(false), 1500)))}
+      onClick={() => fire(copyText(text).then(() => (setDone(true), setTimeout(() => setDone(false), 1500))))}
     >
       {done ? 'Copied ✓' : 'Copy'}
     </button>
@@ -45,12 +46,12 @@ function Publishing({ flow, canPublish, onFlowChanged }: { flow: Flow; canPublis
       {canPublish && (
         <div className="row gap-sm">
           {published !== flow.version && (
-            <button className="btn sm primary" onClick={() => void act(flows.publish(flow.id, flow.version))}>
+            <button className="btn sm primary" onClick={() => fire(act(flows.publish(flow.id, flow.version)))}>
               Publish v{flow.version}
             </button>
           )}
           {published && (
-            <button className="btn sm ghost" onClick={() => void act(flows.unpublish(flow.id))}>
+            <button className="btn sm ghost" onClick={() => fire(act(flows.unpublish(flow.id)))}>
               Unpublish
             </button>
           )}
@@ -71,7 +72,7 @@ export function DeployPanel({ flowId, canManageKeys, flow, canPublish, onFlowCha
   const [error, setError] = useState<string | null>(null);
   const reload = () => apiKeys.list().then(setKeys).catch((e: unknown) => setError(String(e)));
   useEffect(() => {
-    if (canManageKeys) void reload();
+    if (canManageKeys) fire(reload());
   }, [canManageKeys]);
   const code = snippet(lang, kind, base, flowId, newKey ?? undefined);
 
@@ -154,7 +155,7 @@ export function DeployPanel({ flowId, canManageKeys, flow, canPublish, onFlowCha
                 </div>
                 <button
                   className="btn sm ghost danger"
-                  onClick={() => confirm(`Revoke key "${k.name}"?`) && void apiKeys.revoke(k.id).then(reload)}
+                  onClick={() => confirm(`Revoke key "${k.name}"?`) && fire(apiKeys.revoke(k.id).then(reload))}
                 >
                   Revoke
                 </button>

@@ -17,6 +17,7 @@ import { usePanels, useFlowPanels, type ChatMessage } from '../stores/panels';
 import { useRunView } from '../stores/runView';
 import { CodeEditor } from './CodeEditor';
 import { SignalBox } from './SignalBox';
+import { fire } from '../lib/fire';
 
 export function outputText(outputs: unknown): string {
   if (outputs === null || outputs === undefined) return '(no output)';
@@ -166,7 +167,7 @@ export function PlaygroundPanel({ flowId, ensureSaved, canRun }: { flowId: strin
           className="chat-input"
           onSubmit={(e) => {
             e.preventDefault();
-            void sendChat();
+            fire(sendChat());
           }}
         >
           <input value={draft} onChange={(e) => patch({ draft: e.target.value })} placeholder="Type a message…" aria-label="chat message" disabled={busy} />
@@ -177,7 +178,7 @@ export function PlaygroundPanel({ flowId, ensureSaved, canRun }: { flowId: strin
       ) : (
         <div className="json-run">
           <CodeEditor value={inputs} onChange={(v) => patch({ inputs: v })} language="json" minLines={4} ariaLabel="run inputs" />
-          <button className="btn primary" onClick={() => void startJson()} disabled={busy} data-testid="start-run">
+          <button className="btn primary" onClick={() => fire(startJson())} disabled={busy} data-testid="start-run">
             Start run
           </button>
         </div>

@@ -7,6 +7,7 @@ import { runs } from '../api/endpoints';
 import { errorText } from '../api/errors';
 import { waitingItems } from '../stores/runState';
 import { useRunView } from '../stores/runView';
+import { fire } from '../lib/fire';
 
 export function SignalBox({ runId }: { runId: string }) {
   const events = useRunView((s) => s.events);
@@ -43,7 +44,7 @@ export function SignalBox({ runId }: { runId: string }) {
             key={`${w.node_id}:${w.item_index}`}
             className="btn primary sm"
             data-testid={`answer-${w.node_id}-${w.item_index}`}
-            onClick={() => void send(w.node_id, w.item_index)}
+            onClick={() => fire(send(w.node_id, w.item_index))}
           >
             Answer {w.node_id}
             {w.item_index ? ` [item ${w.item_index}]` : ''}

@@ -7,6 +7,7 @@ import { ApiError } from '../api/http';
 import type { FlowVersion } from '../api/types';
 import { timeAgo } from '../lib/download';
 import { useGraph } from '../stores/graph';
+import { fire } from '../lib/fire';
 
 interface Props {
   flowId: string;
@@ -57,7 +58,7 @@ export function VersionsPanel({ flowId, current, published, canWrite, onRestored
                   Preview
                 </button>
                 {canWrite && v.version !== current && (
-                  <button className="btn sm" onClick={() => void restore(v.version)}>
+                  <button className="btn sm" onClick={() => fire(restore(v.version))}>
                     Restore
                   </button>
                 )}

@@ -104,3 +104,17 @@ export function waitingItems(events: RunEvent[], upto: number): { node_id: strin
   }
   return [...last.values()].filter((w) => w.status === 'waiting').map(({ node_id, item_index }) => ({ node_id, item_index }));
 }
+
+/** Badge backgrounds under white text: each at least 4.5:1 (WCAG AA), unlike the ring colours. */
+export const STATUS_BADGE: Record<string, string> = {
+  pending: '#475569',
+  ready: '#0369a1',
+  running: '#4338ca',
+  retrying: '#b45309',
+  waiting: '#7e22ce',
+  succeeded: '#047857',
+  failed: '#b91c1c',
+  skipped: '#475569',
+  cancelled: '#475569',
+  queued: '#0369a1',
+};
