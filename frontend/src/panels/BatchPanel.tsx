@@ -111,7 +111,9 @@ export function BatchPanel({ flowId, ensureSaved, canRun }: { flowId: string; en
           tabIndex={0}
           aria-label="Upload a batch file (.jsonl, .csv or .json)"
           data-testid="batch-dropzone"
-          onClick={() => fileRef.current?.click()}
+          onClick={(e) => {
+            if (e.target !== fileRef.current) fileRef.current?.click(); // the input's own click bubbles here
+          }}
           onKeyDown={(e) => {
             if (e.key === 'Enter' || e.key === ' ') {
               e.preventDefault();
