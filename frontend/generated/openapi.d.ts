@@ -855,6 +855,7 @@ export interface components {
                 [key: string]: unknown;
             } | null;
             endpoint_name?: string | null;
+            base_version?: number | null;
         };
         /** FlowVersionOut */
         FlowVersionOut: {
@@ -1289,7 +1290,9 @@ export interface operations {
     ApiV1FlowsFlowIdUpdateFlow: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                "If-Match"?: string | null;
+            };
             path: {
                 flow_id: string;
             };

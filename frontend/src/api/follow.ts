@@ -69,11 +69,11 @@ export async function followRun(source: RunSource, h: FollowHandlers, signal: Ab
       state('live');
       await readSse(res, (m) => {
         if (m.id) lastId = m.id;
-        const data = m.data ? (JSON.parse(m.data) as Record<string, unknown>) : {};
+        const data: Record<string, unknown> = m.data ? (JSON.parse(m.data) as Record<string, unknown>) : {};
         if (m.event === 'run' && typeof data.run_id === 'string' && !('seq' in data)) learn(data.run_id);
         else if (m.event === 'token') h.onToken?.(data as { node_id?: string; text: string });
         else if (m.event === 'end') end = { run_id: runId ?? String(data.run_id ?? ''), ...data } as RunEnd;
-        else h.onEvent(data as unknown as RunEvent);
+        else h.onEvent(data as Partial<RunEvent> as RunEvent);
       });
       if (end) {
         state('ended');

@@ -189,3 +189,12 @@ export interface RunResult {
 }
 
 export type BatchStatus = S['BatchOut'];
+
+/** A definition read from a free-form answer or a file: checked for its nodes and edges lists. */
+export function asFlowDefinition(value: unknown): FlowDefinition {
+  const v = value as { nodes?: unknown; edges?: unknown } | null;
+  if (!v || typeof v !== 'object' || !Array.isArray(v.nodes) || !Array.isArray(v.edges)) {
+    throw new Error('not a flow definition: expected {"nodes": [...], "edges": [...]}');
+  }
+  return { nodes: v.nodes as DefNode[], edges: v.edges as DefEdge[] };
+}

@@ -12,7 +12,7 @@ import { useParams } from 'react-router-dom';
 import { flows } from '../api/endpoints';
 import { describeError, errorText } from '../api/errors';
 import { ApiError } from '../api/http';
-import type { Flow, FlowDefinition } from '../api/types';
+import { asFlowDefinition, type Flow, type FlowDefinition } from '../api/types';
 import { ConflictBanner, type Conflict } from '../components/ConflictBanner';
 import { FlowCanvas, type FlowInstance } from '../canvas/FlowCanvas';
 import { Palette } from '../canvas/Palette';
@@ -180,7 +180,7 @@ export function EditorPage() {
     try {
       const ver = await flows.version(flowId, v, signal);
       if (signal.aborted) return;
-      useGraph.getState().load(ver.definition as unknown as FlowDefinition, { flowId, name: flow?.name, version: v, readOnly: true });
+      useGraph.getState().load(asFlowDefinition(ver.definition), { flowId, name: flow?.name, version: v, readOnly: true });
       setPreview(v);
     } catch (err) {
       if (!signal.aborted) notifyError(err, `Could not open version ${v}`);

@@ -5,7 +5,8 @@ import { useEffect, useMemo, useRef, useState } from 'react';
 import { Link, useNavigate } from 'react-router-dom';
 import { flows as flowsApi } from '../api/endpoints';
 import { ApiError } from '../api/http';
-import type { Flow, FlowDefinition, FlowExport } from '../api/types';
+import { asFlowDefinition, type Flow, type FlowDefinition, type FlowExport } from '../api/types';
+import { errorText } from '../api/errors';
 import { downloadText, timeAgo } from '../lib/download';
 import { useAuth } from '../stores/auth';
 import { fire } from '../lib/fire';
@@ -110,7 +111,7 @@ export function FlowsPage() {
     flowsApi
       .list()
       .then(setItems)
-      .catch((e: unknown) => setError(String(e)));
+      .catch((e: unknown) => setError(errorText(e)));
   useEffect(() => {
     fire(reload());
   }, []);
@@ -133,11 +134,11 @@ export function FlowsPage() {
       const parsed = JSON.parse(await file.text()) as Partial<FlowExport> & Partial<FlowDefinition>;
       const data: FlowExport = parsed.definition
         ? { name: parsed.name ?? file.name, description: parsed.description ?? '', definition: parsed.definition }
-        : { name: file.name.replace(/\.json$/, ''), description: '', definition: parsed as never };
+        : { name: file.name.replace(/\.json$/, ''), description: '', definition: { ...asFlowDefinition(parsed) } };
       const flow = await flowsApi.importJson(data);
       navigate(`/flows/${flow.id}`);
     } catch (err) {
-      setError(err instanceof ApiError ? `Import refused: ${err.detail ?? err.title}` : `Import failed: ${String(err)}`);
+      setError(err instanceof ApiError ? `Import refused: ${err.detail ?? err.title}` : `Import failed: ${errorText(err)}`);
     }
   };
 

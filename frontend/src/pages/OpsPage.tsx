@@ -11,6 +11,7 @@ import { timeAgo } from '../lib/download';
 import { useAuth } from '../stores/auth';
 import { STATUS_COLORS } from '../stores/runState';
 import { fire } from '../lib/fire';
+import { errorText } from '../api/errors';
 
 const WINDOWS: [number, number, string][] = [
   [15, 30, '15 min'],
@@ -45,7 +46,7 @@ export function OpsPage() {
         setUpdated(new Date());
         setError(null);
       } catch (err) {
-        if (!stop) setError(String(err));
+        if (!stop) setError(errorText(err));
       }
     };
     fire(tick());

@@ -10,7 +10,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router-dom';
 import { flows, runs } from '../api/endpoints';
 import { describeError, isAbort } from '../api/errors';
-import type { FlowDefinition, RunWithSteps } from '../api/types';
+import { asFlowDefinition, type RunWithSteps } from '../api/types';
 import { ConnectionBadge } from '../components/ConnectionBadge';
 import { FlowCanvas, type FlowInstance } from '../canvas/FlowCanvas';
 import { CodeEditor } from '../panels/CodeEditor';
@@ -70,7 +70,7 @@ export function ReplayPage() {
       ]);
       if (signal.aborted) return;
       setFlowName(flow?.name ?? '(deleted flow)');
-      useGraph.getState().load(ver.definition as unknown as FlowDefinition, { flowId: r.flow_id, name: flow?.name, version: r.flow_version, readOnly: true });
+      useGraph.getState().load(asFlowDefinition(ver.definition), { flowId: r.flow_id, name: flow?.name, version: r.flow_version, readOnly: true });
       const ids = useGraph.getState().nodes.map((n) => n.id);
       useRunView.getState().openReplay(r, [], ids);
       setForkInputs(JSON.stringify(r.inputs, null, 2));

@@ -38,7 +38,7 @@ export function BatchProgress({ batch }: { batch: BatchStatus }) {
         </span>
         <span>{pct.toFixed(0)}%</span>
       </div>
-      <div className="stacked-bar" role="progressbar" aria-valuenow={Math.round(pct)} aria-valuemin={0} aria-valuemax={100}>
+      <div className="stacked-bar" role="progressbar" aria-label="Batch progress" aria-valuenow={Math.round(pct)} aria-valuemin={0} aria-valuemax={100}>
         {keys.map((k) => (
           <span key={k} style={{ width: `${(counts[k] / total) * 100}%`, background: STATUS_COLORS[k] ?? '#94a3b8' }} title={`${k}: ${counts[k]}`} />
         ))}
@@ -109,7 +109,6 @@ export function BatchPanel({ flowId, ensureSaved, canRun }: { flowId: string; en
           className="dropzone"
           role="button"
           tabIndex={0}
-          aria-label="Upload a batch file (.jsonl, .csv or .json)"
           data-testid="batch-dropzone"
           onClick={(e) => {
             if (e.target !== fileRef.current) fileRef.current?.click(); // the input's own click bubbles here

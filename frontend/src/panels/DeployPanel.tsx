@@ -8,6 +8,7 @@ import type { ApiKey, Flow } from '../api/types';
 import { copyText, timeAgo } from '../lib/download';
 import { endpointFor, snippet, type SnippetKind, type SnippetLang } from './snippets';
 import { fire } from '../lib/fire';
+import { errorText } from '../api/errors';
 
 function CopyButton({ text }: { text: string }) {
   const [done, setDone] = useState(false);
@@ -32,7 +33,7 @@ interface Props {
 function Publishing({ flow, canPublish, onFlowChanged }: { flow: Flow; canPublish: boolean; onFlowChanged: (f: Flow) => void }) {
   const [error, setError] = useState<string | null>(null);
   const published = flow.published_version ?? null;
-  const act = (p: Promise<Flow>) => p.then(onFlowChanged).catch((e: unknown) => setError(String(e)));
+  const act = (p: Promise<Flow>) => p.then(onFlowChanged).catch((e: unknown) => setError(errorText(e)));
   return (
     <div className="publish-box" data-testid="publishing">
       <div>
@@ -70,7 +71,7 @@ export function DeployPanel({ flowId, canManageKeys, flow, canPublish, onFlowCha
   const [newKey, setNewKey] = useState<string | null>(null);
   const [keyName, setKeyName] = useState('');
   const [error, setError] = useState<string | null>(null);
-  const reload = () => apiKeys.list().then(setKeys).catch((e: unknown) => setError(String(e)));
+  const reload = () => apiKeys.list().then(setKeys).catch((e: unknown) => setError(errorText(e)));
   useEffect(() => {
     if (canManageKeys) fire(reload());
   }, [canManageKeys]);
@@ -136,7 +137,7 @@ export function DeployPanel({ flowId, canManageKeys, flow, canPublish, onFlowCha
                   setKeyName('');
                   return reload();
                 })
-                .catch((err: unknown) => setError(String(err)));
+                .catch((err: unknown) => setError(errorText(err)));
             }}
           >
             <input placeholder="Key name, e.g. website" value={keyName} onChange={(e) => setKeyName(e.target.value)} aria-label="API key name" />

@@ -106,7 +106,7 @@ describe('BatchPanel', () => {
   it('the dropzone is a keyboard button that opens the file chooser', () => {
     serve(() => json({}));
     render(<BatchPanel flowId="f1" ensureSaved={ensureSaved} canRun />);
-    const zone = screen.getByRole('button', { name: /Upload a batch file/ });
+    const zone = screen.getByRole('button', { name: /Drop a \.jsonl \/ \.csv file/ });
     expect(zone.tabIndex).toBe(0);
     const input = screen.getByTestId('batch-file') as HTMLInputElement;
     const click = vi.spyOn(input, 'click');
