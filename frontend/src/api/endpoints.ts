@@ -5,7 +5,7 @@
 // panels call these; following a run (SSE) lives in follow.ts.
 import { rawRequest } from './http';
 import { call, described, fillPath } from './typed';
-import type { Flow, FlowDefinition, FlowExport, FlowVersion, NodeSpec, RunPage, RunWithSteps } from './types';
+import type { Flow, FlowDefinition, FlowExport, FlowPatch, FlowVersion, NodeSpec, RunPage, RunWithSteps } from './types';
 
 export const auth = {
   login: (email: string, password: string) => call('post', '/api/auth/login', { body: { email, password } }),
@@ -26,7 +26,7 @@ export const flows = {
   /** `base_version`: the version the edit is based on; a newer flow answers 409 (ApiError). */
   update: (
     id: string,
-    patch: { name?: string; description?: string; definition?: FlowDefinition; base_version?: number },
+    patch: Omit<FlowPatch, 'definition'> & { definition?: FlowDefinition },
     signal?: AbortSignal,
   ) =>
     described<Flow>(

@@ -16,6 +16,7 @@ export type RunCreated = S['RunCreated'];
 export type ForkIn = S['ForkIn'];
 export type SignalIn = S['SignalIn'];
 export type FlowExport = S['FlowExport'];
+export type FlowPatch = S['FlowPatch'];
 
 export interface Position {
   x: number;
@@ -65,6 +66,7 @@ export interface Flow {
   definition: FlowDefinition;
   version: number;
   published_version?: number | null;
+  endpoint_name?: string | null;
   created_at: string;
   updated_at: string;
 }

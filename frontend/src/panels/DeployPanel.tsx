@@ -1,6 +1,7 @@
 // Deploy panel: the flow's API endpoints with copyable curl / Python / JavaScript snippets
 // (snippets.ts) and API-key management (POST/GET/DELETE /api/v1/api-keys; a new key is shown once
-// and substituted into the snippets). Key actions need the keys:write permission.
+// and substituted into the snippets). Key actions need the keys:write permission. The flow's
+// `endpoint_name` (an alias for /run, webhooks and the OpenAI endpoint) is set here too.
 import { useEffect, useState } from 'react';
 import { apiKeys, flows } from '../api/endpoints';
 import { API_BASE } from '../api/http';
@@ -28,6 +29,39 @@ interface Props {
   flow: Flow | null;
   canPublish: boolean;
   onFlowChanged: (f: Flow) => void;
+}
+
+function EndpointName({ flow, canEdit, onFlowChanged }: { flow: Flow; canEdit: boolean; onFlowChanged: (f: Flow) => void }) {
+  const [value, setValue] = useState(flow.endpoint_name ?? '');
+  const [error, setError] = useState<string | null>(null);
+  const save = () =>
+    flows
+      .update(flow.id, { endpoint_name: value.trim() || null })
+      .then((f) => {
+        setError(null);
+        onFlowChanged(f);
+      })
+      .catch((e: unknown) => setError(errorText(e)));
+  return (
+    <div className="field" data-testid="endpoint-name">
+      <label className="field-label" htmlFor={`endpoint-name-${flow.id}`}>
+        Endpoint name (optional alias of the flow id)
+      </label>
+      <div className="row gap-sm">
+        <input id={`endpoint-name-${flow.id}`} value={value} disabled={!canEdit} placeholder="e.g. support-bot" aria-invalid={!!error || undefined} onChange={(e) => setValue(e.target.value)} />
+        {canEdit && (
+          <button className="btn sm" disabled={value.trim() === (flow.endpoint_name ?? '')} onClick={() => fire(save())}>
+            Save name
+          </button>
+        )}
+      </div>
+      {error && (
+        <div className="field-error" role="alert">
+          {error}
+        </div>
+      )}
+    </div>
+  );
 }
 
 function Publishing({ flow, canPublish, onFlowChanged }: { flow: Flow; canPublish: boolean; onFlowChanged: (f: Flow) => void }) {
@@ -80,6 +114,7 @@ export function DeployPanel({ flowId, canManageKeys, flow, canPublish, onFlowCha
   return (
     <div className="panel-body">
       {flow && <Publishing flow={flow} canPublish={canPublish} onFlowChanged={onFlowChanged} />}
+      {flow && <EndpointName key={flow.id} flow={flow} canEdit={canPublish} onFlowChanged={onFlowChanged} />}
       <h3>API endpoint</h3>
       <div className="seg">
         {(['chat', 'async'] as const).map((k) => (
