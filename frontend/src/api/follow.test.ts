@@ -157,3 +157,16 @@ describe('followRun', () => {
     ]);
   });
 });
+
+describe('followRun and the session', () => {
+  it('a 401 signs the user out through the shared handler', async () => {
+    vi.useRealTimers();
+    const { setUnauthorizedHandler } = await import('./http');
+    const signedOut = vi.fn();
+    setUnauthorizedHandler(signedOut);
+    script([() => problem(401)]);
+    await expect(followRun({ kind: 'events', runId: 'r1' }, recorder().h, new AbortController().signal)).rejects.toMatchObject({ status: 401 });
+    expect(signedOut).toHaveBeenCalledTimes(1);
+    setUnauthorizedHandler(null);
+  });
+});

@@ -7,11 +7,12 @@
 //   repeated with the same key, which the API answers with the same run).
 // Transient failures (network, 5xx, 408/429, a stream closed before `end`) reconnect with
 // exponential backoff (250 ms doubling, capped at 5 s, at most MAX_RETRIES in a row); a 4xx
-// (401/403/404...) stops at once. Aborting the signal (Stop) ends the follow quietly.
+// (401/403/404...) stops at once, and a 401 also signs the user out (http.ts's handler).
+// Aborting the signal (Stop) ends the follow quietly.
 // Resolves with the run's end {run_id, status, outputs?, error?} or null when aborted; rejects
 // with the error that made it fail.
 import { isAbort, isClientError } from './errors';
-import { apiUrl, toApiError } from './http';
+import { apiUrl, reportUnauthorized, toApiError } from './http';
 import { readSse } from './sse';
 import type { RunEvent } from './types';
 
@@ -113,6 +114,9 @@ async function open(source: RunSource, runId: string | null, lastId: string | nu
   } else {
     throw new Error('no run to follow');
   }
-  if (!res.ok) throw await toApiError(res);
+  if (!res.ok) {
+    if (res.status === 401) reportUnauthorized();
+    throw await toApiError(res);
+  }
   return res;
 }

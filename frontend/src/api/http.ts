@@ -36,6 +36,11 @@ export function setUnauthorizedHandler(fn: (() => void) | null): void {
   onUnauthorized = fn;
 }
 
+/** For callers using fetch directly (follow.ts): a 401 signs the user out like any request. */
+export function reportUnauthorized(): void {
+  onUnauthorized?.();
+}
+
 export async function toApiError(res: Response): Promise<ApiError> {
   let body: { title?: string; detail?: string; errors?: FieldError[]; [k: string]: unknown } = {};
   try {
