@@ -142,6 +142,8 @@ async function main() {
         check((await page.locator(node(id)).locator('.fnode').getAttribute('data-status')) === 'succeeded', `${id} coloured succeeded`);
       }
       chatRunUrl = await bubble.locator('a').getAttribute('href');
+      check((await page.locator('[data-testid="connection"]').getAttribute('data-state')) === 'ended', 'the follow shows it ended');
+      check((await page.locator('[data-testid="pending"]').count()) === 0, 'no pending bubble after the reply');
       await shot(page, '04-playground');
       await axeCheck(page, 'playground');
     });

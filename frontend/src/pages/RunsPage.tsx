@@ -28,7 +28,9 @@ export function RunsPage() {
   const [error, setError] = useState<string | null>(null);
   const [signal, setSignal] = useState<AbortSignal | null>(null);
   const shown = useRef<{ items: Run[] | null; cursor: string | null }>({ items: null, cursor: null });
-  shown.current = { items, cursor };
+  useEffect(() => {
+    shown.current = { items, cursor }; // read by refresh() after renders, never during one
+  });
 
   // One AbortController per filter: changing the filter drops every answer of the old one.
   useEffect(() => {
