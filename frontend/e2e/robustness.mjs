@@ -74,7 +74,11 @@ export async function raceAndConflict(page, api) {
   await axeCheck(page, 'editor with conflict banner');
   await page.locator('[data-testid="conflict-reload"]').click();
   await page.locator('[data-testid="save-conflict"]').waitFor({ state: 'detached' });
-  check((await page.locator('.toolbar .badge').innerText()) === `v${savedB.version + 1}`, 'reloaded their version');
+  const want = `v${savedB.version + 1}`;
+  await page.waitForFunction((v) => document.querySelector('.toolbar .badge')?.textContent === v, want, { timeout: 10000 }).catch(() => undefined);
+  check((await page.locator('.toolbar .badge').innerText()) === want, 'reloaded their version');
+  await page.locator(node('b_text')).click();
+  check((await page.locator('[data-testid="config-panel"] input[aria-label="label"]').inputValue()) === '', 'their version has no label of mine');
 }
 
 export async function axeCheck(page, name) {

@@ -132,7 +132,8 @@ export function EditorPage() {
     const g = useGraph.getState();
     // The canvas must hold the flow in the URL, loaded and not a preview: never write A into B.
     if (g.flowId !== flowId || flow?.id !== flowId || preview !== null) {
-      if (g.dirty) notify('Not saved: the canvas is still loading another flow. Try again in a moment.', { kind: 'error' });
+      const why = preview !== null ? 'leave the version preview first' : 'the flow is still loading, try again in a moment';
+      notify(`Not saved: ${why}.`, { kind: 'error' });
       return false;
     }
     if (!g.dirty && overwriteFrom === undefined) return true;
@@ -142,8 +143,11 @@ export function EditorPage() {
     setSaving(true);
     try {
       const saved = await flows.update(flowId, { definition, base_version: baseVersion });
-      if (useGraph.getState().flowId !== flowId) return false; // the user left while saving
-      useGraph.getState().markSaved(saved.version, saved.name);
+      const now = useGraph.getState();
+      if (now.flowId !== flowId) return false; // the user left while saving
+      const editedMeanwhile = JSON.stringify(now.definition()) !== JSON.stringify(definition);
+      now.markSaved(saved.version, saved.name);
+      if (editedMeanwhile) useGraph.setState({ dirty: true }); // edits made during the save stay unsaved
       clearDraft(flowId);
       setFlow(saved);
       setConflict(null);
