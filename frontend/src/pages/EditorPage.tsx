@@ -66,6 +66,16 @@ export function EditorPage() {
   const [conflict, setConflict] = useState<Conflict | null>(null);
   const rf = useRef<FlowInstance | null>(null);
   const loadAbort = useRef<AbortController | null>(null);
+  const [shownFlowId, setShownFlowId] = useState(flowId);
+  if (shownFlowId !== flowId) {
+    // another flow in the URL: nothing of the old one may stay on screen (or be saved) meanwhile
+    setShownFlowId(flowId);
+    setFlow(null);
+    setPreview(null);
+    setConflict(null);
+    setLoadError(null);
+    setStaleDraft(null);
+  }
 
   /** A fresh AbortController for the next load; the previous load's answer will be dropped. */
   const newLoad = useCallback(() => {
@@ -77,12 +87,12 @@ export function EditorPage() {
   const openFlow = useCallback(
     async (useDraft: boolean) => {
       const signal = newLoad();
-      setPreview(null);
-      setConflict(null);
-      setLoadError(null);
       try {
         const f = await takeFlow(flowId, signal);
         if (signal.aborted || f.id !== flowId) return; // a newer load (another flow) owns the canvas
+        setPreview(null);
+        setConflict(null);
+        setLoadError(null);
         setFlow(f);
         const draft = useDraft ? loadDraft(flowId) : null;
         const differs = draft && JSON.stringify(draft.definition) !== JSON.stringify(f.definition);
@@ -104,7 +114,7 @@ export function EditorPage() {
   useEffect(() => {
     fire(loadCatalogue());
     useRunView.getState().clear();
-    setFlow(null);
+    // eslint-disable-next-line react-hooks/set-state-in-effect -- openFlow sets state only after its await
     fire(openFlow(true));
     return () => {
       loadAbort.current?.abort();

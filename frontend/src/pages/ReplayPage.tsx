@@ -42,6 +42,14 @@ export function ReplayPage() {
   const [loaded, setLoaded] = useState(false);
   const [generation, setGeneration] = useState(0);
   const rf = useRef<FlowInstance | null>(null);
+  const loadKey = `${runId}:${generation}`;
+  const [shownKey, setShownKey] = useState(loadKey);
+  if (shownKey !== loadKey) {
+    // another run (or a resumed one): show "loading" while rendering, not from the load effect
+    setShownKey(loadKey);
+    setLoaded(false);
+    setError(null);
+  }
 
   /** Re-reads the run's steps; an answer for a run no longer shown is dropped. */
   const refreshRun = useCallback(async () => {
@@ -57,8 +65,6 @@ export function ReplayPage() {
     fire(loadCatalogue());
     const abort = new AbortController();
     const { signal } = abort;
-    setLoaded(false);
-    setError(null);
     (async () => {
       const r: RunWithSteps = await runs.get(runId, signal);
       const [ver, flow] = await Promise.all([

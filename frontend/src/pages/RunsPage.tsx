@@ -26,24 +26,25 @@ export function RunsPage() {
   const [items, setItems] = useState<Run[] | null>(null);
   const [cursor, setCursor] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [signal, setSignal] = useState<AbortSignal | null>(null);
+  const abortRef = useRef<AbortController | null>(null);
   const shown = useRef<{ items: Run[] | null; cursor: string | null }>({ items: null, cursor: null });
   useEffect(() => {
     shown.current = { items, cursor }; // read by refresh() after renders, never during one
   });
-
-  // One AbortController per filter: changing the filter drops every answer of the old one.
-  useEffect(() => {
-    const abort = new AbortController();
-    setSignal(abort.signal);
+  const filterKey = `${flowId}|${status}`;
+  const [shownFilter, setShownFilter] = useState(filterKey);
+  if (shownFilter !== filterKey) {
+    // a new filter: the old rows go at once (while rendering), the old requests are aborted below
+    setShownFilter(filterKey);
     setItems(null);
     setCursor(null);
-    return () => abort.abort();
-  }, [flowId, status]);
+  }
 
   const filter = useCallback((limit: number, more: string | null) => ({ flow_id: flowId || undefined, status: status || undefined, limit, cursor: more }), [flowId, status]);
 
+  /** Runs a request under the current filter's AbortController; a stale answer is dropped. */
   const run = useCallback(async (fn: (s: AbortSignal) => Promise<void>) => {
+    const signal = abortRef.current?.signal;
     if (!signal) return;
     try {
       await fn(signal);
@@ -51,7 +52,7 @@ export function RunsPage() {
     } catch (err) {
       if (!signal.aborted && !isAbort(err)) setError(describeError(err));
     }
-  }, [signal]);
+  }, []);
 
   const loadMore = (more: string) =>
     run(async (s) => {
@@ -83,8 +84,12 @@ export function RunsPage() {
       .catch((err: unknown) => !abort.signal.aborted && setError(describeError(err)));
     return () => abort.abort();
   }, []);
+  // One AbortController per filter: changing the filter drops every answer of the old one.
   useEffect(() => {
+    const abort = new AbortController();
+    abortRef.current = abort;
     fire(refresh());
+    return () => abort.abort();
   }, [refresh]);
   const live = !!items?.some((r) => ['queued', 'running', 'waiting'].includes(r.status));
   useEffect(() => {

@@ -1,7 +1,7 @@
 // Config panel of the selected node: id (renamable; templates use it), label, the params form
 // generated from the node's JSON Schema (SchemaForm), retry/timeout, and the server's validation
 // errors for this node. Edits go through graph store actions (updateNodeData, renameNode).
-import { useEffect, useMemo, useState } from 'react';
+import { useMemo, useState } from 'react';
 import { useCatalogue } from '../stores/catalogue';
 import { useGraph } from '../stores/graph';
 import { categoryStyle } from '../canvas/nodeVisuals';
@@ -18,10 +18,13 @@ export function NodeConfigPanel({ nodeId }: { nodeId: string }) {
   const { updateNodeData, renameNode } = useGraph.getState();
   const [idDraft, setIdDraft] = useState(nodeId);
   const [idError, setIdError] = useState<string | null>(null);
-  useEffect(() => {
+  const [shownId, setShownId] = useState(nodeId);
+  if (shownId !== nodeId) {
+    // another node was selected: reset the id field while rendering (no effect, no extra commit)
+    setShownId(nodeId);
     setIdDraft(nodeId);
     setIdError(null);
-  }, [nodeId]);
+  }
   const completions = useMemo(
     () => ['inputs.', 'inputs.input_value', ...nodeIds.split('|').filter((id) => id && id !== nodeId).map((id) => `${id}.`)],
     [nodeIds, nodeId],

@@ -4,7 +4,7 @@
 // a secrets picker that inserts `{{ secrets.NAME }}`. Changes go to `onChange(params, fieldName)`.
 // Every widget is tied to its visible label (htmlFor / aria-labelledby), its help and error text
 // (aria-describedby) and reports aria-invalid; ids come from useId so two forms never collide.
-import { useEffect, useId, useMemo, useState } from 'react';
+import { useId, useMemo, useState } from 'react';
 import type { JsonSchema } from '../api/types';
 import { CodeEditor } from './CodeEditor';
 import { fieldsOf, isTemplate, validateParams, type FieldDesc } from './schema';
@@ -30,16 +30,19 @@ function JsonField({ f, value, set, readOnly, ids }: { f: FieldDesc; value: unkn
   const initial = value === undefined ? '' : typeof value === 'string' && isTemplate(value) ? value : JSON.stringify(value, null, 2);
   const [text, setText] = useState(initial);
   const [bad, setBad] = useState(false);
-  useEffect(() => {
-    setText((t) => {
-      try {
-        return JSON.stringify(JSON.parse(t)) === JSON.stringify(value) ? t : initial;
-      } catch {
-        return t;
-      }
-    });
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [value]);
+  const [shown, setShown] = useState(value);
+  if (shown !== value) {
+    // the value changed from outside (undo, another node): show it unless the text already means it
+    // (or is a half-typed edit that does not parse yet); done while rendering, not in an effect
+    setShown(value);
+    let keep: boolean;
+    try {
+      keep = JSON.stringify(JSON.parse(text)) === JSON.stringify(value);
+    } catch {
+      keep = true;
+    }
+    if (!keep) setText(initial);
+  }
   return (
     <>
       <CodeEditor
