@@ -4,9 +4,12 @@
 // playground (SSE) -> import a slow flow, run it and SIGKILL the worker executing it (E2E_WORKER_PIDS)
 // -> the run still finishes -> batch upload + results -> restore a version -> answer a waiting
 // node, resume the failed run -> replay a run and step through its timeline -> fork from a node with
-// edited inputs -> ops dashboard, deploy, versions. Screenshots go to test-artifacts/.
+// edited inputs -> ops dashboard, deploy, versions. Also (e2e/robustness.mjs): the open-A-then-B
+// load race and the save conflict banner, and axe-core over every page (zero serious/critical
+// violations). Screenshots go to test-artifacts/.
 // Exits non-zero on the first failed check.
 import { BASE_URL, EMAIL, PASSWORD, apiLogin, check, launch, shot, step } from './lib.mjs';
+import { axeCheck, axeReport, raceAndConflict } from './robustness.mjs';
 
 const WORKER_PIDS = (process.env.E2E_WORKER_PIDS ?? '').split(',').filter(Boolean).map(Number);
 const node = (id) => `.react-flow__node[data-id="${id}"]`;
@@ -60,16 +63,23 @@ async function main() {
       await page.locator('button[type="submit"]').click();
       await page.locator('.alert.error').waitFor();
       await shot(page, '01-login');
+      await axeCheck(page, 'login');
       await page.locator('input[name="password"]').fill(PASSWORD);
       await page.locator('button[type="submit"]').click();
       await page.locator('.topbar').waitFor();
       check((await page.locator('.topnav a', { hasText: 'Ops' }).count()) === 1, 'editor sees Ops (role-aware nav)');
     });
 
+    await step('open flow A, switch to B before A loads, save: B unchanged; a stale save conflicts', async () => {
+      await raceAndConflict(page, api);
+      await page.goto(`${BASE_URL}/#/`);
+    });
+
     await step('create a flow', async () => {
       await page.locator('[data-testid="new-flow"]').click();
       await page.locator(node('start')).waitFor();
       await page.locator(node('result')).waitFor();
+      await axeCheck(page, 'editor');
     });
 
     await step('drag a Template node from the palette', async () => {
@@ -79,6 +89,7 @@ async function main() {
       });
       await page.locator(node('template_1')).waitFor();
       await page.locator('[data-testid="config-panel"]').waitFor();
+      await axeCheck(page, 'editor with node form');
     });
 
     await step('connect typed ports; a refused connection shows a hint', async () => {
@@ -121,7 +132,10 @@ async function main() {
         check((await page.locator(node(id)).locator('.fnode').getAttribute('data-status')) === 'succeeded', `${id} coloured succeeded`);
       }
       chatRunUrl = await bubble.locator('a').getAttribute('href');
+      check((await page.locator('[data-testid="connection"]').getAttribute('data-state')) === 'ended', 'the follow shows it ended');
+      check((await page.locator('[data-testid="pending"]').count()) === 0, 'no pending bubble after the reply');
       await shot(page, '04-playground');
+      await axeCheck(page, 'playground');
     });
 
     await step('deploy panel: publish, API key, snippets', async () => {
@@ -133,6 +147,7 @@ async function main() {
       await page.locator('[data-testid="new-key"]').waitFor();
       check((await page.locator('[data-testid="snippet"]').innerText()).includes('/api/v1/run/'), 'snippet shows the endpoint');
       await shot(page, '05-deploy');
+      await axeCheck(page, 'deploy');
       await page.locator('[data-tab="versions"]').click();
       await page.locator('.version-list li').nth(1).waitFor();
       await shot(page, '06-versions');
@@ -145,6 +160,7 @@ async function main() {
       await page.locator('[data-testid="batch-progress"][data-status="succeeded"]').waitFor({ timeout: 60000 });
       check((await page.locator('[data-testid="batch-progress"]').innerText()).includes('5/5'), 'all 5 items done');
       await shot(page, '06b-batch');
+      await axeCheck(page, 'batch');
       const [download] = await Promise.all([page.waitForEvent('download'), page.locator('button', { hasText: 'Download results' }).click()]);
       const text = await (await download.createReadStream()).toArray().then((chunks) => Buffer.concat(chunks).toString());
       check(text.trim().split('\n').length === 5 && text.includes('You said: gamma'), 'results JSONL');
@@ -174,6 +190,7 @@ async function main() {
       await page.locator(node('template_1')).click();
       await page.locator('[data-testid="step-template_1"]').waitFor();
       await shot(page, '07-replay-mid');
+      await axeCheck(page, 'replay');
       await page.locator('button[aria-label="last"]').click();
       check((await page.locator('[data-testid="step-template_1"]').innerText()).includes('You said: hello'), 'inspector shows the output');
     });
@@ -283,6 +300,7 @@ async function main() {
       await page.goto(`${BASE_URL}/#/runs`);
       await page.locator('tr[data-run-id]').nth(2).waitFor();
       await shot(page, '11-runs');
+      await axeCheck(page, 'runs');
     });
 
     await step('ops dashboard', async () => {
@@ -291,12 +309,14 @@ async function main() {
       await page.locator('.chart').waitFor();
       await page.waitForTimeout(3500);
       await shot(page, '12-ops');
+      await axeCheck(page, 'ops');
     });
 
     await step('flow list with search', async () => {
       await page.goto(`${BASE_URL}/#/`);
       await page.locator('.flow-row').nth(1).waitFor();
       await shot(page, '13-flows');
+      await axeCheck(page, 'flows');
       const before = await page.locator('.flow-row').count();
       await page.locator('input[aria-label="Search flows"]').fill('slow hash');
       await page.waitForFunction(
@@ -309,6 +329,7 @@ async function main() {
     });
 
     check(consoleErrors.length === 0, `no uncaught page errors: ${consoleErrors.join(' | ')}`);
+    axeReport();
     console.log('designer e2e: all checks passed');
   } catch (err) {
     await shot(page, 'zz-failure').catch(() => undefined);

@@ -191,3 +191,38 @@ def test_malformed_ids_are_404_not_500(api: Api) -> None:
         assert_problem(r, 404)
     flow = api.create_flow(template_flow("x"))
     assert_problem(api.http.post(f"/api/v1/flows/{flow['id']}/versions/abc/restore"), 404)
+
+
+def test_stale_save_is_409_with_the_newer_version_and_writes_nothing(api: Api) -> None:
+    fid = api.create_flow(template_flow("base"), name="concurrent")["id"]
+    mine, theirs = template_flow("mine"), template_flow("theirs")
+    r = api.http.put(f"/api/v1/flows/{fid}", json={"definition": theirs, "base_version": 1})
+    assert r.status_code == 200 and r.json()["version"] == 2, r.text
+
+    stale = api.http.put(
+        f"/api/v1/flows/{fid}", json={"definition": mine, "base_version": 1, "name": "renamed"}
+    )
+    body = assert_problem(stale, 409, "body.base_version")
+    assert body["current_version"] == 2
+    now = api.http.get(f"/api/v1/flows/{fid}").json()
+    assert now["version"] == 2 and now["definition"] == theirs and now["name"] == "concurrent"
+
+    by_header = api.http.put(
+        f"/api/v1/flows/{fid}", json={"definition": mine}, headers={"If-Match": '"1"'}
+    )
+    assert assert_problem(by_header, 409)["current_version"] == 2
+    ok = api.http.put(
+        f"/api/v1/flows/{fid}", json={"definition": mine}, headers={"If-Match": '"2"'}
+    )
+    assert ok.status_code == 200 and ok.json()["version"] == 3, ok.text
+    assert_problem(
+        api.http.put(f"/api/v1/flows/{fid}", json={"name": "x"}, headers={"If-Match": "v3"}),
+        422,
+        "header.If-Match",
+    )
+    # without a base version the contract's last-write-wins PUT still works
+    legacy = api.http.put(f"/api/v1/flows/{fid}", json={"definition": theirs})
+    assert legacy.status_code == 200 and legacy.json()["version"] == 4
+    assert_problem(
+        api.http.put(f"/api/v1/flows/{uuid.uuid4()}", json={"name": "x", "base_version": 1}), 404
+    )

@@ -199,3 +199,26 @@ def test_sync_run_streams_step_events_then_outputs(api: Api) -> None:
     assert any(e.get("event") == "step" for e in events)
     end = json.loads(events[-1]["data"])
     assert events[-1]["event"] == "end" and end["outputs"] == {"text": "s v"}
+
+
+def test_sync_stream_names_its_run_so_a_dropped_stream_resumes_on_the_event_log(api: Api) -> None:
+    flow = api.create_flow(
+        linear_flow(("t", "template", {"template": "s {{ inputs.input_value }}"}))
+    )
+    with api.http.stream(
+        "POST", f"/api/v1/run/{flow['id']}?stream=true", json={"input_value": "v"}
+    ) as r:
+        header_id = r.headers["x-run-id"]
+        events = sse_events("".join(r.iter_text()))
+    first = events[0]
+    assert first["event"] == "run" and "id" not in first, first
+    assert json.loads(first["data"])["run_id"] == header_id
+    assert json.loads(events[-1]["data"])["run_id"] == header_id
+    # resume as a client whose stream dropped after its first step event: the rest, nothing twice
+    step_ids = [e["id"] for e in events if e.get("event") == "step"]
+    tail = sse_events(
+        api.http.get(
+            f"/api/v1/runs/{header_id}/events", headers={"Last-Event-ID": step_ids[0]}
+        ).text
+    )
+    assert [e["id"] for e in tail if e.get("event") == "step"] == step_ids[1:]

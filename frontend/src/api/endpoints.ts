@@ -1,62 +1,64 @@
-// Every API call the designer makes, one function per endpoint (DESIGN.md §3), all through
-// http.ts `request()`. Stores and panels call these; streaming calls live in sse.ts.
-import { request, rawRequest } from './http';
-import type {
-  ApiKey,
-  ApiKeyCreated,
-  BatchStatus,
-  Flow,
-  FlowDefinition,
-  FlowExport,
-  FlowVersion,
-  FlowVersionOut,
-  NodeSpec,
-  OpsStats,
-  RunCreated,
-  RunPage,
-  RunWithSteps,
-  Secret,
-  User,
-} from './types';
-
-const j = (body: unknown) => ({ method: 'POST', body });
+// Every API call the designer makes, one function per endpoint (DESIGN.md §3), typed from the
+// OpenAPI spec through typed.ts `call()` (path and query parameters, JSON bodies and, where the
+// API declares them, answers). Answers the API still declares as free-form dicts (flows, runs,
+// the node catalogue) are described once here with `described<T>()` and types.ts. Stores and
+// panels call these; following a run (SSE) lives in follow.ts.
+import { rawRequest } from './http';
+import { call, described, fillPath } from './typed';
+import type { Flow, FlowDefinition, FlowExport, FlowPatch, FlowVersion, NodeSpec, RunPage, RunWithSteps } from './types';
 
 export const auth = {
-  login: (email: string, password: string) =>
-    request<{ access_token: string }>('/api/auth/login', j({ email, password })),
-  logout: () => request<void>('/api/auth/logout', { method: 'POST' }),
-  me: () => request<User>('/api/auth/me'),
+  login: (email: string, password: string) => call('post', '/api/auth/login', { body: { email, password } }),
+  logout: () => call('post', '/api/auth/logout'),
+  me: () => call('get', '/api/auth/me'),
 };
+
+const flowPath = (id: string) => ({ flow_id: id });
+
+/** A JSON body for routes that decode an optional body themselves (the spec declares none). */
+const optionalJson = (body: unknown) => ({ raw: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
 
 export const flows = {
-  list: () => request<Flow[]>('/api/v1/flows'),
-  get: (id: string) => request<Flow>(`/api/v1/flows/${id}`),
+  list: () => described<Flow[]>(call('get', '/api/v1/flows')),
+  get: (id: string, signal?: AbortSignal) => described<Flow>(call('get', '/api/v1/flows/{flow_id}', { path: flowPath(id), signal })),
   create: (name: string, definition: FlowDefinition, description = '') =>
-    request<Flow>('/api/v1/flows', j({ name, definition, description })),
-  update: (id: string, patch: { name?: string; description?: string; definition?: FlowDefinition }) =>
-    request<Flow>(`/api/v1/flows/${id}`, { method: 'PUT', body: patch }),
-  remove: (id: string) => request<void>(`/api/v1/flows/${id}`, { method: 'DELETE' }),
+    described<Flow>(call('post', '/api/v1/flows', { body: { name, definition: { ...definition }, description } })),
+  /** `base_version`: the version the edit is based on; a newer flow answers 409 (ApiError). */
+  update: (
+    id: string,
+    patch: Omit<FlowPatch, 'definition'> & { definition?: FlowDefinition },
+    signal?: AbortSignal,
+  ) =>
+    described<Flow>(
+      call('put', '/api/v1/flows/{flow_id}', {
+        path: flowPath(id),
+        body: { ...patch, definition: patch.definition ? { ...patch.definition } : undefined },
+        signal,
+      }),
+    ),
+  remove: (id: string) => call('delete', '/api/v1/flows/{flow_id}', { path: flowPath(id) }),
   duplicate: (id: string, name?: string) =>
-    request<Flow>(`/api/v1/flows/${id}/duplicate`, j(name ? { name } : {})),
-  exportJson: (id: string) => request<FlowExport>(`/api/v1/flows/${id}/export`),
-  importJson: (data: FlowExport) => request<Flow>('/api/v1/flows/import', j(data)),
-  versions: (id: string) => request<FlowVersion[]>(`/api/v1/flows/${id}/versions`),
-  version: (id: string, version: number) =>
-    request<FlowVersionOut>(`/api/v1/flows/${id}/versions/${version}`),
+    described<Flow>(call('post', '/api/v1/flows/{flow_id}/duplicate', { path: flowPath(id), ...optionalJson(name ? { name } : {}) })),
+  exportJson: (id: string) => call('get', '/api/v1/flows/{flow_id}/export', { path: flowPath(id) }),
+  importJson: (data: FlowExport) => described<Flow>(call('post', '/api/v1/flows/import', { body: data })),
+  versions: (id: string) => described<FlowVersion[]>(call('get', '/api/v1/flows/{flow_id}/versions', { path: flowPath(id) })),
+  version: (id: string, version: number, signal?: AbortSignal) =>
+    call('get', '/api/v1/flows/{flow_id}/versions/{version}', { path: { flow_id: id, version }, signal }),
   restore: (id: string, version: number) =>
-    request<Flow>(`/api/v1/flows/${id}/versions/${version}/restore`, { method: 'POST' }),
-  publish: (id: string, version: number) => request<Flow>(`/api/v1/flows/${id}/publish`, j({ version })),
-  unpublish: (id: string) => request<Flow>(`/api/v1/flows/${id}/unpublish`, { method: 'POST' }),
+    described<Flow>(call('post', '/api/v1/flows/{flow_id}/versions/{version}/restore', { path: { flow_id: id, version } })),
+  publish: (id: string, version: number) =>
+    described<Flow>(call('post', '/api/v1/flows/{flow_id}/publish', { path: flowPath(id), ...optionalJson({ version }) })),
+  unpublish: (id: string) => described<Flow>(call('post', '/api/v1/flows/{flow_id}/unpublish', { path: flowPath(id) })),
 };
 
-export const nodes = { catalogue: () => request<NodeSpec[]>('/api/v1/nodes') };
+export const nodes = { catalogue: () => described<NodeSpec[]>(call('get', '/api/v1/nodes')) };
 
-export const secrets = { list: () => request<Secret[]>('/api/v1/secrets') };
+export const secrets = { list: () => call('get', '/api/v1/secrets') };
 
 export const apiKeys = {
-  list: () => request<ApiKey[]>('/api/v1/api-keys'),
-  create: (name: string) => request<ApiKeyCreated>('/api/v1/api-keys', j({ name })),
-  revoke: (id: string) => request<void>(`/api/v1/api-keys/${id}`, { method: 'DELETE' }),
+  list: () => call('get', '/api/v1/api-keys'),
+  create: (name: string) => call('post', '/api/v1/api-keys', { body: { name, scope: 'full' } }),
+  revoke: (id: string) => call('delete', '/api/v1/api-keys/{key_id}', { path: { key_id: id } }),
 };
 
 export interface RunFilter {
@@ -66,46 +68,48 @@ export interface RunFilter {
   cursor?: string | null;
 }
 
+const runPath = (id: string) => ({ run_id: id });
+
 export const runs = {
   /** `version` pins the run (the designer runs what it shows, not the published version). */
   start: (flowId: string, inputs: Record<string, unknown>, version?: number) =>
-    request<RunCreated>(`/api/v1/flows/${flowId}/runs`, j(version ? { inputs, version } : { inputs })),
-  list: (f: RunFilter) => {
-    const q = new URLSearchParams();
-    if (f.flow_id) q.set('flow_id', f.flow_id);
-    if (f.status) q.set('status', f.status);
-    q.set('limit', String(f.limit ?? 50));
-    if (f.cursor) q.set('cursor', f.cursor);
-    return request<RunPage>(`/api/v1/runs?${q.toString()}`);
-  },
-  get: (id: string) => request<RunWithSteps>(`/api/v1/runs/${id}`),
-  cancel: (id: string) => request<{ status: string }>(`/api/v1/runs/${id}/cancel`, { method: 'POST' }),
-  resume: (id: string) => request<{ status: string }>(`/api/v1/runs/${id}/resume`, { method: 'POST' }),
+    call('post', '/api/v1/flows/{flow_id}/runs', {
+      path: flowPath(flowId),
+      ...optionalJson(version ? { inputs, version } : { inputs }),
+    }),
+  list: (f: RunFilter, signal?: AbortSignal) =>
+    described<RunPage>(
+      call('get', '/api/v1/runs', {
+        query: { flow_id: f.flow_id, status: f.status, limit: f.limit ?? 50, cursor: f.cursor ?? undefined },
+        signal,
+      }),
+    ),
+  get: (id: string, signal?: AbortSignal) => described<RunWithSteps>(call('get', '/api/v1/runs/{run_id}', { path: runPath(id), signal })),
+  cancel: (id: string) => call('post', '/api/v1/runs/{run_id}/cancel', { path: runPath(id) }),
+  resume: (id: string) => call('post', '/api/v1/runs/{run_id}/resume', { path: runPath(id) }),
   fork: (id: string, fromNodeId: string, inputs?: Record<string, unknown>) =>
-    request<{ id: string; status: string }>(
-      `/api/v1/runs/${id}/fork`,
-      j(inputs ? { from_node_id: fromNodeId, inputs } : { from_node_id: fromNodeId }),
-    ),
-  signal: (id: string, nodeId: string, payload: unknown) =>
-    request<{ delivered: boolean; status: string }>(
-      `/api/v1/runs/${id}/signal`,
-      j({ node_id: nodeId, payload }),
-    ),
+    call('post', '/api/v1/runs/{run_id}/fork', {
+      path: runPath(id),
+      body: inputs ? { from_node_id: fromNodeId, inputs } : { from_node_id: fromNodeId },
+    }),
+  /** Answers one waiting step: `itemIndex` picks the map item (any item, not only 0). */
+  signal: (id: string, nodeId: string, payload: unknown, itemIndex = 0) =>
+    call('post', '/api/v1/runs/{run_id}/signal', { path: runPath(id), body: { node_id: nodeId, payload, item_index: itemIndex } }),
 };
 
 export const batches = {
   /** Uploads a JSONL or CSV file (or a JSON list) as the raw body, typed by its content type. */
   create: (flowId: string, file: Blob, contentType: string, version?: number) =>
-    request<{ id: string }>(`/api/v1/flows/${flowId}/batches${version ? `?version=${version}` : ''}`, {
-      method: 'POST',
+    call('post', '/api/v1/flows/{flow_id}/batches', {
+      path: flowPath(flowId),
+      query: version ? { version } : undefined,
       raw: file,
       headers: { 'content-type': contentType },
     }),
-  get: (id: string) => request<BatchStatus>(`/api/v1/batches/${id}`),
-  results: async (id: string) => (await rawRequest(`/api/v1/batches/${id}/results`)).text(),
+  get: (id: string) => call('get', '/api/v1/batches/{batch_id}', { path: { batch_id: id } }),
+  results: async (id: string) => (await rawRequest(fillPath('/api/v1/batches/{batch_id}/results', { batch_id: id }))).text(),
 };
 
 export const ops = {
-  stats: (minutes = 60, bucketSeconds = 60) =>
-    request<OpsStats>(`/api/v1/ops/stats?minutes=${minutes}&bucket_seconds=${bucketSeconds}`),
+  stats: (minutes = 60, bucketSeconds = 60) => call('get', '/api/v1/ops/stats', { query: { minutes, bucket_seconds: bucketSeconds } }),
 };

@@ -1,7 +1,8 @@
 // HTTP core of the designer: `apiUrl(path)` prefixes the API base (VITE_API_URL or the seed's
 // REACT_APP_API_URL; empty = same origin, as when the API serves the built app) and `request()`
 // sends JSON with the session cookie and turns RFC 9457 problem+json answers into `ApiError`
-// (status, title, detail, errors[{path, reason, node_id, edge_id}]). endpoints.ts calls request().
+// (status, title, detail, errors[{path, reason, node_id, edge_id}], body). endpoints.ts calls
+// request(); api/errors.ts `describeError` turns any failure into text.
 export interface FieldError {
   path?: string;
   reason: string;
@@ -15,6 +16,8 @@ export class ApiError extends Error {
     public title: string,
     public detail: string | undefined,
     public errors: FieldError[] = [],
+    /** The whole problem+json body (extension members such as `current_version` on a 409). */
+    public body: Record<string, unknown> = {},
   ) {
     super(detail ? `${title}: ${detail}` : title);
   }
@@ -33,14 +36,19 @@ export function setUnauthorizedHandler(fn: (() => void) | null): void {
   onUnauthorized = fn;
 }
 
+/** For callers using fetch directly (follow.ts): a 401 signs the user out like any request. */
+export function reportUnauthorized(): void {
+  onUnauthorized?.();
+}
+
 export async function toApiError(res: Response): Promise<ApiError> {
-  let body: { title?: string; detail?: string; errors?: FieldError[] } = {};
+  let body: { title?: string; detail?: string; errors?: FieldError[]; [k: string]: unknown } = {};
   try {
     body = (await res.json()) as typeof body;
   } catch {
     /* not JSON: keep the status line */
   }
-  return new ApiError(res.status, body.title ?? res.statusText, body.detail, body.errors ?? []);
+  return new ApiError(res.status, body.title ?? res.statusText, body.detail, body.errors ?? [], body);
 }
 
 export interface RequestOptions {

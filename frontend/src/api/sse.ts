@@ -1,10 +1,7 @@
 // Server-Sent Events over fetch (EventSource cannot POST nor set Last-Event-ID on a first
 // connect): `SseParser.push(chunk)` turns text chunks into {event, data, id} messages (pure, unit
-// tested); `readSse(response, onMessage)` pumps a ReadableStream through it. `streamChatRun()`
-// posts to /api/v1/run/{flow}?stream=true; `followRunEvents()` GETs /api/v1/runs/{id}/events,
-// replaying from Last-Event-ID and reconnecting after a dropped connection until `end`.
-import { apiUrl, toApiError } from './http';
-import type { RunEvent, RunResult } from './types';
+// tested); `readSse(response, onMessage)` pumps a ReadableStream through it. Following a run
+// (reconnects, Last-Event-ID, connection state) lives in follow.ts, built on these two.
 
 export interface SseMessage {
   event: string;
@@ -55,68 +52,5 @@ export async function readSse(res: Response, onMessage: (m: SseMessage) => void)
     const { value, done } = await reader.read();
     if (done) break;
     for (const m of parser.push(decoder.decode(value, { stream: true }))) onMessage(m);
-  }
-}
-
-export interface RunStreamHandlers {
-  onEvent: (e: RunEvent) => void;
-  onEnd: (result: RunResult) => void;
-}
-
-export async function streamChatRun(
-  flowId: string,
-  inputValue: string,
-  handlers: RunStreamHandlers,
-  signal?: AbortSignal,
-  version?: number,
-): Promise<void> {
-  const res = await fetch(apiUrl(`/api/v1/run/${flowId}?stream=true`), {
-    method: 'POST',
-    credentials: 'include',
-    headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
-    body: JSON.stringify(version ? { input_value: inputValue, version } : { input_value: inputValue }),
-    signal,
-  });
-  if (!res.ok) throw await toApiError(res);
-  await readSse(res, (m) => {
-    if (m.event === 'end') handlers.onEnd(JSON.parse(m.data) as RunResult);
-    else handlers.onEvent(JSON.parse(m.data) as RunEvent);
-  });
-}
-
-/** Follows a run's event log until `end`; resumes after network drops from the last seen id. */
-export async function followRunEvents(
-  runId: string,
-  onEvent: (e: RunEvent) => void,
-  signal: AbortSignal,
-  onEnd?: (status: string) => void,
-): Promise<void> {
-  let lastId: string | null = null;
-  let failures = 0;
-  while (!signal.aborted) {
-    try {
-      const headers: Record<string, string> = { accept: 'text/event-stream' };
-      if (lastId) headers['last-event-id'] = lastId;
-      const res = await fetch(apiUrl(`/api/v1/runs/${runId}/events`), {
-        credentials: 'include',
-        headers,
-        signal,
-      });
-      if (!res.ok) throw await toApiError(res);
-      let ended = false;
-      await readSse(res, (m) => {
-        if (m.id) lastId = m.id;
-        if (m.event === 'end') {
-          ended = true;
-          onEnd?.((JSON.parse(m.data) as { status: string }).status);
-        } else onEvent(JSON.parse(m.data) as RunEvent);
-      });
-      if (ended) return;
-      failures = 0;
-    } catch (err) {
-      if (signal.aborted) return;
-      if ((err as { status?: number }).status === 404 || ++failures > 20) throw err;
-      await new Promise((r) => setTimeout(r, Math.min(5000, 250 * 2 ** failures)));
-    }
   }
 }

@@ -4,7 +4,7 @@
 import type { components } from '../../generated/openapi';
 
 type S = components['schemas'];
-export type User = S['User'];
+export type User = S['MeOut'];
 export type LoginBody = S['LoginBody'];
 export type ApiKey = S['ApiKeyOut'];
 export type ApiKeyCreated = S['ApiKeyCreated'];
@@ -16,6 +16,7 @@ export type RunCreated = S['RunCreated'];
 export type ForkIn = S['ForkIn'];
 export type SignalIn = S['SignalIn'];
 export type FlowExport = S['FlowExport'];
+export type FlowPatch = S['FlowPatch'];
 
 export interface Position {
   x: number;
@@ -65,6 +66,7 @@ export interface Flow {
   definition: FlowDefinition;
   version: number;
   published_version?: number | null;
+  endpoint_name?: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -192,3 +194,12 @@ export interface RunResult {
 }
 
 export type BatchStatus = S['BatchOut'];
+
+/** A definition read from a free-form answer or a file: checked for its nodes and edges lists. */
+export function asFlowDefinition(value: unknown): FlowDefinition {
+  const v = value as { nodes?: unknown; edges?: unknown } | null;
+  if (!v || typeof v !== 'object' || !Array.isArray(v.nodes) || !Array.isArray(v.edges)) {
+    throw new Error('not a flow definition: expected {"nodes": [...], "edges": [...]}');
+  }
+  return { nodes: v.nodes as DefNode[], edges: v.edges as DefEdge[] };
+}

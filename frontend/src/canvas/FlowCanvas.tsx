@@ -3,6 +3,9 @@
 // drag & drop from the palette (onDrop -> graph.addNode at the drop point), selection box and
 // multi-select, minimap, controls and background. No side effects beyond the graph store: saving
 // and running are the page's business. `onReady` hands the page the React Flow instance.
+// Accessibility: every node gets an aria-label ("<title> node <id>, <status>") for React Flow's
+// focusable wrapper, and React Flow's own a11y descriptions (keyboard help, live announcements)
+// stay on, worded for this editor (ARIA_LABELS).
 import {
   Background,
   BackgroundVariant,
@@ -28,6 +31,23 @@ import { DND_TYPE } from './Palette';
 
 export type FlowInstance = ReactFlowInstance<FlowNodeT, FlowEdge>;
 
+const ARIA_LABELS = {
+  'node.a11yDescription.default':
+    'Press Enter or Space to select a node, arrow keys to move it (Ctrl+Z undoes), Delete to remove it, Escape to cancel.',
+  'edge.a11yDescription.default': 'Press Enter or Space to select an edge, Delete to remove it, Escape to cancel.',
+};
+
+/** The node with its aria-label; cached per node object so unchanged nodes keep their identity. */
+const labelled = new WeakMap<FlowNodeT, { key: string; node: FlowNodeT }>();
+function withAriaLabel(n: FlowNodeT, title: string, status: string | undefined): FlowNodeT {
+  const label = `${(n.data.label as string | undefined) || title} node ${n.id}${status ? `, ${status}` : ''}`;
+  const hit = labelled.get(n);
+  if (hit && hit.key === label) return hit.node;
+  const node = { ...n, ariaLabel: label };
+  labelled.set(n, { key: label, node });
+  return node;
+}
+
 interface Props {
   onReady?: (rf: FlowInstance) => void;
   onNodeClick?: (id: string) => void;
@@ -46,6 +66,11 @@ export function FlowCanvas({ onReady, onNodeClick }: Props) {
   const nodeTypes = useMemo<NodeTypes>(
     () => Object.fromEntries([...specs.map((s) => [s.type, FlowNode]), ['default', FlowNode]]),
     [specs],
+  );
+
+  const ariaNodes = useMemo(
+    () => nodes.map((n) => withAriaLabel(n, byType[n.type ?? '']?.title ?? n.type ?? 'node', runStates[n.id]?.status)),
+    [nodes, byType, runStates],
   );
 
   const styledEdges = useMemo(
@@ -110,8 +135,9 @@ export function FlowCanvas({ onReady, onNodeClick }: Props) {
       data-testid="canvas"
     >
       <ReactFlow<FlowNodeT, FlowEdge>
-        nodes={nodes}
+        nodes={ariaNodes}
         edges={styledEdges}
+        ariaLabelConfig={ARIA_LABELS}
         nodeTypes={nodeTypes}
         onNodesChange={onNodesChange}
         onEdgesChange={onEdgesChange}

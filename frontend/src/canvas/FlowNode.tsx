@@ -1,13 +1,14 @@
 // One node card on the canvas (small and pure: props in, JSX out). It reads its catalogue entry
 // (title, ports), its step state from the run view (colour ring + badge while a run is live or
 // replayed) and its server validation errors from the graph store; renders one React Flow
-// <Handle> per typed port. FlowCanvas registers it for every node type in the catalogue.
+// <Handle> per typed port. FlowCanvas registers it for every node type in the catalogue (and gives
+// React Flow's focusable wrapper its aria-label). Status badges use STATUS_BADGE (4.5:1 on white text).
 import { Handle, Position, type NodeProps } from '@xyflow/react';
 import { memo } from 'react';
 import { useCatalogue } from '../stores/catalogue';
 import { useGraph } from '../stores/graph';
 import { outputsFor, type FlowNode as FlowNodeT } from '../stores/graphLogic';
-import { STATUS_COLORS } from '../stores/runState';
+import { STATUS_BADGE, STATUS_COLORS } from '../stores/runState';
 import { useRunView } from '../stores/runView';
 import { categoryStyle, paramSummary } from './nodeVisuals';
 
@@ -36,6 +37,7 @@ function FlowNodeView({ id, type, data, selected }: NodeProps<FlowNodeT>) {
         {
           '--accent': style.color,
           '--status': status ? STATUS_COLORS[status] : 'transparent',
+          '--status-badge': status ? STATUS_BADGE[status] : undefined,
           minHeight: Math.max(inputs.length, outputs.length) > 1 ? 24 + 22 * Math.max(inputs.length, outputs.length) : undefined,
         } as React.CSSProperties
       }

@@ -1,48 +1,83 @@
-// Keyboard shortcuts of the editor (a hook the page mounts; typing in inputs and code editors is
-// left alone): Delete/Backspace delete the selection, Ctrl/⌘+C/V copy/paste, Ctrl/⌘+Z undo,
-// Ctrl/⌘+Shift+Z or Ctrl+Y redo, Ctrl/⌘+A select all, Ctrl/⌘+S save (the page's callback),
-// L auto-layout, F zoom to fit. All edits go through the graph store's actions.
+// Keyboard shortcuts of the editor, scoped to the canvas: they act only when focus is on the
+// canvas (or on nothing, after clicking the pane), never while typing in an input or code editor
+// or with focus in a side panel, and Ctrl/⌘+C leaves a text selection to the browser (copying
+// text from a panel copies text, not nodes). Ctrl/⌘+S saves from anywhere in the editor.
+// Delete/Backspace delete the selection, Ctrl/⌘+C/V copy/paste, Ctrl/⌘+Z undo, Ctrl/⌘+Shift+Z
+// or Ctrl+Y redo, Ctrl/⌘+A select all, L auto-layout, F zoom to fit. Arrow keys on a focused node
+// move the selection (React Flow; undoable through the graph store). `shortcutFor` is pure.
 import { useEffect } from 'react';
 import { useGraph } from '../stores/graph';
 
 export const SHORTCUTS: [string, string][] = [
   ['Del / ⌫', 'Delete selection'],
-  ['Ctrl C / Ctrl V', 'Copy / paste'],
+  ['Ctrl C / Ctrl V', 'Copy / paste nodes'],
   ['Ctrl Z / Ctrl ⇧ Z', 'Undo / redo'],
   ['Ctrl A', 'Select all'],
   ['Ctrl S', 'Save'],
+  ['Arrows', 'Move the focused node (undoable)'],
   ['Shift-drag', 'Box select'],
   ['L', 'Auto-layout'],
   ['F', 'Zoom to fit'],
 ];
 
-function typingIn(target: EventTarget | null): boolean {
-  const el = target as HTMLElement | null;
+export type Shortcut = 'save' | 'undo' | 'redo' | 'copy' | 'paste' | 'selectAll' | 'delete' | 'layout' | 'fit';
+
+function typingIn(el: Element | null): boolean {
   if (!el) return false;
-  return el.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(el.tagName) || !!el.closest?.('.cm-editor');
+  const h = el as HTMLElement;
+  return h.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(h.tagName) || !!h.closest?.('.cm-editor');
+}
+
+function inCanvas(el: Element | null): boolean {
+  return !el || el === document.body || el === document.documentElement || !!el.closest?.('.canvas-wrap');
+}
+
+export interface KeyLike {
+  key: string;
+  ctrlKey: boolean;
+  metaKey: boolean;
+  shiftKey: boolean;
+  altKey: boolean;
+  target: EventTarget | null;
+}
+
+/** Which shortcut a key press means here, or null to leave it to the browser. */
+export function shortcutFor(e: KeyLike, selectedText = ''): Shortcut | null {
+  const target = e.target instanceof Element ? e.target : null;
+  const mod = e.ctrlKey || e.metaKey;
+  const k = e.key.toLowerCase();
+  if (mod && k === 's') return 'save';
+  if (typingIn(target) || !inCanvas(target)) return null;
+  if (mod && k === 'z') return e.shiftKey ? 'redo' : 'undo';
+  if (mod && k === 'y') return 'redo';
+  if (mod && k === 'c') return selectedText ? null : 'copy';
+  if (mod && k === 'v') return 'paste';
+  if (mod && k === 'a') return 'selectAll';
+  if (!mod && (e.key === 'Delete' || e.key === 'Backspace')) return 'delete';
+  if (!mod && !e.altKey && k === 'l') return 'layout';
+  if (!mod && !e.altKey && k === 'f') return 'fit';
+  return null;
 }
 
 export function useShortcuts(handlers: { onSave: () => void; onFit: () => void }) {
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
-      if (typingIn(e.target)) return;
+      const which = shortcutFor(e, window.getSelection?.()?.toString() ?? '');
+      if (!which) return;
+      e.preventDefault();
       const g = useGraph.getState();
-      const mod = e.ctrlKey || e.metaKey;
-      const k = e.key.toLowerCase();
-      const act = (fn: () => void) => {
-        e.preventDefault();
-        fn();
+      const actions: Record<Shortcut, () => void> = {
+        save: handlers.onSave,
+        undo: g.undo,
+        redo: g.redo,
+        copy: g.copy,
+        paste: g.paste,
+        selectAll: g.selectAll,
+        delete: g.deleteSelected,
+        layout: g.layout,
+        fit: handlers.onFit,
       };
-      if (mod && k === 's') act(handlers.onSave);
-      else if (mod && k === 'z' && e.shiftKey) act(g.redo);
-      else if (mod && k === 'z') act(g.undo);
-      else if (mod && k === 'y') act(g.redo);
-      else if (mod && k === 'c') act(g.copy);
-      else if (mod && k === 'v') act(g.paste);
-      else if (mod && k === 'a') act(g.selectAll);
-      else if (!mod && (e.key === 'Delete' || e.key === 'Backspace')) act(g.deleteSelected);
-      else if (!mod && !e.altKey && k === 'l') act(g.layout);
-      else if (!mod && !e.altKey && k === 'f') act(handlers.onFit);
+      actions[which]();
     };
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);

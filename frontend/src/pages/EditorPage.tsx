@@ -3,11 +3,17 @@
 // catalogue, restoring a local draft (the API has no draft endpoint, so unsaved edits are kept in
 // localStorage via stores/draft.ts), saving (PUT /api/v1/flows/{id} -> new version; a 422's
 // errors are pinned on the offending nodes), previewing old versions and keyboard shortcuts.
+// Race safety: every load has its own AbortController (a newer load or leaving the page aborts
+// it, a stale answer is dropped); save refuses unless the graph on the canvas belongs to the flow
+// in the URL, and sends the version the edits are based on (`base_version`): a 409 shows the
+// ConflictBanner (reload theirs / overwrite). A failed flow or catalogue load offers Retry.
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { useParams } from 'react-router-dom';
 import { flows } from '../api/endpoints';
+import { describeError, errorText } from '../api/errors';
 import { ApiError } from '../api/http';
-import type { Flow } from '../api/types';
+import { asFlowDefinition, type Flow, type FlowDefinition } from '../api/types';
+import { ConflictBanner, type Conflict } from '../components/ConflictBanner';
 import { FlowCanvas, type FlowInstance } from '../canvas/FlowCanvas';
 import { Palette } from '../canvas/Palette';
 import { Toolbar } from '../canvas/Toolbar';
@@ -25,7 +31,9 @@ import { clearDraft, loadDraft, saveDraft, type Draft } from '../stores/draft';
 import { useGraph } from '../stores/graph';
 import { errorsByNode } from '../stores/graphLogic';
 import { takeFlow } from '../stores/prefetch';
+import { notify, notifyError } from '../stores/notices';
 import { useRunView } from '../stores/runView';
+import { fire } from '../lib/fire';
 
 type Tab = 'node' | 'run' | 'batch' | 'deploy' | 'versions';
 const TABS: [Tab, string][] = [
@@ -42,6 +50,7 @@ export function EditorPage() {
   const canWrite = can('flows:write');
   const loadCatalogue = useCatalogue((s) => s.load);
   const catalogueReady = useCatalogue((s) => s.loaded);
+  const catalogueError = useCatalogue((s) => s.error);
   const selectedId = useGraph((s) => {
     const sel = s.nodes.filter((n) => n.selected);
     return sel.length === 1 ? sel[0].id : sel.length > 1 ? `${sel.length} selected` : null;
@@ -54,13 +63,36 @@ export function EditorPage() {
   const [loadError, setLoadError] = useState<string | null>(null);
   const [staleDraft, setStaleDraft] = useState<Draft | null>(null);
   const [preview, setPreview] = useState<number | null>(null);
+  const [conflict, setConflict] = useState<Conflict | null>(null);
   const rf = useRef<FlowInstance | null>(null);
+  const loadAbort = useRef<AbortController | null>(null);
+  const [shownFlowId, setShownFlowId] = useState(flowId);
+  if (shownFlowId !== flowId) {
+    // another flow in the URL: nothing of the old one may stay on screen (or be saved) meanwhile
+    setShownFlowId(flowId);
+    setFlow(null);
+    setPreview(null);
+    setConflict(null);
+    setLoadError(null);
+    setStaleDraft(null);
+  }
+
+  /** A fresh AbortController for the next load; the previous load's answer will be dropped. */
+  const newLoad = useCallback(() => {
+    loadAbort.current?.abort();
+    loadAbort.current = new AbortController();
+    return loadAbort.current.signal;
+  }, []);
 
   const openFlow = useCallback(
     async (useDraft: boolean) => {
-      setPreview(null);
+      const signal = newLoad();
       try {
-        const f = await takeFlow(flowId);
+        const f = await takeFlow(flowId, signal);
+        if (signal.aborted || f.id !== flowId) return; // a newer load (another flow) owns the canvas
+        setPreview(null);
+        setConflict(null);
+        setLoadError(null);
         setFlow(f);
         const draft = useDraft ? loadDraft(flowId) : null;
         const differs = draft && JSON.stringify(draft.definition) !== JSON.stringify(f.definition);
@@ -71,19 +103,23 @@ export function EditorPage() {
           useGraph.getState().load(f.definition, { flowId, name: f.name, version: f.version, readOnly: !canWrite });
           setStaleDraft(draft && differs ? draft : null);
         }
-        setTimeout(() => rf.current?.fitView({ padding: 0.2, maxZoom: 1.2 }), 50);
+        setTimeout(() => rf.current && fire(rf.current.fitView({ padding: 0.2, maxZoom: 1.2 })), 50);
       } catch (err) {
-        setLoadError(err instanceof ApiError ? err.detail ?? err.title : String(err));
+        if (!signal.aborted) setLoadError(describeError(err));
       }
     },
-    [flowId, canWrite],
+    [flowId, canWrite, newLoad],
   );
 
   useEffect(() => {
-    void loadCatalogue();
+    fire(loadCatalogue());
     useRunView.getState().clear();
-    void openFlow(true);
-    return () => useRunView.getState().clear();
+    // eslint-disable-next-line react-hooks/set-state-in-effect -- openFlow sets state only after its await
+    fire(openFlow(true));
+    return () => {
+      loadAbort.current?.abort();
+      useRunView.getState().clear();
+    };
   }, [loadCatalogue, openFlow]);
 
   // Keep unsaved edits as a local draft (debounced), outside any canvas component.
@@ -101,32 +137,48 @@ export function EditorPage() {
     };
   }, [flowId]);
 
-  const save = useCallback(async (): Promise<boolean> => {
+  /** Saves the canvas; `overwriteFrom` bases the save on that (newer) version after a conflict. */
+  const save = useCallback(async (overwriteFrom?: number): Promise<boolean> => {
     const g = useGraph.getState();
-    if (!g.dirty) return true;
+    // The canvas must hold the flow in the URL, loaded and not a preview: never write A into B.
+    if (g.flowId !== flowId || flow?.id !== flowId || preview !== null) {
+      const why = preview !== null ? 'leave the version preview first' : 'the flow is still loading, try again in a moment';
+      notify(`Not saved: ${why}.`, { kind: 'error' });
+      return false;
+    }
+    if (!g.dirty && overwriteFrom === undefined) return true;
     if (g.readOnly || !canWrite) return false;
+    const definition: FlowDefinition = g.definition();
+    const baseVersion = overwriteFrom ?? g.version;
     setSaving(true);
     try {
-      const saved = await flows.update(flowId, { definition: g.definition() });
-      useGraph.getState().markSaved(saved.version, saved.name);
+      const saved = await flows.update(flowId, { definition, base_version: baseVersion });
+      const now = useGraph.getState();
+      if (now.flowId !== flowId) return false; // the user left while saving
+      const editedMeanwhile = JSON.stringify(now.definition()) !== JSON.stringify(definition);
+      now.markSaved(saved.version, saved.name);
+      if (editedMeanwhile) useGraph.setState({ dirty: true }); // edits made during the save stay unsaved
       clearDraft(flowId);
       setFlow(saved);
+      setConflict(null);
       return true;
     } catch (err) {
-      if (err instanceof ApiError && err.status === 422) {
+      if (err instanceof ApiError && err.status === 409 && err.errors.some((e) => e.path === 'body.base_version')) {
+        setConflict({ baseVersion: g.version, currentVersion: (err.body?.current_version as number | undefined) ?? null });
+      } else if (err instanceof ApiError && err.status === 422) {
         const { nodes, general } = errorsByNode(err.errors, g.edges);
         useGraph.getState().setErrors(nodes, general.length || Object.keys(nodes).length ? general : [err.detail ?? err.title]);
       } else {
-        useGraph.getState().setErrors({}, [err instanceof ApiError ? err.detail ?? err.title : String(err)]);
+        useGraph.getState().setErrors({}, [errorText(err)]);
       }
       return false;
     } finally {
       setSaving(false);
     }
-  }, [flowId, canWrite]);
+  }, [flowId, canWrite, flow, preview]);
 
   const fit = useCallback(() => rf.current?.fitView({ padding: 0.2, duration: 300, maxZoom: 1.2 }), []);
-  const shortcutHandlers = useMemo(() => ({ onSave: () => void save(), onFit: fit }), [save, fit]);
+  const shortcutHandlers = useMemo(() => ({ onSave: () => fire(save()), onFit: fit }), [save, fit]);
   useShortcuts(shortcutHandlers);
 
   const addAtCenter = (type: string) => {
@@ -138,24 +190,60 @@ export function EditorPage() {
   };
 
   const showVersion = async (v: number) => {
-    const ver = await flows.version(flowId, v);
-    useGraph.getState().load(ver.definition as never, { flowId, name: flow?.name, version: v, readOnly: true });
-    setPreview(v);
+    const signal = newLoad();
+    try {
+      const ver = await flows.version(flowId, v, signal);
+      if (signal.aborted) return;
+      useGraph.getState().load(asFlowDefinition(ver.definition), { flowId, name: flow?.name, version: v, readOnly: true });
+      setPreview(v);
+    } catch (err) {
+      if (!signal.aborted) notifyError(err, `Could not open version ${v}`);
+    }
   };
 
-  if (loadError) return <div className="page"><div className="alert error">{loadError}</div></div>;
+  const rename = (name: string) =>
+    flows
+      .update(flowId, { name })
+      .then((f) => {
+        useGraph.getState().setName(f.name);
+        setFlow(f);
+      })
+      .catch((err: unknown) => notifyError(err, 'Rename failed'));
+
+  if (loadError) {
+    return (
+      <div className="page">
+        <div className="alert error" role="alert">
+          Could not open this flow: {loadError}
+        </div>
+        <button className="btn" onClick={() => fire(openFlow(true))}>
+          Retry
+        </button>
+      </div>
+    );
+  }
 
   return (
     <div className="editor">
       <Toolbar
-        onSave={() => void save()}
+        onSave={() => fire(save())}
         onFit={fit}
         saving={saving}
         canWrite={canWrite && !readOnly}
         draftNote="draft kept in localStorage"
         preview={preview}
-        onRename={(name) => void flows.update(flowId, { name }).then((f) => (useGraph.getState().setName(f.name), setFlow(f)))}
+        onRename={(name) => fire(rename(name))}
       />
+      {conflict && (
+        <ConflictBanner
+          conflict={conflict}
+          onReload={() => {
+            clearDraft(flowId);
+            fire(openFlow(false));
+          }}
+          onOverwrite={() => fire(save(conflict.currentVersion ?? undefined))}
+        />
+      )}
       {staleDraft && (
         <div className="banner warn">
           An unsaved draft from {timeAgo(staleDraft.savedAt)} (based on v{staleDraft.baseVersion}) exists.
@@ -170,7 +258,7 @@ export function EditorPage() {
       {preview !== null && (
         <div className="banner info">
           Previewing version {preview} (read only).
-          <button className="btn sm" onClick={() => void openFlow(true)}>
+          <button className="btn sm" onClick={() => fire(openFlow(true))}>
             Back to current
           </button>
         </div>
@@ -184,8 +272,17 @@ export function EditorPage() {
         <Palette onAdd={addAtCenter} disabled={readOnly} />
         {catalogueReady && flow ? (
           <FlowCanvas onReady={(i) => (rf.current = i)} onNodeClick={() => setTab('node')} />
+        ) : catalogueError && !catalogueReady ? (
+          <div className="canvas-wrap empty" role="alert">
+            <div className="alert error">Could not load the node catalogue: {catalogueError}</div>
+            <button className="btn" onClick={() => fire(loadCatalogue())} data-testid="catalogue-retry">
+              Retry
+            </button>
+          </div>
         ) : (
-          <div className="canvas-wrap empty">Loading…</div>
+          <div className="canvas-wrap empty" role="status">
+            Loading…
+          </div>
         )}
         <aside className="sidepanel">
           <nav className="tabs">
@@ -227,7 +324,7 @@ export function EditorPage() {
               <DeployPanel flowId={flowId} canManageKeys={can('keys:write')} flow={flow} canPublish={canWrite} onFlowChanged={setFlow} />
             )}
             {tab === 'versions' && (
-              <VersionsPanel flowId={flowId} current={flow?.version ?? 0} published={flow?.published_version} canWrite={canWrite} onRestored={() => void openFlow(false)} onPreview={(v) => void showVersion(v)} />
+              <VersionsPanel flowId={flowId} current={flow?.version ?? 0} published={flow?.published_version} canWrite={canWrite} onRestored={() => fire(openFlow(false))} onPreview={(v) => fire(showVersion(v))} />
             )}
           </div>
         </aside>

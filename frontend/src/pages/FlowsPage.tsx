@@ -5,9 +5,11 @@ import { useEffect, useMemo, useRef, useState } from 'react';
 import { Link, useNavigate } from 'react-router-dom';
 import { flows as flowsApi } from '../api/endpoints';
 import { ApiError } from '../api/http';
-import type { Flow, FlowDefinition, FlowExport } from '../api/types';
+import { asFlowDefinition, type Flow, type FlowDefinition, type FlowExport } from '../api/types';
+import { errorText } from '../api/errors';
 import { downloadText, timeAgo } from '../lib/download';
 import { useAuth } from '../stores/auth';
+import { fire } from '../lib/fire';
 
 export const STARTER: FlowDefinition = {
   nodes: [
@@ -41,9 +43,9 @@ function FlowRow({ flow, canWrite, onChanged }: { flow: Flow; canWrite: boolean;
             value={name}
             autoFocus
             onChange={(e) => setName(e.target.value)}
-            onBlur={() => void rename()}
+            onBlur={() => fire(rename())}
             onKeyDown={(e) => {
-              if (e.key === 'Enter') void rename();
+              if (e.key === 'Enter') fire(rename());
               if (e.key === 'Escape') {
                 setName(flow.name);
                 setEditing(false);
@@ -72,12 +74,12 @@ function FlowRow({ flow, canWrite, onChanged }: { flow: Flow; canWrite: boolean;
         {canWrite && (
           <button
             className="btn sm ghost"
-            onClick={() => void flowsApi.duplicate(flow.id).then(onChanged)}
+            onClick={() => fire(flowsApi.duplicate(flow.id).then(onChanged))}
           >
             Duplicate
           </button>
         )}
-        <button className="btn sm ghost" onClick={() => void exportFlow()}>
+        <button className="btn sm ghost" onClick={() => fire(exportFlow())}>
           Export
         </button>
         {canWrite && (
@@ -85,7 +87,7 @@ function FlowRow({ flow, canWrite, onChanged }: { flow: Flow; canWrite: boolean;
             className="btn sm ghost danger"
             onClick={() => {
               if (confirm(`Delete "${flow.name}"? Its runs stay in history.`)) {
-                void flowsApi.remove(flow.id).then(onChanged);
+                fire(flowsApi.remove(flow.id).then(onChanged));
               }
             }}
           >
@@ -109,9 +111,9 @@ export function FlowsPage() {
     flowsApi
       .list()
       .then(setItems)
-      .catch((e: unknown) => setError(String(e)));
+      .catch((e: unknown) => setError(errorText(e)));
   useEffect(() => {
-    void reload();
+    fire(reload());
   }, []);
 
   const shown = useMemo(() => {
@@ -132,11 +134,11 @@ export function FlowsPage() {
       const parsed = JSON.parse(await file.text()) as Partial<FlowExport> & Partial<FlowDefinition>;
       const data: FlowExport = parsed.definition
         ? { name: parsed.name ?? file.name, description: parsed.description ?? '', definition: parsed.definition }
-        : { name: file.name.replace(/\.json$/, ''), description: '', definition: parsed as never };
+        : { name: file.name.replace(/\.json$/, ''), description: '', definition: { ...asFlowDefinition(parsed) } };
       const flow = await flowsApi.importJson(data);
       navigate(`/flows/${flow.id}`);
     } catch (err) {
-      setError(err instanceof ApiError ? `Import refused: ${err.detail ?? err.title}` : `Import failed: ${String(err)}`);
+      setError(err instanceof ApiError ? `Import refused: ${err.detail ?? err.title}` : `Import failed: ${errorText(err)}`);
     }
   };
 
@@ -168,11 +170,11 @@ export function FlowsPage() {
                 data-testid="import-file"
                 onChange={(e) => {
                   const f = e.target.files?.[0];
-                  if (f) void importFile(f);
+                  if (f) fire(importFile(f));
                   e.target.value = '';
                 }}
               />
-              <button className="btn primary" onClick={() => void create()} data-testid="new-flow">
+              <button className="btn primary" onClick={() => fire(create())} data-testid="new-flow">
                 + New flow
               </button>
             </>
@@ -200,7 +202,7 @@ export function FlowsPage() {
             </thead>
             <tbody>
               {shown.map((f) => (
-                <FlowRow key={f.id} flow={f} canWrite={canWrite} onChanged={() => void reload()} />
+                <FlowRow key={f.id} flow={f} canWrite={canWrite} onChanged={() => fire(reload())} />
               ))}
             </tbody>
           </table>

@@ -3,6 +3,7 @@
 import { Suspense } from 'react';
 import { NavLink, Outlet, useNavigate } from 'react-router-dom';
 import { useAuth } from '../stores/auth';
+import { fire } from '../lib/fire';
 
 export function Layout() {
   const user = useAuth((s) => s.user);
@@ -37,7 +38,7 @@ export function Layout() {
           </span>
           <button
             className="btn ghost sm"
-            onClick={() => void logout().then(() => navigate('/login'))}
+            onClick={() => fire(logout().then(() => navigate('/login')))}
           >
             Sign out
           </button>

@@ -5,6 +5,7 @@ import { useState } from 'react';
 import { Navigate, useLocation, useNavigate } from 'react-router-dom';
 import { ApiError, apiUrl } from '../api/http';
 import { useAuth } from '../stores/auth';
+import { errorText } from '../api/errors';
 
 export function LoginPage() {
   const { login, status } = useAuth();
@@ -28,9 +29,7 @@ export function LoginPage() {
       setError(
         err instanceof ApiError && err.status === 401
           ? 'Wrong email or password.'
-          : err instanceof ApiError
-            ? err.detail ?? err.title
-            : 'Cannot reach the server.',
+          : errorText(err),
       );
     } finally {
       setBusy(false);

@@ -2,7 +2,7 @@
 // state (donut), throughput over time (stacked bars), p50/p95 durations per flow and per node
 // type, top failing nodes, queue depth (broker + live steps, with a client-side sparkline) and the
 // workers/orchestrators with their heartbeats (table `processes`). Admins see every run.
-import { useEffect, useRef, useState } from 'react';
+import { useEffect, useState } from 'react';
 import { Link } from 'react-router-dom';
 import { ops } from '../api/endpoints';
 import type { OpsStats } from '../api/types';
@@ -10,6 +10,8 @@ import { Donut, RangeBars, Sparkline, StackedBars } from '../panels/charts';
 import { timeAgo } from '../lib/download';
 import { useAuth } from '../stores/auth';
 import { STATUS_COLORS } from '../stores/runState';
+import { fire } from '../lib/fire';
+import { errorText } from '../api/errors';
 
 const WINDOWS: [number, number, string][] = [
   [15, 30, '15 min'],
@@ -28,7 +30,7 @@ export function OpsPage() {
   const [stats, setStats] = useState<OpsStats | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [updated, setUpdated] = useState<Date | null>(null);
-  const depthHistory = useRef<number[]>([]);
+  const [depthHistory, setDepthHistory] = useState<number[]>([]);
 
   useEffect(() => {
     if (!can('ops:read')) return;
@@ -39,16 +41,16 @@ export function OpsPage() {
         const s = await ops.stats(minutes, bucket);
         if (stop) return;
         const live = (s.queue_depth ?? 0) + (s.steps_by_status.ready ?? 0);
-        depthHistory.current = [...depthHistory.current, live].slice(-60);
+        setDepthHistory((h) => [...h, live].slice(-60));
         setStats(s);
         setUpdated(new Date());
         setError(null);
       } catch (err) {
-        if (!stop) setError(String(err));
+        if (!stop) setError(errorText(err));
       }
     };
-    void tick();
-    const t = setInterval(() => void tick(), 3000);
+    fire(tick());
+    const t = setInterval(() => fire(tick()), 3000);
     return () => {
       stop = true;
       clearInterval(t);
@@ -98,7 +100,7 @@ export function OpsPage() {
             <div className="kpi">
               <span className="kpi-label">Queue depth (broker)</span>
               <span className="kpi-value" data-testid="queue-depth">{stats.queue_depth ?? '—'}</span>
-              <Sparkline points={depthHistory.current} />
+              <Sparkline points={depthHistory} />
             </div>
             <div className="kpi">
               <span className="kpi-label">Steps ready · running · waiting · retrying</span>

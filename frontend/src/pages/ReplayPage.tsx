@@ -3,13 +3,15 @@
 // replayed from the start and followed live while the run is not terminal). The Timeline scrubs
 // through transitions, RunInspector shows the selected node's step; actions: resume a failed or
 // cancelled run, cancel a live one, fork from the selected node with edited inputs, answer a
-// waiting node (SignalBox).
+// waiting node (SignalBox). Each load has its own AbortController: opening another run aborts the
+// previous load and its follow, whose late answers are dropped; the follow's connection state shows
+// in the toolbar (components/ConnectionBadge.tsx).
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router-dom';
 import { flows, runs } from '../api/endpoints';
-import { ApiError } from '../api/http';
-import { followRunEvents } from '../api/sse';
-import type { RunWithSteps } from '../api/types';
+import { describeError, isAbort } from '../api/errors';
+import { asFlowDefinition, type RunWithSteps } from '../api/types';
+import { ConnectionBadge } from '../components/ConnectionBadge';
 import { FlowCanvas, type FlowInstance } from '../canvas/FlowCanvas';
 import { CodeEditor } from '../panels/CodeEditor';
 import { RunInspector } from '../panels/RunInspector';
@@ -21,6 +23,7 @@ import { useCatalogue } from '../stores/catalogue';
 import { useGraph } from '../stores/graph';
 import { useRunView } from '../stores/runView';
 import { StatusPill } from './RunsPage';
+import { fire } from '../lib/fire';
 
 const LIVE = new Set(['queued', 'running', 'waiting']);
 
@@ -39,42 +42,59 @@ export function ReplayPage() {
   const [loaded, setLoaded] = useState(false);
   const [generation, setGeneration] = useState(0);
   const rf = useRef<FlowInstance | null>(null);
+  const loadKey = `${runId}:${generation}`;
+  const [shownKey, setShownKey] = useState(loadKey);
+  if (shownKey !== loadKey) {
+    // another run (or a resumed one): show "loading" while rendering, not from the load effect
+    setShownKey(loadKey);
+    setLoaded(false);
+    setError(null);
+  }
 
+  /** Re-reads the run's steps; an answer for a run no longer shown is dropped. */
   const refreshRun = useCallback(async () => {
-    const r = await runs.get(runId);
-    useRunView.getState().setRun(r);
-    return r;
+    try {
+      const r = await runs.get(runId);
+      if (useRunView.getState().runId === runId) useRunView.getState().setRun(r);
+    } catch (err) {
+      if (!isAbort(err)) setError(describeError(err));
+    }
   }, [runId]);
 
   useEffect(() => {
-    void loadCatalogue();
+    fire(loadCatalogue());
     const abort = new AbortController();
-    setLoaded(false);
-    setError(null);
+    const { signal } = abort;
     (async () => {
-      const r: RunWithSteps = await runs.get(runId);
+      const r: RunWithSteps = await runs.get(runId, signal);
       const [ver, flow] = await Promise.all([
-        flows.version(r.flow_id, r.flow_version),
-        flows.get(r.flow_id).catch(() => null),
+        flows.version(r.flow_id, r.flow_version, signal),
+        flows.get(r.flow_id, signal).catch((err: unknown) => {
+          if (isAbort(err)) throw err;
+          return null; // the flow was deleted: its pinned version still replays
+        }),
       ]);
+      if (signal.aborted) return;
       setFlowName(flow?.name ?? '(deleted flow)');
-      useGraph.getState().load(ver.definition as never, { flowId: r.flow_id, name: flow?.name, version: r.flow_version, readOnly: true });
+      useGraph.getState().load(asFlowDefinition(ver.definition), { flowId: r.flow_id, name: flow?.name, version: r.flow_version, readOnly: true });
       const ids = useGraph.getState().nodes.map((n) => n.id);
       useRunView.getState().openReplay(r, [], ids);
       setForkInputs(JSON.stringify(r.inputs, null, 2));
       setLoaded(true);
-      setTimeout(() => rf.current?.fitView({ padding: 0.2, maxZoom: 1.2 }), 50);
-      await followRunEvents(
-        runId,
-        (e) => {
-          useRunView.getState().pushEvent(e);
-          if (e.kind === 'run' || e.to_status === 'failed') void refreshRun();
+      setTimeout(() => rf.current && fire(rf.current.fitView({ padding: 0.2, maxZoom: 1.2 })), 50);
+      const end = await useRunView.getState().follow(
+        { kind: 'events', runId },
+        {
+          nodeIds: ids,
+          replay: true,
+          onEvent: (e) => {
+            if (e.kind === 'run' || e.to_status === 'failed') fire(refreshRun());
+          },
         },
-        abort.signal,
-        () => void refreshRun(),
       );
+      if (end && !signal.aborted) fire(refreshRun());
     })().catch((err: unknown) => {
-      if (!abort.signal.aborted) setError(err instanceof ApiError ? err.detail ?? err.title : String(err));
+      if (!signal.aborted) setError(describeError(err));
     });
     return () => {
       abort.abort();
@@ -86,7 +106,7 @@ export function ReplayPage() {
   // While live, refresh step details now and then (inputs/outputs are not in the events).
   useEffect(() => {
     if (!run || !LIVE.has(run.status)) return;
-    const t = setInterval(() => void refreshRun(), 2000);
+    const t = setInterval(() => fire(refreshRun()), 2000);
     return () => clearInterval(t);
   }, [run, refreshRun]);
 
@@ -95,7 +115,7 @@ export function ReplayPage() {
     try {
       await fn();
     } catch (err) {
-      setError(err instanceof ApiError ? err.detail ?? err.title : String(err));
+      setError(describeError(err));
     }
   };
 
@@ -123,6 +143,7 @@ export function ReplayPage() {
             Run {runId.slice(0, 8)}
           </h2>
           {run && <StatusPill status={run.status} />}
+          <ConnectionBadge />
           {run && (
             <span className="muted small">
               <Link to={`/flows/${run.flow_id}`}>{flowName}</Link> · v{run.flow_version} · {timeAgo(run.created_at)} ·{' '}
@@ -138,12 +159,12 @@ export function ReplayPage() {
         </div>
         <div className="toolbar-right">
           {canRun && run && (run.status === 'failed' || run.status === 'cancelled') && (
-            <button className="btn primary" onClick={() => void resume()} data-testid="resume">
+            <button className="btn primary" onClick={() => fire(resume())} data-testid="resume">
               Resume run
             </button>
           )}
           {canRun && run && LIVE.has(run.status) && (
-            <button className="btn danger" onClick={() => void act(() => runs.cancel(runId))}>
+            <button className="btn danger" onClick={() => fire(act(() => runs.cancel(runId)))}>
               Cancel
             </button>
           )}
@@ -162,7 +183,7 @@ export function ReplayPage() {
             <span className="muted small">Steps before it are reused; it and everything downstream run again. Edit the run inputs if you like:</span>
             <CodeEditor value={forkInputs} onChange={setForkInputs} language="json" minLines={3} ariaLabel="fork inputs" />
             <div className="row gap-sm">
-              <button className="btn primary" onClick={() => void fork()} data-testid="fork-submit">
+              <button className="btn primary" onClick={() => fire(fork())} data-testid="fork-submit">
                 Start fork
               </button>
               <button className="btn ghost" onClick={() => setForkOpen(false)}>

@@ -1,11 +1,16 @@
 // Run history: GET /api/v1/runs with filters (flow, status) and cursor paging ("Load more").
 // Each row links to the replay page (/runs/:id). Auto-refreshes every 5 s while any listed run
-// is still live. Flow names come from GET /api/v1/flows.
-import { useCallback, useEffect, useState } from 'react';
+// is still live, re-reading as many rows as are shown so pages loaded with "Load more" stay
+// (lib/pages.ts). A filter change aborts the requests of the old filter. Flow names come from
+// GET /api/v1/flows.
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { Link, useSearchParams } from 'react-router-dom';
 import { flows as flowsApi, runs as runsApi } from '../api/endpoints';
+import { describeError, isAbort } from '../api/errors';
 import type { Flow, Run } from '../api/types';
+import { mergeRefresh, refreshLimit } from '../lib/pages';
 import { durationBetween, fmtDuration, timeAgo } from '../lib/download';
+import { fire } from '../lib/fire';
 
 const STATUSES = ['', 'queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled'];
 
@@ -21,32 +26,77 @@ export function RunsPage() {
   const [items, setItems] = useState<Run[] | null>(null);
   const [cursor, setCursor] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const abortRef = useRef<AbortController | null>(null);
+  const shown = useRef<{ items: Run[] | null; cursor: string | null }>({ items: null, cursor: null });
+  useEffect(() => {
+    shown.current = { items, cursor }; // read by refresh() after renders, never during one
+  });
+  const filterKey = `${flowId}|${status}`;
+  const [shownFilter, setShownFilter] = useState(filterKey);
+  if (shownFilter !== filterKey) {
+    // a new filter: the old rows go at once (while rendering), the old requests are aborted below
+    setShownFilter(filterKey);
+    setItems(null);
+    setCursor(null);
+  }
 
-  const load = useCallback(
-    async (more: string | null) => {
-      try {
-        const page = await runsApi.list({ flow_id: flowId || undefined, status: status || undefined, limit: 50, cursor: more });
-        setItems((prev) => (more && prev ? [...prev, ...page.items] : page.items));
-        setCursor(page.next_cursor);
-      } catch (err) {
-        setError(String(err));
-      }
-    },
-    [flowId, status],
+  const filter = useCallback((limit: number, more: string | null) => ({ flow_id: flowId || undefined, status: status || undefined, limit, cursor: more }), [flowId, status]);
+
+  /** Runs a request under the current filter's AbortController; a stale answer is dropped. */
+  const run = useCallback(async (fn: (s: AbortSignal) => Promise<void>) => {
+    const signal = abortRef.current?.signal;
+    if (!signal) return;
+    try {
+      await fn(signal);
+      setError(null);
+    } catch (err) {
+      if (!signal.aborted && !isAbort(err)) setError(describeError(err));
+    }
+  }, []);
+
+  const loadMore = (more: string) =>
+    run(async (s) => {
+      const page = await runsApi.list(filter(50, more), s);
+      if (s.aborted) return;
+      setItems((prev) => [...(prev ?? []), ...page.items.filter((r) => !prev?.some((p) => p.id === r.id))]);
+      setCursor(page.next_cursor);
+    });
+
+  /** Re-reads the head of the list (as many rows as shown); loaded pages are kept. */
+  const refresh = useCallback(
+    () =>
+      run(async (s) => {
+        const limit = refreshLimit(shown.current.items?.length ?? 0);
+        const page = await runsApi.list(filter(limit, null), s);
+        if (s.aborted) return;
+        const merged = mergeRefresh(shown.current.items, shown.current.cursor, page, limit);
+        setItems(merged.items);
+        setCursor(merged.cursor);
+      }),
+    [run, filter],
   );
 
   useEffect(() => {
-    flowsApi.list().then(setFlowList).catch(() => undefined);
+    const abort = new AbortController();
+    flowsApi
+      .list()
+      .then((l) => !abort.signal.aborted && setFlowList(l))
+      .catch((err: unknown) => !abort.signal.aborted && setError(describeError(err)));
+    return () => abort.abort();
   }, []);
+  // One AbortController per filter: changing the filter drops every answer of the old one.
   useEffect(() => {
-    setItems(null);
-    void load(null);
-  }, [load]);
+    const abort = new AbortController();
+    abortRef.current = abort;
+    fire(refresh());
+    return () => abort.abort();
+  }, [refresh]);
+  const live = !!items?.some((r) => ['queued', 'running', 'waiting'].includes(r.status));
   useEffect(() => {
-    if (!items?.some((r) => ['queued', 'running', 'waiting'].includes(r.status))) return;
-    const t = setInterval(() => void load(null), 5000);
+    if (!live) return;
+    const t = setInterval(() => fire(refresh()), 5000);
     return () => clearInterval(t);
-  }, [items, load]);
+  }, [live, refresh]);
 
   const names = Object.fromEntries(flowList.map((f) => [f.id, f.name]));
   const setFilter = (k: string, v: string) => {
@@ -79,12 +129,19 @@ export function RunsPage() {
               </option>
             ))}
           </select>
-          <button className="btn" onClick={() => void load(null)}>
+          <button className="btn" onClick={() => fire(refresh())}>
             Refresh
           </button>
         </div>
       </div>
-      {error && <div className="alert error">{error}</div>}
+      {error && (
+        <div className="alert error" role="alert">
+          {error}{' '}
+          <button className="btn sm" onClick={() => fire(refresh())}>
+            Retry
+          </button>
+        </div>
+      )}
       <div className="card">
         {items === null ? (
           <div className="empty">Loading…</div>
@@ -136,7 +193,7 @@ export function RunsPage() {
         )}
         {cursor && (
           <div className="center pad">
-            <button className="btn" onClick={() => void load(cursor)}>
+            <button className="btn" onClick={() => fire(loadMore(cursor))} data-testid="load-more">
               Load more
             </button>
           </div>

@@ -1,13 +1,19 @@
 // Batch runs: upload a JSONL / CSV / JSON-list file (POST /api/v1/flows/{id}/batches, raw body
 // typed by extension), then poll GET /api/v1/batches/{id} every second for {status,total,counts}
 // (a stacked progress bar with counts per state) and download GET /batches/{id}/results (JSONL).
+// The current batch lives in stores/panels.ts (per flow), so switching tabs keeps its progress and
+// polling resumes on return. The dropzone is a keyboard-reachable button (Enter/Space opens the
+// file chooser); failures are described by api/errors.ts.
 import { useEffect, useRef, useState } from 'react';
 import { batches } from '../api/endpoints';
+import { describeError, errorText } from '../api/errors';
 import { ApiError } from '../api/http';
 import type { BatchStatus } from '../api/types';
 import { downloadText } from '../lib/download';
 import { useGraph } from '../stores/graph';
+import { usePanels, useFlowPanels } from '../stores/panels';
 import { STATUS_COLORS } from '../stores/runState';
+import { fire } from '../lib/fire';
 
 const ORDER = ['succeeded', 'failed', 'cancelled', 'running', 'waiting', 'queued'];
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
@@ -32,7 +38,7 @@ export function BatchProgress({ batch }: { batch: BatchStatus }) {
         </span>
         <span>{pct.toFixed(0)}%</span>
       </div>
-      <div className="stacked-bar" role="progressbar" aria-valuenow={Math.round(pct)} aria-valuemin={0} aria-valuemax={100}>
+      <div className="stacked-bar" role="progressbar" aria-label="Batch progress" aria-valuenow={Math.round(pct)} aria-valuemin={0} aria-valuemax={100}>
         {keys.map((k) => (
           <span key={k} style={{ width: `${(counts[k] / total) * 100}%`, background: STATUS_COLORS[k] ?? '#94a3b8' }} title={`${k}: ${counts[k]}`} />
         ))}
@@ -49,29 +55,32 @@ export function BatchProgress({ batch }: { batch: BatchStatus }) {
 }
 
 export function BatchPanel({ flowId, ensureSaved, canRun }: { flowId: string; ensureSaved: () => Promise<boolean>; canRun: boolean }) {
-  const [batchId, setBatchId] = useState<string | null>(null);
-  const [batch, setBatch] = useState<BatchStatus | null>(null);
+  const { batchId, batch } = useFlowPanels(flowId);
+  const setBatchId = (id: string | null) => usePanels.getState().patch(flowId, { batchId: id });
+  const setBatch = (b: BatchStatus | null) => usePanels.getState().patch(flowId, { batch: b });
   const [error, setError] = useState<string | null>(null);
   const fileRef = useRef<HTMLInputElement>(null);
 
   useEffect(() => {
     if (!batchId) return;
     let stop = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const tick = async () => {
       try {
         const b = await batches.get(batchId);
         if (stop) return;
-        setBatch(b);
-        if (!TERMINAL.has(b.status)) setTimeout(() => void tick(), 1000);
+        usePanels.getState().patch(flowId, { batch: b });
+        if (!TERMINAL.has(b.status)) timer = setTimeout(() => fire(tick()), 1000);
       } catch (err) {
-        if (!stop) setError(String(err));
+        if (!stop) setError(describeError(err));
       }
     };
-    void tick();
+    fire(tick());
     return () => {
       stop = true;
+      clearTimeout(timer);
     };
-  }, [batchId]);
+  }, [batchId, flowId]);
 
   const upload = async (file: File) => {
     setError(null);
@@ -84,9 +93,7 @@ export function BatchPanel({ flowId, ensureSaved, canRun }: { flowId: string; en
       setError(
         err instanceof ApiError && (err.status === 404 || err.status === 405)
           ? 'This server has no batch endpoint.'
-          : err instanceof ApiError
-            ? err.detail ?? err.title
-            : String(err),
+          : errorText(err),
       );
     }
   };
@@ -100,12 +107,23 @@ export function BatchPanel({ flowId, ensureSaved, canRun }: { flowId: string; en
       {canRun ? (
         <div
           className="dropzone"
-          onClick={() => fileRef.current?.click()}
+          role="button"
+          tabIndex={0}
+          data-testid="batch-dropzone"
+          onClick={(e) => {
+            if (e.target !== fileRef.current) fileRef.current?.click(); // the input's own click bubbles here
+          }}
+          onKeyDown={(e) => {
+            if (e.key === 'Enter' || e.key === ' ') {
+              e.preventDefault();
+              fileRef.current?.click();
+            }
+          }}
           onDragOver={(e) => e.preventDefault()}
           onDrop={(e) => {
             e.preventDefault();
             const f = e.dataTransfer.files[0];
-            if (f) void upload(f);
+            if (f) fire(upload(f));
           }}
         >
           <strong>Drop a .jsonl / .csv file</strong>
@@ -114,11 +132,12 @@ export function BatchPanel({ flowId, ensureSaved, canRun }: { flowId: string; en
             ref={fileRef}
             type="file"
             hidden
+            tabIndex={-1}
             accept=".jsonl,.ndjson,.csv,.json"
             data-testid="batch-file"
             onChange={(e) => {
               const f = e.target.files?.[0];
-              if (f) void upload(f);
+              if (f) fire(upload(f));
               e.target.value = '';
             }}
           />
@@ -126,14 +145,25 @@ export function BatchPanel({ flowId, ensureSaved, canRun }: { flowId: string; en
       ) : (
         <p className="muted small">Your role cannot start runs.</p>
       )}
-      {error && <div className="alert error small">{error}</div>}
+      {error && (
+        <div className="alert error small" role="alert">
+          {error}
+        </div>
+      )}
       {batch && <BatchProgress batch={batch} />}
       {batch?.error && <div className="alert error small">{JSON.stringify(batch.error)}</div>}
       {batch && batchId && (
         <button
           className="btn"
           disabled={!TERMINAL.has(batch.status) && !(batch.counts.succeeded || batch.counts.failed)}
-          onClick={() => void batches.results(batchId).then((t) => downloadText(`batch-${batchId.slice(0, 8)}.jsonl`, t, 'application/x-ndjson'))}
+          onClick={() =>
+            fire(
+              batches
+                .results(batchId)
+                .then((t) => downloadText(`batch-${batchId.slice(0, 8)}.jsonl`, t, 'application/x-ndjson'))
+                .catch((err: unknown) => setError(describeError(err))),
+            )
+          }
         >
           Download results (JSONL)
         </button>

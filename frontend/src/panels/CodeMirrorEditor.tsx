@@ -2,14 +2,19 @@
 // `language` picks the highlighting: 'json' (lang-json), 'python' (code nodes), 'expression'
 // (lang-javascript, close to the expression syntax), 'template' (plain text with `{{ ... }}` / `{% ... %}` marked). Completion
 // offers `inputs.`, upstream node ids and `secrets.NAME` inside braces. The view is created once
-// per mount (loaded lazily through CodeEditor.tsx); outside value changes (undo, secret insertion) are dispatched into it.
+// per mount (loaded lazily through CodeEditor.tsx); outside value changes (undo, secret insertion,
+// another node selected) are dispatched into it marked with the `External` annotation, and the
+// update listener ignores those: only the user's own edits reach `onChange` (as in
+// uiwjs/react-codemirror), so syncing a value never marks the flow dirty. Label, description and
+// validity reach the editable element (aria-labelledby / aria-describedby / aria-invalid) through
+// a compartment, reconfigured without rebuilding the view.
 import { autocompletion, type CompletionContext } from '@codemirror/autocomplete';
 import { defaultKeymap, history, historyKeymap } from '@codemirror/commands';
 import { json } from '@codemirror/lang-json';
 import { javascript } from '@codemirror/lang-javascript';
 import { python } from '@codemirror/lang-python';
 import { bracketMatching, defaultHighlightStyle, syntaxHighlighting } from '@codemirror/language';
-import { EditorState, type Extension } from '@codemirror/state';
+import { Annotation, Compartment, EditorState, type Extension } from '@codemirror/state';
 import {
   Decoration,
   EditorView,
@@ -22,6 +27,9 @@ import {
 } from '@codemirror/view';
 import { useEffect, useRef } from 'react';
 import type { CodeLanguage } from './schema';
+
+/** Marks transactions that sync the editor to an outside value: not user edits. */
+export const External = Annotation.define<boolean>();
 
 const templateMarks = new MatchDecorator({
   regexp: /\{\{[\s\S]*?\}\}|\{%[\s\S]*?%\}/g,
@@ -73,7 +81,20 @@ export interface CodeEditorProps {
   completions?: string[];
   minLines?: number;
   ariaLabel?: string;
+  /** id of the visible label element (wins over ariaLabel). */
+  labelledBy?: string;
+  describedBy?: string;
+  invalid?: boolean;
   readOnly?: boolean;
+}
+
+function a11yAttrs(p: Pick<CodeEditorProps, 'ariaLabel' | 'labelledBy' | 'describedBy' | 'invalid' | 'language'>): Extension {
+  const attrs: Record<string, string> = { 'data-lang': p.language ?? 'template', 'aria-multiline': 'true', role: 'textbox' };
+  if (p.labelledBy) attrs['aria-labelledby'] = p.labelledBy;
+  else attrs['aria-label'] = p.ariaLabel ?? 'code';
+  if (p.describedBy) attrs['aria-describedby'] = p.describedBy;
+  if (p.invalid) attrs['aria-invalid'] = 'true';
+  return EditorView.contentAttributes.of(attrs);
 }
 
 export default function CodeMirrorEditor({
@@ -84,12 +105,18 @@ export default function CodeMirrorEditor({
   completions = [],
   minLines = 3,
   ariaLabel,
+  labelledBy,
+  describedBy,
+  invalid,
   readOnly,
 }: CodeEditorProps) {
   const host = useRef<HTMLDivElement>(null);
   const view = useRef<EditorView | null>(null);
+  const attrs = useRef(new Compartment());
   const onChangeRef = useRef(onChange);
-  onChangeRef.current = onChange;
+  useEffect(() => {
+    onChangeRef.current = onChange;
+  });
 
   useEffect(() => {
     const v = new EditorView({
@@ -103,12 +130,12 @@ export default function CodeMirrorEditor({
           syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
           EditorView.lineWrapping,
           EditorState.readOnly.of(!!readOnly),
-          EditorView.contentAttributes.of({ 'aria-label': ariaLabel ?? 'code', 'data-lang': language ?? 'template' }),
+          attrs.current.of(a11yAttrs({ ariaLabel, labelledBy, describedBy, invalid, language })),
           EditorView.theme({ '.cm-content': { minHeight: `${minLines * 1.45}em` } }),
           placeholderExt(placeholder ?? ''),
           ...languageExt(language, completions),
           EditorView.updateListener.of((u) => {
-            if (u.docChanged) onChangeRef.current(u.state.doc.toString());
+            if (u.docChanged && !u.transactions.some((t) => t.annotation(External))) onChangeRef.current(u.state.doc.toString());
           }),
         ],
       }),
@@ -122,9 +149,13 @@ export default function CodeMirrorEditor({
   useEffect(() => {
     const v = view.current;
     if (v && v.state.doc.toString() !== value) {
-      v.dispatch({ changes: { from: 0, to: v.state.doc.length, insert: value } });
+      v.dispatch({ changes: { from: 0, to: v.state.doc.length, insert: value }, annotations: [External.of(true)] });
     }
   }, [value]);
+
+  useEffect(() => {
+    view.current?.dispatch({ effects: attrs.current.reconfigure(a11yAttrs({ ariaLabel, labelledBy, describedBy, invalid, language })) });
+  }, [ariaLabel, labelledBy, describedBy, invalid, language]);
 
   return <div className="code-editor" ref={host} />;
 }

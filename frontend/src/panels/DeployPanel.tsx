@@ -1,19 +1,22 @@
 // Deploy panel: the flow's API endpoints with copyable curl / Python / JavaScript snippets
 // (snippets.ts) and API-key management (POST/GET/DELETE /api/v1/api-keys; a new key is shown once
-// and substituted into the snippets). Key actions need the keys:write permission.
+// and substituted into the snippets). Key actions need the keys:write permission. The flow's
+// `endpoint_name` (an alias for /run, webhooks and the OpenAI endpoint) is set here too.
 import { useEffect, useState } from 'react';
 import { apiKeys, flows } from '../api/endpoints';
 import { API_BASE } from '../api/http';
 import type { ApiKey, Flow } from '../api/types';
 import { copyText, timeAgo } from '../lib/download';
 import { endpointFor, snippet, type SnippetKind, type SnippetLang } from './snippets';
+import { fire } from '../lib/fire';
+import { errorText } from '../api/errors';
 
 function CopyButton({ text }: { text: string }) {
   const [done, setDone] = useState(false);
   return (
     <button
       className="btn sm ghost"
-      onClick={() => void copyText(text).then(() => (setDone(true), setTimeout(() => setDone(false), 1500)))}
+      onClick={() => fire(copyText(text).then(() => (setDone(true), setTimeout(() => setDone(false), 1500))))}
     >
       {done ? 'Copied ✓' : 'Copy'}
     </button>
@@ -28,10 +31,43 @@ interface Props {
   onFlowChanged: (f: Flow) => void;
 }
 
+function EndpointName({ flow, canEdit, onFlowChanged }: { flow: Flow; canEdit: boolean; onFlowChanged: (f: Flow) => void }) {
+  const [value, setValue] = useState(flow.endpoint_name ?? '');
+  const [error, setError] = useState<string | null>(null);
+  const save = () =>
+    flows
+      .update(flow.id, { endpoint_name: value.trim() || null })
+      .then((f) => {
+        setError(null);
+        onFlowChanged(f);
+      })
+      .catch((e: unknown) => setError(errorText(e)));
+  return (
+    <div className="field" data-testid="endpoint-name">
+      <label className="field-label" htmlFor={`endpoint-name-${flow.id}`}>
+        Endpoint name (optional alias of the flow id)
+      </label>
+      <div className="row gap-sm">
+        <input id={`endpoint-name-${flow.id}`} value={value} disabled={!canEdit} placeholder="e.g. support-bot" aria-invalid={!!error || undefined} onChange={(e) => setValue(e.target.value)} />
+        {canEdit && (
+          <button className="btn sm" disabled={value.trim() === (flow.endpoint_name ?? '')} onClick={() => fire(save())}>
+            Save name
+          </button>
+        )}
+      </div>
+      {error && (
+        <div className="field-error" role="alert">
+          {error}
+        </div>
+      )}
+    </div>
+  );
+}
+
 function Publishing({ flow, canPublish, onFlowChanged }: { flow: Flow; canPublish: boolean; onFlowChanged: (f: Flow) => void }) {
   const [error, setError] = useState<string | null>(null);
   const published = flow.published_version ?? null;
-  const act = (p: Promise<Flow>) => p.then(onFlowChanged).catch((e: unknown) => setError(String(e)));
+  const act = (p: Promise<Flow>) => p.then(onFlowChanged).catch((e: unknown) => setError(errorText(e)));
   return (
     <div className="publish-box" data-testid="publishing">
       <div>
@@ -45,12 +81,12 @@ function Publishing({ flow, canPublish, onFlowChanged }: { flow: Flow; canPublis
       {canPublish && (
         <div className="row gap-sm">
           {published !== flow.version && (
-            <button className="btn sm primary" onClick={() => void act(flows.publish(flow.id, flow.version))}>
+            <button className="btn sm primary" onClick={() => fire(act(flows.publish(flow.id, flow.version)))}>
               Publish v{flow.version}
             </button>
           )}
           {published && (
-            <button className="btn sm ghost" onClick={() => void act(flows.unpublish(flow.id))}>
+            <button className="btn sm ghost" onClick={() => fire(act(flows.unpublish(flow.id)))}>
               Unpublish
             </button>
           )}
@@ -69,15 +105,16 @@ export function DeployPanel({ flowId, canManageKeys, flow, canPublish, onFlowCha
   const [newKey, setNewKey] = useState<string | null>(null);
   const [keyName, setKeyName] = useState('');
   const [error, setError] = useState<string | null>(null);
-  const reload = () => apiKeys.list().then(setKeys).catch((e: unknown) => setError(String(e)));
+  const reload = () => apiKeys.list().then(setKeys).catch((e: unknown) => setError(errorText(e)));
   useEffect(() => {
-    if (canManageKeys) void reload();
+    if (canManageKeys) fire(reload());
   }, [canManageKeys]);
   const code = snippet(lang, kind, base, flowId, newKey ?? undefined);
 
   return (
     <div className="panel-body">
       {flow && <Publishing flow={flow} canPublish={canPublish} onFlowChanged={onFlowChanged} />}
+      {flow && <EndpointName key={flow.id} flow={flow} canEdit={canPublish} onFlowChanged={onFlowChanged} />}
       <h3>API endpoint</h3>
       <div className="seg">
         {(['chat', 'async'] as const).map((k) => (
@@ -135,7 +172,7 @@ export function DeployPanel({ flowId, canManageKeys, flow, canPublish, onFlowCha
                   setKeyName('');
                   return reload();
                 })
-                .catch((err: unknown) => setError(String(err)));
+                .catch((err: unknown) => setError(errorText(err)));
             }}
           >
             <input placeholder="Key name, e.g. website" value={keyName} onChange={(e) => setKeyName(e.target.value)} aria-label="API key name" />
@@ -154,7 +191,7 @@ export function DeployPanel({ flowId, canManageKeys, flow, canPublish, onFlowCha
                 </div>
                 <button
                   className="btn sm ghost danger"
-                  onClick={() => confirm(`Revoke key "${k.name}"?`) && void apiKeys.revoke(k.id).then(reload)}
+                  onClick={() => confirm(`Revoke key "${k.name}"?`) && fire(apiKeys.revoke(k.id).then(reload))}
                 >
                   Revoke
                 </button>

@@ -3,7 +3,7 @@
 // errors for this node. Edits go through graph store actions (updateNodeData, renameNode). A node
 // type the server cannot run here (catalogue `available: false`) shows why; the code node also says
 // when the user lacks the `nodes:code` permission (saving would be refused).
-import { useEffect, useMemo, useState } from 'react';
+import { useMemo, useState } from 'react';
 import { useAuth } from '../stores/auth';
 import { useCatalogue } from '../stores/catalogue';
 import { useGraph } from '../stores/graph';
@@ -22,10 +22,13 @@ export function NodeConfigPanel({ nodeId }: { nodeId: string }) {
   const { updateNodeData, renameNode } = useGraph.getState();
   const [idDraft, setIdDraft] = useState(nodeId);
   const [idError, setIdError] = useState<string | null>(null);
-  useEffect(() => {
+  const [shownId, setShownId] = useState(nodeId);
+  if (shownId !== nodeId) {
+    // another node was selected: reset the id field while rendering (no effect, no extra commit)
+    setShownId(nodeId);
     setIdDraft(nodeId);
     setIdError(null);
-  }, [nodeId]);
+  }
   const completions = useMemo(
     () => ['inputs.', 'inputs.input_value', ...nodeIds.split('|').filter((id) => id && id !== nodeId).map((id) => `${id}.`)],
     [nodeIds, nodeId],

@@ -1,25 +1,23 @@
-// Playground: run the open flow and watch it on the canvas. Chat mode streams
-// POST /api/v1/run/{flow}?stream=true over fetch + ReadableStream (api/sse.ts): each `step` event
-// goes to the run view (nodes recolour live) and the final `end` event's outputs become the
-// assistant's reply. JSON mode posts POST /flows/{id}/runs {"inputs"} and follows
-// GET /runs/{id}/events. Unsaved edits are saved first (`ensureSaved` from the page) and runs pin
-// the version on the canvas (not the flow's published version).
-import { useRef, useState } from 'react';
+// Playground: run the open flow and watch it on the canvas, through the one run-following path
+// (stores/runView.ts `follow`). Chat mode streams POST /api/v1/run/{flow}?stream=true (tokens
+// show as they arrive; the API names the run first, so a dropped stream resumes on the run's
+// event log); JSON mode posts POST /flows/{id}/runs {"inputs"} and follows GET /runs/{id}/events.
+// The connection state is shown (live / reconnecting / failed); Stop aborts the follow and
+// cancels the run; every outcome, failures included, ends "busy". Chat history, mode and inputs
+// live in stores/panels.ts so switching side-panel tabs keeps them. Unsaved edits are saved first
+// (`ensureSaved` from the page) and runs pin the version on the canvas.
+import { useState } from 'react';
 import { Link } from 'react-router-dom';
 import { runs } from '../api/endpoints';
-import { ApiError } from '../api/http';
-import { streamChatRun } from '../api/sse';
+import { describeError, errorText } from '../api/errors';
+import type { RunEnd } from '../api/follow';
+import { ConnectionBadge } from '../components/ConnectionBadge';
 import { useGraph } from '../stores/graph';
+import { usePanels, useFlowPanels, type ChatMessage } from '../stores/panels';
 import { useRunView } from '../stores/runView';
 import { CodeEditor } from './CodeEditor';
 import { SignalBox } from './SignalBox';
-
-interface Message {
-  role: 'user' | 'assistant' | 'error';
-  text: string;
-  runId?: string;
-  status?: string;
-}
+import { fire } from '../lib/fire';
 
 export function outputText(outputs: unknown): string {
   if (outputs === null || outputs === undefined) return '(no output)';
@@ -30,65 +28,62 @@ export function outputText(outputs: unknown): string {
   return JSON.stringify(outputs, null, 2);
 }
 
-function errorText(e: unknown): string {
-  if (e instanceof ApiError) return e.detail ?? e.title;
-  if (e && typeof e === 'object' && 'message' in e) return String((e as { message: unknown }).message);
-  return typeof e === 'string' ? e : JSON.stringify(e);
+const ACTIVE = new Set(['connecting', 'live', 'reconnecting']);
+
+function newKey(): string {
+  return typeof crypto !== 'undefined' && 'randomUUID' in crypto ? crypto.randomUUID() : `k-${Date.now()}-${Math.random()}`;
+}
+
+/** The final message of a run: the chat end carries outputs, an event-log end only the status. */
+async function endMessage(end: RunEnd): Promise<ChatMessage> {
+  let { outputs, error } = end;
+  if (!('outputs' in end) && end.run_id) ({ outputs, error } = await runs.get(end.run_id));
+  return end.status === 'succeeded'
+    ? { role: 'assistant', text: outputText(outputs), runId: end.run_id, status: end.status }
+    : { role: 'error', text: `Run ${end.status}: ${errorText(error)}`, runId: end.run_id, status: end.status };
 }
 
 export function PlaygroundPanel({ flowId, ensureSaved, canRun }: { flowId: string; ensureSaved: () => Promise<boolean>; canRun: boolean }) {
-  const [mode, setMode] = useState<'chat' | 'json'>('chat');
-  const [messages, setMessages] = useState<Message[]>([]);
-  const [text, setText] = useState('');
-  const [inputs, setInputs] = useState('{\n  "input_value": "hello"\n}');
-  const [busy, setBusy] = useState(false);
+  const { mode, messages, draft, inputs, streaming } = useFlowPanels(flowId);
+  const patch = (p: Parameters<ReturnType<typeof usePanels.getState>['patch']>[1]) => usePanels.getState().patch(flowId, p);
+  const add = (m: ChatMessage) => usePanels.getState().addMessage(flowId, m);
+  const [starting, setStarting] = useState(false);
   const runId = useRunView((s) => s.runId);
   const runStatus = useRunView((s) => s.runStatus);
   const eventCount = useRunView((s) => s.events.length);
-  const abort = useRef<AbortController | null>(null);
+  const connection = useRunView((s) => s.connection);
+  const busy = starting || ACTIVE.has(connection);
   const nodeIds = () => useGraph.getState().nodes.map((n) => n.id);
-  const add = (m: Message) => setMessages((ms) => [...ms, m]);
+
+  /** Follows to the end; whatever happens, one message reports it and busy ends. */
+  const finish = async (follow: Promise<RunEnd | null>) => {
+    try {
+      const end = await follow;
+      if (end) add(await endMessage(end));
+    } catch (err) {
+      const text = describeError(err);
+      if (text) add({ role: 'error', text, runId: useRunView.getState().runId ?? undefined });
+    } finally {
+      patch({ streaming: '' });
+    }
+  };
 
   const sendChat = async () => {
-    const value = text.trim();
+    const value = draft.trim();
     if (!value || busy) return;
-    if (!(await ensureSaved())) return;
-    setText('');
-    add({ role: 'user', text: value });
-    setBusy(true);
-    const rv = useRunView.getState();
-    rv.beginStream(nodeIds());
-    abort.current = new AbortController();
+    setStarting(true);
     try {
-      await streamChatRun(
-        flowId,
-        value,
-        {
-          onEvent: (e) => {
-            useRunView.getState().pushEvent(e);
-            // The stream names its run only at the end; a waiting node needs it now (to signal).
-            if (e.to_status === 'waiting' && !useRunView.getState().runId) {
-              void runs.list({ flow_id: flowId, limit: 1 }).then((p) => {
-                if (p.items[0]) useRunView.setState({ runId: p.items[0].id });
-              });
-            }
-          },
-          onEnd: (r) => {
-            useRunView.setState({ runId: r.run_id, runStatus: r.status });
-            add(
-              r.status === 'succeeded'
-                ? { role: 'assistant', text: outputText(r.outputs), runId: r.run_id, status: r.status }
-                : { role: 'error', text: `Run ${r.status}: ${errorText(r.error)}`, runId: r.run_id, status: r.status },
-            );
-          },
-        },
-        abort.current.signal,
-        useGraph.getState().version,
+      if (!(await ensureSaved())) return;
+      patch({ draft: '', streaming: '' });
+      add({ role: 'user', text: value });
+      const follow = useRunView.getState().follow(
+        { kind: 'chat', flowId, inputValue: value, version: useGraph.getState().version, idempotencyKey: newKey() },
+        { nodeIds: nodeIds(), onToken: (t) => patch((cur) => ({ streaming: cur.streaming + t.text })) },
       );
-    } catch (err) {
-      if (!abort.current?.signal.aborted) add({ role: 'error', text: errorText(err) });
+      setStarting(false);
+      await finish(follow);
     } finally {
-      setBusy(false);
+      setStarting(false);
     }
   };
 
@@ -100,39 +95,43 @@ export function PlaygroundPanel({ flowId, ensureSaved, canRun }: { flowId: strin
       add({ role: 'error', text: 'Inputs must be a JSON object.' });
       return;
     }
-    if (!(await ensureSaved())) return;
-    setBusy(true);
+    setStarting(true);
     try {
+      if (!(await ensureSaved())) return;
       const created = await runs.start(flowId, parsed, useGraph.getState().version);
       add({ role: 'user', text: `Run ${created.id.slice(0, 8)} started`, runId: created.id });
-      useRunView.getState().startLive(created.id, nodeIds(), (status) => {
-        void runs.get(created.id).then((run) => {
-          useRunView.getState().setRun(run);
-          add(
-            status === 'succeeded'
-              ? { role: 'assistant', text: outputText(run.outputs), runId: run.id, status }
-              : { role: 'error', text: `Run ${status}: ${errorText(run.error)}`, runId: run.id, status },
-          );
-          setBusy(false);
-        });
-      });
+      const follow = useRunView.getState().follow({ kind: 'events', runId: created.id }, { nodeIds: nodeIds() });
+      setStarting(false);
+      await finish(follow);
     } catch (err) {
-      add({ role: 'error', text: errorText(err) });
-      setBusy(false);
+      const text = describeError(err);
+      if (text) add({ role: 'error', text });
+    } finally {
+      setStarting(false);
     }
+  };
+
+  const stop = () => {
+    const id = useRunView.getState().runId;
+    useRunView.getState().stop();
+    add({ role: 'error', text: id ? `Stopped: run ${id.slice(0, 8)} is being cancelled.` : 'Stopped.', runId: id ?? undefined });
+    if (id) runs.cancel(id).catch((err: unknown) => add({ role: 'error', text: `Cancel failed: ${errorText(err)}` }));
   };
 
   return (
     <div className="panel-body playground">
-      <div className="seg">
-        <button className={mode === 'chat' ? 'active' : ''} onClick={() => setMode('chat')}>
-          Chat
-        </button>
-        <button className={mode === 'json' ? 'active' : ''} onClick={() => setMode('json')}>
-          JSON inputs
-        </button>
+      <div className="row between">
+        <div className="seg" role="group" aria-label="Playground mode">
+          <button className={mode === 'chat' ? 'active' : ''} aria-pressed={mode === 'chat'} onClick={() => patch({ mode: 'chat' })}>
+            Chat
+          </button>
+          <button className={mode === 'json' ? 'active' : ''} aria-pressed={mode === 'json'} onClick={() => patch({ mode: 'json' })}>
+            JSON inputs
+          </button>
+        </div>
+        <ConnectionBadge />
       </div>
-      <div className="chat-log" data-testid="chat-log">
+      <div className="chat-log" data-testid="chat-log" aria-live="polite">
         {messages.length === 0 && (
           <div className="empty small">
             {mode === 'chat'
@@ -151,8 +150,12 @@ export function PlaygroundPanel({ flowId, ensureSaved, canRun }: { flowId: strin
           </div>
         ))}
         {busy && (
-          <div className="bubble assistant pending">
-            <span className="spinner" /> {runStatus ?? 'starting'} · {eventCount} events
+          <div className="bubble assistant pending" data-testid="pending">
+            {streaming ? <pre>{streaming}</pre> : null}
+            <span className="spinner" aria-hidden /> {runStatus ?? 'starting'} · {eventCount} events
+            <button className="btn sm danger" onClick={stop} disabled={starting} data-testid="stop-run">
+              Stop
+            </button>
           </div>
         )}
       </div>
@@ -164,18 +167,18 @@ export function PlaygroundPanel({ flowId, ensureSaved, canRun }: { flowId: strin
           className="chat-input"
           onSubmit={(e) => {
             e.preventDefault();
-            void sendChat();
+            fire(sendChat());
           }}
         >
-          <input value={text} onChange={(e) => setText(e.target.value)} placeholder="Type a message…" aria-label="chat message" disabled={busy} />
-          <button className="btn primary" type="submit" disabled={busy || !text.trim()} data-testid="send">
+          <input value={draft} onChange={(e) => patch({ draft: e.target.value })} placeholder="Type a message…" aria-label="chat message" disabled={busy} />
+          <button className="btn primary" type="submit" disabled={busy || !draft.trim()} data-testid="send">
             Send
           </button>
         </form>
       ) : (
         <div className="json-run">
-          <CodeEditor value={inputs} onChange={setInputs} language="json" minLines={4} ariaLabel="run inputs" />
-          <button className="btn primary" onClick={() => void startJson()} disabled={busy} data-testid="start-run">
+          <CodeEditor value={inputs} onChange={(v) => patch({ inputs: v })} language="json" minLines={4} ariaLabel="run inputs" />
+          <button className="btn primary" onClick={() => fire(startJson())} disabled={busy} data-testid="start-run">
             Start run
           </button>
         </div>

@@ -12,15 +12,12 @@ export function Timeline() {
   const [playing, setPlaying] = useState(false);
   const listRef = useRef<HTMLOListElement>(null);
 
+  const isPlaying = playing && cursor < events.length - 1; // play stops by itself at the end
   useEffect(() => {
-    if (!playing) return;
-    if (cursor >= events.length - 1) {
-      setPlaying(false);
-      return;
-    }
+    if (!isPlaying) return;
     const t = setTimeout(() => seek(cursor + 1), 250);
     return () => clearTimeout(t);
-  }, [playing, cursor, events.length, seek]);
+  }, [isPlaying, cursor, seek]);
 
   useEffect(() => {
     listRef.current?.querySelector('.current')?.scrollIntoView({ block: 'nearest' });
@@ -40,12 +37,13 @@ export function Timeline() {
         <button
           className="btn icon sm"
           onClick={() => {
-            if (cursor >= events.length - 1) seek(-1);
-            setPlaying((p) => !p);
+            const next = !isPlaying;
+            if (next && cursor >= events.length - 1) seek(-1);
+            setPlaying(next);
           }}
-          aria-label={playing ? 'pause' : 'play'}
+          aria-label={isPlaying ? 'pause' : 'play'}
         >
-          {playing ? '❚❚' : '▶'}
+          {isPlaying ? '❚❚' : '▶'}
         </button>
         <button className="btn icon sm" onClick={() => seek(cursor + 1)} title="Next transition" aria-label="next" data-testid="tl-next">
           ›

@@ -3,10 +3,11 @@
 // through `onRestored`; "Preview" opens that version read-only (GET /versions/{v}).
 import { useEffect, useState } from 'react';
 import { flows } from '../api/endpoints';
-import { ApiError } from '../api/http';
 import type { FlowVersion } from '../api/types';
 import { timeAgo } from '../lib/download';
 import { useGraph } from '../stores/graph';
+import { fire } from '../lib/fire';
+import { errorText } from '../api/errors';
 
 interface Props {
   flowId: string;
@@ -22,7 +23,7 @@ export function VersionsPanel({ flowId, current, published, canWrite, onRestored
   const [items, setItems] = useState<FlowVersion[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
-    flows.versions(flowId).then(setItems).catch((e: unknown) => setError(String(e)));
+    flows.versions(flowId).then(setItems).catch((e: unknown) => setError(errorText(e)));
   }, [flowId, current]);
 
   const restore = async (v: number) => {
@@ -31,7 +32,7 @@ export function VersionsPanel({ flowId, current, published, canWrite, onRestored
       await flows.restore(flowId, v);
       onRestored();
     } catch (err) {
-      setError(err instanceof ApiError ? err.detail ?? err.title : String(err));
+      setError(errorText(err));
     }
   };
 
@@ -57,7 +58,7 @@ export function VersionsPanel({ flowId, current, published, canWrite, onRestored
                   Preview
                 </button>
                 {canWrite && v.version !== current && (
-                  <button className="btn sm" onClick={() => void restore(v.version)}>
+                  <button className="btn sm" onClick={() => fire(restore(v.version))}>
                     Restore
                   </button>
                 )}

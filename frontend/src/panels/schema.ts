@@ -62,7 +62,7 @@ export function fieldsOf(schema: JsonSchema): FieldDesc[] {
     const { types, enumValues } = baseTypes(raw, schema);
     const nullable = types.includes('null');
     const t = types.filter((x) => x !== 'null');
-    let kind: FieldKind = 'json';
+    let kind: FieldKind;
     let language: CodeLanguage | undefined;
     if (enumValues) kind = 'enum';
     else if (t.length === 1 && t[0] === 'string') {

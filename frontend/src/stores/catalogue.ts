@@ -1,7 +1,9 @@
 // The node catalogue (GET /api/v1/nodes) in a small zustand store: `load()` once per session,
-// (concurrent callers share one request), `byType` for the canvas (ports, titles) and the config panel (params JSON Schema).
+// (concurrent callers share one request; after a failure `error` is set and `load()` retries),
+// `byType` for the canvas (ports, titles) and the config panel (params JSON Schema).
 import { create } from 'zustand';
 import { nodes as nodesApi } from '../api/endpoints';
+import { describeError } from '../api/errors';
 import type { NodeSpec } from '../api/types';
 import type { Catalogue } from './graphLogic';
 
@@ -25,10 +27,11 @@ export const useCatalogue = create<CatalogueState>((set, get) => ({
     set({ specs, byType: Object.fromEntries(specs.map((s) => [s.type, s])), loaded: true }),
   load: () => {
     if (get().loaded) return Promise.resolve();
+    if (!inflight) set({ error: null });
     inflight ??= nodesApi
       .catalogue()
       .then((specs) => get().setSpecs(specs))
-      .catch((err: unknown) => set({ error: String(err) }))
+      .catch((err: unknown) => set({ error: describeError(err) ?? 'cancelled' }))
       .finally(() => (inflight = null));
     return inflight;
   },

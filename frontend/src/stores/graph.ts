@@ -4,7 +4,9 @@
 // changes), `connect` (typed-port check via graphLogic.checkConnection, refusal -> `hint`),
 // `addNode`, `updateNodeData`, `deleteSelected`, `copy/paste`, `undo/redo`, `layout`. Pages call
 // `load` (a flow, a version or a draft) and `markSaved`; side effects (save, draft, run) live in
-// pages/stores outside the canvas. Every edit calls `edit()`, which records history first.
+// pages/stores outside the canvas. Every edit calls `edit()`, which records history first; a mouse
+// drag records at its start (`beginDrag`), a keyboard move (arrow keys on a focused node: position
+// changes settling without a drag) records one undo step per run of presses on the same nodes.
 import { applyEdgeChanges, applyNodeChanges } from '@xyflow/react';
 import type { EdgeChange, NodeChange, XYPosition } from '@xyflow/react';
 import { create } from 'zustand';
@@ -70,6 +72,9 @@ export interface GraphState {
   setErrors: (nodeErrors: Record<string, string[]>, general: string[]) => void;
 }
 
+/** True between a mouse drag's start and its settling position change. */
+let dragActive = false;
+
 export const useGraph = create<GraphState>((set, get) => {
   /** Records an undo snapshot, applies the edit, marks the flow dirty and clears stale errors. */
   const edit = (fn: (s: GraphState) => Partial<GraphState>, coalesceKey: string | null = null) => {
@@ -120,8 +125,14 @@ export const useGraph = create<GraphState>((set, get) => {
         ? changes.filter((c) => c.type === 'select' || c.type === 'dimensions')
         : changes.filter((c) => c.type !== 'remove');
       if (!allowed.length) return;
-      const moved = allowed.some((c) => c.type === 'position' && c.dragging === false);
-      set({ nodes: applyNodeChanges(allowed, s.nodes), dirty: s.dirty || moved });
+      const settled = allowed.filter((c) => c.type === 'position' && c.dragging === false);
+      let history = s.history;
+      if (settled.length && !dragActive && !s.readOnly) {
+        const ids = settled.map((c) => (c.type === 'position' ? c.id : '')).sort().join(',');
+        history = record(history, snapshot(s.nodes, s.edges), `keymove:${ids}`);
+      }
+      if (settled.length) dragActive = false;
+      set({ nodes: applyNodeChanges(allowed, s.nodes), dirty: s.dirty || settled.length > 0, history });
     },
     onEdgesChange: (changes) => {
       const allowed = changes.filter((c) => c.type === 'select');
@@ -129,7 +140,9 @@ export const useGraph = create<GraphState>((set, get) => {
     },
     beginDrag: () => {
       const s = get();
-      if (!s.readOnly) set({ history: record(s.history, snapshot(s.nodes, s.edges)) });
+      if (s.readOnly) return;
+      dragActive = true;
+      set({ history: record(s.history, snapshot(s.nodes, s.edges)) });
     },
 
     connect: (c) => {

@@ -14,8 +14,9 @@ export function prefetchFlow(id: string): void {
   }
 }
 
-export function takeFlow(id: string): Promise<Flow> {
+/** The prefetched flow (not abortable: callers drop a stale answer) or a fresh, abortable GET. */
+export function takeFlow(id: string, signal?: AbortSignal): Promise<Flow> {
   const p = pending.get(id);
   pending.delete(id);
-  return p ?? flows.get(id);
+  return p ?? flows.get(id, signal);
 }

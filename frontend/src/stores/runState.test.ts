@@ -1,10 +1,10 @@
 // Unit tests of the run view: folding the event log into node states at a scrubber position,
-// the SSE parser over split chunks, and the JSON-Schema form helpers.
+// the SSE parser over split chunks, the JSON-Schema form helpers, and the waiting (node, item) list.
 import { describe, expect, it } from 'vitest';
 import { SseParser } from '../api/sse';
 import type { RunEvent } from '../api/types';
 import { defaultParams, fieldsOf, validateParams } from '../panels/schema';
-import { describeEvent, runStatusAt, statesAt } from './runState';
+import { describeEvent, runStatusAt, statesAt, waitingItems } from './runState';
 
 const ev = (seq: number, kind: string, node: string | null, from: string | null, to: string, attempt = 1, item = 0): RunEvent => ({
   seq, at: '', kind, step_id: null, node_id: node, item_index: item, attempt, from_status: from, to_status: to, data: null,
@@ -85,5 +85,28 @@ describe('schema form helpers', () => {
       url: 'Required', rounds: 'Must be a whole number', on_timeout: 'One of: continue, fail',
     });
     expect(validateParams(schema, { url: '{{ inputs.u }}', template: 't', seconds: '{{ inputs.s }}' })).toEqual({});
+  });
+});
+
+describe('waitingItems', () => {
+  const ev = (seq: number, node: string, item: number, to: string): RunEvent => ({
+    seq,
+    at: '',
+    kind: 'step',
+    step_id: seq,
+    node_id: node,
+    item_index: item,
+    attempt: 1,
+    from_status: null,
+    to_status: to,
+    data: null,
+  });
+  it('lists every waiting map item, not only item 0', () => {
+    const events = [ev(1, 'gate', 0, 'waiting'), ev(2, 'gate', 3, 'waiting'), ev(3, 'gate', 0, 'succeeded'), ev(4, 'other', 1, 'running')];
+    expect(waitingItems(events, events.length - 1)).toEqual([{ node_id: 'gate', item_index: 3 }]);
+    expect(waitingItems(events, 1)).toEqual([
+      { node_id: 'gate', item_index: 0 },
+      { node_id: 'gate', item_index: 3 },
+    ]);
   });
 });

@@ -1,7 +1,8 @@
 // Pure run-view logic (stores/runView.ts calls it; runState.test.ts covers it): fold a run's event
 // log into each node's step state at a given point (`statesAt`), describe one event for the
 // timeline (`describeEvent`), and read step timings (`stepTimings`). A node with several items
-// (map fan-out) shows its most recent transition; `attempts` counts running transitions.
+// (map fan-out) shows its most recent transition; `attempts` counts running transitions;
+// `waitingItems` lists every waiting (node, map item) so any item can be signalled.
 import type { RunEvent, Step, StepStatus } from '../api/types';
 
 export interface NodeRunState {
@@ -90,4 +91,30 @@ export const STATUS_COLORS: Record<string, string> = {
   skipped: '#cbd5e1',
   cancelled: '#64748b',
   queued: '#0ea5e9',
+};
+
+/** The (node, item) pairs waiting after events[0..upto]: each can be answered by a signal. */
+export function waitingItems(events: RunEvent[], upto: number): { node_id: string; item_index: number }[] {
+  const last = new Map<string, { node_id: string; item_index: number; status: string }>();
+  for (let i = 0; i <= Math.min(upto, events.length - 1); i++) {
+    const e = events[i];
+    if (e.kind !== 'step' || !e.node_id || !e.to_status) continue;
+    const item = e.item_index ?? 0;
+    last.set(`${e.node_id}\u0000${item}`, { node_id: e.node_id, item_index: item, status: e.to_status });
+  }
+  return [...last.values()].filter((w) => w.status === 'waiting').map(({ node_id, item_index }) => ({ node_id, item_index }));
+}
+
+/** Badge backgrounds under white text: each at least 4.5:1 (WCAG AA), unlike the ring colours. */
+export const STATUS_BADGE: Record<string, string> = {
+  pending: '#475569',
+  ready: '#0369a1',
+  running: '#4338ca',
+  retrying: '#b45309',
+  waiting: '#7e22ce',
+  succeeded: '#047857',
+  failed: '#b91c1c',
+  skipped: '#475569',
+  cancelled: '#475569',
+  queued: '#0369a1',
 };

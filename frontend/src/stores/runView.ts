@@ -1,11 +1,23 @@
 // What the canvas shows about a run (live or replayed): the run's event log, the scrubber
-// position and each node's step state at that position. Pages call `startLive(runId)` (follows
-// GET /runs/{id}/events over SSE: nodes recolor as events arrive), `pushEvent` (the playground's
-// streamed events), `openReplay(run, events)` and `seek(i)`; FlowNode reads `states[nodeId]`.
+// position, each node's step state at that position, and the connection state of the follow.
+// Every page follows runs through `follow(source, opts)` (api/follow.ts: chat stream or event
+// log, reconnects with Last-Event-ID, stops on 4xx): events recolour nodes as they arrive, the
+// run id is learned from the stream, `connection` is live / reconnecting / failed / ...; `stop()`
+// aborts the follow. A newer follow (or `clear`) aborts the older one, whose late events are
+// dropped. `openReplay(run, events)` and `seek(i)` serve the replay page; FlowNode reads `states`.
 import { create } from 'zustand';
-import { followRunEvents } from '../api/sse';
+import { followRun, type ConnectionState, type RunEnd, type RunSource } from '../api/follow';
 import type { RunEvent, RunWithSteps } from '../api/types';
 import { runStatusAt, statesAt, type NodeStates } from './runState';
+
+export interface FollowOptions {
+  nodeIds: string[];
+  /** Keep the replay mode and scrubber (the replay page follows the run it shows). */
+  replay?: boolean;
+  onToken?: (t: { node_id?: string; text: string }) => void;
+  /** Called after each event is applied (the replay page refreshes step details). */
+  onEvent?: (e: RunEvent) => void;
+}
 
 interface RunViewState {
   mode: 'none' | 'live' | 'replay';
@@ -17,14 +29,18 @@ interface RunViewState {
   runStatus: string | null;
   nodeIds: string[];
   abort: AbortController | null;
+  connection: ConnectionState;
+  connectionDetail: string | null;
   clear: () => void;
-  startLive: (runId: string, nodeIds: string[], onEnd?: (status: string) => void) => void;
+  follow: (source: RunSource, opts: FollowOptions) => Promise<RunEnd | null>;
+  stop: () => void;
   pushEvent: (e: RunEvent) => void;
-  beginStream: (nodeIds: string[]) => void;
   openReplay: (run: RunWithSteps, events: RunEvent[], nodeIds: string[]) => void;
   setRun: (run: RunWithSteps) => void;
   seek: (cursor: number) => void;
 }
+
+const IDLE = { connection: 'idle' as ConnectionState, connectionDetail: null, abort: null };
 
 export const useRunView = create<RunViewState>((set, get) => ({
   mode: 'none',
@@ -35,26 +51,58 @@ export const useRunView = create<RunViewState>((set, get) => ({
   states: {},
   runStatus: null,
   nodeIds: [],
-  abort: null,
+  ...IDLE,
 
   clear: () => {
     get().abort?.abort();
-    set({ mode: 'none', runId: null, run: null, events: [], cursor: -1, states: {}, runStatus: null, abort: null });
+    set({ mode: 'none', runId: null, run: null, events: [], cursor: -1, states: {}, runStatus: null, ...IDLE });
   },
 
-  beginStream: (nodeIds) => {
+  follow: (source, opts) => {
     get().abort?.abort();
-    set({
-      mode: 'live',
-      runId: null,
-      run: null,
-      events: [],
-      cursor: -1,
-      nodeIds,
-      states: statesAt([], -1, nodeIds),
-      runStatus: 'queued',
-      abort: null,
+    const abort = new AbortController();
+    const current = () => get().abort === abort;
+    const runId = source.kind === 'events' ? source.runId : null;
+    if (opts.replay) set({ abort, runId: runId ?? get().runId, connection: 'connecting', connectionDetail: null });
+    else {
+      set({
+        mode: 'live',
+        runId,
+        run: null,
+        events: [],
+        cursor: -1,
+        nodeIds: opts.nodeIds,
+        states: statesAt([], -1, opts.nodeIds),
+        runStatus: 'queued',
+        abort,
+        connection: 'connecting',
+        connectionDetail: null,
+      });
+    }
+    return followRun(
+      source,
+      {
+        onEvent: (e) => {
+          if (!current()) return;
+          get().pushEvent(e);
+          opts.onEvent?.(e);
+        },
+        onToken: (t) => current() && opts.onToken?.(t),
+        onRunId: (id) => current() && set({ runId: id }),
+        onState: (connection, detail) => current() && set({ connection, connectionDetail: detail ?? null }),
+      },
+      abort.signal,
+    ).then((end) => {
+      if (end && current()) set({ runId: end.run_id || get().runId, runStatus: end.status });
+      return end;
     });
+  },
+
+  stop: () => {
+    const abort = get().abort;
+    if (!abort) return;
+    abort.abort();
+    set({ connection: 'stopped', connectionDetail: null });
   },
 
   pushEvent: (e) => {
@@ -72,13 +120,6 @@ export const useRunView = create<RunViewState>((set, get) => ({
     });
   },
 
-  startLive: (runId, nodeIds, onEnd) => {
-    get().beginStream(nodeIds);
-    const abort = new AbortController();
-    set({ runId, abort });
-    followRunEvents(runId, (e) => get().pushEvent(e), abort.signal, onEnd).catch(() => undefined);
-  },
-
   openReplay: (run, events, nodeIds) => {
     get().abort?.abort();
     const cursor = events.length - 1;
@@ -91,7 +132,7 @@ export const useRunView = create<RunViewState>((set, get) => ({
       nodeIds,
       states: statesAt(events, cursor, nodeIds),
       runStatus: runStatusAt(events, cursor),
-      abort: null,
+      ...IDLE,
     });
   },
 

@@ -9,6 +9,9 @@ shared with the caller (with their `access`: owner | admin | run | view); every 
 passes `node_access.check_code_nodes` (CODE_NODE, the `nodes:code` permission); the catalogue says
 per node type whether it is `available` here and, if not, why. `endpoint_name` (POST/PUT) is
 the flow's per-owner alias for /run, webhooks and the OpenAI endpoint; a taken name is 409.
+PUT is optimistically concurrent when the caller says which version its edit is based on
+(`base_version` in the body or `If-Match: "<version>"`): a flow that moved on answers 409 problem+json
+with `current_version`, and nothing is written. Without either, the last write wins (as before).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import msgspec
 import psycopg
 from litestar import Response, delete, get, post, put
 from litestar.datastructures import State
+from litestar.params import Parameter
 
 from flowstudio.api.access import (
     access_of,
@@ -56,6 +60,41 @@ class FlowPatch(msgspec.Struct, kw_only=True):
     description: str | None = None
     definition: dict[str, Any] | None = None
     endpoint_name: str | msgspec.UnsetType | None = msgspec.UNSET  # null clears the name
+    base_version: int | None = None  # optimistic concurrency: the version this edit is based on
+
+
+class StaleVersion(Exception):
+    """Raised inside the update transaction (so it rolls back) when the flow moved past the base."""
+
+    def __init__(self, current: dict[str, Any]) -> None:
+        super().__init__("stale base_version")
+        self.current = current
+
+
+def base_version_of(data: FlowPatch, if_match: str | None) -> int | None:
+    """The base version from the body, else from `If-Match: "3"` (or W/"3", or 3); None = no check."""
+    if data.base_version is not None or not if_match or if_match.strip() == "*":
+        return data.base_version
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "If-Match must be a flow version number",
+            errors=[{"path": "header.If-Match", "reason": "must be a version number"}],
+        )
+    return int(tag)
+
+
+def version_conflict(current: dict[str, Any], base: int) -> Problem:
+    return Problem(
+        409,
+        "Conflict",
+        f"the flow changed since version {base}: it is now at version {current['version']}",
+        errors=[{"path": "body.base_version", "reason": "stale: the flow has a newer version"}],
+        current_version=current["version"],
+        updated_at=current["updated_at"].isoformat(),
+    )
 
 
 def _sized_validation(
@@ -183,9 +222,15 @@ async def get_flow(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 
 @put("/api/v1/flows/{flow_id:uuid}")
 async def update_flow(
-    flow_id: UUID, data: FlowPatch, user: User, conn: psycopg.AsyncConnection[Any], state: State
+    flow_id: UUID,
+    data: FlowPatch,
+    user: User,
+    conn: psycopg.AsyncConnection[Any],
+    state: State,
+    if_match: str | None = Parameter(header="If-Match", default=None),
 ) -> dict[str, Any]:
     require(user, "flows:write")
+    base = base_version_of(data, if_match)
     await owned_flow(conn, user, flow_id)
     if data.name is not None:
         check_name(data.name)
@@ -206,9 +251,15 @@ async def update_flow(
                 name=data.name,
                 description=data.description,
                 definition=data.definition,
+                base_version=base,
             )
+            current = await store.get_flow(conn, flow_id) if row is None else None
+            if current is not None and base is not None:
+                raise StaleVersion(current)  # rolls the rename back too
     except psycopg.errors.UniqueViolation as exc:
         raise endpoint_name_taken(endpoint_name) from exc
+    except StaleVersion as exc:
+        raise version_conflict(exc.current, base or 0) from None
     if row is None:
         raise not_found("flow")
     return flow_out(row)

@@ -3,10 +3,12 @@
 `run_flow` validates `tweaks` (per-node param overrides for this run only), starts a durable run with
 inputs `{"input_value": ..., **inputs}` through the same path as async runs (idempotency included),
 then either waits for the outputs (200) until `timeout` (then 202 with the run id: the run goes on),
-or with `?stream=true` streams Server-Sent Events: every step event as it commits, keepalive comments,
-and a final `end` event carrying the outputs. The path takes a flow id or the caller's endpoint name
-(`api.access.resolve_flow_ref`). Streams are guarded (`api/streams.py`: per-user cap, credentials
-re-checked while streaming); a wait re-checks the credentials before it answers.
+or with `?stream=true` streams Server-Sent Events: a first `run` event (and the `X-Run-Id` header)
+naming the run, so a dropped stream resumes on GET /api/v1/runs/{id}/events with Last-Event-ID; every
+step event as it commits, keepalive comments, and a final `end` event carrying the outputs. The path
+takes a flow id or the caller's endpoint name (`api.access.resolve_flow_ref`). Streams are guarded
+(`api/streams.py`: per-user cap, credentials re-checked while streaming); a wait re-checks the
+credentials before it answers.
 """
 
 from __future__ import annotations
@@ -89,7 +91,12 @@ async def run_flow(
     if stream:
         return EventStream(
             guarded_stream(request, user, _stream(state, created.id), reserved=True),
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers={
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+                "X-Run-Id": str(created.id),
+                "Access-Control-Expose-Headers": "X-Run-Id",
+            },
         )
     run = await wait_terminal(state.pool, state.hub, created.id, timeout)
     if not await still_authorized(request, user):  # logged out while waiting: no outputs
@@ -100,6 +107,10 @@ async def run_flow(
 
 
 async def _stream(state: State, run_id: str) -> AsyncIterator[ServerSentEventMessage]:
+    # First the run's identity (no `id`, so Last-Event-ID stays the event log's sequence): a client
+    # whose stream drops resumes with GET /api/v1/runs/{run_id}/events instead of guessing the run.
+    run_ref = {"run_id": str(run_id), "events": f"/api/v1/runs/{run_id}/events"}
+    yield ServerSentEventMessage(data=msgspec.json.encode(run_ref).decode(), event="run")
     async for message in stream_run_events(state.pool, state.hub, run_id, 0):
         if message.event == "end":
             async with state.pool.connection() as conn:

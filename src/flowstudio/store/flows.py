@@ -1,7 +1,7 @@
 """SQL for flows and their immutable versions (API flow routes call these).
 
 `create_flow` writes the flow and version 1 in one transaction; `update_flow` writes a new immutable
-version whenever the definition changes (restore, in `api/flow_extras.py`, is an update with an old
+version whenever the definition changes, optionally only from a given `base_version` (restore, in `api/flow_extras.py`, is an update with an old
 version's definition, read by `get_version`); duplicate and import are `create_flow` calls.
 """
 
@@ -51,21 +51,28 @@ async def update_flow(
     name: str | None,
     description: str | None,
     definition: dict[str, Any] | None,
+    base_version: int | None = None,
 ) -> dict[str, Any] | None:
-    """Every save of a definition makes a new immutable version."""
+    """Every save of a definition makes a new immutable version.
+
+    With `base_version` the update applies only while the flow is still at that version (optimistic
+    concurrency); None then means the flow is gone OR newer (the caller tells them apart)."""
     async with conn.transaction():
         cur = await conn.execute(
             f"""UPDATE flows SET name = coalesce(%s, name),
                        description = coalesce(%s, description),
                        definition = coalesce(%s, definition),
                        version = version + (%s::bool)::int, updated_at = now()
-                WHERE id = %s AND deleted_at IS NULL RETURNING {FLOW_COLS}""",
+                WHERE id = %s AND deleted_at IS NULL AND (%s::int IS NULL OR version = %s)
+                RETURNING {FLOW_COLS}""",
             (
                 name,
                 description,
                 Jsonb(definition) if definition is not None else None,
                 definition is not None,
                 flow_id,
+                base_version,
+                base_version,
             ),
         )
         flow = await cur.fetchone()
