@@ -1,9 +1,10 @@
 """The `flowstudio` command line: each command wires components; none holds logic of its own.
 
-`main()` parses arguments (exit code 2 with a message on bad input), loads settings, sets up logging,
-and dispatches: migrate -> store.migrate; api -> uvicorn(create_app); orchestrator / worker -> their
+`main()` parses arguments (exit code 2 with a message on bad input), loads settings, sets up logging
+(LOG_FORMAT text|json, `observability.logs`) and, for long-running components, tracing (on only with
+OTEL_EXPORTER_OTLP_ENDPOINT), and dispatches: migrate -> store.migrate; api -> uvicorn(create_app); orchestrator / worker -> their
 `run()`; up -> migrate, then API + orchestrator + workers as child processes, restarted if they die;
-user create -> store.users; bench -> bench.run_bench.
+user create -> store.users; bench -> bench.run_bench (`--scale`: bench.scale).
 """
 
 from __future__ import annotations
@@ -22,15 +23,10 @@ from flowstudio.settings import Settings, load_settings
 log = logging.getLogger("flowstudio")
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("aiormq").setLevel(logging.WARNING)
-    logging.getLogger("aio_pika").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def setup_logging(level: str, fmt: str = "text") -> None:
+    from flowstudio.observability.logs import setup_logging as setup
+
+    setup(level, fmt)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--concurrency", type=int, default=8)
     b.add_argument("--seq-runs", type=int, default=30)
+    # --scale: the dashboard queries on a seeded big database (bench/scale.py)
+    b.add_argument(
+        "--scale", action="store_true", help="measure lists/details/ops on a big database"
+    )
+    b.add_argument("--scale-runs", type=int, default=100_000)
+    b.add_argument("--scale-events", type=int, default=3, help="event rows per step")
+    b.add_argument(
+        "--scale-days", type=float, default=7.0, help="history spread over this many days"
+    )
+    b.add_argument("--scale-reps", type=int, default=40)
     return p
 
 
@@ -84,6 +90,8 @@ def cmd_api(settings: Settings, host: str | None, port: int | None) -> int:
         port=port or settings.backend_port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
+        # LOG_FORMAT=json: uvicorn's loggers propagate to our JSON handler instead of its own
+        **({"log_config": None} if settings.log_format == "json" else {}),
     )
     return 0
 
@@ -123,7 +131,10 @@ def cmd_up(settings: Settings, workers: int, concurrency: int) -> int:
     specs = {"api": [*exe, "api"], "orchestrator": [*exe, "orchestrator"]}
     for i in range(workers):
         specs[f"worker-{i}"] = [*exe, "worker", "--concurrency", str(concurrency)]
-    children = {name: subprocess.Popen(cmd) for name, cmd in specs.items()}
+    # the API's /metrics covers every child (database-backed); a METRICS_PORT meant for a process
+    # started alone would make the children collide on it
+    env = {k: v for k, v in os.environ.items() if k != "METRICS_PORT"}
+    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in specs.items()}
     log.info(
         "flowstudio up: API on http://%s:%d (%s)",
         settings.backend_host,
@@ -143,7 +154,7 @@ def cmd_up(settings: Settings, workers: int, concurrency: int) -> int:
         for name, proc in list(children.items()):
             if proc.poll() is not None and not stopping:
                 log.warning("%s exited with %s; restarting", name, proc.returncode)
-                children[name] = subprocess.Popen(specs[name])
+                children[name] = subprocess.Popen(specs[name], env=env)
     for proc in children.values():
         proc.terminate()
     for proc in children.values():
@@ -157,7 +168,11 @@ def cmd_up(settings: Settings, workers: int, concurrency: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings(os.environ.get("FLOWSTUDIO_ENV_FILE", ".env"))
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
+    if args.command in ("api", "orchestrator", "worker"):
+        from flowstudio.observability.tracing import init_tracing
+
+        init_tracing(settings, args.command)
     from flowstudio.runtime import run_async
 
     match args.command:
@@ -183,6 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "user":
             return cmd_user_create(settings, args)
         case "bench":
+            if args.scale:
+                from flowstudio.bench.scale import run_scale_bench
+
+                return run_scale_bench(settings, args)
             from flowstudio.bench import run_bench
 
             return run_bench(settings, args)

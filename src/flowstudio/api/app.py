@@ -3,7 +3,8 @@
 The lifespan opens the PostgreSQL pool, the broker and the outbox publisher (whose flush loop runs in
 the app's task group) and closes them on shutdown. Routes come from one module per resource; every
 handler receives `conn` (pooled connection) and, when it declares it, `user` (authenticated). Errors
-are problem+json (`api/errors.py`). The built designer (frontend/dist) is served at `/` if present.
+are problem+json (`api/errors.py`). `GET /metrics` and the HTTP metrics/tracing middlewares come from
+`observability/`. The built designer (frontend/dist) is served at `/` if present.
 OpenAPI lives at /schema.
 """
 
@@ -46,6 +47,8 @@ from flowstudio.api.deps import provide_conn, provide_user
 from flowstudio.api.errors import exception_handlers, problem_response
 from flowstudio.api.events import EventHub
 from flowstudio.auth.maxplatform import MaxplatformAuth
+from flowstudio.observability import http as metrics_http
+from flowstudio.observability.tracing import tracing_middleware
 from flowstudio.queue.broker import RabbitBroker
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.settings import Settings
@@ -114,6 +117,7 @@ def create_app(settings: Settings) -> Litestar:
     handlers += [*run_control.ROUTES, *sync_run.ROUTES, *schedules.ROUTES]
     handlers += [*ops.ROUTES, *flow_version.ROUTES]
     handlers += batches.ROUTES
+    handlers += metrics_http.ROUTES  # GET /metrics (observability/http.py)
     handlers += [*publishing.ROUTES, *shares.ROUTES, *webhooks.ROUTES, *openai_compat.ROUTES]
     dist = Path(settings.ui_dist)
     if (dist / "index.html").is_file():
@@ -132,5 +136,6 @@ def create_app(settings: Settings) -> Litestar:
             allow_origins=["http://localhost:3005", "http://127.0.0.1:3005"], allow_credentials=True
         ),
         request_max_body_size=10 * 1024 * 1024,
+        middleware=[metrics_http.metrics_middleware, tracing_middleware],
         state=State({"settings": settings}),
     )

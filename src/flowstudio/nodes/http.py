@@ -2,7 +2,8 @@
 
 `run_http_request` checks the target with `guard_url` (private, loopback and link-local addresses are
 refused unless HTTP_ALLOWED_HOSTS lists the host or a CIDR containing it), sends the request with the
-`Idempotency-Key: {run_id}:{node_id}:{item}` header, and returns `{status, headers, body}` (JSON decoded
+`Idempotency-Key: {run_id}:{node_id}:{item}` header (and the step's `traceparent` when tracing is
+on), and returns `{status, headers, body}` (JSON decoded
 when the response says JSON). 429/5xx/transport errors are retryable; other 4xx are not.
 `auth` (bearer / basic / api-key header, values usually from `{{ secrets.X }}`) adds its header
 (`auth_headers`).
@@ -22,6 +23,7 @@ import httpx
 import msgspec
 
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
+from flowstudio.observability import tracing
 
 
 class HttpAuth(msgspec.Struct, kw_only=True):
@@ -119,6 +121,7 @@ async def run_http_request(ctx: NodeContext, params: HttpParams) -> Done:
     await guard_url(params.url, ctx.settings.http_allowed_hosts)
     headers = {
         "Idempotency-Key": ctx.idempotency_key,
+        **tracing.inject_headers({}),  # traceparent of the step's span when tracing is on
         **params.headers,
         **auth_headers(params.auth),
     }
