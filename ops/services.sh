@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ops/services.sh: make sure the machine has what Flowstudio needs, then start what is down.
 # Called by ops/test.sh and ops/up.sh (source it). Steps: apt packages if missing (PostgreSQL,
-# RabbitMQ, chromium) -> start PostgreSQL if not accepting connections -> start RabbitMQ if not answering
+# RabbitMQ, chromium, prometheus for promtool) -> start PostgreSQL if not accepting connections -> start RabbitMQ if not answering
 # -> Python virtualenv in .venv with the project installed (editable, with dev extras).
 set -euo pipefail
 
@@ -25,6 +25,9 @@ command -v rabbitmqctl >/dev/null 2>&1 || apt_install rabbitmq-server
 command -v pg_isready >/dev/null 2>&1 || apt_install postgresql-client
 # The designer's browser tests drive Debian's chromium with playwright-core (never a downloaded one).
 command -v chromium >/dev/null 2>&1 || apt_install chromium
+# promtool checks ops/prometheus/*.yml in the tests (tests/unit/test_ops_files.py); the Debian package
+# also installs a prometheus server unit, which nothing here starts.
+command -v promtool >/dev/null 2>&1 || apt_install prometheus
 # Node >= 20.19 with npm builds the designer (Vite 8); Debian's nodejs 18 is too old, so only warn.
 if ! command -v npm >/dev/null 2>&1; then
   echo "warning: npm not found: the designer cannot be built (install Node.js >= 20.19)" >&2
