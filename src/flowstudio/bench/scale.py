@@ -124,6 +124,9 @@ async def scale_session(settings: Settings, args: argparse.Namespace) -> dict[st
             )
             started = time.monotonic()
             await metrics_rollup.advance(conn)
+            for table in ("metrics_runs_minute", "metrics_steps_minute", "metrics_runs_hour"):
+                await conn.execute(f"ANALYZE {table}")  # as autovacuum would after the load
+            await conn.execute("ANALYZE metrics_steps_hour")
             seeded["rollup"] = round(time.monotonic() - started, 1)
             cur = await conn.execute(
                 """SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM steps) AS steps,

@@ -2,7 +2,8 @@
 
 `advance(conn)` moves the watermark `metrics_rollup_state.upto` to `now() - MARGIN` and folds every
 run and step whose `finished_at` lies in [old upto, new upto) into `metrics_runs_minute`,
-`metrics_steps_minute` (what the ops page reads for its windows) and `metrics_totals` (what
+`metrics_steps_minute` (what the ops page reads for its windows; `metrics_*_hour`, without the
+owner, for long admin windows) and `metrics_totals` (what
 `GET /metrics` reads: counters and histograms since the beginning), in one transaction. The state
 row is taken `FOR UPDATE SKIP LOCKED`, so any number of orchestrators and API processes may call it:
 one advances, the others return at once. It costs one indexed range scan over the few seconds of
@@ -48,7 +49,9 @@ STEPS_AGG = f"""SELECT date_trunc('minute', s.finished_at) AS bucket, s.node_typ
            count(*) AS n,
            coalesce(sum(extract(epoch FROM s.finished_at - s.started_at)), 0)::float8 AS seconds,
            sum(greatest(s.attempt - 1, 0)) AS retries
-    FROM steps s JOIN runs r ON r.id = s.run_id
+    FROM steps s
+    -- one index lookup per step (LIMIT keeps the planner from hashing the whole runs table)
+    CROSS JOIN LATERAL (SELECT owner_id FROM runs WHERE id = s.run_id LIMIT 1) r
     WHERE s.finished_at >= %(lo)s AND s.finished_at < %(hi)s
       AND (s.status IN ('succeeded', 'failed')
            OR (s.status = 'cancelled' AND s.started_at IS NOT NULL))
@@ -59,7 +62,13 @@ ADVANCE_RUNS = f"""WITH agg AS ({RUNS_AGG}),
         INSERT INTO metrics_runs_minute AS m (bucket, flow_id, owner_id, status, le, n, seconds)
         SELECT bucket, flow_id, owner_id, status, le, n, seconds FROM agg
         ON CONFLICT (bucket, flow_id, owner_id, status, le)
-        DO UPDATE SET n = m.n + excluded.n, seconds = m.seconds + excluded.seconds)
+        DO UPDATE SET n = m.n + excluded.n, seconds = m.seconds + excluded.seconds),
+    hour AS (
+        INSERT INTO metrics_runs_hour AS h (bucket, flow_id, status, le, n, seconds)
+        SELECT date_trunc('hour', bucket), flow_id, status, le, sum(n), sum(seconds) FROM agg
+        GROUP BY 1, 2, 3, 4
+        ON CONFLICT (bucket, flow_id, status, le)
+        DO UPDATE SET n = h.n + excluded.n, seconds = h.seconds + excluded.seconds)
     INSERT INTO metrics_totals AS t (family, key1, key2, le, n, seconds)
     SELECT 'runs', status, flow_id::text, le, sum(n), sum(seconds) FROM agg GROUP BY 2, 3, 4
     ON CONFLICT (family, key1, key2, le)
@@ -72,7 +81,13 @@ ADVANCE_STEPS = f"""WITH agg AS ({STEPS_AGG}),
         SELECT bucket, node_type, owner_id, status, le, n, seconds, retries FROM agg
         ON CONFLICT (bucket, node_type, owner_id, status, le)
         DO UPDATE SET n = m.n + excluded.n, seconds = m.seconds + excluded.seconds,
-                      retries = m.retries + excluded.retries)
+                      retries = m.retries + excluded.retries),
+    hour AS (
+        INSERT INTO metrics_steps_hour AS h (bucket, node_type, status, le, n, seconds)
+        SELECT date_trunc('hour', bucket), node_type, status, le, sum(n), sum(seconds) FROM agg
+        GROUP BY 1, 2, 3, 4
+        ON CONFLICT (bucket, node_type, status, le)
+        DO UPDATE SET n = h.n + excluded.n, seconds = h.seconds + excluded.seconds)
     INSERT INTO metrics_totals AS t (family, key1, key2, le, n, seconds, retries)
     SELECT 'steps', node_type, status, le, sum(n), sum(seconds), sum(retries) FROM agg
     GROUP BY 2, 3, 4

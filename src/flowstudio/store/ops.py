@@ -2,8 +2,10 @@
 
 Everything that grows with history is read from the metrics rollups (`store/metrics_rollup.py`):
 the window's whole minutes from `metrics_runs_minute` / `metrics_steps_minute` plus the live tail
-since the watermark, merged in Python, so a 24 h window on a database of millions of rows reads a
-few thousand rollup rows instead of every run and step. Only small sets are read raw: live runs and
+since the watermark, aggregated in SQL (by status and by flow/duration bucket in one GROUPING SETS
+statement; by time bucket; by node type/duration bucket) so only a few hundred rows reach Python.
+Admin windows over HOURLY_AFTER_MINUTES read whole hours from `metrics_*_hour` (no owner column,
+~60x fewer rows) and only the first partial hour from the minute tables. Only small sets are read raw: live runs and
 steps (partial indexes over live states), failed steps in the window (partial index), processes, and
 throughput buckets finer than a minute (one range scan over `runs_finished`).
 Scoping: `owner_id` None means every run (admins); otherwise only that owner's runs. `processes`
@@ -30,18 +32,100 @@ def _owner(owner_id: str | None, column: str = "owner_id") -> str:
     return "" if owner_id is None else f" AND {column} = %(owner)s::uuid"
 
 
-async def _window_rows(
-    conn: psycopg.AsyncConnection[Any], table: str, owner_id: str | None, start: datetime
-) -> list[dict[str, Any]]:
-    cur = await conn.execute(
-        f"SELECT * FROM {table} WHERE bucket >= %(start)s{_owner(owner_id)}",
-        {"start": start, "owner": owner_id},
+def _tail(agg: str, owner_id: str | None) -> str:
+    """The rollup's aggregation over [watermark, now]: rows not folded into it yet."""
+    tail = agg.replace("%(lo)s", "%(upto)s").replace("%(hi)s", "now() + interval '1 hour'")
+    return f"SELECT * FROM ({tail}) t WHERE true{_owner(owner_id)}"
+
+
+HOURLY_AFTER_MINUTES = 120  # admin windows longer than this read whole hours from *_hour
+
+
+def _source(kind: str, cols: str, owner_id: str | None, hourly: bool) -> str:
+    """The window's rows: minute rollup (+ hour rollup for whole hours) + the live tail."""
+    agg = rollup.RUNS_AGG if kind == "runs" else rollup.STEPS_AGG
+    tail = f"SELECT {cols} FROM ({_tail(agg, owner_id)}) t"
+    if not hourly:
+        minute = f"SELECT {cols} FROM metrics_{kind}_minute WHERE bucket >= %(start)s"
+        return f"{minute}{_owner(owner_id)} UNION ALL {tail}"
+    minute = (
+        f"SELECT {cols} FROM metrics_{kind}_minute"
+        " WHERE bucket >= %(start)s AND bucket < %(hour)s"
     )
-    return await cur.fetchall()
+    hour = f"SELECT {cols} FROM metrics_{kind}_hour WHERE bucket >= %(hour)s"
+    return f"{minute} UNION ALL {hour} UNION ALL {tail}"
 
 
-def _scoped(rows: list[dict[str, Any]], owner_id: str | None) -> list[dict[str, Any]]:
-    return rows if owner_id is None else [r for r in rows if str(r["owner_id"]) == owner_id]
+async def window_runs(
+    conn: psycopg.AsyncConnection[Any],
+    owner_id: str | None,
+    start: datetime,
+    upto: Any,
+    hourly: bool,
+) -> tuple[dict[str, int], dict[Any, dict[int, int]]]:
+    """(terminal runs by status, duration histogram per flow) in one statement."""
+    sql = f"""WITH w AS ({_source("runs", "flow_id, status, le, n", owner_id, hourly)})
+        SELECT status, flow_id, le, sum(n) AS n FROM w
+        GROUP BY GROUPING SETS ((status), (flow_id, le))"""
+    cur = await conn.execute(
+        sql,  # type: ignore[arg-type]
+        _params(owner_id, start, upto),
+        prepare=False,  # custom plans: a generic plan guesses a third of the table for `>=`
+    )
+    by_status: dict[str, int] = {}
+    hists: dict[Any, dict[int, int]] = {}
+    for row in await cur.fetchall():
+        if row["flow_id"] is not None:
+            hists.setdefault(row["flow_id"], {})[int(row["le"])] = int(row["n"])
+        else:
+            by_status[row["status"]] = int(row["n"])
+    return by_status, hists
+
+
+async def window_throughput(
+    conn: psycopg.AsyncConnection[Any],
+    owner_id: str | None,
+    start: datetime,
+    upto: Any,
+    bucket_s: int,
+) -> dict[datetime, dict[str, int]]:
+    """Terminal runs per time bucket (a multiple of the rollup's minute)."""
+    sql = f"""WITH w AS ({_source("runs", "bucket, status, n", owner_id, False)})
+        SELECT to_timestamp(floor(extract(epoch FROM bucket) / %(b)s) * %(b)s) AS tb, status,
+               sum(n) AS n
+        FROM w GROUP BY 1, 2"""
+    cur = await conn.execute(
+        sql,  # type: ignore[arg-type]
+        {**_params(owner_id, start, upto), "b": bucket_s},
+        prepare=False,
+    )
+    out: dict[datetime, dict[str, int]] = {}
+    for row in await cur.fetchall():
+        out.setdefault(row["tb"], {})[row["status"]] = int(row["n"])
+    return out
+
+
+async def window_steps(
+    conn: psycopg.AsyncConnection[Any],
+    owner_id: str | None,
+    start: datetime,
+    upto: Any,
+    hourly: bool,
+) -> dict[Any, dict[int, int]]:
+    sql = f"""WITH w AS ({_source("steps", "node_type, le, n", owner_id, hourly)})
+        SELECT node_type, le, sum(n) AS n FROM w GROUP BY node_type, le"""
+    cur = await conn.execute(
+        sql, _params(owner_id, start, upto), prepare=False  # type: ignore[arg-type]
+    )
+    hists: dict[Any, dict[int, int]] = {}
+    for row in await cur.fetchall():
+        hists.setdefault(row["node_type"], {})[int(row["le"])] = int(row["n"])
+    return hists
+
+
+def _params(owner_id: str | None, start: datetime, upto: Any) -> dict[str, Any]:
+    hour = start.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return {"start": start, "hour": hour, "upto": upto, "owner": owner_id}
 
 
 async def live_runs_by_status(
@@ -124,7 +208,10 @@ async def failing_nodes(
                    max(s.node_type) AS node_type, count(*) AS failures,
                    max(s.finished_at) AS last_at,
                    (array_agg(s.error->>'message' ORDER BY s.finished_at DESC))[1] AS last_error
-            FROM steps s JOIN runs r ON r.id = s.run_id LEFT JOIN flows f ON f.id = r.flow_id
+            FROM steps s
+            CROSS JOIN LATERAL (  -- an index lookup per failed step, never a hash of all runs
+                SELECT flow_id, owner_id FROM runs WHERE id = s.run_id LIMIT 1) r
+            LEFT JOIN flows f ON f.id = r.flow_id
             WHERE s.status = 'failed' AND s.finished_at >= %(start)s{_owner(owner_id, "r.owner_id")}
             GROUP BY r.flow_id, s.node_id ORDER BY count(*) DESC, max(s.finished_at) DESC
             LIMIT 10""",
@@ -149,7 +236,12 @@ async def steps_by_status(
 ) -> dict[str, int]:
     """Live work in PostgreSQL: steps not yet terminal, by state (the durable 'queue'); each arm
     of the UNION is served by its state's partial index."""
-    join = "" if owner_id is None else " JOIN runs r ON r.id = s.run_id AND r.owner_id = %(owner)s"
+    join = (
+        ""
+        if owner_id is None
+        else " CROSS JOIN LATERAL (SELECT 1 FROM runs r WHERE r.id = s.run_id"
+        " AND r.owner_id = %(owner)s LIMIT 1) r"
+    )
     arms = [
         f"SELECT 'ready' AS status, count(*) AS n FROM steps s{join} WHERE s.status = 'ready'",
         f"SELECT 'running', count(*) FROM steps s{join} WHERE s.status = 'running'",
@@ -185,34 +277,24 @@ async def ops_snapshot(
     cur = await conn.execute("SELECT now() AS now")
     now = (await cur.fetchone())["now"]  # type: ignore[index]
     start = now - timedelta(minutes=minutes)
-    minute_start = _bucket_start(start, 60)
     upto = await rollup.watermark(conn)
-    runs = await _window_rows(conn, "metrics_runs_minute", owner_id, minute_start)
-    runs += _scoped(await rollup.tail_runs(conn, upto), owner_id)
-    steps = await _window_rows(conn, "metrics_steps_minute", owner_id, minute_start)
-    steps += _scoped(await rollup.tail_steps(conn, upto), owner_id)
-
+    minute_start = _bucket_start(start, 60)
+    hourly = owner_id is None and minutes > HOURLY_AFTER_MINUTES
+    finished, flow_hists = await window_runs(conn, owner_id, minute_start, upto, hourly)
     by_status = await live_runs_by_status(conn, owner_id)
-    for row in runs:
-        by_status[row["status"]] = by_status.get(row["status"], 0) + int(row["n"])
+    for status, n in finished.items():
+        by_status[status] = by_status.get(status, 0) + n
     if bucket_s % 60 == 0:
-        counts: dict[datetime, dict[str, int]] = {}
-        for row in runs:
-            c = counts.setdefault(_bucket_start(row["bucket"], bucket_s), {})
-            c[row["status"]] = c.get(row["status"], 0) + int(row["n"])
-        series = throughput_from(counts, start, now, bucket_s)
-    else:
-        series = throughput_from(
-            await fine_throughput(conn, owner_id, start, bucket_s), start, now, bucket_s
-        )
-
-    flows = _durations(rollup.merge_hist(runs, "flow_id"))
+        buckets = await window_throughput(conn, owner_id, minute_start, upto, bucket_s)
+    else:  # finer than the rollup's minute: read the window's runs
+        buckets = await fine_throughput(conn, owner_id, start, bucket_s)
+    flows = _durations(flow_hists)
     top_flows = sorted(flows.items(), key=lambda kv: -kv[1][0])[:20]
     names = await flow_names(conn, [k for k, _ in top_flows])
-    nodes = _durations(rollup.merge_hist(steps, "node_type"))
+    nodes = _durations(await window_steps(conn, owner_id, minute_start, upto, hourly))
     return {
         "runs_by_status": by_status,
-        "throughput": series,
+        "throughput": throughput_from(buckets, start, now, bucket_s),
         "flow_durations": [
             {
                 "flow_id": str(k),
