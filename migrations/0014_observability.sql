@@ -27,6 +27,9 @@ CREATE TABLE metrics_runs_minute (
     PRIMARY KEY (bucket, flow_id, owner_id, status, le)
 );
 
+CREATE INDEX metrics_runs_minute_owner ON metrics_runs_minute(owner_id, bucket)
+    INCLUDE (flow_id, status, le, n);  -- non-admin views: index-only scans
+
 -- Step executions that reached a terminal status, per minute; `retries` = attempts beyond the first.
 CREATE TABLE metrics_steps_minute (
     bucket    timestamptz NOT NULL,
@@ -39,6 +42,8 @@ CREATE TABLE metrics_steps_minute (
     retries   bigint NOT NULL,
     PRIMARY KEY (bucket, node_type, owner_id, status, le)
 );
+CREATE INDEX metrics_steps_minute_owner ON metrics_steps_minute(owner_id, bucket)
+    INCLUDE (node_type, le, n);
 
 -- The same per hour without the owner: long admin windows read ~60x fewer rows.
 CREATE TABLE metrics_runs_hour (

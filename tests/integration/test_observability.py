@@ -1,7 +1,8 @@
 """Observability over a real stack in a private database: /metrics counts exactly what ran, the
 token is enforced, a worker started alone serves its own /metrics, LOG_FORMAT=json lines carry the
 step context, and a caller's traceparent reaches an http_request sink through API -> run row ->
-queue -> worker.
+queue -> worker, while the processes export (to a local OTLP receiver) a server span, the run span,
+a span per step execution and a GenAI span per LLM call, all in the caller's trace.
 
 The stack's database is this module's own (tests/support/private_stack.py), so the exact counts
 of `flowstudio_runs_total` and `flowstudio_steps_total` are those of the runs started here.
@@ -22,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.client import Api, linear_flow
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.otlp_collector import OtlpCollector
 from tests.support.private_stack import (  # noqa: F401 -- fixtures
     private_base_env,
     private_credentials,
@@ -188,26 +190,66 @@ def test_a_worker_started_alone_serves_its_own_metrics(stack: Stack) -> None:
     assert httpx.get(f"http://127.0.0.1:{port}/other").status_code == 404
 
 
-def test_traceparent_from_the_api_request_reaches_the_http_sink(
-    stack: Stack, credentials: tuple[str, str], sink: Sink
+def test_a_callers_trace_reaches_the_http_sink_with_a_span_per_step(
+    stack: Stack, credentials: tuple[str, str], sink: Sink, fake: FakeOpenAI
 ) -> None:
-    # an endpoint nobody listens on: spans are exported in vain, propagation still happens
-    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
-    stack.start_api(extra_env=otel)
-    stack.start_orchestrator(extra_env=otel)
-    stack.start_worker(concurrency=2, extra_env=otel)
-    api = Api(stack.base_url, *credentials)
-    flow = api.create_flow(linear_flow(("call", "http_request", {"url": sink.url("/traced")})))
-    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    r = api.http.post(
-        f"/api/v1/flows/{flow['id']}/runs",
-        json={"inputs": {}},
-        headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
-    )
-    assert r.status_code == 202, r.text
-    assert api.wait_run(r.json()["id"])["status"] == "succeeded"
-    sent = [q["headers"] for q in sink.requests if q["path"] == "/traced"]
-    assert len(sent) == 1
-    parent = {k.lower(): v for k, v in sent[0].items()}.get("traceparent", "")
-    assert parent.startswith(f"00-{trace_id}-"), sent[0]
-    assert parent.split("-")[2] != "00f067aa0ba902b7"  # the step's own span, not the caller's
+    collector = OtlpCollector()
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    try:
+        stack.start_api(extra_env=otel)
+        stack.start_orchestrator(extra_env=otel)
+        stack.start_worker(concurrency=2, extra_env=otel)
+        api = Api(stack.base_url, *credentials)
+        flow = api.create_flow(
+            linear_flow(
+                ("call", "http_request", {"url": sink.url("/traced")}),
+                (
+                    "chat",
+                    "llm_chat",
+                    {"model": "fake-tr", "prompt": "hi", "base_url": fake.base_url()},
+                ),
+            )
+        )
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        r = api.http.post(
+            f"/api/v1/flows/{flow['id']}/runs",
+            json={"inputs": {}},
+            headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+        )
+        assert r.status_code == 202, r.text
+        assert api.wait_run(r.json()["id"])["status"] == "succeeded"
+
+        # the step's traceparent went out with the HTTP call: same trace, the step's own span
+        sent = [q["headers"] for q in sink.requests if q["path"] == "/traced"]
+        assert len(sent) == 1
+        parent = {k.lower(): v for k, v in sent[0].items()}.get("traceparent", "")
+        assert parent.startswith(f"00-{trace_id}-"), sent[0]
+
+        deadline = time.monotonic() + 20
+        while True:  # the processes export in batches
+            spans = [sp for sp in collector.spans() if sp["trace_id"] == trace_id]
+            names = {sp["name"] for sp in spans}
+            if {"step http_request", "chat fake-tr", "step output"} <= names:
+                break
+            assert time.monotonic() < deadline, sorted(names)
+            time.sleep(0.3)
+        by_name = {sp["name"]: sp for sp in spans}
+        server = next(sp for sp in spans if sp["name"].startswith("POST /api/v1/flows/"))
+        assert server["parent_span_id"] == "00f067aa0ba902b7"
+        assert server["service"] == "flowstudio-api"
+        run_span = by_name["flowstudio.run"]
+        assert run_span["parent_span_id"] == server["span_id"]
+        call = by_name["step http_request"]
+        assert call["service"] == "flowstudio-worker"
+        assert call["parent_span_id"] == run_span["span_id"]
+        assert call["attributes"]["flowstudio.node_id"] == "call"
+        assert call["attributes"]["flowstudio.attempt"] == 1
+        assert call["attributes"]["flowstudio.status"] == "succeeded"
+        assert parent.split("-")[2] == call["span_id"]
+        llm = by_name["chat fake-tr"]
+        assert llm["parent_span_id"] == by_name["step llm_chat"]["span_id"]
+        assert llm["attributes"]["gen_ai.request.model"] == "fake-tr"
+        assert llm["attributes"]["gen_ai.usage.input_tokens"] > 0
+        assert llm["attributes"]["gen_ai.usage.output_tokens"] > 0
+    finally:
+        collector.close()

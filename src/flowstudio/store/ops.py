@@ -234,21 +234,20 @@ async def failing_nodes(
 async def steps_by_status(
     conn: psycopg.AsyncConnection[Any], owner_id: str | None
 ) -> dict[str, int]:
-    """Live work in PostgreSQL: steps not yet terminal, by state (the durable 'queue'); each arm
-    of the UNION is served by its state's partial index."""
-    join = (
-        ""
-        if owner_id is None
-        else " CROSS JOIN LATERAL (SELECT 1 FROM runs r WHERE r.id = s.run_id"
-        " AND r.owner_id = %(owner)s LIMIT 1) r"
-    )
-    arms = [
-        f"SELECT 'ready' AS status, count(*) AS n FROM steps s{join} WHERE s.status = 'ready'",
-        f"SELECT 'running', count(*) FROM steps s{join} WHERE s.status = 'running'",
-        f"SELECT s.status, count(*) FROM steps s{join}"
-        " WHERE s.status IN ('retrying', 'waiting') GROUP BY s.status",
-    ]
-    cur = await conn.execute(" UNION ALL ".join(arms), {"owner": owner_id})
+    """Live work in PostgreSQL: steps not yet terminal, by state (the durable 'queue'). Admins:
+    each arm of the UNION is served by its state's partial index. An owner: the steps of their
+    live runs (live steps only exist in live runs), found through `runs_live`."""
+    if owner_id is None:
+        sql = """SELECT 'ready' AS status, count(*) AS n FROM steps s WHERE s.status = 'ready'
+            UNION ALL SELECT 'running', count(*) FROM steps s WHERE s.status = 'running'
+            UNION ALL SELECT s.status, count(*) FROM steps s
+                      WHERE s.status IN ('retrying', 'waiting') GROUP BY s.status"""
+    else:
+        sql = """SELECT s.status, count(*) AS n FROM runs r JOIN steps s ON s.run_id = r.id
+            WHERE r.status IN ('queued', 'running', 'waiting') AND r.owner_id = %(owner)s
+              AND s.status IN ('ready', 'running', 'retrying', 'waiting')
+            GROUP BY s.status"""
+    cur = await conn.execute(sql, {"owner": owner_id})
     return {row["status"]: int(row["n"]) for row in await cur.fetchall() if row["n"]}
 
 

@@ -80,8 +80,8 @@ class InFlight:
 def outcome_status(outcome: Outcome) -> tuple[str, str | None]:
     """The step status an outcome leads to, and an error message for a failure (span status)."""
     match outcome:
-        case Failure(error=error, retryable=retryable):
-            return ("retrying" if retryable else "failed"), str(error.get("message", ""))
+        case Failure(error=error):  # retried or not, this execution failed
+            return "failed", str(error.get("message", ""))
         case Wait():
             return "waiting", None
         case Expand() | StartChild() | CallTools():
