@@ -8,7 +8,7 @@ owner, for long admin windows) and `metrics_totals` (what
 row is taken `FOR UPDATE SKIP LOCKED`, so any number of orchestrators and API processes may call it:
 one advances, the others return at once. It costs one indexed range scan over the few seconds of
 rows since the last call; nothing is added to the engine's hot path.
-`tail_runs` / `tail_steps` read the same aggregation live for [upto, now()) so a window can be
+`RUNS_AGG` / `STEPS_AGG` are also read live over [upto, now()) by `store/ops.py`, so a window is
 exact up to the present. MARGIN: a row whose finished_at is older than MARGIN when it commits (a
 transaction that stayed open that long after setting it) is missed by the rollup; the engine's
 checkpoint transactions last milliseconds.
@@ -19,7 +19,6 @@ as Prometheus' histogram_quantile does (linear inside a bucket).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import psycopg
@@ -121,17 +120,6 @@ async def watermark(conn: psycopg.AsyncConnection[Any]) -> Any:
     return row["upto"] if row else None
 
 
-async def tail_runs(conn: psycopg.AsyncConnection[Any], upto: Any) -> list[dict[str, Any]]:
-    """Runs finished since the watermark, aggregated like the minute rollup (not yet in it)."""
-    cur = await conn.execute(RUNS_AGG.replace("%(hi)s", "now() + interval '1 hour'"), {"lo": upto})
-    return await cur.fetchall()
-
-
-async def tail_steps(conn: psycopg.AsyncConnection[Any], upto: Any) -> list[dict[str, Any]]:
-    cur = await conn.execute(STEPS_AGG.replace("%(hi)s", "now() + interval '1 hour'"), {"lo": upto})
-    return await cur.fetchall()
-
-
 def percentile(hist: dict[int, int], q: float) -> float:
     """The q-quantile of a histogram {le index: count} (le -1 ignored), interpolated linearly
     inside the bucket like histogram_quantile; the +Inf bucket answers its lower bound."""
@@ -149,12 +137,3 @@ def percentile(hist: dict[int, int], q: float) -> float:
             return lower + (BOUNDS[le] - lower) * ((rank - seen) / n)
         seen += n
     return BOUNDS[-1]
-
-
-def merge_hist(rows: Iterable[dict[str, Any]], key: str) -> dict[Any, dict[int, int]]:
-    """{row[key]: {le: n}} summed over rows."""
-    out: dict[Any, dict[int, int]] = {}
-    for row in rows:
-        hist = out.setdefault(row[key], {})
-        hist[int(row["le"])] = hist.get(int(row["le"]), 0) + int(row["n"])
-    return out

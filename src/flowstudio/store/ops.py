@@ -5,9 +5,10 @@ the window's whole minutes from `metrics_runs_minute` / `metrics_steps_minute` p
 since the watermark, aggregated in SQL (by status and by flow/duration bucket in one GROUPING SETS
 statement; by time bucket; by node type/duration bucket) so only a few hundred rows reach Python.
 Admin windows over HOURLY_AFTER_MINUTES read whole hours from `metrics_*_hour` (no owner column,
-~60x fewer rows) and only the first partial hour from the minute tables. Only small sets are read raw: live runs and
-steps (partial indexes over live states), failed steps in the window (partial index), processes, and
-throughput buckets finer than a minute (one range scan over `runs_finished`).
+~60x fewer rows) and only the first partial hour from the minute tables; owner windows use the
+minute tables' covering (owner_id, bucket) indexes. Only small sets are read raw: live runs and
+steps (partial indexes over live states), failed steps in the window (partial index, one run lookup
+per step), processes, and throughput buckets finer than a minute (a range scan of `runs_finished`).
 Scoping: `owner_id` None means every run (admins); otherwise only that owner's runs. `processes`
 (workers, orchestrators and their heartbeats) is infrastructure and not filtered. Durations are
 `finished_at - started_at`; percentiles come from the duration histograms (bucket-interpolated, as
@@ -24,8 +25,6 @@ from typing import Any
 import psycopg
 
 from flowstudio.store import metrics_rollup as rollup
-
-LIVE_RUNS = ("queued", "running", "waiting")
 
 
 def _owner(owner_id: str | None, column: str = "owner_id") -> str:
