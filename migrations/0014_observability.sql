@@ -29,6 +29,8 @@ CREATE TABLE metrics_runs_minute (
 
 CREATE INDEX metrics_runs_minute_owner ON metrics_runs_minute(owner_id, bucket)
     INCLUDE (flow_id, status, le, n);  -- non-admin views: index-only scans
+-- throughput over long admin windows: an index-only scan of (bucket, status, n)
+CREATE INDEX metrics_runs_minute_throughput ON metrics_runs_minute(bucket) INCLUDE (status, n);
 
 -- Step executions that reached a terminal status, per minute; `retries` = attempts beyond the first.
 CREATE TABLE metrics_steps_minute (
