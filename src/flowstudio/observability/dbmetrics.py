@@ -68,6 +68,7 @@ class DatabaseMetrics:
         self.taken_at = 0.0
         self.lock = anyio.Lock()
         self.refreshes = 0  # query sets run (exposed: scrapers share one per cache interval)
+        self.database_up = True  # set by the /metrics handler after each refresh attempt
 
     async def refresh(self) -> None:
         if self.snapshot is not None and time.monotonic() - self.taken_at < self.cache_seconds:
@@ -105,6 +106,11 @@ class DatabaseMetrics:
             "flowstudio_metrics_collections",
             "Database query sets run for /metrics by this API process (one per cache interval)",
             value=self.refreshes,
+        )
+        yield GaugeMetricFamily(
+            "flowstudio_metrics_database_up",
+            "1 if the last collection reached PostgreSQL; 0: the values are from an older one",
+            value=1 if self.database_up else 0,
         )
         yield GaugeMetricFamily(
             "flowstudio_metrics_collection_seconds",

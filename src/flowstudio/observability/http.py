@@ -6,7 +6,8 @@
 (`/api/v1/runs/{run_id:uuid}`), never the raw path, so ids do not explode the label set.
 `metrics` (the route) checks METRICS_TOKEN if set (bearer, constant-time compare; 401 otherwise),
 refreshes the shared `DatabaseMetrics` (created on first use in `app.state`, cached per
-METRICS_CACHE_SECONDS) and renders the API registry: HTTP families, the API's DB pool
+METRICS_CACHE_SECONDS; with PostgreSQL down it serves the last snapshot with
+`flowstudio_metrics_database_up 0`, or 503 before any) and renders the API registry: HTTP families, the API's DB pool
 (`flowstudio_db_pool_connections{process_kind="api"}`) and the database collector.
 `token_ok(settings, header)` is shared with `standalone`.
 """
@@ -14,6 +15,7 @@ METRICS_CACHE_SECONDS) and renders the API registry: HTTP families, the API's DB
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +31,7 @@ from flowstudio.api.errors import problem_response
 from flowstudio.observability.dbmetrics import DatabaseMetrics
 from flowstudio.settings import Settings
 
+log = logging.getLogger(__name__)
 REGISTRY = CollectorRegistry(auto_describe=False)
 HTTP_REQUESTS = Counter(
     "flowstudio_http_requests_total",
@@ -123,7 +126,14 @@ async def metrics(request: Request[Any, Any, Any], state: State) -> Response[Any
             state.pool, state.broker, settings.lease_seconds, settings.metrics_cache_seconds
         )
         state.db_metrics = db
-    await db.refresh()
+    try:
+        await db.refresh()
+        db.database_up = True
+    except Exception as exc:  # PostgreSQL down: the last snapshot, flagged, or 503 if none
+        log.warning("metrics collection failed: %s", exc)
+        db.database_up = False
+        if db.snapshot is None:
+            return problem_response(503, "Service Unavailable", "database unavailable")
     DELEGATE.db, DELEGATE.pool = db, state.pool
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
