@@ -154,7 +154,10 @@ def test_metrics_count_exactly_the_runs_and_steps_that_ran(
 
 
 def test_metrics_need_the_token_and_scrapers_share_one_collection(stack: Stack) -> None:
-    stack.start_api(extra_env={"METRICS_TOKEN": TOKEN, "METRICS_CACHE_SECONDS": "600"})
+    """Also: the API's log is one JSON object per line with LOG_FORMAT=json."""
+    api = stack.start_api(
+        extra_env={"METRICS_TOKEN": TOKEN, "METRICS_CACHE_SECONDS": "600", "LOG_FORMAT": "json"}
+    )
     url = f"{stack.base_url}/metrics"
     assert httpx.get(url).status_code == 401
     assert httpx.get(url, headers={"authorization": "Bearer wrong"}).status_code == 401
@@ -167,6 +170,11 @@ def test_metrics_need_the_token_and_scrapers_share_one_collection(stack: Stack) 
     with ThreadPoolExecutor(10) as pool:
         bodies = list(pool.map(lambda _: scrape(stack.base_url, TOKEN), range(10)))
     assert {value(b, "flowstudio_metrics_collections_total") for b in bodies} == {1.0}
+
+    # the API's own log (uvicorn's access lines too) is JSON with LOG_FORMAT=json
+    lines = [ln for ln in api.log_path.read_text().splitlines() if ln.strip()]
+    records = [json.loads(ln) for ln in lines]
+    assert any("GET /metrics" in r["message"] for r in records)
 
 
 def test_a_worker_started_alone_serves_its_own_metrics(stack: Stack) -> None:

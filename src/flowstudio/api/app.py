@@ -137,5 +137,7 @@ def create_app(settings: Settings) -> Litestar:
         ),
         request_max_body_size=10 * 1024 * 1024,
         middleware=[metrics_http.metrics_middleware, tracing_middleware],
+        # LOG_FORMAT=json: keep the JSON root handler (Litestar would install its own text one)
+        **({"logging_config": None} if settings.log_format == "json" else {}),
         state=State({"settings": settings}),
     )
