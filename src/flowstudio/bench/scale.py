@@ -123,7 +123,8 @@ async def scale_session(settings: Settings, args: argparse.Namespace) -> dict[st
                 days=args.scale_days,
             )
             started = time.monotonic()
-            await metrics_rollup.advance(conn)
+            for _ in range(int(args.scale_days) + 3):  # a day of history per call
+                await metrics_rollup.advance(conn)
             for table in ("metrics_runs_minute", "metrics_steps_minute", "metrics_runs_hour"):
                 await conn.execute(f"ANALYZE {table}")  # as autovacuum would after the load
             await conn.execute("ANALYZE metrics_steps_hour")

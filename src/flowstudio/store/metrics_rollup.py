@@ -7,7 +7,9 @@ owner, for long admin windows) and `metrics_totals` (what
 `GET /metrics` reads: counters and histograms since the beginning), in one transaction. The state
 row is taken `FOR UPDATE SKIP LOCKED`, so any number of orchestrators and API processes may call it:
 one advances, the others return at once. It costs one indexed range scan over the few seconds of
-rows since the last call; nothing is added to the engine's hot path.
+rows since the last call; nothing is added to the engine's hot path. A database migrated with a
+long history catches up CATCH_UP_HOURS per call (from its first finished run), so no call holds a
+transaction for long; counters meanwhile show the part folded so far.
 `RUNS_AGG` / `STEPS_AGG` are also read live over [upto, now()) by `store/ops.py`, so a window is
 exact up to the present. MARGIN: a row whose finished_at is older than MARGIN when it commits (a
 transaction that stayed open that long after setting it) is missed by the rollup; the engine's
@@ -28,6 +30,7 @@ BOUNDS: tuple[float, ...] = (
     600.0, 1800.0, 3600.0,
 )  # fmt: skip
 MARGIN_SECONDS = 2.0
+CATCH_UP_HOURS = 24  # at most this much history per call: an old database catches up in steps
 _B = "ARRAY[" + ",".join(repr(b) for b in BOUNDS) + "]::float8[]"
 
 RUNS_AGG = f"""SELECT date_trunc('minute', r.finished_at) AS bucket, r.flow_id, r.owner_id, r.status,
@@ -100,9 +103,12 @@ async def advance(conn: psycopg.AsyncConnection[Any]) -> bool:
     doing it right now (or nothing is due). Uses its own transaction."""
     async with conn.transaction():
         cur = await conn.execute(
-            """SELECT upto, now() - make_interval(secs => %s) AS hi
+            """SELECT upto, least(now() - make_interval(secs => %s),
+                                  greatest(upto, (SELECT min(finished_at) FROM runs
+                                                  WHERE finished_at IS NOT NULL))
+                                  + make_interval(hours => %s)) AS hi
                FROM metrics_rollup_state WHERE id = 1 FOR UPDATE SKIP LOCKED""",
-            (MARGIN_SECONDS,),
+            (MARGIN_SECONDS, CATCH_UP_HOURS),
         )
         row = await cur.fetchone()
         if row is None or row["hi"] <= row["upto"]:
