@@ -156,3 +156,31 @@ def test_histogram_percentile_interpolates_inside_the_bucket() -> None:
     assert percentile({}, 0.95) == 0.0
     assert percentile({-1: 5}, 0.5) == 0.0  # never started: not a duration
     assert percentile({len(BOUNDS): 3}, 0.5) == BOUNDS[-1]
+
+
+def test_ops_snapshot_cache_computes_once_for_concurrent_viewers() -> None:
+    from flowstudio.api.ops import SnapshotCache
+
+    cache = SnapshotCache(ttl=60)
+    calls = {"n": 0}
+
+    async def compute() -> dict[str, Any]:
+        calls["n"] += 1
+        await anyio.sleep(0.05)  # viewers arriving meanwhile wait for this one
+        return {"n": calls["n"]}
+
+    async def main() -> list[Any]:
+        results: list[Any] = []
+
+        async def viewer(key: Any) -> None:
+            results.append((key, await cache.get(key, compute)))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(viewer, ("all", 60, 60))
+            tg.start_soon(viewer, ("owner-1", 60, 60))
+        return results
+
+    results = anyio.run(main)
+    assert calls["n"] == 2  # one per (scope, window), not one per viewer
+    assert len({v["n"] for k, v in results if k[0] == "all"}) == 1
