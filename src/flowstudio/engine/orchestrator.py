@@ -127,8 +127,13 @@ class Orchestrator:
         await self._publish(started)
 
     async def rollup_pass(self) -> None:
-        async with self.pool.connection() as conn:
-            await metrics_rollup.advance(conn)
+        try:
+            async with self.pool.connection() as conn:
+                await metrics_rollup.advance(conn)
+        except TRANSIENT:
+            raise
+        except Exception:  # metrics must never take the orchestrator down
+            log.exception("metrics rollup failed; retrying in %gs", ROLLUP_INTERVAL)
 
     async def rollup_loop(self) -> None:
         """Keep the metrics rollups current even when nobody scrapes (any orchestrator may)."""
