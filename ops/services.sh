@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ops/services.sh: make sure the machine has what Flowstudio needs, then start what is down.
 # Called by ops/test.sh and ops/up.sh (source it). Steps: apt packages if missing (PostgreSQL,
-# RabbitMQ, chromium, bubblewrap) -> start PostgreSQL if not accepting connections -> start RabbitMQ if not answering
+# RabbitMQ, chromium, bubblewrap, prometheus for promtool) -> start PostgreSQL if not accepting connections -> start RabbitMQ if not answering
 # -> Python virtualenv in .venv with the project installed (editable, with dev extras).
 set -euo pipefail
 
@@ -27,6 +27,13 @@ command -v pg_isready >/dev/null 2>&1 || apt_install postgresql-client
 command -v chromium >/dev/null 2>&1 || apt_install chromium
 # The code node runs user Python in a bubblewrap sandbox (CODE_NODE=sandbox, the default).
 [ -x /usr/bin/bwrap ] || apt_install bubblewrap
+# promtool checks ops/prometheus/*.yml in the tests (tests/unit/test_ops_files.py); without the
+# recommended node exporter; nothing here starts the prometheus server the package ships. Optional:
+# the test skips (saying why) when promtool is missing.
+if ! command -v promtool >/dev/null 2>&1; then
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+    || echo "warning: could not install promtool (Debian package prometheus)" >&2
+fi
 # Node >= 20.19 with npm builds the designer (Vite 8); Debian's nodejs 18 is too old, so only warn.
 if ! command -v npm >/dev/null 2>&1; then
   echo "warning: npm not found: the designer cannot be built (install Node.js >= 20.19)" >&2

@@ -1,11 +1,13 @@
 """The `flowstudio` command line: each command wires components; none holds logic of its own.
 
-`main()` parses arguments (exit code 2 with a message on bad input), loads settings, sets up logging,
+`main()` parses arguments (exit code 2 with a message on bad input), loads settings, sets up logging
+(LOG_FORMAT text|json, `observability.logs`) and, for long-running components, tracing (on only with
+OTEL_EXPORTER_OTLP_ENDPOINT),
 refuses to start a long-running component (api, orchestrator, worker, up) with an unusable SECRET_KEY
 (`settings.secret_key_problem`: the .env.example placeholder or < 32 chars; exit code 2), and
 dispatches: migrate -> store.migrate; api -> uvicorn(create_app); orchestrator / worker -> their
 `run()`; up -> migrate, then API + orchestrator + workers as child processes, restarted if they die;
-user create -> store.users; prune -> store.retention; bench -> bench.run_bench. With no database
+user create -> store.users; prune -> store.retention; bench -> bench.run_bench (`--scale`: bench.scale; `--vectors`: bench.vectors). With no database
 configured, the embedded PostgreSQL is started first (`with_embedded_database`).
 """
 
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -35,16 +38,11 @@ from flowstudio.settings import (
 log = logging.getLogger("flowstudio")
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def setup_logging(level: str, fmt: str = "text") -> None:
+    from flowstudio.observability.logs import setup_logging as setup
+
+    setup(level, fmt)
     install_log_filter()  # secret values of the steps in flight never reach a log line
-    logging.getLogger("aiormq").setLevel(logging.WARNING)
-    logging.getLogger("aio_pika").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--chunks", type=int, default=100_000, help="--vectors: chunks to seed")
     b.add_argument("--dims", type=int, default=128, help="--vectors: dimensions")
     b.add_argument("--queries", type=int, default=50, help="--vectors: searches measured")
+    # --scale: the dashboard queries on a seeded big database (bench/scale.py)
+    b.add_argument(
+        "--scale", action="store_true", help="measure lists/details/ops on a big database"
+    )
+    b.add_argument("--scale-runs", type=int, default=100_000)
+    b.add_argument("--scale-events", type=int, default=3, help="event rows per step")
+    b.add_argument(
+        "--scale-days", type=float, default=7.0, help="history spread over this many days"
+    )
+    b.add_argument("--scale-reps", type=int, default=40)
     return p
 
 
@@ -103,6 +111,7 @@ def cmd_api(settings: Settings, host: str | None, port: int | None) -> int:
 
     from flowstudio.api.app import create_app
 
+    json_logs: dict[str, Any] = {"log_config": None} if settings.log_format == "json" else {}
     uvicorn.run(
         create_app(settings),
         host=host or settings.backend_host,
@@ -111,6 +120,8 @@ def cmd_api(settings: Settings, host: str | None, port: int | None) -> int:
         timeout_graceful_shutdown=10,
         proxy_headers=True,  # X-Forwarded-For/-Proto, honoured only from these peers:
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        # LOG_FORMAT=json: uvicorn's loggers propagate to our JSON handler instead of its own
+        **json_logs,
     )
     return 0
 
@@ -161,7 +172,10 @@ def cmd_up(settings: Settings, workers: int, concurrency: int) -> int:
     specs = {"api": [*exe, "api"], "orchestrator": [*exe, "orchestrator"]}
     for i in range(workers):
         specs[f"worker-{i}"] = [*exe, "worker", "--concurrency", str(concurrency)]
-    children = {name: subprocess.Popen(cmd) for name, cmd in specs.items()}
+    # the API's /metrics covers every child (database-backed); a METRICS_PORT meant for a process
+    # started alone would make the children collide on it
+    env = {k: v for k, v in os.environ.items() if k != "METRICS_PORT"}
+    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in specs.items()}
     log.info(
         "flowstudio up: API on http://%s:%d (%s)",
         settings.backend_host,
@@ -181,7 +195,7 @@ def cmd_up(settings: Settings, workers: int, concurrency: int) -> int:
         for name, proc in list(children.items()):
             if proc.poll() is not None and not stopping:
                 log.warning("%s exited with %s; restarting", name, proc.returncode)
-                children[name] = subprocess.Popen(specs[name])
+                children[name] = subprocess.Popen(specs[name], env=env)
     for proc in children.values():
         proc.terminate()
     for proc in children.values():
@@ -234,9 +248,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         sys.stderr.write(f"flowstudio: error: {exc}\n")
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     if settings.database_url == EMBEDDED:
         settings = with_embedded_database(settings)
+    if args.command in ("api", "orchestrator", "worker"):
+        from flowstudio.observability.tracing import init_tracing
+
+        init_tracing(settings, args.command)
     from flowstudio.runtime import run_async
 
     if args.command in ("api", "orchestrator", "worker", "up"):
@@ -282,6 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "prune":
             return cmd_prune(settings, args.older_than, args.batch_size)
         case "bench":
+            if args.scale:
+                from flowstudio.bench.scale import run_scale_bench
+
+                return run_scale_bench(settings, args)
             from flowstudio.bench import run_bench
 
             if args.vectors:

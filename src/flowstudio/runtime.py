@@ -3,7 +3,8 @@
 `run_async(main)` runs a coroutine with anyio on asyncio using a selector event loop on Windows (psycopg
 async needs it). `stop_on_signals(event)` sets an event on SIGTERM/SIGINT (portable fallback where
 anyio's signal receiver is unavailable). `register_process` / `process_heartbeat_loop` keep a row in
-`processes` fresh so dashboards see live workers and orchestrators; `new_process_id` never reuses an id.
+`processes` fresh so dashboards see live workers and orchestrators (the heartbeat also reports the
+process's pool usage, `pool_stats`, for GET /metrics); `new_process_id` never reuses an id.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ async def process_heartbeat_loop(
             async with pool.connection() as conn:
                 cur = await conn.execute(
                     "UPDATE processes SET heartbeat_at = now(), info = %s WHERE id = %s",
-                    (Jsonb(info), process_id),
+                    (Jsonb({**info, "pool": pool_stats(pool)}), process_id),
                 )
                 if cur.rowcount == 0:
                     await register_process(pool, process_id, kind, info)
@@ -80,6 +81,17 @@ async def process_heartbeat_loop(
         except Exception as exc:  # DB briefly down: the heartbeat is informational
             log.warning("process heartbeat failed: %s", exc)
         await anyio.sleep(interval)
+
+
+def pool_stats(pool: Pool) -> dict[str, int]:
+    """The pool's usage, reported in the heartbeat (GET /metrics sums it per process kind)."""
+    stats = pool.get_stats()
+    return {
+        "size": int(stats.get("pool_size", 0)),
+        "available": int(stats.get("pool_available", 0)),
+        "waiting": int(stats.get("requests_waiting", 0)),
+        "max": int(pool.max_size),
+    }
 
 
 async def unregister_process(pool: Pool, process_id: str) -> None:

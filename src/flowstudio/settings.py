@@ -47,6 +47,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_concurrency: int = 100
     eager_steps: int = 32
     db_pipeline: bool = True
+    # observability (README "Observability")
+    metrics_token: str = ""  # METRICS_TOKEN: if set, /metrics needs "Authorization: Bearer <it>"
+    metrics_port: int = 0  # METRICS_PORT: a worker/orchestrator started alone serves /metrics here
+    metrics_cache_seconds: float = 5.0  # METRICS_CACHE_SECONDS: one DB query set per interval
+    ops_cache_seconds: float = 2.0  # OPS_CACHE_SECONDS: ops stats computed once per interval
+    log_format: str = "text"  # LOG_FORMAT: text | json
+    otel_endpoint: str = ""  # OTEL_EXPORTER_OTLP_ENDPOINT: traces on when set
     # template sandbox and regex limits (nodes/sandbox_limits.py, nodes/data.py)
     template_max_iterations: int = 100_000
     template_max_string: int = 1_000_000
@@ -200,6 +207,12 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         fast_takeover=_env("FAST_TAKEOVER", "1").strip().lower() not in ("0", "false", "no", "off"),
         prune_after_days=float(_env("PRUNE_AFTER_DAYS", "0")),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
+        metrics_token=_env("METRICS_TOKEN", ""),
+        metrics_port=int(_env("METRICS_PORT", "0")),
+        metrics_cache_seconds=float(_env("METRICS_CACHE_SECONDS", "5")),
+        ops_cache_seconds=float(_env("OPS_CACHE_SECONDS", "2")),
+        log_format=_env("LOG_FORMAT", "text").strip().lower(),
+        otel_endpoint=_env("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
         template_max_iterations=int(_env("TEMPLATE_MAX_ITERATIONS", "100000")),
         template_max_string=int(_env("TEMPLATE_MAX_STRING", "1000000")),
         template_max_output=int(_env("TEMPLATE_MAX_OUTPUT", "1000000")),

@@ -5,7 +5,8 @@ the app's task group) and closes them on shutdown. Routes come from one module p
 handler receives `conn` (pooled connection) and, when it declares it, `user` (authenticated). Errors
 are problem+json (`api/errors.py`). The built designer (`resources.ui_dist`) is served at `/`; an
 install without one answers `/` with a page that says how to get it.
-OpenAPI lives at /schema. Before any handler decodes a body, `api/guards.py` checks CSRF (cookie
+`GET /metrics` and the HTTP metrics/tracing middlewares come from
+`observability/`. OpenAPI lives at /schema. Before any handler decodes a body, `api/guards.py` checks CSRF (cookie
 requests from other origins), the content type and the JSON limits; `api/headers.py` adds security
 headers to every response; CORS allows only CORS_ORIGINS (empty by default).
 """
@@ -54,6 +55,8 @@ from flowstudio.api.guards import guard_request
 from flowstudio.api.headers import security_headers_middleware
 from flowstudio.api.streams import StreamSlots
 from flowstudio.auth.maxplatform import MaxplatformAuth
+from flowstudio.observability import http as metrics_http
+from flowstudio.observability.tracing import tracing_middleware
 from flowstudio.queue.factory import make_broker
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.resources import ui_dist
@@ -137,6 +140,7 @@ def create_app(settings: Settings) -> Litestar:
     handlers += batches.ROUTES
     handlers += retention.ROUTES
     handlers += users_admin.ROUTES
+    handlers += metrics_http.ROUTES  # GET /metrics (observability/http.py)
     handlers += [*publishing.ROUTES, *shares.ROUTES, *webhooks.ROUTES, *openai_compat.ROUTES]
     handlers += flow_secrets.ROUTES
     dist = ui_dist(settings.ui_dist)
@@ -148,6 +152,7 @@ def create_app(settings: Settings) -> Litestar:
         )
     else:
         handlers.append(no_designer)
+    json_logs: dict[str, Any] = {"logging_config": None} if settings.log_format == "json" else {}
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
@@ -160,7 +165,13 @@ def create_app(settings: Settings) -> Litestar:
             else None
         ),
         before_request=guard_request,
-        middleware=[security_headers_middleware],
+        middleware=[
+            security_headers_middleware,
+            metrics_http.metrics_middleware,
+            tracing_middleware,
+        ],
         request_max_body_size=10 * 1024 * 1024,
+        # LOG_FORMAT=json: keep the JSON root handler (Litestar would install its own text one)
+        **json_logs,
         state=State({"settings": settings}),
     )

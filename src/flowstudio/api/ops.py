@@ -5,6 +5,11 @@
 (`state.broker.queue_depth()`; None when the broker cannot answer, so the dashboard still loads).
 `processes`: admins see every API/worker/orchestrator with its hostname and pid; other users see the
 same heartbeats with the hostname, pid and the id (which embeds them) masked (`masked_process`).
+Every viewer of the same (scope, window, bucket) is served from ONE computation per
+OPS_CACHE_SECONDS (`SnapshotCache`): concurrent requests wait for the one in flight, so a
+dashboard left open by many people costs the database one query set per refresh interval. A
+computation first advances the metrics rollups (`store.metrics_rollup.advance`) so the live tail
+it reads stays a few seconds long.
 The response is typed Structs so the OpenAPI schema, and the designer's generated types, are exact.
 """
 
@@ -12,8 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import msgspec
 import psycopg
 from litestar import get
@@ -21,6 +29,7 @@ from litestar.datastructures import State
 
 from flowstudio.api.deps import User, require
 from flowstudio.api.errors import Problem
+from flowstudio.store import metrics_rollup
 from flowstudio.store import ops as store
 
 log = logging.getLogger(__name__)
@@ -89,6 +98,34 @@ def masked_process(process: dict[str, Any]) -> dict[str, Any]:
     return {**process, "id": f"{process['kind']}-{opaque}", "hostname": "", "pid": 0}
 
 
+class SnapshotCache:
+    """One computation per key per `ttl` seconds, shared by concurrent callers."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.entries: dict[Any, tuple[float, dict[str, Any]]] = {}
+        self.locks: dict[Any, anyio.Lock] = {}
+        self.computations = 0
+
+    async def get(self, key: Any, compute: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
+        hit = self.entries.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        lock = self.locks.setdefault(key, anyio.Lock())
+        async with lock:
+            hit = self.entries.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.ttl:
+                return hit[1]
+            value = await compute()
+            self.computations += 1
+            now = time.monotonic()
+            self.entries[key] = (now, value)
+            for old in [k for k, (t, _) in self.entries.items() if now - t > 10 * self.ttl + 60]:
+                self.entries.pop(old, None)  # forget windows nobody looks at any more
+                self.locks.pop(old, None)
+            return value
+
+
 @get("/api/v1/ops/stats")
 async def ops_stats(
     state: State,
@@ -112,21 +149,33 @@ async def ops_stats(
             "at most 2000 buckets",
             errors=[{"path": "query.bucket_seconds", "reason": "too many buckets"}],
         )
-    snapshot = await store.ops_snapshot(
-        conn, None if user.is_admin else user.id, minutes, bucket_seconds
-    )
-    try:
-        depth: int | None = await state.broker.queue_depth()
-    except Exception as exc:  # the dashboard must load even with the broker down
-        log.warning("queue depth unavailable: %s", exc)
-        depth = None
+    owner = None if user.is_admin else user.id
+    cache: SnapshotCache | None = state.get("ops_cache")
+    if cache is None:
+        cache = SnapshotCache(state.settings.ops_cache_seconds)
+        state.ops_cache = cache
+
+    async def compute() -> dict[str, Any]:
+        try:
+            await metrics_rollup.advance(conn)
+        except psycopg.Error as exc:  # the snapshot still reads the live tail
+            log.warning("metrics rollup not advanced: %s", exc)
+        snapshot = await store.ops_snapshot(conn, owner, minutes, bucket_seconds)
+        try:
+            with anyio.fail_after(5):
+                snapshot["queue_depth"] = await state.broker.queue_depth()
+        except Exception as exc:  # the dashboard must load even with the broker down
+            log.warning("queue depth unavailable: %s", exc)
+            snapshot["queue_depth"] = None
+        return snapshot
+
+    snapshot = await cache.get((owner, minutes, bucket_seconds), compute)
     return msgspec.convert(
         {
             **snapshot,
             "scope": "all" if user.is_admin else "own",
             "window_minutes": minutes,
             "bucket_seconds": bucket_seconds,
-            "queue_depth": depth,
             "processes": (
                 snapshot["processes"]
                 if user.is_admin

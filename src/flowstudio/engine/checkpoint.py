@@ -1,4 +1,6 @@
 """The step lifecycle as checkpoint transactions: start a run, claim, succeed, fail/retry, wait, release.
+(`start_run` stores the run's trace context, `observability.tracing.new_run_traceparent`, when
+tracing is on.)
 
 Called by the API (`start_run`) and the worker (`claim_step` -> execute -> `commit_success` |
 `commit_failure` | `commit_wait`; `heartbeat` while executing; `release_step` on shutdown);
@@ -27,6 +29,7 @@ from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.planner import ready_on_success
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, RunTxn, run_transaction
 from flowstudio.flows.graph import FlowGraph
+from flowstudio.observability import tracing
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,8 @@ async def start_run(
     async with conn.transaction():
         cur = await conn.execute(
             """INSERT INTO runs (id, flow_id, flow_version, owner_id, inputs, idempotency_key,
-                                 parent_run_id, batch_id, tweaks)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                 parent_run_id, batch_id, tweaks, traceparent)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id""",
             (
                 run_id,
@@ -98,6 +101,7 @@ async def start_run(
                 parent_run_id,
                 batch_id,
                 Jsonb(tweaks or {}),
+                tracing.new_run_traceparent(),  # None unless OpenTelemetry is on
             ),
         )
         if await cur.fetchone() is None:

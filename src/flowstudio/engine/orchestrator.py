@@ -10,6 +10,8 @@ loudly; a database outage only delays them, see `_guarded`):
 - `batches.batch_loop`: starts queued runs of batches, at most BATCH_CONCURRENCY live per batch.
 - `schedule_loop`: fires due cron ticks exactly once (`schedules.fire_due_schedules`).
 - `retention.prune_loop` (when PRUNE_AFTER_DAYS > 0): daily deletion of old finished, unpinned runs.
+- `rollup_loop`: advances the metrics rollups every few seconds (`store.metrics_rollup`), and the
+  metrics counters flusher (lease expiries, re-dispatches, settled runs; `observability.counters`).
 - the process heartbeat. Any number of orchestrators may run: every move is guarded and row-locked.
 """
 
@@ -25,6 +27,7 @@ from flowstudio.crashpoints import crashpoint
 from flowstudio.engine import batches, children, recovery, schedules
 from flowstudio.engine.runtxn import OutboxMessage
 from flowstudio.nodes import registry
+from flowstudio.observability import counters, standalone
 from flowstudio.queue.factory import make_broker
 from flowstudio.queue.outbox import OutboxPublisher, relay_once
 from flowstudio.runtime import (
@@ -35,12 +38,13 @@ from flowstudio.runtime import (
     unregister_process,
 )
 from flowstudio.settings import Settings
-from flowstudio.store import retention
+from flowstudio.store import metrics_rollup, retention
 from flowstudio.store.db import TRANSIENT, open_pool, retry_db
 
 log = logging.getLogger(__name__)
 TIMER_POLL = 0.25
 SCHEDULE_POLL = 1.0
+ROLLUP_INTERVAL = 5.0
 
 
 class Orchestrator:
@@ -80,6 +84,10 @@ class Orchestrator:
                     process_heartbeat_loop, self.pool, self.id, "orchestrator", self.stats, 2.0
                 )
                 tg.start_soon(stop_on_signals, stop)
+                tg.start_soon(counters.COUNTERS.flush_loop, self.pool)
+                tg.start_soon(self.rollup_loop)
+                if self.settings.metrics_port:
+                    tg.start_soon(standalone.serve, self.settings, "orchestrator", self.pool)
                 await stop.wait()
                 tg.cancel_scope.cancel()
         finally:
@@ -123,6 +131,21 @@ class Orchestrator:
             started = await schedules.fire_due_schedules(conn)
         await self._publish(started)
 
+    async def rollup_pass(self) -> None:
+        try:
+            async with self.pool.connection() as conn:
+                await metrics_rollup.advance(conn)
+        except TRANSIENT:
+            raise
+        except Exception:  # metrics must never take the orchestrator down
+            log.exception("metrics rollup failed; retrying in %gs", ROLLUP_INTERVAL)
+
+    async def rollup_loop(self) -> None:
+        """Keep the metrics rollups current even when nobody scrapes (any orchestrator may)."""
+        while True:
+            await self._guarded("metrics rollup", self.rollup_pass)
+            await anyio.sleep(ROLLUP_INTERVAL)
+
     async def schedule_loop(self) -> None:
         while True:
             await self._guarded("schedules", self.schedule_pass)
@@ -141,8 +164,11 @@ class Orchestrator:
             settled = await recovery.settle_stuck_runs(conn)
             self.stats["orphans_cancelled"] += await children.cancel_orphan_children(conn)
         self.stats["reaped"] += len(reaped)
+        counters.COUNTERS.inc(counters.LEASE_EXPIRIES, value=len(reaped))
         self.stats["redispatched"] += len(redispatched)
         self.stats["settled"] += len(settled)
+        counters.COUNTERS.inc(counters.REDISPATCHES, value=len(redispatched))
+        counters.COUNTERS.inc(counters.RUNS_SETTLED, value=len(settled))
         await self._publish(reaped + redispatched + settled)
         try:
             self.stats["relayed"] += await relay_once(self.pool, self.broker)

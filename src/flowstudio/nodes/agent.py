@@ -112,6 +112,8 @@ async def run_agent(ctx: NodeContext, params: AgentParams) -> Done | CallTools:
             retries=params.retries,
             max_wait_s=params.max_retry_wait_s,
             what=f"agent {params.model}",
+            model=params.model,
+            base_url=params.base_url,
         )
     finally:
         await client.close()

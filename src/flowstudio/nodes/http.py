@@ -1,7 +1,7 @@
 """`http_request`: an HTTP call through the egress guard, with an idempotency key.
 
 `run_http_request` sends the request with the `Idempotency-Key: {run_id}:{node_id}:{item}` header
-through a client from `flowstudio.egress.client_for` (the worker's shared guarded pool): the host is
+(and the step's `traceparent` when tracing is on) through a client from `flowstudio.egress.client_for` (the worker's shared guarded pool): the host is
 resolved once, every address must be public unless HTTP_ALLOWED_HOSTS allows the host or a CIDR holding
 it, the socket goes to the checked address, redirects are followed only when `follow_redirects` is on
 (hop by hop, each checked again; the node's headers and auth are dropped when a hop leaves the
@@ -35,6 +35,7 @@ from flowstudio.egress import (
 )
 from flowstudio.nodes.bounds import CallTimeout
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
+from flowstudio.observability import tracing
 
 
 class HttpAuth(msgspec.Struct, kw_only=True):
@@ -125,6 +126,7 @@ async def run_http_request(ctx: NodeContext, params: HttpParams) -> Done:
     check_url(params.url)
     headers = {
         "Idempotency-Key": ctx.idempotency_key,
+        **tracing.inject_headers({}),  # traceparent of the step's span when tracing is on
         **params.headers,
         **auth_headers(params.auth),
     }

@@ -294,6 +294,8 @@ async def run_llm_chat(ctx: NodeContext, params: LlmChatParams) -> Done:
             retries=params.retries,
             max_wait_s=params.max_retry_wait_s,
             what=f"llm {params.model}",
+            model=params.model,
+            base_url=params.base_url,
         )
     finally:
         await client.close()

@@ -9,7 +9,9 @@ without any response content.
 `call_with_retries(fn, retries, max_wait_s)` runs one request: on 429/5xx, a timeout or a dropped
 connection it waits (the server's Retry-After, bounded by `max_wait_s`, else exponential backoff) and
 tries again inside the step; when the tries are spent it raises a retryable `NodeError`, so the engine's
-durable step retry policy takes over. Other 4xx raise a non-retryable `NodeError`. Error messages
+durable step retry policy takes over. Other 4xx raise a non-retryable `NodeError`. Given `model`
+and `base_url`, it also counts each try and the tokens (`observability.counters`, persisted for
+GET /metrics) and wraps the call in a GenAI span (`observability.tracing.llm_span`). Error messages
 name the status and the server's message, never the API key (the worker masks secrets anyway).
 """
 
@@ -28,6 +30,7 @@ from openai import AsyncOpenAI
 from flowstudio.egress import EgressError, client_for, find_egress_error
 from flowstudio.nodes.http import check_url
 from flowstudio.nodes.registry import NodeContext, NodeError
+from flowstudio.observability import counters, tracing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,10 +87,79 @@ def classify(exc: Exception) -> tuple[bool, float | None, str]:
     return False, None, f"{type(exc).__name__}: {exc}"
 
 
+def outcome_of(exc: Exception | None) -> str:
+    """The `outcome` label of flowstudio_llm_requests_total for one try."""
+    if exc is None:
+        return "ok"
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code == 429:
+            return "rate_limited"
+        return "server_error" if exc.status_code >= 500 else "client_error"
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection_error"
+    return "error"
+
+
+def _tokens(result: Any) -> tuple[int, int]:
+    usage = result.get("usage") if isinstance(result, dict) else getattr(result, "usage", None)
+    if isinstance(usage, dict):
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    if usage is None:
+        return 0, 0
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    return prompt, int(getattr(usage, "completion_tokens", 0) or 0)
+
+
 async def call_with_retries(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    retries: int,
+    max_wait_s: float,
+    what: str,
+    model: str | None = None,
+    base_url: str | None = None,
+    operation: str = "chat",
+) -> T:
+    """Run `fn` with up to `retries` extra tries on transient errors (see the module comment).
+    With `model`, each try is counted (`flowstudio_llm_requests_total` by provider host, model,
+    outcome), the tokens of the answer too, and the call is one GenAI span when tracing is on."""
+    if model is None:
+        return await _tries(fn, retries=retries, max_wait_s=max_wait_s, what=what)
+    provider = counters.provider_of(base_url)
+
+    async def counted() -> T:
+        try:
+            result = await fn()
+        except Exception as exc:
+            counters.llm_call(base_url, model, outcome_of(exc))
+            raise
+        counters.llm_call(base_url, model, "ok")
+        return result
+
+    with tracing.llm_span(model, provider, operation) as span:
+        result = await _tries(counted, retries=retries, max_wait_s=max_wait_s, what=what)
+        input_tokens, output_tokens = _tokens(result)
+        counters.llm_tokens(base_url, model, input_tokens, output_tokens)
+        if span is not None:
+            tracing.record_llm_result(
+                span,
+                {
+                    "usage": {"prompt_tokens": input_tokens, "completion_tokens": output_tokens},
+                    **(
+                        {k: result.get(k) for k in ("model", "finish_reason")}
+                        if isinstance(result, dict)
+                        else {}
+                    ),
+                },
+            )
+        return result
+
+
+async def _tries(
     fn: Callable[[], Awaitable[T]], *, retries: int, max_wait_s: float, what: str
 ) -> T:
-    """Run `fn` with up to `retries` extra tries on transient errors (see the module comment)."""
     tries = 0
     while True:
         try:

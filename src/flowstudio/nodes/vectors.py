@@ -105,7 +105,13 @@ async def _openai_embed(
                 )
 
             resp = await call_with_retries(
-                call, retries=cfg.retries, max_wait_s=20.0, what=f"embeddings {cfg.model}"
+                call,
+                retries=cfg.retries,
+                max_wait_s=20.0,
+                what=f"embeddings {cfg.model}",
+                model=cfg.model,
+                base_url=cfg.base_url,
+                operation="embeddings",
             )
             rows = sorted(resp.data, key=lambda d: d.index)
             if len(rows) != len(batch):

@@ -6,7 +6,9 @@ nodes' shared guarded HTTP pool), then runs in one anyio task group:
 acks, then `run_steps`: execute -> commit, and with eager dispatch (EAGER_STEPS) the commit also claims
 the run's next ready step for this slot, so a chain skips the broker), `heartbeat_loop`
 (extends all held leases in one UPDATE; a step whose lease is gone has its execution cancelled: it was
-cancelled or reaped), the outbox flusher and the process heartbeat. On SIGTERM it stops consuming,
+cancelled or reaped), the outbox flusher, the process heartbeat, the metrics counters flusher
+(`observability.counters`) and, with METRICS_PORT, its own /metrics. Each step executes inside a log
+context (run_id, step_id, node_id, attempt, worker) and, when tracing is on, a span per execution. On SIGTERM it stops consuming,
 gives in-flight steps `grace` seconds, then releases the rest (`release_step`: ready again at once).
 """
 
@@ -39,6 +41,9 @@ from flowstudio.nodes.registry import (
     StartChild,
     Wait,
 )
+from flowstudio.observability import standalone, tracing
+from flowstudio.observability.counters import COUNTERS
+from flowstudio.observability.logs import log_context
 from flowstudio.queue.broker import decode_message
 from flowstudio.queue.factory import Delivery, make_broker
 from flowstudio.queue.outbox import OutboxPublisher
@@ -73,6 +78,18 @@ class InFlight:
     step: ClaimedStep
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     lost: bool = False
+
+
+def outcome_status(outcome: Outcome) -> tuple[str, str | None]:
+    """The step status an outcome leads to, and an error message for a failure (span status)."""
+    match outcome:
+        case Failure(error=error):  # retried or not, this execution failed
+            return "failed", str(error.get("message", ""))
+        case Wait():
+            return "waiting", None
+        case Expand() | StartChild() | CallTools():
+            return "waiting", None
+    return "succeeded", None
 
 
 class Worker:
@@ -116,6 +133,9 @@ class Worker:
                 tg.start_soon(stop_on_signals, stop)
                 tg.start_soon(self.heartbeat_loop)
                 tg.start_soon(self.publisher.flush_loop)
+                tg.start_soon(COUNTERS.flush_loop, self.pool)
+                if self.settings.metrics_port:
+                    tg.start_soon(standalone.serve, self.settings, "worker", self.pool)
                 tg.start_soon(
                     process_heartbeat_loop,
                     self.pool,
@@ -225,6 +245,43 @@ class Worker:
     ) -> NextStep | None:
         """Execute the step, commit its outcome; returns the next step claimed eagerly, if any."""
         step = flight.step
+        with (
+            log_context(
+                run_id=step.run_id,
+                step_id=step.step_id,
+                node_id=step.node_id,
+                attempt=step.attempt,
+                worker=self.id,
+            ),
+            tracing.step_span(step, await self.run_traceparent(step)) as span,
+        ):
+            outcome, port_input = await self.execute(flight, context_rows)
+            if flight.scope.cancelled_caught or outcome is None:
+                log.info(
+                    "step %s (run %s) stopped: lease lost or run cancelled",
+                    step.step_id,
+                    step.run_id,
+                )
+                self.stats["lost"] += 1
+                tracing.end_step_span(span, "lost", "lease lost or run cancelled")
+                return None
+            tracing.end_step_span(span, *outcome_status(outcome))
+            return await self.commit(step, outcome, port_input, eager=eager)
+
+    async def run_traceparent(self, step: ClaimedStep) -> str | None:
+        """The run's stored trace context; read only when tracing is on (one indexed read)."""
+        if not tracing.enabled():
+            return None
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT traceparent FROM runs WHERE id = %s", (step.run_id,))
+            row = await cur.fetchone()
+        return row["traceparent"] if row else None
+
+    async def execute(
+        self, flight: InFlight, context_rows: list[dict[str, Any]] | None
+    ) -> tuple[Outcome | None, Any]:
+        """Prepare and execute the step inside its cancel scope (no commit)."""
+        step = flight.step
         spec = registry.get(step.node_type)
         outcome: Outcome | None = None
         port_input: Any = None
@@ -251,13 +308,7 @@ class Worker:
                         procpool=self.procpool,
                         pool=self.pool,
                     )
-        if flight.scope.cancelled_caught or outcome is None:
-            log.info(
-                "step %s (run %s) stopped: lease lost or run cancelled", step.step_id, step.run_id
-            )
-            self.stats["lost"] += 1
-            return None
-        return await self.commit(step, outcome, port_input, eager=eager)
+        return outcome, port_input
 
     async def prepare(
         self, step: ClaimedStep, spec: NodeSpec, context_rows: list[dict[str, Any]] | None
@@ -352,6 +403,12 @@ class Worker:
             self.stats["lost"] += 1
             return None
         self.stats["failed" if isinstance(outcome, Failure) else "succeeded"] += 1
+        if isinstance(outcome, Failure):  # the log context names the run, step, node and attempt
+            log.warning(
+                "step failed (%s): %.300s",
+                "retryable" if outcome.retryable else "not retryable",
+                outcome.error.get("message", ""),
+            )
         crashpoint("worker.after_commit")
         if claimed is not None:  # held from now: heartbeats extend it, a shutdown releases it
             self.inflight[claimed.step.step_id] = InFlight(claimed.step)
