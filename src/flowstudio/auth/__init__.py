@@ -1,0 +1,1 @@
+"""Authentication primitives: password hashing, tokens, roles and permissions, secret encryption."""

@@ -1,0 +1,1 @@
+"""The durable run engine: state machines, checkpoint transactions, planning, recovery, timers."""

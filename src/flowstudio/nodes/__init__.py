@@ -1,0 +1,1 @@
+"""Node types (one module per family) registered in `registry`, with templating and sandboxes."""

@@ -1,0 +1,1 @@
+"""Step pointers between components: RabbitMQ or the PostgreSQL queue, and the outbox relay."""

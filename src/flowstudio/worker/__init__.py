@@ -1,0 +1,1 @@
+"""Workers: claim steps, execute nodes (in-loop or in a process pool), commit, heartbeat leases."""
