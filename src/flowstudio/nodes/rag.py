@@ -41,9 +41,9 @@ from flowstudio.nodes.vectors import (
     embedder_id,
     ensure_collection,
     find_collection,
-    search,
     upsert_items,
 )
+from flowstudio.store.vectors import search
 
 Docs = list[dict[str, Any]] | str | None
 FORMATS = ("text", "markdown", "pdf", "csv")

@@ -180,14 +180,3 @@ async def find_collection(conn: Any, owner_id: str, name: str) -> dict[str, Any]
     if row is None:
         raise NodeError(f"no vector collection {name!r} (upsert documents first)", retryable=False)
     return row
-
-
-async def search(
-    conn: Any,
-    collection: dict[str, Any],
-    query: list[float],
-    top_k: int,
-    metadata_filter: dict[str, Any],
-    min_score: float | None,
-) -> list[dict[str, Any]]:
-    return await store.search(conn, collection, query, top_k, metadata_filter, min_score)

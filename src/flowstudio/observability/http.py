@@ -24,11 +24,12 @@ from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 
 from flowstudio.api.errors import problem_response
 from flowstudio.observability.dbmetrics import DatabaseMetrics
+from flowstudio.observability.standalone import pool_gauge
 from flowstudio.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,18 +91,11 @@ class _Delegate:
 
     def collect(self) -> Iterator[Metric]:
         if self.pool is not None:
-            stats = self.pool.get_stats()
-            size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
-            gauge = GaugeMetricFamily(
+            yield pool_gauge(
+                self.pool,
                 "flowstudio_api_db_pool_connections",
                 "PostgreSQL pool connections of this API process",
-                labels=["state"],
             )
-            gauge.add_metric(["in_use"], size - idle)
-            gauge.add_metric(["idle"], idle)
-            gauge.add_metric(["max"], self.pool.max_size)
-            gauge.add_metric(["waiting_requests"], stats.get("requests_waiting", 0))
-            yield gauge
         if self.db is not None:
             yield from self.db.collect()
 

@@ -42,23 +42,28 @@ class ProcessCounters:
             yield metric
 
 
+def pool_gauge(pool: Any, name: str, help_text: str) -> GaugeMetricFamily:
+    """In-use, idle, max and waiting of a psycopg pool (the API's own and a standalone process's)."""
+    stats = pool.get_stats()
+    size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+    gauge = GaugeMetricFamily(name, help_text, labels=["state"])
+    gauge.add_metric(["in_use"], size - idle)
+    gauge.add_metric(["idle"], idle)
+    gauge.add_metric(["max"], pool.max_size)
+    gauge.add_metric(["waiting_requests"], stats.get("requests_waiting", 0))
+    return gauge
+
+
 class PoolGauges:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.pool.get_stats()
-        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
-        gauge = GaugeMetricFamily(
+        yield pool_gauge(
+            self.pool,
             "flowstudio_process_db_pool_connections",
             "PostgreSQL pool connections of this process",
-            labels=["state"],
         )
-        gauge.add_metric(["in_use"], size - idle)
-        gauge.add_metric(["idle"], idle)
-        gauge.add_metric(["max"], self.pool.max_size)
-        gauge.add_metric(["waiting_requests"], stats.get("requests_waiting", 0))
-        yield gauge
 
 
 def render(pool: Any = None) -> bytes:
