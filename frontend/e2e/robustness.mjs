@@ -3,8 +3,10 @@
 //   flow B before A answers, edits B, lets A's late answer arrive, edits and saves: B must hold
 //   B's graph and A must be untouched. Then a save based on a version someone else replaced
 //   shows the conflict banner, and "Reload theirs" loads the server's version.
-// - `axeCheck(page, name)`: injects axe-core (npm `axe-core`, not a CDN) and collects the
+// - `axeCheck(page, name)`: evaluates axe-core (npm `axe-core`, not a CDN; through the DevTools
+//   protocol, so the page's CSP stays in force) and collects the
 //   serious/critical violations of the page; `axeReport()` fails if any page had one.
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { BASE_URL, check, shot } from './lib.mjs';
 
@@ -83,7 +85,9 @@ export async function raceAndConflict(page, api) {
 
 export async function axeCheck(page, name) {
   await page.waitForTimeout(300); // let lazy chunks and live regions settle
-  if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ path: AXE });
+  // Evaluated through the DevTools protocol, not injected as a <script>: the designer's CSP
+  // (script-src 'self') stays in force for the whole run and is exercised by it.
+  if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(readFileSync(AXE, 'utf8'));
   const found = await page.evaluate(async () => {
     // eslint-disable-next-line no-undef
     const r = await axe.run(document, { resultTypes: ['violations'] });
