@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--concurrency", type=int, default=8)
     b.add_argument("--seq-runs", type=int, default=30)
+    b.add_argument(
+        "--queue-backend",
+        choices=["rabbitmq", "postgres", "both"],
+        help="queue(s) to measure (default: QUEUE_BACKEND; both: side by side)",
+    )
     b.add_argument("--vectors", action="store_true", help="vector store: pgvector vs exact")
     b.add_argument("--chunks", type=int, default=100_000, help="--vectors: chunks to seed")
     b.add_argument("--dims", type=int, default=128, help="--vectors: dimensions")

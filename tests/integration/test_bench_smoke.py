@@ -17,7 +17,18 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH_ARGS = ["bench", "--json", "--runs", "5", "--steps", "3", "--seq-runs", "2"]
+BENCH_ARGS = [
+    "bench",
+    "--json",
+    "--runs",
+    "5",
+    "--steps",
+    "3",
+    "--seq-runs",
+    "2",
+    "--queue-backend",
+    "both",
+]
 
 
 def test_bench_json_reports_every_figure_and_drops_its_database(
@@ -29,7 +40,7 @@ def test_bench_json_reports_every_figure_and_drops_its_database(
         env=base_env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=360,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -40,10 +51,13 @@ def test_bench_json_reports_every_figure_and_drops_its_database(
         assert set(result[key]) >= {"p50", "p99"}, (key, result)
         assert 0 < result[key]["p50"] <= result[key]["p99"], (key, result)
     assert abs(result["ratio"] - result["steps_per_s"] / result["pg_ceiling_tps"]) < 0.002
+    # both queue backends, side by side in one invocation
+    assert set(result["by_queue"]) == {"rabbitmq", "postgres"}
+    for backend, figures in result["by_queue"].items():
+        assert figures["queue_backend"] == backend and figures["steps_per_s"] > 0, figures
 
-    created = re.search(r"bench database (flowstudio_bench_\w+) created", proc.stderr)
-    assert created, proc.stderr[-2000:]
-    left = db.execute(
-        "SELECT count(*) FROM pg_database WHERE datname = %s", (created.group(1),)
-    ).fetchone()
-    assert left == (0,), f"bench database {created.group(1)} was not dropped"
+    created = re.findall(r"bench database (flowstudio_bench_\w+) created", proc.stderr)
+    assert len(created) == 2, proc.stderr[-2000:]
+    for name in created:
+        left = db.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        assert left == (0,), f"bench database {name} was not dropped"

@@ -127,7 +127,12 @@ def _cpu_line(cpu: dict[str, float | None]) -> str:
 
 
 def write_report(result: dict[str, Any], as_json: bool) -> None:
-    sys.stdout.write(render_table(result))
+    by_queue = result.get("by_queue")
+    if by_queue:  # --queue-backend both: one table per backend, the JSON carries both
+        for backend, one in by_queue.items():
+            sys.stdout.write(f"== queue backend: {backend} ==\n" + render_table(one))
+    else:
+        sys.stdout.write(render_table(result))
     if as_json:
         sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
     sys.stdout.flush()

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import anyio
+import msgspec
 import psycopg
 
 from flowstudio.bench.ceiling import measure_ceiling
@@ -69,33 +70,56 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    """One bench per queue backend asked for (`--queue-backend`, default the configured one;
+    `both`: RabbitMQ then the PostgreSQL queue, each in its own sandbox, reported side by side)."""
+    choice = getattr(args, "queue_backend", None) or settings.queue_backend
+    backends = ["rabbitmq", "postgres"] if choice == "both" else [choice]
+    results: dict[str, dict[str, Any]] = {}
+    for backend in backends:
+        one = msgspec.structs.replace(settings, queue_backend=backend)
+        code, result = run_one_bench(one, args)
+        if code != 0 or result is None:
+            return code
+        results[backend] = {**result, "queue_backend": backend}
+        if len(backends) > 1:
+            log.info("queue backend %s done", backend)
+    first = results[backends[0]]
+    summary = {**first, "by_queue": results} if len(backends) > 1 else first
+    write_report(summary, bool(args.json))
+    return 0
+
+
+def run_one_bench(
+    settings: Settings, args: argparse.Namespace
+) -> tuple[int, dict[str, Any] | None]:
     try:
         config = config_from_args(args)
     except ValueError as exc:
         sys.stderr.write(f"flowstudio: error: {exc}\n")
-        return 2
+        return 2, None
     started = time.monotonic()
     try:
         sandbox = Sandbox.create(settings)
     except psycopg.Error as exc:
         log.error("cannot create the bench database: %s", exc)
-        return 1
+        return 1, None
     previous = signal.signal(signal.SIGTERM, _interrupt)  # so that `finally` cleans up
     try:
         result = run_async(lambda: bench_session(sandbox, config))
     except BenchError as exc:
         sandbox.keep_logs = True
         log.error("bench failed: %s\n%s", exc, sandbox.dump_logs())
-        return 1
+        return 1, None
     except KeyboardInterrupt:
         log.warning("bench interrupted: stopping its processes and dropping its database")
-        return 130
+        return 130, None
     finally:
         sandbox.close()
         signal.signal(signal.SIGTERM, previous)
-    log.info("bench finished in %.1fs", time.monotonic() - started)
-    write_report(result, config.as_json)
-    return 0
+    log.info(
+        "bench (%s queue) finished in %.1fs", settings.queue_backend, time.monotonic() - started
+    )
+    return 0, result
 
 
 async def bench_session(sandbox: Sandbox, config: BenchConfig) -> dict[str, Any]:
