@@ -7,6 +7,7 @@ also die exactly at their commit/publish boundaries; it restarts whatever crashe
 test starts the runs over HTTP, retrying with the same Idempotency-Key when the API is down. At the end
 every process is restarted clean, every run must reach its expected state within a bounded time, and
 every run gets the crash-matrix checks (`support/durability.py`); no key may have made two runs.
+It runs once per queue backend (`queue_backend`: RabbitMQ and the PostgreSQL queue).
 """
 
 from __future__ import annotations
@@ -227,6 +228,11 @@ def soak(
     ).fetchall()
     assert not dup and len(expected) == RUNS, f"one key, several runs: {dup}"
     assert sum(chaos.kills.values()) >= 10, f"too little chaos to mean anything: {chaos.kills}"
+
+
+@pytest.fixture(params=["rabbitmq", "postgres"])
+def queue_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 def test_soak_random_kills_lose_no_run_and_commit_no_step_twice(
