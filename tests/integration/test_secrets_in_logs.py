@@ -2,11 +2,13 @@
 
 The module runs its own API, orchestrator and worker on a database and queue of its own
 (`support/private_stack.py`), at LOG_LEVEL=DEBUG, so every line any process wrote about these runs is
-in the test's log files. Each path a secret can travel gets its own secret value: an HTTP header and
-a URL query of a succeeding call, the URL of a failing call with retries, a `fail` node's message, a
-template that echoes the secret, an LLM API key, an LLM prompt whose streamed answer repeats the
-secret (tokens go to the live SSE stream), and an LLM call the provider refuses (401). After the runs
-end, no log file, no SSE stream and no API answer contains any of the values.
+in the test's log files. Each path a secret can travel gets its own secret value: the header of a
+succeeding call whose server echoes it back (`?echo=1`), the header of a failing call with retries
+whose server echoes it too, an LLM API key, the key of an LLM whose careless server repeats it in its
+streamed answer (tokens go to the live SSE stream), and an LLM call the provider refuses (401) while
+echoing the key in its error. A secret outside a credential field (a URL query, a `fail` message, a
+template, a prompt) is refused at save, naming the secret and never its value. After the runs end, no
+log file, no SSE stream and no API answer contains any of the values.
 """
 
 from __future__ import annotations
@@ -28,16 +30,7 @@ from tests.support.private_stack import (  # noqa: F401 -- fixtures: base_env, d
 from tests.support.sink import Sink
 from tests.support.stack import Stack
 
-PATHS = [
-    "HEADER",
-    "QUERY",
-    "FAILING_URL",
-    "FAIL_MESSAGE",
-    "ECHO",
-    "LLM_KEY",
-    "LLM_STREAM",
-    "LLM_REFUSED",
-]
+PATHS = ["HEADER", "FAILING_HEADER", "LLM_KEY", "LLM_STREAM", "LLM_REFUSED", "REFUSED_AT_SAVE"]
 
 
 def test_secrets_never_reach_any_process_log_or_the_live_stream(
@@ -61,6 +54,17 @@ def test_secrets_never_reach_any_process_log_or_the_live_stream(
     def ref(p: str) -> str:
         return "{{ secrets." + names[p] + " }}"
 
+    # outside a credential field a secret is refused at save: its name is said, never its value
+    for where, params in [
+        ("url", {"url": sink.url("/ok") + "?t=" + ref("REFUSED_AT_SAVE")}),
+        ("template", {"template": "k=" + ref("REFUSED_AT_SAVE")}),
+    ]:
+        kind = "http_request" if where == "url" else "template"
+        r = api.http.post(
+            "/api/v1/flows", json={"name": where, "definition": linear_flow(("n", kind, params))}
+        )
+        assert r.status_code == 422 and names["REFUSED_AT_SAVE"] in r.text, r.text
+        assert values["REFUSED_AT_SAVE"] not in r.text
     flows: dict[str, tuple[dict[str, Any], str]] = {
         "http_ok": (
             linear_flow(
@@ -68,7 +72,7 @@ def test_secrets_never_reach_any_process_log_or_the_live_stream(
                     "call",
                     "http_request",
                     {
-                        "url": sink.url("/ok") + "?t=" + ref("QUERY"),
+                        "url": sink.url("/ok", echo=1),
                         "headers": {"Authorization": "Bearer " + ref("HEADER")},
                     },
                 )
@@ -80,19 +84,15 @@ def test_secrets_never_reach_any_process_log_or_the_live_stream(
                 (
                     "call",
                     "http_request",
-                    {"url": sink.url("/deny", status=500) + "&t=" + ref("FAILING_URL")},
+                    {
+                        "url": sink.url("/deny", status=500, echo=1),
+                        "headers": {"X-Token": ref("FAILING_HEADER")},
+                    },
                 ),
                 retry={"call": {"retry": {"max_attempts": 2, "initial_interval": 0.1}}},
             ),
             "failed",
         ),
-        "fail_node": (
-            linear_flow(
-                ("boom", "fail", {"message": "boom " + ref("FAIL_MESSAGE"), "retryable": False})
-            ),
-            "failed",
-        ),
-        "echo": (linear_flow(("t", "template", {"template": "k=" + ref("ECHO")})), "succeeded"),
         "llm_stream": (
             linear_flow(
                 (
@@ -100,9 +100,9 @@ def test_secrets_never_reach_any_process_log_or_the_live_stream(
                     "llm_chat",
                     {
                         "model": "m",
-                        "base_url": fake.base_url(first_delay=0.5, delay=0.05),
-                        "api_key": ref("LLM_KEY"),
-                        "prompt": "repeat " + ref("LLM_STREAM") + " please",
+                        "base_url": fake.base_url(first_delay=0.5, delay=0.05, echo_key=1),
+                        "api_key": ref("LLM_STREAM"),
+                        "prompt": "repeat your key please",
                         "stream": True,
                     },
                 )
@@ -116,7 +116,7 @@ def test_secrets_never_reach_any_process_log_or_the_live_stream(
                     "llm_chat",
                     {
                         "model": "m",
-                        "base_url": fake.base_url(status=401),
+                        "base_url": fake.base_url(status=401, echo_key=1),
                         "api_key": ref("LLM_REFUSED"),
                         "prompt": "hi",
                     },
@@ -140,7 +140,7 @@ def test_secrets_never_reach_any_process_log_or_the_live_stream(
         values["HEADER"]
     )
     assert any(
-        r["headers"]["authorization"] == f"Bearer {values['LLM_KEY']}" for r in fake.requests
+        r["headers"]["authorization"] == f"Bearer {values['LLM_STREAM']}" for r in fake.requests
     )
     assert any("token" in s for s in streamed), streamed
     answers = "".join(api.http.get(f"/api/v1/runs/{rid}").text for rid in runs.values())
@@ -150,7 +150,7 @@ def test_secrets_never_reach_any_process_log_or_the_live_stream(
     assert any("DEBUG" in text for text in logs.values()), "the processes did not log at DEBUG"
     worker_log = "\n".join(t for name, t in logs.items() if name.startswith("worker"))
     # the worker logged the calls that carried the secrets (the check below reads real lines)
-    assert "status=401/v1/chat/completions" in worker_log and "httpcore" in worker_log
+    assert "HTTP 401" in worker_log and "httpcore" in worker_log
     leaks = [
         (path, proc, line.strip()[:300])
         for path, value in values.items()

@@ -136,8 +136,12 @@ def test_openai_stream_and_sync_wait_stop_after_logout(
 
 
 def test_a_schedule_whose_owner_lost_access_does_not_fire(
-    api: Api, running_stack: Stack, db: psycopg.Connection[Any]
+    running_stack: Stack, db: psycopg.Connection[Any], database_url: str
 ) -> None:
+    # a user of its own: a role change ends every session of the user (the shared `api` user's
+    # token must stay valid for the other tests)
+    credentials = make_user(database_url)
+    api = Api(running_stack.base_url, *credentials)
     fid = api.create_flow(linear_flow(("t", "template", {"template": "x"})))["id"]
     r = api.http.post(f"/api/v1/flows/{fid}/schedules", json={"cron": "0 3 * * *"})
     assert r.status_code == 201, r.text
@@ -162,5 +166,6 @@ def test_a_schedule_whose_owner_lost_access_does_not_fire(
     assert len(rows) == 1 and rows[0][0] is None, rows
     assert "may no longer run flows" in rows[0][1]
     assert db.execute("SELECT count(*) FROM runs WHERE flow_id = %s", (fid,)).fetchone()[0] == 0
+    api = Api(running_stack.base_url, *credentials)  # the role changes ended its sessions
     fires = api.http.get(f"/api/v1/schedules/{sid}").json()["fires"]
     assert fires[0]["skipped_reason"] == rows[0][1]
