@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -171,7 +172,7 @@ def test_api_killed_after_commit_returns_the_same_run_on_retry(
     stack.start_worker()
     api = Api(stack.base_url, *credentials)
     flow_id = api.create_flow(linear_flow(("call", "http_request", {"url": sink.url("/c")})))["id"]
-    key = "crash-after-commit-1"
+    key = f"crash-after-commit-{uuid.uuid4().hex[:8]}"  # both backends share the module's database
     with pytest.raises(httpx.TransportError):
         api.start_run(flow_id, key=key)
     assert_crashed(api_proc)
@@ -215,17 +216,18 @@ def test_orchestrator_killed_between_timer_commit_and_publish_loses_nothing(
 def test_relay_killed_between_publish_and_delete_republishes_harmlessly(
     stack: Stack, credentials: Creds, db: Conn
 ) -> None:
+    relay_key = f"relay-crash-{uuid.uuid4().hex[:8]}"  # both backends share the database
     # The API dies before publishing, so the run's first message exists only as an outbox row.
     api_proc = stack.start_api(extra_env={"FLOWSTUDIO_CRASHPOINTS": "api.run_committed"})
     stack.start_worker()
     api = Api(stack.base_url, *credentials)
     flow_id = api.create_flow(linear_flow(("t", "template", {"template": "x"})))["id"]
     with pytest.raises(httpx.TransportError):
-        api.start_run(flow_id, key="relay-crash-1")
+        api.start_run(flow_id, key=relay_key)
     assert_crashed(api_proc)
     orch = stack.start_orchestrator(extra_env={"FLOWSTUDIO_CRASHPOINTS": "outbox.relay_published"})
     (rid,) = db.execute(
-        "SELECT id::text FROM runs WHERE idempotency_key = 'relay-crash-1'"
+        "SELECT id::text FROM runs WHERE idempotency_key = %s", (relay_key,)
     ).fetchone()
 
     assert_crashed(orch)  # published, then died before the DELETE: the row is still there
@@ -291,7 +293,8 @@ def test_worker_killed_after_commit_next_steps_are_still_dispatched(
     api = Api(stack.base_url, *credentials)
     flow = linear_flow(*[(f"t{i}", "template", {"template": f"t{i}"}) for i in range(4)])
     flow_id = api.create_flow(flow)["id"]
-    runs = [api.start_run(flow_id, key=f"after-commit-{i}") for i in range(3)]
+    tag = uuid.uuid4().hex[:8]
+    runs = [api.start_run(flow_id, key=f"after-commit-{tag}-{i}") for i in range(3)]
     assert_crashed(doomed)
     (committed,) = db.execute(
         "SELECT count(*) FROM steps WHERE run_id = ANY(%s::uuid[]) AND status = 'succeeded'",
@@ -321,7 +324,7 @@ def test_worker_killed_after_an_eager_claim_the_lease_carries_the_next_step(
     )
     api = Api(stack.base_url, *credentials)
     flow = linear_flow(*[(f"t{i}", "template", {"template": f"t{i}"}) for i in range(4)])
-    run = api.start_run(api.create_flow(flow)["id"], key="eager-crash")
+    run = api.start_run(api.create_flow(flow)["id"], key=f"eager-crash-{uuid.uuid4().hex[:8]}")
     assert_crashed(doomed)
     held = step_row(db, run, "t1")
     assert held["status"] == "running" and held["attempt"] == 1  # claimed eagerly, never run

@@ -10,7 +10,8 @@ names below and override conftest's `base_env` and `db` for that module only:
   is deleted after the test), so conftest's `stack` fixture starts processes on them.
 - `queue_backend` (conftest): "rabbitmq"; a module that overrides it with params (the crash matrix) runs
   every test against both queue backends (QUEUE_BACKEND).
-- `db`: an autocommit connection to the private database; `credentials`: an editor user in it.
+- `db`: an autocommit connection to the private database; `credentials`: a new editor user in it
+  for each test.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def private_db(private_db_url: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-@pytest.fixture(scope="module", name="credentials")
+@pytest.fixture(name="credentials")
 def private_credentials(private_db_url: str) -> tuple[str, str]:
+    """A user per test: tests reuse fixed Idempotency-Keys, which are unique per user, and a module
+    may run each test twice (once per queue backend) on its one database."""
     return make_user(private_db_url)
