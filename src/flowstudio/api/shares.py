@@ -38,6 +38,9 @@ class ShareAccepted(msgspec.Struct, kw_only=True):
     flow_id: str
     email: str
     permission: str
+    # the published version a share made now grants (the owner's own flow: no oracle about the
+    # email); None while the flow is unpublished: a shared user runs nothing until it is
+    version: int | None = None
     status: str = "accepted"
 
 
@@ -89,7 +92,12 @@ async def share_flow(
     target = await users.user_by_email(conn, email)
     if target is not None and str(target["id"]) != str(flow["owner_id"]):
         await store.upsert_share(conn, flow_id, target["id"], data.permission, user.id)
-    return ShareAccepted(flow_id=str(flow_id), email=email, permission=data.permission)
+    return ShareAccepted(
+        flow_id=str(flow_id),
+        email=email,
+        permission=data.permission,
+        version=flow.get("published_version"),
+    )
 
 
 @get("/api/v1/flows/{flow_id:uuid}/shares")
