@@ -51,7 +51,8 @@ def sse_stream(api: Api, rid: str, headers: dict[str, str] | None = None) -> Ite
 
 
 def db_seqs(db: psycopg.Connection[Any], rid: str) -> list[int]:
-    return [r[0] for r in db.execute("SELECT seq FROM run_events WHERE run_id = %s", (rid,))]
+    rows = db.execute("SELECT seq FROM run_events WHERE run_id = %s ORDER BY seq", (rid,))
+    return [r[0] for r in rows]
 
 
 def signal(api: Api, rid: str) -> None:
