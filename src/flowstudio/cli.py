@@ -254,14 +254,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"flowstudio: error: {exc}\n")
         return 2
     setup_logging(settings.log_level, settings.log_format)
-    if settings.database_url == EMBEDDED:
-        settings = with_embedded_database(settings)
-    if args.command in ("api", "orchestrator", "worker"):
-        from flowstudio.observability.tracing import init_tracing
-
-        init_tracing(settings, args.command)
-    from flowstudio.runtime import run_async
-
     if args.command in ("api", "orchestrator", "worker", "up"):
         problem = secret_key_problem(settings.secret_key)
         if problem:
@@ -270,6 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "print(secrets.token_urlsafe(48))')\n"
             )
             return 2
+    if settings.database_url == EMBEDDED:
+        settings = with_embedded_database(settings)
+    if args.command in ("api", "orchestrator", "worker"):
+        from flowstudio.observability.tracing import init_tracing
+
+        init_tracing(settings, args.command)
+    from flowstudio.runtime import run_async
 
     match args.command:
         case "migrate":
