@@ -68,11 +68,8 @@ def clear_dead_postmaster(pgdata: Path, wait_s: float = 15.0) -> bool:
         pid = int(pidfile.read_text().splitlines()[0])
     except (FileNotFoundError, IndexError, ValueError):
         return False
-    try:
-        if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-            return False  # a live server: reuse it
-    except psutil.NoSuchProcess:
-        pass
+    if not _dead(pid):
+        return False  # a live server: reuse it
     deadline = time.monotonic() + wait_s
     while True:
         busy = []
@@ -91,8 +88,27 @@ def clear_dead_postmaster(pgdata: Path, wait_s: float = 15.0) -> bool:
             )
         time.sleep(0.2)
     pidfile.unlink(missing_ok=True)
+    # The socket lock file names the same pid and PostgreSQL refuses to start while it looks alive
+    for lock in pgdata.glob(".s.PGSQL.*.lock"):
+        try:
+            holder = int(lock.read_text().splitlines()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+        if _dead(holder):
+            lock.unlink(missing_ok=True)
+            lock.with_suffix("").unlink(missing_ok=True)  # the socket itself
     log.warning("removed the stale postmaster.pid of a dead embedded server (pid %d)", pid)
     return True
+
+
+def _dead(pid: int) -> bool:
+    """Whether `pid` names no running process (gone, or a zombie nobody reaped)."""
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
 
 
 def start_embedded_postgres(database: str = "flowstudio") -> str:
