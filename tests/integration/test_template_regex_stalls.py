@@ -46,18 +46,7 @@ def one_worker(stack: Stack, credentials: tuple[str, str]) -> Api:
 def test_heavy_templates_and_regexes_never_hold_the_worker(one_worker: Api) -> None:
     api = one_worker
     heavy_t = api.create_flow(
-        {
-            "nodes": [
-                {"id": "in", "type": "input", "data": {"params": {}}},
-                {
-                    "id": "t",
-                    "type": "template",
-                    "data": {"params": {"template": HEAVY_TEMPLATE}, "timeout_s": 3},
-                },
-                {"id": "out", "type": "output", "data": {"params": {}}},
-            ],
-            "edges": [{"source": "in", "target": "t"}, {"source": "t", "target": "out"}],
-        }
+        linear_flow(("t", "template", {"template": HEAVY_TEMPLATE}), retry={"t": {"timeout_s": 3}})
     )
     heavy_rx = api.create_flow(linear_flow(("rx", "text_ops", CATASTROPHIC)))
     fast_flow = api.create_flow(linear_flow(("f", "template", {"template": "ok"})))
@@ -92,18 +81,7 @@ def test_heavy_templates_and_regexes_never_hold_the_worker(one_worker: Api) -> N
     # the attack as filed: nested range(10000) loops on a node with timeout_s 1
     nested = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
     attack = api.create_flow(
-        {
-            "nodes": [
-                {"id": "in", "type": "input", "data": {"params": {}}},
-                {
-                    "id": "n",
-                    "type": "template",
-                    "data": {"params": {"template": nested}, "timeout_s": 1},
-                },
-                {"id": "out", "type": "output", "data": {"params": {}}},
-            ],
-            "edges": [{"source": "in", "target": "n"}, {"source": "n", "target": "out"}],
-        }
+        linear_flow(("n", "template", {"template": nested}), retry={"n": {"timeout_s": 1}})
     )
     run = api.wait_run(api.start_run(attack["id"]))
     step = api.steps(run)["n"]
