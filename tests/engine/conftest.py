@@ -1,0 +1,7 @@
+"""The in-process engine tier: engine functions on a database cloned from a migrated template.
+
+No API, broker or worker process: `env` (tests/support/engine_env.py) calls the engine the way they
+do. Run alone with `ops/test.sh tests/engine` (README "Testing").
+"""
+
+from tests.support.tier_fixtures import anyio_backend, engine_url, env, template_db  # noqa: F401
