@@ -4,4 +4,10 @@ No API, broker or worker process: `env` (tests/support/engine_env.py) calls the 
 do. Run alone with `ops/test.sh tests/engine` (README "Testing").
 """
 
-from tests.support.tier_fixtures import anyio_backend, engine_url, env, template_db  # noqa: F401
+from tests.support.tier_fixtures import (  # noqa: F401
+    anyio_backend,
+    engine_url,
+    env,
+    node_registry,
+    template_db,
+)

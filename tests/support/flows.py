@@ -2,7 +2,8 @@
 
 Every test tier builds its definitions here (the designer's JSON shape, DESIGN.md "Flow definition"):
 - `node("t", "template", template="hi")` -> `{"id", "type", "data": {"params": {...}}}`; `data=`
-  adds node-level fields next to the params (`retry`, `timeout_s`, `label`).
+  adds node-level fields next to the params (`retry`, `timeout_s`, `label`); a param itself named
+  `data` (json_transform) goes in afterwards: `n = node(...); n["data"]["params"]["data"] = ...`.
 - `edge("c", "hi", "true")` -> `{"source", "target", "sourceHandle"}` (None: the default port).
 - `flow_def(nodes, edges)` -> `{"nodes": [...], "edges": [...]}`.
 - `chain(("t", "template", {...}), ...)` -> input -> those nodes -> output, laid out like the

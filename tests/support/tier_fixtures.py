@@ -3,6 +3,7 @@
 - `template_db` (session): one migrated template database (tests/support/templatedb.py).
 - `engine_url` (per test): a fresh clone of it, dropped after the test.
 - `env` (per test, async): an `EngineEnv` (tests/support/engine_env.py) on that clone.
+- `node_registry` (session, autouse where imported): the node families, imported once.
 - `anyio_backend`: async tests run on asyncio (`pytest.mark.anyio`, anyio's pytest plugin).
 """
 
@@ -17,9 +18,14 @@ from tests.support.engine_env import EngineEnv
 from tests.support.templatedb import Template, migrated_template
 
 
+@pytest.fixture(scope="session", autouse=True)
+def node_registry() -> None:
+    """Import the node families once per session, not inside the first test's time."""
+    registry.load_all()
+
+
 @pytest.fixture(scope="session")
 def template_db() -> Iterator[Template]:
-    registry.load_all()  # the node families' imports, once, not in the first test's time
     with migrated_template() as template:
         yield template
 
