@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import psycopg
 from psycopg.rows import dict_row
 
@@ -31,6 +32,7 @@ from flowstudio.flows.validate import validate_definition
 from flowstudio.store import flows as flow_store
 from flowstudio.store import runs as run_store
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
+from tests.support.templatedb import TRIES, backoff, busy, connect_retrying
 
 AConn = psycopg.AsyncConnection[dict[str, Any]]
 WORKER = "worker-a"
@@ -45,7 +47,16 @@ class EngineEnv:
     @classmethod
     @asynccontextmanager
     async def open(cls, url: str) -> AsyncIterator[EngineEnv]:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row)
+        for attempt in range(TRIES):
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    url, autocommit=True, row_factory=dict_row
+                )
+                break
+            except psycopg.OperationalError as exc:
+                if not busy(exc) or attempt == TRIES - 1:
+                    raise
+                await anyio.sleep(backoff(attempt))
         try:
             cur = await conn.execute(
                 "INSERT INTO users (email, name, roles) VALUES (%s, 'engine', ARRAY['editor'])"
@@ -224,6 +235,6 @@ class EngineEnv:
         return (run, await run_store.get_steps(self.conn, run_id), await self.events(run_id))
 
     def check_log(self, run_id: str) -> None:
-        with psycopg.connect(self.url, autocommit=True) as db:
+        with connect_retrying(self.url) as db:
             assert_event_log_consistent(db, run_id)
             assert_no_double_success(db, run_id)

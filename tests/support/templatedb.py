@@ -7,7 +7,8 @@
 is dropped after the test on a background thread, and every clone is gone before the template. Nothing else may be connected to the template while it is cloned, so only this module
 connects to it, and only while migrating. `settings_for(url)` is a complete `Settings` for code that
 takes one (migrations, nodes run by `tests/support/noderun.py`), with the same test values as the
-process tiers' `base_env` (tests/conftest.py).
+process tiers' `base_env` (tests/conftest.py). Connections wait (`connect_retrying`) while the shared
+server has no free connection slot, instead of failing the test.
 """
 
 from __future__ import annotations
@@ -61,8 +62,32 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
     return msgspec.structs.replace(base, **overrides) if overrides else base
 
 
+def busy(exc: psycopg.OperationalError) -> bool:
+    """The server refused a new connection for now (its connection slots are all taken by the
+    other test sessions sharing it): worth waiting for, unlike any other connection error."""
+    return "too many clients" in str(exc)
+
+
+def backoff(attempt: int) -> float:
+    return min(0.1 * 2**attempt, 2.0)
+
+
+TRIES = 30  # ~50 s of waiting for a free connection slot
+
+
+def connect_retrying(url: str) -> psycopg.Connection[Any]:
+    for attempt in range(TRIES):
+        try:
+            return psycopg.connect(url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            if not busy(exc) or attempt == TRIES - 1:
+                raise
+            time.sleep(backoff(attempt))
+    raise AssertionError("unreachable")
+
+
 def _admin(sql: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+    with connect_retrying(ADMIN_URL) as conn:
         conn.execute(sql)  # type: ignore[arg-type]  # names are generated here, never input
 
 
@@ -94,17 +119,12 @@ class Template:
         self._dropper.join()
 
 
-def _drop(name: str, tries: int = 20) -> None:
-    """Drop a database, retrying while the server refuses (e.g. too many clients on a shared
-    machine); a database that still cannot be dropped is logged, never raised from a thread."""
-    for attempt in range(tries):
-        try:
-            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
-        except psycopg.OperationalError as exc:
-            log.warning("could not drop %s yet (%s); retrying", name, exc)
-            time.sleep(min(0.2 * 2**attempt, 3.0))
-    log.error("test database %s was left behind", name)
+def _drop(name: str) -> None:
+    """Drop a database; one that cannot be dropped is logged, never raised from the thread."""
+    try:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except psycopg.Error as exc:
+        log.error("test database %s was left behind: %s", name, exc)
 
 
 @contextmanager
