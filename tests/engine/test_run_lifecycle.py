@@ -11,7 +11,7 @@ import pytest
 
 from flowstudio.engine.checkpoint import IdempotencyKeyReused
 from tests.support.engine_env import EngineEnv
-from tests.support.flows import chain, edge, flow_def, node
+from tests.support.flows import branch_flow, chain, edge, flow_def, node
 
 pytestmark = pytest.mark.anyio
 
@@ -62,30 +62,11 @@ async def test_the_same_idempotency_key_returns_the_same_run(env: EngineEnv) -> 
         await env.start_flow(other, key="k-1")
 
 
-BRANCHY = flow_def(
-    [
-        node("in", "input"),
-        node("c", "condition", expression="inputs.x > 5"),
-        node("hi", "template", template="high"),
-        node("lo", "template", template="low"),
-        node("lo2", "noop"),
-        node("m", "noop"),
-        node("out", "output"),
-    ],
-    [
-        edge("in", "c"),
-        edge("c", "hi", "true"),
-        edge("c", "lo", "false"),
-        edge("lo", "lo2"),
-        edge("hi", "m"),
-        edge("lo2", "m"),
-        edge("m", "out"),
-    ],
-)
+BRANCHY = branch_flow()
 
 
 async def test_a_branch_skips_the_untaken_side_and_the_merge_still_runs(env: EngineEnv) -> None:
-    rid = await env.start(BRANCHY, {"x": 9})
+    rid = await env.start(BRANCHY, {"score": 9})
     await env.run_node(rid, "in")
     c = await env.claim(rid, "c")
     await env.succeed(c, {"value": True}, branch="true")

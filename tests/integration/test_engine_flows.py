@@ -14,7 +14,7 @@ import psycopg
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
 from tests.support.durability import wait_for
-from tests.support.flows import edge, node
+from tests.support.flows import branch_flow, edge, node
 from tests.support.sink import Sink
 
 
@@ -59,26 +59,7 @@ def test_parallel_branches_join_once(api: Api, db: psycopg.Connection[Any]) -> N
 def test_condition_skips_the_untaken_branch_and_merge_runs(
     api: Api, db: psycopg.Connection[Any]
 ) -> None:
-    defn = {
-        "nodes": [
-            node("in", "input"),
-            node("c", "condition", expression="inputs.score > 5"),
-            node("hi", "template", template="high"),
-            node("lo", "template", template="low"),
-            node("lo2", "noop"),
-            node("m", "noop"),
-            node("out", "output"),
-        ],
-        "edges": [
-            edge("in", "c"),
-            edge("c", "hi", "true"),
-            edge("c", "lo", "false"),
-            edge("lo", "lo2"),
-            edge("hi", "m"),
-            edge("lo2", "m"),
-            edge("m", "out"),
-        ],
-    }
+    defn = branch_flow()
     flow = api.create_flow(defn)
     high = api.wait_run(api.start_run(flow["id"], {"score": 9}))
     low = api.wait_run(api.start_run(flow["id"], {"score": 1}))

@@ -10,6 +10,8 @@ Every test tier builds its definitions here (the designer's JSON shape, DESIGN.m
   designer saves it (positions, edge ids, `out` -> `in` handles); `retry={node_id: {...}}` merges
   node-level data. `linear_flow` is the same function under the name older tests import.
 - `map_flow(body, concurrency, on_error)` -> input -> map `m` over `inputs.xs` -> output.
+- `branch_flow()` -> a condition `c` on `inputs.score > 5`: `hi` when true, `lo` -> `lo2` when false,
+  joined again at `m` -> output.
 """
 
 from __future__ import annotations
@@ -62,4 +64,27 @@ def map_flow(
             "map",
             {"items": "inputs.xs", "body": body, "concurrency": concurrency, "on_error": on_error},
         )
+    )
+
+
+def branch_flow() -> dict[str, Any]:
+    return flow_def(
+        [
+            node("in", "input"),
+            node("c", "condition", expression="inputs.score > 5"),
+            node("hi", "template", template="high"),
+            node("lo", "template", template="low"),
+            node("lo2", "noop"),
+            node("m", "noop"),
+            node("out", "output"),
+        ],
+        [
+            edge("in", "c"),
+            edge("c", "hi", "true"),
+            edge("c", "lo", "false"),
+            edge("lo", "lo2"),
+            edge("hi", "m"),
+            edge("lo2", "m"),
+            edge("m", "out"),
+        ],
     )
