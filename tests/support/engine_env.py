@@ -3,7 +3,7 @@
 Like Temporal's `ActivityEnvironment` for one unit of work, `EngineEnv` plays every caller of the
 engine on one database (a clone of the migrated template, tests/support/templatedb.py): the API
 (`start`, `cancel`, `resume`, `fork`, `signal`: the same engine calls its routes make), the worker
-(`claim` -> `succeed` | `fail` | `wait` | `release`, with a worker id as the lease owner) and the
+(`claim` -> `succeed` | `fail` | `wait` | `expand` | `release`, a worker id as the lease owner) and the
 orchestrator (`fire_timers`, `reap`). There is no broker: the outbox rows a relay would publish stay in
 the table (`outbox`). Time is moved by hand (`make_due`, `expire_lease`), never slept for.
 Reads (`statuses`, `steps`, `run`, `events`, `snapshot`) and `check_log` (the event-log checks of
@@ -23,7 +23,7 @@ import anyio
 import psycopg
 from psycopg.rows import dict_row
 
-from flowstudio.engine import checkpoint, control, recovery
+from flowstudio.engine import checkpoint, children, control, recovery
 from flowstudio.engine.advance import cancel_run
 from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.engine.flowcache import load_graph
@@ -121,11 +121,17 @@ class EngineEnv:
 
     # --- the worker's side ----------------------------------------------------------------
     async def claim(
-        self, run_id: str, node_id: str, *, worker: str = WORKER, token: int | None = None
+        self,
+        run_id: str,
+        node_id: str,
+        *,
+        item: int = 0,
+        worker: str = WORKER,
+        token: int | None = None,
     ) -> ClaimedStep:
-        """Claim the step as a worker would on receiving its message (token: the attempt the
-        message carries; default the step's current one)."""
-        step = await self.step(run_id, node_id)
+        """Claim the step (a map's item with `item`) as a worker would on receiving its message
+        (token: the attempt the message carries; default the step's current one)."""
+        step = await self.step(run_id, node_id, item)
         return await checkpoint.claim_step(
             self.conn,
             run_id=run_id,
@@ -170,6 +176,10 @@ class EngineEnv:
             accepts_signal=signal,
         )
 
+    async def expand(self, step: ClaimedStep, items: list[Any]) -> None:
+        """Commit a map step's `Expand(items)`: it waits, one step per item."""
+        await children.commit_expand(self.conn, step, WORKER, input_=None, items=items)
+
     async def release(self, step: ClaimedStep) -> None:
         await checkpoint.release_step(self.conn, step, WORKER, "shutting down")
 
@@ -210,8 +220,16 @@ class EngineEnv:
         rows = await run_store.get_steps(self.conn, run_id)
         return {r["node_id"]: r for r in rows if r["item_index"] == 0}
 
-    async def step(self, run_id: str, node_id: str) -> dict[str, Any]:
-        return (await self.steps(run_id))[node_id]
+    async def step(self, run_id: str, node_id: str, item: int = 0) -> dict[str, Any]:
+        rows = await run_store.get_steps(self.conn, run_id)
+        (row,) = [r for r in rows if r["node_id"] == node_id and r["item_index"] == item]
+        return row
+
+    async def items(self, run_id: str, node_id: str) -> list[str]:
+        """The statuses of a map's items, in item order."""
+        rows = await run_store.get_steps(self.conn, run_id)
+        mine = sorted((r["item_index"], r["status"]) for r in rows if r["node_id"] == node_id)
+        return [status for index, status in mine if index > 0]
 
     async def statuses(self, run_id: str) -> dict[str, str]:
         return {n: s["status"] for n, s in (await self.steps(run_id)).items()}
