@@ -156,9 +156,10 @@ TIERS = ("unit", "nodes", "engine", "integration", "e2e", "packaging")  # pyproj
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        parts = item.path.relative_to(ROOT / "tests").parts
-        if len(parts) > 1 and parts[0] in TIERS:
-            item.add_marker(parts[0])
+        if item.path.is_relative_to(ROOT / "tests"):
+            parts = item.path.relative_to(ROOT / "tests").parts
+            if len(parts) > 1 and parts[0] in TIERS:
+                item.add_marker(parts[0])
     items.sort(key=lambda item: item.get_closest_marker("broker_outage") is not None)
 
 
