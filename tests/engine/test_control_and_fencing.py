@@ -139,6 +139,16 @@ async def test_a_worker_whose_lease_was_reaped_cannot_commit(env: EngineEnv) -> 
     env.check_log(rid)
 
 
+async def test_a_heartbeat_extends_only_the_leases_still_held(env: EngineEnv) -> None:
+    rid = await env.start(ABC)
+    step = await env.claim(rid, "in")
+    assert await env.heartbeat([step]) == {step.step_id}
+    assert await env.heartbeat([step], worker="worker-b") == set()  # not its lease
+    await env.expire_lease(rid, "in")
+    await env.reap()
+    assert await env.heartbeat([step]) == set()  # reaped: the worker learns it lost the step
+
+
 async def test_a_released_step_is_ready_again_with_the_same_attempt(env: EngineEnv) -> None:
     rid = await env.start(ABC)
     step = await env.claim(rid, "in")

@@ -2,13 +2,14 @@
 
 Like Temporal's `ActivityEnvironment` for one unit of work, `EngineEnv` plays every caller of the
 engine on one database (a clone of the migrated template, tests/support/templatedb.py): the API
-(`start`, `cancel`, `resume`, `fork`, `signal`: the same engine calls its routes make), the worker
-(`claim` -> `succeed` | `fail` | `wait` | `expand` | `release`, a worker id as the lease owner) and the
-orchestrator (`fire_timers`, `reap`). There is no broker: the outbox rows a relay would publish stay in
-the table (`outbox`). Time is moved by hand (`make_due`, `expire_lease`), never slept for.
-Reads (`statuses`, `steps`, `run`, `events`, `snapshot`) and `check_log` (the event-log checks of
-tests/support/checks.py) assert the state. Only this file names engine functions, so a refactor of
-the engine's entry points changes one place of the tier.
+(`start`, `cancel`, `resume`, `fork`, `signal`: the engine calls its routes make), the worker
+(`claim` -> `heartbeat` -> `succeed` | `fail` | `wait` | `expand` | `release`, with a worker id as
+the lease owner) and the orchestrator (`fire_timers`, `reap`). There is no broker: the outbox rows a
+relay would publish stay in the table (`outbox`). Time is moved by hand (`make_due`,
+`expire_lease`), never slept for. Reads (`statuses`, `steps`, `items`, `run`, `events`, `snapshot`)
+and `check_log` (the event-log checks of tests/support/checks.py) assert the state. Only this file
+calls the engine (tests import just its exception types), so when the engine's entry points move,
+the tier changes in one place.
 """
 
 from __future__ import annotations
@@ -175,6 +176,11 @@ class EngineEnv:
             seconds=seconds,
             accepts_signal=signal,
         )
+
+    async def heartbeat(self, steps: list[ClaimedStep], *, worker: str = WORKER) -> set[int]:
+        """Extend the leases `worker` holds; returns the step ids still held."""
+        held = [(s.step_id, s.attempt) for s in steps]
+        return await checkpoint.heartbeat(self.conn, worker, held, lease_seconds=30)
 
     async def expand(self, step: ClaimedStep, items: list[Any]) -> None:
         """Commit a map step's `Expand(items)`: it waits, one step per item."""
