@@ -9,6 +9,7 @@ Every test tier builds its definitions here (the designer's JSON shape, DESIGN.m
 - `chain(("t", "template", {...}), ...)` -> input -> those nodes -> output, laid out like the
   designer saves it (positions, edge ids, `out` -> `in` handles); `retry={node_id: {...}}` merges
   node-level data. `linear_flow` is the same function under the name older tests import.
+- `template_flow(text)` -> input -> template `t` rendering `text` -> output.
 - `map_flow(body, concurrency, on_error)` -> input -> map `m` over `inputs.xs` -> output.
 - `branch_flow()` -> a condition `c` on `inputs.score > 5`: `hi` when true, `lo` -> `lo2` when false,
   joined again at `m` -> output.
@@ -52,6 +53,10 @@ def chain(*nodes: NodeSpec, retry: dict[str, dict[str, Any]] | None = None) -> d
 
 
 linear_flow = chain
+
+
+def template_flow(text: str) -> dict[str, Any]:
+    return chain(("t", "template", {"template": text}))
 
 
 def map_flow(
