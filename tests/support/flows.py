@@ -1,4 +1,4 @@
-"""The one builder of flow definitions for tests: `node`, `edge`, `flow`, `chain`, `map_flow`.
+"""The one builder of flow definitions for tests: `node`, `edge`, `flow_def`, `chain` and shapes.
 
 Every test tier builds its definitions here (the designer's JSON shape, DESIGN.md "Flow definition"):
 - `node("t", "template", template="hi")` -> `{"id", "type", "data": {"params": {...}}}`; `data=`
