@@ -110,13 +110,17 @@ export function apiFieldErrors(err: unknown, fields: readonly FormField[]): Fiel
   return out;
 }
 
-/** 950 -> "950", 12_345 -> "12.3k", 2_500_000 -> "2.5M". */
+/** 950 -> "950", 12_345 -> "12k", 2_500_000 -> "2.5M" (999_999 -> "1M", never "1000k"). */
 export function fmtCount(n: number): string {
-  const abs = Math.abs(n);
-  if (abs < 1000) return String(Math.round(n));
-  const [div, unit] = abs < 1e6 ? [1e3, 'k'] : abs < 1e9 ? [1e6, 'M'] : [1e9, 'G'];
-  const v = n / div;
-  return `${Math.abs(v) < 10 ? v.toFixed(1).replace(/\.0$/, '') : Math.round(v)}${unit}`;
+  if (Math.abs(n) < 999.5) return String(Math.round(n));
+  const units: [number, string][] = [[1e3, 'k'], [1e6, 'M'], [1e9, 'G']];
+  let text = '';
+  for (const [div, unit] of units) {
+    const v = n / div;
+    text = `${Math.abs(v) < 9.95 ? v.toFixed(1).replace(/\.0$/, '') : Math.round(v)}${unit}`;
+    if (Math.abs(Math.round(v)) < 1000) break;
+  }
+  return text;
 }
 
 export function fmtLimit(n: number | null): string {
