@@ -34,7 +34,8 @@ function serve(handler: Handler) {
 const sent = (method: string) => calls.filter((c) => c.method === method);
 
 function signIn(roles: string[]) {
-  const user: User = { id: 'u1', email: 'a@example.com', name: 'A', roles, permissions: ['ops:read'], scope: 'full' };
+  const permissions = roles.includes('admin') ? ['ops:read', 'users:admin'] : ['ops:read'];
+  const user: User = { id: 'u1', email: 'a@example.com', name: 'A', roles, permissions, scope: 'full' };
   useAuth.setState({ user, status: 'authed' });
 }
 

@@ -118,7 +118,7 @@ export function ProvidersPage() {
   };
   const replace = (p: Provider) => setItems((list) => (list ?? []).map((x) => (x.id === p.id ? p : x)));
   const remove = async (p: Provider) => {
-    if (!confirm(`Delete provider "${providerName(p)}" (${p.base_url})? Its limits stop applying.`)) return;
+    if (!confirm(`Delete provider "${providerName(p)}" (${p.base_url})? Its limits are dropped; its next call registers it again without limits.`)) return;
     try {
       await providersApi.remove(p.id);
     } catch (err) {
@@ -164,7 +164,7 @@ export function ProvidersPage() {
       {!items ? (
         <div className="empty">Loading…</div>
       ) : items.length === 0 ? (
-        <div className="card empty">No providers yet. Without limits, LLM calls adapt to each provider&apos;s 429s; add a provider to set its limits.</div>
+        <div className="card empty">No providers yet. A provider appears here on its first LLM call (limited adaptively from its 429s); add one to set its limits ahead of that.</div>
       ) : (
         <div className="card">
           <table className="table providers-table" data-testid="providers">
