@@ -51,14 +51,14 @@ function Field({ name, label, help, error, required, children }: FieldProps) {
       </label>
       {children({ id: `${base}-input`, describedBy, invalid: !!error })}
       {help && (
-        <span id={`${base}-help`} className="field-help">
+        <div id={`${base}-help`} className="field-help">
           {help}
-        </span>
+        </div>
       )}
       {error && (
-        <span id={`${base}-err`} className="field-error" data-testid={`error-${name}`}>
+        <div id={`${base}-err`} className="field-error" data-testid={`error-${name}`}>
           {error}
-        </span>
+        </div>
       )}
     </div>
   );
