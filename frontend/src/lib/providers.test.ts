@@ -96,7 +96,7 @@ describe('formatting', () => {
     expect(concurrencyBar({ in_flight: 4, effective_concurrency: 8, max_concurrency: 16 })).toEqual({ inFlightPct: 25, effectivePct: 50, scale: 16, level: 'ok' });
     expect(concurrencyBar({ in_flight: 8, effective_concurrency: 8, max_concurrency: null })).toEqual({ inFlightPct: 100, effectivePct: 100, scale: 8, level: 'full' });
     expect(concurrencyBar({ in_flight: 0, effective_concurrency: 0, max_concurrency: null }).scale).toBe(1);
-    expect(concurrencyText({ in_flight: 3, effective_concurrency: 8, max_concurrency: null })).toBe('3 in flight · effective 8 · max no limit');
+    expect(concurrencyText({ in_flight: 3, effective_concurrency: 8, max_concurrency: null })).toBe('3 in flight · effective 8 · no max');
   });
   it('names a provider and sums up its 429s', () => {
     expect(providerName(provider())).toBe('api.example.com');

@@ -4,7 +4,7 @@
 //   `validateCreate` / `validateEdit` check a whole form and build the POST body / the PATCH of the
 //   fields that changed (null clears a limit), with one message per field;
 // - `apiFieldErrors` puts a 422's problem+json field paths (`body.rpm`) next to the same fields;
-// - formatting: counts (12.3k), limits ("no limit"), usage against a limit, the concurrency bar
+// - formatting: counts (12.3k), usage against a limit (or none), the concurrency bar
 //   (in flight vs effective vs max) and the 429 summary.
 import { ApiError } from '../api/http';
 import type { Provider, ProviderCreate, ProviderLimits, ProviderPatch } from '../api/types';
@@ -123,10 +123,6 @@ export function fmtCount(n: number): string {
   return text;
 }
 
-export function fmtLimit(n: number | null): string {
-  return n === null ? 'no limit' : fmtCount(n);
-}
-
 /** Share of a limit used, 0..1 (capped), or null without a limit. */
 export function usageRatio(used: number, limit: number | null): number | null {
   if (limit === null || limit <= 0) return null;
@@ -165,9 +161,10 @@ export function concurrencyBar(p: Pick<Provider, 'in_flight' | 'effective_concur
   };
 }
 
-/** "3 in flight · effective 8 · max 16" (the words a screen reader and the tooltip give). */
+/** "3 in flight · effective 8 · max 16" ("· no max" without a configured limit). */
 export function concurrencyText(p: Pick<Provider, 'in_flight' | 'effective_concurrency' | 'max_concurrency'>): string {
-  return `${p.in_flight} in flight · effective ${p.effective_concurrency} · max ${fmtLimit(p.max_concurrency)}`;
+  const max = p.max_concurrency === null ? 'no max' : `max ${fmtCount(p.max_concurrency)}`;
+  return `${p.in_flight} in flight · effective ${p.effective_concurrency} · ${max}`;
 }
 
 export function throttledText(p: Pick<Provider, 'throttled_total' | 'last_throttled_at'>): string {

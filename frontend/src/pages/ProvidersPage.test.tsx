@@ -134,7 +134,7 @@ describe('ProvidersPage', () => {
     fireEvent.submit(form);
     await waitFor(() => expect(screen.queryByTestId('provider-edit')).toBeNull());
     expect(sent('PATCH')[1]).toMatchObject({ url: '/api/v1/providers/p1', body: { rpm: 1200, max_concurrency: null } });
-    expect(screen.getByTestId('providers').textContent).toContain('max no limit');
+    expect(screen.getByTestId('providers').textContent).toContain('effective 8 · no max');
   });
 
   it('adds a provider with a secret by name and shows a 409', async () => {
