@@ -11,6 +11,7 @@ import { providers as providersApi } from '../api/endpoints';
 import { describeError, isAbort } from '../api/errors';
 import { ApiError } from '../api/http';
 import type { Provider } from '../api/types';
+import { liveNote } from '../lib/download';
 import { fire } from '../lib/fire';
 import { startPoll, type Poller } from '../lib/poll';
 import {
@@ -136,7 +137,7 @@ export function ProvidersPage() {
         <div>
           <h1>Providers</h1>
           <p className="muted">
-            Limits hold across every worker · live, refreshed every {POLL_MS / 1000} s{updated ? ` · updated ${updated.toLocaleTimeString()}` : ''}
+            Limits hold across every worker · {liveNote(POLL_MS / 1000, updated)}
           </p>
         </div>
         {!creating && (
