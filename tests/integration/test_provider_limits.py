@@ -191,6 +191,7 @@ def test_a_provider_that_caps_concurrency_gets_every_item_adaptively(
     done = wait_batch(api, r.json()["id"], timeout=150)
     assert done["status"] == "succeeded", done["counts"]
     rows = results(api, done["id"])
+    assert [row["error"] for row in rows if row["status"] != "succeeded"] == []
     assert [row["outputs"]["text"] for row in rows] == [f"echo: {n}" for n in names]
     (prov,) = [p for p in admin.http.get("/api/v1/providers").json() if p["base_url"] in base_url]
     assert prov["throttled_total"] >= 1

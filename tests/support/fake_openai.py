@@ -8,8 +8,8 @@ flows each get their own behaviour:
 - `first_delay=S`: wait before answering; `delay=S`: wait between streamed chunks;
 - `pad=N`: append N words `w0 .. wN-1` to the answer (long streams);
 - `cap=N`: a provider that allows N chat calls in flight at once (server-wide) and answers 429 with
-  `Retry-After: retry_after` (1) beyond that; `hang_first=S`: the first call per key waits S
-  (a call a test kills its worker in the middle of);
+  `Retry-After: retry_after` (1) beyond that; `hang_calls=N,hang=S`: the server's first N chat
+  calls wait S (calls a test kills its worker in the middle of);
 - `echo_key=1`: a careless server that repeats the caller's API key: the answer ends with
   `key <the bearer token>`, and `fail=N` errors say `boom for key <token>` (masking tests).
 POST /v1/chat/completions answers `echo: <last user message>` (+ pad); with `tools` and no tool
@@ -140,8 +140,11 @@ class FakeOpenAI:
                 self.in_flight += 1
                 self.peak = max(self.peak, self.in_flight)
             n = self.calls[key]
+            hang = chat and len(self.starts) <= opts.get("hang_calls", 0)
             over_cap = chat and self.in_flight > opts.get("cap", float("inf"))
         try:
+            if hang:
+                time.sleep(opts.get("hang", 60))
             self.respond(h, path, body, opts, key, n, over_cap)
         finally:
             if chat:
@@ -159,8 +162,6 @@ class FakeOpenAI:
         over_cap: bool,
     ) -> None:
         time.sleep(opts.get("first_delay", 0))
-        if n == 1:
-            time.sleep(opts.get("hang_first", 0))
         try:
             if over_cap:
                 headers = {"Retry-After": str(opts.get("retry_after", 1))}

@@ -80,8 +80,8 @@ async def update_provider(
     sets = [f"{col} = %({col})s" for col in changes]
     if "max_concurrency" in changes:
         sets += [
-            "ceiling = coalesce(%(max_concurrency)s, %(default_ceiling)s)",
-            "effective_concurrency = coalesce(%(max_concurrency)s, %(default_ceiling)s)",
+            "ceiling = coalesce(%(max_concurrency)s::int, %(default_ceiling)s::int)",
+            "effective_concurrency = coalesce(%(max_concurrency)s::int, %(default_ceiling)s::int)",
         ]
     sets.append("updated_at = now()")
     cur = await conn.execute(
@@ -100,19 +100,24 @@ async def ensure_provider(
     conn: psycopg.AsyncConnection[Any], base_url: str, fingerprint: str, default_ceiling: int
 ) -> str:
     """The provider's id, registering it (no limits: adaptive from 429s alone) on first use."""
-    cur = await conn.execute(
-        """WITH ins AS (
-               INSERT INTO providers (base_url, key_fingerprint, ceiling, effective_concurrency)
-               VALUES (%(url)s, %(fp)s, %(ceiling)s, %(ceiling)s)
-               ON CONFLICT (base_url, key_fingerprint) DO NOTHING RETURNING id)
-           SELECT id FROM ins
-           UNION ALL SELECT id FROM providers WHERE base_url = %(url)s AND key_fingerprint = %(fp)s
-           LIMIT 1""",
-        {"url": base_url, "fp": fingerprint, "ceiling": default_ceiling},
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return str(row["id"])
+    for _ in range(
+        3
+    ):  # a racing registration commits between our INSERT and our SELECT: look again
+        cur = await conn.execute(
+            """WITH ins AS (
+                   INSERT INTO providers (base_url, key_fingerprint, ceiling, effective_concurrency)
+                   VALUES (%(url)s, %(fp)s, %(ceiling)s, %(ceiling)s)
+                   ON CONFLICT (base_url, key_fingerprint) DO NOTHING RETURNING id)
+               SELECT id FROM ins
+               UNION ALL SELECT id FROM providers
+               WHERE base_url = %(url)s AND key_fingerprint = %(fp)s
+               LIMIT 1""",
+            {"url": base_url, "fp": fingerprint, "ceiling": default_ceiling},
+        )
+        row = await cur.fetchone()
+        if row is not None:
+            return str(row["id"])
+    raise RuntimeError(f"provider {base_url} could not be registered")
 
 
 async def acquire(
