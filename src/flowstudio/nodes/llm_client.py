@@ -180,6 +180,7 @@ async def _tries(
                 raise NodeError(f"{what}: {refused.reason}", retryable=False) from exc
             transient, wait, message = classify(exc)
             if park and isinstance(exc, openai.APIStatusError) and exc.status_code == 429:
+                log.info("%s: %s; the step parks (Retry-After %s)", what, message, wait)
                 raise ProviderThrottled(wait) from exc  # parked durably, not retried in a slot
             if not transient:
                 raise NodeError(f"{what}: {message}", retryable=False) from exc
