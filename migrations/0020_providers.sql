@@ -72,6 +72,9 @@ DECLARE
     used_requests bigint;
     used_tokens bigint;
 BEGIN
+    -- the provider row lock is held until COMMIT: do not hold it through a WAL flush too (a permit
+    -- lost in a PostgreSQL crash is harmless: its step's lease is gone with it)
+    PERFORM set_config('synchronous_commit', 'off', true);
     SELECT * INTO p FROM providers WHERE id = p_provider FOR UPDATE;
     IF NOT FOUND THEN
         RETURN 'gone';
@@ -116,6 +119,7 @@ DECLARE
     p providers%ROWTYPE;
     flying integer;
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     DELETE FROM provider_permits WHERE step_id = p_step AND attempt = p_attempt
     RETURNING * INTO permit;
     IF NOT FOUND THEN

@@ -6,9 +6,9 @@
 2. a permit is asked of PostgreSQL (`provider_acquire`: concurrency within the effective limit, RPM
    and TPM within the last minute) for (step id, attempt): it counts only while the step holds that
    lease, so a dead worker's permits return when its lease ends, by expiry or by fast takeover;
-3. without capacity the step waits in-process for at most PROVIDER_PERMIT_WAIT_SECONDS, in one FIFO
-   per provider (`Gate`: only the head of the queue asks the database, on each local release or
-   every POLL_SECONDS), then raises `ParkStep`: the worker commits the step as `waiting`
+3. refused, the step waits in-process for at most PROVIDER_PERMIT_WAIT_SECONDS, in one FIFO per
+   provider (`Gate`: while steps are lined up, only the head asks the database, on each local
+   release or every POLL_SECONDS; with nobody in line, callers ask at once), then raises `ParkStep`: the worker commits the step as `waiting`
    (`providers/parking.py`), holding no slot and no lease, until the orchestrator wakes it;
 4. the body runs the call; `ProviderThrottled` (a 429, raised by `llm_client` instead of retrying)
    releases the permit as throttled (AIMD decrease) and parks the step for the Retry-After;
@@ -91,7 +91,13 @@ class Gate:
         self.changed = anyio.Event()
 
     async def acquire(self, attempt: Callable[[], Awaitable[str]], wait_s: float) -> str:
-        """The first verdict 'ok' or 'gone', else the last refusal once `wait_s` has passed."""
+        """The first verdict 'ok' or 'gone', else the last refusal once `wait_s` has passed.
+        Nobody in line: ask at once (concurrently with other such callers); after a refusal, or
+        behind others, line up."""
+        if not self.queue:
+            verdict = await attempt()
+            if verdict in ("ok", "gone") or wait_s <= 0:
+                return verdict
         me = object()
         self.queue.append(me)
         verdict = "concurrency"
