@@ -110,8 +110,9 @@ END
 $$;
 
 -- End a call: free the permit, correct the token estimate from the response's usage, and adapt the
--- effective concurrency (AIMD): 'ok' adds 1/effective (about +1 per round of calls), 'throttled'
--- (a 429) takes it to 3/4 of what was in flight, at most once a second, never below 1.
+-- effective concurrency: 'ok' adds 1 until the first 429 (slow start: doubles every round of calls),
+-- then 1/effective (AIMD: about +1 per round); 'throttled' (a 429) takes it to 3/4 of what was in
+-- flight, at most once a second, never below 1.
 CREATE FUNCTION provider_release(p_step bigint, p_attempt integer, p_outcome text, p_tokens bigint)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -145,8 +146,9 @@ BEGIN
          WHERE id = permit.provider_id;
     ELSIF p_outcome = 'ok' THEN
         UPDATE providers
-           SET effective_concurrency = least(ceiling, effective_concurrency
-                                                      + 1.0 / greatest(effective_concurrency, 1))
+           SET effective_concurrency = least(ceiling, effective_concurrency + CASE
+                   WHEN last_decrease_at IS NULL THEN 1.0  -- slow start: doubles every round
+                   ELSE 1.0 / greatest(effective_concurrency, 1) END)
          WHERE id = permit.provider_id AND effective_concurrency < ceiling;
     END IF;
 END

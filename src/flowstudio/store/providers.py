@@ -16,6 +16,10 @@ from typing import Any
 
 import psycopg
 
+# an unconfigured provider starts at this concurrency and doubles it every round of successful
+# calls until its first 429 (slow start), then adds about one per round (AIMD): no storm of 429s
+SLOW_START = 16
+
 LIVE_COLS = """p.id, p.base_url, p.key_fingerprint, p.label, p.max_concurrency, p.rpm, p.tpm,
     greatest(1, floor(least(p.effective_concurrency, p.ceiling)))::int AS effective_concurrency,
     provider_in_flight(p.id) AS in_flight,
@@ -58,12 +62,13 @@ async def create_provider(
 ) -> Any | None:
     """The new provider's id, or None when that base_url + key is already registered."""
     ceiling = max_concurrency or default_ceiling
+    start = max_concurrency or min(default_ceiling, SLOW_START)
     cur = await conn.execute(
         """INSERT INTO providers (base_url, key_fingerprint, label, max_concurrency, rpm, tpm,
                                   ceiling, effective_concurrency)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (base_url, key_fingerprint) DO NOTHING RETURNING id""",
-        (base_url, fingerprint, label, max_concurrency, rpm, tpm, ceiling, ceiling),
+        (base_url, fingerprint, label, max_concurrency, rpm, tpm, ceiling, start),
     )
     row = await cur.fetchone()
     return row["id"] if row else None
@@ -76,17 +81,25 @@ async def update_provider(
     default_ceiling: int,
 ) -> bool:
     """Set the given columns (label, max_concurrency, rpm, tpm; None clears). A new
-    max_concurrency also restarts the adaptive concurrency at the new ceiling."""
+    max_concurrency also restarts the adaptive concurrency: at that value, or (cleared) in slow
+    start below the default ceiling."""
     sets = [f"{col} = %({col})s" for col in changes]
     if "max_concurrency" in changes:
         sets += [
             "ceiling = coalesce(%(max_concurrency)s::int, %(default_ceiling)s::int)",
-            "effective_concurrency = coalesce(%(max_concurrency)s::int, %(default_ceiling)s::int)",
+            "effective_concurrency = coalesce(%(max_concurrency)s::int,"
+            " least(%(default_ceiling)s::int, %(slow_start)s::int))",
+            "last_decrease_at = NULL",
         ]
     sets.append("updated_at = now()")
     cur = await conn.execute(
         f"UPDATE providers SET {', '.join(sets)} WHERE id = %(id)s",
-        {**changes, "id": provider_id, "default_ceiling": default_ceiling},
+        {
+            **changes,
+            "id": provider_id,
+            "default_ceiling": default_ceiling,
+            "slow_start": SLOW_START,
+        },
     )
     return cur.rowcount > 0
 
@@ -106,13 +119,13 @@ async def ensure_provider(
         cur = await conn.execute(
             """WITH ins AS (
                    INSERT INTO providers (base_url, key_fingerprint, ceiling, effective_concurrency)
-                   VALUES (%(url)s, %(fp)s, %(ceiling)s, %(ceiling)s)
+                   VALUES (%(url)s, %(fp)s, %(ceiling)s, least(%(ceiling)s, %(start)s))
                    ON CONFLICT (base_url, key_fingerprint) DO NOTHING RETURNING id)
                SELECT id FROM ins
                UNION ALL SELECT id FROM providers
                WHERE base_url = %(url)s AND key_fingerprint = %(fp)s
                LIMIT 1""",
-            {"url": base_url, "fp": fingerprint, "ceiling": default_ceiling},
+            {"url": base_url, "fp": fingerprint, "ceiling": default_ceiling, "start": SLOW_START},
         )
         row = await cur.fetchone()
         if row is not None:
