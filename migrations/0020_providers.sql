@@ -21,6 +21,7 @@ CREATE TABLE providers (
     throttled_total       bigint NOT NULL DEFAULT 0,
     last_throttled_at     timestamptz,
     last_decrease_at      timestamptz,
+    last_used_at          timestamptz,  -- the last permit, to the minute
     created_at            timestamptz NOT NULL DEFAULT now(),
     updated_at            timestamptz NOT NULL DEFAULT now(),
     UNIQUE (base_url, key_fingerprint)
@@ -47,7 +48,7 @@ CREATE TABLE provider_usage (
 CREATE TABLE provider_parked (
     step_id     bigint PRIMARY KEY,
     run_id      uuid NOT NULL,
-    provider_id uuid NOT NULL REFERENCES providers(id) ON DELETE CASCADE,
+    provider_id uuid NOT NULL,  -- no FK: a deleted provider's parked steps are woken, not lost
     not_before  timestamptz NOT NULL,   -- a 429's Retry-After; now() when parked for capacity
     woken_at    timestamptz,            -- set when made ready again; the row goes at its next permit
     reason      text NOT NULL,
@@ -105,6 +106,9 @@ BEGIN
     ON CONFLICT (provider_id, second)
     DO UPDATE SET requests = u.requests + 1, tokens = u.tokens + EXCLUDED.tokens;
     DELETE FROM provider_parked WHERE step_id = p_step;
+    IF p.last_used_at IS NULL OR p.last_used_at < t - interval '1 minute' THEN
+        UPDATE providers SET last_used_at = t WHERE id = p_provider;
+    END IF;
     RETURN 'ok';
 END
 $$;
@@ -155,7 +159,8 @@ END
 $$;
 
 -- Parked steps to wake now, oldest first: per provider, at most its free concurrency (minus steps
--- woken in the last 10 s that have not taken their permit yet) and its free requests this minute.
+-- woken in the last 10 s that have not taken their permit yet) and its free requests this minute;
+-- and every step parked for a provider that no longer exists.
 CREATE FUNCTION provider_wake_candidates(p_limit integer)
 RETURNS TABLE (step_id bigint, run_id uuid, provider_id uuid) LANGUAGE sql AS $$
     WITH due AS (
@@ -181,4 +186,8 @@ RETURNS TABLE (step_id bigint, run_id uuid, provider_id uuid) LANGUAGE sql AS $$
         LIMIT greatest(0, least(r.free_slots - r.woken,
                                 coalesce(r.rpm - r.used - r.woken, p_limit), p_limit))
     ) k
+    UNION ALL  -- steps parked for a provider an admin deleted: they register it again
+    (SELECT k.step_id, k.run_id, k.provider_id FROM provider_parked k
+     WHERE k.woken_at IS NULL AND NOT EXISTS (SELECT 1 FROM providers p WHERE p.id = k.provider_id)
+     LIMIT p_limit)
 $$;

@@ -6,7 +6,7 @@ its live figures: calls in flight, parked steps, requests and tokens of the last
 `delete_provider`. Workers call `ensure_provider` (auto-registration on a provider's first call),
 `acquire` and `release` (one round trip each: the `provider_acquire` / `provider_release`
 functions). The orchestrator calls `wake_candidates` and `mark_woken` (`providers/parking.py`) and
-`purge` (stale permits, usage buckets and parked rows). The key itself is never stored: only its
+`purge` (stale permits, usage buckets, parked rows, and unconfigured providers idle for a day). The key itself is never stored: only its
 fingerprint (`providers/identity.py`).
 """
 
@@ -210,6 +210,13 @@ PURGE = [
     """DELETE FROM provider_parked k WHERE (k.woken_at IS NULL AND NOT EXISTS (
            SELECT 1 FROM steps s WHERE s.id = k.step_id AND s.status = 'waiting'))
         OR k.woken_at < now() - interval '1 minute'""",
+    # providers registered by a call, never configured, idle for a day (keys come and go: the
+    # table and the metrics' series stay bounded; a new call registers it again)
+    """DELETE FROM providers p WHERE p.label IS NULL AND p.max_concurrency IS NULL
+         AND p.rpm IS NULL AND p.tpm IS NULL AND p.updated_at < now() - interval '1 day'
+         AND coalesce(p.last_used_at, p.created_at) < now() - interval '1 day'
+         AND NOT EXISTS (SELECT 1 FROM provider_parked k WHERE k.provider_id = p.id)
+         AND NOT EXISTS (SELECT 1 FROM provider_permits pp WHERE pp.provider_id = p.id)""",
 ]
 
 
