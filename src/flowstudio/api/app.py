@@ -37,6 +37,7 @@ from flowstudio.api import (
     keys,
     openai_compat,
     ops,
+    providers,
     publishing,
     retention,
     run_control,
@@ -143,6 +144,7 @@ def create_app(settings: Settings) -> Litestar:
     handlers += metrics_http.ROUTES  # GET /metrics (observability/http.py)
     handlers += [*publishing.ROUTES, *shares.ROUTES, *webhooks.ROUTES, *openai_compat.ROUTES]
     handlers += flow_secrets.ROUTES
+    handlers += providers.ROUTES  # admin: LLM provider limits (api/providers.py)
     dist = ui_dist(settings.ui_dist)
     if dist is not None:
         handlers.append(

@@ -2,11 +2,13 @@
 
 `Orchestrator.run()` runs its loops in one anyio task group (a crash in any takes the process down
 loudly; a database outage only delays them, see `_guarded`):
-- `timer_loop`: fires due retry backoffs and delay timers (`recovery.fire_due_timers`), sleeping until
+- `timer_loop`: fires due retry backoffs and delay timers (`recovery.fire_due_timers`), wakes steps
+  parked for a provider that has capacity again (`providers.parking.wake_parked`), sleeping until
   the next due time (at most `TIMER_POLL` seconds, so timers added by other processes are seen).
 - `recovery_loop`: every RECOVERY_INTERVAL seconds ends the leases of dead workers (their liveness
   lock is gone: worker/liveness.py), reaps expired leases, re-dispatches ready steps whose
-  message was lost, settles runs with no live work, and relays outbox rows the fast path missed.
+  message was lost, settles runs with no live work, relays outbox rows the fast path missed, and
+  purges stale provider permits, usage buckets and parked rows (`store.providers.purge`).
 - `batches.batch_loop`: starts queued runs of batches, at most BATCH_CONCURRENCY live per batch.
 - `schedule_loop`: fires due cron ticks exactly once (`schedules.fire_due_schedules`).
 - `retention.prune_loop` (when PRUNE_AFTER_DAYS > 0): daily deletion of old finished, unpinned runs.
@@ -28,6 +30,7 @@ from flowstudio.engine import batches, children, recovery, schedules
 from flowstudio.engine.runtxn import OutboxMessage
 from flowstudio.nodes import registry
 from flowstudio.observability import counters, standalone
+from flowstudio.providers import parking
 from flowstudio.queue.factory import make_broker
 from flowstudio.queue.outbox import OutboxPublisher, relay_once
 from flowstudio.runtime import (
@@ -39,6 +42,7 @@ from flowstudio.runtime import (
 )
 from flowstudio.settings import Settings
 from flowstudio.store import metrics_rollup, retention
+from flowstudio.store import providers as provider_store
 from flowstudio.store.db import TRANSIENT, open_pool, retry_db
 
 log = logging.getLogger(__name__)
@@ -114,6 +118,7 @@ class Orchestrator:
         async with self.pool.connection() as conn:
             fired = await recovery.fire_due_timers(conn)
             fired += await children.complete_finished_children(conn)
+            fired += await parking.wake_parked(conn)
             cur = await conn.execute(
                 """SELECT extract(epoch FROM min(due_at) - now()) AS wait FROM steps
                    WHERE status IN ('retrying', 'waiting') AND due_at IS NOT NULL"""
@@ -163,6 +168,7 @@ class Orchestrator:
             redispatched = await recovery.redispatch_stale(conn, self.settings.redispatch_after)
             settled = await recovery.settle_stuck_runs(conn)
             self.stats["orphans_cancelled"] += await children.cancel_orphan_children(conn)
+            await provider_store.purge(conn)
         self.stats["reaped"] += len(reaped)
         counters.COUNTERS.inc(counters.LEASE_EXPIRIES, value=len(reaped))
         self.stats["redispatched"] += len(redispatched)

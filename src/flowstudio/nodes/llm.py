@@ -3,7 +3,9 @@
 
 `run_llm_chat` builds the messages (`build_messages`: system, history, prompt), the request
 (`build_request`: sampling, tools, structured output, the step's Idempotency-Key) and sends it through
-`llm_client.call_with_retries` either in one piece (`_complete`) or streamed (`_stream`), where
+`llm_client.call_with_retries` either in one piece (`_complete`) or streamed (`_stream`), holding a
+cluster-wide permit of its provider (`providers.permits.provider_call`: no capacity or a 429 parks
+the step durably; the response's usage corrects the token estimate), where
 `TokenEmitter` publishes the text as it arrives with `ctx.emit("fs_run_tokens", ...)` (pg_notify: live
 only, never the event log; the step's secret values are masked with a hold-back buffer so one split
 across tokens never leaves in clear: `secretmask.StreamMasker`). Output: {text, usage, model, finish_reason, tool_calls?, json?}.
@@ -32,6 +34,7 @@ from flowstudio.nodes.bounds import (
 )
 from flowstudio.nodes.llm_client import call_with_retries, open_client, usage_dict
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
+from flowstudio.providers.permits import estimate_tokens, provider_call
 from flowstudio.secretmask import StreamMasker
 
 log = logging.getLogger(__name__)
@@ -288,15 +291,20 @@ async def run_llm_chat(ctx: NodeContext, params: LlmChatParams) -> Done:
         return await _stream(client, req, emitter)
 
     client = await open_client(ctx, params.base_url, params.api_key, params.timeout_s)
+    tokens = estimate_tokens(req["messages"], params.max_tokens)
     try:
-        out = await call_with_retries(
-            lambda: attempt(client),
-            retries=params.retries,
-            max_wait_s=params.max_retry_wait_s,
-            what=f"llm {params.model}",
-            model=params.model,
-            base_url=params.base_url,
-        )
+        async with provider_call(ctx, params.base_url, params.api_key, tokens) as permit:
+            out = await call_with_retries(
+                lambda: attempt(client),
+                retries=params.retries,
+                max_wait_s=params.max_retry_wait_s,
+                what=f"llm {params.model}",
+                model=params.model,
+                base_url=params.base_url,
+                park_on_429=permit is not None,
+            )
+            if permit is not None:
+                permit.used(out["usage"]["total_tokens"])
     finally:
         await client.close()
     if not out["tool_calls"]:

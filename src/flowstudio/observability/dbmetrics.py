@@ -8,7 +8,8 @@ so N Prometheus replicas cost one query set. A refresh first advances the rollup
 steps by state (partial indexes), live processes per kind and live workers (heartbeat within
 LEASE_SECONDS), outbox size and lag, timers due, the persisted counters of other processes
 (`metrics_counters`: LLM calls/tokens/429s, lease expiries...), the pool gauges that workers and
-orchestrators report in their heartbeat (`processes.info.pool`), and the broker's queue depth.
+orchestrators report in their heartbeat (`processes.info.pool`), the broker's queue depth, and per
+LLM provider its permits in use, effective concurrency, parked steps and 429s (`store.providers`).
 `collect()` (called by prometheus-client while rendering) only turns that snapshot into metric
 families; it never does I/O. Counters come from monotonic sums, so they never go down.
 """
@@ -30,7 +31,9 @@ from prometheus_client.core import (
 )
 
 from flowstudio.observability.counters import HELP
+from flowstudio.providers.identity import host_of
 from flowstudio.store import metrics_rollup
+from flowstudio.store.providers import METRICS_SQL as PROVIDERS_SQL
 
 log = logging.getLogger(__name__)
 RUN_TERMINAL = ("succeeded", "failed", "cancelled")
@@ -55,6 +58,7 @@ SNAPSHOT_SQL = {
                     FROM processes
                     WHERE heartbeat_at > now() - make_interval(secs => %(lease)s) GROUP BY kind""",
     "counters": "SELECT family, labels, value FROM metrics_counters",
+    "providers": PROVIDERS_SQL,
 }
 
 
@@ -102,6 +106,7 @@ class DatabaseMetrics:
         yield from _live(snap)
         yield from _processes(snap["processes"])
         yield from _counters(snap["counters"])
+        yield from _providers(snap["providers"])
         yield CounterMetricFamily(
             "flowstudio_metrics_collections",
             "Database query sets run for /metrics by this API process (one per cache interval)",
@@ -263,3 +268,34 @@ def _counters(rows: list[dict[str, Any]]) -> Iterator[Metric]:
         for labels, value in samples:
             metric.add_metric([labels.get(k, "") for k in names], value)
         yield metric
+
+
+def _providers(rows: list[dict[str, Any]]) -> Iterator[Metric]:
+    labels = ["provider_id", "host"]
+    in_flight = GaugeMetricFamily(
+        "flowstudio_provider_in_flight",
+        "LLM provider permits in use (calls in flight)",
+        labels=labels,
+    )
+    effective = GaugeMetricFamily(
+        "flowstudio_provider_effective_concurrency",
+        "A provider's adaptive concurrency limit (AIMD on 429s, up to max_concurrency)",
+        labels=labels,
+    )
+    parked = GaugeMetricFamily(
+        "flowstudio_provider_parked_steps",
+        "Steps parked durably until the provider has capacity (or a Retry-After passed)",
+        labels=labels,
+    )
+    throttled = CounterMetricFamily(
+        "flowstudio_provider_throttled",
+        "429 answers of a provider (each parks its step for the Retry-After)",
+        labels=labels,
+    )
+    for r in rows:
+        key = [str(r["id"]), host_of(r["base_url"])]
+        in_flight.add_metric(key, int(r["in_flight"]))
+        effective.add_metric(key, int(r["effective_concurrency"]))
+        parked.add_metric(key, int(r["parked"]))
+        throttled.add_metric(key, int(r["throttled_total"]))
+    yield from (in_flight, effective, parked, throttled)

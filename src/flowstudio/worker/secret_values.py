@@ -158,6 +158,8 @@ def mask_outcome(outcome: Any, context: dict[str, Any]) -> Any:
     if not secrets or not dataclasses.is_dataclass(outcome) or isinstance(outcome, type):
         return outcome
     field = "error" if hasattr(outcome, "error") else "output"
+    if not hasattr(outcome, field):  # a Park carries no content
+        return outcome
     return dataclasses.replace(outcome, **{field: _mask(getattr(outcome, field), secrets)})
 
 
