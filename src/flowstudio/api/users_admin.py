@@ -17,8 +17,8 @@ import msgspec
 import psycopg
 from litestar import delete, get, put
 
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import invalid, not_found
 from flowstudio.auth.roles import GRANTABLE, permissions_of
 from flowstudio.store import users as store
 
@@ -46,29 +46,21 @@ def user_out(row: dict[str, Any]) -> UserOut:
 
 def check_grantable(permission: str) -> None:
     if permission not in GRANTABLE:
-        raise Problem(
-            422,
-            "Unprocessable Content",
+        raise invalid(
+            "path.permission",
+            f"must be one of {', '.join(sorted(GRANTABLE))}",
             f"{permission!r} cannot be granted",
-            errors=[
-                {
-                    "path": "path.permission",
-                    "reason": f"must be one of {', '.join(sorted(GRANTABLE))}",
-                }
-            ],
         )
 
 
-@get("/api/v1/users")
+@get("/api/v1/users", guards=[requires("users:admin")])
 async def list_users(user: User, conn: psycopg.AsyncConnection[Any]) -> list[UserOut]:
-    require(user, "users:admin")
     return [user_out(row) for row in await store.list_users(conn)]
 
 
 async def _set(
     user: User, conn: psycopg.AsyncConnection[Any], user_id: UUID, permission: str, granted: bool
 ) -> UserOut:
-    require(user, "users:admin")
     check_grantable(permission)
     row = await store.set_granted_permission(conn, user_id, permission, granted)
     if row is None:
@@ -76,14 +68,18 @@ async def _set(
     return user_out(row)
 
 
-@put("/api/v1/users/{user_id:uuid}/permissions/{permission:str}")
+@put("/api/v1/users/{user_id:uuid}/permissions/{permission:str}", guards=[requires("users:admin")])
 async def grant_permission(
     user_id: UUID, permission: str, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> UserOut:
     return await _set(user, conn, user_id, permission, True)
 
 
-@delete("/api/v1/users/{user_id:uuid}/permissions/{permission:str}", status_code=200)
+@delete(
+    "/api/v1/users/{user_id:uuid}/permissions/{permission:str}",
+    status_code=200,
+    guards=[requires("users:admin")],
+)
 async def revoke_permission(
     user_id: UUID, permission: str, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> UserOut:
