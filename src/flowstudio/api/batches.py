@@ -33,12 +33,11 @@ from litestar.exceptions import InternalServerException
 from litestar.response import Stream
 
 from flowstudio.api.batch_items import Bad, ItemParser, parser_for
-from flowstudio.api.deps import User, can_see, requires
+from flowstudio.api.deps import User, requires, seen_or_404
 from flowstudio.api.errors import (
     Problem,
     bad_request,
     invalid,
-    not_found,
     problem,
     too_many,
     unavailable,
@@ -246,10 +245,7 @@ async def create_batch(
 async def owned_batch(
     conn: psycopg.AsyncConnection[Any], user: User, batch_id: UUID
 ) -> dict[str, Any]:
-    batch = await store.get_batch(conn, batch_id)
-    if batch is None or not can_see(user, batch["owner_id"]):
-        raise not_found("batch")
-    return batch
+    return seen_or_404(await store.get_batch(conn, batch_id), user, "batch")
 
 
 async def batch_out(conn: psycopg.AsyncConnection[Any], batch: dict[str, Any]) -> BatchOut:

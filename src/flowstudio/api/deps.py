@@ -17,7 +17,7 @@ one place (`auth.scopes`): the route must be one its scope allows (else 403), it
 to running, and a `run:flow:` key carries `flow_scope`, which `api.access` and `api.runs.owned_run`
 enforce. `require(user, permission)` is the check behind `requires`, called explicitly only where
 the permission depends on what the handler loaded; `can_see(user, owner_id)` the ownership rule
-(owners and admins; others get 404, never a hint the row exists).
+(owners and admins; others get 404, never a hint the row exists: `seen_or_404`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 
-from flowstudio.api.errors import Problem, forbidden, too_many, unavailable
+from flowstudio.api.errors import Problem, forbidden, not_found, too_many, unavailable
 from flowstudio.auth import scopes
 from flowstudio.auth.maxplatform import EmailCollision, LookupRateLimited
 from flowstudio.auth.roles import permissions_of
@@ -228,3 +228,10 @@ def require(user: User, permission: str) -> None:
 
 def can_see(user: User, owner_id: Any) -> bool:
     return user.is_admin or str(owner_id) == user.id
+
+
+def seen_or_404(row: dict[str, Any] | None, user: User, what: str) -> dict[str, Any]:
+    """`row` when `can_see` allows it, else 404 `{what} not found` (missing and foreign alike)."""
+    if row is None or not can_see(user, row["owner_id"]):
+        raise not_found(what)
+    return row

@@ -66,13 +66,7 @@ async def signal(
 ) -> dict[str, Any]:
     _, graph = await _controlled_run(conn, user, run_id, same_version=False)
     sent = await commands.signal(
-        conn,
-        state.publisher,
-        run_id,
-        graph,
-        node_id=data.node_id,
-        payload=data.payload,
-        item_index=data.item_index,
+        conn, state.publisher, run_id, graph, data.node_id, data.payload, data.item_index
     )
     return {"id": sent.id, "delivered": sent.delivered, "status": sent.status}
 
@@ -83,13 +77,7 @@ async def fork(
 ) -> dict[str, Any]:
     parent, graph = await _controlled_run(conn, user, run_id)
     forked = await commands.fork(
-        conn,
-        state.publisher,
-        parent,
-        graph,
-        from_node=data.from_node_id,
-        inputs=data.inputs,
-        owner_id=user.id,
+        conn, state.publisher, parent, graph, data.from_node_id, data.inputs, user.id
     )
     return {
         "id": forked.id,

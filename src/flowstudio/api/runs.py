@@ -23,7 +23,7 @@ from litestar import Request, get, post
 from litestar.datastructures import State
 
 from flowstudio.api.access import EDIT_ACCESS, run_version, runnable_flow
-from flowstudio.api.deps import User, can_see, requires
+from flowstudio.api.deps import User, requires, seen_or_404
 from flowstudio.api.errors import decode_optional_body, forbidden, invalid, not_found, rejected
 from flowstudio.api.node_access import check_code_tweaks
 from flowstudio.api.run_filters import parse_run_filters
@@ -77,8 +77,8 @@ async def start_flow_run(
         if errors:
             raise rejected(msgspec.to_builtins(errors), title="Invalid tweaks")
     started = await commands.start(
-        conn,
         state.publisher,
+        conn,
         flow_id=flow_id,
         version=pinned,
         owner_id=user.id,
@@ -111,9 +111,7 @@ async def create_run(
 
 
 async def owned_run(conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID) -> dict[str, Any]:
-    run = await store.get_run(conn, run_id)
-    if run is None or not can_see(user, run["owner_id"]):
-        raise not_found("run")
+    run = seen_or_404(await store.get_run(conn, run_id), user, "run")
     if user.flow_scope is not None and str(run["flow_id"]) != user.flow_scope:
         raise not_found("run")  # a `run:flow:` API key reads the runs of its one flow only
     return run

@@ -14,7 +14,7 @@ import msgspec
 import psycopg
 from litestar import Response, delete, get, post, put
 
-from flowstudio.api.deps import User, authenticated, can_see, requires
+from flowstudio.api.deps import User, authenticated, requires, seen_or_404
 from flowstudio.api.errors import invalid, not_found
 from flowstudio.api.flows import owned_flow
 from flowstudio.engine.schedules import ScheduleError, first_fire, zone
@@ -76,10 +76,7 @@ def _check_max(value: int | None) -> None:
 async def owned_schedule(
     conn: psycopg.AsyncConnection[Any], user: User, schedule_id: UUID
 ) -> dict[str, Any]:
-    row = await store.get(conn, schedule_id)
-    if row is None or not can_see(user, row["owner_id"]):
-        raise not_found("schedule")
-    return row
+    return seen_or_404(await store.get(conn, schedule_id), user, "schedule")
 
 
 @post("/api/v1/flows/{flow_id:uuid}/schedules", status_code=201, guards=[requires("flows:write")])

@@ -5,8 +5,10 @@ state, makes the engine move, commits, then publishes the committed outbox rows 
 relay covers a failed publish). Callers never open a run transaction themselves; they check who may
 act (ownership, shares, permissions) and hand over. A refusal is a `CommandError` with an
 `ErrorCode` (`engine/errors.py`) and nothing changed; the API maps it to problem+json once.
-- `start(...)`: `checkpoint.start_run` (run + steps + outbox, idempotent on the key) then publish;
-  the crash point `api.run_committed` sits between the commit and the publish.
+- `start(publisher, conn, ...)`: `checkpoint.start_run` (run + steps + outbox, idempotent on the
+  key) then publish; the crash point `api.run_committed` sits between the commit and the publish.
+  `start` and `load_batch` are the engine functions wrapped (`_refusing`, `_publishing`), so their
+  typed signatures are declared once, where the work is done.
 - `cancel(run_id)`: a live run -> cancelled (`advance.cancel_run`).
 - `resume(run_id, graph)`: a failed/cancelled run -> queued (`control.resume_run`).
 - `signal(run_id, graph, node_id, ...)`: buffer or deliver a signal (`control.deliver_signal`).
@@ -16,9 +18,10 @@ act (ownership, shares, permissions) and hand over. A refusal is a `CommandError
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import psycopg
 
@@ -32,6 +35,7 @@ from flowstudio.flows.graph import FlowGraph
 from flowstudio.store import batches as batch_store
 
 T = TypeVar("T")
+P = ParamSpec("P")
 RESUMABLE = ("failed", "cancelled")
 
 
@@ -84,40 +88,6 @@ def check_node(graph: FlowGraph, node_id: str, field: str) -> None:
         )
 
 
-async def start(
-    conn: psycopg.AsyncConnection[Any],
-    publisher: Publisher,
-    *,
-    flow_id: Any,
-    version: int,
-    owner_id: str,
-    inputs: dict[str, Any],
-    idempotency_key: str | None,
-    tweaks: dict[str, Any] | None = None,
-) -> checkpoint.StartedRun:
-    try:
-        started = await checkpoint.start_run(
-            conn,
-            flow_id=flow_id,
-            version=version,
-            owner_id=owner_id,
-            inputs=inputs,
-            idempotency_key=idempotency_key,
-            tweaks=tweaks,
-        )
-    except checkpoint.IdempotencyKeyReused as exc:
-        reason = "already used for a run of another flow"
-        raise CommandError(
-            ErrorCode.IDEMPOTENCY_KEY_REUSED,
-            f"this Idempotency-Key is {reason}",
-            field="idempotency_key",
-            reason=reason,
-        ) from exc
-    crashpoint("api.run_committed")
-    await publisher.publish_committed(started.outbox)
-    return started
-
-
 async def cancel(
     conn: psycopg.AsyncConnection[Any], publisher: Publisher, run_id: Any, *, reason: str
 ) -> RunMoved:
@@ -149,7 +119,6 @@ async def signal(
     publisher: Publisher,
     run_id: Any,
     graph: FlowGraph,
-    *,
     node_id: str,
     payload: Any,
     item_index: int = 0,
@@ -169,7 +138,6 @@ async def fork(
     publisher: Publisher,
     parent: dict[str, Any],
     graph: FlowGraph,
-    *,
     from_node: str,
     inputs: dict[str, Any] | None,
     owner_id: str,
@@ -180,35 +148,68 @@ async def fork(
     return RunMoved(id=new_id, status="queued")
 
 
-async def load_batch(
-    conn: psycopg.AsyncConnection[Any],
-    *,
-    batch_id: Any,
-    flow_id: Any,
-    version: int,
-    owner_id: str,
-    total: int,
-    items: Iterable[bytes],
-) -> None:
-    """Create the batch and its runs (`engine.batches.load_batch`); the orchestrator starts them."""
-    try:
-        await batches.load_batch(
-            conn,
-            batch_id=batch_id,
-            flow_id=flow_id,
-            version=version,
-            owner_id=owner_id,
-            total=total,
-            items=items,
-        )
-    except batches.BatchCancelled as exc:
-        raise CommandError(
+def _refusing(
+    call: Callable[P, Awaitable[T]], refusals: dict[type[Exception], CommandError]
+) -> Callable[P, Awaitable[T]]:
+    """`call`, raising a fresh copy of `refusals[type]` for the exceptions it names."""
+
+    @functools.wraps(call)
+    async def refusing(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await call(*args, **kwargs)
+        except tuple(refusals) as exc:
+            e = next(v for k, v in refusals.items() if isinstance(exc, k))
+            raise CommandError(e.code, e.detail, field=e.field, reason=e.reason) from exc
+
+    return refusing
+
+
+def _publishing(
+    call: Callable[P, Awaitable[checkpoint.StartedRun]],
+) -> Callable[Concatenate[Publisher, P], Awaitable[checkpoint.StartedRun]]:
+    """`call` (which commits a run), then its committed outbox rows published."""
+
+    @functools.wraps(call)
+    async def publishing(
+        publisher: Publisher, *args: P.args, **kwargs: P.kwargs
+    ) -> checkpoint.StartedRun:
+        started = await call(*args, **kwargs)
+        crashpoint("api.run_committed")  # committed, not yet published: the relay's case
+        await publisher.publish_committed(started.outbox)
+        return started
+
+    return publishing
+
+
+_KEY_REUSED = "already used for a run of another flow"
+# start(publisher, conn, flow_id=..., version=..., owner_id=..., inputs=..., idempotency_key=...,
+# tweaks=...): `checkpoint.start_run`'s arguments, after the publisher.
+start = _publishing(
+    _refusing(
+        checkpoint.start_run,
+        {
+            checkpoint.IdempotencyKeyReused: CommandError(
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                f"this Idempotency-Key is {_KEY_REUSED}",
+                field="idempotency_key",
+                reason=_KEY_REUSED,
+            )
+        },
+    )
+)
+# load_batch(conn, batch_id=..., ...): `engine.batches.load_batch` (the batch and its runs; the
+# orchestrator starts them), with typed refusals.
+load_batch = _refusing(
+    batches.load_batch,
+    {
+        batches.BatchCancelled: CommandError(
             ErrorCode.BATCH_CANCELLED, "the batch was cancelled while loading"
-        ) from exc
-    except psycopg.OperationalError as exc:
-        raise CommandError(
+        ),
+        psycopg.OperationalError: CommandError(
             ErrorCode.DATABASE_UNAVAILABLE, "database unavailable; batch failed"
-        ) from exc
+        ),
+    },
+)
 
 
 async def cancel_batch(conn: psycopg.AsyncConnection[Any], batch_id: Any, *, reason: str) -> None:
