@@ -1,5 +1,5 @@
-"""Every route declares who may call it, once, in its decorator (`guards=[requires(...)]` or
-`guards=[authenticated]`, `api/deps.py`); only the routes in `PUBLIC` answer without credentials.
+"""Every route declares who may call it, once, in its decorator or its router (`guards=[requires(...)]`
+or `guards=[authenticated]`, `api/deps.py`); only the routes in `PUBLIC` answer without credentials.
 A new route without a guard fails here before it ships open. The test introspects the real app's
 route handlers (`create_app`), so nothing is started."""
 
@@ -43,7 +43,8 @@ def _handlers() -> list[tuple[str, str, Any]]:
 
 
 def _auth_guards(handler: Any) -> list[Any]:
-    return [g for g in handler.guards or [] if isinstance(g, Requires) or g is authenticated]
+    """The auth guards of the route and of its router (a controller declares one for all)."""
+    return [g for g in handler.resolve_guards() if isinstance(g, Requires) or g is authenticated]
 
 
 def test_every_route_but_the_public_ones_declares_a_guard() -> None:
@@ -82,6 +83,10 @@ def test_write_routes_require_a_write_permission() -> None:
         ("GET", "/api/v1/runs/{run_id}"): "runs:read",
         ("PUT", "/api/v1/flows/{flow_id}"): "flows:write",
         ("GET", "/api/v1/users"): "users:admin",
+        ("DELETE", "/api/v1/users/{user_id}/permissions/{permission}"): "users:admin",
+        ("PUT", "/api/v1/secrets/{name}"): "secrets:write",
+        ("PUT", "/api/v1/flows/{flow_id}/secrets/{name}"): "flows:write",
+        ("GET", "/api/v1/flows/{flow_id}/secrets"): "flows:read",
         ("GET", "/api/v1/ops/stats"): "ops:read",
     }
     got = {

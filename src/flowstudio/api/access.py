@@ -24,7 +24,7 @@ from uuid import UUID
 import psycopg
 
 from flowstudio.api.deps import User, can_see
-from flowstudio.api.errors import conflict, forbidden, invalid, not_found
+from flowstudio.api.errors import conflict, forbidden, found, invalid, not_found
 from flowstudio.store import flows as store
 from flowstudio.store import shares
 
@@ -59,9 +59,7 @@ async def flow_with_access(
 ) -> tuple[dict[str, Any], str | None]:
     if user.flow_scope is not None and user.flow_scope != str(flow_id):
         raise not_found("flow")  # a `run:flow:` API key sees its one flow only
-    flow = await store.get_flow_for(conn, flow_id, user.id)
-    if flow is None:
-        raise not_found("flow")
+    flow = found(await store.get_flow_for(conn, flow_id, user.id), "flow")
     return flow_row(flow), access_of(user, flow)
 
 

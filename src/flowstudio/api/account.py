@@ -32,9 +32,12 @@ from flowstudio.store import login_attempts, sessions, users
 MIN_PASSWORD = 8
 
 
+Password = Annotated[str, msgspec.Meta(max_length=1024)]  # also the login body's (auth_routes.py)
+
+
 class PasswordChange(msgspec.Struct, kw_only=True):
-    current_password: Annotated[str, msgspec.Meta(max_length=1024)]
-    new_password: Annotated[str, msgspec.Meta(max_length=1024)]
+    current_password: Password
+    new_password: Password
 
 
 class SessionOut(msgspec.Struct, kw_only=True):

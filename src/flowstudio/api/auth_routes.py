@@ -27,6 +27,7 @@ from litestar.datastructures import Cookie, State
 from litestar.response import Redirect
 
 from flowstudio.api import account
+from flowstudio.api.account import Password
 from flowstudio.api.deps import User, authenticated, bearer_token, client_address
 from flowstudio.api.errors import unauthorized
 from flowstudio.api.login_backoff import backoff_policy, too_many
@@ -42,7 +43,7 @@ DEVICE_DAYS = 180
 
 class LoginBody(msgspec.Struct, kw_only=True):
     email: Annotated[str, msgspec.Meta(max_length=320)]
-    password: Annotated[str, msgspec.Meta(max_length=1024)]
+    password: Password
 
 
 class TokenOut(msgspec.Struct, kw_only=True):

@@ -1,6 +1,7 @@
 """Every API error as RFC 9457 problem+json, translated in one place.
 
-Controllers raise a `Problem` made by a helper: `not_found(what)`, `forbidden(detail)`,
+Controllers raise a `Problem` made by a helper: `not_found(what)` (`found(row, what)` checks a
+lookup), `forbidden(detail)`,
 `conflict(detail)`, `invalid(path, reason, detail)` (422 with the field path), `bad_request`,
 `rejected(errors)` (several at once), `unauthorized`, `too_many(detail, retry_after)`, `unavailable(detail)`, or `problem(status, detail,
 path=..., reason=...)` for the rest; the title is the status's (`TITLES`). `Problem(status, title,
@@ -99,6 +100,13 @@ def problem(
 
 def not_found(what: str) -> Problem:
     return problem(404, f"{what} not found")
+
+
+def found(row: T | None, what: str) -> T:
+    """`row`, or 404 `{what} not found` when the lookup found nothing."""
+    if row is None:
+        raise not_found(what)
+    return row
 
 
 def forbidden(detail: str, *, path: str | None = None, reason: str | None = None) -> Problem:

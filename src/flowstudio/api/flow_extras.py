@@ -19,7 +19,7 @@ from litestar import Request, get, post
 from litestar.datastructures import State
 
 from flowstudio.api.deps import User, requires
-from flowstudio.api.errors import decode_optional_body, not_found
+from flowstudio.api.errors import decode_optional_body, found, not_found
 from flowstudio.api.flows import (
     FlowIn,
     check_definition,
@@ -51,9 +51,7 @@ async def restore_version(
     flow_id: UUID, version: int, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:
     await owned_flow(conn, user, flow_id)
-    old = await store.get_version(conn, flow_id, version)
-    if old is None:
-        raise not_found(f"version {version} of the flow")
+    old = found(await store.get_version(conn, flow_id, version), f"version {version} of the flow")
     await check_definition(old["definition"], state.settings)
     await check_code_nodes(old["definition"], user, state)
     row = await store.update_flow(
@@ -94,9 +92,9 @@ async def export_flow(
     flow = await owned_flow(conn, user, flow_id)
     definition = flow["definition"]
     if version is not None:
-        old = await store.get_version(conn, flow_id, version)
-        if old is None:
-            raise not_found(f"version {version} of the flow")
+        old = found(
+            await store.get_version(conn, flow_id, version), f"version {version} of the flow"
+        )
         definition = old["definition"]
     return FlowExport(name=flow["name"], description=flow["description"], definition=definition)
 

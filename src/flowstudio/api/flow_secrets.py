@@ -19,7 +19,7 @@ from uuid import UUID
 
 import msgspec
 import psycopg
-from litestar import Response, delete, get, put
+from litestar import Response, Router, delete, get, put
 
 from flowstudio.api.access import EDIT_ACCESS, viewable_flow
 from flowstudio.api.deps import User, requires
@@ -57,7 +57,7 @@ async def used_secret_names(
     return sorted(names)
 
 
-@get("/api/v1/flows/{flow_id:uuid}/secrets", guards=[requires("flows:read")])
+@get("/", guards=[requires("flows:read")])
 async def flow_secrets(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> FlowSecretsOut:
@@ -76,11 +76,7 @@ def _name_problem(name: str) -> None:
         )
 
 
-@put(
-    "/api/v1/flows/{flow_id:uuid}/secrets/{name:str}",
-    status_code=201,
-    guards=[requires("flows:write")],
-)
+@put("/{name:str}", status_code=201, guards=[requires("flows:write")])
 async def bind_flow_secret(
     flow_id: UUID, name: str, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Response[BindingOut]:
@@ -98,11 +94,7 @@ async def bind_flow_secret(
     )
 
 
-@delete(
-    "/api/v1/flows/{flow_id:uuid}/secrets/{name:str}",
-    status_code=204,
-    guards=[requires("flows:write")],
-)
+@delete("/{name:str}", status_code=204, guards=[requires("flows:write")])
 async def unbind_flow_secret(
     flow_id: UUID, name: str, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Response[None]:
@@ -112,4 +104,9 @@ async def unbind_flow_secret(
     return Response(None, status_code=204)
 
 
-ROUTES = [flow_secrets, bind_flow_secret, unbind_flow_secret]
+ROUTES = [
+    Router(
+        "/api/v1/flows/{flow_id:uuid}/secrets",
+        route_handlers=[flow_secrets, bind_flow_secret, unbind_flow_secret],
+    )
+]

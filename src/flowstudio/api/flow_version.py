@@ -15,7 +15,7 @@ import psycopg
 from litestar import get
 
 from flowstudio.api.deps import User, requires
-from flowstudio.api.errors import not_found
+from flowstudio.api.errors import found
 from flowstudio.api.flows import owned_flow
 from flowstudio.store import flows as store
 
@@ -33,9 +33,7 @@ async def get_flow_version(
     flow_id: UUID, version: int, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> FlowVersionOut:
     await owned_flow(conn, user, flow_id)
-    row = await store.get_version(conn, flow_id, version)
-    if row is None:
-        raise not_found(f"version {version} of the flow")
+    row = found(await store.get_version(conn, flow_id, version), f"version {version} of the flow")
     return FlowVersionOut(
         flow_id=str(flow_id),
         version=row["version"],

@@ -36,7 +36,7 @@ from flowstudio.api.access import (
     viewable_flow,
 )
 from flowstudio.api.deps import User, requires
-from flowstudio.api.errors import Problem, conflict, invalid, not_found, rejected
+from flowstudio.api.errors import Problem, conflict, found, invalid, rejected
 from flowstudio.api.node_access import check_code_nodes, with_availability
 from flowstudio.flows.validate import FlowError, FlowLimits, validate_definition
 from flowstudio.nodes.registry import catalogue
@@ -232,9 +232,7 @@ async def update_flow(
         raise endpoint_name_taken(endpoint_name) from exc
     except StaleVersion as exc:
         raise version_conflict(exc.current, base or 0) from None
-    if row is None:
-        raise not_found("flow")
-    return flow_out(row)
+    return flow_out(found(row, "flow"))
 
 
 @delete("/api/v1/flows/{flow_id:uuid}", status_code=204, guards=[requires("flows:write")])

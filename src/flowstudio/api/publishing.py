@@ -16,7 +16,7 @@ import psycopg
 from litestar import Request, post
 
 from flowstudio.api.deps import User, requires
-from flowstudio.api.errors import invalid, not_found
+from flowstudio.api.errors import found, invalid
 from flowstudio.api.flow_extras import decode_optional_body
 from flowstudio.api.flows import flow_out, owned_flow
 from flowstudio.store import flows as store
@@ -35,9 +35,7 @@ async def publish_flow(
     version = flow["version"] if data.version is None else data.version
     if not 1 <= version <= flow["version"]:
         raise invalid("body.version", "no such version", f"flow has no version {version}")
-    row = await store.set_published(conn, flow_id, version)
-    if row is None:
-        raise not_found("flow")
+    row = found(await store.set_published(conn, flow_id, version), "flow")
     return flow_out(row)
 
 
@@ -46,9 +44,7 @@ async def unpublish_flow(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
     await owned_flow(conn, user, flow_id)
-    row = await store.set_published(conn, flow_id, None)
-    if row is None:
-        raise not_found("flow")
+    row = found(await store.set_published(conn, flow_id, None), "flow")
     return flow_out(row)
 
 

@@ -15,7 +15,7 @@ import psycopg
 from litestar import Response, delete, get, post, put
 
 from flowstudio.api.deps import User, authenticated, requires, seen_or_404
-from flowstudio.api.errors import invalid, not_found
+from flowstudio.api.errors import found, invalid
 from flowstudio.api.flows import owned_flow
 from flowstudio.engine.schedules import ScheduleError, first_fire, zone
 from flowstudio.store import schedules as store
@@ -134,9 +134,7 @@ async def update_schedule(
         )
     if not fields:
         return _out(row)
-    updated = await store.update(conn, schedule_id, fields)
-    if updated is None:
-        raise not_found("schedule")
+    updated = found(await store.update(conn, schedule_id, fields), "schedule")
     return _out(updated)
 
 

@@ -15,11 +15,11 @@ from typing import Annotated, Any
 
 import msgspec
 import psycopg
-from litestar import Response, delete, get, post, put
+from litestar import Response, Router, delete, get, post, put
 from litestar.datastructures import State
 
 from flowstudio.api.deps import User, requires
-from flowstudio.api.errors import conflict, invalid, not_found, problem
+from flowstudio.api.errors import conflict, found, invalid, not_found, problem
 from flowstudio.auth.secrets import SecretBox, SecretKeyMissing
 from flowstudio.store import secrets as store
 
@@ -68,7 +68,7 @@ def secret_out(row: dict[str, Any]) -> SecretOut:
     return SecretOut(name=row["name"], created_at=row["created_at"], updated_at=row["updated_at"])
 
 
-@post("/api/v1/secrets", status_code=201, guards=[requires("secrets:write")])
+@post("/", status_code=201)
 async def create_secret(
     data: SecretIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> SecretOut:
@@ -85,7 +85,7 @@ async def create_secret(
     return secret_out(row)
 
 
-@get("/api/v1/secrets", guards=[requires("secrets:write")])
+@get("/")
 async def list_secrets(
     state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> list[SecretOut]:
@@ -93,20 +93,18 @@ async def list_secrets(
     return [secret_out(r) for r in await store.list_secrets(conn, user.id)]
 
 
-@put("/api/v1/secrets/{name:str}", guards=[requires("secrets:write")])
+@put("/{name:str}")
 async def update_secret(
     name: str, data: SecretValueIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> SecretOut:
     box = secret_box(state)
     check_secret_name(name, "path.name")
     ciphertext, nonce = box.encrypt(user.id, name, data.value)
-    row = await store.update_secret(conn, user.id, name, ciphertext, nonce)
-    if row is None:
-        raise not_found("secret")
+    row = found(await store.update_secret(conn, user.id, name, ciphertext, nonce), "secret")
     return secret_out(row)
 
 
-@delete("/api/v1/secrets/{name:str}", status_code=204, guards=[requires("secrets:write")])
+@delete("/{name:str}", status_code=204)
 async def delete_secret(
     name: str, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Response[None]:
@@ -117,4 +115,11 @@ async def delete_secret(
     return Response(None, status_code=204)
 
 
-ROUTES = [create_secret, list_secrets, update_secret, delete_secret]
+# one guard for the whole controller: every route here needs `secrets:write`
+ROUTES = [
+    Router(
+        "/api/v1/secrets",
+        guards=[requires("secrets:write")],
+        route_handlers=[create_secret, list_secrets, update_secret, delete_secret],
+    )
+]

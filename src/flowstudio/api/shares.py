@@ -23,7 +23,7 @@ from litestar import Response, delete, get, post
 
 from flowstudio.api.access import flow_with_access
 from flowstudio.api.deps import User, authenticated, require, requires
-from flowstudio.api.errors import conflict, invalid, not_found
+from flowstudio.api.errors import conflict, found, invalid, not_found
 from flowstudio.api.flows import owned_flow
 from flowstudio.store import shares as store
 from flowstudio.store import users
@@ -105,9 +105,7 @@ async def accept_share(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[
         raise not_found("share")
     if flow["published_version"] is None:
         raise conflict("the owner has not published this flow")
-    row = await store.accept_share(conn, flow_id, user.id)
-    if row is None:
-        raise not_found("share")
+    row = found(await store.accept_share(conn, flow_id, user.id), "share")
     return share_out(row)
 
 
