@@ -5,11 +5,11 @@ the app's task group) and closes them on shutdown. Routes come from one module p
 handler receives `conn` (pooled connection) and, when it declares it, `user` (authenticated). Errors
 are problem+json (`api/errors.py`). The built designer (`resources.ui_dist`) is served at `/`; an
 install without one answers `/` with a page that says how to get it.
-`GET /metrics` and the HTTP metrics/tracing middlewares come from
-`observability/`. OpenAPI lives at /schema. Before any handler decodes a body, the app-level guard (`api/guards.py`)
-checks CSRF (cookie requests from other origins), the content type and the JSON limits, then the
-route's own guard (`api/deps.py`: `requires(permission)` or `authenticated`) authenticates; `api/headers.py` adds security
-headers to every response; CORS allows only CORS_ORIGINS (empty by default).
+`GET /metrics` and the HTTP metrics/tracing middlewares come from `observability/`. OpenAPI lives
+at /schema. Before any handler decodes a body, the app-level guard (`api/guards.py`) checks CSRF
+(cookie requests from other origins), the content type and the JSON limits, then the route's own
+guard (`api/deps.py`: `requires(permission)` or `authenticated`) authenticates; `api/headers.py`
+adds security headers to every response; CORS allows only CORS_ORIGINS (empty by default).
 """
 
 from __future__ import annotations

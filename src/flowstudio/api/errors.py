@@ -1,10 +1,10 @@
 """Every API error as RFC 9457 problem+json, translated in one place.
 
 Controllers raise a `Problem` made by a helper: `not_found(what)` (`found(row, what)` checks a
-lookup), `forbidden(detail)`,
-`conflict(detail)`, `invalid(path, reason, detail)` (422 with the field path), `bad_request`,
-`rejected(errors)` (several at once), `unauthorized`, `too_many(detail, retry_after)`, `unavailable(detail)`, or `problem(status, detail,
-path=..., reason=...)` for the rest; the title is the status's (`TITLES`). `Problem(status, title,
+lookup), `forbidden(detail)`, `conflict(detail)`, `invalid(path, reason, detail)` (422 with the
+field path), `bad_request`, `rejected(errors)` (several at once), `unauthorized`,
+`too_many(detail, retry_after)`, `unavailable(detail)`, or `problem(status, detail, path=...,
+reason=...)` for the rest; the title is the status's (`TITLES`). `Problem(status, title,
 detail, errors=[{path, reason}], headers={...})` stays the one exception (headers are sent as HTTP
 headers, e.g. Retry-After; other keywords become body members). Engine commands raise
 `engine.errors.CommandError`; `problem_of` maps its code to a status (`ENGINE_PROBLEMS`) and its
@@ -125,7 +125,7 @@ def invalid(path: str, reason: str, detail: str | None = None) -> Problem:
 def rejected(
     errors: list[dict[str, Any]], *, status: int = 422, title: str | None = None
 ) -> Problem:
-    """Several field errors at once (`[{path, reason}, ...]`); the first one's reason is the detail."""
+    """Several field errors at once (`[{path, reason}, ...]`); the first reason is the detail."""
     return Problem(status, title or TITLES[status], errors[0]["reason"], errors=errors)
 
 

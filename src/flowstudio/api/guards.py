@@ -1,5 +1,6 @@
-"""Request checks run before every handler decodes anything (`check_request`: the app's first guard,
-so they precede the route's own auth guards, `api/deps.py`, as they did when they were a before_request).
+"""Request checks run before every handler decodes anything (`check_request`: the app's first
+guard, so they precede the route's own auth guards, `api/deps.py`, as when they were a
+before_request hook).
 
 For every request: U+0000 in the URL path or a query parameter answers 422 with its path. For unsafe
 methods (POST, PUT, PATCH, DELETE):

@@ -86,18 +86,8 @@ async def create_schedule(
     await owned_flow(conn, user, flow_id)
     _check_max(data.max_catchup)
     nxt = await _next_fire(conn, data.cron, data.timezone)
-    row = await store.create(
-        conn,
-        flow_id=flow_id,
-        owner_id=user.id,
-        cron=data.cron,
-        timezone=data.timezone,
-        inputs=data.inputs,
-        catchup=data.catchup,
-        max_catchup=data.max_catchup,
-        enabled=data.enabled,
-        next_fire_at=nxt,
-    )
+    fields = msgspec.structs.asdict(data)  # cron, timezone, inputs, catchup, max_catchup, enabled
+    row = await store.create(conn, flow_id=flow_id, owner_id=user.id, next_fire_at=nxt, **fields)
     return _out(row)
 
 

@@ -2,8 +2,9 @@
 
 `GET /api/v1/users` lists users with their roles, granted permissions and effective permissions;
 `PUT` / `DELETE /api/v1/users/{id}/permissions/{permission}` grant or revoke one permission. All
-need `users:admin` (the admin role; one guard on the router). Only permissions some role defines are grantable, except
-`users:admin` itself (being an admin stays a role): others answer 422 with the path. A grant takes
+need `users:admin` (the admin role; one guard on the router). Only permissions some role defines
+are grantable, except `users:admin` itself (being an admin stays a role): others answer 422 with
+the path. A grant takes
 effect on the user's next request; a revoke also stops runs of flow versions that user saved with a
 code node (sandbox/policy.py re-checks the author at run time).
 """
