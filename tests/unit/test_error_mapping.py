@@ -12,67 +12,44 @@ from flowstudio.api import errors
 from flowstudio.api.openai_compat import HANDLERS
 from flowstudio.engine.errors import CommandError, ErrorCode
 
-# code -> (status, title, detail, errors) for a representative refusal of each code
-EXPECTED: dict[ErrorCode, tuple[CommandError, int, str, list[dict[str, str]] | None]] = {
-    ErrorCode.RUN_NOT_FOUND: (
-        CommandError(ErrorCode.RUN_NOT_FOUND, "run not found"),
-        404,
-        "Not Found",
-        None,
-    ),
-    ErrorCode.RUN_FINISHED: (
-        CommandError(ErrorCode.RUN_FINISHED, "run is already succeeded"),
-        409,
-        "Conflict",
-        None,
-    ),
+NODE = ("node_id", "unknown node")
+KEY = ("idempotency_key", "already used for a run of another flow")
+# code -> (detail, (field, reason) or None, status, title, errors[0].path or None)
+EXPECTED: dict[ErrorCode, tuple[str, tuple[str, str] | None, int, str, str | None]] = {
+    ErrorCode.RUN_NOT_FOUND: ("run not found", None, 404, "Not Found", None),
+    ErrorCode.RUN_FINISHED: ("run is already succeeded", None, 409, "Conflict", None),
     ErrorCode.RUN_NOT_RESUMABLE: (
-        CommandError(ErrorCode.RUN_NOT_RESUMABLE, "only failed or cancelled runs resume"),
+        "only failed or cancelled runs resume",
+        None,
         409,
         "Conflict",
         None,
     ),
-    ErrorCode.UNKNOWN_NODE: (
-        CommandError(
-            ErrorCode.UNKNOWN_NODE,
-            "no node 'x' in this flow",
-            field="node_id",
-            reason="unknown node",
-        ),
-        422,
-        "Unprocessable Content",
-        [{"path": "body.node_id", "reason": "unknown node"}],
-    ),
+    ErrorCode.UNKNOWN_NODE: ("no node 'x'", NODE, 422, "Unprocessable Content", "body.node_id"),
     ErrorCode.IDEMPOTENCY_KEY_REUSED: (
-        CommandError(
-            ErrorCode.IDEMPOTENCY_KEY_REUSED,
-            "this Idempotency-Key is already used for a run of another flow",
-            field="idempotency_key",
-            reason="already used for a run of another flow",
-        ),
+        "key reused",
+        KEY,
         409,
         "Conflict",
-        [{"path": "header.Idempotency-Key", "reason": "already used for a run of another flow"}],
+        "header.Idempotency-Key",
     ),
-    ErrorCode.BATCH_FINISHED: (
-        CommandError(ErrorCode.BATCH_FINISHED, "batch is already succeeded"),
-        409,
-        "Conflict",
-        None,
-    ),
-    ErrorCode.BATCH_CANCELLED: (
-        CommandError(ErrorCode.BATCH_CANCELLED, "the batch was cancelled while loading"),
-        409,
-        "Conflict",
-        None,
-    ),
+    ErrorCode.BATCH_FINISHED: ("batch is already succeeded", None, 409, "Conflict", None),
+    ErrorCode.BATCH_CANCELLED: ("cancelled while loading", None, 409, "Conflict", None),
     ErrorCode.DATABASE_UNAVAILABLE: (
-        CommandError(ErrorCode.DATABASE_UNAVAILABLE, "database unavailable; batch failed"),
+        "database unavailable",
+        None,
         503,
         "Service Unavailable",
         None,
     ),
 }
+
+
+def _refusal(code: ErrorCode) -> CommandError:
+    detail, field, *_ = EXPECTED[code]
+    if field is None:
+        return CommandError(code, detail)
+    return CommandError(code, detail, field=field[0], reason=field[1])
 
 
 def _body(exc: Exception) -> tuple[int, str, dict[str, Any]]:
@@ -88,17 +65,12 @@ def test_every_error_code_has_one_status() -> None:
 
 @pytest.mark.parametrize("code", list(ErrorCode))
 def test_each_error_code_maps_to_its_status_and_problem_body(code: ErrorCode) -> None:
-    exc, status, title, field_errors = EXPECTED[code]
-    got_status, media, body = _body(exc)
-    expected: dict[str, Any] = {
-        "type": "about:blank",
-        "title": title,
-        "status": status,
-        "detail": exc.detail,
-    }
-    if field_errors:
-        expected["errors"] = field_errors
-    assert (got_status, media, body) == (status, errors.PROBLEM, expected)
+    detail, field, status, title, path = EXPECTED[code]
+    expected: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    expected["detail"] = detail
+    if field is not None:
+        expected["errors"] = [{"path": path, "reason": field[1]}]
+    assert _body(_refusal(code)) == (status, errors.PROBLEM, expected)
 
 
 def test_retryability_is_a_typed_field_with_a_per_code_default() -> None:
@@ -108,7 +80,7 @@ def test_retryability_is_a_typed_field_with_a_per_code_default() -> None:
 
 
 def test_openai_routes_answer_engine_refusals_in_their_own_format() -> None:
-    exc = EXPECTED[ErrorCode.IDEMPOTENCY_KEY_REUSED][0]
+    exc = _refusal(ErrorCode.IDEMPOTENCY_KEY_REUSED)
     response = HANDLERS[CommandError](None, exc)
     assert response.status_code == 409
     assert response.content["error"]["message"] == exc.detail
