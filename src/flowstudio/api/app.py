@@ -5,10 +5,11 @@ the app's task group) and closes them on shutdown. Routes come from one module p
 handler receives `conn` (pooled connection) and, when it declares it, `user` (authenticated). Errors
 are problem+json (`api/errors.py`). The built designer (`resources.ui_dist`) is served at `/`; an
 install without one answers `/` with a page that says how to get it.
-`GET /metrics` and the HTTP metrics/tracing middlewares come from
-`observability/`. OpenAPI lives at /schema. Before any handler decodes a body, `api/guards.py` checks CSRF (cookie
-requests from other origins), the content type and the JSON limits; `api/headers.py` adds security
-headers to every response; CORS allows only CORS_ORIGINS (empty by default).
+`GET /metrics` and the HTTP metrics/tracing middlewares come from `observability/`. OpenAPI lives
+at /schema. Before any handler decodes a body, the app-level guard (`api/guards.py`) checks CSRF
+(cookie requests from other origins), the content type and the JSON limits, then the route's own
+guard (`api/deps.py`: `requires(permission)` or `authenticated`) authenticates; `api/headers.py`
+adds security headers to every response; CORS allows only CORS_ORIGINS (empty by default).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from flowstudio.api import (
 from flowstudio.api.deps import provide_conn, provide_user
 from flowstudio.api.errors import exception_handlers, problem_response
 from flowstudio.api.events import EventHub
-from flowstudio.api.guards import guard_request
+from flowstudio.api.guards import check_request
 from flowstudio.api.headers import security_headers_middleware
 from flowstudio.api.streams import StreamSlots
 from flowstudio.auth.maxplatform import MaxplatformAuth
@@ -166,7 +167,7 @@ def create_app(settings: Settings) -> Litestar:
             if settings.cors_origins
             else None
         ),
-        before_request=guard_request,
+        guards=[check_request],  # request checks first; each route then declares its own
         middleware=[
             security_headers_middleware,
             metrics_http.metrics_middleware,

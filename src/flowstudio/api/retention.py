@@ -13,7 +13,7 @@ import msgspec
 import psycopg
 from litestar import post
 
-from flowstudio.api.deps import User, can_see
+from flowstudio.api.deps import User, authenticated, can_see
 from flowstudio.api.errors import not_found
 
 
@@ -33,12 +33,12 @@ async def _set_pinned(
     return PinOut(id=str(run_id), pinned=pinned)
 
 
-@post("/api/v1/runs/{run_id:uuid}/pin", status_code=200, tags=["runs"])
+@post("/api/v1/runs/{run_id:uuid}/pin", status_code=200, tags=["runs"], guards=[authenticated])
 async def pin_run(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> PinOut:
     return await _set_pinned(conn, user, run_id, True)
 
 
-@post("/api/v1/runs/{run_id:uuid}/unpin", status_code=200, tags=["runs"])
+@post("/api/v1/runs/{run_id:uuid}/unpin", status_code=200, tags=["runs"], guards=[authenticated])
 async def unpin_run(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> PinOut:
     return await _set_pinned(conn, user, run_id, False)
 
