@@ -149,7 +149,10 @@ def test_rpm_limit_parks_the_rest_until_the_admin_lifts_it(
     assert r.status_code == 200 and r.json()["rpm"] is None, r.text
     for i, rid in enumerate(runs):
         run = api.wait_run(rid, timeout=30)
-        assert run["status"] == "succeeded" and run["outputs"]["text"] == f"echo: r{i}"
+        assert run["status"] == "succeeded" and run["outputs"]["text"] == f"echo: r{i}", (
+            run,
+            api.steps(run),
+        )
     assert len(server.starts) == 8
 
 

@@ -19,11 +19,11 @@ from uuid import UUID
 
 import msgspec
 import psycopg
-from litestar import Response, delete, get, patch, post
+from litestar import Response, Router, delete, get, patch, post
 from litestar.datastructures import State
 
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import conflict, found, invalid, not_found
 from flowstudio.api.secrets import check_secret_name, secret_box
 from flowstudio.auth.secrets import SecretDecryptError
 from flowstudio.providers.identity import fingerprint_prefix, key_fingerprint, normalise_base_url
@@ -99,20 +99,16 @@ def provider_out(row: dict[str, Any]) -> ProviderOut:
     )
 
 
-def _unprocessable(path: str, reason: str) -> Problem:
-    return Problem(422, "Unprocessable Content", reason, errors=[{"path": path, "reason": reason}])
-
-
 def checked_base_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- raises on a bad port
     except ValueError as exc:
-        raise _unprocessable("body.base_url", f"not a URL: {exc}") from exc
+        raise invalid("body.base_url", f"not a URL: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _unprocessable("body.base_url", "must be an http(s) URL with a host")
+        raise invalid("body.base_url", "must be an http(s) URL with a host")
     if parts.username or parts.password:
-        raise _unprocessable("body.base_url", "must not carry credentials")
+        raise invalid("body.base_url", "must not carry credentials")
     return normalise_base_url(url)
 
 
@@ -124,41 +120,35 @@ async def _fingerprint_of_secret(
     check_secret_name(name, "body.api_key_secret")
     rows = await secret_store.load_secrets(conn, user.id, [name])
     if not rows:
-        raise _unprocessable("body.api_key_secret", f"you have no secret named {name}")
+        raise invalid("body.api_key_secret", f"you have no secret named {name}")
     row = rows[0]
     try:
         value = box.decrypt(user.id, name, row["ciphertext"], row["nonce"])
     except SecretDecryptError as exc:
-        raise _unprocessable("body.api_key_secret", "that secret cannot be decrypted") from exc
+        raise invalid("body.api_key_secret", "that secret cannot be decrypted") from exc
     return key_fingerprint(state.settings.secret_key, value)
 
 
 async def _out(conn: psycopg.AsyncConnection[Any], provider_id: Any) -> ProviderOut:
-    row = await store.get_provider(conn, provider_id)
-    if row is None:
-        raise not_found("provider")
-    return provider_out(row)
+    return provider_out(found(await store.get_provider(conn, provider_id), "provider"))
 
 
-@get("/api/v1/providers")
+@get("/")
 async def list_providers(user: User, conn: psycopg.AsyncConnection[Any]) -> list[ProviderOut]:
-    require(user, ADMIN)
     return [provider_out(r) for r in await store.list_providers(conn)]
 
 
-@get("/api/v1/providers/{provider_id:uuid}")
+@get("/{provider_id:uuid}")
 async def get_provider(
     provider_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> ProviderOut:
-    require(user, ADMIN)
     return await _out(conn, provider_id)
 
 
-@post("/api/v1/providers", status_code=201)
+@post("/", status_code=201)
 async def create_provider(
     data: ProviderIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> ProviderOut:
-    require(user, ADMIN)
     base_url = checked_base_url(data.base_url)
     fingerprint = ""
     if data.api_key_secret is not None:
@@ -174,16 +164,15 @@ async def create_provider(
         default_ceiling=state.settings.provider_default_max_concurrency,
     )
     if provider_id is None:
-        raise Problem(
-            409,
-            "Conflict",
+        raise conflict(
             "a provider with this base_url and API key exists (PATCH it)",
-            errors=[{"path": "body.base_url", "reason": "already registered with this key"}],
+            path="body.base_url",
+            reason="already registered with this key",
         )
     return await _out(conn, provider_id)
 
 
-@patch("/api/v1/providers/{provider_id:uuid}")
+@patch("/{provider_id:uuid}")
 async def update_provider(
     provider_id: UUID,
     data: ProviderPatch,
@@ -191,7 +180,6 @@ async def update_provider(
     user: User,
     conn: psycopg.AsyncConnection[Any],
 ) -> ProviderOut:
-    require(user, ADMIN)
     changes = {
         f: getattr(data, f)
         for f in ("label", "max_concurrency", "rpm", "tpm")
@@ -204,14 +192,26 @@ async def update_provider(
     return await _out(conn, provider_id)
 
 
-@delete("/api/v1/providers/{provider_id:uuid}", status_code=204)
+@delete("/{provider_id:uuid}", status_code=204)
 async def delete_provider(
     provider_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Response[None]:
-    require(user, ADMIN)
     if not await store.delete_provider(conn, provider_id):
         raise not_found("provider")
     return Response(None, status_code=204)
 
 
-ROUTES = [list_providers, get_provider, create_provider, update_provider, delete_provider]
+# one guard for the whole controller: every route here needs `users:admin`
+ROUTES = [
+    Router(
+        "/api/v1/providers",
+        guards=[requires(ADMIN)],
+        route_handlers=[
+            list_providers,
+            get_provider,
+            create_provider,
+            update_provider,
+            delete_provider,
+        ],
+    )
+]
