@@ -61,6 +61,7 @@ from flowstudio.queue.factory import make_broker
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.resources import ui_dist
 from flowstudio.settings import Settings
+from flowstudio.store import locks
 from flowstudio.store.db import open_pool
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ async def ready(state: State) -> Response[Any]:
     checks: dict[str, str] = {}
     try:
         async with state.pool.connection(timeout=3) as conn:
-            await conn.execute("SELECT 1")
+            await locks.ping(conn)
         checks["database"] = "ok"
     except Exception as exc:  # any failure means not ready
         checks["database"] = f"error: {type(exc).__name__}"

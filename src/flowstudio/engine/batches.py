@@ -20,8 +20,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 from itertools import islice
 from typing import Any
 
@@ -36,6 +36,7 @@ from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.settings import Settings
 from flowstudio.store import batches as store
+from flowstudio.store import locks
 from flowstudio.store.db import TRANSIENT, Pool
 
 log = logging.getLogger(__name__)
@@ -51,17 +52,11 @@ class BatchCancelled(Exception):
     """The batch was cancelled while it was loading; what was loaded is being cancelled too."""
 
 
-@asynccontextmanager
-async def loader_lock(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> AsyncIterator[None]:
+def loader_lock(
+    conn: psycopg.AsyncConnection[Any], batch_id: Any
+) -> AbstractAsyncContextManager[None]:
     """Session advisory lock that says "a live process is loading this batch"."""
-    await conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOADER_LOCK, str(batch_id)))
-    try:
-        yield
-    finally:
-        with suppress(psycopg.Error):  # connection gone: so is the lock
-            await conn.execute(
-                "SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOADER_LOCK, str(batch_id))
-            )
+    return locks.session_lock(conn, LOADER_LOCK, str(batch_id))
 
 
 async def load_batch(

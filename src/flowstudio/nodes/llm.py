@@ -33,6 +33,7 @@ from flowstudio.nodes.bounds import (
 from flowstudio.nodes.llm_client import call_with_retries, open_client, usage_dict
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
 from flowstudio.secretmask import StreamMasker
+from flowstudio.store import memory
 
 log = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant", "tool")
@@ -318,17 +319,6 @@ async def run_prompt(ctx: NodeContext, params: PromptParams) -> Done:
     return Done({"text": params.template, "messages": messages})
 
 
-async def _load_messages(conn: Any, owner: str, session: str, limit: int) -> list[dict[str, Any]]:
-    cur = await conn.execute(
-        """SELECT role, content FROM (
-               SELECT id, role, content FROM chat_messages
-               WHERE owner_id = %s AND session_id = %s ORDER BY id DESC LIMIT %s) last
-           ORDER BY id""",
-        (owner, session, limit),
-    )
-    return [{"role": r["role"], "content": r["content"]} for r in await cur.fetchall()]
-
-
 def _to_append(params: ChatMemoryParams) -> list[dict[str, Any]]:
     messages = parse_messages(params.messages, "messages")
     if params.user:
@@ -351,30 +341,21 @@ async def run_chat_memory(ctx: NodeContext, params: ChatMemoryParams) -> Done:
             rows = _to_append(params)
             if not rows:
                 raise NodeError("append: give user, assistant or messages", retryable=False)
-            async with conn.transaction(), conn.cursor() as cur:
-                await cur.executemany(
-                    """INSERT INTO chat_messages
-                           (owner_id, session_id, role, content, step_key, position)
-                       VALUES (%s, %s, %s, %s, %s, %s)
-                       ON CONFLICT (owner_id, step_key, position) DO NOTHING""",
-                    [
-                        (
-                            ctx.owner_id,
-                            params.session_id,
-                            m["role"],
-                            (
-                                m["content"]
-                                if isinstance(m["content"], str)
-                                else json.dumps(m["content"])
-                            ),
-                            ctx.idempotency_key,
-                            i,
-                        )
-                        for i, m in enumerate(rows)
-                    ],
-                )
+            await memory.append_messages(
+                conn,
+                owner_id=ctx.owner_id,
+                session_id=params.session_id,
+                step_key=ctx.idempotency_key,
+                messages=[
+                    (
+                        m["role"],
+                        m["content"] if isinstance(m["content"], str) else json.dumps(m["content"]),
+                    )
+                    for m in rows
+                ],
+            )
             appended = len(rows)
-        messages = await _load_messages(conn, ctx.owner_id, params.session_id, params.limit)
+        messages = await memory.last_messages(conn, ctx.owner_id, params.session_id, params.limit)
     out: dict[str, Any] = {"session_id": params.session_id, "messages": messages}
     if params.mode == "append":
         out["appended"] = appended
