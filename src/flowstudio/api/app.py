@@ -35,6 +35,7 @@ from flowstudio.api import (
     flow_version,
     flows,
     keys,
+    metrics,
     openai_compat,
     ops,
     publishing,
@@ -63,6 +64,7 @@ from flowstudio.resources import ui_dist
 from flowstudio.settings import Settings
 from flowstudio.store import locks
 from flowstudio.store.db import open_pool
+from flowstudio.store.external_identities import user_for_identity
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,11 @@ def create_app(settings: Settings) -> Litestar:
         broker = make_broker(settings)
         publisher = OutboxPublisher(broker, pool)
         hub = EventHub(settings)
-        external = MaxplatformAuth(settings) if settings.auth_mode == "maxplatform" else None
+        external = (
+            MaxplatformAuth(settings, user_for_identity)
+            if settings.auth_mode == "maxplatform"
+            else None
+        )
         app.state.update(
             pool=pool,
             broker=broker,
@@ -141,7 +147,7 @@ def create_app(settings: Settings) -> Litestar:
     handlers += batches.ROUTES
     handlers += retention.ROUTES
     handlers += users_admin.ROUTES
-    handlers += metrics_http.ROUTES  # GET /metrics (observability/http.py)
+    handlers += metrics.ROUTES  # GET /metrics (api/metrics.py)
     handlers += [*publishing.ROUTES, *shares.ROUTES, *webhooks.ROUTES, *openai_compat.ROUTES]
     handlers += flow_secrets.ROUTES
     dist = ui_dist(settings.ui_dist)

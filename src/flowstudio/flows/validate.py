@@ -24,7 +24,7 @@ from flowstudio.nodes.templating import (
     CREDENTIAL_FIELDS,
     RESERVED,
     TemplateError,
-    _is_template,
+    is_template,
     referenced_names,
     referenced_secrets,
 )
@@ -94,7 +94,7 @@ def _check_params(
     fields = {f.name: f.type for f in msgspec.structs.fields(spec.params)}
     probe = {}
     for key, value in params.items():
-        if key in fields and isinstance(value, str) and _is_template(value):
+        if key in fields and isinstance(value, str) and is_template(value):
             probe[key] = _placeholder(fields[key])
         else:
             probe[key] = value

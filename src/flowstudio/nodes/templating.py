@@ -43,7 +43,7 @@ class TemplateError(ValueError):
     pass
 
 
-def _is_template(s: str) -> bool:
+def is_template(s: str) -> bool:
     return "{{" in s or "{%" in s
 
 
@@ -58,7 +58,7 @@ def _compile(source: str) -> Any:
 def _walk_strings(value: Any) -> list[str]:
     match value:
         case str():
-            return [value] if _is_template(value) else []
+            return [value] if is_template(value) else []
         case dict():
             return [s for v in value.values() for s in _walk_strings(v)]
         case list():
@@ -152,7 +152,7 @@ def _reveal(text: str, render: limits.Render) -> str:
 
 
 def render_string(source: str, context: dict[str, Any]) -> str:
-    if not _is_template(source):
+    if not is_template(source):
         return source
     render = limits.current()
     try:
