@@ -33,6 +33,7 @@ from flowstudio.engine import bulk
 from flowstudio.engine.advance import advance_run, cancel_run
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
+from flowstudio.engine.states import BatchStatus, batch_move
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.settings import Settings
 from flowstudio.store import batches as store
@@ -46,6 +47,9 @@ DISPATCH_POLL = 0.25
 IDLE_POLL = 1.0
 SWEEP_INTERVAL = 5.0
 LOADER_LOCK = 0x42617463  # advisory lock class "Batc"; the key is hashtext(batch id)
+LOADING = BatchStatus.LOADING.value
+# Ended batches that may still hold unstarted runs (a succeeded one has none by definition).
+ENDED_WITH_LEFTOVERS = (BatchStatus.CANCELLED.value, BatchStatus.FAILED.value)
 
 
 class BatchCancelled(Exception):
@@ -72,20 +76,13 @@ async def load_batch(
     """Create the batch and insert its `total` items as unstarted runs; then it is `running`."""
     graph = await load_graph(conn, flow_id, version)
     async with loader_lock(conn, batch_id):
-        await store.create_batch(
-            conn,
-            batch_id=batch_id,
-            flow_id=flow_id,
-            version=version,
-            owner_id=owner_id,
-            total=total,
-        )
+        await store.create_batch(conn, store.NewBatch(batch_id, flow_id, version, owner_id, total))
         loaded = 0
         try:
             it = iter(items)
             while chunk := list(islice(it, LOAD_CHUNK)):
                 async with conn.transaction():
-                    if await store.lock_batch_status(conn, batch_id, share=True) != "loading":
+                    if await store.lock_batch_status(conn, batch_id, share=True) != LOADING:
                         raise BatchCancelled(str(batch_id))
                     await bulk.insert_batch_runs(
                         conn,
@@ -99,7 +96,7 @@ async def load_batch(
                     )
                 loaded += len(chunk)
                 crashpoint("api.batch_chunk_loaded")
-            if await store.move_batch(conn, batch_id, ("loading",), "running") is None:
+            if await store.move_batch(conn, batch_id, *batch_move("loaded")) is None:
                 raise BatchCancelled(str(batch_id))
         except BatchCancelled:
             await cancel_unstarted(conn, batch_id, "batch cancelled while loading")
@@ -120,7 +117,7 @@ async def fail_loading(conn: psycopg.AsyncConnection[Any], batch_id: Any, messag
     try:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             await conn.rollback()
-        await store.move_batch(conn, batch_id, ("loading",), "failed", error={"message": message})
+        await store.move_batch(conn, batch_id, *batch_move("fail"), error={"message": message})
         await cancel_unstarted(conn, batch_id, "batch loading failed")
     except Exception as exc:  # the orchestrator's sweep repairs it once the loader lock is gone
         log.warning("could not mark batch %s failed: %s", batch_id, exc)
@@ -162,7 +159,7 @@ async def cancel_batch(
     """Batch -> cancelled and every live run with it; None if the batch had already ended."""
     async with conn.transaction():
         batch = await store.move_batch(
-            conn, batch_id, ("loading", "running"), "cancelled", error={"message": reason}
+            conn, batch_id, *batch_move("cancel"), error={"message": reason}
         )
     if batch is None:
         return None
@@ -189,7 +186,11 @@ async def dispatch_batch(
             async with run_transaction(conn, run_id) as txn:  # a savepoint in this transaction
                 await advance_run(txn, graph)
             out += txn.outbox
-        if live == 0 and not picked and await store.finish_if_done(conn, batch_id):
+        if (
+            live == 0
+            and not picked
+            and await store.move_batch(conn, batch_id, *batch_move("finish"), when_done=True)
+        ):
             log.info("batch %s finished", batch_id)
     return out
 
@@ -198,7 +199,7 @@ async def dispatch_pass(pool: Pool, publisher: OutboxPublisher, concurrency: int
     """One round over the running batches; returns how many runs were started."""
     started = 0
     async with pool.connection() as conn:
-        ids = await store.batch_ids(conn, ("running",))
+        ids = await store.batch_ids(conn, (BatchStatus.RUNNING.value,))
     for batch_id in ids:
         async with pool.connection() as conn:
             msgs = await dispatch_batch(conn, batch_id, concurrency)
@@ -211,18 +212,18 @@ async def dispatch_pass(pool: Pool, publisher: OutboxPublisher, concurrency: int
 async def sweep_pass(pool: Pool) -> None:
     """Fail batches whose loader died; cancel unstarted runs left in cancelled/failed batches."""
     async with pool.connection() as conn:
-        for batch_id in await store.batch_ids(conn, ("loading",)):
+        for batch_id in await store.batch_ids(conn, (LOADING,)):
             async with conn.transaction():
                 if not await store.try_loader_gone(conn, LOADER_LOCK, batch_id):
                     continue
                 loaded = await store.loaded_count(conn, batch_id)
                 message = f"loading interrupted after {loaded} items (the API process stopped)"
                 if await store.move_batch(
-                    conn, batch_id, ("loading",), "failed", error={"message": message}
+                    conn, batch_id, *batch_move("fail"), error={"message": message}
                 ):
                     log.warning("batch %s: %s", batch_id, message)
         ended: list[tuple[Any, str]] = []
-        for batch_id in await store.batch_ids(conn, ("cancelled", "failed")):
+        for batch_id in await store.batch_ids(conn, ENDED_WITH_LEFTOVERS):
             if await store.has_unstarted(conn, batch_id):
                 batch = await store.get_batch(conn, batch_id) or {}
                 ended.append((batch_id, (batch.get("error") or {}).get("message", "batch ended")))
