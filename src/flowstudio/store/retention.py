@@ -21,20 +21,21 @@ import anyio
 import psycopg
 
 from flowstudio.store.db import Pool
+from flowstudio.store.statuses import BATCH_ENDED_SQL, RUN_ENDED_SQL
 
 log = logging.getLogger(__name__)
 
-DELETE_BATCH = """
+DELETE_BATCH = f"""
 WITH victims AS (
     SELECT r.id FROM runs r
-    WHERE r.status IN ('succeeded', 'failed', 'cancelled') AND NOT r.pinned
+    WHERE r.status IN {RUN_ENDED_SQL} AND NOT r.pinned
       AND r.finished_at < now() - make_interval(secs => %(older)s)
       AND (r.parent_run_id IS NULL OR EXISTS (
             SELECT 1 FROM runs p WHERE p.id = r.parent_run_id
-              AND p.status IN ('succeeded', 'failed', 'cancelled')))
+              AND p.status IN {RUN_ENDED_SQL}))
       AND (r.batch_id IS NULL OR NOT EXISTS (
             SELECT 1 FROM batches b WHERE b.id = r.batch_id
-              AND b.status NOT IN ('succeeded', 'failed', 'cancelled')))
+              AND b.status NOT IN {BATCH_ENDED_SQL}))
     ORDER BY r.finished_at
     LIMIT %(limit)s
     FOR UPDATE OF r SKIP LOCKED
@@ -43,9 +44,9 @@ WITH victims AS (
 )
 DELETE FROM runs WHERE id IN (SELECT id FROM victims)
 """
-DELETE_BATCHES = """
+DELETE_BATCHES = f"""
 DELETE FROM batches b
-WHERE b.status IN ('succeeded', 'failed', 'cancelled')
+WHERE b.status IN {BATCH_ENDED_SQL}
   AND b.finished_at < now() - make_interval(secs => %(older)s)
   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.batch_id = b.id)
 """
