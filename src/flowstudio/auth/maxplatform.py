@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import psycopg
@@ -48,19 +48,8 @@ class EmailCollision(Exception):
     """The profile's email belongs to another account; nothing was linked."""
 
 
-class LinkIdentity(Protocol):
-    """`store.external_identities.user_for_identity`: the local user of a provider subject."""
-
-    def __call__(
-        self,
-        conn: psycopg.AsyncConnection[Any],
-        *,
-        provider: str,
-        subject: str,
-        email: str,
-        name: str,
-        roles: list[str],
-    ) -> Awaitable[dict[str, Any]]: ...
+# `store.external_identities.user_for_identity(conn, *, provider, subject, email, name, roles)`
+LinkIdentity = Callable[..., Awaitable[dict[str, Any]]]
 
 
 class LookupRateLimited(Exception):

@@ -76,7 +76,8 @@ async def load_batch(
     """Create the batch and insert its `total` items as unstarted runs; then it is `running`."""
     graph = await load_graph(conn, flow_id, version)
     async with loader_lock(conn, batch_id):
-        await store.create_batch(conn, store.NewBatch(batch_id, flow_id, version, owner_id, total))
+        batch = store.NewBatch(batch_id, flow_id, version, owner_id, total)
+        await store.create_batch(conn, batch)
         loaded = 0
         try:
             it = iter(items)
@@ -85,14 +86,7 @@ async def load_batch(
                     if await store.lock_batch_status(conn, batch_id, share=True) != LOADING:
                         raise BatchCancelled(str(batch_id))
                     await bulk.insert_batch_runs(
-                        conn,
-                        batch_id=batch_id,
-                        first_index=loaded,
-                        items=chunk,
-                        graph=graph,
-                        flow_id=flow_id,
-                        version=version,
-                        owner_id=owner_id,
+                        conn, batch, first_index=loaded, items=chunk, graph=graph
                     )
                 loaded += len(chunk)
                 crashpoint("api.batch_chunk_loaded")

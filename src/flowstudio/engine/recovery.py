@@ -49,36 +49,40 @@ async def fire_due_timers(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMess
     return await for_each_run(conn, await cur.fetchall(), _fire_timer, skip_terminal=True)
 
 
+# step status -> (trigger, SET, timer) when its due timer fires (a signal wait's is its timeout)
+TIMER_MOVES = {
+    StepStatus.RETRYING.value: (
+        "fire_retry",
+        "due_at = NULL, ready_at = now(), dispatched_at = now()",
+        "retry",
+    ),
+    StepStatus.WAITING.value: ("finish_wait", "due_at = NULL, finished_at = now()", "delay"),
+}
+
+
 async def _fire_timer(txn: RunTxn, row: dict[str, Any]) -> None:
     """A due retry -> ready; a due delay -> succeeded (then advance); a signal wait -> its timeout."""
-    params = {"step": row["id"]}
-    if row["status"] == StepStatus.RETRYING.value:
-        moved = await txn.move_steps(
-            "fire_retry",
-            "s.id = %(step)s AND s.due_at <= now()",
-            params,
-            set_sql="due_at = NULL, ready_at = now(), dispatched_at = now()",
-            data={"timer": "retry"},
-        )
-    elif row["node_type"] == "wait_for_signal":
+    if row["status"] != StepStatus.RETRYING.value and row["node_type"] == "wait_for_signal":
         graph = await load_graph(txn.conn, txn.run["flow_id"], txn.run["flow_version"])
-        moved = [row] if await fire_signal_timeout(txn, graph, row) else []
-    else:
-        moved = await txn.move_steps(
-            "finish_wait",
-            "s.id = %(step)s AND s.due_at <= now()",
-            params,
-            set_sql="due_at = NULL, finished_at = now()",
-            data={"timer": "delay"},
-        )
-        if moved:
-            graph = await load_graph(txn.conn, txn.run["flow_id"], txn.run["flow_version"])
-            if row["item_index"] > 0:
-                await settle_item(txn, graph, row["node_id"], row["item_index"])
-            else:
-                await advance_run(txn, graph)
+        if not await fire_signal_timeout(txn, graph, row):
+            raise LostRace("timer already fired")
+        return
+    trigger, set_sql, timer = TIMER_MOVES[row["status"]]
+    moved = await txn.move_steps(
+        trigger,
+        "s.id = %(step)s AND s.due_at <= now()",
+        {"step": row["id"]},
+        set_sql=set_sql,
+        data={"timer": timer},
+    )
     if not moved:
         raise LostRace("timer already fired")
+    if trigger == "finish_wait":
+        graph = await load_graph(txn.conn, txn.run["flow_id"], txn.run["flow_version"])
+        if row["item_index"] > 0:
+            await settle_item(txn, graph, row["node_id"], row["item_index"])
+        else:
+            await advance_run(txn, graph)
 
 
 EXPIRE_DEAD_WORKERS = f"""
