@@ -44,6 +44,7 @@ __all__ = [
     "step_move",
 ]
 
+# The three tables below are alike in shape by design: one row per named move.
 # trigger, sources, dest -- the only place step moves are defined.
 STEP_TRANSITIONS: list[dict[str, object]] = [
     {"trigger": "ready", "source": ["pending"], "dest": "ready"},

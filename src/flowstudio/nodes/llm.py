@@ -343,10 +343,10 @@ async def run_chat_memory(ctx: NodeContext, params: ChatMemoryParams) -> Done:
                 raise NodeError("append: give user, assistant or messages", retryable=False)
             await memory.append_messages(
                 conn,
-                owner_id=ctx.owner_id,
-                session_id=params.session_id,
-                step_key=ctx.idempotency_key,
-                messages=[
+                ctx.owner_id,
+                params.session_id,
+                ctx.idempotency_key,
+                [
                     (
                         m["role"],
                         m["content"] if isinstance(m["content"], str) else json.dumps(m["content"]),

@@ -30,6 +30,7 @@ class StepPointer(Protocol):
     def token(self) -> int: ...
 
 
+# OutboxRow (a table row) and StepMessage (the wire body) list alike fields on purpose.
 @dataclass(frozen=True)
 class OutboxRow:
     """An outbox row read back by the relay (`queue/outbox.py: relay_once`)."""

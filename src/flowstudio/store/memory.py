@@ -12,6 +12,8 @@ from typing import Any
 
 import psycopg
 
+Conn = psycopg.AsyncConnection[Any]
+Turn = tuple[str, str]  # (role, content)
 # Appends one turn; a re-run of the same step (same key and position) appends nothing.
 APPEND_MESSAGE = """INSERT INTO chat_messages (owner_id, session_id, role, content, step_key, position)
     VALUES (%s, %s, %s, %s, %s, %s)
@@ -24,12 +26,7 @@ LAST_MESSAGES = """SELECT role, content FROM (
 
 
 async def append_messages(
-    conn: psycopg.AsyncConnection[Any],
-    *,
-    owner_id: str,
-    session_id: str,
-    step_key: str,
-    messages: Sequence[tuple[str, str]],
+    conn: Conn, owner_id: str, session_id: str, step_key: str, messages: Sequence[Turn]
 ) -> None:
     """Append (role, content) turns in one transaction, positions 0.. under `step_key`."""
     async with conn.transaction(), conn.cursor() as cur:

@@ -79,6 +79,7 @@ ADVANCE_RUNS = f"""WITH agg AS ({RUNS_AGG}),
     ON CONFLICT (family, key1, key2, le)
     DO UPDATE SET n = t.n + excluded.n, seconds = t.seconds + excluded.seconds"""
 
+# ADVANCE_STEPS mirrors ADVANCE_RUNS on its own tables and keys: one readable statement each.
 ADVANCE_STEPS = f"""WITH agg AS ({STEPS_AGG}),
     minute AS (
         INSERT INTO metrics_steps_minute AS m

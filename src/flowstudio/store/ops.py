@@ -77,6 +77,7 @@ def _source(kind: str, cols: str, owner_id: str | None, hourly: bool) -> str:
     return f"{minute} UNION ALL {hour} UNION ALL {tail}"
 
 
+# The window_* readers share one signature (conn, owner, start, upto, ...) on purpose: one window.
 async def window_runs(
     conn: psycopg.AsyncConnection[Any],
     owner_id: str | None,

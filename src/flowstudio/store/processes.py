@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+Conn = psycopg.AsyncConnection[Any]
 # Registers a process (or refreshes the heartbeat of an id registered before).
 REGISTER = """INSERT INTO processes (id, kind, hostname, pid, info) VALUES (%s, %s, %s, %s, %s)
     ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()"""
@@ -27,12 +28,7 @@ LIVENESS_LOCK = "SELECT pg_advisory_lock(hashtextextended(%s, 0))"
 
 
 async def register(
-    conn: psycopg.AsyncConnection[Any],
-    process_id: str,
-    kind: str,
-    hostname: str,
-    pid: int,
-    info: dict[str, Any],
+    conn: Conn, process_id: str, kind: str, hostname: str, pid: int, info: dict[str, Any]
 ) -> None:
     """Insert the process's row (or refresh its heartbeat if the id is known)."""
     await conn.execute(REGISTER, (process_id, kind, hostname, pid, Jsonb(info)))
