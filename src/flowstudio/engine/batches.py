@@ -149,7 +149,7 @@ async def cancel_started(conn: psycopg.AsyncConnection[Any], batch_id: Any, reas
 
 async def cancel_batch(
     conn: psycopg.AsyncConnection[Any], batch_id: Any, reason: str
-) -> dict[str, Any] | None:
+) -> store.BatchRow | None:
     """Batch -> cancelled and every live run with it; None if the batch had already ended."""
     async with conn.transaction():
         batch = await store.move_batch(
@@ -175,7 +175,7 @@ async def dispatch_batch(
         live = await store.started_live_count(conn, batch_id)
         picked = await store.pick_unstarted(conn, batch_id, max(0, concurrency - live))
         if picked:
-            graph = await load_graph(conn, batch["flow_id"], batch["flow_version"])
+            graph = await load_graph(conn, batch.flow_id, batch.flow_version)
         for run_id in picked:
             async with run_transaction(conn, run_id) as txn:  # a savepoint in this transaction
                 await advance_run(txn, graph)

@@ -12,9 +12,12 @@ A run counts as *started* once the dispatcher advanced it (`UNSTARTED` says whic
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import psycopg
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from flowstudio.store.statuses import (
@@ -34,6 +37,22 @@ BATCH_COLS = """id, flow_id, flow_version, owner_id, status, total, error, creat
 # A batch run the dispatcher has not started yet: queued with only its `run -> queued` event
 # (engine/bulk.py writes it so; start_run-made and dispatched runs always have event_seq >= 2).
 UNSTARTED = f"status = {sql_value(RunStatus.QUEUED)} AND event_seq = 1"
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """A batch row as the engine reads it (`BATCH_COLS`)."""
+
+    id: UUID
+    flow_id: UUID
+    flow_version: int
+    owner_id: UUID
+    status: str
+    total: int
+    error: dict[str, Any] | None
+    created_at: datetime
+    loaded_at: datetime | None
+    finished_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -134,20 +153,21 @@ async def move_batch(
     *,
     error: dict[str, Any] | None = None,
     when_done: bool = False,
-) -> dict[str, Any] | None:
+) -> BatchRow | None:
     """Guarded status move (see MOVE_BATCH); None when the batch was not in `sources` (or, with
     `when_done`, still has a live run)."""
-    cur = await conn.execute(
-        MOVE_BATCH,
-        {
-            "dest": dest,
-            "error": Jsonb(error) if error is not None else None,
-            "id": batch_id,
-            "sources": sources,
-            "when_done": when_done,
-        },
-    )
-    return await cur.fetchone()
+    async with conn.cursor(row_factory=class_row(BatchRow)) as cur:
+        await cur.execute(
+            MOVE_BATCH,
+            {
+                "dest": dest,
+                "error": Jsonb(error) if error is not None else None,
+                "id": batch_id,
+                "sources": sources,
+                "when_done": when_done,
+            },
+        )
+        return await cur.fetchone()
 
 
 async def lock_batch_status(
@@ -160,17 +180,16 @@ async def lock_batch_status(
     return row["status"] if row else None
 
 
-async def lock_running_batch(
-    conn: psycopg.AsyncConnection[Any], batch_id: Any
-) -> dict[str, Any] | None:
+async def lock_running_batch(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> BatchRow | None:
     """The batch if it is running and no other dispatcher holds it (SKIP LOCKED)."""
-    cur = await conn.execute(
-        f"""SELECT {BATCH_COLS} FROM batches
-            WHERE id = %s AND status = {sql_value(BatchStatus.RUNNING)}
-            FOR NO KEY UPDATE SKIP LOCKED""",
-        (batch_id,),
-    )
-    return await cur.fetchone()
+    async with conn.cursor(row_factory=class_row(BatchRow)) as cur:
+        await cur.execute(
+            f"""SELECT {BATCH_COLS} FROM batches
+                WHERE id = %s AND status = {sql_value(BatchStatus.RUNNING)}
+                FOR NO KEY UPDATE SKIP LOCKED""",
+            (batch_id,),
+        )
+        return await cur.fetchone()
 
 
 async def batch_ids(
