@@ -14,6 +14,7 @@ INSERT INTO state_transitions (entity, from_status, to_status) VALUES
     ('batch', 'running', 'cancelled')
 ON CONFLICT DO NOTHING;
 
+-- 0009's function again with ('batch', 'batches') added (migrations are history: a copy by design).
 CREATE OR REPLACE FUNCTION rebuild_transition_triggers() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     spec record;
