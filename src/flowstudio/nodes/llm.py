@@ -8,7 +8,7 @@
 only, never the event log; the step's secret values are masked with a hold-back buffer so one split
 across tokens never leaves in clear: `secretmask.StreamMasker`). Output: {text, usage, model, finish_reason, tool_calls?, json?}.
 `run_chat_memory` loads the last `limit` messages of a session or appends messages idempotently (keyed
-by the step's idempotency key, so a re-run step does not store them twice).
+by the step's idempotency key, so a re-run step does not store them twice; SQL in `store/memory.py`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ flow); `item_context` the template names the item sees (`item`, or `args` for a 
 step's input at expansion. `resolve_child_flow(conn, step, flow_id, version)` checks that the run's
 owner may run that flow (owner, admin, or a 'run' share) and pins its version (the one named, else
 the published one, else the latest; through a share only the published version the share grants),
-for `subflow` steps and map bodies that are flows.
+for `subflow` steps and map bodies that are flows (reading `store.shares.subflow_access`, a typed row).
 """
 
 from __future__ import annotations
