@@ -218,3 +218,16 @@ def test_every_listed_node_family_has_a_module() -> None:
 
     missing = [f for f in FAMILIES if importlib.util.find_spec(f"flowstudio.nodes.{f}") is None]
     assert not missing, f"FAMILIES lists modules that do not exist: {missing}"
+
+
+def test_status_literal_and_sql_sets_follow_the_enums() -> None:
+    from typing import get_args
+
+    from flowstudio.store.statuses import BATCH_ENDED, RUN_ENDED, BatchStatusName, sql_list
+
+    assert get_args(BatchStatusName) == tuple(s.value for s in BatchStatus)
+    assert set(RUN_ENDED) == RUN_TERMINAL
+    assert set(BATCH_ENDED) == {"succeeded", "failed", "cancelled"}
+    assert sql_list(["a", "b"]) == "('a', 'b')"
+    with pytest.raises(AssertionError):
+        sql_list(["x'; DROP TABLE runs; --"])  # only identifiers (status constants) are accepted

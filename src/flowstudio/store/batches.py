@@ -27,6 +27,7 @@ from flowstudio.store.statuses import (
     RUN_LIVE,
     RUN_LIVE_SQL,
     BatchStatus,
+    BatchStatusName,
     RunStatus,
     StepStatus,
     sql_value,
@@ -47,7 +48,7 @@ class BatchRow:
     flow_id: UUID
     flow_version: int
     owner_id: UUID
-    status: str
+    status: BatchStatusName
     total: int
     error: dict[str, Any] | None
     created_at: datetime

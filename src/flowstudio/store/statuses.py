@@ -47,7 +47,9 @@ class BatchStatus(str, Enum):
     CANCELLED = "cancelled"
 
 
-BatchStatusName = Literal["loading", "running", "succeeded", "failed", "cancelled"]
+BatchStatusName = Literal[  # a batch row's status as a type (`store.batches.BatchRow`)
+    "loading", "running", "succeeded", "failed", "cancelled"
+]
 
 
 def values(*statuses: Enum) -> tuple[str, ...]:
