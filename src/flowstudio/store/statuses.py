@@ -60,7 +60,8 @@ def values(*statuses: Enum) -> tuple[str, ...]:
 def sql_list(statuses: Iterable[str]) -> str:
     """`('a', 'b')`: an SQL IN list of status values (never user input: only these constants)."""
     items = list(statuses)
-    assert items and all(s.isidentifier() for s in items), items
+    if not items or not all(s.isidentifier() for s in items):
+        raise ValueError(f"not a list of status values: {items!r}")
     return "(" + ", ".join(f"'{s}'" for s in items) + ")"
 
 
