@@ -1,8 +1,9 @@
 """Recovery and timers: everything the orchestrator re-derives from PostgreSQL alone, in a loop.
 
 Each function finds candidates with a cheap indexed query, then moves each one in its own checkpoint
-transaction (run row locked, guarded UPDATE: `candidates.for_each_run`), so several orchestrators can run them at once without
-double work: the loser's guard matches no row (`LostRace`) and it moves on.
+transaction (run row locked, guarded UPDATE; the loop is `candidates.for_each_run`), so several
+orchestrators can run them at once without double work: the loser's guard matches no row
+(`LostRace`) and it moves on.
 - `fire_due_timers`: retry backoffs that are due -> ready; delay waits that are due -> succeeded;
   signal waits that timed out -> `control.fire_signal_timeout`.
 - `reap_expired_leases`: running steps whose worker stopped heartbeating -> ready again (or failed after
