@@ -1,10 +1,11 @@
-"""Small connection-level statements: advisory locks, a ping, the database clock.
+"""Small connection-level statements: advisory locks, a ping, the database clock, LISTEN.
 
 `session_lock(conn, lock_class, key)` holds a two-key session advisory lock (class, hashtext(key))
 while the block runs; it says "a live process is doing this" and vanishes with the connection
 (batch loaders: `engine/batches.py`; one batch upload per user at a time: `api/batches.py`).
 `ping(conn)` proves a connection answers (health checks, the worker's liveness connection);
-`db_now(conn)` is the database's clock (schedules compute fire times against it).
+`db_now(conn)` is the database's clock (schedules compute fire times against it); `listen(conn,
+channel)` subscribes a connection to NOTIFYs (the API's event hub).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 # Blocks until this session holds the lock (class, hashtext(key)).
 SESSION_LOCK = "SELECT pg_advisory_lock(%s, hashtext(%s))"
@@ -50,3 +52,8 @@ async def db_now(conn: psycopg.AsyncConnection[Any]) -> datetime:
     row = await cur.fetchone()
     assert row is not None
     return row["now"] if isinstance(row, dict) else row[0]
+
+
+async def listen(conn: psycopg.AsyncConnection[Any], channel: str) -> None:
+    """LISTEN on `channel` (quoted as an identifier)."""
+    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
