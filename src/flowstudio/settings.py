@@ -182,6 +182,7 @@ def load_settings(env_file: str | None = ".env") -> Settings:
     if backend not in ("rabbitmq", "postgres"):
         raise SettingsError(f"QUEUE_BACKEND must be rabbitmq or postgres, not {backend!r}")
     allowed = tuple(h.strip() for h in _env("HTTP_ALLOWED_HOSTS", "").split(",") if h.strip())
+    # One line per setting (field, variable, default): a table, alike line by line by design.
     return Settings(
         database_url=database_url(),
         amqp_url=_env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),

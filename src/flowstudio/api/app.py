@@ -36,6 +36,7 @@ from flowstudio.api import (
     flow_version,
     flows,
     keys,
+    metrics,
     openai_compat,
     ops,
     providers,
@@ -63,7 +64,9 @@ from flowstudio.queue.factory import make_broker
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.resources import ui_dist
 from flowstudio.settings import Settings
+from flowstudio.store import locks
 from flowstudio.store.db import open_pool
+from flowstudio.store.external_identities import user_for_identity
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ async def ready(state: State) -> Response[Any]:
     checks: dict[str, str] = {}
     try:
         async with state.pool.connection(timeout=3) as conn:
-            await conn.execute("SELECT 1")
+            await locks.ping(conn)
         checks["database"] = "ok"
     except Exception as exc:  # any failure means not ready
         checks["database"] = f"error: {type(exc).__name__}"
@@ -111,7 +114,11 @@ def create_app(settings: Settings) -> Litestar:
         broker = make_broker(settings)
         publisher = OutboxPublisher(broker, pool)
         hub = EventHub(settings)
-        external = MaxplatformAuth(settings) if settings.auth_mode == "maxplatform" else None
+        external = (
+            MaxplatformAuth(settings, user_for_identity)
+            if settings.auth_mode == "maxplatform"
+            else None
+        )
         app.state.update(
             pool=pool,
             broker=broker,
@@ -142,7 +149,7 @@ def create_app(settings: Settings) -> Litestar:
     handlers += batches.ROUTES
     handlers += retention.ROUTES
     handlers += users_admin.ROUTES
-    handlers += metrics_http.ROUTES  # GET /metrics (observability/http.py)
+    handlers += metrics.ROUTES  # GET /metrics (api/metrics.py)
     handlers += [*publishing.ROUTES, *shares.ROUTES, *webhooks.ROUTES, *openai_compat.ROUTES]
     handlers += flow_secrets.ROUTES
     handlers += providers.ROUTES  # admin: LLM provider limits (api/providers.py)

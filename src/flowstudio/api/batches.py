@@ -18,7 +18,6 @@ Ownership: only the owner (or an admin) sees a batch; others get 404.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
 import uuid
@@ -47,6 +46,7 @@ from flowstudio.api.errors import (
 from flowstudio.api.flows import owned_flow
 from flowstudio.engine import commands
 from flowstudio.store import batches as store
+from flowstudio.store import locks
 from flowstudio.store.db import Pool
 
 log = logging.getLogger(__name__)
@@ -218,29 +218,24 @@ async def create_batch(
     )
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
         upload = await spool_upload(request, parser, spool, limits)
-        await conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (USER_LOCK, str(user.id)))
-        try:
-            live = await store.live_items(conn, user.id)
-            if live + upload.total > max_live:
-                raise _too_many_live(live, upload.total, max_live)
-            await commands.load_batch(
-                conn,
-                batch_id=batch_id,
-                flow_id=flow_id,
-                version=pinned,
-                owner_id=user.id,
-                total=upload.total,
-                items=spooled_items(spool),
-            )
-        except (
-            psycopg.OperationalError
-        ) as exc:  # in the live-items recheck (commands map their own)
-            raise unavailable("database unavailable; batch failed") from exc
-        finally:
-            with contextlib.suppress(psycopg.Error):
-                await conn.execute(
-                    "SELECT pg_advisory_unlock(%s, hashtext(%s))", (USER_LOCK, str(user.id))
+        async with locks.session_lock(conn, USER_LOCK, str(user.id)):
+            try:
+                live = await store.live_items(conn, user.id)
+                if live + upload.total > max_live:
+                    raise _too_many_live(live, upload.total, max_live)
+                await commands.load_batch(
+                    conn,
+                    batch_id=batch_id,
+                    flow_id=flow_id,
+                    version=pinned,
+                    owner_id=user.id,
+                    total=upload.total,
+                    items=spooled_items(spool),
                 )
+            except (
+                psycopg.OperationalError
+            ) as exc:  # the live-items recheck (commands map their own)
+                raise unavailable("database unavailable; batch failed") from exc
     return BatchCreated(id=str(batch_id), status="running", total=upload.total)
 
 

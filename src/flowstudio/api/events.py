@@ -25,6 +25,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from flowstudio.engine.states import RUN_TERMINAL
 from flowstudio.settings import Settings
+from flowstudio.store import locks
 from flowstudio.store import runs as store
 from flowstudio.store.db import Pool, connect
 
@@ -104,8 +105,8 @@ class EventHub:
             try:
                 conn = await connect(self.settings, name="flowstudio-events")
                 try:
-                    await conn.execute("LISTEN fs_run_events")
-                    await conn.execute(f"LISTEN {TOKEN_CHANNEL}")
+                    await locks.listen(conn, "fs_run_events")
+                    await locks.listen(conn, TOKEN_CHANNEL)
                     for run_id in list(self.waiters):
                         self._wake(run_id)
                     async for note in conn.notifies():

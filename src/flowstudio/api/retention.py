@@ -15,6 +15,7 @@ from litestar import post
 
 from flowstudio.api.deps import User, authenticated, can_see
 from flowstudio.api.errors import not_found
+from flowstudio.store import retention
 
 
 class PinOut(msgspec.Struct):
@@ -25,11 +26,10 @@ class PinOut(msgspec.Struct):
 async def _set_pinned(
     conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID, pinned: bool
 ) -> PinOut:
-    cur = await conn.execute("SELECT owner_id FROM runs WHERE id = %s", (run_id,))
-    row = await cur.fetchone()
-    if row is None or not can_see(user, row["owner_id"]):
+    owner_id = await retention.run_owner(conn, run_id)
+    if owner_id is None or not can_see(user, owner_id):
         raise not_found("run")
-    await conn.execute("UPDATE runs SET pinned = %s WHERE id = %s", (pinned, run_id))
+    await retention.set_pinned(conn, run_id, pinned)
     return PinOut(id=str(run_id), pinned=pinned)
 
 

@@ -18,6 +18,7 @@ from flowstudio.api.deps import User, authenticated, requires, seen_or_404
 from flowstudio.api.errors import found, invalid
 from flowstudio.api.flows import owned_flow
 from flowstudio.engine.schedules import ScheduleError, first_fire, zone
+from flowstudio.store import locks
 from flowstudio.store import schedules as store
 
 Catchup = Literal["skip", "latest", "all"]
@@ -50,20 +51,13 @@ def _out(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _db_now(conn: psycopg.AsyncConnection[Any]) -> Any:
-    cur = await conn.execute("SELECT now() AS now")
-    row = await cur.fetchone()
-    assert row is not None
-    return row["now"]
-
-
 async def _next_fire(conn: psycopg.AsyncConnection[Any], cron: str, tz: str) -> Any:
     try:
         zone(tz)
     except ScheduleError as exc:
         raise invalid("body.timezone", str(exc)) from exc
     try:
-        return first_fire(cron, tz, await _db_now(conn))
+        return first_fire(cron, tz, await locks.db_now(conn))
     except ScheduleError as exc:
         raise invalid("body.cron", str(exc)) from exc
 

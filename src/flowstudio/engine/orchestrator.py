@@ -3,7 +3,7 @@
 `Orchestrator.run()` runs its loops in one anyio task group (a crash in any takes the process down
 loudly; a database outage only delays them, see `_guarded`):
 - `timer_loop`: fires due retry backoffs and delay timers (`recovery.fire_due_timers`), wakes steps
-  parked for a provider that has capacity again (`providers.parking.wake_parked`), sleeping until
+  parked for a provider that has capacity again (`engine.parking.wake_parked`), sleeping until
   the next due time (at most `TIMER_POLL` seconds, so timers added by other processes are seen).
 - `recovery_loop`: every RECOVERY_INTERVAL seconds ends the leases of dead workers (their liveness
   lock is gone: worker/liveness.py), reaps expired leases, re-dispatches ready steps whose
@@ -25,21 +25,14 @@ from typing import Any
 
 import anyio
 
+from flowstudio import runtime
 from flowstudio.crashpoints import crashpoint
-from flowstudio.engine import batches, children, recovery, schedules
+from flowstudio.engine import batches, children, parking, recovery, schedules
 from flowstudio.engine.runtxn import OutboxMessage
 from flowstudio.nodes import registry
 from flowstudio.observability import counters, standalone
-from flowstudio.providers import parking
 from flowstudio.queue.factory import make_broker
 from flowstudio.queue.outbox import OutboxPublisher, relay_once
-from flowstudio.runtime import (
-    new_process_id,
-    process_heartbeat_loop,
-    register_process,
-    stop_on_signals,
-    unregister_process,
-)
 from flowstudio.settings import Settings
 from flowstudio.store import metrics_rollup, retention
 from flowstudio.store import providers as provider_store
@@ -54,7 +47,7 @@ ROLLUP_INTERVAL = 5.0
 class Orchestrator:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.id = new_process_id("orchestrator")
+        self.id = runtime.new_process_id("orchestrator")
         self.stats: dict[str, int] = {
             "timers": 0,
             "reaped": 0,
@@ -73,7 +66,7 @@ class Orchestrator:
         stop = anyio.Event()
         try:
             await retry_db(
-                lambda: register_process(self.pool, self.id, "orchestrator", {}),
+                lambda: runtime.register_process(self.pool, self.id, "orchestrator", {}),
                 what="register orchestrator",
             )
             async with anyio.create_task_group() as tg:
@@ -85,9 +78,14 @@ class Orchestrator:
                 if self.settings.prune_after_days > 0:
                     tg.start_soon(retention.prune_loop, self.pool, self.settings.prune_after_days)
                 tg.start_soon(
-                    process_heartbeat_loop, self.pool, self.id, "orchestrator", self.stats, 2.0
+                    runtime.process_heartbeat_loop,
+                    self.pool,
+                    self.id,
+                    "orchestrator",
+                    self.stats,
+                    2.0,
                 )
-                tg.start_soon(stop_on_signals, stop)
+                tg.start_soon(runtime.stop_on_signals, stop)
                 tg.start_soon(counters.COUNTERS.flush_loop, self.pool)
                 tg.start_soon(self.rollup_loop)
                 if self.settings.metrics_port:
@@ -97,7 +95,7 @@ class Orchestrator:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.publisher.flush_published()
-                await unregister_process(self.pool, self.id)
+                await runtime.unregister_process(self.pool, self.id)
                 await self.broker.close()
                 await self.pool.close()
 

@@ -10,7 +10,7 @@ the step durably; the response's usage corrects the token estimate), where
 only, never the event log; the step's secret values are masked with a hold-back buffer so one split
 across tokens never leaves in clear: `secretmask.StreamMasker`). Output: {text, usage, model, finish_reason, tool_calls?, json?}.
 `run_chat_memory` loads the last `limit` messages of a session or appends messages idempotently (keyed
-by the step's idempotency key, so a re-run step does not store them twice).
+by the step's idempotency key, so a re-run step does not store them twice; SQL in `store/memory.py`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from flowstudio.nodes.llm_client import call_with_retries, open_client, usage_di
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
 from flowstudio.providers.permits import estimate_tokens, provider_call
 from flowstudio.secretmask import StreamMasker
+from flowstudio.store import memory
 
 log = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant", "tool")
@@ -326,17 +327,6 @@ async def run_prompt(ctx: NodeContext, params: PromptParams) -> Done:
     return Done({"text": params.template, "messages": messages})
 
 
-async def _load_messages(conn: Any, owner: str, session: str, limit: int) -> list[dict[str, Any]]:
-    cur = await conn.execute(
-        """SELECT role, content FROM (
-               SELECT id, role, content FROM chat_messages
-               WHERE owner_id = %s AND session_id = %s ORDER BY id DESC LIMIT %s) last
-           ORDER BY id""",
-        (owner, session, limit),
-    )
-    return [{"role": r["role"], "content": r["content"]} for r in await cur.fetchall()]
-
-
 def _to_append(params: ChatMemoryParams) -> list[dict[str, Any]]:
     messages = parse_messages(params.messages, "messages")
     if params.user:
@@ -359,30 +349,21 @@ async def run_chat_memory(ctx: NodeContext, params: ChatMemoryParams) -> Done:
             rows = _to_append(params)
             if not rows:
                 raise NodeError("append: give user, assistant or messages", retryable=False)
-            async with conn.transaction(), conn.cursor() as cur:
-                await cur.executemany(
-                    """INSERT INTO chat_messages
-                           (owner_id, session_id, role, content, step_key, position)
-                       VALUES (%s, %s, %s, %s, %s, %s)
-                       ON CONFLICT (owner_id, step_key, position) DO NOTHING""",
-                    [
-                        (
-                            ctx.owner_id,
-                            params.session_id,
-                            m["role"],
-                            (
-                                m["content"]
-                                if isinstance(m["content"], str)
-                                else json.dumps(m["content"])
-                            ),
-                            ctx.idempotency_key,
-                            i,
-                        )
-                        for i, m in enumerate(rows)
-                    ],
-                )
+            await memory.append_messages(
+                conn,
+                ctx.owner_id,
+                params.session_id,
+                ctx.idempotency_key,
+                [
+                    (
+                        m["role"],
+                        m["content"] if isinstance(m["content"], str) else json.dumps(m["content"]),
+                    )
+                    for m in rows
+                ],
+            )
             appended = len(rows)
-        messages = await _load_messages(conn, ctx.owner_id, params.session_id, params.limit)
+        messages = await memory.last_messages(conn, ctx.owner_id, params.session_id, params.limit)
     out: dict[str, Any] = {"session_id": params.session_id, "messages": messages}
     if params.mode == "append":
         out["appended"] = appended

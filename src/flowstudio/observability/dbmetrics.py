@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from prometheus_client.core import (
@@ -31,23 +32,17 @@ from prometheus_client.core import (
 )
 
 from flowstudio.observability.counters import HELP
-from flowstudio.providers.identity import host_of
-from flowstudio.store import metrics_rollup
+from flowstudio.store import metrics_rollup, ops
 from flowstudio.store.providers import METRICS_SQL as PROVIDERS_SQL
+from flowstudio.store.statuses import RUN_ENDED
 
 log = logging.getLogger(__name__)
-RUN_TERMINAL = ("succeeded", "failed", "cancelled")
 
 SNAPSHOT_SQL = {
     "totals": "SELECT family, key1, key2, le, n, seconds, retries FROM metrics_totals",
-    "live_runs": """SELECT status, count(*) AS n FROM runs
-                    WHERE status IN ('queued', 'running', 'waiting') GROUP BY status""",
-    "live_steps": """SELECT 'ready' AS status, count(*) AS n FROM steps WHERE status = 'ready'
-                     UNION ALL SELECT 'running', count(*) FROM steps WHERE status = 'running'
-                     UNION ALL SELECT status, count(*) FROM steps
-                               WHERE status IN ('retrying', 'waiting') GROUP BY status""",
-    "timers": """SELECT count(*) AS n FROM steps
-                 WHERE status IN ('retrying', 'waiting') AND due_at <= now()""",
+    "live_runs": ops.LIVE_RUNS_BY_STATUS,
+    "live_steps": ops.LIVE_STEPS_BY_STATUS,
+    "timers": ops.DUE_TIMERS,
     "outbox": """SELECT count(*) AS n,
                         coalesce(extract(epoch FROM now() - min(created_at)), 0) AS lag FROM outbox""",
     "processes": """SELECT kind, count(*) AS n,
@@ -159,7 +154,7 @@ def _totals(rows: list[dict[str, Any]]) -> Iterator[Metric]:
         "Run duration (started to finished) per flow, terminal runs",
         labels=["flow_id"],
     )
-    run_counts: dict[str, float] = dict.fromkeys(RUN_TERMINAL, 0.0)
+    run_counts: dict[str, float] = dict.fromkeys(RUN_ENDED, 0.0)
     step_counts: dict[tuple[str, str], float] = {}
     retry_counts: dict[str, float] = {}
     step_hist: dict[str, dict[int, int]] = {}
@@ -293,7 +288,7 @@ def _providers(rows: list[dict[str, Any]]) -> Iterator[Metric]:
         labels=labels,
     )
     for r in rows:
-        key = [str(r["id"]), host_of(r["base_url"])]
+        key = [str(r["id"]), urlsplit(r["base_url"]).netloc or r["base_url"]]
         in_flight.add_metric(key, int(r["in_flight"]))
         effective.add_metric(key, int(r["effective_concurrency"]))
         parked.add_metric(key, int(r["parked"]))

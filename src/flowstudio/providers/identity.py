@@ -54,7 +54,3 @@ def key_fingerprint(secret_key: str, api_key: str | None) -> str:
 
 def fingerprint_prefix(fingerprint: str) -> str | None:
     return fingerprint[:PREFIX_CHARS] if fingerprint else None
-
-
-def host_of(base_url: str) -> str:
-    return urlsplit(base_url).netloc or base_url

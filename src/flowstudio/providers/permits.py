@@ -9,7 +9,7 @@
 3. refused, the step waits in-process for at most PROVIDER_PERMIT_WAIT_SECONDS, in one FIFO per
    provider (`Gate`: while steps are lined up, only the head asks the database, on each local
    release or every POLL_SECONDS; with nobody in line, callers ask at once), then raises `ParkStep`: the worker commits the step as `waiting`
-   (`providers/parking.py`), holding no slot and no lease, until the orchestrator wakes it;
+   (`engine/parking.py`), holding no slot and no lease, until the orchestrator wakes it;
 4. the body runs the call; `ProviderThrottled` (a 429, raised by `llm_client` instead of retrying)
    releases the permit as throttled (AIMD decrease) and parks the step for the Retry-After;
 5. the permit is released (shielded) with the outcome and the response's real token usage.

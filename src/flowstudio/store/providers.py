@@ -5,7 +5,7 @@ its live figures: calls in flight, parked steps, requests and tokens of the last
 `create_provider` (None when that base_url + key fingerprint exists), `update_provider` and
 `delete_provider`. Workers call `ensure_provider` (auto-registration on a provider's first call),
 `acquire` and `release` (one round trip each: the `provider_acquire` / `provider_release`
-functions). The orchestrator calls `wake_candidates` and `mark_woken` (`providers/parking.py`) and
+functions). The orchestrator calls `wake_candidates` and `mark_woken` (`engine/parking.py`) and
 `purge` (stale permits, usage buckets, parked rows, and unconfigured providers idle for a day). The key itself is never stored: only its
 fingerprint (`providers/identity.py`).
 """

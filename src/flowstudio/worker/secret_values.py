@@ -90,6 +90,7 @@ def step_secret_names(step: ClaimedStep, graph: FlowGraph, spec: NodeSpec) -> se
     return names | secret_names_in(tweaks.get(step.node_id), spec)
 
 
+# Takes what `worker/context.build_context` takes (it calls this), hence the same signature.
 async def load_step_secrets(
     conn: psycopg.AsyncConnection[Any],
     step: ClaimedStep,

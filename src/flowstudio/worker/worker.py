@@ -29,6 +29,7 @@ from flowstudio.egress import Egress, EgressPolicy
 from flowstudio.engine import agent, checkpoint, children
 from flowstudio.engine.checkpoint import ClaimedStep, EagerClaim, NextStep
 from flowstudio.engine.flowcache import load_graph
+from flowstudio.engine.parking import commit_park
 from flowstudio.engine.runtxn import LostRace, OutboxMessage
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.nodes import registry, sandbox_limits
@@ -44,7 +45,6 @@ from flowstudio.nodes.registry import (
 from flowstudio.observability import standalone, tracing
 from flowstudio.observability.counters import COUNTERS
 from flowstudio.observability.logs import log_context
-from flowstudio.providers.parking import commit_park
 from flowstudio.providers.permits import Park
 from flowstudio.queue.broker import decode_message
 from flowstudio.queue.factory import Delivery, make_broker
