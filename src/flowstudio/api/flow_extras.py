@@ -22,10 +22,11 @@ from flowstudio.api.deps import User, require
 from flowstudio.api.errors import decode_optional_body, not_found
 from flowstudio.api.flows import (
     FlowIn,
+    FlowOut,
     check_definition,
     check_name,
     create_owned_flow,
-    flow_out,
+    flow_as,
     owned_flow,
 )
 from flowstudio.api.node_access import check_code_nodes
@@ -42,10 +43,18 @@ class FlowExport(msgspec.Struct, kw_only=True):
     definition: dict[str, Any]
 
 
+class FlowRestored(FlowOut, kw_only=True):
+    restored_from: int  # the old version whose definition became the new one
+
+
+class FlowDuplicated(FlowOut, kw_only=True):
+    duplicated_from: UUID
+
+
 @post("/api/v1/flows/{flow_id:uuid}/versions/{version:int}/restore", status_code=200)
 async def restore_version(
     flow_id: UUID, version: int, user: User, conn: psycopg.AsyncConnection[Any], state: State
-) -> dict[str, Any]:
+) -> FlowRestored:
     require(user, "flows:write")
     await owned_flow(conn, user, flow_id)
     old = await store.get_version(conn, flow_id, version)
@@ -58,7 +67,7 @@ async def restore_version(
     )
     if row is None:
         raise not_found("flow")
-    return {**flow_out(row), "restored_from": version}
+    return flow_as(FlowRestored, row, restored_from=version)
 
 
 @post("/api/v1/flows/{flow_id:uuid}/duplicate", status_code=201)
@@ -68,7 +77,7 @@ async def duplicate_flow(
     user: User,
     conn: psycopg.AsyncConnection[Any],
     state: State,
-) -> dict[str, Any]:
+) -> FlowDuplicated:
     require(user, "flows:write")
     data = decode_optional_body(await request.body(), DuplicateIn)
     flow = await owned_flow(conn, user, flow_id)
@@ -82,7 +91,7 @@ async def duplicate_flow(
         description=flow["description"],
         definition=flow["definition"],
     )
-    return {**flow_out(row), "duplicated_from": str(flow_id)}
+    return flow_as(FlowDuplicated, row, duplicated_from=flow_id)
 
 
 @get("/api/v1/flows/{flow_id:uuid}/export")
@@ -103,7 +112,7 @@ async def export_flow(
 @post("/api/v1/flows/import", status_code=201)
 async def import_flow(
     data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
-) -> dict[str, Any]:
+) -> FlowOut:
     return await create_owned_flow(data, user, conn, state)
 
 

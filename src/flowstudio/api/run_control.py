@@ -20,13 +20,14 @@ import msgspec
 import psycopg
 from litestar import Request, get, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import ServerSentEvent
 
 from flowstudio.api.access import recheck_run_grant
 from flowstudio.api.deps import User, require
 from flowstudio.api.errors import Problem, not_found
-from flowstudio.api.events import stream_run_events
-from flowstudio.api.runs import owned_run
+from flowstudio.api.events import RunEventOut, stream_run_events
+from flowstudio.api.runs import RunCreated, owned_run
 from flowstudio.api.streams import guarded_stream
 from flowstudio.engine import control
 from flowstudio.engine.flowcache import load_graph
@@ -43,6 +44,19 @@ class SignalIn(msgspec.Struct, kw_only=True):
 class ForkIn(msgspec.Struct, kw_only=True):
     from_node_id: str
     inputs: dict[str, Any] | None = None
+
+
+class SignalOut(msgspec.Struct, kw_only=True):
+    id: str
+    delivered: bool  # true: a waiting step consumed it now; false: buffered until the node waits
+    status: str
+
+
+class ForkOut(msgspec.Struct, kw_only=True):
+    id: str
+    status: str
+    parent_run_id: str
+    fork_of_node: str
 
 
 async def _controlled_run(
@@ -83,7 +97,7 @@ async def _in_run_transaction(
 @post("/api/v1/runs/{run_id:uuid}/resume", status_code=202)
 async def resume(
     run_id: UUID, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> dict[str, Any]:
+) -> RunCreated:
     _, graph = await _controlled_run(conn, user, run_id)
 
     async def move(txn: RunTxn) -> None:
@@ -94,13 +108,13 @@ async def resume(
         await control.resume_run(txn, graph)
 
     txn, _ = await _in_run_transaction(state, conn, run_id, move)
-    return {"id": str(run_id), "status": txn.status}
+    return RunCreated(id=str(run_id), status=txn.status)
 
 
 @post("/api/v1/runs/{run_id:uuid}/signal", status_code=202)
 async def signal(
     run_id: UUID, data: SignalIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> dict[str, Any]:
+) -> SignalOut:
     _, graph = await _controlled_run(conn, user, run_id, same_version=False)
     _check_node(graph, data.node_id, "node_id")
 
@@ -110,28 +124,36 @@ async def signal(
         return await control.deliver_signal(txn, graph, data.node_id, data.payload, data.item_index)
 
     txn, delivered = await _in_run_transaction(state, conn, run_id, move)
-    return {"id": str(run_id), "delivered": delivered, "status": txn.status}
+    return SignalOut(id=str(run_id), delivered=delivered, status=txn.status)
 
 
 @post("/api/v1/runs/{run_id:uuid}/fork", status_code=202)
 async def fork(
     run_id: UUID, data: ForkIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> dict[str, Any]:
+) -> ForkOut:
     parent, graph = await _controlled_run(conn, user, run_id)
     _check_node(graph, data.from_node_id, "from_node_id")
     new_id, outbox = await control.fork_run(
         conn, parent, graph, data.from_node_id, data.inputs, user.id
     )
     await state.publisher.publish_committed(outbox)
-    return {
-        "id": new_id,
-        "status": "queued",
-        "parent_run_id": str(run_id),
-        "fork_of_node": data.from_node_id,
-    }
+    return ForkOut(
+        id=new_id, status="queued", parent_run_id=str(run_id), fork_of_node=data.from_node_id
+    )
 
 
-@get("/api/v1/runs/{run_id:uuid}/events")
+EVENTS_DOCS = {
+    200: ResponseSpec(
+        RunEventOut,
+        generate_examples=False,
+        media_type="text/event-stream",
+        description="Server-Sent Events: the event log (each `data:` a RunEventOut, `id:` its "
+        "seq), live `token` events, keepalive comments, then `end` with the run's status.",
+    )
+}
+
+
+@get("/api/v1/runs/{run_id:uuid}/events", responses=EVENTS_DOCS)
 async def events(
     run_id: UUID,
     request: Request[Any, Any, Any],
