@@ -953,6 +953,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/providers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ListProviders */
+        get: operations["ApiV1ProvidersListProviders"];
+        put?: never;
+        /** CreateProvider */
+        post: operations["ApiV1ProvidersCreateProvider"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/providers/{provider_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** GetProvider */
+        get: operations["ApiV1ProvidersProviderIdGetProvider"];
+        put?: never;
+        post?: never;
+        /** DeleteProvider */
+        delete: operations["ApiV1ProvidersProviderIdDeleteProvider"];
+        options?: never;
+        head?: never;
+        /** UpdateProvider */
+        patch: operations["ApiV1ProvidersProviderIdUpdateProvider"];
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -989,6 +1026,12 @@ export interface components {
             last_used_at: string | null;
             revoked: boolean;
             revoked_at: string | null;
+        };
+        /** AssistantMessage */
+        AssistantMessage: {
+            /** @constant */
+            role: "assistant";
+            content: string;
         };
         /** BatchCounts */
         BatchCounts: {
@@ -1028,10 +1071,37 @@ export interface components {
             loaded_at: string | null;
             finished_at: string | null;
         };
+        /** BatchResult */
+        BatchResult: {
+            index: number;
+            run_id: string;
+            status: string;
+            outputs: unknown;
+            error: unknown;
+        };
         /** BindingOut */
         BindingOut: {
             flow_id: string;
             name: string;
+        };
+        /** ChatCompletion */
+        ChatCompletion: {
+            id: string;
+            /** @constant */
+            object: "chat.completion";
+            created: number;
+            model: string;
+            choices: components["schemas"]["CompletionChoice"][];
+            usage: components["schemas"]["Usage"];
+            run_id: string;
+        };
+        /** CompletionChoice */
+        CompletionChoice: {
+            index: number;
+            message: components["schemas"]["AssistantMessage"];
+            /** @constant */
+            finish_reason: "stop";
+            logprobs: null;
         };
         /** FailingNode */
         FailingNode: {
@@ -1042,6 +1112,27 @@ export interface components {
             failures: number;
             last_at: string | null;
             last_error: string | null;
+        };
+        /** FlowDuplicated */
+        FlowDuplicated: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            owner_id: string;
+            name: string;
+            description: string;
+            definition: {
+                [key: string]: unknown;
+            };
+            version: number;
+            published_version: number | null;
+            endpoint_name: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: uuid */
+            duplicated_from: string;
         };
         /** FlowDuration */
         FlowDuration: {
@@ -1069,6 +1160,25 @@ export interface components {
             description: string;
             endpoint_name?: string | null;
         };
+        /** FlowOut */
+        FlowOut: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            owner_id: string;
+            name: string;
+            description: string;
+            definition: {
+                [key: string]: unknown;
+            };
+            version: number;
+            published_version: number | null;
+            endpoint_name: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
         /** FlowPatch */
         FlowPatch: {
             name?: string | null;
@@ -1078,6 +1188,26 @@ export interface components {
             } | null;
             endpoint_name?: string | null;
             base_version?: number | null;
+        };
+        /** FlowRestored */
+        FlowRestored: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            owner_id: string;
+            name: string;
+            description: string;
+            definition: {
+                [key: string]: unknown;
+            };
+            version: number;
+            published_version: number | null;
+            endpoint_name: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            restored_from: number;
         };
         /** FlowSecretsOut */
         FlowSecretsOut: {
@@ -1095,12 +1225,52 @@ export interface components {
             created_at: string;
             created_by: string | null;
         };
+        /** FlowVersionSummary */
+        FlowVersionSummary: {
+            version: number;
+            /** Format: date-time */
+            created_at: string;
+            created_by: string | null;
+        };
+        /** FlowWithAccess */
+        FlowWithAccess: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            owner_id: string;
+            name: string;
+            description: string;
+            definition: {
+                [key: string]: unknown;
+            };
+            version: number;
+            published_version: number | null;
+            endpoint_name: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** @enum {null|string} */
+            access: "owner" | "admin" | "run" | "view" | null;
+        };
         /** ForkIn */
         ForkIn: {
             from_node_id: string;
             inputs?: {
                 [key: string]: unknown;
             } | null;
+        };
+        /** ForkOut */
+        ForkOut: {
+            id: string;
+            status: string;
+            parent_run_id: string;
+            fork_of_node: string;
+        };
+        /** Liveness */
+        Liveness: {
+            /** @constant */
+            status: "ok";
         };
         /** LoginBody */
         LoginBody: {
@@ -1116,12 +1286,44 @@ export interface components {
             permissions: string[];
             scope: string;
         };
+        /** ModelList */
+        ModelList: {
+            /** @constant */
+            object: "list";
+            data: components["schemas"]["ModelOut"][];
+        };
+        /** ModelOut */
+        ModelOut: {
+            id: string;
+            /** @constant */
+            object: "model";
+            created: number;
+            /** @enum {string} */
+            owned_by: "me" | "shared";
+            name: string;
+        };
         /** NodeDuration */
         NodeDuration: {
             node_type: string;
             steps: number;
             p50_s: number;
             p95_s: number;
+        };
+        /** NodeTypeOut */
+        NodeTypeOut: {
+            type: string;
+            title: string;
+            category: string;
+            description: string;
+            params_schema: {
+                [key: string]: unknown;
+            };
+            inputs: components["schemas"]["PortOut"][];
+            outputs: components["schemas"]["PortOut"][];
+            cpu_bound: boolean;
+            dynamic_outputs: boolean;
+            available: boolean;
+            unavailable_reason: string | null;
         };
         /** OpsStats */
         OpsStats: {
@@ -1151,6 +1353,11 @@ export interface components {
             id: string;
             pinned: boolean;
         };
+        /** PortOut */
+        PortOut: {
+            name: string;
+            type: string;
+        };
         /** ProcessInfo */
         ProcessInfo: {
             id: string;
@@ -1164,10 +1371,182 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /** ProviderIn */
+        ProviderIn: {
+            base_url: string;
+            api_key_secret?: string | null;
+            label?: string | null;
+            max_concurrency?: number | null;
+            rpm?: number | null;
+            tpm?: number | null;
+        };
+        /** ProviderOut */
+        ProviderOut: {
+            id: string;
+            base_url: string;
+            key_fingerprint: string | null;
+            label: string | null;
+            max_concurrency: number | null;
+            rpm: number | null;
+            tpm: number | null;
+            effective_concurrency: number;
+            in_flight: number;
+            parked: number;
+            requests_last_minute: number;
+            tokens_last_minute: number;
+            throttled_total: number;
+            last_throttled_at: string | null;
+            created_at: string;
+            updated_at: string;
+        };
+        /** ProviderPatch */
+        ProviderPatch: {
+            label?: string | null;
+            max_concurrency?: number | null;
+            rpm?: number | null;
+            tpm?: number | null;
+        };
+        /** Readiness */
+        Readiness: {
+            /** @constant */
+            status: "ok";
+            checks: {
+                [key: string]: string;
+            };
+        };
         /** RunCreated */
         RunCreated: {
             id: string;
             status: string;
+        };
+        /** RunDetail */
+        RunDetail: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            flow_id: string;
+            flow_version: number;
+            /** Format: uuid */
+            owner_id: string;
+            status: components["schemas"]["RunStatus"];
+            inputs: {
+                [key: string]: unknown;
+            };
+            outputs: unknown;
+            error: unknown;
+            idempotency_key: string | null;
+            parent_run_id: string | null;
+            fork_of_node: string | null;
+            batch_id: string | null;
+            batch_index: number | null;
+            tweaks: {
+                [key: string]: unknown;
+            };
+            event_seq: number;
+            /** Format: date-time */
+            created_at: string;
+            started_at: string | null;
+            finished_at: string | null;
+            /** Format: date-time */
+            updated_at: string;
+            usage: components["schemas"]["Usage"];
+            steps: components["schemas"]["StepOut"][];
+        };
+        /** RunEventOut */
+        RunEventOut: {
+            seq: number;
+            at: string;
+            kind: string;
+            step_id: number | null;
+            node_id: string | null;
+            item_index: number | null;
+            attempt: number | null;
+            from_status: string | null;
+            to_status: string | null;
+            data: unknown;
+        };
+        /** RunOut */
+        RunOut: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            flow_id: string;
+            flow_version: number;
+            /** Format: uuid */
+            owner_id: string;
+            status: components["schemas"]["RunStatus"];
+            inputs: {
+                [key: string]: unknown;
+            };
+            outputs: unknown;
+            error: unknown;
+            idempotency_key: string | null;
+            parent_run_id: string | null;
+            fork_of_node: string | null;
+            batch_id: string | null;
+            batch_index: number | null;
+            tweaks: {
+                [key: string]: unknown;
+            };
+            event_seq: number;
+            /** Format: date-time */
+            created_at: string;
+            started_at: string | null;
+            finished_at: string | null;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /** RunPage */
+        RunPage: {
+            items: components["schemas"]["RunOut"][];
+            next_cursor: string | null;
+        };
+        /** RunResult */
+        RunResult: {
+            run_id: string;
+            status: string;
+            outputs: unknown;
+            error: unknown;
+        };
+        /**
+         * RunStatus
+         * @enum {string}
+         */
+        RunStatus: "queued" | "running" | "waiting" | "succeeded" | "failed" | "cancelled";
+        /** ScheduleDetail */
+        ScheduleDetail: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            flow_id: string;
+            /** Format: uuid */
+            owner_id: string;
+            cron: string;
+            timezone: string;
+            inputs: {
+                [key: string]: unknown;
+            };
+            /** @enum {string} */
+            catchup: "skip" | "latest" | "all";
+            max_catchup: number;
+            enabled: boolean;
+            /** Format: date-time */
+            next_fire_at: string;
+            last_fired_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            fires: components["schemas"]["ScheduleFire"][];
+        };
+        /** ScheduleFire */
+        ScheduleFire: {
+            /** Format: date-time */
+            fire_time: string;
+            run_id: string | null;
+            /** Format: date-time */
+            fired_at: string;
+            skipped_reason: string | null;
         };
         /** ScheduleIn */
         ScheduleIn: {
@@ -1186,6 +1565,31 @@ export interface components {
             max_catchup: number;
             /** @default true */
             enabled: boolean;
+        };
+        /** ScheduleOut */
+        ScheduleOut: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            flow_id: string;
+            /** Format: uuid */
+            owner_id: string;
+            cron: string;
+            timezone: string;
+            inputs: {
+                [key: string]: unknown;
+            };
+            /** @enum {string} */
+            catchup: "skip" | "latest" | "all";
+            max_catchup: number;
+            enabled: boolean;
+            /** Format: date-time */
+            next_fire_at: string;
+            last_fired_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
         };
         /** SchedulePatch */
         SchedulePatch: {
@@ -1234,6 +1638,7 @@ export interface components {
             flow_id: string;
             email: string;
             permission: string;
+            version?: number | null;
             /** @default accepted */
             status: string;
         };
@@ -1266,6 +1671,37 @@ export interface components {
             /** @default 0 */
             item_index: number;
         };
+        /** SignalOut */
+        SignalOut: {
+            id: string;
+            delivered: boolean;
+            status: string;
+        };
+        /** StepOut */
+        StepOut: {
+            id: number;
+            node_id: string;
+            node_type: string;
+            item_index: number;
+            status: components["schemas"]["StepStatus"];
+            attempt: number;
+            max_attempts: number;
+            branch: string | null;
+            error: unknown;
+            due_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            ready_at: string | null;
+            started_at: string | null;
+            finished_at: string | null;
+            input: unknown;
+            output: unknown;
+        };
+        /**
+         * StepStatus
+         * @enum {string}
+         */
+        StepStatus: "pending" | "ready" | "running" | "retrying" | "waiting" | "succeeded" | "failed" | "skipped" | "cancelled";
         /** SyncRunIn */
         SyncRunIn: {
             input_value?: unknown;
@@ -1289,6 +1725,12 @@ export interface components {
             access_token: string;
             /** @default bearer */
             token_type: string;
+        };
+        /** Usage */
+        Usage: {
+            prompt_tokens: number;
+            completion_tokens: number;
+            total_tokens: number;
         };
         /** UserOut */
         UserOut: {
@@ -1341,9 +1783,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: string;
-                    };
+                    "application/json": components["schemas"]["Liveness"];
                 };
             };
         };
@@ -1363,7 +1803,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Readiness"];
                 };
             };
         };
@@ -1598,9 +2038,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    }[];
+                    "application/json": components["schemas"]["FlowWithAccess"][];
                 };
             };
         };
@@ -1624,9 +2062,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["FlowOut"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -1663,9 +2099,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["FlowWithAccess"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -1708,9 +2142,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["FlowOut"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -1784,9 +2216,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    }[];
+                    "application/json": components["schemas"]["FlowVersionSummary"][];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -1821,9 +2251,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    }[];
+                    "application/json": components["schemas"]["NodeTypeOut"][];
                 };
             };
         };
@@ -1882,9 +2310,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["RunDetail"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -1927,9 +2353,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["RunPage"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -1966,9 +2390,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["RunCreated"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2239,9 +2661,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["FlowRestored"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2278,9 +2698,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["FlowDuplicated"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2358,9 +2776,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["FlowOut"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2397,9 +2813,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["RunCreated"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2440,9 +2854,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SignalOut"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2483,9 +2895,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ForkOut"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2518,13 +2928,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description Server-Sent Events: the event log (each `data:` a RunEventOut, `id:` its seq), live `token` events, keepalive comments, then `end` with the run's status. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "text/event-stream": components["schemas"]["RunEventOut"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2562,13 +2972,22 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description The run finished. With ?stream=true: text/event-stream instead (a `run` event naming the run, the step and `token` events, then `end` with this object). */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["RunResult"];
+                };
+            };
+            /** @description `timeout` passed first; the run goes on. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunResult"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2605,9 +3024,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    }[];
+                    "application/json": components["schemas"]["ScheduleOut"][];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2648,9 +3065,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ScheduleOut"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2687,9 +3102,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ScheduleDetail"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2730,9 +3143,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ScheduleOut"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2990,13 +3401,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Stream Response */
+            /** @description JSONL: one BatchResult per input row, in input order. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/x-ndjson": components["schemas"]["BatchResult"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -3240,9 +3651,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["FlowOut"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -3279,9 +3688,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["FlowOut"];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -3613,13 +4020,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description The completion. With `stream`: text/event-stream of `chat.completion.chunk` objects, then `data: [DONE]`. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["ChatCompletion"];
                 };
             };
         };
@@ -3639,9 +4046,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ModelList"];
                 };
             };
         };
@@ -3740,6 +4145,180 @@ export interface operations {
                 };
                 content: {
                     "application/json": null;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status_code: number;
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                    };
+                };
+            };
+        };
+    };
+    ApiV1ProvidersListProviders: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProviderOut"][];
+                };
+            };
+        };
+    };
+    ApiV1ProvidersCreateProvider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProviderIn"];
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProviderOut"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status_code: number;
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                    };
+                };
+            };
+        };
+    };
+    ApiV1ProvidersProviderIdGetProvider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                provider_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProviderOut"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status_code: number;
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                    };
+                };
+            };
+        };
+    };
+    ApiV1ProvidersProviderIdDeleteProvider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                provider_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": null;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status_code: number;
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                    };
+                };
+            };
+        };
+    };
+    ApiV1ProvidersProviderIdUpdateProvider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                provider_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProviderPatch"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProviderOut"];
                 };
             };
             /** @description Bad request syntax or unsupported method */

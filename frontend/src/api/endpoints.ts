@@ -1,12 +1,15 @@
 // Every API call the designer makes, one function per endpoint (DESIGN.md §3), typed from the
-// OpenAPI spec through typed.ts `call()` (path and query parameters, JSON bodies and, where the
-// API declares them, answers). Answers the API still declares as free-form dicts (flows, runs,
-// the node catalogue) are described once here with `described<T>()` and types.ts; routes not in
-// the spec yet (providers) go through http.ts `request<T>()` with types.ts shapes. Stores and
+// OpenAPI spec through typed.ts `call()`: path and query parameters, JSON bodies and answers. Only the
+// two fields the spec leaves free-form on purpose are narrowed here, once: a flow's `definition`
+// (`withDefinition`: the canvas's shape) and a node type's `params_schema` (JsonSchema). Stores and
 // panels call these; following a run (SSE) lives in follow.ts.
-import { rawRequest, request } from './http';
-import { call, described, fillPath } from './typed';
-import type { Flow, FlowDefinition, FlowExport, FlowPatch, FlowVersion, NodeSpec, Provider, ProviderCreate, ProviderPatch, RunPage, RunWithSteps } from './types';
+import { rawRequest } from './http';
+import { call, fillPath } from './typed';
+import type { FlowDefinition, FlowExport, FlowPatch, NodeSpec, ProviderCreate, ProviderPatch, WithDefinition } from './types';
+
+/** A flow answer whose free-form `definition` is read as the canvas's FlowDefinition. */
+const withDefinition = <T extends { definition: unknown }>(p: Promise<T>) => p as unknown as Promise<WithDefinition<T>>;
+const withDefinitions = <T extends { definition: unknown }>(p: Promise<T[]>) => p as unknown as Promise<WithDefinition<T>[]>;
 
 export const auth = {
   login: (email: string, password: string) => call('post', '/api/auth/login', { body: { email, password } }),
@@ -20,17 +23,17 @@ const flowPath = (id: string) => ({ flow_id: id });
 const optionalJson = (body: unknown) => ({ raw: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
 
 export const flows = {
-  list: () => described<Flow[]>(call('get', '/api/v1/flows')),
-  get: (id: string, signal?: AbortSignal) => described<Flow>(call('get', '/api/v1/flows/{flow_id}', { path: flowPath(id), signal })),
+  list: () => withDefinitions(call('get', '/api/v1/flows')),
+  get: (id: string, signal?: AbortSignal) => withDefinition(call('get', '/api/v1/flows/{flow_id}', { path: flowPath(id), signal })),
   create: (name: string, definition: FlowDefinition, description = '') =>
-    described<Flow>(call('post', '/api/v1/flows', { body: { name, definition: { ...definition }, description } })),
+    withDefinition(call('post', '/api/v1/flows', { body: { name, definition: { ...definition }, description } })),
   /** `base_version`: the version the edit is based on; a newer flow answers 409 (ApiError). */
   update: (
     id: string,
     patch: Omit<FlowPatch, 'definition'> & { definition?: FlowDefinition },
     signal?: AbortSignal,
   ) =>
-    described<Flow>(
+    withDefinition(
       call('put', '/api/v1/flows/{flow_id}', {
         path: flowPath(id),
         body: { ...patch, definition: patch.definition ? { ...patch.definition } : undefined },
@@ -39,20 +42,21 @@ export const flows = {
     ),
   remove: (id: string) => call('delete', '/api/v1/flows/{flow_id}', { path: flowPath(id) }),
   duplicate: (id: string, name?: string) =>
-    described<Flow>(call('post', '/api/v1/flows/{flow_id}/duplicate', { path: flowPath(id), ...optionalJson(name ? { name } : {}) })),
+    withDefinition(call('post', '/api/v1/flows/{flow_id}/duplicate', { path: flowPath(id), ...optionalJson(name ? { name } : {}) })),
   exportJson: (id: string) => call('get', '/api/v1/flows/{flow_id}/export', { path: flowPath(id) }),
-  importJson: (data: FlowExport) => described<Flow>(call('post', '/api/v1/flows/import', { body: data })),
-  versions: (id: string) => described<FlowVersion[]>(call('get', '/api/v1/flows/{flow_id}/versions', { path: flowPath(id) })),
+  importJson: (data: FlowExport) => withDefinition(call('post', '/api/v1/flows/import', { body: data })),
+  versions: (id: string) => call('get', '/api/v1/flows/{flow_id}/versions', { path: flowPath(id) }),
   version: (id: string, version: number, signal?: AbortSignal) =>
     call('get', '/api/v1/flows/{flow_id}/versions/{version}', { path: { flow_id: id, version }, signal }),
   restore: (id: string, version: number) =>
-    described<Flow>(call('post', '/api/v1/flows/{flow_id}/versions/{version}/restore', { path: { flow_id: id, version } })),
+    withDefinition(call('post', '/api/v1/flows/{flow_id}/versions/{version}/restore', { path: { flow_id: id, version } })),
   publish: (id: string, version: number) =>
-    described<Flow>(call('post', '/api/v1/flows/{flow_id}/publish', { path: flowPath(id), ...optionalJson({ version }) })),
-  unpublish: (id: string) => described<Flow>(call('post', '/api/v1/flows/{flow_id}/unpublish', { path: flowPath(id) })),
+    withDefinition(call('post', '/api/v1/flows/{flow_id}/publish', { path: flowPath(id), ...optionalJson({ version }) })),
+  unpublish: (id: string) => withDefinition(call('post', '/api/v1/flows/{flow_id}/unpublish', { path: flowPath(id) })),
 };
 
-export const nodes = { catalogue: () => described<NodeSpec[]>(call('get', '/api/v1/nodes')) };
+/** The catalogue with each params schema typed for the forms (JsonSchema; free-form in the spec). */
+export const nodes = { catalogue: () => call('get', '/api/v1/nodes') as Promise<NodeSpec[]> };
 
 export const secrets = { list: () => call('get', '/api/v1/secrets') };
 
@@ -79,13 +83,11 @@ export const runs = {
       ...optionalJson(version ? { inputs, version } : { inputs }),
     }),
   list: (f: RunFilter, signal?: AbortSignal) =>
-    described<RunPage>(
-      call('get', '/api/v1/runs', {
-        query: { flow_id: f.flow_id, status: f.status, limit: f.limit ?? 50, cursor: f.cursor ?? undefined },
-        signal,
-      }),
-    ),
-  get: (id: string, signal?: AbortSignal) => described<RunWithSteps>(call('get', '/api/v1/runs/{run_id}', { path: runPath(id), signal })),
+    call('get', '/api/v1/runs', {
+      query: { flow_id: f.flow_id, status: f.status, limit: f.limit ?? 50, cursor: f.cursor ?? undefined },
+      signal,
+    }),
+  get: (id: string, signal?: AbortSignal) => call('get', '/api/v1/runs/{run_id}', { path: runPath(id), signal }),
   cancel: (id: string) => call('post', '/api/v1/runs/{run_id}/cancel', { path: runPath(id) }),
   resume: (id: string) => call('post', '/api/v1/runs/{run_id}/resume', { path: runPath(id) }),
   fork: (id: string, fromNodeId: string, inputs?: Record<string, unknown>) =>
@@ -116,11 +118,11 @@ export const ops = {
 };
 
 // Admin-only; not in the generated spec yet, so sent through request() with the types.ts shapes.
-const providerPath = (id: string) => fillPath('/api/v1/providers/{provider_id}', { provider_id: id });
+const providerPath = (id: string) => ({ provider_id: id });
 export const providers = {
-  list: (signal?: AbortSignal) => request<Provider[]>('/api/v1/providers', { signal }),
-  get: (id: string, signal?: AbortSignal) => request<Provider>(providerPath(id), { signal }),
-  create: (body: ProviderCreate) => request<Provider>('/api/v1/providers', { method: 'POST', body }),
-  update: (id: string, patch: ProviderPatch) => request<Provider>(providerPath(id), { method: 'PATCH', body: patch }),
-  remove: (id: string) => request<void>(providerPath(id), { method: 'DELETE' }),
+  list: (signal?: AbortSignal) => call('get', '/api/v1/providers', { signal }),
+  get: (id: string, signal?: AbortSignal) => call('get', '/api/v1/providers/{provider_id}', { path: providerPath(id), signal }),
+  create: (body: ProviderCreate) => call('post', '/api/v1/providers', { body }),
+  update: (id: string, patch: ProviderPatch) => call('patch', '/api/v1/providers/{provider_id}', { path: providerPath(id), body: patch }),
+  remove: (id: string) => call('delete', '/api/v1/providers/{provider_id}', { path: providerPath(id) }),
 };

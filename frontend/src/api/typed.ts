@@ -1,13 +1,12 @@
 // Calls typed from the OpenAPI spec (generated/openapi.d.ts, `npm run gen:api`): `call(method,
 // path, {path, query, body, headers, signal})` takes a path template exactly as the spec names
 // it ('/api/v1/flows/{flow_id}'), checks the path/query parameters and the JSON body against the
-// operation, fills the template and returns the operation's success type. Routes whose answer the
-// API still declares as a free-form dict are narrowed ONCE in endpoints.ts with `described<T>()`
-// (the hand-written description in types.ts); everything else comes from the spec.
+// operation, fills the template and returns the operation's success type (the API types every
+// answer; endpoints.ts narrows only the free-form flow definition and params schema).
 import type { paths } from '../../generated/openapi';
 import { request } from './http';
 
-type Method = 'get' | 'post' | 'put' | 'delete';
+type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 type Json<T> = T extends { content: { 'application/json': infer B } } ? B : never;
 
 /** Methods the spec defines for path P. */
@@ -60,9 +59,4 @@ export function call<P extends keyof paths, M extends MethodOf<P>>(method: M, pa
     headers: init.headers,
     signal: init.signal,
   });
-}
-
-/** A free-form (dict) answer of the spec, described by the hand-written type T (types.ts). */
-export function described<T>(p: Promise<unknown>): Promise<T> {
-  return p as Promise<T>;
 }

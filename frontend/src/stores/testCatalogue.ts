@@ -10,6 +10,10 @@ export const spec = (type: string, ins: [string, string][], outs: [string, strin
   params_schema: {},
   inputs: ins.map(([name, t]) => ({ name, type: t })),
   outputs: outs.map(([name, t]) => ({ name, type: t })),
+  cpu_bound: false,
+  dynamic_outputs: false,
+  available: true,
+  unavailable_reason: null,
 });
 
 export const catalogue: Catalogue = {

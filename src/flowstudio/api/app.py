@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import anyio
+import msgspec
 from litestar import Litestar, MediaType, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -71,13 +72,22 @@ from flowstudio.store.external_identities import user_for_identity
 log = logging.getLogger(__name__)
 
 
+class Liveness(msgspec.Struct, kw_only=True):
+    status: Literal["ok"]
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    status: Literal["ok"]
+    checks: dict[str, str]  # dependency name -> "ok" (503 problem+json with the errors otherwise)
+
+
 @get("/health/live")
-async def live() -> dict[str, str]:
-    return {"status": "ok"}
+async def live() -> Liveness:
+    return Liveness(status="ok")
 
 
 @get("/health/ready")
-async def ready(state: State) -> Response[Any]:
+async def ready(state: State) -> Response[Readiness]:
     checks: dict[str, str] = {}
     try:
         async with state.pool.connection(timeout=3) as conn:
@@ -89,7 +99,7 @@ async def ready(state: State) -> Response[Any]:
     ok = all(v == "ok" for v in checks.values())
     if not ok:
         return problem_response(503, "Service Unavailable", "dependencies not ready", checks=checks)
-    return Response({"status": "ok", "checks": checks})
+    return Response(Readiness(status="ok", checks=checks))
 
 
 NO_DESIGNER = """<!doctype html><html><head><meta charset="utf-8"><title>MAX Flowstudio</title></head>

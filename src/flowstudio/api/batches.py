@@ -31,6 +31,7 @@ import psycopg
 from litestar import Request, get, post
 from litestar.datastructures import State
 from litestar.exceptions import InternalServerException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
 
 from flowstudio.api.batch_items import Bad, ItemParser, parser_for
@@ -313,7 +314,21 @@ async def result_lines(pool: Pool, batch_id: UUID) -> AsyncIterator[bytes]:
         after = rows[-1]["batch_index"]
 
 
-@get("/api/v1/batches/{batch_id:uuid}/results", guards=[requires("runs:read")])
+RESULTS_DOCS = {
+    200: ResponseSpec(
+        BatchResult,
+        generate_examples=False,
+        media_type="application/x-ndjson",
+        description="JSONL: one BatchResult per input row, in input order.",
+    )
+}
+
+
+@get(
+    "/api/v1/batches/{batch_id:uuid}/results",
+    guards=[requires("runs:read")],
+    responses=RESULTS_DOCS,
+)
 async def batch_results(
     batch_id: UUID, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Stream:

@@ -140,8 +140,23 @@ class EventStream(ServerSentEvent):
         return super().to_asgi_response(*args, **kwargs)
 
 
+class RunEventOut(msgspec.Struct, kw_only=True):
+    """One row of a run's event log: the `data:` of its SSE events (`event:` is `kind`)."""
+
+    seq: int
+    at: str  # ISO 8601, as Python's isoformat() writes it
+    kind: str
+    step_id: int | None
+    node_id: str | None
+    item_index: int | None
+    attempt: int | None
+    from_status: str | None
+    to_status: str | None
+    data: Any  # free-form per kind
+
+
 def event_json(row: dict[str, Any]) -> str:
-    out = {**row, "at": row["at"].isoformat()}
+    out = msgspec.convert({**row, "at": row["at"].isoformat()}, RunEventOut)
     return msgspec.json.encode(out).decode()
 
 

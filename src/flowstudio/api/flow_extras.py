@@ -22,10 +22,11 @@ from flowstudio.api.deps import User, requires
 from flowstudio.api.errors import decode_optional_body, found, not_found
 from flowstudio.api.flows import (
     FlowIn,
+    FlowOut,
     check_definition,
     check_name,
     create_owned_flow,
-    flow_out,
+    flow_as,
     owned_flow,
 )
 from flowstudio.api.node_access import check_code_nodes
@@ -42,6 +43,14 @@ class FlowExport(msgspec.Struct, kw_only=True):
     definition: dict[str, Any]
 
 
+class FlowRestored(FlowOut, kw_only=True):
+    restored_from: int  # the old version whose definition became the new one
+
+
+class FlowDuplicated(FlowOut, kw_only=True):
+    duplicated_from: UUID
+
+
 @post(
     "/api/v1/flows/{flow_id:uuid}/versions/{version:int}/restore",
     status_code=200,
@@ -49,7 +58,7 @@ class FlowExport(msgspec.Struct, kw_only=True):
 )
 async def restore_version(
     flow_id: UUID, version: int, user: User, conn: psycopg.AsyncConnection[Any], state: State
-) -> dict[str, Any]:
+) -> FlowRestored:
     await owned_flow(conn, user, flow_id)
     old = found(await store.get_version(conn, flow_id, version), f"version {version} of the flow")
     await check_definition(old["definition"], state.settings)
@@ -59,7 +68,7 @@ async def restore_version(
     )
     if row is None:
         raise not_found("flow")
-    return {**flow_out(row), "restored_from": version}
+    return flow_as(FlowRestored, row, restored_from=version)
 
 
 @post("/api/v1/flows/{flow_id:uuid}/duplicate", status_code=201, guards=[requires("flows:write")])
@@ -69,7 +78,7 @@ async def duplicate_flow(
     user: User,
     conn: psycopg.AsyncConnection[Any],
     state: State,
-) -> dict[str, Any]:
+) -> FlowDuplicated:
     data = decode_optional_body(await request.body(), DuplicateIn)
     flow = await owned_flow(conn, user, flow_id)
     name = data.name if data.name is not None else f"{flow['name']} (copy)"[:200]
@@ -82,7 +91,7 @@ async def duplicate_flow(
         description=flow["description"],
         definition=flow["definition"],
     )
-    return {**flow_out(row), "duplicated_from": str(flow_id)}
+    return flow_as(FlowDuplicated, row, duplicated_from=flow_id)
 
 
 @get("/api/v1/flows/{flow_id:uuid}/export", guards=[requires("flows:read")])
@@ -102,7 +111,7 @@ async def export_flow(
 @post("/api/v1/flows/import", status_code=201, guards=[requires("flows:write")])
 async def import_flow(
     data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
-) -> dict[str, Any]:
+) -> FlowOut:
     return await create_owned_flow(data, user, conn, state)
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -46,6 +47,7 @@ from flowstudio.store import flows as store
 
 log = logging.getLogger(__name__)
 SLOW_VALIDATION_S = 0.05
+Access = Literal["owner", "admin", "run", "view"]  # api/access.py `access_of`
 
 
 class FlowIn(msgspec.Struct, kw_only=True):
@@ -61,6 +63,64 @@ class FlowPatch(msgspec.Struct, kw_only=True):
     definition: dict[str, Any] | None = None
     endpoint_name: str | msgspec.UnsetType | None = msgspec.UNSET  # null clears the name
     base_version: int | None = None  # optimistic concurrency: the version this edit is based on
+
+
+class FlowOut(msgspec.Struct, kw_only=True):
+    """A flow row (`store.flows.FLOW_COLS`); the definition is the canvas's free-form JSON."""
+
+    id: UUID
+    owner_id: UUID
+    name: str
+    description: str
+    definition: dict[str, Any]
+    version: int
+    published_version: int | None
+    endpoint_name: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class FlowWithAccess(FlowOut, kw_only=True):
+    access: Access | None  # the caller's access (api/access.py); None never reaches a caller
+
+
+class FlowVersionSummary(msgspec.Struct, kw_only=True):
+    version: int
+    created_at: datetime
+    created_by: UUID | None
+
+
+class PortOut(msgspec.Struct, kw_only=True):
+    name: str
+    type: str
+
+
+class NodeTypeOut(msgspec.Struct, kw_only=True):
+    """One catalogue entry (`nodes.registry.catalogue` + `node_access.with_availability`)."""
+
+    type: str
+    title: str
+    category: str
+    description: str
+    params_schema: dict[str, Any]  # the params' JSON Schema (the designer's form)
+    inputs: list[PortOut]
+    outputs: list[PortOut]
+    cpu_bound: bool
+    dynamic_outputs: bool  # the router: output ports are params.routes[].name + params.default
+    available: bool
+    unavailable_reason: str | None
+
+
+F = TypeVar("F", bound=FlowOut)
+
+
+def flow_as(cls: type[F], row: dict[str, Any], **extra: Any) -> F:
+    """The flow row as `cls`, a FlowOut subclass whose extra fields are in `extra`."""
+    return msgspec.convert({**row, **extra}, cls)
+
+
+def flow_out(row: dict[str, Any]) -> FlowOut:
+    return flow_as(FlowOut, row)
 
 
 class StaleVersion(Exception):
@@ -137,10 +197,6 @@ def endpoint_name_taken(name: str | None) -> Problem:
     )
 
 
-def flow_out(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "id": str(row["id"]), "owner_id": str(row["owner_id"])}
-
-
 async def owned_flow(
     conn: psycopg.AsyncConnection[Any], user: User, flow_id: UUID
 ) -> dict[str, Any]:
@@ -152,13 +208,13 @@ async def owned_flow(
 @post("/api/v1/flows", status_code=201, guards=[requires("flows:write")])
 async def create_flow(
     data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
-) -> dict[str, Any]:
+) -> FlowOut:
     return await create_owned_flow(data, user, conn, state)
 
 
 async def create_owned_flow(
     data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
-) -> dict[str, Any]:
+) -> FlowOut:
     """Validate and store a new flow (version 1); also the import route's path."""
     check_name(data.name)
     check_endpoint_name(data.endpoint_name)
@@ -179,18 +235,18 @@ async def create_owned_flow(
 
 
 @get("/api/v1/flows", guards=[requires("flows:read")])
-async def list_flows(user: User, conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+async def list_flows(user: User, conn: psycopg.AsyncConnection[Any]) -> list[FlowWithAccess]:
     out = []
     for row in await store.list_visible_flows(conn, user.id, user.is_admin):
         flow, access = flow_row(row), access_of(user, row)
-        out.append({**flow_out(flow), "access": access})
+        out.append(flow_as(FlowWithAccess, flow, access=access))
     return out
 
 
 @get("/api/v1/flows/{flow_id:uuid}", guards=[requires("flows:read")])
-async def get_flow(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+async def get_flow(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> FlowWithAccess:
     flow, access = await viewable_flow(conn, user, flow_id)
-    return {**flow_out(flow), "access": access}
+    return flow_as(FlowWithAccess, flow, access=access)
 
 
 @put("/api/v1/flows/{flow_id:uuid}", guards=[requires("flows:write")])
@@ -201,7 +257,7 @@ async def update_flow(
     conn: psycopg.AsyncConnection[Any],
     state: State,
     if_match: str | None = Parameter(header="If-Match", default=None),
-) -> dict[str, Any]:
+) -> FlowOut:
     base = base_version_of(data, if_match)
     await owned_flow(conn, user, flow_id)
     if data.name is not None:
@@ -247,17 +303,15 @@ async def delete_flow(
 @get("/api/v1/flows/{flow_id:uuid}/versions", guards=[requires("flows:read")])
 async def list_versions(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> list[dict[str, Any]]:
+) -> list[FlowVersionSummary]:
     await owned_flow(conn, user, flow_id)
-    return [
-        {**r, "created_by": str(r["created_by"]) if r["created_by"] else None}
-        for r in await store.list_versions(conn, flow_id)
-    ]
+    return msgspec.convert(await store.list_versions(conn, flow_id), list[FlowVersionSummary])
 
 
 @get("/api/v1/nodes")
-async def node_catalogue(state: State) -> list[dict[str, Any]]:
-    return await with_availability(catalogue(), state.settings)
+async def node_catalogue(state: State) -> list[NodeTypeOut]:
+    items = await with_availability(catalogue(), state.settings)
+    return msgspec.convert(items, list[NodeTypeOut])
 
 
 ROUTES = [

@@ -19,20 +19,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import psycopg
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import ServerSentEventMessage
 
 from flowstudio.api.access import resolve_flow_ref
 from flowstudio.api.deps import User, requires
 from flowstudio.api.errors import Problem, problem_of
 from flowstudio.api.events import EventStream, stream_run_events, wait_terminal
-from flowstudio.api.runs import start_flow_run, total_usage
+from flowstudio.api.runs import Usage, start_flow_run, total_usage
 from flowstudio.api.streams import (
     guarded_stream,
     release_stream,
@@ -69,6 +70,53 @@ class ChatIn(msgspec.Struct, kw_only=True):
     model: str
     messages: list[ChatMessage]
     stream: bool = False
+
+
+class AssistantMessage(msgspec.Struct, kw_only=True):
+    role: Literal["assistant"]
+    content: str
+
+
+class CompletionChoice(msgspec.Struct, kw_only=True):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop"]
+    logprobs: None
+
+
+class ChatCompletion(msgspec.Struct, kw_only=True):
+    """OpenAI's `chat.completion`, plus the flow run's id."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+    run_id: str
+
+
+class ModelOut(msgspec.Struct, kw_only=True):
+    id: str  # the endpoint name of an own flow that has one, else the flow id
+    object: Literal["model"]
+    created: int
+    owned_by: Literal["me", "shared"]
+    name: str
+
+
+class ModelList(msgspec.Struct, kw_only=True):
+    object: Literal["list"]
+    data: list[ModelOut]
+
+
+COMPLETION_DOCS = {
+    200: ResponseSpec(
+        ChatCompletion,
+        generate_examples=False,
+        description="The completion. With `stream`: text/event-stream of `chat.completion.chunk` "
+        "objects, then `data: [DONE]`.",
+    )
+}
 
 
 class OpenAIError(Exception):
@@ -179,10 +227,11 @@ def _completion_id(run_id: str) -> str:
     status_code=200,
     exception_handlers=HANDLERS,
     guards=[requires("runs:write")],
+    responses=COMPLETION_DOCS,
 )
 async def chat_completions(
     request: Request[Any, Any, Any], state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> Any:
+) -> Response[ChatCompletion] | EventStream:
     data = decode_chat(await request.body())
     if not data.messages:
         raise openai_error(400, "messages must not be empty", "messages")
@@ -228,22 +277,16 @@ async def chat_completions(
         message = f"flow run {created.id} is still {run['status']}; follow it at /api/v1/runs"
         raise OpenAIError(504, message, "server_error", "run_timeout", None, no_retry)
     usage = total_usage(await run_store.get_steps(conn, created.id))
-    body = {
-        "id": _completion_id(created.id),
-        "object": "chat.completion",
-        "created": int(run["created_at"].timestamp()),
-        "model": data.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": answer_text(run["outputs"])},
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": usage,
-        "run_id": created.id,
-    }
+    reply = AssistantMessage(role="assistant", content=answer_text(run["outputs"]))
+    body = ChatCompletion(
+        id=_completion_id(created.id),
+        object="chat.completion",
+        created=int(run["created_at"].timestamp()),
+        model=data.model,
+        choices=[CompletionChoice(index=0, message=reply, finish_reason="stop", logprobs=None)],
+        usage=usage,
+        run_id=created.id,
+    )
     return Response(body, status_code=200, headers=headers)
 
 
@@ -299,7 +342,7 @@ async def completion_chunks(
 
 
 @get("/api/v1/openai/models", exception_handlers=HANDLERS, guards=[requires("flows:read")])
-async def list_models(user: User, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+async def list_models(user: User, conn: psycopg.AsyncConnection[Any]) -> ModelList:
     """Flows the caller may run, as models: own flows by endpoint name when set, else by id."""
     data = []
     for row in await flow_store.list_visible_flows(conn, user.id, False):
@@ -307,15 +350,15 @@ async def list_models(user: User, conn: psycopg.AsyncConnection[Any]) -> dict[st
             continue
         own_name = row["endpoint_name"] if row["share_permission"] is None else None
         data.append(
-            {
-                "id": own_name or str(row["id"]),
-                "object": "model",
-                "created": int(row["created_at"].timestamp()),
-                "owned_by": "me" if row["share_permission"] is None else "shared",
-                "name": row["name"],
-            }
+            ModelOut(
+                id=own_name or str(row["id"]),
+                object="model",
+                created=int(row["created_at"].timestamp()),
+                owned_by="me" if row["share_permission"] is None else "shared",
+                name=row["name"],
+            )
         )
-    return {"object": "list", "data": data}
+    return ModelList(object="list", data=data)
 
 
 ROUTES = [chat_completions, list_models]

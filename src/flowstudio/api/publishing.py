@@ -18,7 +18,7 @@ from litestar import Request, post
 from flowstudio.api.deps import User, requires
 from flowstudio.api.errors import found, invalid
 from flowstudio.api.flow_extras import decode_optional_body
-from flowstudio.api.flows import flow_out, owned_flow
+from flowstudio.api.flows import FlowOut, flow_out, owned_flow
 from flowstudio.store import flows as store
 
 
@@ -29,7 +29,7 @@ class PublishIn(msgspec.Struct, kw_only=True):
 @post("/api/v1/flows/{flow_id:uuid}/publish", status_code=200, guards=[requires("flows:write")])
 async def publish_flow(
     flow_id: UUID, request: Request[Any, Any, Any], user: User, conn: psycopg.AsyncConnection[Any]
-) -> dict[str, Any]:
+) -> FlowOut:
     data = decode_optional_body(await request.body(), PublishIn)
     flow = await owned_flow(conn, user, flow_id)
     version = flow["version"] if data.version is None else data.version
@@ -40,9 +40,7 @@ async def publish_flow(
 
 
 @post("/api/v1/flows/{flow_id:uuid}/unpublish", status_code=200, guards=[requires("flows:write")])
-async def unpublish_flow(
-    flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> dict[str, Any]:
+async def unpublish_flow(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> FlowOut:
     await owned_flow(conn, user, flow_id)
     row = found(await store.set_published(conn, flow_id, None), "flow")
     return flow_out(row)

@@ -19,13 +19,14 @@ import msgspec
 import psycopg
 from litestar import Request, get, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import ServerSentEvent
 
 from flowstudio.api.access import recheck_run_grant
 from flowstudio.api.deps import User, requires
 from flowstudio.api.errors import invalid
-from flowstudio.api.events import stream_run_events
-from flowstudio.api.runs import owned_run
+from flowstudio.api.events import RunEventOut, stream_run_events
+from flowstudio.api.runs import RunCreated, owned_run
 from flowstudio.api.streams import guarded_stream
 from flowstudio.engine import commands
 from flowstudio.engine.flowcache import load_graph
@@ -43,6 +44,19 @@ class ForkIn(msgspec.Struct, kw_only=True):
     inputs: dict[str, Any] | None = None
 
 
+class SignalOut(msgspec.Struct, kw_only=True):
+    id: str
+    delivered: bool  # true: a waiting step consumed it now; false: buffered until the node waits
+    status: str
+
+
+class ForkOut(msgspec.Struct, kw_only=True):
+    id: str
+    status: str
+    parent_run_id: str
+    fork_of_node: str
+
+
 async def _controlled_run(
     conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID, *, same_version: bool = True
 ) -> tuple[dict[str, Any], FlowGraph]:
@@ -54,40 +68,51 @@ async def _controlled_run(
 @post("/api/v1/runs/{run_id:uuid}/resume", status_code=202, guards=[requires("runs:write")])
 async def resume(
     run_id: UUID, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> dict[str, Any]:
+) -> RunCreated:
     _, graph = await _controlled_run(conn, user, run_id)
     moved = await commands.resume(conn, state.publisher, run_id, graph)
-    return {"id": moved.id, "status": moved.status}
+    return RunCreated(id=moved.id, status=moved.status)
 
 
 @post("/api/v1/runs/{run_id:uuid}/signal", status_code=202, guards=[requires("runs:write")])
 async def signal(
     run_id: UUID, data: SignalIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> dict[str, Any]:
+) -> SignalOut:
     _, graph = await _controlled_run(conn, user, run_id, same_version=False)
     sent = await commands.signal(
         conn, state.publisher, run_id, graph, data.node_id, data.payload, data.item_index
     )
-    return {"id": sent.id, "delivered": sent.delivered, "status": sent.status}
+    return SignalOut(id=sent.id, delivered=sent.delivered, status=sent.status)
 
 
 @post("/api/v1/runs/{run_id:uuid}/fork", status_code=202, guards=[requires("runs:write")])
 async def fork(
     run_id: UUID, data: ForkIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> dict[str, Any]:
+) -> ForkOut:
     parent, graph = await _controlled_run(conn, user, run_id)
     forked = await commands.fork(
         conn, state.publisher, parent, graph, data.from_node_id, data.inputs, user.id
     )
-    return {
-        "id": forked.id,
-        "status": forked.status,
-        "parent_run_id": str(run_id),
-        "fork_of_node": data.from_node_id,
-    }
+    return ForkOut(
+        id=forked.id,
+        status=forked.status,
+        parent_run_id=str(run_id),
+        fork_of_node=data.from_node_id,
+    )
 
 
-@get("/api/v1/runs/{run_id:uuid}/events", guards=[requires("runs:read")])
+EVENTS_DOCS = {
+    200: ResponseSpec(
+        RunEventOut,
+        generate_examples=False,
+        media_type="text/event-stream",
+        description="Server-Sent Events: the event log (each `data:` a RunEventOut, `id:` its "
+        "seq), live `token` events, keepalive comments, then `end` with the run's status.",
+    )
+}
+
+
+@get("/api/v1/runs/{run_id:uuid}/events", guards=[requires("runs:read")], responses=EVENTS_DOCS)
 async def events(
     run_id: UUID,
     request: Request[Any, Any, Any],

@@ -29,6 +29,7 @@ from flowstudio.api.node_access import check_code_tweaks
 from flowstudio.api.run_filters import parse_run_filters
 from flowstudio.engine import commands
 from flowstudio.engine.flowcache import load_graph
+from flowstudio.engine.states import RunStatus, StepStatus
 from flowstudio.flows.validate import validate_tweaks
 from flowstudio.nodes import registry
 from flowstudio.store import runs as store
@@ -40,12 +41,73 @@ class RunIn(msgspec.Struct, kw_only=True):
 
 
 class RunCreated(msgspec.Struct, kw_only=True):
+    """A run's id and status after a start or a move (create, cancel, resume)."""
+
     id: str
     status: str
 
 
-def _ids(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, UUID) else v) for k, v in row.items()}
+class RunOut(msgspec.Struct, kw_only=True):
+    """A run row (`store.runs.RUN_COLS`); inputs, outputs, error and tweaks are free-form JSON."""
+
+    id: UUID
+    flow_id: UUID
+    flow_version: int
+    owner_id: UUID
+    status: RunStatus
+    inputs: dict[str, Any]
+    outputs: Any
+    error: Any
+    idempotency_key: str | None
+    parent_run_id: UUID | None
+    fork_of_node: str | None
+    batch_id: UUID | None
+    batch_index: int | None
+    tweaks: dict[str, Any]
+    event_seq: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+
+class StepOut(msgspec.Struct, kw_only=True):
+    """A step row with its payloads (`store.runs.get_steps`); input/output/error are free-form."""
+
+    id: int
+    node_id: str
+    node_type: str
+    item_index: int
+    status: StepStatus
+    attempt: int
+    max_attempts: int
+    branch: str | None
+    error: Any
+    due_at: datetime | None
+    created_at: datetime
+    ready_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    input: Any
+    output: Any
+
+
+class Usage(msgspec.Struct, kw_only=True):
+    """LLM tokens (the OpenAI `usage` shape)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class RunDetail(RunOut, kw_only=True):
+    usage: Usage
+    steps: list[StepOut]
+
+
+class RunPage(msgspec.Struct, kw_only=True):
+    items: list[RunOut]
+    next_cursor: str | None
 
 
 async def start_flow_run(
@@ -118,16 +180,16 @@ async def owned_run(conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID
 
 
 @get("/api/v1/runs/{run_id:uuid}", guards=[requires("runs:read")])
-async def get_run(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+async def get_run(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> RunDetail:
     run = await owned_run(conn, user, run_id)
     steps = await store.get_steps(conn, run_id)
-    return {**_ids(run), "usage": total_usage(steps), "steps": [_ids(s) for s in steps]}
+    return msgspec.convert({**run, "usage": total_usage(steps), "steps": steps}, RunDetail)
 
 
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
-def total_usage(steps: list[dict[str, Any]]) -> dict[str, int]:
+def total_usage(steps: list[dict[str, Any]]) -> Usage:
     """LLM token usage of the run: the sum of `output.usage` over the steps of node types that
     report usage (`extra={"reports_usage": True}`: llm_chat, embeddings, ...), not pass-throughs."""
     total = dict.fromkeys(USAGE_KEYS, 0)
@@ -141,7 +203,7 @@ def total_usage(steps: list[dict[str, Any]]) -> dict[str, int]:
             for key in USAGE_KEYS:
                 value = usage.get(key)
                 total[key] += value if isinstance(value, int) else 0
-    return total
+    return Usage(**total)
 
 
 def _cursor_out(row: dict[str, Any]) -> str:
@@ -168,7 +230,7 @@ async def list_runs(
     created_after: str | None = None,
     created_before: str | None = None,
     batch_id: str | None = None,
-) -> dict[str, Any]:
+) -> RunPage:
     filters = parse_run_filters(created_after, created_before, batch_id)
     if not 1 <= limit <= 500:
         raise invalid("query.limit", "must be between 1 and 500", "limit must be 1-500")
@@ -183,21 +245,21 @@ async def list_runs(
         created_before=filters.created_before,
         batch_id=filters.batch_id,
     )
-    return {
-        "items": [_ids(r) for r in rows],
-        "next_cursor": _cursor_out(rows[-1]) if len(rows) == limit else None,
-    }
+    return RunPage(
+        items=msgspec.convert(rows, list[RunOut]),
+        next_cursor=_cursor_out(rows[-1]) if len(rows) == limit else None,
+    )
 
 
 @post("/api/v1/runs/{run_id:uuid}/cancel", status_code=202, guards=[requires("runs:write")])
 async def cancel(
     run_id: UUID, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> dict[str, Any]:
+) -> RunCreated:
     await owned_run(conn, user, run_id)
     moved = await commands.cancel(
         conn, state.publisher, run_id, reason=f"cancelled by {user.email}"
     )
-    return {"id": moved.id, "status": moved.status}
+    return RunCreated(id=moved.id, status=moved.status)
 
 
 ROUTES = [create_run, get_run, list_runs, cancel]

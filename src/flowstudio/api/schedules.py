@@ -7,6 +7,7 @@ the cron, zone or enabled flag changes. Only the schedule's owner (or an admin) 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -42,13 +43,37 @@ class SchedulePatch(msgspec.Struct, kw_only=True):
     enabled: bool | None = None
 
 
-def _out(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **row,
-        "id": str(row["id"]),
-        "flow_id": str(row["flow_id"]),
-        "owner_id": str(row["owner_id"]),
-    }
+class ScheduleOut(msgspec.Struct, kw_only=True):
+    """A schedule row (`store.schedules.COLS`); `inputs` are the runs' free-form inputs."""
+
+    id: UUID
+    flow_id: UUID
+    owner_id: UUID
+    cron: str
+    timezone: str
+    inputs: dict[str, Any]
+    catchup: Catchup
+    max_catchup: int
+    enabled: bool
+    next_fire_at: datetime
+    last_fired_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ScheduleFire(msgspec.Struct, kw_only=True):
+    fire_time: datetime
+    run_id: UUID | None  # None: skipped (see skipped_reason) or the run was deleted
+    fired_at: datetime
+    skipped_reason: str | None
+
+
+class ScheduleDetail(ScheduleOut, kw_only=True):
+    fires: list[ScheduleFire]  # the latest first
+
+
+def _out(row: dict[str, Any]) -> ScheduleOut:
+    return msgspec.convert(row, ScheduleOut)
 
 
 async def _next_fire(conn: psycopg.AsyncConnection[Any], cron: str, tz: str) -> Any:
@@ -76,7 +101,7 @@ async def owned_schedule(
 @post("/api/v1/flows/{flow_id:uuid}/schedules", status_code=201, guards=[requires("flows:write")])
 async def create_schedule(
     flow_id: UUID, data: ScheduleIn, user: User, conn: psycopg.AsyncConnection[Any]
-) -> dict[str, Any]:
+) -> ScheduleOut:
     await owned_flow(conn, user, flow_id)
     _check_max(data.max_catchup)
     nxt = await _next_fire(conn, data.cron, data.timezone)
@@ -88,7 +113,7 @@ async def create_schedule(
 @get("/api/v1/flows/{flow_id:uuid}/schedules", guards=[requires("flows:read")])
 async def list_schedules(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> list[dict[str, Any]]:
+) -> list[ScheduleOut]:
     await owned_flow(conn, user, flow_id)
     return [_out(r) for r in await store.list_for_flow(conn, flow_id)]
 
@@ -96,19 +121,16 @@ async def list_schedules(
 @get("/api/v1/schedules/{schedule_id:uuid}", guards=[authenticated])
 async def get_schedule(
     schedule_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> dict[str, Any]:
+) -> ScheduleDetail:
     row = await owned_schedule(conn, user, schedule_id)
-    fires = [
-        {**f, "run_id": str(f["run_id"]) if f["run_id"] else None}
-        for f in await store.fires(conn, schedule_id)
-    ]
-    return {**_out(row), "fires": fires}
+    fires = await store.fires(conn, schedule_id)
+    return msgspec.convert({**row, "fires": fires}, ScheduleDetail)
 
 
 @put("/api/v1/schedules/{schedule_id:uuid}", guards=[requires("flows:write")])
 async def update_schedule(
     schedule_id: UUID, data: SchedulePatch, user: User, conn: psycopg.AsyncConnection[Any]
-) -> dict[str, Any]:
+) -> ScheduleOut:
     row = await owned_schedule(conn, user, schedule_id)
     _check_max(data.max_catchup)
     fields = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}

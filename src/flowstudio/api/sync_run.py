@@ -20,6 +20,7 @@ import msgspec
 import psycopg
 from litestar import Request, Response, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import ServerSentEventMessage
 
 from flowstudio.api.access import resolve_flow_ref
@@ -43,16 +44,40 @@ class SyncRunIn(msgspec.Struct, kw_only=True):
     version: int | None = None
 
 
-def result_body(run: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "run_id": str(run["id"]),
-        "status": run["status"],
-        "outputs": run["outputs"],
-        "error": run["error"],
-    }
+class RunResult(msgspec.Struct, kw_only=True):
+    """The answer of a sync run (also the `end` event's data of its stream)."""
+
+    run_id: str
+    status: str
+    outputs: Any  # the run's free-form outputs (None until it succeeded)
+    error: Any
 
 
-@post("/api/v1/run/{flow_id:str}", status_code=200, guards=[requires("runs:write")])
+def result_body(run: dict[str, Any]) -> RunResult:
+    return RunResult(
+        run_id=str(run["id"]), status=run["status"], outputs=run["outputs"], error=run["error"]
+    )
+
+
+RESULT_DOCS = {
+    200: ResponseSpec(
+        RunResult,
+        generate_examples=False,
+        description="The run finished. With ?stream=true: text/event-stream instead (a `run` "
+        "event naming the run, the step and `token` events, then `end` with this object).",
+    ),
+    202: ResponseSpec(
+        RunResult, generate_examples=False, description="`timeout` passed first; the run goes on."
+    ),
+}
+
+
+@post(
+    "/api/v1/run/{flow_id:str}",
+    status_code=200,
+    guards=[requires("runs:write")],
+    responses=RESULT_DOCS,
+)
 async def run_flow(
     flow_id: str,
     data: SyncRunIn,
@@ -62,7 +87,7 @@ async def run_flow(
     conn: psycopg.AsyncConnection[Any],
     stream: bool = False,
     timeout: float = 60.0,
-) -> Any:
+) -> Response[RunResult] | EventStream:
     if not 0 < timeout <= 600:
         raise invalid("query.timeout", "must be in (0, 600]", "timeout must be in (0, 600] seconds")
     inputs = {**data.inputs, "input_value": data.input_value}
@@ -110,7 +135,7 @@ async def _stream(state: State, run_id: str) -> AsyncIterator[ServerSentEventMes
         if message.event == "end":
             async with state.pool.connection() as conn:
                 run = await run_store.get_run(conn, run_id)
-            body = result_body(run) if run else {"run_id": run_id, "status": "deleted"}
+            body: Any = result_body(run) if run else {"run_id": run_id, "status": "deleted"}
             yield ServerSentEventMessage(
                 data=msgspec.json.encode(body).decode(), event="end", id=message.id
             )
