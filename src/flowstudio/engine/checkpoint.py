@@ -174,6 +174,7 @@ def _claimed_step(txn: RunTxn, row: dict[str, Any]) -> ClaimedStep:
 
 FENCE = "s.id = %(step)s AND s.attempt = %(attempt)s AND s.lease_owner = %(owner)s"
 CLEAR_LEASE = "lease_owner = NULL, lease_expires_at = NULL"
+SUCCEED_SET = f"branch = %(branch)s, finished_at = clock_timestamp(), error = NULL, {CLEAR_LEASE}"
 
 
 def _fence(step: ClaimedStep, worker_id: str) -> dict[str, Any]:
@@ -226,37 +227,55 @@ async def commit_success(
     there too). Its lease carries it like any claim: the reaper takes it if the worker dies."""
     graph = await load_graph(conn, step.flow_id, step.flow_version)
     async with run_transaction(conn, step.run_id, defer_lock=True) as txn:
-        params = {**_fence(step, worker_id), "branch": branch}
-        set_sql = (
-            f"branch = %(branch)s, finished_at = clock_timestamp(), error = NULL, {CLEAR_LEASE}"
-        )
+        params = success_params(step, worker_id, branch)
         if step.item_index > 0:  # a map item: the map's own bookkeeping decides what is next
             moved = await txn.move_steps(
-                "succeed", FENCE, params, set_sql=set_sql, data=data, io=(input_, output)
+                "succeed", FENCE, params, set_sql=SUCCEED_SET, data=data, io=(input_, output)
             )
             if not moved:
-                raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+                raise lease_lost(step)
             await settle_item(txn, graph, step.node_id, step.item_index)
         else:
             moved, states = await txn.move_steps_reading_states(
                 "succeed",
                 FENCE,
                 params,
-                set_sql=set_sql,
+                set_sql=SUCCEED_SET,
                 data=data,
                 io=(input_, output),
                 then_ready=ready_on_success(graph, step.node_id, branch),
             )
             if not moved:
-                raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+                raise lease_lost(step)
             await advance_run(txn, graph, states)
-            if eager is not None and txn.ready_nodes and txn.status == "running":
-                next_id, node_id = next(iter(txn.ready_nodes.items()))
-                nodes = list(eager.context_nodes(graph, node_id))
-                txn.claim_at_flush(next_id, worker_id, eager.lease_seconds, nodes)
+            claim_next_eagerly(txn, graph, eager, worker_id)
+    return txn.outbox, next_step(txn)
+
+
+def success_params(step: ClaimedStep, worker_id: str, branch: str | None) -> dict[str, Any]:
+    return {**_fence(step, worker_id), "branch": branch}
+
+
+def lease_lost(step: ClaimedStep) -> LostRace:
+    """The fenced move matched nothing: the step's lease (or the step itself) is gone."""
+    return LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+
+
+def claim_next_eagerly(
+    txn: RunTxn, graph: FlowGraph, eager: EagerClaim | None, worker_id: str
+) -> None:
+    """With `eager`, claim the first top-level step this transaction made ready at its flush."""
+    if eager is not None and txn.ready_nodes and txn.status == "running":
+        next_id, node_id = next(iter(txn.ready_nodes.items()))
+        nodes = list(eager.context_nodes(graph, node_id))
+        txn.claim_at_flush(next_id, worker_id, eager.lease_seconds, nodes)
+
+
+def next_step(txn: RunTxn) -> NextStep | None:
+    """After the flush: the step the eager claim moved, with the context rows it read."""
     if txn.claimed is None:
-        return txn.outbox, None
-    return txn.outbox, NextStep(_claimed_step(txn, txn.claimed), txn.claimed_context)
+        return None
+    return NextStep(_claimed_step(txn, txn.claimed), txn.claimed_context)
 
 
 async def commit_wait(
@@ -282,7 +301,7 @@ async def commit_wait(
             data={"seconds": seconds},
         )
         if not moved:
-            raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+            raise lease_lost(step)
         await _save_io(conn, step.step_id, input_, output)
         if not (
             accepts_signal
@@ -342,7 +361,7 @@ async def commit_failure(
             )
             outcome = "failed"
         if not moved:
-            raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+            raise lease_lost(step)
         await _save_io(conn, step.step_id, input_, None)
         if outcome == "failed" and step.item_index > 0:
             assert graph is not None

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 RUN_COLUMNS = "id, status, flow_id, flow_version, owner_id, inputs, tweaks, event_seq"
 LOCK_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %(_lock_run)s FOR UPDATE"
+# a group commit's ready move of a success's successors happens only if that success did (its
+# fence matched): one member's lost race must leave nothing behind in the shared transaction
+READY_AFTER_OWN_SUCCESS = """ AND EXISTS (SELECT 1 FROM steps d WHERE d.id = %(step)s
+                                  AND d.attempt = %(attempt)s AND d.status = 'succeeded')"""
 
 
 def move_sql(set_sql: str, where: str, multi_source: bool, *, io: bool, read_states: bool) -> str:

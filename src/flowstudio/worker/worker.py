@@ -58,6 +58,7 @@ from flowstudio.settings import Settings
 from flowstudio.store.db import TRANSIENT, open_pool, retry_db
 from flowstudio.worker.context import build_context, context_nodes
 from flowstudio.worker.execute import Failure, Outcome, ProcessPool, execute_node
+from flowstudio.worker.groupcommit import GroupCommitter
 from flowstudio.worker.items import item_context, load_item, resolve_child_flow
 from flowstudio.worker.liveness import LivenessLock
 
@@ -124,6 +125,7 @@ class Worker:
         )
         self.broker = make_broker(self.settings)
         self.publisher = OutboxPublisher(self.broker, self.pool)
+        self.committer = GroupCommitter(self.settings, self.pool)
         self.http = Egress(EgressPolicy.from_settings(self.settings))  # the nodes' egress guard
         stop = anyio.Event()
         try:
@@ -140,6 +142,8 @@ class Worker:
                 tg.start_soon(stop_on_signals, stop)
                 tg.start_soon(self.heartbeat_loop)
                 tg.start_soon(self.publisher.flush_loop)
+                if self.settings.group_commit:
+                    tg.start_soon(self.committer.run)
                 tg.start_soon(COUNTERS.flush_loop, self.pool)
                 if self.settings.metrics_port:
                     tg.start_soon(standalone.serve, self.settings, "worker", self.pool)
@@ -341,6 +345,16 @@ class Worker:
 
         async def do_commit() -> list[OutboxMessage]:
             nonlocal claimed
+            if isinstance(outcome, Done) and self.settings.group_commit:  # no connection held
+                outbox, claimed = await self.committer.commit_success(
+                    step,
+                    self.id,
+                    input_=port_input,
+                    output=outcome.output,
+                    branch=outcome.branch,
+                    eager=self.eager if eager else None,
+                )
+                return outbox
             async with self.pool.connection() as conn:
                 match outcome:
                     case Done(output=output, branch=branch):
