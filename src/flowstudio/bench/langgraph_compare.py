@@ -194,7 +194,7 @@ def render(summary: dict[str, Any], args: argparse.Namespace) -> str:
         f"{args.runs} concurrent x {args.steps}-node no-op chain; {args.seq_runs} sequential; "
         f"{len(summary['rounds'])} rounds, median [min-max]"
     )
-    rows = [("figure", "LangGraph + PostgresSaver", "Flowstudio")]
+    rows: list[tuple[str, ...]] = [("figure", "LangGraph + PostgresSaver", "Flowstudio")]
     for key, (label, _) in FIGURES.items():
         cells = [summary[e][key] for e in ("langgraph", "flowstudio")]
         rows.append((label, *(f"{c['median']:.1f} [{c['min']:.1f}-{c['max']:.1f}]" for c in cells)))

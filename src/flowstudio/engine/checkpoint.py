@@ -28,6 +28,7 @@ from flowstudio.engine.fanout import settle_item
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.planner import ready_on_success
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, RunTxn, run_transaction
+from flowstudio.engine.txnsql import CLAIM_SET, SAVE_IO
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.observability import tracing
 
@@ -140,10 +141,8 @@ async def claim_step(
         rows = await txn.move_steps(
             "claim",
             "s.id = %(step)s AND s.attempt = %(token)s",
-            {"step": step_id, "token": token, "owner": worker_id, "lease": lease_seconds},
-            set_sql="attempt = s.attempt + 1, lease_owner = %(owner)s, "
-            "lease_expires_at = now() + make_interval(secs => %(lease)s), "
-            "started_at = coalesce(s.started_at, clock_timestamp()), due_at = NULL",
+            {"step": step_id, "token": token, "cl_owner": worker_id, "cl_lease": lease_seconds},
+            set_sql=CLAIM_SET,
         )
         if not rows or txn.terminal:  # (a terminal run has no ready step: belt and braces)
             raise LostRace(f"step {step_id} token {token} not claimable")
@@ -181,13 +180,12 @@ def _fence(step: ClaimedStep, worker_id: str) -> dict[str, Any]:
     return {"step": step.step_id, "attempt": step.attempt, "owner": worker_id}
 
 
-async def _save_io(
+async def save_io(
     conn: psycopg.AsyncConnection[Any], step_id: int, input_: Any, output: Any
 ) -> None:
+    """A step's payload row, when it was not written with the step's move (`move_steps(io=)`)."""
     await conn.execute(
-        """INSERT INTO step_io (step_id, input, output) VALUES (%s, %s, %s)
-           ON CONFLICT (step_id) DO UPDATE SET input = EXCLUDED.input, output = EXCLUDED.output""",
-        (step_id, Jsonb(input_), Jsonb(output)),
+        SAVE_IO, {"io_step": step_id, "io_input": Jsonb(input_), "io_output": Jsonb(output)}
     )
 
 
@@ -302,7 +300,7 @@ async def commit_wait(
         )
         if not moved:
             raise lease_lost(step)
-        await _save_io(conn, step.step_id, input_, output)
+        await save_io(conn, step.step_id, input_, output)
         if not (
             accepts_signal
             and await consume_buffered_signal(
@@ -362,7 +360,7 @@ async def commit_failure(
             outcome = "failed"
         if not moved:
             raise lease_lost(step)
-        await _save_io(conn, step.step_id, input_, None)
+        await save_io(conn, step.step_id, input_, None)
         if outcome == "failed" and step.item_index > 0:
             assert graph is not None
             await settle_item(txn, graph, step.node_id, step.item_index, failed=True)
