@@ -11,9 +11,10 @@ Each round measures, on the same machine and the same PostgreSQL server:
    Sequential case: `--seq-runs` graphs one at a time; a node's overhead is the gap from one node's
    start to the next's (the first from the `ainvoke` call, the last to its return): execute + the
    checkpoint write, as Flowstudio's figure is the gap between two steps' commits.
-2. Flowstudio: the unchanged `flowstudio bench` machinery (`run_one_bench`: its own database and queue,
+2. Flowstudio: the `flowstudio bench` machinery (`run_one_bench`: its own database and queue,
    an orchestrator and workers as `flowstudio up` starts them) on the same chain length, reading its
-   `completed_steps_per_s` and `step_overhead_ms`.
+   `completed_steps_per_s` and `step_overhead_ms`; with `--without-group-commit` once more with
+   GROUP_COMMIT=off (a third column: what group commit changes, in the same run).
 
 The rounds alternate the two engines; `summarise()` gives medians and ranges, `render()` the table,
 and `--json` one JSON object on the last line.
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import itertools
 import logging
+import os
 import statistics
 import sys
 import time
@@ -40,6 +42,7 @@ from flowstudio.runtime import run_async
 from flowstudio.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
+MAX_FAILURES = 3
 LANGGRAPH_POOL = 16  # connections: the engine's two workers hold 2 x (8 + 2) under this load
 
 
@@ -128,7 +131,23 @@ def run_langgraph(settings: Settings, runs: int, steps: int, seq_runs: int) -> d
         sandbox.close()
 
 
-def run_flowstudio(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+def run_flowstudio(
+    settings: Settings, args: argparse.Namespace, group_commit: str | None = None
+) -> dict[str, Any]:
+    """One `flowstudio bench`; `group_commit` overrides GROUP_COMMIT for its engine processes."""
+    saved = os.environ.get("GROUP_COMMIT")
+    if group_commit is not None:
+        os.environ["GROUP_COMMIT"] = group_commit  # the sandbox's children inherit it
+    try:
+        return _run_flowstudio(settings, args)
+    finally:
+        if saved is None:
+            os.environ.pop("GROUP_COMMIT", None)
+        else:
+            os.environ["GROUP_COMMIT"] = saved
+
+
+def _run_flowstudio(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     bench_args = argparse.Namespace(
         runs=args.runs,
         steps=args.steps,
@@ -166,9 +185,16 @@ FIGURES = {
 }
 
 
+ENGINES = {
+    "langgraph": "LangGraph + PostgresSaver",
+    "flowstudio": "Flowstudio",
+    "flowstudio_no_group": "Flowstudio GROUP_COMMIT=off",
+}
+
+
 def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for engine in ("langgraph", "flowstudio"):
+    for engine in [e for e in ENGINES if e in rounds[0]]:
         figures: dict[str, Any] = {}
         for key, (_, pick) in FIGURES.items():
             values = [float(pick(r[engine])) for r in rounds]
@@ -194,17 +220,30 @@ def render(summary: dict[str, Any], args: argparse.Namespace) -> str:
         f"{args.runs} concurrent x {args.steps}-node no-op chain; {args.seq_runs} sequential; "
         f"{len(summary['rounds'])} rounds, median [min-max]"
     )
-    rows: list[tuple[str, ...]] = [("figure", "LangGraph + PostgresSaver", "Flowstudio")]
+    engines = [e for e in ENGINES if e in summary]
+    rows: list[tuple[str, ...]] = [("figure", *(ENGINES[e] for e in engines))]
     for key, (label, _) in FIGURES.items():
-        cells = [summary[e][key] for e in ("langgraph", "flowstudio")]
+        cells = [summary[e][key] for e in engines]
         rows.append((label, *(f"{c['median']:.1f} [{c['min']:.1f}-{c['max']:.1f}]" for c in cells)))
-    widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+    widths = [max(len(r[i]) for r in rows) + 2 for i in range(len(rows[0]))]
     lines = [head, *("".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)]
     lines.append(
         f"Flowstudio / LangGraph: throughput x{summary['throughput_ratio']:.2f}, "
         f"per-step overhead p50 x{summary['overhead_p50_ratio']:.2f}"
     )
     return "\n".join(lines) + "\n"
+
+
+def one_round(settings: Settings, args: argparse.Namespace, k: int) -> dict[str, dict[str, Any]]:
+    """The engines one after another; a failed round is run again (up to MAX_FAILURES)."""
+    log.info("round %d/%d: LangGraph", k, args.rounds)
+    one = {"langgraph": run_langgraph(settings, args.runs, args.steps, args.seq_runs)}
+    log.info("round %d/%d: Flowstudio", k, args.rounds)
+    one["flowstudio"] = run_flowstudio(settings, args)
+    if args.without_group_commit:
+        log.info("round %d/%d: Flowstudio, GROUP_COMMIT=off", k, args.rounds)
+        one["flowstudio_no_group"] = run_flowstudio(settings, args, "off")
+    return one
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-runs", type=int, default=30)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument(
+        "--without-group-commit",
+        action="store_true",
+        help="also run Flowstudio with GROUP_COMMIT=off each round (a third column)",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if min(args.rounds, args.runs, args.steps, args.seq_runs, args.workers, args.concurrency) < 1:
@@ -231,16 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
     rounds: list[dict[str, dict[str, Any]]] = []
-    try:
-        for k in range(1, args.rounds + 1):
-            log.info("round %d/%d: LangGraph", k, args.rounds)
-            lg = run_langgraph(settings, args.runs, args.steps, args.seq_runs)
-            log.info("round %d/%d: Flowstudio", k, args.rounds)
-            fs = run_flowstudio(settings, args)
-            rounds.append({"langgraph": lg, "flowstudio": fs})
-    except BenchError as exc:
-        log.error("compare bench failed: %s", exc)
-        return 1
+    failures = 0
+    while len(rounds) < args.rounds:
+        try:
+            rounds.append(one_round(settings, args, len(rounds) + 1))
+        except Exception as exc:  # e.g. a shared server's client cap ("too many clients")
+            failures += 1
+            log.error("round failed (%d/%d failures allowed): %s", failures, MAX_FAILURES, exc)
+            if failures >= MAX_FAILURES:
+                return 1
+            time.sleep(10)
     summary = summarise(rounds)
     sys.stdout.write(render(summary, args))
     if args.json:

@@ -37,14 +37,15 @@ class _Request:
 
 
 class GroupCommitter:
-    def __init__(self, settings: Settings, pool: Pool) -> None:
+    def __init__(self, settings: Settings, pool: Pool, stats: dict[str, Any]) -> None:
         self.pool = pool
         self.max_steps = max(1, settings.group_commit_max_steps)
         self.window = max(0.0, settings.group_commit_window_ms) / 1000
         self.inflight = max(1, settings.group_commit_inflight)
         self.queue: list[_Request] = []
         self.wake = anyio.Event()
-        self.stats = {"groups": 0, "grouped_steps": 0, "solo_fallbacks": 0}
+        self.stats = stats  # the worker's counters (its heartbeat info): groups, grouped_steps
+        self.stats.update(groups=0, grouped_steps=0, group_fallbacks=0)
 
     async def commit_success(
         self,
@@ -124,7 +125,7 @@ class GroupCommitter:
                 log.warning(
                     "group commit failed, committing its %d steps alone: %s", len(group), exc
                 )
-                self.stats["solo_fallbacks"] += 1
+                self.stats["group_fallbacks"] += 1
                 return
             except Exception as exc:  # each slot decides (retry_db retries a transient error)
                 for request in group:

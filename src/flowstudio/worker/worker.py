@@ -125,7 +125,7 @@ class Worker:
         )
         self.broker = make_broker(self.settings)
         self.publisher = OutboxPublisher(self.broker, self.pool)
-        self.committer = GroupCommitter(self.settings, self.pool)
+        self.committer = GroupCommitter(self.settings, self.pool, self.stats)
         self.http = Egress(EgressPolicy.from_settings(self.settings))  # the nodes' egress guard
         stop = anyio.Event()
         try:
