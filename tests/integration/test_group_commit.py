@@ -25,8 +25,8 @@ from flowstudio.engine import checkpoint
 from flowstudio.engine.checkpoint import EagerClaim
 from flowstudio.engine.groupcommit import Committed, Success, commit_successes
 from flowstudio.engine.runtxn import LostRace
-from flowstudio.store import db as dbmod
 from flowstudio.worker.context import context_nodes
+from tests.integration.test_runtxn import pipelined  # noqa: F401 -- fixture: with and without
 from tests.support.infra import private_database
 
 AConn = psycopg.AsyncConnection[Any]
@@ -37,14 +37,6 @@ WORKER = "worker:test:1:group"
 def database_url() -> Iterator[str]:
     with private_database("fs_group") as url:  # its ready steps must reach no worker
         yield url
-
-
-@pytest.fixture(params=[True, False], ids=["pipelined", "one-by-one"])
-def pipelined(request: pytest.FixtureRequest) -> Iterator[bool]:
-    saved = dbmod._PIPELINE["enabled"]
-    dbmod._PIPELINE["enabled"] = request.param
-    yield request.param
-    dbmod._PIPELINE["enabled"] = saved
 
 
 async def _scenario(conn: AConn) -> list[str]:
@@ -96,9 +88,8 @@ async def _scenario(conn: AConn) -> list[str]:
     return [c.run_id for c in claimed]
 
 
-def test_a_group_commits_its_members_and_a_lost_race_drops_only_its_own(
-    database_url: str, pipelined: bool
-) -> None:
+@pytest.mark.usefixtures("pipelined")
+def test_a_group_commits_its_members_and_a_lost_race_drops_only_its_own(database_url: str) -> None:
     async def main() -> list[str]:
         async with await psycopg.AsyncConnection.connect(
             database_url, autocommit=True, row_factory=dict_row
