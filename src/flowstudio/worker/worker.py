@@ -4,7 +4,8 @@
 nodes' shared guarded HTTP pool), then runs in one anyio task group:
 `consume_loop` (a slot per concurrent step; each message goes to `handle_message`, which claims and
 acks, then `run_steps`: execute -> commit, and with eager dispatch (EAGER_STEPS) the commit also claims
-the run's next ready step for this slot, so a chain skips the broker), `heartbeat_loop`
+the run's next ready step for this slot, so a chain skips the broker; with GROUP_COMMIT a success
+commits through the group committer, `worker/groupcommit.py`, with others ready together), `heartbeat_loop`
 (extends all held leases in one UPDATE; a step whose lease is gone has its execution cancelled: it was
 cancelled or reaped), the outbox flusher, the process heartbeat, the metrics counters flusher
 (`observability.counters`) and, with METRICS_PORT, its own /metrics. Each step executes inside a log
@@ -444,7 +445,9 @@ class Worker:
                     held_flight.lost = True
                     held_flight.scope.cancel()
                 continue
-            held = [(f.step.step_id, f.step.attempt) for f in self.inflight.values()]
+            # in run order, as group commits lock: the two cannot wait on each other in a cycle
+            flights = sorted(self.inflight.values(), key=lambda f: (f.step.run_id, f.step.step_id))
+            held = [(f.step.step_id, f.step.attempt) for f in flights]
             if not held:
                 continue
             try:
