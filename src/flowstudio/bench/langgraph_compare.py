@@ -31,6 +31,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -42,7 +43,9 @@ from flowstudio.runtime import run_async
 from flowstudio.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
-MAX_FAILURES = 10  # rounds lost to a shared server (e.g. its client cap) before giving up
+MAX_FAILURES = (
+    10  # runs of one engine lost to a shared server (e.g. its client cap) before giving up
+)
 LANGGRAPH_POOL = 10  # connections: each of the engine's two workers holds 8 + 2 under this load
 
 
@@ -235,15 +238,32 @@ def render(summary: dict[str, Any], args: argparse.Namespace) -> str:
 
 
 def one_round(settings: Settings, args: argparse.Namespace, k: int) -> dict[str, dict[str, Any]]:
-    """The engines one after another; a failed round is run again (up to MAX_FAILURES)."""
-    log.info("round %d/%d: LangGraph", k, args.rounds)
-    one = {"langgraph": run_langgraph(settings, args.runs, args.steps, args.seq_runs)}
-    log.info("round %d/%d: Flowstudio", k, args.rounds)
-    one["flowstudio"] = run_flowstudio(settings, args)
+    """The engines one after another; an engine whose bench failed (e.g. a shared server's client
+    cap: "too many clients") is run again, up to MAX_FAILURES times in all."""
+    runs: dict[str, Callable[[], dict[str, Any]]] = {
+        "langgraph": lambda: run_langgraph(settings, args.runs, args.steps, args.seq_runs),
+        "flowstudio": lambda: run_flowstudio(settings, args),
+    }
     if args.without_group_commit:
-        log.info("round %d/%d: Flowstudio, GROUP_COMMIT=off", k, args.rounds)
-        one["flowstudio_no_group"] = run_flowstudio(settings, args, "off")
+        runs["flowstudio_no_group"] = lambda: run_flowstudio(settings, args, "off")
+    one: dict[str, dict[str, Any]] = {}
+    for engine, run in runs.items():
+        log.info("round %d/%d: %s", k, args.rounds, ENGINES[engine])
+        one[engine] = _with_retries(run)
+    log.info("round %d result: %s", k, msgspec.json.encode(one).decode())  # kept if a later fails
     return one
+
+
+def _with_retries(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    for failure in range(1, MAX_FAILURES + 1):
+        try:
+            return run()
+        except Exception as exc:  # e.g. "too many clients" on a shared server: wait, run again
+            log.error("failed (%d/%d): %s", failure, MAX_FAILURES, exc)
+            if failure == MAX_FAILURES:
+                raise BenchError(f"gave up after {failure} failures: {exc}") from exc
+            time.sleep(20)
+    raise AssertionError("unreachable")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,17 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
-    rounds: list[dict[str, dict[str, Any]]] = []
-    failures = 0
-    while len(rounds) < args.rounds:
-        try:
-            rounds.append(one_round(settings, args, len(rounds) + 1))
-        except Exception as exc:  # e.g. a shared server's client cap ("too many clients")
-            failures += 1
-            log.error("round failed (%d/%d failures allowed): %s", failures, MAX_FAILURES, exc)
-            if failures >= MAX_FAILURES:
-                return 1
-            time.sleep(20)
+    try:
+        rounds = [one_round(settings, args, k) for k in range(1, args.rounds + 1)]
+    except BenchError as exc:
+        log.error("compare bench failed: %s", exc)
+        return 1
     summary = summarise(rounds)
     sys.stdout.write(render(summary, args))
     if args.json:
