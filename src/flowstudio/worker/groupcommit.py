@@ -1,14 +1,16 @@
 """A worker's group committer: step successes that are ready together commit in one transaction.
 
 With GROUP_COMMIT on, a step slot whose node succeeded calls `committer.commit_success(...)` instead
-of `checkpoint.commit_success`: the request joins a queue and the slot waits. `run()` (a task of the
-worker) takes what is queued, waits GROUP_COMMIT_WINDOW_MS first if set (0: no wait; what queues
-while a commit is in flight forms the next group), and commits up to GROUP_COMMIT_MAX_STEPS of them,
+of `checkpoint.commit_success`. With no commit in flight (and no window) the slot commits at once
+itself (the sequential path pays nothing); otherwise the request joins a queue and the slot waits.
+`run()` (a task of the worker) takes what is queued, waits GROUP_COMMIT_WINDOW_MS first if set (0: no
+wait; what queues while a commit is in flight forms the next group), and commits up to
+GROUP_COMMIT_MAX_STEPS of them,
 one per run, with `engine.groupcommit.commit_successes` on one pooled connection; the rest wait for
 the next group. A single request takes the ordinary single-step path. Each slot then gets its own
 result: its outbox and eagerly claimed next step, or its `LostRace`. If the group's transaction
 failed as a whole (`GroupFailed`: a deadlock, a lost connection), each slot commits alone, as
-without group commit (`SOLO`). GROUP_COMMIT_INFLIGHT groups may be in flight at once.
+without group commit. At most GROUP_COMMIT_INFLIGHT commits (groups or a slot's own) are in flight.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 class _Request:
     success: Success
     done: anyio.Event = field(default_factory=anyio.Event)
-    result: Committed | BaseException | None = None  # None: commit alone (SOLO)
+    result: Committed | BaseException | None = None  # None: commit alone (the group failed)
 
 
 class GroupCommitter:
@@ -43,6 +45,7 @@ class GroupCommitter:
         self.window = max(0.0, settings.group_commit_window_ms) / 1000
         self.inflight = max(1, settings.group_commit_inflight)
         self.queue: list[_Request] = []
+        self.active = 0  # commits in flight: groups, and a slot's own when nothing else was
         self.wake = anyio.Event()
         self.stats = stats  # the worker's counters (its heartbeat info): groups, grouped_steps
         self.stats.update(groups=0, grouped_steps=0, group_fallbacks=0)
@@ -60,6 +63,12 @@ class GroupCommitter:
         """As `checkpoint.commit_success`, committed with whatever else is ready meanwhile."""
         if step.item_index > 0:  # a map item: the map's own bookkeeping, never grouped
             return await self._solo(step, worker_id, input_, output, branch, eager)
+        if not (self.active or self.queue or self.window):  # idle: commit now, in this slot
+            self.active += 1
+            try:
+                return await self._solo(step, worker_id, input_, output, branch, eager)
+            finally:
+                self._finished()
         request = _Request(Success(step, worker_id, input_, output, branch, None, eager))
         self.queue.append(request)
         self.wake.set()
@@ -85,19 +94,22 @@ class GroupCommitter:
                 conn, step, worker_id, input_=input_, output=output, branch=branch, eager=eager
             )
 
+    def _finished(self) -> None:
+        self.active -= 1
+        if self.queue:
+            self.wake.set()
+
     async def run(self) -> None:
-        """Form groups for ever; up to `inflight` of them commit at once."""
-        limiter = anyio.Semaphore(self.inflight)
+        """Form groups for ever; up to `inflight` commits (groups or a slot's own) at once."""
         async with anyio.create_task_group() as tg:
             while True:
                 await self.wake.wait()
                 self.wake = anyio.Event()
                 if self.window:
                     await anyio.sleep(self.window)
-                while self.queue:
-                    await limiter.acquire()
-                    group = self._take()
-                    tg.start_soon(self._commit_group, group, limiter)
+                while self.queue and self.active < self.inflight:
+                    self.active += 1
+                    tg.start_soon(self._commit_group, self._take())
 
     def _take(self) -> list[_Request]:
         """Up to `max_steps` queued requests, one per run (another of the same run waits)."""
@@ -114,9 +126,19 @@ class GroupCommitter:
         self.queue = rest
         return group
 
-    async def _commit_group(self, group: list[_Request], limiter: anyio.Semaphore) -> None:
+    async def _commit_group(self, group: list[_Request]) -> None:
         try:
-            if len(group) == 1:  # nothing to group with: the ordinary path, in the slot
+            if len(group) == 1:  # nothing to group with: the ordinary single-step path
+                (only,) = group
+                m = only.success
+                try:
+                    outbox, nxt = await self._solo(
+                        m.step, m.worker_id, m.input_, m.output, m.branch, m.eager
+                    )
+                except Exception as exc:  # LostRace, or a database error retry_db retries
+                    only.result = exc
+                else:
+                    only.result = Committed(outbox, nxt)
                 return
             try:
                 async with self.pool.connection() as conn:
@@ -136,6 +158,6 @@ class GroupCommitter:
             for request, result in zip(group, results, strict=True):
                 request.result = result
         finally:
-            limiter.release()
+            self._finished()
             for request in group:
                 request.done.set()
