@@ -5,9 +5,8 @@ of `checkpoint.commit_success`. With no commit in flight (and no window) the slo
 itself (the sequential path pays nothing); otherwise the request joins a queue and the slot waits.
 `run()` (a task of the worker) takes what is queued, waits GROUP_COMMIT_WINDOW_MS first if set (0: no
 wait; what queues while a commit is in flight forms the next group), and commits up to
-GROUP_COMMIT_MAX_STEPS of them,
-one per run, with `engine.groupcommit.commit_successes` on one pooled connection; the rest wait for
-the next group. A single request takes the ordinary single-step path. Each slot then gets its own
+GROUP_COMMIT_MAX_STEPS of them, one per run, with `engine.groupcommit.commit_successes` on one pooled connection; the rest wait for
+the next group. A group of one takes the ordinary single-step path. Each slot then gets its own
 result: its outbox and eagerly claimed next step, or its `LostRace`. If the group's transaction
 failed as a whole (`GroupFailed`: a deadlock, a lost connection), each slot commits alone, as
 without group commit. At most GROUP_COMMIT_INFLIGHT commits (groups or a slot's own) are in flight.
