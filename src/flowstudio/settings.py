@@ -47,6 +47,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_concurrency: int = 100
     eager_steps: int = 32
     db_pipeline: bool = True
+    # group commit (README "Performance"): a worker's step successes ready together, one transaction
+    group_commit: bool = True  # GROUP_COMMIT: on | off
+    group_commit_max_steps: int = 32  # GROUP_COMMIT_MAX_STEPS: steps per transaction at most
+    group_commit_window_ms: float = 0.0  # GROUP_COMMIT_WINDOW_MS: wait this long to gather more
+    group_commit_inflight: int = 2  # GROUP_COMMIT_INFLIGHT: a worker's groups committing at once
     # observability (README "Observability")
     metrics_token: str = ""  # METRICS_TOKEN: if set, /metrics needs "Authorization: Bearer <it>"
     metrics_port: int = 0  # METRICS_PORT: a worker/orchestrator started alone serves /metrics here
@@ -205,6 +210,10 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         ui_dist=_env("UI_DIST", ""),
         batch_concurrency=int(_env("BATCH_CONCURRENCY", "100")),
         eager_steps=int(_env("EAGER_STEPS", "32")),
+        group_commit=_env("GROUP_COMMIT", "on").strip().lower() not in ("0", "false", "no", "off"),
+        group_commit_max_steps=int(_env("GROUP_COMMIT_MAX_STEPS", "32")),
+        group_commit_window_ms=float(_env("GROUP_COMMIT_WINDOW_MS", "0")),
+        group_commit_inflight=int(_env("GROUP_COMMIT_INFLIGHT", "2")),
         queue_backend=backend,
         # Windows' selector event loop (psycopg) handles at most 512 sockets per process
         worker_concurrency=int(

@@ -14,14 +14,12 @@ from typing import Any
 from flowstudio.engine.planner import StepState, plan, run_state
 from flowstudio.engine.runtxn import READY_MOVE, RunTxn
 from flowstudio.engine.states import STEP_LIVE
+from flowstudio.engine.txnsql import RUN_OUTPUTS, STEP_STATES
 from flowstudio.flows.graph import FlowGraph
 
 
 async def load_states(txn: RunTxn) -> dict[str, StepState]:
-    cur = await txn.conn.execute(
-        "SELECT node_id, status, branch FROM steps WHERE run_id = %s AND item_index = 0",
-        (txn.run["id"],),
-    )
+    cur = await txn.conn.execute(STEP_STATES, {"run": txn.run["id"]})
     return {r["node_id"]: StepState(r["status"], r["branch"]) for r in await cur.fetchall()}
 
 
@@ -29,11 +27,7 @@ async def collect_outputs(txn: RunTxn, graph: FlowGraph) -> Any:
     outs = [n.id for n in graph.definition.nodes if n.type == "output"]
     if not outs:
         return None
-    cur = await txn.conn.execute(
-        """SELECT s.node_id, io.output FROM steps s JOIN step_io io ON io.step_id = s.id
-           WHERE s.run_id = %s AND s.node_id = ANY(%s) AND s.status = 'succeeded'""",
-        (txn.run["id"], outs),
-    )
+    cur = await txn.conn.execute(RUN_OUTPUTS, {"run": txn.run["id"], "nodes": outs})
     rows = {r["node_id"]: r["output"] for r in await cur.fetchall()}
     if len(outs) == 1:
         return rows.get(outs[0])

@@ -28,6 +28,7 @@ from flowstudio.engine.fanout import settle_item
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.planner import ready_on_success
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, RunTxn, run_transaction
+from flowstudio.engine.txnsql import CLAIM_SET, SAVE_IO
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.observability import tracing
 
@@ -140,10 +141,8 @@ async def claim_step(
         rows = await txn.move_steps(
             "claim",
             "s.id = %(step)s AND s.attempt = %(token)s",
-            {"step": step_id, "token": token, "owner": worker_id, "lease": lease_seconds},
-            set_sql="attempt = s.attempt + 1, lease_owner = %(owner)s, "
-            "lease_expires_at = now() + make_interval(secs => %(lease)s), "
-            "started_at = coalesce(s.started_at, clock_timestamp()), due_at = NULL",
+            {"step": step_id, "token": token, "cl_owner": worker_id, "cl_lease": lease_seconds},
+            set_sql=CLAIM_SET,
         )
         if not rows or txn.terminal:  # (a terminal run has no ready step: belt and braces)
             raise LostRace(f"step {step_id} token {token} not claimable")
@@ -174,19 +173,19 @@ def _claimed_step(txn: RunTxn, row: dict[str, Any]) -> ClaimedStep:
 
 FENCE = "s.id = %(step)s AND s.attempt = %(attempt)s AND s.lease_owner = %(owner)s"
 CLEAR_LEASE = "lease_owner = NULL, lease_expires_at = NULL"
+SUCCEED_SET = f"branch = %(branch)s, finished_at = clock_timestamp(), error = NULL, {CLEAR_LEASE}"
 
 
 def _fence(step: ClaimedStep, worker_id: str) -> dict[str, Any]:
     return {"step": step.step_id, "attempt": step.attempt, "owner": worker_id}
 
 
-async def _save_io(
+async def save_io(
     conn: psycopg.AsyncConnection[Any], step_id: int, input_: Any, output: Any
 ) -> None:
+    """A step's payload row, when it was not written with the step's move (`move_steps(io=)`)."""
     await conn.execute(
-        """INSERT INTO step_io (step_id, input, output) VALUES (%s, %s, %s)
-           ON CONFLICT (step_id) DO UPDATE SET input = EXCLUDED.input, output = EXCLUDED.output""",
-        (step_id, Jsonb(input_), Jsonb(output)),
+        SAVE_IO, {"io_step": step_id, "io_input": Jsonb(input_), "io_output": Jsonb(output)}
     )
 
 
@@ -226,37 +225,55 @@ async def commit_success(
     there too). Its lease carries it like any claim: the reaper takes it if the worker dies."""
     graph = await load_graph(conn, step.flow_id, step.flow_version)
     async with run_transaction(conn, step.run_id, defer_lock=True) as txn:
-        params = {**_fence(step, worker_id), "branch": branch}
-        set_sql = (
-            f"branch = %(branch)s, finished_at = clock_timestamp(), error = NULL, {CLEAR_LEASE}"
-        )
+        params = success_params(step, worker_id, branch)
         if step.item_index > 0:  # a map item: the map's own bookkeeping decides what is next
             moved = await txn.move_steps(
-                "succeed", FENCE, params, set_sql=set_sql, data=data, io=(input_, output)
+                "succeed", FENCE, params, set_sql=SUCCEED_SET, data=data, io=(input_, output)
             )
             if not moved:
-                raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+                raise lease_lost(step)
             await settle_item(txn, graph, step.node_id, step.item_index)
         else:
             moved, states = await txn.move_steps_reading_states(
                 "succeed",
                 FENCE,
                 params,
-                set_sql=set_sql,
+                set_sql=SUCCEED_SET,
                 data=data,
                 io=(input_, output),
                 then_ready=ready_on_success(graph, step.node_id, branch),
             )
             if not moved:
-                raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+                raise lease_lost(step)
             await advance_run(txn, graph, states)
-            if eager is not None and txn.ready_nodes and txn.status == "running":
-                next_id, node_id = next(iter(txn.ready_nodes.items()))
-                nodes = list(eager.context_nodes(graph, node_id))
-                txn.claim_at_flush(next_id, worker_id, eager.lease_seconds, nodes)
+            claim_next_eagerly(txn, graph, eager, worker_id)
+    return txn.outbox, next_step(txn)
+
+
+def success_params(step: ClaimedStep, worker_id: str, branch: str | None) -> dict[str, Any]:
+    return {**_fence(step, worker_id), "branch": branch}
+
+
+def lease_lost(step: ClaimedStep) -> LostRace:
+    """The fenced move matched nothing: the step's lease (or the step itself) is gone."""
+    return LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+
+
+def claim_next_eagerly(
+    txn: RunTxn, graph: FlowGraph, eager: EagerClaim | None, worker_id: str
+) -> None:
+    """With `eager`, claim the first top-level step this transaction made ready at its flush."""
+    if eager is not None and txn.ready_nodes and txn.status == "running":
+        next_id, node_id = next(iter(txn.ready_nodes.items()))
+        nodes = list(eager.context_nodes(graph, node_id))
+        txn.claim_at_flush(next_id, worker_id, eager.lease_seconds, nodes)
+
+
+def next_step(txn: RunTxn) -> NextStep | None:
+    """After the flush: the step the eager claim moved, with the context rows it read."""
     if txn.claimed is None:
-        return txn.outbox, None
-    return txn.outbox, NextStep(_claimed_step(txn, txn.claimed), txn.claimed_context)
+        return None
+    return NextStep(_claimed_step(txn, txn.claimed), txn.claimed_context)
 
 
 async def commit_wait(
@@ -282,8 +299,8 @@ async def commit_wait(
             data={"seconds": seconds},
         )
         if not moved:
-            raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
-        await _save_io(conn, step.step_id, input_, output)
+            raise lease_lost(step)
+        await save_io(conn, step.step_id, input_, output)
         if not (
             accepts_signal
             and await consume_buffered_signal(
@@ -342,8 +359,8 @@ async def commit_failure(
             )
             outcome = "failed"
         if not moved:
-            raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
-        await _save_io(conn, step.step_id, input_, None)
+            raise lease_lost(step)
+        await save_io(conn, step.step_id, input_, None)
         if outcome == "failed" and step.item_index > 0:
             assert graph is not None
             await settle_item(txn, graph, step.node_id, step.item_index, failed=True)

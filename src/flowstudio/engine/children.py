@@ -23,7 +23,7 @@ from flowstudio.engine.checkpoint import (
     FENCE,
     ClaimedStep,
     _fence,
-    _save_io,
+    save_io,
     start_run,
 )
 from flowstudio.engine.fanout import expand_map, settle_item
@@ -63,7 +63,7 @@ async def commit_expand(
     graph = await load_graph(conn, step.flow_id, step.flow_version)
     async with run_transaction(conn, step.run_id) as txn:
         await _park(txn, step, worker_id, {"items": len(items)})
-        await _save_io(conn, step.step_id, input_, None)
+        await save_io(conn, step.step_id, input_, None)
         await expand_map(txn, graph, step.step_id, step.node_id, items)
     return txn.outbox
 
@@ -80,7 +80,7 @@ async def commit_start_child(
 ) -> list[OutboxMessage]:
     async with run_transaction(conn, step.run_id) as txn:
         await _park(txn, step, worker_id, {"child_flow_id": flow_id, "version": version})
-        await _save_io(conn, step.step_id, input_, None)
+        await save_io(conn, step.step_id, input_, None)
         child = await start_run(
             conn,
             flow_id=flow_id,

@@ -220,15 +220,6 @@ async def fork_run(
                 (run_id,),
             )
             for s in await cur.fetchall():
-                txn.event(
-                    "step",
-                    step_id=s["id"],
-                    node_id=s["node_id"],
-                    item_index=s["item_index"],
-                    attempt=s["attempt"],
-                    from_status=None,
-                    to_status=s["status"],
-                    data={"copied_from_run": str(parent["id"])},
-                )
+                txn.step_event(s, None, s["status"], {"copied_from_run": str(parent["id"])})
             await advance_run(txn, graph)
     return str(run_id), txn.outbox

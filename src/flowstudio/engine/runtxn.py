@@ -127,6 +127,8 @@ class RunTxn:
         self._log_moves(rows, step_move(trigger)[1], data)
         return rows
 
+    # the same parameters as `move_steps` on purpose (a drop-in for the hot path); two methods so
+    # that each keeps a precise return type
     async def move_steps_reading_states(
         self,
         trigger: str,
@@ -146,14 +148,49 @@ class RunTxn:
         `then_ready`: pending nodes known to become ready once this move happened (a success whose
         successors wait on nothing else: `planner.ready_on_success`); their guarded ready move is
         pipelined right after, in the same message, and shows in the returned states."""
-        dest = step_move(trigger)[1]
+        statements = self.reading_states_statements(
+            trigger, where, params, set_sql=set_sql, io=io, then_ready=then_ready
+        )
+        results = await self._execute_many(statements)
+        return self.take_reading_states(trigger, results, data=data, then_ready=bool(then_ready))
+
+    def reading_states_statements(
+        self,
+        trigger: str,
+        where: str,
+        params: dict[str, Any],
+        *,
+        set_sql: str = "",
+        io: tuple[Any, Any] | None = None,
+        then_ready: Sequence[str] = (),
+        ready_guard: str = "",
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The statements of `move_steps_reading_states` (sent by it, or by a group commit in
+        its shared pipeline). `ready_guard`: an extra condition on the `then_ready` move (a group
+        commit cannot roll one run back alone, so its ready move checks the success happened)."""
         statements = [self._move_statement(trigger, where, params, set_sql, io, read_states=True)]
         if then_ready:
             where_ready, set_ready = READY_MOVE
             statements.append(
-                self._move_statement("ready", where_ready, {"nodes": list(then_ready)}, set_ready)
+                self._move_statement(
+                    "ready",
+                    f"{where_ready}{ready_guard}",
+                    {**params, "nodes": list(then_ready)},
+                    set_ready,
+                )
             )
-        results = await self._execute_many(statements)
+        return statements
+
+    def take_reading_states(
+        self,
+        trigger: str,
+        results: list[list[dict[str, Any]]],
+        *,
+        data: Any = None,
+        then_ready: bool = False,
+    ) -> tuple[list[dict[str, Any]], dict[str, StepState]]:
+        """Log what the statements of `reading_states_statements` moved; the states after them."""
+        dest = step_move(trigger)[1]
         rows, states = results[0], self._states_of(results[0], dest)
         self._log_moves(rows, dest, data)
         if then_ready and rows:
@@ -204,18 +241,24 @@ class RunTxn:
                 states[row["node_id"]] = StepState(dest, row["branch"])
         return states
 
+    def step_event(
+        self, row: dict[str, Any], from_status: str | None, to_status: str, data: Any
+    ) -> None:
+        """The event row of one step move (`row`: id, node_id, item_index, attempt)."""
+        self.event(
+            "step",
+            step_id=row["id"],
+            node_id=row["node_id"],
+            item_index=row["item_index"],
+            attempt=row["attempt"],
+            from_status=from_status,
+            to_status=to_status,
+            data=data,
+        )
+
     def _log_moves(self, rows: list[dict[str, Any]], dest: str, data: Any) -> None:
         for row in rows:
-            self.event(
-                "step",
-                step_id=row["id"],
-                node_id=row["node_id"],
-                item_index=row["item_index"],
-                attempt=row["attempt"],
-                from_status=row["from_status"],
-                to_status=dest,
-                data=data,
-            )
+            self.step_event(row, row["from_status"], dest, data)
             if dest == "ready":
                 self.dispatch(row["id"], row["attempt"])
                 self.ready_nodes[row["id"]] = row["node_id"]
@@ -270,6 +313,21 @@ class RunTxn:
         Events take the seqs `event_seq - n + 1 .. event_seq` of the incremented counter (gapless
         under the run lock); the data-modifying CTEs all run exactly once."""
         await self.lock()
+        query, params = self.flush_statement()
+        if self.one_message_commit and pipeline_enabled():
+            async with self.conn.pipeline():
+                cur = await self.conn.execute(query, params)
+                await self.conn.execute("COMMIT")
+        else:
+            cur = await self.conn.execute(query, params)
+            if self.one_message_commit:
+                await self.conn.execute("COMMIT")
+        row = await cur.fetchone()
+        assert row is not None
+        self.take_flush(row)
+
+    def flush_statement(self) -> tuple[str, dict[str, Any]]:
+        """The flush statement and its parameters (the run row must be locked and loaded)."""
         sets = ["updated_at = now()"]
         params: dict[str, Any] = {
             "id": self.run["id"],
@@ -295,33 +353,26 @@ class RunTxn:
                 cl_token=eager.token,
                 cl_owner=eager.worker_id,
                 cl_lease=eager.lease_seconds,
-                cl_ctx=eager.context_nodes,
+                ctx_run=self.run["id"],
+                ctx_nodes=eager.context_nodes,
                 cl_sources=sources,
                 cl_from=sources[0],
                 cl_dest=dest,
             )
-        query = flush_sql(sets, claim=eager is not None)
-        if self.one_message_commit and pipeline_enabled():
-            async with self.conn.pipeline():
-                cur = await self.conn.execute(query, params)
-                await self.conn.execute("COMMIT")
-        else:
-            cur = await self.conn.execute(query, params)
-            if self.one_message_commit:
-                await self.conn.execute("COMMIT")
-        row = await cur.fetchone()
-        assert row is not None
+        return flush_sql(sets, claim=eager is not None), params
+
+    def take_flush(self, row: dict[str, Any]) -> None:
+        """Read the flush statement's result row (outbox ids, eager claim) and reset the queues."""
         if self.to_dispatch:
             self.outbox = [
                 OutboxMessage(i, self.run_id, s, t)
                 for i, s, t in zip(row["ob_ids"], row["ob_steps"], row["ob_tokens"], strict=True)
             ]
+        eager = self.eager
         if eager is not None:
             self.eager = None
             self.claimed, self.claimed_context = row["cl_row"], row["cl_ctx"]
-            if (
-                self.claimed is None
-            ):  # cannot happen under the run lock; the redispatch loop covers it
+            if self.claimed is None:  # cannot happen under the run lock; redispatch covers it
                 log.error("eager claim of step %s matched no row", eager.step_id)
         self.events.clear()
         self.to_dispatch.clear()
@@ -357,11 +408,11 @@ async def run_transaction(
             return  # the body sent nothing: no transaction was opened
         await txn.flush()  # ... and COMMIT
     except BaseException:
-        await _rollback(conn)
+        await rollback(conn)
         raise
 
 
-async def _rollback(conn: psycopg.AsyncConnection[Any]) -> None:
+async def rollback(conn: psycopg.AsyncConnection[Any]) -> None:
     """End a failed (or cancelled) run transaction; shielded so a cancellation cannot skip it. A
     connection that cannot roll back is broken: the pool discards it."""
     if conn.closed or conn.info.transaction_status == TransactionStatus.IDLE:

@@ -1,16 +1,44 @@
-"""The SQL text of a run transaction (engine/runtxn.py builds and sends it; nothing here runs SQL).
+"""The SQL text of a run transaction and of the step hot path: one named home for each statement,
+shared by the normal, the eager/pipelined and the grouped paths (nothing here runs SQL; callers in
+engine/runtxn.py, engine/checkpoint.py, engine/groupcommit.py, engine/advance.py, worker/context.py).
 
 `lock_sql()` locks the run row; `move_sql(...)` is a guarded step UPDATE, optionally wrapped with the
 payload upsert and the run's step-state read (`move_steps_reading_states`); `flush_sql(...)` is the
 final statement: the run row, the event rows (gapless seqs), the outbox rows, the NOTIFY and, for
 eager dispatch, the claim of the next step plus the context rows it reads. The claim's event row is
 made in SQL from the claim's RETURNING, so a claim that matched nothing logs nothing.
+`CLAIM_SET` (the claim's SET list), `STEP_CONTEXT` (what a step's context reads), `SAVE_IO` /
+`SAVE_IO_OF_MOVED` (the step payload upsert), `STEP_STATES` and `RUN_OUTPUTS` are shared by name.
 """
 
 from __future__ import annotations
 
 RUN_COLUMNS = "id, status, flow_id, flow_version, owner_id, inputs, tweaks, event_seq"
 LOCK_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %(_lock_run)s FOR UPDATE"
+# a group commit's ready move of a success's successors happens only if that success did (its
+# fence matched): one member's lost race must leave nothing behind in the shared transaction
+READY_AFTER_OWN_SUCCESS = """ AND EXISTS (SELECT 1 FROM steps d WHERE d.id = %(step)s
+                                  AND d.attempt = %(attempt)s AND d.status = 'succeeded')"""
+
+
+# a claim: ready/retrying/waiting -> running under a lease (the fencing token is the new attempt)
+CLAIM_SET = """attempt = s.attempt + 1, lease_owner = %(cl_owner)s,
+               lease_expires_at = now() + make_interval(secs => %(cl_lease)s),
+               started_at = coalesce(s.started_at, clock_timestamp()), due_at = NULL"""
+# the state and output of the nodes a step's context reads (worker/context.py; eager claims)
+STEP_CONTEXT = """SELECT s.node_id, s.status, s.branch, io.output
+        FROM steps s LEFT JOIN step_io io ON io.step_id = s.id
+        WHERE s.run_id = %(ctx_run)s AND s.item_index = 0 AND s.node_id = ANY(%(ctx_nodes)s)"""
+# a step's payload, written with its move; the upsert keeps the latest attempt's
+UPSERT_IO = "ON CONFLICT (step_id) DO UPDATE SET input = EXCLUDED.input, output = EXCLUDED.output"
+SAVE_IO = f"""INSERT INTO step_io (step_id, input, output)
+        VALUES (%(io_step)s, %(io_input)s, %(io_output)s) {UPSERT_IO}"""
+SAVE_IO_OF_MOVED = f"""INSERT INTO step_io (step_id, input, output)
+        SELECT id, %(_io_input)s, %(_io_output)s FROM moved {UPSERT_IO}"""
+# the run's top-level step states (the planner's input) and its output nodes' outputs
+STEP_STATES = "SELECT node_id, status, branch FROM steps WHERE run_id = %(run)s AND item_index = 0"
+RUN_OUTPUTS = """SELECT s.node_id, io.output FROM steps s JOIN step_io io ON io.step_id = s.id
+        WHERE s.run_id = %(run)s AND s.node_id = ANY(%(nodes)s) AND s.status = 'succeeded'"""
 
 
 def move_sql(set_sql: str, where: str, multi_source: bool, *, io: bool, read_states: bool) -> str:
@@ -30,10 +58,7 @@ def move_sql(set_sql: str, where: str, multi_source: bool, *, io: bool, read_sta
     ctes = [f"moved AS ({query})"]
     select = "SELECT m.* FROM moved m"
     if io:
-        ctes.append("""io AS (INSERT INTO step_io (step_id, input, output)
-                      SELECT id, %(_io_input)s, %(_io_output)s FROM moved
-                      ON CONFLICT (step_id) DO UPDATE
-                      SET input = EXCLUDED.input, output = EXCLUDED.output)""")
+        ctes.append(f"io AS ({SAVE_IO_OF_MOVED})")
     if read_states:
         ctes.append("""st AS (SELECT array_agg(node_id) AS st_nodes, array_agg(status) AS st_status,
                              array_agg(branch) AS st_branch
@@ -42,19 +67,12 @@ def move_sql(set_sql: str, where: str, multi_source: bool, *, io: bool, read_sta
     return f"WITH {', '.join(ctes)} {select}"
 
 
-CLAIM_CTE = """cl AS (
-        UPDATE steps s SET status = %(cl_dest)s, attempt = s.attempt + 1,
-               lease_owner = %(cl_owner)s,
-               lease_expires_at = now() + make_interval(secs => %(cl_lease)s),
-               started_at = coalesce(s.started_at, clock_timestamp()), due_at = NULL
+CLAIM_CTE = f"""cl AS (
+        UPDATE steps s SET status = %(cl_dest)s, {CLAIM_SET}
         WHERE s.id = %(cl_step)s AND s.run_id = %(id)s AND s.attempt = %(cl_token)s
           AND s.status = ANY(%(cl_sources)s)
         RETURNING s.id, s.node_id, s.item_index, s.node_type, s.attempt, s.max_attempts
-    ), cx AS (
-        SELECT s.node_id, s.status, s.branch, io.output
-        FROM steps s LEFT JOIN step_io io ON io.step_id = s.id
-        WHERE s.run_id = %(id)s AND s.item_index = 0 AND s.node_id = ANY(%(cl_ctx)s)
-    ), """
+    ), cx AS ({STEP_CONTEXT}), """
 CLAIM_EVENT = """
         UNION ALL
         SELECT jsonb_build_object('kind', 'step', 'step_id', cl.id, 'node_id', cl.node_id,

@@ -24,6 +24,7 @@ import psycopg
 
 from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.engine.planner import StepState, edge_active
+from flowstudio.engine.txnsql import STEP_CONTEXT
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.nodes import registry
 from flowstudio.nodes.registry import NodeError, NodeSpec
@@ -70,12 +71,7 @@ async def build_context(
     outputs: dict[str, Any] = {}
     states: dict[str, StepState] = {}
     if needed and rows is None:
-        cur = await conn.execute(
-            """SELECT s.node_id, s.status, s.branch, io.output
-               FROM steps s LEFT JOIN step_io io ON io.step_id = s.id
-               WHERE s.run_id = %s AND s.item_index = 0 AND s.node_id = ANY(%s)""",
-            (step.run_id, list(needed)),
-        )
+        cur = await conn.execute(STEP_CONTEXT, {"ctx_run": step.run_id, "ctx_nodes": list(needed)})
         rows = await cur.fetchall()
     for r in rows or ():
         states[r["node_id"]] = StepState(r["status"], r["branch"])

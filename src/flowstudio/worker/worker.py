@@ -4,7 +4,8 @@
 nodes' shared guarded HTTP pool), then runs in one anyio task group:
 `consume_loop` (a slot per concurrent step; each message goes to `handle_message`, which claims and
 acks, then `run_steps`: execute -> commit, and with eager dispatch (EAGER_STEPS) the commit also claims
-the run's next ready step for this slot, so a chain skips the broker), `heartbeat_loop`
+the run's next ready step for this slot, so a chain skips the broker; with GROUP_COMMIT a success
+commits through the group committer, `worker/groupcommit.py`, with others ready together), `heartbeat_loop`
 (extends all held leases in one UPDATE; a step whose lease is gone has its execution cancelled: it was
 cancelled or reaped), the outbox flusher, the process heartbeat, the metrics counters flusher
 (`observability.counters`) and, with METRICS_PORT, its own /metrics. Each step executes inside a log
@@ -60,6 +61,7 @@ from flowstudio.settings import Settings
 from flowstudio.store.db import TRANSIENT, open_pool, retry_db
 from flowstudio.worker.context import build_context, context_nodes
 from flowstudio.worker.execute import Failure, Outcome, ProcessPool, execute_node
+from flowstudio.worker.groupcommit import GroupCommitter
 from flowstudio.worker.items import item_context, load_item, resolve_child_flow
 from flowstudio.worker.liveness import LivenessLock
 
@@ -126,6 +128,7 @@ class Worker:
         )
         self.broker = make_broker(self.settings)
         self.publisher = OutboxPublisher(self.broker, self.pool)
+        self.committer = GroupCommitter(self.settings, self.pool, self.stats)
         self.http = Egress(EgressPolicy.from_settings(self.settings))  # the nodes' egress guard
         stop = anyio.Event()
         try:
@@ -142,6 +145,8 @@ class Worker:
                 tg.start_soon(stop_on_signals, stop)
                 tg.start_soon(self.heartbeat_loop)
                 tg.start_soon(self.publisher.flush_loop)
+                if self.settings.group_commit:
+                    tg.start_soon(self.committer.run)
                 tg.start_soon(COUNTERS.flush_loop, self.pool)
                 if self.settings.metrics_port:
                     tg.start_soon(standalone.serve, self.settings, "worker", self.pool)
@@ -343,6 +348,16 @@ class Worker:
 
         async def do_commit() -> list[OutboxMessage]:
             nonlocal claimed
+            if isinstance(outcome, Done) and self.settings.group_commit:  # no connection held
+                outbox, claimed = await self.committer.commit_success(
+                    step,
+                    self.id,
+                    input_=port_input,
+                    output=outcome.output,
+                    branch=outcome.branch,
+                    eager=self.eager if eager else None,
+                )
+                return outbox
             async with self.pool.connection() as conn:
                 match outcome:
                     case Done(output=output, branch=branch):
@@ -434,7 +449,9 @@ class Worker:
                     held_flight.lost = True
                     held_flight.scope.cancel()
                 continue
-            held = [(f.step.step_id, f.step.attempt) for f in self.inflight.values()]
+            # in run order, as group commits lock: the two cannot wait on each other in a cycle
+            flights = sorted(self.inflight.values(), key=lambda f: (f.step.run_id, f.step.step_id))
+            held = [(f.step.step_id, f.step.attempt) for f in flights]
             if not held:
                 continue
             try:

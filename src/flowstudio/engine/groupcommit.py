@@ -1,0 +1,172 @@
+"""Group commit: the successes of several steps (of different runs) checkpointed in ONE transaction.
+
+`commit_successes(conn, items)` is `checkpoint.commit_success` for many top-level steps at once, in
+two messages to PostgreSQL whatever their number: (1) `BEGIN`, then for each run, in run-id order
+(every group locks runs in the same order, so two groups cannot deadlock on them): the run lock,
+the fenced success move with its payload and the run's step states, and the ready move of its
+successors; then Python plans each run (`advance_run`, eager claim); (2) each run's flush (events,
+outbox, NOTIFY, eager claim) and one `COMMIT`.
+
+Every guarantee of the single commit holds per item: the fence (attempt + lease owner) decides
+each move; a member whose move matched nothing is a `LostRace` for that member only (its ready move
+is guarded by its own success, `txnsql.READY_AFTER_OWN_SUCCESS`, so it wrote nothing and nothing
+must be rolled back) and the others commit; events are numbered per run under its lock. A crash
+anywhere before the COMMIT loses the whole group and nothing else: every member's lease then
+carries its step as after any crash (crash point `group_commit.between_statements`). A database
+error (a deadlock with another transaction, a lost connection) raises `GroupFailed` after the
+rollback: the caller commits each member alone.
+
+Items must be top-level steps (item_index 0) of distinct runs; `worker/groupcommit.py` forms them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from flowstudio.crashpoints import crashpoint
+from flowstudio.engine.advance import advance_run
+from flowstudio.engine.checkpoint import (
+    FENCE,
+    SUCCEED_SET,
+    ClaimedStep,
+    EagerClaim,
+    NextStep,
+    claim_next_eagerly,
+    lease_lost,
+    next_step,
+    success_params,
+)
+from flowstudio.engine.flowcache import load_graph
+from flowstudio.engine.planner import ready_on_success
+from flowstudio.engine.runtxn import LostRace, OutboxMessage, RunTxn, rollback
+from flowstudio.engine.txnsql import LOCK_RUN, READY_AFTER_OWN_SUCCESS
+from flowstudio.flows.graph import FlowGraph
+from flowstudio.store.db import pipeline_enabled
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Success:
+    """One member of a group: what `commit_success` would have been called with."""
+
+    step: ClaimedStep
+    worker_id: str
+    input_: Any
+    output: Any
+    branch: str | None = None
+    data: Any = None
+    eager: EagerClaim | None = None
+
+
+@dataclass(frozen=True)
+class Committed:
+    outbox: list[OutboxMessage]
+    next: NextStep | None
+
+
+class GroupFailed(Exception):
+    """The group's transaction failed as a whole and was rolled back: commit each member alone."""
+
+
+@dataclass
+class _Member:
+    item: Success
+    graph: FlowGraph
+    txn: RunTxn
+    then_ready: tuple[str, ...]
+    first: int = 0  # index of its lock statement in the first message
+    count: int = 0
+
+
+async def commit_successes(
+    conn: psycopg.AsyncConnection[Any], items: list[Success]
+) -> list[Committed | LostRace]:
+    """Commit the members in one transaction; per member (in the given order) its outbox and
+    eagerly claimed next step, or the LostRace that dropped it. Raises GroupFailed."""
+    runs = [m.step.run_id for m in items]
+    if len(set(runs)) != len(runs) or any(m.step.item_index for m in items):
+        raise ValueError("a group holds top-level steps of distinct runs")
+    members = []
+    for item in sorted(items, key=lambda m: m.step.run_id):  # one lock order for every group
+        graph = await load_graph(conn, item.step.flow_id, item.step.flow_version)
+        txn = RunTxn(conn, {}, key=item.step.run_id)
+        ready = ready_on_success(graph, item.step.node_id, item.branch)
+        members.append(_Member(item, graph, txn, ready))
+    try:
+        outcome = await _commit(conn, members)
+    except psycopg.Error as exc:
+        await rollback(conn)
+        raise GroupFailed(f"group of {len(items)} rolled back: {exc!r}") from exc
+    except BaseException:
+        await rollback(conn)
+        raise
+    by_run = {m.item.step.run_id: outcome[i] for i, m in enumerate(members)}
+    return [by_run[run] for run in runs]
+
+
+async def _commit(
+    conn: psycopg.AsyncConnection[Any], members: list[_Member]
+) -> list[Committed | LostRace]:
+    statements: list[tuple[str, dict[str, Any]]] = [("BEGIN", {})]
+    for m in members:
+        step = m.item.step
+        m.first = len(statements)
+        body = m.txn.reading_states_statements(
+            "succeed",
+            FENCE,
+            success_params(step, m.item.worker_id, m.item.branch),
+            set_sql=SUCCEED_SET,
+            io=(m.item.input_, m.item.output),
+            then_ready=m.then_ready,
+            ready_guard=READY_AFTER_OWN_SUCCESS,
+        )
+        statements += [(LOCK_RUN, {"_lock_run": step.run_id}), *body]
+        m.count = 1 + len(body)
+    results = await _send(conn, statements)
+    outcome: list[Committed | LostRace] = []
+    live: list[_Member] = []
+    for m in members:
+        lock, *moves = results[m.first : m.first + m.count]
+        if not lock or not moves[0]:  # no such run, or the fence matched nothing
+            outcome.append(
+                LostRace(f"run {m.item.step.run_id} not found")
+                if not lock
+                else lease_lost(m.item.step)
+            )
+            continue
+        m.txn.run = lock[0]
+        _, states = m.txn.take_reading_states(
+            "succeed", moves, data=m.item.data, then_ready=bool(m.then_ready)
+        )
+        await advance_run(m.txn, m.graph, states)  # plans in Python; rarely a statement more
+        claim_next_eagerly(m.txn, m.graph, m.item.eager, m.item.worker_id)
+        live.append(m)
+        outcome.append(Committed([], None))  # filled in after the flush
+    crashpoint("group_commit.between_statements")
+    flushed = await _send(conn, [*(m.txn.flush_statement() for m in live), ("COMMIT", {})])
+    done = iter(flushed)
+    for i, m in enumerate(members):
+        if isinstance(outcome[i], LostRace):
+            continue
+        rows = next(done)
+        m.txn.take_flush(rows[0])
+        outcome[i] = Committed(m.txn.outbox, next_step(m.txn))
+    return outcome
+
+
+async def _send(
+    conn: psycopg.AsyncConnection[Any], statements: list[tuple[str, dict[str, Any]]]
+) -> list[list[dict[str, Any]]]:
+    """Statements of the open transaction in one message (a pipeline; one by one with
+    DB_PIPELINE=0); each statement's rows (none for BEGIN/COMMIT)."""
+    if pipeline_enabled():
+        async with conn.pipeline():
+            curs = [await conn.execute(q, a) for q, a in statements]
+    else:
+        curs = [await conn.execute(q, a) for q, a in statements]
+    return [await c.fetchall() if c.description is not None else [] for c in curs]

@@ -1,0 +1,115 @@
+"""Group commit (`engine.groupcommit.commit_successes`) on a real PostgreSQL, in process.
+
+Three runs of a 3-node chain (`in -> noop -> out`) have their first step claimed by one worker; their
+successes commit in ONE transaction (pipelined and one statement at a time): the two whose fence
+holds commit (payload, events gapless per run, the successor claimed eagerly with its context rows)
+while the third, whose attempt no longer matches (its lease was lost), is a `LostRace` for itself
+only and leaves nothing behind (its successor stays pending: the guarded ready move). That step then
+commits alone. The worker-level grouping and a crash between the group's statements are tested in
+test_crash_matrix.py (`test_worker_killed_inside_a_group_commit_...`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from flowstudio.bench.workload import create_chain_flow
+from flowstudio.engine import checkpoint
+from flowstudio.engine.checkpoint import EagerClaim
+from flowstudio.engine.groupcommit import Committed, Success, commit_successes
+from flowstudio.engine.runtxn import LostRace
+from flowstudio.worker.context import context_nodes
+from tests.integration.test_runtxn import pipelined  # noqa: F401 -- fixture: with and without
+from tests.support.infra import private_database
+
+AConn = psycopg.AsyncConnection[Any]
+WORKER = "worker:test:1:group"
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    with private_database("fs_group") as url:  # its ready steps must reach no worker
+        yield url
+
+
+async def _scenario(conn: AConn) -> list[str]:
+    owner, flow = await create_chain_flow(conn, 3)
+    claimed = []
+    for i in range(3):
+        started = await checkpoint.start_run(
+            conn, flow_id=flow, version=1, owner_id=owner, inputs={"i": i}
+        )
+        (msg,) = started.outbox
+        claimed.append(
+            await checkpoint.claim_step(
+                conn,
+                run_id=started.id,
+                step_id=msg.step_id,
+                token=msg.token,
+                worker_id=WORKER,
+                lease_seconds=30,
+            )
+        )
+    stale = dataclasses.replace(claimed[1], attempt=claimed[1].attempt + 1)  # lease lost
+    eager = EagerClaim(30, context_nodes)
+    members = [
+        Success(claimed[0], WORKER, {"i": 0}, {"i": 0}, eager=eager),
+        Success(stale, WORKER, {"i": 1}, {"i": 1}, eager=eager),
+        Success(claimed[2], WORKER, {"i": 2}, {"i": 2}, eager=eager),
+    ]
+    results = await commit_successes(conn, members)
+    assert isinstance(results[1], LostRace)
+    for result in (results[0], results[2]):
+        assert isinstance(result, Committed) and result.outbox == []
+        assert result.next is not None and result.next.step.node_id == "noop1"
+        assert [r["node_id"] for r in result.next.context_rows] == ["in"]
+        assert result.next.context_rows[0]["status"] == "succeeded"
+    lost_run = claimed[1].run_id
+    cur = await conn.execute(
+        "SELECT node_id, status FROM steps WHERE run_id = %s ORDER BY node_id", (lost_run,)
+    )
+    assert {r["node_id"]: r["status"] for r in await cur.fetchall()} == {
+        "in": "running",
+        "noop1": "pending",
+        "out": "pending",
+    }
+    # the lost member's own commit still works alone, with its right fence
+    outbox, _ = await checkpoint.commit_success(
+        conn, claimed[1], WORKER, input_={"i": 1}, output={"i": 1}
+    )
+    assert len(outbox) == 1
+    return [c.run_id for c in claimed]
+
+
+@pytest.mark.usefixtures("pipelined")
+def test_a_group_commits_its_members_and_a_lost_race_drops_only_its_own(database_url: str) -> None:
+    async def main() -> list[str]:
+        async with await psycopg.AsyncConnection.connect(
+            database_url, autocommit=True, row_factory=dict_row
+        ) as conn:
+            return await _scenario(conn)
+
+    runs = anyio.run(main)
+    with psycopg.connect(database_url) as db:
+        for run in runs:
+            seqs = [
+                r[0]
+                for r in db.execute(
+                    "SELECT seq FROM run_events WHERE run_id = %s ORDER BY seq", (run,)
+                ).fetchall()
+            ]
+            (event_seq,) = db.execute("SELECT event_seq FROM runs WHERE id = %s", (run,)).fetchone()
+            assert seqs == list(range(1, event_seq + 1)), (run, seqs)
+        (succeeded,) = db.execute(
+            """SELECT count(*) FROM run_events WHERE run_id = ANY(%s::uuid[]) AND kind = 'step'
+               AND to_status = 'succeeded'""",
+            (runs,),
+        ).fetchone()
+        assert succeeded == 3  # each `in` once: grouped (2) and alone (1)
