@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from flowstudio.engine.checkpoint import CLEAR_LEASE, FENCE, ClaimedStep, _fence
+from flowstudio.engine.checkpoint import CLEAR_LEASE, FENCE, ClaimedStep, fence_params
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
 from flowstudio.flows.graph import FlowGraph
@@ -43,7 +43,7 @@ async def commit_tool_calls(
         moved = await txn.move_steps(
             "wait",
             FENCE,
-            _fence(step, worker_id),
+            fence_params(step, worker_id),
             set_sql=f"due_at = NULL, {CLEAR_LEASE}",
             data={"tool_calls": [c["name"] for c in calls]},
         )

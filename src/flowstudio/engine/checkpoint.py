@@ -176,7 +176,7 @@ CLEAR_LEASE = "lease_owner = NULL, lease_expires_at = NULL"
 SUCCEED_SET = f"branch = %(branch)s, finished_at = clock_timestamp(), error = NULL, {CLEAR_LEASE}"
 
 
-def _fence(step: ClaimedStep, worker_id: str) -> dict[str, Any]:
+def fence_params(step: ClaimedStep, worker_id: str) -> dict[str, Any]:
     return {"step": step.step_id, "attempt": step.attempt, "owner": worker_id}
 
 
@@ -251,7 +251,7 @@ async def commit_success(
 
 
 def success_params(step: ClaimedStep, worker_id: str, branch: str | None) -> dict[str, Any]:
-    return {**_fence(step, worker_id), "branch": branch}
+    return {**fence_params(step, worker_id), "branch": branch}
 
 
 def lease_lost(step: ClaimedStep) -> LostRace:
@@ -293,7 +293,7 @@ async def commit_wait(
         moved = await txn.move_steps(
             "wait",
             FENCE,
-            {**_fence(step, worker_id), "secs": seconds},
+            {**fence_params(step, worker_id), "secs": seconds},
             set_sql="due_at = CASE WHEN %(secs)s::float8 IS NULL THEN NULL "
             f"ELSE now() + make_interval(secs => %(secs)s::float8) END, {CLEAR_LEASE}",
             data={"seconds": seconds},
@@ -335,7 +335,7 @@ async def commit_failure(
     if retry or step.item_index > 0:
         graph = await load_graph(conn, step.flow_id, step.flow_version)
     async with run_transaction(conn, step.run_id, defer_lock=True) as txn:
-        fence = _fence(step, worker_id)
+        fence = fence_params(step, worker_id)
         err = {**error, "attempt": step.attempt}
         if retry:
             assert graph is not None
@@ -377,7 +377,7 @@ async def release_step(
         moved = await txn.move_steps(
             "release",
             FENCE,
-            _fence(step, worker_id),
+            fence_params(step, worker_id),
             set_sql=f"dispatched_at = now(), {CLEAR_LEASE}",
             data={"reason": reason},
         )

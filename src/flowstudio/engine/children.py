@@ -22,7 +22,7 @@ from flowstudio.engine.checkpoint import (
     CLEAR_LEASE,
     FENCE,
     ClaimedStep,
-    _fence,
+    fence_params,
     save_io,
     start_run,
 )
@@ -46,7 +46,11 @@ PARENT_ENDED_SQL = sql_list(values(RunStatus.FAILED, RunStatus.CANCELLED))
 
 async def _park(txn: Any, step: ClaimedStep, worker_id: str, data: dict[str, Any]) -> None:
     moved = await txn.move_steps(
-        "wait", FENCE, _fence(step, worker_id), set_sql=f"due_at = NULL, {CLEAR_LEASE}", data=data
+        "wait",
+        FENCE,
+        fence_params(step, worker_id),
+        set_sql=f"due_at = NULL, {CLEAR_LEASE}",
+        data=data,
     )
     if not moved:
         raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from flowstudio.nodes.bounds import CallTimeout, MaxTokens, Retries, RetryWait, Temperature, Turns
-from flowstudio.nodes.llm import _complete
+from flowstudio.nodes.llm import complete_chat
 from flowstudio.nodes.llm_client import call_with_retries, open_client
 from flowstudio.nodes.registry import CallTools, Done, NodeContext, NodeError, NodeSpec, register
 
@@ -108,7 +108,7 @@ async def run_agent(ctx: NodeContext, params: AgentParams) -> Done | CallTools:
     client = await open_client(ctx, params.base_url, params.api_key, params.timeout_s)
     try:
         out = await call_with_retries(
-            lambda: _complete(client, req),
+            lambda: complete_chat(client, req),
             retries=params.retries,
             max_wait_s=params.max_retry_wait_s,
             what=f"agent {params.model}",

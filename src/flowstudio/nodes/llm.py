@@ -3,7 +3,7 @@
 
 `run_llm_chat` builds the messages (`build_messages`: system, history, prompt), the request
 (`build_request`: sampling, tools, structured output, the step's Idempotency-Key) and sends it through
-`llm_client.call_with_retries` either in one piece (`_complete`) or streamed (`_stream`), holding a
+`llm_client.call_with_retries` either in one piece (`complete_chat`) or streamed (`_stream`), holding a
 cluster-wide permit of its provider (`providers.permits.provider_call`: no capacity or a 429 parks
 the step durably; the response's usage corrects the token estimate), where
 `TokenEmitter` publishes the text as it arrives with `ctx.emit("fs_run_tokens", ...)` (pg_notify: live
@@ -220,7 +220,7 @@ def _tool_call(call_id: str | None, name: str, arguments: str) -> dict[str, Any]
     return {"id": call_id, "type": "function", "name": name, "arguments": args}
 
 
-async def _complete(client: AsyncOpenAI, req: dict[str, Any]) -> dict[str, Any]:
+async def complete_chat(client: AsyncOpenAI, req: dict[str, Any]) -> dict[str, Any]:
     resp = await client.chat.completions.create(**req)
     if not resp.choices:
         raise NodeError("the model returned no choices")
@@ -286,7 +286,7 @@ async def run_llm_chat(ctx: NodeContext, params: LlmChatParams) -> Done:
 
     async def attempt(client: AsyncOpenAI) -> dict[str, Any]:
         if not streaming:
-            return await _complete(client, req)
+            return await complete_chat(client, req)
         if emitter.seq:  # text already went out live: a fresh try would repeat it, let the
             raise NodeError("stream broke after tokens were published")  # engine retry
         return await _stream(client, req, emitter)
