@@ -3,9 +3,9 @@
 `Sandbox.create(settings)` derives `flowstudio_bench_<random>` from DATABASE_URL, creates it through
 the maintenance database (`postgres`, else the configured one) and picks a unique QUEUE_PREFIX;
 `sandbox.settings` is a copy of the settings pointing at both. `start_engine(workers, concurrency)`
-launches `python -m flowstudio orchestrator` and the worker subprocesses with that environment (logs
-in a temp dir); `wait_registered()` polls the `processes` table until they are up; `check_alive()`
-raises `BenchError` if one died. `delete_queue()` removes the queue; `close()` (always called, also
+launches `python -m flowstudio orchestrator` and the worker subprocesses with that environment (plus
+`extra_env`; logs in a temp dir), `start_api()` an API on a free loopback port (`api_url`);
+`wait_registered()` polls the `processes` table until they are up; `check_alive()` raises `BenchError` if one died. `delete_queue()` removes the queue; `close()` (always called, also
 on failure) stops the processes, deletes the queue if that did not happen yet and drops the database
 WITH (FORCE). Only the derived URLs are used: all traffic is loopback or whatever the configured
 PostgreSQL/RabbitMQ addresses are.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -84,6 +85,8 @@ class Sandbox:
     procs: list[EngineProcess] = field(default_factory=list)
     keep_logs: bool = False
     queue_deleted: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. HTTP_ALLOWED_HOSTS (--llm)
+    api_port: int = 0
 
     @classmethod
     def create(cls, base: Settings) -> Sandbox:
@@ -113,6 +116,7 @@ class Sandbox:
                 "QUEUE_PREFIX": self.settings.queue_prefix,
                 "LOG_LEVEL": self.settings.log_level,
                 "PYTHONUNBUFFERED": "1",
+                **self.extra_env,
             }
         )
         return env
@@ -135,6 +139,17 @@ class Sandbox:
         self.start("orchestrator", ["orchestrator"])
         for i in range(workers):
             self.start(f"worker-{i}", ["worker", "--concurrency", str(concurrency)])
+
+    def start_api(self) -> EngineProcess:
+        """An API process on a free loopback port (`api_url`)."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.api_port = int(s.getsockname()[1])
+        return self.start("api", ["api", "--host", "127.0.0.1", "--port", str(self.api_port)])
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
 
     def check_alive(self) -> None:
         for proc in self.procs:

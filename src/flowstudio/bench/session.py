@@ -40,6 +40,7 @@ from flowstudio.store.db import connect, open_pool
 from flowstudio.store.migrate import apply_migrations
 
 log = logging.getLogger(__name__)
+ENGINE_CONCURRENCY = 8  # slots per worker: no-op steps are CPU-bound (--concurrency varies it)
 STARTERS = 4  # parallel connections starting runs, like a few API requests at once
 ORCHESTRATOR_CONNECTIONS = 4  # its pool's max_size
 WARMUP_TIMEOUT = 30.0
@@ -55,7 +56,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         runs=args.runs,
         steps=args.steps,
         workers=args.workers,
-        concurrency=args.concurrency,
+        concurrency=args.concurrency or ENGINE_CONCURRENCY,
         seq_runs=args.seq_runs,
         as_json=bool(args.json),
     )

@@ -1,0 +1,320 @@
+"""`flowstudio bench --llm`: a batch of `input -> llm_chat -> output` against a capped fake provider.
+
+`run_llm_bench(settings, args)` checks the options, then per queue backend (`--queue-backend`,
+default the configured one; `both` side by side) creates a `Sandbox` (own database + queue), runs
+`llm_session()` and always closes the sandbox. `llm_session()` migrates, starts the in-process
+`FakeProvider` (latency, cap, rpm), then the stack as `flowstudio up` starts it with its defaults (an
+API, an orchestrator and 2 workers of WORKER_CONCURRENCY slots; `--workers`/`--concurrency` vary it),
+creates a user, logs in, creates the flow and uploads the `--items` batch through the real HTTP API,
+polls the batch while sampling the API's and the workers' RSS (`RssSampler`), reads the results and
+checks every item's answer and order. The figures (`llm_report.build_llm_result`) come from the
+batch's own timestamps (created_at -> finished_at) and the provider's counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import signal
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+import anyio
+import httpx
+import msgspec
+import psutil
+import psycopg
+from psycopg.rows import dict_row
+
+from flowstudio.bench.fakeprovider import MODEL, FakeProvider, answer_for
+from flowstudio.bench.llm_report import LlmConfig, build_llm_result, write_llm_report
+from flowstudio.bench.sandbox import BenchError, Sandbox
+from flowstudio.runtime import run_async
+from flowstudio.settings import Settings
+from flowstudio.store.db import connect
+from flowstudio.store.migrate import apply_migrations
+
+log = logging.getLogger(__name__)
+POLL = 0.25
+TERMINAL = ("succeeded", "failed", "cancelled")
+USER_EMAIL = "bench-llm@flowstudio.invalid"
+
+
+def config_from_args(args: argparse.Namespace, settings: Settings) -> LlmConfig:
+    config = LlmConfig(
+        items=args.items,
+        latency=args.latency,
+        cap=args.cap,
+        rpm=args.rpm,
+        retry_after=args.retry_after,
+        workers=args.workers,
+        concurrency=args.concurrency or settings.worker_concurrency,
+        as_json=bool(args.json),
+    )
+    for name in ("items", "cap", "workers", "concurrency"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"--{name} must be >= 1")
+    if not 0 < config.latency <= 60:
+        raise ValueError("--latency must be > 0 and <= 60 seconds")
+    if config.rpm < 0 or not 0 <= config.retry_after <= 60:
+        raise ValueError("--rpm must be >= 0 and --retry-after between 0 and 60")
+    return config
+
+
+def flow_definition(base_url: str) -> dict[str, Any]:
+    params = {"model": MODEL, "base_url": base_url, "prompt": "{{ inputs.text }}"}
+    nodes = [
+        {"id": "in", "type": "input", "position": {"x": 0, "y": 0}, "data": {"params": {}}},
+        {
+            "id": "llm",
+            "type": "llm_chat",
+            "position": {"x": 250, "y": 0},
+            "data": {"params": params},
+        },
+        {"id": "out", "type": "output", "position": {"x": 500, "y": 0}, "data": {"params": {}}},
+    ]
+    edges = [
+        {"id": "e1", "source": "in", "sourceHandle": "out", "target": "llm", "targetHandle": "in"},
+        {"id": "e2", "source": "llm", "sourceHandle": "out", "target": "out", "targetHandle": "in"},
+    ]
+    return {"nodes": nodes, "edges": edges}
+
+
+def prompt_of(index: int) -> str:
+    return f"item {index}"
+
+
+class RssSampler:
+    """RSS of the API and of each worker, sampled on every poll: peaks and checkpoints."""
+
+    def __init__(self, api_pid: int, worker_pids: list[int]) -> None:
+        self.api = psutil.Process(api_pid)
+        self.workers = [psutil.Process(pid) for pid in worker_pids]
+        self.api_peak = 0
+        self.worker_peak = 0
+        self.at_done: dict[str, dict[str, Any]] = {}
+
+    def sample(self, done: int, checkpoints: list[int]) -> None:
+        try:
+            api = self.api.memory_info().rss
+            workers = [w.memory_info().rss for w in self.workers]
+        except psutil.Error as exc:  # a process died: check_alive() says which
+            log.warning("RSS sample failed: %s", exc)
+            return
+        self.api_peak = max(self.api_peak, api)
+        self.worker_peak = max(self.worker_peak, *workers)
+        for mark in checkpoints:
+            if done >= mark and str(mark) not in self.at_done:
+                self.at_done[str(mark)] = {
+                    "done": done,
+                    "api_rss_mb": _mb(api),
+                    "worker_rss_mb": [_mb(w) for w in workers],
+                }
+
+
+def _mb(n: int) -> float:
+    return round(n / 2**20, 1)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_llm_bench(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args, settings)
+    except ValueError as exc:
+        sys.stderr.write(f"flowstudio: error: {exc}\n")
+        return 2
+    choice = getattr(args, "queue_backend", None) or settings.queue_backend
+    backends = ["rabbitmq", "postgres"] if choice == "both" else [choice]
+    results: dict[str, dict[str, Any]] = {}
+    for backend in backends:
+        one = msgspec.structs.replace(settings, queue_backend=backend)
+        code, result = run_one(one, config)
+        if code != 0 or result is None:
+            return code
+        results[backend] = {**result, "queue_backend": backend}
+    first = results[backends[0]]
+    write_llm_report({**first, "by_queue": results} if len(backends) > 1 else first, config.as_json)
+    return 0
+
+
+def run_one(settings: Settings, config: LlmConfig) -> tuple[int, dict[str, Any] | None]:
+    try:
+        sandbox = Sandbox.create(settings)
+    except psycopg.Error as exc:
+        log.error("cannot create the bench database: %s", exc)
+        return 1, None
+    allowed = ",".join(dict.fromkeys([*settings.http_allowed_hosts, "127.0.0.1"]))
+    sandbox.extra_env = {"HTTP_ALLOWED_HOSTS": allowed}  # the fake provider is on loopback
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # so that `finally` cleans up
+    try:
+        result = run_async(lambda: llm_session(sandbox, config))
+    except BenchError as exc:
+        sandbox.keep_logs = True
+        log.error("bench failed: %s\n%s", exc, sandbox.dump_logs())
+        return 1, None
+    except KeyboardInterrupt:
+        log.warning("bench interrupted: stopping its processes and dropping its database")
+        return 130, None
+    finally:
+        sandbox.close()
+        signal.signal(signal.SIGTERM, previous)
+    return 0, result
+
+
+async def llm_session(sandbox: Sandbox, config: LlmConfig) -> dict[str, Any]:
+    settings = sandbox.settings
+    await apply_migrations(settings)
+    password = secrets.token_urlsafe(18)
+    conn = await connect(settings, name="fs-bench-llm")
+    try:
+        from flowstudio.store.users import create_user
+
+        await create_user(conn, email=USER_EMAIL, password=password, roles=["editor"])
+    finally:
+        await conn.close()
+    provider = FakeProvider(
+        latency=config.latency, cap=config.cap, rpm=config.rpm, retry_after=config.retry_after
+    )
+    with provider.serve():
+        api = sandbox.start_api()
+        sandbox.start_engine(config.workers, config.concurrency)
+        try:
+            async with httpx.AsyncClient(base_url=sandbox.api_url, timeout=60) as http:
+                await wait_api(sandbox, http)
+                async with await psycopg.AsyncConnection.connect(
+                    settings.database_url, autocommit=True, row_factory=dict_row
+                ) as db:
+                    await sandbox.wait_registered(db, config.workers)
+                workers = [p.popen.pid for p in sandbox.procs if p.name.startswith("worker")]
+                rss = RssSampler(api.popen.pid, workers)
+                return await drive(sandbox, config, http, password, provider, rss)
+        finally:
+            with anyio.CancelScope(shield=True):
+                sandbox.stop_engine()
+                await sandbox.delete_queue()
+
+
+async def wait_api(sandbox: Sandbox, http: httpx.AsyncClient, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        sandbox.check_alive()
+        try:
+            if (await http.get("/health/live", timeout=2)).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise BenchError(f"the API did not answer /health/live in {within:g}s")
+        await anyio.sleep(0.1)
+
+
+async def _ok(response: httpx.Response, what: str) -> dict[str, Any]:
+    if response.status_code >= 300:
+        raise BenchError(f"{what}: HTTP {response.status_code}: {response.text[:500]}")
+    return dict(response.json())
+
+
+async def drive(
+    sandbox: Sandbox,
+    config: LlmConfig,
+    http: httpx.AsyncClient,
+    password: str,
+    provider: FakeProvider,
+    rss: RssSampler,
+) -> dict[str, Any]:
+    login = await _ok(
+        await http.post("/api/auth/login", json={"email": USER_EMAIL, "password": password}),
+        "login",
+    )
+    http.headers["Authorization"] = f"Bearer {login['access_token']}"
+    http.cookies.clear()  # the bearer token alone: no session cookie, no CSRF check
+    flow = await _ok(
+        await http.post(
+            "/api/v1/flows",
+            json={"name": "bench llm", "definition": flow_definition(provider.base_url)},
+        ),
+        "create flow",
+    )
+    body = b"".join(
+        msgspec.json.encode({"text": prompt_of(i)}) + b"\n" for i in range(config.items)
+    )
+    log.info("LLM batch: %d items, latency %gs, cap %d", config.items, config.latency, config.cap)
+    rss.sample(0, [])
+    started = time.monotonic()
+    created = await _ok(
+        await http.post(
+            f"/api/v1/flows/{flow['id']}/batches",
+            content=body,
+            headers={"content-type": "application/x-ndjson"},
+            timeout=600,
+        ),
+        "create batch",
+    )
+    batch = await wait_batch(sandbox, config, http, created["id"], rss)
+    client_wall = time.monotonic() - started
+    if batch["status"] != "succeeded":
+        raise BenchError(f"batch ended {batch['status']}: {batch['counts']} {batch['error']}")
+    right, in_order = await check_results(http, created["id"], config.items)
+    wall = (_when(batch["finished_at"]) - _when(batch["created_at"])).total_seconds()
+    return build_llm_result(
+        config,
+        wall_s=wall,
+        client_wall_s=client_wall,
+        items_right=right,
+        in_order=in_order,
+        provider=provider.stats.snapshot(),
+        api_rss_peak=rss.api_peak,
+        worker_rss_peak=rss.worker_peak,
+        rss_at_done=rss.at_done,
+    )
+
+
+def _when(value: str) -> datetime:
+    return msgspec.convert(value, datetime)
+
+
+async def wait_batch(
+    sandbox: Sandbox,
+    config: LlmConfig,
+    http: httpx.AsyncClient,
+    batch_id: str,
+    rss: RssSampler,
+) -> dict[str, Any]:
+    checkpoints = sorted({max(1, config.items // 10), max(1, config.items // 2), config.items})
+    ideal = config.items * config.latency / config.cap
+    within = max(120.0, 20 * ideal + 60)
+    deadline = time.monotonic() + within
+    while True:
+        batch = await _ok(await http.get(f"/api/v1/batches/{batch_id}"), "batch status")
+        counts = batch["counts"]
+        rss.sample(sum(counts[s] for s in TERMINAL), checkpoints)
+        if batch["status"] in TERMINAL:
+            return batch
+        sandbox.check_alive()
+        if time.monotonic() > deadline:
+            raise BenchError(f"batch not finished in {within:g}s: {counts}")
+        await anyio.sleep(POLL)
+
+
+async def check_results(http: httpx.AsyncClient, batch_id: str, items: int) -> tuple[int, bool]:
+    """(items whose answer is right, whether the results came back in input order)."""
+    right, indexes = 0, []
+    async with http.stream("GET", f"/api/v1/batches/{batch_id}/results") as response:
+        if response.status_code != 200:
+            raise BenchError(f"results: HTTP {response.status_code}")
+        async for line in response.aiter_lines():
+            if not line.strip():
+                continue
+            row = msgspec.json.decode(line)
+            index = row["index"]
+            indexes.append(index)
+            text = (row.get("outputs") or {}).get("text")
+            if row["status"] == "succeeded" and text == answer_for(prompt_of(index)):
+                right += 1
+    return right, indexes == list(range(items))
