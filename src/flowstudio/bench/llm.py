@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -29,6 +30,7 @@ import psutil
 import psycopg
 from psycopg.rows import dict_row
 
+from flowstudio.bench.cpu import CpuMeter, cpu_seconds
 from flowstudio.bench.fakeprovider import MODEL, FakeProvider, answer_for
 from flowstudio.bench.llm_report import LlmConfig, build_llm_result, write_llm_report
 from flowstudio.bench.sandbox import BenchError, Sandbox
@@ -38,7 +40,7 @@ from flowstudio.store.db import connect
 from flowstudio.store.migrate import apply_migrations
 
 log = logging.getLogger(__name__)
-POLL = 0.25
+POLL = 0.5  # batch status reads: each one is a count query in the API
 TERMINAL = ("succeeded", "failed", "cancelled")
 USER_EMAIL = "bench-llm@flowstudio.invalid"
 
@@ -85,6 +87,35 @@ def flow_definition(base_url: str) -> dict[str, Any]:
 
 def prompt_of(index: int) -> str:
     return f"item {index}"
+
+
+class CpuByRole:
+    """CPU seconds (user + system) used by each role's processes and by the bench database's
+    PostgreSQL backends between `start()` and `stop()`: what an item costs, whatever the machine's
+    load does to the wall time."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.roles: dict[str, list[int]] = {}
+        for proc in sandbox.procs:
+            self.roles.setdefault(proc.name.split("-")[0], []).append(proc.popen.pid)
+        self.roles["bench"] = [os.getpid()]  # the driver and the fake provider's thread
+        self.postgres = CpuMeter([], sandbox.dbname)
+        self.before: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        return {
+            role: sum(cpu_seconds(pid) or 0.0 for pid in pids) for role, pids in self.roles.items()
+        }
+
+    async def start(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.before = self._now()
+        await self.postgres.start(conn)
+
+    async def stop(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, float | None]:
+        after = self._now()
+        used: dict[str, float | None] = {r: after[r] - self.before.get(r, 0.0) for r in after}
+        used["postgres"] = (await self.postgres.stop(conn)).postgres_s
+        return used
 
 
 class RssSampler:
@@ -191,9 +222,9 @@ async def llm_session(sandbox: Sandbox, config: LlmConfig) -> dict[str, Any]:
                     settings.database_url, autocommit=True, row_factory=dict_row
                 ) as db:
                     await sandbox.wait_registered(db, config.workers)
-                workers = [p.popen.pid for p in sandbox.procs if p.name.startswith("worker")]
-                rss = RssSampler(api.popen.pid, workers)
-                return await drive(sandbox, config, http, password, provider, rss)
+                    workers = [p.popen.pid for p in sandbox.procs if p.name.startswith("worker")]
+                    rss = RssSampler(api.popen.pid, workers)
+                    return await drive(sandbox, config, http, db, password, provider, rss)
         finally:
             with anyio.CancelScope(shield=True):
                 sandbox.stop_engine()
@@ -224,6 +255,7 @@ async def drive(
     sandbox: Sandbox,
     config: LlmConfig,
     http: httpx.AsyncClient,
+    db: psycopg.AsyncConnection[Any],
     password: str,
     provider: FakeProvider,
     rss: RssSampler,
@@ -246,6 +278,8 @@ async def drive(
     )
     log.info("LLM batch: %d items, latency %gs, cap %d", config.items, config.latency, config.cap)
     rss.sample(0, [])
+    cpu = CpuByRole(sandbox)
+    await cpu.start(db)
     started = time.monotonic()
     created = await _ok(
         await http.post(
@@ -258,6 +292,7 @@ async def drive(
     )
     batch = await wait_batch(sandbox, config, http, created["id"], rss)
     client_wall = time.monotonic() - started
+    cpu_used = await cpu.stop(db)
     if batch["status"] != "succeeded":
         raise BenchError(f"batch ended {batch['status']}: {batch['counts']} {batch['error']}")
     right, in_order = await check_results(http, created["id"], config.items)
@@ -272,6 +307,7 @@ async def drive(
         api_rss_peak=rss.api_peak,
         worker_rss_peak=rss.worker_peak,
         rss_at_done=rss.at_done,
+        cpu_s=cpu_used,
     )
 
 

@@ -4,7 +4,9 @@
 fake provider's counters into: items/s; provider calls/s; effective concurrency (the mean number of
 calls in flight at the provider over the batch, = call-seconds / wall); `pct_of_cap` = calls/s ÷
 (cap / latency), the share of what the provider allowed; 429s; peak RSS of the API and of the
-largest worker, and RSS at 10%, 50% and 100% of the items done (memory must not grow with items).
+largest worker, RSS at 10%, 50% and 100% of the items done (memory must not grow with items) and
+the CPU milliseconds per item of each role (API, orchestrator, workers, PostgreSQL backends, the
+bench with its fake provider): on a shared machine the wall time swings, the CPU cost much less.
 `write_llm_report(result, as_json)` prints it.
 """
 
@@ -40,6 +42,7 @@ def build_llm_result(
     api_rss_peak: int,
     worker_rss_peak: int,
     rss_at_done: dict[str, dict[str, Any]],
+    cpu_s: dict[str, float | None],
 ) -> dict[str, Any]:
     wall = max(wall_s, 1e-9)
     calls_per_s = provider["calls"] / wall
@@ -62,6 +65,10 @@ def build_llm_result(
         "api_rss_peak_mb": round(api_rss_peak / 2**20, 1),
         "worker_rss_peak_mb": round(worker_rss_peak / 2**20, 1),
         "rss_at_done": rss_at_done,
+        "cpu_ms_per_item": {
+            role: None if used is None else round(used * 1000 / config.items, 2)
+            for role, used in cpu_s.items()
+        },
         "latency_s": config.latency,
         "cap": config.cap,
         "rpm": config.rpm,
@@ -94,6 +101,7 @@ def render_llm_table(r: dict[str, Any]) -> str:
             f"{r['api_rss_peak_mb']:.0f} / {r['worker_rss_peak_mb']:.0f} MB",
         ),
     ]
+    rows.append(("  CPU per item", _cpu_line(r["cpu_ms_per_item"])))
     for mark, at in r["rss_at_done"].items():
         workers = ", ".join(f"{w:.0f}" for w in at["worker_rss_mb"])
         rows.append(
@@ -104,6 +112,12 @@ def render_llm_table(r: dict[str, Any]) -> str:
         "\n".join(["flowstudio bench --llm", *(f"{k:<{width}}{v}".rstrip() for k, v in rows)])
         + "\n"
     )
+
+
+def _cpu_line(cpu: dict[str, float | None]) -> str:
+    known = [v for v in cpu.values() if v is not None]
+    parts = ", ".join(f"{k} {'n/a' if v is None else f'{v:.1f}'}" for k, v in cpu.items())
+    return f"{sum(known):.1f} ms ({parts})"
 
 
 def write_llm_report(result: dict[str, Any], as_json: bool) -> None:
