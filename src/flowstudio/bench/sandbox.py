@@ -220,9 +220,6 @@ class Sandbox:
         self.stop_engine()
         if not self.queue_deleted:
             anyio.run(self.delete_queue)
-        if os.environ.get("BENCH_KEEP_DB_DEBUG"):  # TEMP-DEBUG
-            log.warning("kept %s", self.dbname)
-            return
         try:
             _admin_execute(
                 self.admin_urls,
