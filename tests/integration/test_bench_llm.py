@@ -12,19 +12,14 @@ checked directly, in process.
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
 import psycopg
 
 from flowstudio.bench.fakeprovider import FakeProvider, answer_for
+from tests.support.bench_cli import assert_bench_databases_dropped, run_bench_json
 
-ROOT = Path(__file__).resolve().parents[2]
 ITEMS = 100
 CAP = 16
 BENCH_ARGS = [
@@ -52,16 +47,7 @@ FIGURES = (
 def test_bench_llm_json_reports_every_figure_and_every_item_right(
     base_env: dict[str, str], db: psycopg.Connection[object]
 ) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "flowstudio", *BENCH_ARGS],
-        cwd=ROOT,
-        env=base_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result, stderr = run_bench_json(base_env, BENCH_ARGS)
 
     assert result["workload"] == "llm_batch" and result["items"] == ITEMS
     assert result["items_right"] == ITEMS and result["in_order"] is True, result
@@ -76,12 +62,7 @@ def test_bench_llm_json_reports_every_figure_and_every_item_right(
         assert at["api_rss_mb"] > 0 and len(at["worker_rss_mb"]) == 2, result
     assert {"api", "orchestrator", "worker", "bench", "postgres"} <= set(result["cpu_ms_per_item"])
 
-    created = re.findall(r"bench database (flowstudio_bench_\w+) created", proc.stderr)
-    assert len(created) == 1, proc.stderr[-2000:]
-    left = db.execute(
-        "SELECT count(*) FROM pg_database WHERE datname = %s", (created[0],)
-    ).fetchone()
-    assert left == (0,), f"bench database {created[0]} was not dropped"
+    assert_bench_databases_dropped(db, stderr, 1)
 
 
 def test_fake_provider_caps_calls_in_flight_and_answers_from_the_prompt() -> None:

@@ -17,7 +17,6 @@ import argparse
 import logging
 import os
 import secrets
-import signal
 import sys
 import time
 from datetime import datetime
@@ -33,8 +32,7 @@ from psycopg.rows import dict_row
 from flowstudio.bench.cpu import CpuMeter, cpu_seconds
 from flowstudio.bench.fakeprovider import MODEL, FakeProvider, answer_for
 from flowstudio.bench.llm_report import LlmConfig, build_llm_result, write_llm_report
-from flowstudio.bench.sandbox import BenchError, Sandbox
-from flowstudio.runtime import run_async
+from flowstudio.bench.sandbox import BenchError, Sandbox, per_queue_backend, run_sandboxed
 from flowstudio.settings import Settings
 from flowstudio.store.db import connect
 from flowstudio.store.migrate import apply_migrations
@@ -150,52 +148,26 @@ def _mb(n: int) -> float:
     return round(n / 2**20, 1)
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run_llm_bench(settings: Settings, args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args, settings)
     except ValueError as exc:
         sys.stderr.write(f"flowstudio: error: {exc}\n")
         return 2
-    choice = getattr(args, "queue_backend", None) or settings.queue_backend
-    backends = ["rabbitmq", "postgres"] if choice == "both" else [choice]
-    results: dict[str, dict[str, Any]] = {}
-    for backend in backends:
-        one = msgspec.structs.replace(settings, queue_backend=backend)
-        code, result = run_one(one, config)
-        if code != 0 or result is None:
-            return code
-        results[backend] = {**result, "queue_backend": backend}
-    first = results[backends[0]]
-    write_llm_report({**first, "by_queue": results} if len(backends) > 1 else first, config.as_json)
+
+    def one(settings: Settings) -> tuple[int, dict[str, Any] | None]:
+        allowed = ",".join(dict.fromkeys([*settings.http_allowed_hosts, "127.0.0.1"]))
+        return run_sandboxed(
+            settings,
+            lambda sandbox: llm_session(sandbox, config),
+            extra_env={"HTTP_ALLOWED_HOSTS": allowed},  # the fake provider is on loopback
+        )
+
+    code, summary = per_queue_backend(settings, getattr(args, "queue_backend", None), one)
+    if summary is None:
+        return code
+    write_llm_report(summary, config.as_json)
     return 0
-
-
-def run_one(settings: Settings, config: LlmConfig) -> tuple[int, dict[str, Any] | None]:
-    try:
-        sandbox = Sandbox.create(settings)
-    except psycopg.Error as exc:
-        log.error("cannot create the bench database: %s", exc)
-        return 1, None
-    allowed = ",".join(dict.fromkeys([*settings.http_allowed_hosts, "127.0.0.1"]))
-    sandbox.extra_env = {"HTTP_ALLOWED_HOSTS": allowed}  # the fake provider is on loopback
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # so that `finally` cleans up
-    try:
-        result = run_async(lambda: llm_session(sandbox, config))
-    except BenchError as exc:
-        sandbox.keep_logs = True
-        log.error("bench failed: %s\n%s", exc, sandbox.dump_logs())
-        return 1, None
-    except KeyboardInterrupt:
-        log.warning("bench interrupted: stopping its processes and dropping its database")
-        return 130, None
-    finally:
-        sandbox.close()
-        signal.signal(signal.SIGTERM, previous)
-    return 0, result
 
 
 async def llm_session(sandbox: Sandbox, config: LlmConfig) -> dict[str, Any]:

@@ -12,11 +12,10 @@ bench with its fake provider): on a shared machine the wall time swings, the CPU
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
+from flowstudio.bench.report import write_report
 
 
 @dataclass(frozen=True)
@@ -121,12 +120,4 @@ def _cpu_line(cpu: dict[str, float | None]) -> str:
 
 
 def write_llm_report(result: dict[str, Any], as_json: bool) -> None:
-    by_queue = result.get("by_queue")
-    if by_queue:
-        for backend, one in by_queue.items():
-            sys.stdout.write(f"== queue backend: {backend} ==\n" + render_llm_table(one))
-    else:
-        sys.stdout.write(render_llm_table(result))
-    if as_json:
-        sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
-    sys.stdout.flush()
+    write_report(result, as_json, render_llm_table)

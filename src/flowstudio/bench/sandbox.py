@@ -7,7 +7,8 @@ launches `python -m flowstudio orchestrator` and the worker subprocesses with th
 `extra_env`; logs in a temp dir), `start_api()` an API on a free loopback port (`api_url`);
 `wait_registered()` polls the `processes` table until they are up; `check_alive()` raises `BenchError` if one died. `delete_queue()` removes the queue; `close()` (always called, also
 on failure) stops the processes, deletes the queue if that did not happen yet and drops the database
-WITH (FORCE). Only the derived URLs are used: all traffic is loopback or whatever the configured
+WITH (FORCE). `run_sandboxed(settings, session)` wraps one bench session in a sandbox with that
+cleanup guaranteed; `per_queue_backend()` runs one per queue backend asked for. Only the derived URLs are used: all traffic is loopback or whatever the configured
 PostgreSQL/RabbitMQ addresses are.
 """
 
@@ -16,12 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from flowstudio.runtime import run_async
 from flowstudio.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,58 @@ MAINTENANCE_DB = "postgres"
 
 class BenchError(Exception):
     """The benchmark could not produce figures (a process died, runs did not finish in time)."""
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_sandboxed(
+    settings: Settings,
+    session: Callable[[Sandbox], Awaitable[dict[str, Any]]],
+    extra_env: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any] | None]:
+    """Create a sandbox, run `session(sandbox)` under the event loop and always close the sandbox
+    (also on Ctrl-C or SIGTERM); returns (exit code, result): 0, 1 (bench failed) or 130."""
+    try:
+        sandbox = Sandbox.create(settings)
+    except psycopg.Error as exc:
+        log.error("cannot create the bench database: %s", exc)
+        return 1, None
+    sandbox.extra_env = dict(extra_env or {})
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # so that `finally` cleans up
+    try:
+        return 0, run_async(lambda: session(sandbox))
+    except BenchError as exc:
+        sandbox.keep_logs = True
+        log.error("bench failed: %s\n%s", exc, sandbox.dump_logs())
+        return 1, None
+    except KeyboardInterrupt:
+        log.warning("bench interrupted: stopping its processes and dropping its database")
+        return 130, None
+    finally:
+        sandbox.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def per_queue_backend(
+    settings: Settings,
+    choice: str | None,
+    one: Callable[[Settings], tuple[int, dict[str, Any] | None]],
+) -> tuple[int, dict[str, Any] | None]:
+    """`one` per queue backend asked for (`--queue-backend`, default the configured one; `both`:
+    RabbitMQ then the PostgreSQL queue, each in its own sandbox, side by side under `by_queue`)."""
+    backends = ["rabbitmq", "postgres"] if choice == "both" else [choice or settings.queue_backend]
+    results: dict[str, dict[str, Any]] = {}
+    for backend in backends:
+        code, result = one(msgspec.structs.replace(settings, queue_backend=backend))
+        if code != 0 or result is None:
+            return code, None
+        results[backend] = {**result, "queue_backend": backend}
+        if len(backends) > 1:
+            log.info("queue backend %s done", backend)
+    first = results[backends[0]]
+    return 0, ({**first, "by_queue": results} if len(backends) > 1 else first)
 
 
 @dataclass
