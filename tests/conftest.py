@@ -7,6 +7,8 @@
   two workers), the default for engine tests that do not kill anything.
 - `db`: a psycopg connection to the session database for direct assertions. `sink`: an HTTP sink.
   `fake`: a local OpenAI-compatible server (tests/support/fake_openai.py).
+- Every test is marked with its tier, the name of its directory (`unit`, `nodes`, `engine`,
+  `integration`, `e2e`, `packaging`): `-m "unit or nodes or engine"` runs the in-process tiers.
 - Tests marked `broker_outage` (they stop RabbitMQ itself, which no vhost can isolate) are moved to
   the end of the run, so no other test of the session runs on a broker restarted under it;
   `-m "not broker_outage"` leaves them out (e.g. while others share the machine's broker).
@@ -149,7 +151,15 @@ def sink() -> Iterator[Sink]:
     s.close()
 
 
+TIERS = ("unit", "nodes", "engine", "integration", "e2e", "packaging")  # pyproject.toml markers
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(ROOT / "tests"):
+            parts = item.path.relative_to(ROOT / "tests").parts
+            if len(parts) > 1 and parts[0] in TIERS:
+                item.add_marker(parts[0])
     items.sort(key=lambda item: item.get_closest_marker("broker_outage") is not None)
 
 

@@ -1,9 +1,10 @@
 // The app shell: asks the auth store who is signed in (GET /api/auth/me), then routes.
 // Hash routing (#/flows/…) so deep links work under the API's static file server, which has no
 // SPA fallback. /login -> LoginPage; everything else sits in Layout (top bar) behind the auth gate:
-// / FlowsPage, /flows/:id EditorPage, /runs RunsPage, /runs/:id ReplayPage, /ops OpsPage. Each
-// route renders inside its own ErrorBoundary (a crash shows a Retry, not a blank app) and the
-// notice region (components/Notices.tsx, aria-live) is mounted once for every page.
+// / FlowsPage, /flows/:id EditorPage, /runs RunsPage, /runs/:id ReplayPage, /ops OpsPage,
+// /providers ProvidersPage (admins). Each route renders inside its own ErrorBoundary (a crash
+// shows a Retry, not a blank app) and the notice region (components/Notices.tsx, aria-live) is
+// mounted once for every page.
 import { lazy, useEffect } from 'react';
 import { HashRouter, Navigate, Route, Routes, useLocation } from 'react-router-dom';
 import { ErrorBoundary } from './components/ErrorBoundary';
@@ -29,6 +30,7 @@ const EditorPage = lazy(() => loadEditor().then((m) => ({ default: m.EditorPage 
 const ReplayPage = lazy(() => import('./pages/ReplayPage').then((m) => ({ default: m.ReplayPage })));
 const RunsPage = lazy(() => import('./pages/RunsPage').then((m) => ({ default: m.RunsPage })));
 const OpsPage = lazy(() => import('./pages/OpsPage').then((m) => ({ default: m.OpsPage })));
+const ProvidersPage = lazy(() => import('./pages/ProvidersPage').then((m) => ({ default: m.ProvidersPage })));
 
 function RequireAuth({ children }: { children: React.ReactNode }) {
   const status = useAuth((s) => s.status);
@@ -68,6 +70,7 @@ export function App() {
           <Route path="/runs" element={<Guarded><RunsPage /></Guarded>} />
           <Route path="/runs/:runId" element={<Guarded><ReplayPage /></Guarded>} />
           <Route path="/ops" element={<Guarded><OpsPage /></Guarded>} />
+          <Route path="/providers" element={<Guarded><ProvidersPage /></Guarded>} />
           <Route path="*" element={<Navigate to="/" replace />} />
         </Route>
       </Routes>

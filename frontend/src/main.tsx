@@ -5,6 +5,7 @@ import '@xyflow/react/dist/style.css';
 import './styles/base.css';
 import './styles/canvas.css';
 import './styles/panels.css';
+import './styles/providers.css';
 import './styles/feedback.css';
 import { App } from './App';
 

@@ -8,7 +8,9 @@ chat over SSE, SIGKILL the worker holding a step's lease (E2E_DATABASE_URL) and 
 more and the run finish, replay, fork, ops) and
 `test_300_node_render_benchmark_runs_and_reports_figures` runs frontend/bench/render300.mjs, which
 reports its timings against the 1 s goal but never fails on them (a shared machine is noisy): the test
-checks only that it measured. Both node scripts must exit 0; screenshots land in test-artifacts/.
+checks only that it measured. `test_providers_page_end_to_end` runs frontend/e2e/providers.mjs
+(an admin adds, edits and deletes a provider; an editor is refused) and skips while the API has no
+GET /api/v1/providers (404). The node scripts must exit 0; screenshots land in test-artifacts/.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import make_user
@@ -107,3 +110,36 @@ def test_300_node_render_benchmark_runs_and_reports_figures(
         runs = figures[kind]["runs"]
         assert len(runs) == 5 and all(0 < ms < 30_000 for ms in runs), figures
         assert figures[kind]["min"] <= figures[kind]["median"] <= figures[kind]["max"]
+
+
+@pytest.mark.timeout(300)
+def test_providers_page_end_to_end(
+    designer_stack: tuple[Stack, list[Proc]], e2e_database: str
+) -> None:
+    stack, _ = designer_stack
+    email, password = make_user(e2e_database, "admin")
+    editor_email, editor_password = make_user(e2e_database, "editor")
+    login = httpx.post(
+        f"{stack.base_url}/api/auth/login", json={"email": email, "password": password}, timeout=10
+    )
+    token = login.json()["access_token"]
+    probe = httpx.get(
+        f"{stack.base_url}/api/v1/providers",
+        headers={"authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    if probe.status_code == 404:
+        pytest.skip("GET /api/v1/providers answers 404: this build has no providers API")
+    assert probe.status_code == 200, probe.text
+    proc = run_node(
+        "e2e/providers.mjs",
+        {
+            **node_env(stack, email, password),
+            "E2E_EDITOR_EMAIL": editor_email,
+            "E2E_EDITOR_PASSWORD": editor_password,
+        },
+        240,
+    )
+    sys.stdout.write(proc.stdout)
+    assert proc.returncode == 0, report(proc, stack)
+    assert "providers e2e: all checks passed" in proc.stdout

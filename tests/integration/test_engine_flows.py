@@ -14,15 +14,8 @@ import psycopg
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
 from tests.support.durability import wait_for
+from tests.support.flows import branch_flow, edge, node
 from tests.support.sink import Sink
-
-
-def n(nid: str, ntype: str, data: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
-    return {"id": nid, "type": ntype, "data": {"params": params, **(data or {})}}
-
-
-def e(src: str, dst: str, handle: str | None = None) -> dict[str, Any]:
-    return {"source": src, "target": dst, "sourceHandle": handle}
 
 
 def test_linear_template_flow_outputs_rendered_text(api: Api, db: psycopg.Connection[Any]) -> None:
@@ -38,19 +31,19 @@ def test_parallel_branches_join_once(api: Api, db: psycopg.Connection[Any]) -> N
     branches = [f"b{i}" for i in range(6)]
     defn = {
         "nodes": [
-            n("in", "input"),
-            *[n(b, "template", template=f"{b}={{{{ inputs.x }}}}") for b in branches],
-            n(
+            node("in", "input"),
+            *[node(b, "template", template=f"{b}={{{{ inputs.x }}}}") for b in branches],
+            node(
                 "join",
                 "template",
                 template="{{ " + " ~ ".join(f"{b}.text" for b in branches) + " }}",
             ),
-            n("out", "output"),
+            node("out", "output"),
         ],
         "edges": [
-            *[e("in", b) for b in branches],
-            *[e(b, "join") for b in branches],
-            e("join", "out"),
+            *[edge("in", b) for b in branches],
+            *[edge(b, "join") for b in branches],
+            edge("join", "out"),
         ],
     }
     run = api.wait_run(api.start_run(api.create_flow(defn)["id"], {"x": 7}))
@@ -66,26 +59,7 @@ def test_parallel_branches_join_once(api: Api, db: psycopg.Connection[Any]) -> N
 def test_condition_skips_the_untaken_branch_and_merge_runs(
     api: Api, db: psycopg.Connection[Any]
 ) -> None:
-    defn = {
-        "nodes": [
-            n("in", "input"),
-            n("c", "condition", expression="inputs.score > 5"),
-            n("hi", "template", template="high"),
-            n("lo", "template", template="low"),
-            n("lo2", "noop"),
-            n("m", "noop"),
-            n("out", "output"),
-        ],
-        "edges": [
-            e("in", "c"),
-            e("c", "hi", "true"),
-            e("c", "lo", "false"),
-            e("lo", "lo2"),
-            e("hi", "m"),
-            e("lo2", "m"),
-            e("m", "out"),
-        ],
-    }
+    defn = branch_flow()
     flow = api.create_flow(defn)
     high = api.wait_run(api.start_run(flow["id"], {"score": 9}))
     low = api.wait_run(api.start_run(flow["id"], {"score": 1}))

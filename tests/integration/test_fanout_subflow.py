@@ -9,19 +9,8 @@ import psycopg
 
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
+from tests.support.flows import map_flow
 from tests.support.sink import Sink
-
-
-def map_flow(
-    body: dict[str, Any], concurrency: int = 3, on_error: str = "fail_fast"
-) -> dict[str, Any]:
-    return linear_flow(
-        (
-            "m",
-            "map",
-            {"items": "inputs.xs", "body": body, "concurrency": concurrency, "on_error": on_error},
-        )
-    )
 
 
 def test_map_runs_each_item_as_a_step_and_keeps_order(

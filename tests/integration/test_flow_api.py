@@ -15,14 +15,11 @@ import psycopg
 import pytest
 
 from tests.conftest import make_user
-from tests.support.client import Api, linear_flow
+from tests.support.client import Api
+from tests.support.flows import template_flow
 from tests.support.stack import Stack
 
 PROBLEM = "application/problem+json"
-
-
-def template_flow(text: str) -> dict[str, Any]:
-    return linear_flow(("t", "template", {"template": text}))
 
 
 @pytest.fixture

@@ -18,11 +18,10 @@ from typing import Any
 
 import psycopg
 
-from tests.integration.test_engine_flows import e, n
-from tests.integration.test_fanout_subflow import map_flow
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
 from tests.support.durability import wait_for
+from tests.support.flows import edge, map_flow, node
 from tests.support.sink import Sink
 
 Conn = psycopg.Connection[Any]
@@ -45,27 +44,27 @@ def branchy_flow(sink: Sink) -> dict[str, Any]:
     """in -> c (condition) -true-> hi -> m ; -false-> lo -> lo2 -> m ; in -> b -> m ; m -> t -> out."""
     return {
         "nodes": [
-            n("in", "input"),
-            n("c", "condition", expression="inputs.x > 5"),
-            n("hi", "http_request", url=sink.url("/hi")),
-            n("lo", "http_request", url=sink.url("/lo")),
-            n("lo2", "noop"),
-            n("b", "http_request", url=sink.url("/b")),
-            n("m", "noop"),
-            n("t", "template", template="{{ inputs.x }} {{ b.status }}"),
-            n("out", "output"),
+            node("in", "input"),
+            node("c", "condition", expression="inputs.x > 5"),
+            node("hi", "http_request", url=sink.url("/hi")),
+            node("lo", "http_request", url=sink.url("/lo")),
+            node("lo2", "noop"),
+            node("b", "http_request", url=sink.url("/b")),
+            node("m", "noop"),
+            node("t", "template", template="{{ inputs.x }} {{ b.status }}"),
+            node("out", "output"),
         ],
         "edges": [
-            e("in", "c"),
-            e("c", "hi", "true"),
-            e("c", "lo", "false"),
-            e("lo", "lo2"),
-            e("in", "b"),
-            e("hi", "m"),
-            e("lo2", "m"),
-            e("b", "m"),
-            e("m", "t"),
-            e("t", "out"),
+            edge("in", "c"),
+            edge("c", "hi", "true"),
+            edge("c", "lo", "false"),
+            edge("lo", "lo2"),
+            edge("in", "b"),
+            edge("hi", "m"),
+            edge("lo2", "m"),
+            edge("b", "m"),
+            edge("m", "t"),
+            edge("t", "out"),
         ],
     }
 
@@ -224,18 +223,18 @@ def test_a_parent_that_ends_cancels_its_live_children(api: Api, db: Conn) -> Non
     failing = api.create_flow(
         {
             "nodes": [
-                n("in", "input"),
-                n("sub", "subflow", flow_id=waits["id"]),
-                n("d", "delay", seconds=1.5),
-                n("boom", "fail", message="other branch", retryable=False),
-                n("out", "output"),
+                node("in", "input"),
+                node("sub", "subflow", flow_id=waits["id"]),
+                node("d", "delay", seconds=1.5),
+                node("boom", "fail", message="other branch", retryable=False),
+                node("out", "output"),
             ],
             "edges": [
-                e("in", "sub"),
-                e("in", "d"),
-                e("d", "boom"),
-                e("sub", "out"),
-                e("boom", "out"),
+                edge("in", "sub"),
+                edge("in", "d"),
+                edge("d", "boom"),
+                edge("sub", "out"),
+                edge("boom", "out"),
             ],
         }
     )

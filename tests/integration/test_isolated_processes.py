@@ -13,12 +13,12 @@ from typing import Any
 import psycopg
 
 from tests.integration.test_agent import agent_flow
-from tests.integration.test_fanout_subflow import map_flow
 from tests.integration.test_schedules import runs_of, wait_fires
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
 from tests.support.durability import wait_for
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.flows import map_flow
 from tests.support.private_stack import (  # noqa: F401 -- fixtures: base_env, db, credentials
     private_base_env,
     private_credentials,

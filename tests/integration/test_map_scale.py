@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.integration.test_fanout_subflow import map_flow
 from tests.support.client import Api
+from tests.support.flows import map_flow
 
 N = int(os.environ.get("MAP_SCALE_N", "2000"))
 

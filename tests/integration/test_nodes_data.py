@@ -12,19 +12,12 @@ import psycopg
 
 from tests.support.checks import assert_event_log_consistent
 from tests.support.client import Api, linear_flow
+from tests.support.flows import edge, node
 from tests.support.sink import Sink
 
 
 def ref(secret_name: str) -> str:
     return "{{ secrets." + secret_name + " }}"
-
-
-def node(nid: str, ntype: str, **params: Any) -> dict[str, Any]:
-    return {"id": nid, "type": ntype, "data": {"params": params}}
-
-
-def edge(src: str, dst: str, handle: str | None = None) -> dict[str, Any]:
-    return {"source": src, "target": dst, "sourceHandle": handle}
 
 
 ROUTER_FLOW = {

@@ -20,6 +20,7 @@ import pytest
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.flows import edge, flow_def, node
 
 
 def secret(api: Api, value: str) -> str:
@@ -92,37 +93,19 @@ def test_llm_chat_returns_tool_calls_and_structured_json(api: Api, fake: FakeOpe
         "required": ["label"],
     }
     base = {"model": "fake-1", "base_url": fake.base_url()}
-    defn = {
-        "nodes": [
-            {"id": "in", "type": "input"},
-            {
-                "id": "tools",
-                "type": "llm_chat",
-                "data": {"params": {**base, "prompt": "find {{ inputs.q }}", "tools": [tool]}},
-            },
-            {
-                "id": "streamed_tools",
-                "type": "llm_chat",
-                "data": {"params": {**base, "prompt": "find it", "tools": [tool], "stream": True}},
-            },
-            {
-                "id": "classify",
-                "type": "llm_chat",
-                "data": {
-                    "params": {**base, "prompt": "{{ inputs.q }} is spam", "json_schema": schema}
-                },
-            },
-            {"id": "out", "type": "merge"},
+    llms = ("tools", "streamed_tools", "classify")
+    defn = flow_def(
+        [
+            node("in", "input"),
+            node("tools", "llm_chat", **base, prompt="find {{ inputs.q }}", tools=[tool]),
+            node("streamed_tools", "llm_chat", **base, prompt="find it", tools=[tool], stream=True),
+            node(
+                "classify", "llm_chat", **base, prompt="{{ inputs.q }} is spam", json_schema=schema
+            ),
+            node("out", "merge"),
         ],
-        "edges": [
-            {"source": "in", "target": "tools"},
-            {"source": "in", "target": "streamed_tools"},
-            {"source": "in", "target": "classify"},
-            {"source": "tools", "target": "out"},
-            {"source": "streamed_tools", "target": "out"},
-            {"source": "classify", "target": "out"},
-        ],
-    }
+        [*(edge("in", n) for n in llms), *(edge(n, "out") for n in llms)],
+    )
     run = api.wait_run(api.start_run(api.create_flow(defn)["id"], {"q": "cats"}))
     assert run["status"] == "succeeded", run["error"]
     steps = api.steps(run)

@@ -27,6 +27,7 @@ from tests.conftest import make_user
 from tests.support.checks import assert_event_log_consistent
 from tests.support.client import Api, linear_flow
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.flows import edge, flow_def, node
 
 CORPUS = """# Gardening
 
@@ -187,35 +188,17 @@ def test_collections_are_private_and_embedders_must_match(
 
 
 def test_loader_reads_csv_and_pdf_from_urls_and_inline_base64(api: Api, files: str) -> None:
-    defn = {
-        "nodes": [
-            {"id": "in", "type": "input"},
-            {
-                "id": "csv",
-                "type": "document_loader",
-                "data": {"params": {"url": f"{files}/people.csv"}},
-            },
-            {
-                "id": "pdf",
-                "type": "document_loader",
-                "data": {"params": {"url": f"{files}/report.pdf"}},
-            },
-            {
-                "id": "b64",
-                "type": "document_loader",
-                "data": {"params": {"content_base64": "{{ inputs.pdf }}", "filename": "up.pdf"}},
-            },
-            {"id": "out", "type": "merge"},
+    loaders = ("csv", "pdf", "b64")
+    defn = flow_def(
+        [
+            node("in", "input"),
+            node("csv", "document_loader", url=f"{files}/people.csv"),
+            node("pdf", "document_loader", url=f"{files}/report.pdf"),
+            node("b64", "document_loader", content_base64="{{ inputs.pdf }}", filename="up.pdf"),
+            node("out", "merge"),
         ],
-        "edges": [
-            {"source": "in", "target": "csv"},
-            {"source": "in", "target": "pdf"},
-            {"source": "in", "target": "b64"},
-            {"source": "csv", "target": "out"},
-            {"source": "pdf", "target": "out"},
-            {"source": "b64", "target": "out"},
-        ],
-    }
+        [*(edge("in", n) for n in loaders), *(edge(n, "out") for n in loaders)],
+    )
     pdf = base64.b64encode(make_pdf(["Inline upload works"])).decode()
     run = api.wait_run(api.start_run(api.create_flow(defn)["id"], {"pdf": pdf}))
     assert run["status"] == "succeeded", run["error"]

@@ -16,13 +16,10 @@ import pytest
 
 from tests.conftest import make_user
 from tests.support.client import Api, linear_flow
+from tests.support.flows import template_flow
 from tests.support.stack import Stack
 
 PROBLEM = "application/problem+json"
-
-
-def template_flow(text: str) -> dict[str, Any]:
-    return linear_flow(("t", "template", {"template": text}))
 
 
 def assert_problem(r: httpx.Response, status: int, path: str | None = None) -> dict[str, Any]:

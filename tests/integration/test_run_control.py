@@ -12,31 +12,27 @@ import psycopg
 
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
+from tests.support.flows import edge, flow_def, node
 from tests.support.sink import Sink
 
 
 def signal_flow(timeout: dict[str, Any] | None = None) -> dict[str, Any]:
-    params = timeout or {}
-    return {
-        "nodes": [
-            {"id": "in", "type": "input", "data": {"params": {}}},
-            {"id": "approve", "type": "wait_for_signal", "data": {"params": params}},
-            {
-                "id": "yes",
-                "type": "template",
-                "data": {"params": {"template": "approved by {{ approve.by }}"}},
-            },
-            {"id": "late", "type": "template", "data": {"params": {"template": "timed out"}}},
-            {"id": "out", "type": "output", "data": {"params": {}}},
+    return flow_def(
+        [
+            node("in", "input"),
+            node("approve", "wait_for_signal", **(timeout or {})),
+            node("yes", "template", template="approved by {{ approve.by }}"),
+            node("late", "template", template="timed out"),
+            node("out", "output"),
         ],
-        "edges": [
-            {"source": "in", "target": "approve"},
-            {"source": "approve", "sourceHandle": "out", "target": "yes"},
-            {"source": "approve", "sourceHandle": "timeout", "target": "late"},
-            {"source": "yes", "target": "out"},
-            {"source": "late", "target": "out"},
+        [
+            edge("in", "approve"),
+            edge("approve", "yes", "out"),
+            edge("approve", "late", "timeout"),
+            edge("yes", "out"),
+            edge("late", "out"),
         ],
-    }
+    )
 
 
 def test_signal_completes_a_waiting_node(api: Api, db: psycopg.Connection[Any]) -> None:
@@ -56,9 +52,9 @@ def test_signal_sent_before_the_node_waits_is_buffered(
     api: Api, db: psycopg.Connection[Any]
 ) -> None:
     defn = signal_flow()
-    defn["nodes"].insert(1, {"id": "pause", "type": "delay", "data": {"params": {"seconds": 1}}})
-    defn["edges"][0] = {"source": "in", "target": "pause"}
-    defn["edges"].insert(1, {"source": "pause", "target": "approve"})
+    defn["nodes"].insert(1, node("pause", "delay", seconds=1))
+    defn["edges"][0] = edge("in", "pause")
+    defn["edges"].insert(1, edge("pause", "approve"))
     rid = api.start_run(api.create_flow(defn)["id"])
     r = api.http.post(
         f"/api/v1/runs/{rid}/signal", json={"node_id": "approve", "payload": {"by": "bob"}}

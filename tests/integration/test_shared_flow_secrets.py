@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import make_user
 from tests.support.client import Api, linear_flow
+from tests.support.flows import edge, flow_def, node
 from tests.support.sink import Sink
 from tests.support.stack import Stack
 
@@ -140,19 +141,15 @@ def test_shared_flow_never_receives_the_runners_secret_and_owner_bound_ones_work
 
 
 def signal_then_template() -> dict[str, Any]:
-    return {
-        "nodes": [
-            {"id": "in", "type": "input", "data": {"params": {}}},
-            {"id": "wait", "type": "wait_for_signal", "data": {"params": {}}},
-            {"id": "t", "type": "template", "data": {"params": {"template": "go"}}},
-            {"id": "out", "type": "output", "data": {"params": {}}},
+    return flow_def(
+        [
+            node("in", "input"),
+            node("wait", "wait_for_signal"),
+            node("t", "template", template="go"),
+            node("out", "output"),
         ],
-        "edges": [
-            {"source": "in", "target": "wait"},
-            {"source": "wait", "sourceHandle": "out", "target": "t"},
-            {"source": "t", "target": "out"},
-        ],
-    }
+        [edge("in", "wait"), edge("wait", "t", "out"), edge("t", "out")],
+    )
 
 
 def control(api: Api, rid: str) -> dict[str, int]:

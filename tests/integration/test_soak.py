@@ -26,6 +26,7 @@ import pytest
 
 from tests.support.client import Api, linear_flow
 from tests.support.durability import assert_runs_durable, wait_runs_terminal
+from tests.support.flows import edge, flow_def, node
 from tests.support.private_stack import (  # noqa: F401 -- fixtures: base_env, db, credentials
     private_base_env,
     private_credentials,
@@ -43,24 +44,24 @@ FINISH_TIMEOUT = 150.0
 
 def flows(sink: Sink) -> dict[str, tuple[dict[str, Any], str]]:
     """Flow kind -> (definition, expected terminal status)."""
-    branch = {
-        "nodes": [
-            {"id": "in", "type": "input"},
-            {"id": "c", "type": "condition", "data": {"params": {"expression": "inputs.x > 5"}}},
-            {"id": "hi", "type": "http_request", "data": {"params": {"url": sink.url("/hi")}}},
-            {"id": "lo", "type": "template", "data": {"params": {"template": "low"}}},
-            {"id": "m", "type": "noop"},
-            {"id": "out", "type": "output"},
+    branch = flow_def(
+        [
+            node("in", "input"),
+            node("c", "condition", expression="inputs.x > 5"),
+            node("hi", "http_request", url=sink.url("/hi")),
+            node("lo", "template", template="low"),
+            node("m", "noop"),
+            node("out", "output"),
         ],
-        "edges": [
-            {"source": "in", "target": "c"},
-            {"source": "c", "target": "hi", "sourceHandle": "true"},
-            {"source": "c", "target": "lo", "sourceHandle": "false"},
-            {"source": "hi", "target": "m"},
-            {"source": "lo", "target": "m"},
-            {"source": "m", "target": "out"},
+        [
+            edge("in", "c"),
+            edge("c", "hi", "true"),
+            edge("c", "lo", "false"),
+            edge("hi", "m"),
+            edge("lo", "m"),
+            edge("m", "out"),
         ],
-    }
+    )
     retry = {"retry": {"max_attempts": 5, "initial_interval": 0.2, "backoff": 1.5}}
     return {
         "http": (

@@ -2,8 +2,9 @@
 
 Every other test runs with `HTTP_ALLOWED_HOSTS=127.0.0.1,localhost` (its sinks live on loopback); this
 module starts its own processes without it (own database and queue, `support/private_stack.py`) and
-replays an SSRF: an `http_request` and an LLM `base_url` aimed at a live local server, by IPv4, by
-name and by IPv6. Each step fails at once naming the refusal, and the local server gets no request.
+replays an SSRF: an `http_request` and an LLM `base_url` aimed at a live local server, by IPv4
+(dotted, another 127/8 address, one decimal number), by name and by IPv6.
+Each step fails at once naming the refusal, and the local server gets no request.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def test_default_egress_guard_refuses_loopback_for_http_and_llm(
         f"http://localhost:{sink.port}/ssrf",
         f"http://[::1]:{sink.port}/ssrf",
         f"http://127.1.2.3:{sink.port}/ssrf",
+        f"http://2130706433:{sink.port}/ssrf",  # 127.0.0.1 as one decimal number
     ]
     retry = {"retry": {"max_attempts": 3, "initial_interval": 0.1}}
     runs = [

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.support.client import Api, linear_flow
+from tests.support.flows import edge, flow_def, node
 from tests.support.private_stack import (  # noqa: F401 -- fixtures: base_env, db, credentials
     private_base_env,
     private_credentials,
@@ -46,25 +47,21 @@ def one_worker(stack: Stack, credentials: tuple[str, str]) -> Api:
 def test_heavy_templates_and_regexes_never_hold_the_worker(one_worker: Api) -> None:
     api = one_worker
     heavy_t = api.create_flow(
-        {
-            "nodes": [
-                {"id": "in", "type": "input", "data": {"params": {}}},
-                {
-                    "id": "t",
-                    "type": "template",
-                    "data": {"params": {"template": HEAVY_TEMPLATE}, "timeout_s": 3},
-                },
-                {"id": "out", "type": "output", "data": {"params": {}}},
+        flow_def(
+            [
+                node("in", "input"),
+                node("t", "template", {"timeout_s": 3}, template=HEAVY_TEMPLATE),
+                node("out", "output"),
             ],
-            "edges": [{"source": "in", "target": "t"}, {"source": "t", "target": "out"}],
-        }
+            [edge("in", "t"), edge("t", "out")],
+        )
     )
     heavy_rx = api.create_flow(linear_flow(("rx", "text_ops", CATASTROPHIC)))
     fast_flow = api.create_flow(linear_flow(("f", "template", {"template": "ok"})))
     heavy = {"t": api.start_run(heavy_t["id"]), "rx": api.start_run(heavy_rx["id"])}
     deadline = time.monotonic() + 30
     while not all(
-        api.steps(api.run(rid))[node]["status"] == "running" for node, rid in heavy.items()
+        api.steps(api.run(rid))[nid]["status"] == "running" for nid, rid in heavy.items()
     ):
         assert time.monotonic() < deadline, [api.run(rid) for rid in heavy.values()]
         time.sleep(0.02)
@@ -78,12 +75,12 @@ def test_heavy_templates_and_regexes_never_hold_the_worker(one_worker: Api) -> N
     fast_run = api.wait_run(api.start_run(fast_flow["id"]), timeout=60)
     prober.join()
     assert fast_run["status"] == "succeeded" and live == [200]
-    steps = {node: api.steps(api.wait_run(rid, timeout=60))[node] for node, rid in heavy.items()}
-    for node, step in steps.items():
+    steps = {nid: api.steps(api.wait_run(rid, timeout=60))[nid] for nid, rid in heavy.items()}
+    for nid, step in steps.items():
         assert step["status"] == "failed", step
         assert (
             fast_run["finished_at"] < step["finished_at"]
-        ), f"the fast run, started while {node} was running, finished first"
+        ), f"the fast run, started while {nid} was running, finished first"
     t_error, rx_error = steps["t"]["error"]["message"], steps["rx"]["error"]["message"]
     assert "timed out after 3s" in t_error or "timeout" in t_error, t_error
     assert "longer than 3s" in rx_error, rx_error  # the author's 6 s, capped by the server
@@ -92,18 +89,14 @@ def test_heavy_templates_and_regexes_never_hold_the_worker(one_worker: Api) -> N
     # the attack as filed: nested range(10000) loops on a node with timeout_s 1
     nested = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
     attack = api.create_flow(
-        {
-            "nodes": [
-                {"id": "in", "type": "input", "data": {"params": {}}},
-                {
-                    "id": "n",
-                    "type": "template",
-                    "data": {"params": {"template": nested}, "timeout_s": 1},
-                },
-                {"id": "out", "type": "output", "data": {"params": {}}},
+        flow_def(
+            [
+                node("in", "input"),
+                node("n", "template", {"timeout_s": 1}, template=nested),
+                node("out", "output"),
             ],
-            "edges": [{"source": "in", "target": "n"}, {"source": "n", "target": "out"}],
-        }
+            [edge("in", "n"), edge("n", "out")],
+        )
     )
     run = api.wait_run(api.start_run(attack["id"]))
     step = api.steps(run)["n"]

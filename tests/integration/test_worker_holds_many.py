@@ -17,9 +17,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.integration.test_fanout_subflow import map_flow
 from tests.support.client import Api
 from tests.support.durability import wait_for
+from tests.support.flows import map_flow
 from tests.support.private_stack import (  # noqa: F401 -- fixtures: base_env, db, credentials
     private_base_env,
     private_credentials,

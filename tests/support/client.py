@@ -1,12 +1,19 @@
-"""A thin HTTP client for tests: log in, create flows, start runs and wait for them, over real HTTP."""
+"""A thin HTTP client for tests: log in, create flows, start runs and wait for them, over real HTTP.
+
+(`linear_flow` is re-exported from tests/support/flows.py, the one flow builder, for the tests that
+import it from here.)
+"""
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import Any
 
 import httpx
+
+from tests.support.flows import linear_flow
+
+__all__ = ["Api", "linear_flow"]
 
 
 class Api:
@@ -60,21 +67,3 @@ class Api:
 
     def steps(self, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {s["node_id"]: s for s in run["steps"]}
-
-
-def linear_flow(
-    *nodes: tuple[str, str, dict[str, Any]], retry: dict[str, dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    """A chain input -> nodes... -> output. Each node is (id, type, params)."""
-    all_nodes = [("in", "input", {}), *nodes, ("out", "output", {})]
-    defn_nodes = []
-    for nid, ntype, params in all_nodes:
-        data: dict[str, Any] = {"params": params}
-        if retry and nid in retry:
-            data.update(retry[nid])
-        defn_nodes.append({"id": nid, "type": ntype, "position": {"x": 0, "y": 0}, "data": data})
-    edges = [
-        {"id": f"e{i}", "source": a[0], "target": b[0], "sourceHandle": "out", "targetHandle": "in"}
-        for i, (a, b) in enumerate(itertools.pairwise(all_nodes))
-    ]
-    return {"nodes": defn_nodes, "edges": edges}

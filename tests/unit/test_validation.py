@@ -6,15 +6,12 @@ from typing import Any
 
 from flowstudio.flows.validate import validate_definition
 from flowstudio.nodes.templating import TemplateError, evaluate, render_params
+from tests.support.flows import node
 
 
 def errors_of(defn: dict[str, Any]) -> list[tuple[str, str | None, str]]:
     _, errors = validate_definition(defn)
     return [(e.path, e.node_id, e.reason) for e in errors]
-
-
-def node(nid: str, ntype: str, **params: Any) -> dict[str, Any]:
-    return {"id": nid, "type": ntype, "data": {"params": params}}
 
 
 def test_valid_contract_example_passes() -> None:

@@ -1,11 +1,12 @@
 // Every API call the designer makes, one function per endpoint (DESIGN.md §3), typed from the
 // OpenAPI spec through typed.ts `call()` (path and query parameters, JSON bodies and, where the
 // API declares them, answers). Answers the API still declares as free-form dicts (flows, runs,
-// the node catalogue) are described once here with `described<T>()` and types.ts. Stores and
+// the node catalogue) are described once here with `described<T>()` and types.ts; routes not in
+// the spec yet (providers) go through http.ts `request<T>()` with types.ts shapes. Stores and
 // panels call these; following a run (SSE) lives in follow.ts.
-import { rawRequest } from './http';
+import { rawRequest, request } from './http';
 import { call, described, fillPath } from './typed';
-import type { Flow, FlowDefinition, FlowExport, FlowPatch, FlowVersion, NodeSpec, RunPage, RunWithSteps } from './types';
+import type { Flow, FlowDefinition, FlowExport, FlowPatch, FlowVersion, NodeSpec, Provider, ProviderCreate, ProviderPatch, RunPage, RunWithSteps } from './types';
 
 export const auth = {
   login: (email: string, password: string) => call('post', '/api/auth/login', { body: { email, password } }),
@@ -112,4 +113,14 @@ export const batches = {
 
 export const ops = {
   stats: (minutes = 60, bucketSeconds = 60) => call('get', '/api/v1/ops/stats', { query: { minutes, bucket_seconds: bucketSeconds } }),
+};
+
+// Admin-only; not in the generated spec yet, so sent through request() with the types.ts shapes.
+const providerPath = (id: string) => fillPath('/api/v1/providers/{provider_id}', { provider_id: id });
+export const providers = {
+  list: (signal?: AbortSignal) => request<Provider[]>('/api/v1/providers', { signal }),
+  get: (id: string, signal?: AbortSignal) => request<Provider>(providerPath(id), { signal }),
+  create: (body: ProviderCreate) => request<Provider>('/api/v1/providers', { method: 'POST', body }),
+  update: (id: string, patch: ProviderPatch) => request<Provider>(providerPath(id), { method: 'PATCH', body: patch }),
+  remove: (id: string) => request<void>(providerPath(id), { method: 'DELETE' }),
 };

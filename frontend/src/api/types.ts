@@ -195,6 +195,38 @@ export interface RunResult {
 
 export type BatchStatus = S['BatchOut'];
 
+// Providers (issue 12, admin-only /api/v1/providers). Hand-written until the generated spec holds
+// ProviderOut; then each becomes `S['ProviderOut']` etc. and endpoints.ts `providers` uses call().
+/** A provider (base_url + API key) with its limits and live usage across the cluster. */
+export interface Provider {
+  id: string;
+  base_url: string;
+  key_fingerprint: string | null;
+  label: string | null;
+  max_concurrency: number | null;
+  rpm: number | null;
+  tpm: number | null;
+  effective_concurrency: number;
+  in_flight: number;
+  parked: number;
+  requests_last_minute: number;
+  tokens_last_minute: number;
+  throttled_total: number;
+  last_throttled_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+/** The limits of a provider: null = no limit. */
+export type ProviderLimits = Pick<Provider, 'max_concurrency' | 'rpm' | 'tpm'>;
+/** POST /api/v1/providers: `api_key_secret` names one of the caller's secrets. */
+export interface ProviderCreate extends Partial<ProviderLimits> {
+  base_url: string;
+  api_key_secret?: string;
+  label?: string;
+}
+/** PATCH /api/v1/providers/{id}: only the fields sent change; null clears a limit (or the label). */
+export type ProviderPatch = Partial<ProviderLimits & { label: string | null }>;
+
 /** A definition read from a free-form answer or a file: checked for its nodes and edges lists. */
 export function asFlowDefinition(value: unknown): FlowDefinition {
   const v = value as { nodes?: unknown; edges?: unknown } | null;

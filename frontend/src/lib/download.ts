@@ -1,5 +1,6 @@
 // Browser helpers used by panels and pages: save text as a file (`downloadText`), read a picked
-// file (`readFileText`), copy to the clipboard (`copyText`) and format relative times/durations.
+// file (`readFileText`), copy to the clipboard (`copyText`) and format relative times/durations
+// and the "live, refreshed every N s · updated …" note of polled pages (`liveNote`).
 export function downloadText(filename: string, text: string, type = 'application/json'): void {
   const url = URL.createObjectURL(new Blob([text], { type }));
   const a = document.createElement('a');
@@ -37,6 +38,11 @@ export function timeAgo(iso: string | null | undefined): string {
   if (s < 3600) return `${Math.round(s / 60)} min ago`;
   if (s < 86400) return `${Math.round(s / 3600)} h ago`;
   return new Date(iso).toLocaleDateString();
+}
+
+/** "live, refreshed every 3 s · updated 10:42:07" (without the update until the first answer). */
+export function liveNote(everySeconds: number, updated: Date | null): string {
+  return `live, refreshed every ${everySeconds} s${updated ? ` · updated ${updated.toLocaleTimeString()}` : ''}`;
 }
 
 export function fmtDuration(seconds: number | null | undefined): string {

@@ -1,5 +1,6 @@
-// The signed-in frame: top bar (brand, Flows / Runs / Ops links shown by permission, the user and
-// sign-out) around the routed page (<Outlet/>). Ops is visible only with the ops:read permission.
+// The signed-in frame: top bar (brand, Flows / Runs / Ops / Providers links shown by permission, the
+// user and sign-out) around the routed page (<Outlet/>). Ops is visible only with the ops:read
+// permission, Providers only to admins.
 import { Suspense } from 'react';
 import { NavLink, Outlet, useNavigate } from 'react-router-dom';
 import { useAuth } from '../stores/auth';
@@ -8,6 +9,7 @@ import { fire } from '../lib/fire';
 export function Layout() {
   const user = useAuth((s) => s.user);
   const can = useAuth((s) => s.can);
+  const isAdmin = useAuth((s) => s.isAdmin());
   const logout = useAuth((s) => s.logout);
   const navigate = useNavigate();
   return (
@@ -25,6 +27,7 @@ export function Layout() {
           </NavLink>
           {can('runs:read') && <NavLink to="/runs">Runs</NavLink>}
           {can('ops:read') && <NavLink to="/ops">Ops</NavLink>}
+          {isAdmin && <NavLink to="/providers">Providers</NavLink>}
         </nav>
         <div className="topbar-user">
           <span className="user-chip" title={user?.permissions.join(', ')}>

@@ -7,7 +7,7 @@ import { Link } from 'react-router-dom';
 import { ops } from '../api/endpoints';
 import type { OpsStats } from '../api/types';
 import { Donut, RangeBars, Sparkline, StackedBars } from '../panels/charts';
-import { timeAgo } from '../lib/download';
+import { liveNote, timeAgo } from '../lib/download';
 import { useAuth } from '../stores/auth';
 import { STATUS_COLORS } from '../stores/runState';
 import { fire } from '../lib/fire';
@@ -72,7 +72,7 @@ export function OpsPage() {
         <div>
           <h1>Operations</h1>
           <p className="muted">
-            {stats?.scope === 'all' ? 'All runs' : 'Your runs'} · live, refreshed every 3 s{updated ? ` · updated ${updated.toLocaleTimeString()}` : ''}
+            {stats?.scope === 'all' ? 'All runs' : 'Your runs'} · {liveNote(3, updated)}
           </p>
         </div>
         <div className="seg">

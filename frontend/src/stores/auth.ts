@@ -1,6 +1,7 @@
 // Who is signed in: `refresh()` asks GET /api/auth/me (on app start), `login()` posts the
 // credentials (the API sets the HttpOnly cookie) then refreshes, `logout()` clears it. `can(p)`
-// answers role-aware UI questions from the user's permissions. http.ts's 401 hook resets to anon.
+// answers role-aware UI questions from the user's permissions; `isAdmin()` tells an administrator
+// (the users:admin permission only the admin role holds, which the API's admin routes require). http.ts's 401 hook resets to anon.
 import { create } from 'zustand';
 import { auth } from '../api/endpoints';
 import { setUnauthorizedHandler } from '../api/http';
@@ -13,6 +14,7 @@ interface AuthState {
   login: (email: string, password: string) => Promise<void>;
   logout: () => Promise<void>;
   can: (permission: string) => boolean;
+  isAdmin: () => boolean;
 }
 
 export const useAuth = create<AuthState>((set, get) => ({
@@ -37,6 +39,7 @@ export const useAuth = create<AuthState>((set, get) => ({
     }
   },
   can: (permission) => get().user?.permissions.includes(permission) ?? false,
+  isAdmin: () => get().can('users:admin'),
 }));
 
 setUnauthorizedHandler(() => useAuth.setState({ user: null, status: 'anon' }));

@@ -1,0 +1,97 @@
+"""A run's happy paths through the engine's functions: start, claim, commit, branch, join.
+
+Each test starts a run on its own cloned database, plays the worker step by step (`env.claim` /
+`env.succeed`) and checks the step states, the outbox rows a relay would publish, the run's outputs
+and the event log (gapless, legal, matching the rows).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from flowstudio.engine.checkpoint import IdempotencyKeyReused
+from tests.support.engine_env import EngineEnv
+from tests.support.flows import branch_flow, chain, edge, flow_def, node
+
+pytestmark = pytest.mark.anyio
+
+TWO = chain(("a", "noop", {}), ("b", "noop", {}))
+
+
+async def test_start_readies_the_roots_and_writes_their_messages(env: EngineEnv) -> None:
+    rid = await env.start(TWO, {"x": 1})
+    run = await env.run(rid)
+    assert run["status"] == "queued" and run["inputs"] == {"x": 1}
+    assert await env.statuses(rid) == {
+        "in": "ready",
+        "a": "pending",
+        "b": "pending",
+        "out": "pending",
+    }
+    root = await env.step(rid, "in")
+    assert await env.outbox(rid) == [(root["id"], 0)]  # the pointer: step id + fencing token
+    env.check_log(rid)
+
+
+async def test_a_chain_driven_step_by_step_succeeds_with_the_output_nodes_value(
+    env: EngineEnv,
+) -> None:
+    rid = await env.start(TWO, {"x": 1})
+    first = await env.claim(rid, "in")
+    assert first.attempt == 1 and first.inputs == {"x": 1}
+    assert (await env.run(rid))["status"] == "running"
+    await env.succeed(first, {"x": 1})
+    assert (await env.statuses(rid))["a"] == "ready"
+    for nid in ("a", "b", "out"):
+        await env.run_node(rid, nid, {"text": f"from {nid}"})
+    run = await env.run(rid)
+    assert run["status"] == "succeeded" and run["outputs"] == {"text": "from out"}
+    assert set((await env.statuses(rid)).values()) == {"succeeded"}
+    assert len(await env.outbox(rid)) == 4  # one message per step, none twice
+    env.check_log(rid)
+
+
+async def test_the_same_idempotency_key_returns_the_same_run(env: EngineEnv) -> None:
+    fid = await env.create_flow(TWO)
+    first = await env.start_flow(fid, {"x": 1}, key="k-1")
+    again = await env.start_flow(fid, {"x": 2}, key="k-1")
+    assert first.created and not again.created and again.id == first.id
+    assert (await env.run(first.id))["inputs"] == {"x": 1}
+    other = await env.create_flow(TWO)
+    with pytest.raises(IdempotencyKeyReused):
+        await env.start_flow(other, key="k-1")
+
+
+BRANCHY = branch_flow()
+
+
+async def test_a_branch_skips_the_untaken_side_and_the_merge_still_runs(env: EngineEnv) -> None:
+    rid = await env.start(BRANCHY, {"score": 9})
+    await env.run_node(rid, "in")
+    c = await env.claim(rid, "c")
+    await env.succeed(c, {"value": True}, branch="true")
+    states = await env.statuses(rid)
+    assert states["hi"] == "ready" and states["lo"] == "skipped" and states["lo2"] == "skipped"
+    assert states["m"] == "pending"
+    await env.run_node(rid, "hi", {"text": "high"})
+    await env.run_node(rid, "m")
+    await env.run_node(rid, "out", {"text": "high"})
+    assert (await env.run(rid))["status"] == "succeeded"
+    env.check_log(rid)
+
+
+async def test_a_join_waits_for_every_branch(env: EngineEnv) -> None:
+    defn = flow_def(
+        [node("in", "input"), node("a", "noop"), node("b", "noop"), node("j", "merge")],
+        [edge("in", "a"), edge("in", "b"), edge("a", "j"), edge("b", "j")],
+    )
+    rid = await env.start(defn)
+    await env.run_node(rid, "in")
+    assert (await env.statuses(rid))["a"] == (await env.statuses(rid))["b"] == "ready"
+    await env.run_node(rid, "a", {"v": "a"})
+    assert (await env.statuses(rid))["j"] == "pending"
+    await env.run_node(rid, "b", {"v": "b"})
+    assert (await env.statuses(rid))["j"] == "ready"
+    await env.run_node(rid, "j", {"a": {"v": "a"}, "b": {"v": "b"}})
+    assert (await env.run(rid))["status"] == "succeeded"
+    env.check_log(rid)
