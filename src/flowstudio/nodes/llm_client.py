@@ -30,7 +30,7 @@ import openai
 from cachetools import LRUCache
 from openai import AsyncOpenAI
 
-from flowstudio.egress import EgressError, client_for, find_egress_error
+from flowstudio.egress import Egress, EgressError, client_for, find_egress_error
 from flowstudio.nodes.http import check_url
 from flowstudio.nodes.registry import NodeContext, NodeError
 from flowstudio.observability import counters, tracing
@@ -43,12 +43,13 @@ CLIENTS_PER_PROCESS = 64  # distinct (egress, settings, base_url, key, timeout) 
 
 
 class _Clients:
-    """A process's OpenAI clients, one per (egress, settings, base_url, api key, timeout), LRU-bounded.
+    """A worker's OpenAI clients, one per (egress, settings, base_url, api key, timeout), LRU-bounded.
 
     An `AsyncOpenAI` is safe to share between concurrent calls and costs to build (its httpx client,
     and on its first request a thread hop to detect the platform), so a worker holding hundreds of
     LLM steps reuses one per provider instead of building one per call. The entry keeps the egress and
-    settings objects alive, so their ids in the key cannot be reused while it exists."""
+    settings objects alive, so their ids in the key cannot be reused while it exists. Without a
+    process `Egress` (not a worker) each call gets a client of its own, as before."""
 
     def __init__(self, size: int) -> None:
         self.entries: LRUCache[tuple[Any, ...], tuple[AsyncOpenAI, Any, Any]] = LRUCache(size)
@@ -56,22 +57,29 @@ class _Clients:
     def get(
         self, ctx: NodeContext, base_url: str | None, api_key: str, timeout_s: float
     ) -> AsyncOpenAI:
+        if not isinstance(ctx.http, Egress):  # no process egress to share (not a worker): a
+            return _new_client(ctx, base_url, api_key, timeout_s)  # client with its own pool
         key = (id(ctx.http), id(ctx.settings), base_url or None, api_key, timeout_s)
         entry = self.entries.get(key)
         if entry is None:
-            client = AsyncOpenAI(
-                base_url=base_url or None,
-                api_key=api_key or "not-needed",  # local servers (vLLM, Ollama) accept any key
-                max_retries=0,
-                timeout=timeout_s,
-                # the SDK's stubs name its own httpx build; the guarded client is a plain
-                # httpx.AsyncClient
-                http_client=client_for(  # type: ignore[arg-type]
-                    ctx.http, ctx.settings, timeout=timeout_s, follow_redirects=True
-                ),
-            )
+            client = _new_client(ctx, base_url, api_key, timeout_s)
             entry = self.entries[key] = (client, ctx.http, ctx.settings)
         return entry[0]
+
+
+def _new_client(
+    ctx: NodeContext, base_url: str | None, api_key: str, timeout_s: float
+) -> AsyncOpenAI:
+    return AsyncOpenAI(
+        base_url=base_url or None,
+        api_key=api_key or "not-needed",  # local servers (vLLM, Ollama) accept any key
+        max_retries=0,
+        timeout=timeout_s,
+        # the SDK's stubs name its own httpx build; the guarded client is a plain httpx.AsyncClient
+        http_client=client_for(  # type: ignore[arg-type]
+            ctx.http, ctx.settings, timeout=timeout_s, follow_redirects=True
+        ),
+    )
 
 
 CLIENTS = _Clients(CLIENTS_PER_PROCESS)
