@@ -1,13 +1,14 @@
 """`flowstudio bench --llm`: a batch of `input -> llm_chat -> output` against a capped fake provider.
 
 `run_llm_bench(settings, args)` checks the options, then per queue backend (`--queue-backend`,
-default the configured one; `both` side by side) creates a `Sandbox` (own database + queue), runs
-`llm_session()` and always closes the sandbox. `llm_session()` migrates, starts the in-process
-`FakeProvider` (latency, cap, rpm), then the stack as `flowstudio up` starts it with its defaults (an
+default the configured one; `both` side by side: `sandbox.per_queue_backend`) runs `llm_session()`
+in a `Sandbox` of its own (own database + queue, always cleaned up: `sandbox.run_sandboxed`), with
+loopback added to HTTP_ALLOWED_HOSTS. `llm_session()` migrates, starts the `FakeProvider` (latency,
+cap, rpm; a thread of this process), then the stack as `flowstudio up` starts it with its defaults (an
 API, an orchestrator and 2 workers of WORKER_CONCURRENCY slots; `--workers`/`--concurrency` vary it),
 creates a user, logs in, creates the flow and uploads the `--items` batch through the real HTTP API,
-polls the batch while sampling the API's and the workers' RSS (`RssSampler`), reads the results and
-checks every item's answer and order. The figures (`llm_report.build_llm_result`) come from the
+polls the batch while sampling the API's and the workers' RSS (`RssSampler`) and metering each role's
+CPU (`CpuByRole`), reads the results and checks every item's answer and order. The figures (`llm_report.build_llm_result`) come from the
 batch's own timestamps (created_at -> finished_at) and the provider's counters.
 """
 

@@ -1,8 +1,8 @@
 """One bench invocation from start to cleanup, bounded in time and leaving nothing behind.
 
-`run_bench(settings, args)` checks the arguments, creates the `Sandbox` (own database + queue), runs
-`bench_session()` under the event loop and always calls `sandbox.close()` (stop processes, drop the
-database; also on Ctrl-C or SIGTERM), then `write_report()`. `bench_session()` migrates the bench
+`run_bench(settings, args)` checks the arguments, then per queue backend (`per_queue_backend`) runs
+`bench_session()` in a `Sandbox` of its own (`run_sandboxed`: own database + queue, always closed:
+stop processes, drop the database; also on Ctrl-C or SIGTERM), then `write_report()`. `bench_session()` migrates the bench
 database, measures the PostgreSQL ceiling before any engine process exists, starts the orchestrator
 and workers, and `drive()` runs with a `Driver`: a warm-up burst (not measured), the concurrent case
 (`--runs` runs of `--steps` steps at once, its CPU cost measured by `CpuMeter`), then the sequential
