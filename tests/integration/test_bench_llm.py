@@ -1,7 +1,8 @@
 """`flowstudio bench --llm --json` end to end, small: the real stack against the in-package fake provider.
 
 Runs the command as a subprocess (it creates and drops its own database and queue, starts its own
-API, orchestrator and workers and its own capped fake provider), then checks the last stdout line:
+API, orchestrator and workers and its own capped fake provider; BATCH_CONCURRENCY at the cap), then
+checks the last stdout line:
 every figure is there, every item came back right and in input order, the provider never had more
 calls in flight than its cap, and the throwaway database is gone. No timing or throughput
 thresholds: the figures are printed for people, this proves the bench measures what it says. The
@@ -47,10 +48,14 @@ FIGURES = (
 def test_bench_llm_json_reports_every_figure_and_every_item_right(
     base_env: dict[str, str], db: psycopg.Connection[object]
 ) -> None:
-    result, stderr = run_bench_json(base_env, BENCH_ARGS)
+    # at most `CAP` live runs: with the default 100 against a cap of 16, items fail after three 429s
+    # until provider limits park them instead (issue 12, item 2); the bench reports such failures
+    env = {**base_env, "BATCH_CONCURRENCY": str(CAP)}
+    result, stderr = run_bench_json(env, BENCH_ARGS)
 
     assert result["workload"] == "llm_batch" and result["items"] == ITEMS
     assert result["items_right"] == ITEMS and result["in_order"] is True, result
+    assert result["items_failed"] == 0 and result["first_error"] is None, result
     for key in FIGURES:
         assert isinstance(result[key], (int, float)) and result[key] > 0, (key, result)
     assert result["provider_calls"] >= ITEMS  # a step retried after a lost lease calls again

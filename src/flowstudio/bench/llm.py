@@ -32,7 +32,7 @@ from psycopg.rows import dict_row
 
 from flowstudio.bench.cpu import CpuMeter, cpu_seconds
 from flowstudio.bench.fakeprovider import MODEL, FakeProvider, answer_for
-from flowstudio.bench.llm_report import LlmConfig, build_llm_result, write_llm_report
+from flowstudio.bench.llm_report import Checked, LlmConfig, build_llm_result, write_llm_report
 from flowstudio.bench.sandbox import BenchError, Sandbox, per_queue_backend, run_sandboxed
 from flowstudio.settings import Settings
 from flowstudio.store.db import connect
@@ -268,14 +268,13 @@ async def drive(
     cpu_used = await cpu.stop(db)
     if batch["status"] != "succeeded":
         raise BenchError(f"batch ended {batch['status']}: {batch['counts']} {batch['error']}")
-    right, in_order = await check_results(http, created["id"], config.items)
+    checked = await check_results(http, created["id"], config.items)
     wall = (_when(batch["finished_at"]) - _when(batch["created_at"])).total_seconds()
     return build_llm_result(
         config,
         wall_s=wall,
         client_wall_s=client_wall,
-        items_right=right,
-        in_order=in_order,
+        checked=checked,
         provider=provider.stats.snapshot(),
         api_rss_peak=rss.api_peak,
         worker_rss_peak=rss.worker_peak,
@@ -311,9 +310,9 @@ async def wait_batch(
         await anyio.sleep(POLL)
 
 
-async def check_results(http: httpx.AsyncClient, batch_id: str, items: int) -> tuple[int, bool]:
-    """(items whose answer is right, whether the results came back in input order)."""
-    right, indexes = 0, []
+async def check_results(http: httpx.AsyncClient, batch_id: str, items: int) -> Checked:
+    """Every item's answer, and whether the results came back in input order."""
+    checked, indexes = Checked(), []
     async with http.stream("GET", f"/api/v1/batches/{batch_id}/results") as response:
         if response.status_code != 200:
             raise BenchError(f"results: HTTP {response.status_code}")
@@ -324,6 +323,11 @@ async def check_results(http: httpx.AsyncClient, batch_id: str, items: int) -> t
             index = row["index"]
             indexes.append(index)
             text = (row.get("outputs") or {}).get("text")
-            if row["status"] == "succeeded" and text == answer_for(prompt_of(index)):
-                right += 1
-    return right, indexes == list(range(items))
+            if row["status"] != "succeeded":
+                checked.failed += 1
+                if checked.first_error is None:
+                    checked.first_error = str((row.get("error") or {}).get("message", ""))[:300]
+            elif text == answer_for(prompt_of(index)):
+                checked.right += 1
+    checked.in_order = indexes == list(range(items))
+    return checked

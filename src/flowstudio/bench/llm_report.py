@@ -30,13 +30,20 @@ class LlmConfig:
     as_json: bool
 
 
+@dataclass
+class Checked:
+    right: int = 0  # succeeded with the provider's answer to that item's prompt
+    failed: int = 0  # runs that did not succeed
+    first_error: str | None = None  # the first failed run's error message
+    in_order: bool = False
+
+
 def build_llm_result(
     config: LlmConfig,
     *,
     wall_s: float,
     client_wall_s: float,
-    items_right: int,
-    in_order: bool,
+    checked: Checked,
     provider: dict[str, Any],
     api_rss_peak: int,
     worker_rss_peak: int,
@@ -49,8 +56,10 @@ def build_llm_result(
     return {
         "workload": "llm_batch",
         "items": config.items,
-        "items_right": items_right,
-        "in_order": in_order,
+        "items_right": checked.right,
+        "items_failed": checked.failed,
+        "first_error": checked.first_error,
+        "in_order": checked.in_order,
         "wall_s": round(wall_s, 3),
         "client_wall_s": round(client_wall_s, 3),
         "items_per_s": round(config.items / wall, 2),
@@ -87,6 +96,10 @@ def render_llm_table(r: dict[str, Any]) -> str:
             "",
         ),
         ("  items right / in order", f"{r['items_right']} of {r['items']} / {r['in_order']}"),
+        (
+            "  items failed",
+            f"{r['items_failed']}" + (f" (first: {r['first_error']})" if r["first_error"] else ""),
+        ),
         ("  wall time (batch created -> finished)", f"{r['wall_s']:.2f} s"),
         ("  ideal at the provider's cap", f"{r['ideal_wall_s']:.2f} s"),
         ("  items/s", f"{r['items_per_s']:.1f}"),

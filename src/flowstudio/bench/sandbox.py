@@ -7,7 +7,7 @@ launches `python -m flowstudio orchestrator` and the worker subprocesses with th
 `extra_env`; logs in a temp dir), `start_api()` an API on a free loopback port (`api_url`);
 `wait_registered()` polls the `processes` table until they are up; `check_alive()` raises `BenchError` if one died. `delete_queue()` removes the queue; `close()` (always called, also
 on failure) stops the processes, deletes the queue if that did not happen yet and drops the database
-WITH (FORCE). `run_sandboxed(settings, session)` wraps one bench session in a sandbox with that
+WITH (FORCE) (retried: a shared server may be out of connections). `run_sandboxed(settings, session)` wraps one bench session in a sandbox with that
 cleanup guaranteed; `per_queue_backend()` runs one per queue backend asked for. Only the derived URLs are used: all traffic is loopback or whatever the configured
 PostgreSQL/RabbitMQ addresses are.
 """
@@ -41,6 +41,7 @@ from flowstudio.settings import Settings
 
 log = logging.getLogger(__name__)
 MAINTENANCE_DB = "postgres"
+DROP_ATTEMPTS = 5
 
 
 class BenchError(Exception):
@@ -70,6 +71,9 @@ def run_sandboxed(
     except BenchError as exc:
         sandbox.keep_logs = True
         log.error("bench failed: %s\n%s", exc, sandbox.dump_logs())
+        return 1, None
+    except psycopg.OperationalError as exc:  # e.g. the server ran out of connections
+        log.error("bench failed: PostgreSQL: %s", exc)
         return 1, None
     except KeyboardInterrupt:
         log.warning("bench interrupted: stopping its processes and dropping its database")
@@ -276,16 +280,19 @@ class Sandbox:
         self.stop_engine()
         if not self.queue_deleted:
             anyio.run(self.delete_queue)
-        try:
-            _admin_execute(
-                self.admin_urls,
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(self.dbname)
-                ),
-            )
-            log.info("bench database %s dropped", self.dbname)
-        except psycopg.Error as exc:
-            log.error("could not drop bench database %s: %s", self.dbname, exc)
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(self.dbname)
+        )
+        for attempt in range(1, DROP_ATTEMPTS + 1):  # a shared server may be out of connections
+            try:
+                _admin_execute(self.admin_urls, drop)
+                log.info("bench database %s dropped", self.dbname)
+                break
+            except psycopg.Error as exc:
+                if attempt == DROP_ATTEMPTS:
+                    log.error("could not drop bench database %s: %s", self.dbname, exc)
+                else:
+                    time.sleep(2)
         if self.keep_logs:
             log.error("engine process logs kept in %s", self.log_dir)
         else:
