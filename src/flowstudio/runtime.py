@@ -4,7 +4,8 @@
 async needs it). `stop_on_signals(event)` sets an event on SIGTERM/SIGINT (portable fallback where
 anyio's signal receiver is unavailable). `register_process` / `process_heartbeat_loop` keep a row in
 `processes` fresh so dashboards see live workers and orchestrators (the heartbeat also reports the
-process's pool usage, `pool_stats`, for GET /metrics); `new_process_id` never reuses an id.
+process's pool usage, `pool_stats`, for GET /metrics; the SQL is in `store/processes.py`);
+`new_process_id` never reuses an id.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from psycopg.types.json import Jsonb
 
+from flowstudio.store import processes
 from flowstudio.store.db import Pool
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,7 @@ async def stop_on_signals(stop: anyio.Event) -> None:
 
 async def register_process(pool: Pool, process_id: str, kind: str, info: dict[str, Any]) -> None:
     async with pool.connection() as conn:
-        await conn.execute(
-            """INSERT INTO processes (id, kind, hostname, pid, info) VALUES (%s, %s, %s, %s, %s)
-               ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()""",
-            (process_id, kind, socket.gethostname(), os.getpid(), Jsonb(info)),
-        )
+        await processes.register(conn, process_id, kind, socket.gethostname(), os.getpid(), info)
 
 
 async def process_heartbeat_loop(
@@ -69,15 +66,11 @@ async def process_heartbeat_loop(
     while True:
         try:
             async with pool.connection() as conn:
-                cur = await conn.execute(
-                    "UPDATE processes SET heartbeat_at = now(), info = %s WHERE id = %s",
-                    (Jsonb({**info, "pool": pool_stats(pool)}), process_id),
-                )
-                if cur.rowcount == 0:
+                if not await processes.heartbeat(
+                    conn, process_id, {**info, "pool": pool_stats(pool)}
+                ):
                     await register_process(pool, process_id, kind, info)
-                await conn.execute(
-                    "DELETE FROM processes WHERE heartbeat_at < now() - interval '1 hour'"
-                )
+                await processes.sweep_silent(conn)
         except Exception as exc:  # DB briefly down: the heartbeat is informational
             log.warning("process heartbeat failed: %s", exc)
         await anyio.sleep(interval)
@@ -97,6 +90,6 @@ def pool_stats(pool: Pool) -> dict[str, int]:
 async def unregister_process(pool: Pool, process_id: str) -> None:
     try:
         async with pool.connection(timeout=3) as conn:
-            await conn.execute("DELETE FROM processes WHERE id = %s", (process_id,))
+            await processes.unregister(conn, process_id)
     except Exception as exc:  # shutting down anyway
         log.debug("could not unregister %s: %s", process_id, exc)

@@ -110,6 +110,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     queue_backend: str = "rabbitmq"
     # > 0: the orchestrator prunes finished, unpinned runs older than this many days, daily
     prune_after_days: float = 0.0
+    # cluster-wide LLM provider limits (providers/): PROVIDER_LIMITS on | off
+    provider_limits: bool = True
+    # how long a step waits in-process for a provider permit before it is parked durably
+    provider_permit_wait_seconds: float = 3.0
+    # a provider's concurrency ceiling when no max_concurrency is set (AIMD starts there)
+    provider_default_max_concurrency: int = 256
 
 
 class SettingsError(ValueError):
@@ -176,6 +182,7 @@ def load_settings(env_file: str | None = ".env") -> Settings:
     if backend not in ("rabbitmq", "postgres"):
         raise SettingsError(f"QUEUE_BACKEND must be rabbitmq or postgres, not {backend!r}")
     allowed = tuple(h.strip() for h in _env("HTTP_ALLOWED_HOSTS", "").split(",") if h.strip())
+    # One line per setting (field, variable, default): a table, alike line by line by design.
     return Settings(
         database_url=database_url(),
         amqp_url=_env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
@@ -206,6 +213,12 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         worker_db_pool_size=int(_env("WORKER_DB_POOL_SIZE", "20")),
         fast_takeover=_env("FAST_TAKEOVER", "1").strip().lower() not in ("0", "false", "no", "off"),
         prune_after_days=float(_env("PRUNE_AFTER_DAYS", "0")),
+        provider_limits=_env("PROVIDER_LIMITS", "on").strip().lower()
+        not in ("0", "false", "no", "off"),
+        provider_permit_wait_seconds=float(_env("PROVIDER_PERMIT_WAIT_SECONDS", "3")),
+        provider_default_max_concurrency=max(
+            1, int(_env("PROVIDER_DEFAULT_MAX_CONCURRENCY", "256"))
+        ),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
         metrics_token=_env("METRICS_TOKEN", ""),
         metrics_port=int(_env("METRICS_PORT", "0")),

@@ -2,8 +2,9 @@
 
 `llm_chat` answers with usage (summed in the run detail), sends the secret API key only to the model
 server (never into outputs or the event log) with the step's Idempotency-Key, returns tool calls and
-structured JSON, honours Retry-After within the step and then hands over to the engine's step
-retries, fails at once on 401 and on a private base_url, and streams tokens into the run's SSE
+structured JSON, parks the step durably for a 429's Retry-After (provider limits,
+tests/integration/test_provider_limits.py), retries 5xx within the step and then hands over to the
+engine's step retries, fails at once on 401 and on a private base_url, and streams tokens into the run's SSE
 stream without writing them to the event log. `chat_memory` carries a conversation across runs.
 """
 
@@ -126,14 +127,17 @@ def test_llm_chat_returns_tool_calls_and_structured_json(api: Api, fake: FakeOpe
     )
 
 
-def test_rate_limit_retry_after_is_honoured_within_the_step(api: Api, fake: FakeOpenAI) -> None:
+def test_rate_limit_retry_after_parks_the_step_without_using_up_its_attempts(
+    api: Api, fake: FakeOpenAI
+) -> None:
     params = {"model": "m", "prompt": "hi", "base_url": fake.base_url(rate_limit=2, retry_after=1)}
-    flow = api.create_flow(linear_flow(("llm", "llm_chat", params)))
+    flow = api.create_flow(linear_flow(("llm", "llm_chat", params)))  # max_attempts 1
     started = time.monotonic()
     run = api.wait_run(api.start_run(flow["id"]))
     assert run["status"] == "succeeded" and run["outputs"]["text"] == "echo: hi"
     assert time.monotonic() - started >= 2.0, "two Retry-After: 1 waits"
-    assert api.steps(run)["llm"]["attempt"] == 1
+    llm = api.steps(run)["llm"]
+    assert llm["attempt"] == 3 and llm["max_attempts"] == 3  # each park gave its attempt back
     assert fake.calls[f"{run['id']}:llm:0"] == 3
 
 
@@ -144,7 +148,7 @@ def test_spent_in_step_retries_hand_over_to_the_step_retry_policy(
         "model": "m",
         "prompt": "hi",
         "retries": 1,
-        "base_url": fake.base_url(rate_limit=3, retry_after=0.2),
+        "base_url": fake.base_url(fail=3),
     }
     retry = {"llm": {"retry": {"max_attempts": 3, "initial_interval": 0.2}}}
     flow = api.create_flow(linear_flow(("llm", "llm_chat", params), retry=retry))
@@ -155,7 +159,7 @@ def test_spent_in_step_retries_hand_over_to_the_step_retry_policy(
     (err,) = db.execute(
         "SELECT data FROM run_events WHERE run_id = %s AND to_status = 'retrying'", (run["id"],)
     ).fetchone()
-    assert "429" in err["message"] and "after 2 tries" in err["message"]
+    assert "500" in err["message"] and "after 2 tries" in err["message"]
     assert_event_log_consistent(db, run["id"])
 
 

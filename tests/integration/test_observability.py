@@ -133,6 +133,11 @@ def test_metrics_count_exactly_the_runs_and_steps_that_ran(
     assert value(m, "flowstudio_llm_requests_total", **labels, outcome="rate_limited") == 1
     assert value(m, "flowstudio_llm_tokens_total", **labels, direction="input") > 0
     assert value(m, "flowstudio_llm_tokens_total", **labels, direction="output") > 0
+    # the provider's limits (issue 12): its 429 parked the step once; nothing in flight now
+    throttled = {dict(k)["host"]: v for k, v in m["flowstudio_provider_throttled_total"].items()}
+    assert throttled[provider] == 1
+    for family in ("in_flight", "effective_concurrency", "parked_steps"):
+        assert f"flowstudio_provider_{family}" in m
 
     # HTTP requests by route template: no run id in any label
     routes = {dict(k).get("route") for k in m["flowstudio_http_requests_total"]}

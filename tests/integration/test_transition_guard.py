@@ -1,6 +1,6 @@
-"""The database refuses illegal run/step transitions by itself (migration 0009's WHEN-clause triggers).
+"""The database refuses illegal run/step/batch transitions by itself (0009's WHEN-clause triggers, 0021).
 
-Builds one run with one step inside a transaction that is rolled back, then tries every (from, to)
+Builds one run with one step (and a batch) inside a transaction that is rolled back, then tries every (from, to)
 status pair with plain UPDATEs: the legal pairs of the Python machines (`engine/states.py`) pass, every
 other pair raises CheckViolation, and the `state_transitions` table equals the machines.
 """
@@ -12,15 +12,34 @@ from typing import Any
 import psycopg
 import pytest
 
-from flowstudio.engine.states import RUN_MACHINE, STEP_MACHINE, RunStatus, StepStatus, allowed_pairs
+from flowstudio.engine.states import (
+    BATCH_MACHINE,
+    RUN_MACHINE,
+    STEP_MACHINE,
+    BatchStatus,
+    RunStatus,
+    StepStatus,
+    allowed_pairs,
+)
 from tests.support.dbrows import insert_run
 
 Conn = psycopg.Connection[Any]
+ENTITY = {"steps": "step", "runs": "run", "batches": "batch"}
 
 
 def one_run(db: Conn) -> tuple[str, int]:
     run, steps = insert_run(db, ["n"])
     return run, steps["n"]
+
+
+def one_batch(db: Conn, run: str) -> Any:
+    row = db.execute(
+        """INSERT INTO batches (flow_id, flow_version, owner_id)
+           SELECT flow_id, flow_version, owner_id FROM runs WHERE id = %s RETURNING id""",
+        (run,),
+    ).fetchone()
+    assert row is not None
+    return row[0]
 
 
 def try_move(db: Conn, table: str, row_id: Any, source: str, dest: str) -> bool:
@@ -33,7 +52,7 @@ def try_move(db: Conn, table: str, row_id: Any, source: str, dest: str) -> bool:
             with db.transaction():
                 db.execute(f"UPDATE {table} SET status = %s WHERE id = %s", (dest, row_id))
         except psycopg.errors.CheckViolation as exc:
-            assert f"illegal {table[:-1]} transition {source} -> {dest}" in str(exc)
+            assert f"illegal {ENTITY[table]} transition {source} -> {dest}" in str(exc)
             return False
     return True
 
@@ -44,6 +63,7 @@ def test_database_refuses_exactly_the_illegal_transitions(db: Conn) -> None:
         for entity, table, row_id, machine, statuses in (
             ("step", "steps", step, STEP_MACHINE, StepStatus),
             ("run", "runs", run, RUN_MACHINE, RunStatus),
+            ("batch", "batches", one_batch(db, run), BATCH_MACHINE, BatchStatus),
         ):
             legal = allowed_pairs(machine)
             rows = db.execute(

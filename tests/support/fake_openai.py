@@ -7,6 +7,9 @@ flows each get their own behaviour:
 - `fail=N`: the first N calls per key answer 500; `status=S`: every call answers S (e.g. 401);
 - `first_delay=S`: wait before answering; `delay=S`: wait between streamed chunks;
 - `pad=N`: append N words `w0 .. wN-1` to the answer (long streams);
+- `cap=N`: a provider that allows N chat calls in flight at once (server-wide) and answers 429 with
+  `Retry-After: retry_after` (1) beyond that; `hang_calls=N,hang=S`: the server's first N chat
+  calls wait S (calls a test kills its worker in the middle of);
 - `echo_key=1`: a careless server that repeats the caller's API key: the answer ends with
   `key <the bearer token>`, and `fail=N` errors say `boom for key <token>` (masking tests).
 POST /v1/chat/completions answers `echo: <last user message>` (+ pad); with `tools` and no tool
@@ -15,7 +18,9 @@ answers `tool said: <content>`; with `response_format` it answers JSON built fro
 takes the value the user message mentions). `stream: true` sends SSE chunks, one per word, then usage
 (if `stream_options.include_usage`) and `[DONE]`. POST /v1/embeddings returns bag-of-words vectors
 (`embed`). `requests` records each call (path, lower-cased headers, body); `calls[key]` counts chat calls per
-Idempotency-Key; `chunks[key]` counts streamed chunks sent (to time a kill mid-stream).
+Idempotency-Key; `chunks[key]` counts streamed chunks sent (to time a kill mid-stream); `starts`
+holds the monotonic start time of every chat call, `in_flight` / `peak` the chat calls being
+answered now / at most at once (a provider-limit test reads them).
 """
 
 from __future__ import annotations
@@ -74,6 +79,9 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.calls: Counter[str] = Counter()
         self.chunks: Counter[str] = Counter()
+        self.starts: list[float] = []
+        self.in_flight = 0
+        self.peak = 0
         self.lock = threading.Lock()
         fake = self
 
@@ -125,11 +133,39 @@ class FakeOpenAI:
                     "key": key,
                 }
             )
-            if path.endswith("/chat/completions"):
+            chat = path.endswith("/chat/completions")
+            if chat:
                 self.calls[key] += 1
+                self.starts.append(time.monotonic())
+                self.in_flight += 1
+                self.peak = max(self.peak, self.in_flight)
             n = self.calls[key]
+            hang = chat and len(self.starts) <= opts.get("hang_calls", 0)
+            over_cap = chat and self.in_flight > opts.get("cap", float("inf"))
+        try:
+            if hang:
+                time.sleep(opts.get("hang", 60))
+            self.respond(h, path, body, opts, key, n, over_cap)
+        finally:
+            if chat:
+                with self.lock:
+                    self.in_flight -= 1
+
+    def respond(
+        self,
+        h: BaseHTTPRequestHandler,
+        path: str,
+        body: dict[str, Any],
+        opts: dict[str, Any],
+        key: str,
+        n: int,
+        over_cap: bool,
+    ) -> None:
         time.sleep(opts.get("first_delay", 0))
         try:
+            if over_cap:
+                headers = {"Retry-After": str(opts.get("retry_after", 1))}
+                return self.send(h, 429, {"error": {"message": "over capacity"}}, headers)
             if "status" in opts:
                 return self.send(h, int(opts["status"]), {"error": {"message": "no you don't"}})
             if path.endswith("/chat/completions") and n <= opts.get("rate_limit", 0):

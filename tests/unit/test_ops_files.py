@@ -39,6 +39,10 @@ FAMILIES = {
     "flowstudio_db_pool_connections",
     "flowstudio_api_db_pool_connections",
     "flowstudio_metrics_collection_seconds",
+    "flowstudio_provider_in_flight",
+    "flowstudio_provider_effective_concurrency",
+    "flowstudio_provider_parked_steps",
+    "flowstudio_provider_throttled_total",
 }
 
 

@@ -1,9 +1,9 @@
-"""The run/step machines checked against statements written independently of `engine/states.py`.
+"""The run/step/batch machines checked against statements written independently of `engine/states.py`.
 
 `DOCUMENTED_STEP` / `DOCUMENTED_RUN` below are the machines written out by hand, edge by edge, from the
 README's description (a step is readied or skipped from pending, claimed, retried with backoff, parked
 waiting, woken, failed, released by the reaper, cancelled while live, reopened by resume; a run starts,
-waits, wakes, ends, and only a failed or cancelled run resumes). The engine's Python table and the SQL
+waits, wakes, ends, and only a failed or cancelled run resumes; a batch loads, runs, ends). The engine's Python table and the SQL
 `state_transitions` table (parsed from migrations/*.sql, not imported) must each equal them, so a change
 to one table that is not made to the other two fails here. `test_transition_guard.py` tries every pair
 against the database's triggers; the moves' (sources, dest) pairs are checked for the engine's triggers.
@@ -17,14 +17,17 @@ from pathlib import Path
 import pytest
 
 from flowstudio.engine.states import (
+    BATCH_MACHINE,
     RUN_MACHINE,
     RUN_TERMINAL,
     STEP_MACHINE,
     STEP_TERMINAL,
+    BatchStatus,
     IllegalTransition,
     RunStatus,
     StepStatus,
     allowed_pairs,
+    batch_move,
     is_legal,
     run_move,
     step_move,
@@ -71,6 +74,14 @@ DOCUMENTED_RUN: dict[tuple[str, str], str] = {
     ("cancelled", "queued"): "resume",
 }
 
+DOCUMENTED_BATCH: dict[tuple[str, str], str] = {
+    ("loading", "running"): "every item is loaded; the dispatcher starts its runs",
+    ("running", "succeeded"): "no run of the batch is live any more (failed runs count as done)",
+    ("loading", "failed"): "loading failed, or the API process loading it died",
+    ("loading", "cancelled"): "cancel while loading",
+    ("running", "cancelled"): "cancel",
+}
+
 
 def sql_pairs(entity: str) -> set[tuple[str, str]]:
     """The pairs the migrations INSERT into `state_transitions` (read as text, not via the engine)."""
@@ -89,7 +100,11 @@ def diff(name: str, got: set[tuple[str, str]], want: set[tuple[str, str]]) -> st
 
 @pytest.mark.parametrize(
     ("entity", "machine", "documented"),
-    [("step", STEP_MACHINE, DOCUMENTED_STEP), ("run", RUN_MACHINE, DOCUMENTED_RUN)],
+    [
+        ("step", STEP_MACHINE, DOCUMENTED_STEP),
+        ("run", RUN_MACHINE, DOCUMENTED_RUN),
+        ("batch", BATCH_MACHINE, DOCUMENTED_BATCH),
+    ],
 )
 def test_python_and_sql_tables_equal_the_documented_machine(
     entity: str, machine: object, documented: dict[tuple[str, str], str]
@@ -103,7 +118,11 @@ def test_python_and_sql_tables_equal_the_documented_machine(
 
 @pytest.mark.parametrize(
     ("entity", "statuses", "documented"),
-    [("step", StepStatus, DOCUMENTED_STEP), ("run", RunStatus, DOCUMENTED_RUN)],
+    [
+        ("step", StepStatus, DOCUMENTED_STEP),
+        ("run", RunStatus, DOCUMENTED_RUN),
+        ("batch", BatchStatus, DOCUMENTED_BATCH),
+    ],
 )
 def test_is_legal_answers_the_documented_machine_for_every_pair(
     entity: str, statuses: type, documented: dict[tuple[str, str], str]
@@ -127,11 +146,17 @@ def test_statuses_are_the_contracts_and_committed_states_are_final() -> None:
     ]  # fmt: skip
     assert {"succeeded", "failed", "skipped", "cancelled"} == STEP_TERMINAL
     assert {"succeeded", "failed", "cancelled"} == RUN_TERMINAL
+    assert [s.value for s in BatchStatus] == [
+        "loading", "running", "succeeded", "failed", "cancelled",
+    ]  # fmt: skip
     # A committed or skipped step and a succeeded run never move again (in either table).
-    for entity, frozen in (("step", ("succeeded", "skipped")), ("run", ("succeeded",))):
-        for pair in allowed_pairs(STEP_MACHINE if entity == "step" else RUN_MACHINE) | sql_pairs(
-            entity
-        ):
+    # A batch never moves out of an ended state.
+    for entity, machine, frozen in (
+        ("step", STEP_MACHINE, ("succeeded", "skipped")),
+        ("run", RUN_MACHINE, ("succeeded",)),
+        ("batch", BATCH_MACHINE, ("succeeded", "failed", "cancelled")),
+    ):
+        for pair in allowed_pairs(machine) | sql_pairs(entity):
             assert pair[0] not in frozen, f"{entity} {pair} moves out of a final state"
 
 
@@ -163,6 +188,10 @@ def test_statuses_are_the_contracts_and_committed_states_are_final() -> None:
         (run_move, "fail", {"queued", "running", "waiting"}, "failed"),
         (run_move, "cancel", {"queued", "running", "waiting"}, "cancelled"),
         (run_move, "resume", {"failed", "cancelled"}, "queued"),
+        (batch_move, "loaded", {"loading"}, "running"),
+        (batch_move, "finish", {"running"}, "succeeded"),
+        (batch_move, "fail", {"loading"}, "failed"),
+        (batch_move, "cancel", {"loading", "running"}, "cancelled"),
     ],
 )
 def test_each_named_move_gives_its_documented_sources_and_destination(
@@ -178,6 +207,8 @@ def test_unknown_trigger_is_refused() -> None:
         step_move("teleport")
     with pytest.raises(IllegalTransition):
         run_move("teleport")
+    with pytest.raises(IllegalTransition):
+        batch_move("teleport")
 
 
 def test_every_listed_node_family_has_a_module() -> None:
@@ -187,3 +218,16 @@ def test_every_listed_node_family_has_a_module() -> None:
 
     missing = [f for f in FAMILIES if importlib.util.find_spec(f"flowstudio.nodes.{f}") is None]
     assert not missing, f"FAMILIES lists modules that do not exist: {missing}"
+
+
+def test_status_literal_and_sql_sets_follow_the_enums() -> None:
+    from typing import get_args
+
+    from flowstudio.store.statuses import BATCH_ENDED, RUN_ENDED, BatchStatusName, sql_list
+
+    assert get_args(BatchStatusName) == tuple(s.value for s in BatchStatus)
+    assert set(RUN_ENDED) == RUN_TERMINAL
+    assert set(BATCH_ENDED) == {"succeeded", "failed", "cancelled"}
+    assert sql_list(["a", "b"]) == "('a', 'b')"
+    with pytest.raises(ValueError):
+        sql_list(["x'; DROP TABLE runs; --"])  # only identifiers (status constants) are accepted

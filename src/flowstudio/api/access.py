@@ -24,7 +24,7 @@ from uuid import UUID
 import psycopg
 
 from flowstudio.api.deps import User, can_see
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.errors import conflict, forbidden, found, invalid, not_found
 from flowstudio.store import flows as store
 from flowstudio.store import shares
 
@@ -59,9 +59,7 @@ async def flow_with_access(
 ) -> tuple[dict[str, Any], str | None]:
     if user.flow_scope is not None and user.flow_scope != str(flow_id):
         raise not_found("flow")  # a `run:flow:` API key sees its one flow only
-    flow = await store.get_flow_for(conn, flow_id, user.id)
-    if flow is None:
-        raise not_found("flow")
+    flow = found(await store.get_flow_for(conn, flow_id, user.id), "flow")
     return flow_row(flow), access_of(user, flow)
 
 
@@ -79,7 +77,7 @@ async def runnable_flow(
 ) -> tuple[dict[str, Any], str]:
     flow, access = await viewable_flow(conn, user, flow_id)
     if not can_run_flow(user, access):
-        raise Problem(403, "Forbidden", "this flow is shared with you for viewing only")
+        raise forbidden("this flow is shared with you for viewing only")
     return flow, access
 
 
@@ -88,7 +86,7 @@ def forbid_shared_edit(access: str | None) -> None:
     if access is None:
         raise not_found("flow")
     if access not in EDIT_ACCESS:
-        raise Problem(403, "Forbidden", "only the flow's owner can change it")
+        raise forbidden("only the flow's owner can change it")
 
 
 def endpoint_name_problem(name: str) -> str | None:
@@ -119,23 +117,19 @@ async def resolve_flow_ref(conn: psycopg.AsyncConnection[Any], user: User, ref: 
 def _shared_grant(flow: dict[str, Any], share: dict[str, Any] | None) -> int:
     """The version a 'run' share lets its user run now, or a 409/403 saying why none."""
     if share is None or share["permission"] != "run":
-        raise Problem(403, "Forbidden", "this flow is no longer shared with you for running")
+        raise forbidden("this flow is no longer shared with you for running")
     published = flow.get("published_version")
     if published is None:
-        raise Problem(
-            409,
-            "Conflict",
-            "the owner has not published this flow; shared users run only its published version",
+        raise conflict(
+            "the owner has not published this flow; shared users run only its published version"
         )
     if share.get("version") != published:
         granted = share.get("version")
-        raise Problem(
-            409,
-            "Conflict",
+        raise conflict(
             f"version {published} was published after this flow was shared with you"
             f" (for version {granted}); review it (GET /api/v1/flows/{flow['id']}/secrets) and"
             f" accept it (POST /api/v1/flows/{flow['id']}/shares/accept) or ask the owner to"
-            " share it again",
+            " share it again"
         )
     return int(published)
 
@@ -154,21 +148,15 @@ async def run_version(
     else:
         published = flow.get("published_version")
         if requested is not None and requested != published:
-            raise Problem(
-                403,
-                "Forbidden",
+            raise forbidden(
                 "shared users run only the published version"
                 + (f" ({published})" if published is not None else ""),
-                errors=[{"path": path, "reason": "not the published version"}],
+                path=path,
+                reason="not the published version",
             )
         pinned = _shared_grant(flow, await shares.get_share(conn, flow["id"], user.id))
     if not 1 <= pinned <= flow["version"]:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"flow has no version {pinned}",
-            errors=[{"path": path, "reason": "no such version"}],
-        )
+        raise invalid(path, "no such version", f"flow has no version {pinned}")
     return pinned
 
 
@@ -180,14 +168,12 @@ async def recheck_run_grant(
     run's version is the one the share grants now)."""
     flow = await store.get_flow_for(conn, run["flow_id"], user.id)
     if flow is None:
-        raise Problem(409, "Conflict", "the run's flow was deleted; its runs cannot continue")
+        raise conflict("the run's flow was deleted; its runs cannot continue")
     if access_of(user, flow) in EDIT_ACCESS:
         return
     granted = _shared_grant(flow, await shares.get_share(conn, run["flow_id"], user.id))
     if same_version and granted != run["flow_version"]:
-        raise Problem(
-            409,
-            "Conflict",
+        raise conflict(
             f"this run is of version {run['flow_version']}; the flow shared with you is now"
-            f" version {granted}: start a new run",
+            f" version {granted}: start a new run"
         )

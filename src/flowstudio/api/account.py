@@ -23,8 +23,8 @@ import psycopg
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import Cookie
 
-from flowstudio.api.deps import SESSION_COOKIE, User, client_address
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.deps import SESSION_COOKIE, User, authenticated, client_address
+from flowstudio.api.errors import forbidden, invalid, not_found
 from flowstudio.api.login_backoff import backoff_policy, too_many
 from flowstudio.auth.passwords import hash_password, verify_password
 from flowstudio.store import login_attempts, sessions, users
@@ -32,9 +32,12 @@ from flowstudio.store import login_attempts, sessions, users
 MIN_PASSWORD = 8
 
 
+Password = Annotated[str, msgspec.Meta(max_length=1024)]  # also the login body's (auth_routes.py)
+
+
 class PasswordChange(msgspec.Struct, kw_only=True):
-    current_password: Annotated[str, msgspec.Meta(max_length=1024)]
-    new_password: Annotated[str, msgspec.Meta(max_length=1024)]
+    current_password: Password
+    new_password: Password
 
 
 class SessionOut(msgspec.Struct, kw_only=True):
@@ -51,7 +54,7 @@ def _clear_cookie() -> Cookie:
     return Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")
 
 
-@post("/api/auth/password", status_code=204)
+@post("/api/auth/password", status_code=204, guards=[authenticated])
 async def change_password(
     data: PasswordChange,
     user: User,
@@ -59,13 +62,12 @@ async def change_password(
     request: Request[Any, Any, Any],
 ) -> Response[None]:
     if user.session_id is None:
-        raise Problem(403, "Forbidden", "changing the password needs a login session")
+        raise forbidden("changing the password needs a login session")
     if len(data.new_password) < MIN_PASSWORD:
-        raise Problem(
-            422,
-            "Unprocessable Content",
+        raise invalid(
+            "body.new_password",
+            f"at least {MIN_PASSWORD} characters",
             f"the new password needs at least {MIN_PASSWORD} characters",
-            errors=[{"path": "body.new_password", "reason": f"at least {MIN_PASSWORD} characters"}],
         )
     policy = backoff_policy(request.app.state.settings)
     ip = client_address(request)
@@ -76,18 +78,15 @@ async def change_password(
     stored = row["password_hash"] if row else None
     if not await anyio.to_thread.run_sync(verify_password, stored, data.current_password):
         await login_attempts.record_failure(conn, user.email, ip, policy.window_s)
-        raise Problem(
-            403,
-            "Forbidden",
-            "the current password is wrong",
-            errors=[{"path": "body.current_password", "reason": "wrong password"}],
+        raise forbidden(
+            "the current password is wrong", path="body.current_password", reason="wrong password"
         )
     new_hash = await anyio.to_thread.run_sync(hash_password, data.new_password)
     await users.set_password(conn, user.id, new_hash, keep_session=user.session_id)
     return Response(None, status_code=204)
 
 
-@get("/api/auth/sessions")
+@get("/api/auth/sessions", guards=[authenticated])
 async def list_sessions(user: User, conn: psycopg.AsyncConnection[Any]) -> list[SessionOut]:
     return [
         SessionOut(
@@ -103,7 +102,7 @@ async def list_sessions(user: User, conn: psycopg.AsyncConnection[Any]) -> list[
     ]
 
 
-@delete("/api/auth/sessions/{session_id:uuid}", status_code=204)
+@delete("/api/auth/sessions/{session_id:uuid}", status_code=204, guards=[authenticated])
 async def revoke_session(
     session_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Response[None]:
@@ -113,7 +112,7 @@ async def revoke_session(
     return Response(None, status_code=204, cookies=cookies)
 
 
-@post("/api/auth/logout-all", status_code=204)
+@post("/api/auth/logout-all", status_code=204, guards=[authenticated])
 async def logout_all(user: User, conn: psycopg.AsyncConnection[Any]) -> Response[None]:
     await sessions.revoke_all(conn, user.id)
     return Response(None, status_code=204, cookies=[_clear_cookie()])

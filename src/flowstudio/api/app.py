@@ -5,10 +5,11 @@ the app's task group) and closes them on shutdown. Routes come from one module p
 handler receives `conn` (pooled connection) and, when it declares it, `user` (authenticated). Errors
 are problem+json (`api/errors.py`). The built designer (`resources.ui_dist`) is served at `/`; an
 install without one answers `/` with a page that says how to get it.
-`GET /metrics` and the HTTP metrics/tracing middlewares come from
-`observability/`. OpenAPI lives at /schema. Before any handler decodes a body, `api/guards.py` checks CSRF (cookie
-requests from other origins), the content type and the JSON limits; `api/headers.py` adds security
-headers to every response; CORS allows only CORS_ORIGINS (empty by default).
+`GET /metrics` and the HTTP metrics/tracing middlewares come from `observability/`. OpenAPI lives
+at /schema. Before any handler decodes a body, the app-level guard (`api/guards.py`) checks CSRF
+(cookie requests from other origins), the content type and the JSON limits, then the route's own
+guard (`api/deps.py`: `requires(permission)` or `authenticated`) authenticates; `api/headers.py`
+adds security headers to every response; CORS allows only CORS_ORIGINS (empty by default).
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from flowstudio.api import (
     flow_version,
     flows,
     keys,
+    metrics,
     openai_compat,
     ops,
+    providers,
     publishing,
     retention,
     run_control,
@@ -51,7 +54,7 @@ from flowstudio.api import (
 from flowstudio.api.deps import provide_conn, provide_user
 from flowstudio.api.errors import exception_handlers, problem_response
 from flowstudio.api.events import EventHub
-from flowstudio.api.guards import guard_request
+from flowstudio.api.guards import check_request
 from flowstudio.api.headers import security_headers_middleware
 from flowstudio.api.streams import StreamSlots
 from flowstudio.auth.maxplatform import MaxplatformAuth
@@ -61,7 +64,9 @@ from flowstudio.queue.factory import make_broker
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.resources import ui_dist
 from flowstudio.settings import Settings
+from flowstudio.store import locks
 from flowstudio.store.db import open_pool
+from flowstudio.store.external_identities import user_for_identity
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +81,7 @@ async def ready(state: State) -> Response[Any]:
     checks: dict[str, str] = {}
     try:
         async with state.pool.connection(timeout=3) as conn:
-            await conn.execute("SELECT 1")
+            await locks.ping(conn)
         checks["database"] = "ok"
     except Exception as exc:  # any failure means not ready
         checks["database"] = f"error: {type(exc).__name__}"
@@ -109,7 +114,11 @@ def create_app(settings: Settings) -> Litestar:
         broker = make_broker(settings)
         publisher = OutboxPublisher(broker, pool)
         hub = EventHub(settings)
-        external = MaxplatformAuth(settings) if settings.auth_mode == "maxplatform" else None
+        external = (
+            MaxplatformAuth(settings, user_for_identity)
+            if settings.auth_mode == "maxplatform"
+            else None
+        )
         app.state.update(
             pool=pool,
             broker=broker,
@@ -140,9 +149,10 @@ def create_app(settings: Settings) -> Litestar:
     handlers += batches.ROUTES
     handlers += retention.ROUTES
     handlers += users_admin.ROUTES
-    handlers += metrics_http.ROUTES  # GET /metrics (observability/http.py)
+    handlers += metrics.ROUTES  # GET /metrics (api/metrics.py)
     handlers += [*publishing.ROUTES, *shares.ROUTES, *webhooks.ROUTES, *openai_compat.ROUTES]
     handlers += flow_secrets.ROUTES
+    handlers += providers.ROUTES  # admin: LLM provider limits (api/providers.py)
     dist = ui_dist(settings.ui_dist)
     if dist is not None:
         handlers.append(
@@ -164,7 +174,7 @@ def create_app(settings: Settings) -> Litestar:
             if settings.cors_origins
             else None
         ),
-        before_request=guard_request,
+        guards=[check_request],  # request checks first; each route then declares its own
         middleware=[
             security_headers_middleware,
             metrics_http.metrics_middleware,

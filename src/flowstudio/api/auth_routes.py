@@ -27,8 +27,9 @@ from litestar.datastructures import Cookie, State
 from litestar.response import Redirect
 
 from flowstudio.api import account
-from flowstudio.api.deps import User, bearer_token, client_address
-from flowstudio.api.errors import Problem
+from flowstudio.api.account import Password
+from flowstudio.api.deps import User, authenticated, bearer_token, client_address
+from flowstudio.api.errors import unauthorized
 from flowstudio.api.login_backoff import backoff_policy, too_many
 from flowstudio.api.session_cookie import cleared_session_cookies, cookie_is_secure, session_cookie
 from flowstudio.auth.passwords import check_password
@@ -42,7 +43,7 @@ DEVICE_DAYS = 180
 
 class LoginBody(msgspec.Struct, kw_only=True):
     email: Annotated[str, msgspec.Meta(max_length=320)]
-    password: Annotated[str, msgspec.Meta(max_length=1024)]
+    password: Password
 
 
 class TokenOut(msgspec.Struct, kw_only=True):
@@ -80,7 +81,7 @@ async def login(
     ok = await check_password(row["password_hash"] if row is not None else None, data.password)
     if row is None or not ok:
         await login_attempts.record_failure(conn, email, ip, policy.window_s)
-        raise Problem(401, "Unauthorized", "invalid email or password")
+        raise unauthorized("invalid email or password")
     device = device or secrets.token_urlsafe(24)
     await login_attempts.record_success(conn, email, ip, _device_hash(device) or "")
     token = await sessions.create_session(
@@ -117,7 +118,7 @@ async def logout(
     return Response(None, status_code=204, cookies=cleared_session_cookies())
 
 
-@get("/api/auth/me")
+@get("/api/auth/me", guards=[authenticated])
 async def me(user: User) -> MeOut:
     return MeOut(
         id=user.id,

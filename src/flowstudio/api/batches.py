@@ -8,15 +8,16 @@ with every error's path (`body[line 17]`, `body[3]`) and nothing is created, and
 mid-body creates nothing either. Caps (settings): BATCH_MAX_UPLOAD_BYTES and BATCH_MAX_ITEMS per
 upload (413), BATCH_MAX_LIVE_ITEMS_PER_USER live batch runs per user, checked before reading and again,
 with the new items, under a per-user advisory lock held through loading (429). The spooled items then
-go to `engine.batches.load_batch` (chunks of 1000 runs per transaction, batch `loading` -> `running`);
-the orchestrator starts the runs a few at a time. Reads: `get_batch` (counts per run state and progress), `batch_results` (JSONL in input order,
-streamed page by page with a fresh pooled connection per page), `list_batches`; `cancel_batch`.
+go to the engine command `engine.commands.load_batch` (`engine.batches.load_batch`: chunks of
+1000 runs per transaction, batch `loading` -> `running`); the orchestrator starts the runs a few at
+a time. Reads: `get_batch` (counts per run state and progress), `batch_results` (JSONL in input
+order, streamed page by page with a fresh pooled connection per page), `list_batches`;
+`cancel_batch` (`engine.commands.cancel_batch`).
 Ownership: only the owner (or an admin) sees a batch; others get 404.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
 import uuid
@@ -33,11 +34,19 @@ from litestar.exceptions import InternalServerException
 from litestar.response import Stream
 
 from flowstudio.api.batch_items import Bad, ItemParser, parser_for
-from flowstudio.api.deps import User, can_see, require
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.deps import User, requires, seen_or_404
+from flowstudio.api.errors import (
+    Problem,
+    bad_request,
+    invalid,
+    problem,
+    too_many,
+    unavailable,
+)
 from flowstudio.api.flows import owned_flow
-from flowstudio.engine import batches as engine
+from flowstudio.engine import commands
 from flowstudio.store import batches as store
+from flowstudio.store import locks
 from flowstudio.store.db import Pool
 
 log = logging.getLogger(__name__)
@@ -97,22 +106,21 @@ class Upload(msgspec.Struct, kw_only=True):
 
 
 def _too_large(limit: int, unit: str) -> Problem:
-    return Problem(
+    return problem(
         413,
-        "Content Too Large",
         f"a batch upload holds at most {limit} {unit}",
-        errors=[{"path": "body", "reason": f"more than {limit} {unit}"}],
+        path="body",
+        reason=f"more than {limit} {unit}",
     )
 
 
 def _too_many_live(live: int, adding: int, cap: int) -> Problem:
-    return Problem(
-        429,
-        "Too Many Requests",
+    return too_many(
         f"you have {live} live batch items; the limit is {cap} per user "
         "(wait for your batches to finish or cancel some)",
-        errors=[{"path": "body", "reason": f"{live} live + {adding} new items > {cap}"}],
-        headers={"Retry-After": "60"},
+        "60",
+        path="body",
+        reason=f"{live} live + {adding} new items > {cap}",
     )
 
 
@@ -149,7 +157,7 @@ async def spool_upload(
                 _take(parser.feed(chunk), upload, spool)
     except InternalServerException as exc:  # Litestar's signal for "client disconnected"
         log.info("batch upload interrupted after %d items: %s", upload.total, exc.detail)
-        raise Problem(400, "Bad Request", "upload interrupted; nothing was created") from exc
+        raise bad_request("upload interrupted; nothing was created") from exc
     _take(parser.close(), upload, spool)
     if upload.invalid:
         shown = len(upload.errors)
@@ -160,12 +168,7 @@ async def spool_upload(
             errors=upload.errors,
         )
     if not upload.total:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "the upload holds no items",
-            errors=[{"path": "body", "reason": "no items"}],
-        )
+        raise invalid("body", "no items", "the upload holds no items")
     return upload
 
 
@@ -180,6 +183,7 @@ def spooled_items(spool: IO[bytes]) -> Iterator[bytes]:
     status_code=202,
     request_max_body_size=MAX_UPLOAD_BYTES,
     opt={"body": "stream"},  # api/guards.py: never buffered there; items are checked one by one
+    guards=[requires("runs:write")],
 )
 async def create_batch(
     flow_id: UUID,
@@ -189,7 +193,6 @@ async def create_batch(
     conn: psycopg.AsyncConnection[Any],
     version: int | None = None,
 ) -> BatchCreated:
-    require(user, "runs:write")
     settings = state.settings
     max_live = int(getattr(settings, "batch_max_live_items_per_user", MAX_ITEMS))
     live = await store.live_items(conn, user.id)
@@ -198,20 +201,15 @@ async def create_batch(
     flow = await owned_flow(conn, user, flow_id)
     pinned = version or flow.get("published_version") or flow["version"]
     if not 1 <= pinned <= flow["version"]:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"flow has no version {pinned}",
-            errors=[{"path": "query.version", "reason": "no such version"}],
-        )
+        raise invalid("query.version", "no such version", f"flow has no version {pinned}")
     parser = parser_for(request.headers.get("content-type", ""))
     if parser is None:
-        raise Problem(
+        raise problem(
             415,
-            "Unsupported Media Type",
             "send application/json (a list), application/x-ndjson, text/csv or "
             "multipart/form-data with a `file` field",
-            errors=[{"path": "header.Content-Type", "reason": "unsupported media type"}],
+            path="header.Content-Type",
+            reason="unsupported media type",
         )
     batch_id = uuid.uuid4()
     limits = Upload(
@@ -220,39 +218,31 @@ async def create_batch(
     )
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
         upload = await spool_upload(request, parser, spool, limits)
-        await conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (USER_LOCK, str(user.id)))
-        try:
-            live = await store.live_items(conn, user.id)
-            if live + upload.total > max_live:
-                raise _too_many_live(live, upload.total, max_live)
-            await engine.load_batch(
-                conn,
-                batch_id=batch_id,
-                flow_id=flow_id,
-                version=pinned,
-                owner_id=user.id,
-                total=upload.total,
-                items=spooled_items(spool),
-            )
-        except engine.BatchCancelled as exc:
-            raise Problem(409, "Conflict", "the batch was cancelled while loading") from exc
-        except psycopg.OperationalError as exc:
-            raise Problem(503, "Service Unavailable", "database unavailable; batch failed") from exc
-        finally:
-            with contextlib.suppress(psycopg.Error):
-                await conn.execute(
-                    "SELECT pg_advisory_unlock(%s, hashtext(%s))", (USER_LOCK, str(user.id))
+        async with locks.session_lock(conn, USER_LOCK, str(user.id)):
+            try:
+                live = await store.live_items(conn, user.id)
+                if live + upload.total > max_live:
+                    raise _too_many_live(live, upload.total, max_live)
+                await commands.load_batch(
+                    conn,
+                    batch_id=batch_id,
+                    flow_id=flow_id,
+                    version=pinned,
+                    owner_id=user.id,
+                    total=upload.total,
+                    items=spooled_items(spool),
                 )
+            except (
+                psycopg.OperationalError
+            ) as exc:  # the live-items recheck (commands map their own)
+                raise unavailable("database unavailable; batch failed") from exc
     return BatchCreated(id=str(batch_id), status="running", total=upload.total)
 
 
 async def owned_batch(
     conn: psycopg.AsyncConnection[Any], user: User, batch_id: UUID
 ) -> dict[str, Any]:
-    batch = await store.get_batch(conn, batch_id)
-    if batch is None or not can_see(user, batch["owner_id"]):
-        raise not_found("batch")
-    return batch
+    return seen_or_404(await store.get_batch(conn, batch_id), user, "batch")
 
 
 async def batch_out(conn: psycopg.AsyncConnection[Any], batch: dict[str, Any]) -> BatchOut:
@@ -274,13 +264,12 @@ async def batch_out(conn: psycopg.AsyncConnection[Any], batch: dict[str, Any]) -
     )
 
 
-@get("/api/v1/batches/{batch_id:uuid}")
+@get("/api/v1/batches/{batch_id:uuid}", guards=[requires("runs:read")])
 async def get_batch(batch_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> BatchOut:
-    require(user, "runs:read")
     return await batch_out(conn, await owned_batch(conn, user, batch_id))
 
 
-@get("/api/v1/batches")
+@get("/api/v1/batches", guards=[requires("runs:read")])
 async def list_batches(
     user: User,
     conn: psycopg.AsyncConnection[Any],
@@ -288,14 +277,8 @@ async def list_batches(
     limit: int = 20,
 ) -> list[BatchOut]:
     """Newest first; each with its counts (one indexed count per batch, hence the small limit)."""
-    require(user, "runs:read")
     if not 1 <= limit <= 100:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "limit must be 1-100",
-            errors=[{"path": "query.limit", "reason": "must be between 1 and 100"}],
-        )
+        raise invalid("query.limit", "must be between 1 and 100", "limit must be 1-100")
     rows = await store.list_batches(
         conn, owner_id=None if user.is_admin else user.id, flow_id=flow_id, limit=limit
     )
@@ -330,23 +313,19 @@ async def result_lines(pool: Pool, batch_id: UUID) -> AsyncIterator[bytes]:
         after = rows[-1]["batch_index"]
 
 
-@get("/api/v1/batches/{batch_id:uuid}/results")
+@get("/api/v1/batches/{batch_id:uuid}/results", guards=[requires("runs:read")])
 async def batch_results(
     batch_id: UUID, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Stream:
-    require(user, "runs:read")
     await owned_batch(conn, user, batch_id)
     return Stream(result_lines(state.pool, batch_id), media_type="application/x-ndjson")
 
 
-@post("/api/v1/batches/{batch_id:uuid}/cancel", status_code=202)
+@post("/api/v1/batches/{batch_id:uuid}/cancel", status_code=202, guards=[requires("runs:write")])
 async def cancel_batch(batch_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> BatchOut:
-    require(user, "runs:write")
-    batch = await owned_batch(conn, user, batch_id)
-    if await engine.cancel_batch(conn, batch_id, f"batch cancelled by {user.email}") is None:
-        batch = await owned_batch(conn, user, batch_id)
-        raise Problem(409, "Conflict", f"batch is already {batch['status']}")
-    return await batch_out(conn, await owned_batch(conn, user, batch["id"]))
+    await owned_batch(conn, user, batch_id)
+    await commands.cancel_batch(conn, batch_id, reason=f"batch cancelled by {user.email}")
+    return await batch_out(conn, await owned_batch(conn, user, batch_id))
 
 
 ROUTES = [create_batch, get_batch, list_batches, batch_results, cancel_batch]

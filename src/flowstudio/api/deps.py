@@ -1,6 +1,13 @@
-"""Request dependencies: a pooled DB connection and the authenticated user.
+"""Request dependencies and route guards: a pooled DB connection, the authenticated user, permissions.
 
-`provide_conn` lends one pooled connection per request. `provide_user` authenticates, in order, an API
+Routes declare who may call them once, in their decorator: `guards=[requires("runs:write")]` (the
+user must hold that permission: 403 `missing permission runs:write`) or `guards=[authenticated]`
+(any signed-in user). A guard runs before the handler decodes anything: `authenticate` looks the
+credentials up on a short pooled connection of its own and keeps the `User` in the request scope
+(`scope["user"]`, what Litestar's `request.user` reads), so `provide_user` hands the same user to
+the handler without a second lookup. `tests/integration/test_route_guards.py` fails on a route that
+declares no guard and is not in its public list.
+`provide_conn` lends one pooled connection per request. Authentication tries, in order, an API
 key (`x-api-key`, or `Authorization: Bearer fsk_...` as OpenAI-style clients send it), a session token
 (`Authorization: Bearer fss_...`) or the session cookie (`fs_session`, or `__Host-fs_session`
 over TLS), then (AUTH_MODE=maxplatform) a MAXplatform
@@ -8,21 +15,26 @@ token, and raises 401 otherwise (`authenticated_row` is that lookup alone). Sess
 (`store.sessions`); expired or revoked keys too (`store.api_keys`). A scoped key is cut down here, in
 one place (`auth.scopes`): the route must be one its scope allows (else 403), its permissions shrink
 to running, and a `run:flow:` key carries `flow_scope`, which `api.access` and `api.runs.owned_run`
-enforce. `require(user, permission)` is the one permission check controllers call; `can_see(user,
-owner_id)` the ownership rule (owners and admins; others get 404, never a hint the row exists).
+enforce. `require(user, permission)` is the check behind `requires`, called explicitly only where
+the permission depends on what the handler loaded; `can_see(user, owner_id)` the ownership rule
+(owners and admins; others get 404, never a hint the row exists: `seen_or_404`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cache
+from typing import Any, cast
 
 import msgspec
 import psycopg
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.handlers.base import BaseRouteHandler
 
-from flowstudio.api.errors import Problem
+from flowstudio.api.errors import Problem, forbidden, not_found, too_many, unavailable
 from flowstudio.auth import scopes
 from flowstudio.auth.maxplatform import EmailCollision, LookupRateLimited
 from flowstudio.auth.roles import permissions_of
@@ -51,12 +63,19 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
         return "admin" in self.roles
 
 
-async def provide_conn(state: State) -> AsyncGenerator[psycopg.AsyncConnection[Any], None]:
+@asynccontextmanager
+async def pooled(state: State) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection; 503 when the database cannot be reached."""
     try:
         async with state.pool.connection(timeout=10) as conn:
             yield conn
     except psycopg.OperationalError as exc:
-        raise Problem(503, "Service Unavailable", "database unavailable") from exc
+        raise unavailable("database unavailable") from exc
+
+
+async def provide_conn(state: State) -> AsyncGenerator[psycopg.AsyncConnection[Any], None]:
+    async with pooled(state) as conn:
+        yield conn
 
 
 def cookie_token(request: Request[Any, Any, Any]) -> str | None:
@@ -86,16 +105,9 @@ async def _external_user(
             conn, token, client_address(request)
         )
     except LookupRateLimited as exc:
-        raise Problem(
-            429,
-            "Too Many Requests",
-            str(exc),
-            headers={"Retry-After": str(exc.retry_after)},
-        ) from exc
+        raise too_many(str(exc), exc.retry_after) from exc
     except EmailCollision as exc:
-        raise Problem(
-            403,
-            "Forbidden",
+        raise forbidden(
             "this MAXplatform account's email belongs to another Flowstudio account; accounts are "
             "never merged automatically: ask an administrator",
         ) from exc
@@ -107,7 +119,7 @@ def _scoped(user: User, scope: str, request: Request[Any, Any, Any]) -> User:
         return msgspec.structs.replace(user, key_scope=scope)
     template = str(request.scope.get("path_template") or "")
     if not scopes.route_allowed(scope, request.method, template):
-        raise Problem(403, "Forbidden", f"this API key's scope ({scope}) does not allow this route")
+        raise forbidden(f"this API key's scope ({scope}) does not allow this route")
     return msgspec.structs.replace(
         user,
         roles=[r for r in user.roles if r != "admin"],
@@ -137,7 +149,7 @@ async def authenticated_row(
     return row
 
 
-async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]) -> User:
+async def _user_of(request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]) -> User:
     row = await authenticated_row(request, conn)
     if row is None:
         raise Problem(
@@ -159,10 +171,67 @@ async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConne
     return user
 
 
+async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]) -> User:
+    """The user the route's guard authenticated (or, for a route without one, authenticate now)."""
+    cached = request.scope.get("user")
+    if isinstance(cached, User):
+        return cached
+    user = await _user_of(request, conn)
+    request.scope["user"] = user
+    return user
+
+
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> User:
+    """Authenticate the request once (401/403 as `provide_user`), on a pooled connection held only
+    for the lookup; the user stays in the scope for `provide_user`."""
+    cached = connection.scope.get("user")
+    if isinstance(cached, User):
+        return cached
+    request = cast("Request[Any, Any, Any]", connection)  # guards of HTTP routes get the Request
+    async with pooled(connection.app.state) as conn:
+        user = await _user_of(request, conn)
+    connection.scope["user"] = user
+    return user
+
+
+async def authenticated(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler | None = None
+) -> None:
+    """Route guard: any authenticated user (401 otherwise)."""
+    await authenticate(connection)
+
+
+class Requires:
+    """Route guard: an authenticated user holding `permission` (`requires("runs:write")`)."""
+
+    def __init__(self, permission: str) -> None:
+        self.permission = permission
+
+    async def __call__(
+        self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler | None = None
+    ) -> None:
+        require(await authenticate(connection), self.permission)
+
+    def __repr__(self) -> str:
+        return f"requires({self.permission!r})"
+
+
+@cache
+def requires(permission: str) -> Requires:
+    return Requires(permission)
+
+
 def require(user: User, permission: str) -> None:
     if permission not in user.permissions:
-        raise Problem(403, "Forbidden", f"missing permission {permission}")
+        raise forbidden(f"missing permission {permission}")
 
 
 def can_see(user: User, owner_id: Any) -> bool:
     return user.is_admin or str(owner_id) == user.id
+
+
+def seen_or_404(row: dict[str, Any] | None, user: User, what: str) -> dict[str, Any]:
+    """`row` when `can_see` allows it, else 404 `{what} not found` (missing and foreign alike)."""
+    if row is None or not can_see(user, row["owner_id"]):
+        raise not_found(what)
+    return row

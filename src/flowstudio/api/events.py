@@ -16,7 +16,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import msgspec
@@ -25,6 +25,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from flowstudio.engine.states import RUN_TERMINAL
 from flowstudio.settings import Settings
+from flowstudio.store import locks
 from flowstudio.store import runs as store
 from flowstudio.store.db import Pool, connect
 
@@ -50,6 +51,18 @@ class TokenFeed:
         return [ServerSentEventMessage(data=json.dumps(t), event="token") for t in items]
 
 
+T = TypeVar("T")
+
+
+def _discard(registry: dict[str, set[T]], key: str, member: T) -> None:
+    """Remove `member` from `registry[key]`, and the key with its last member."""
+    members = registry.get(key)
+    if members is not None:
+        members.discard(member)
+        if not members:
+            del registry[key]
+
+
 class EventHub:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -62,11 +75,7 @@ class EventHub:
         return feed
 
     def unsubscribe_tokens(self, run_id: str, feed: TokenFeed) -> None:
-        feeds = self.token_feeds.get(run_id)
-        if feeds is not None:
-            feeds.discard(feed)
-            if not feeds:
-                del self.token_feeds[run_id]
+        _discard(self.token_feeds, run_id, feed)
 
     def _push_token(self, payload: str) -> None:
         if not self.token_feeds:
@@ -85,11 +94,7 @@ class EventHub:
         return event
 
     def unsubscribe(self, run_id: str, event: anyio.Event) -> None:
-        waiters = self.waiters.get(run_id)
-        if waiters is not None:
-            waiters.discard(event)
-            if not waiters:
-                del self.waiters[run_id]
+        _discard(self.waiters, run_id, event)
 
     def _wake(self, run_id: str) -> None:
         for event in self.waiters.pop(run_id, set()):
@@ -100,8 +105,8 @@ class EventHub:
             try:
                 conn = await connect(self.settings, name="flowstudio-events")
                 try:
-                    await conn.execute("LISTEN fs_run_events")
-                    await conn.execute(f"LISTEN {TOKEN_CHANNEL}")
+                    await locks.listen(conn, "fs_run_events")
+                    await locks.listen(conn, TOKEN_CHANNEL)
                     for run_id in list(self.waiters):
                         self._wake(run_id)
                     async for note in conn.notifies():

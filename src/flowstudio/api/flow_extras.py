@@ -18,8 +18,8 @@ import psycopg
 from litestar import Request, get, post
 from litestar.datastructures import State
 
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import decode_optional_body, not_found
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import decode_optional_body, found, not_found
 from flowstudio.api.flows import (
     FlowIn,
     check_definition,
@@ -42,15 +42,16 @@ class FlowExport(msgspec.Struct, kw_only=True):
     definition: dict[str, Any]
 
 
-@post("/api/v1/flows/{flow_id:uuid}/versions/{version:int}/restore", status_code=200)
+@post(
+    "/api/v1/flows/{flow_id:uuid}/versions/{version:int}/restore",
+    status_code=200,
+    guards=[requires("flows:write")],
+)
 async def restore_version(
     flow_id: UUID, version: int, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:
-    require(user, "flows:write")
     await owned_flow(conn, user, flow_id)
-    old = await store.get_version(conn, flow_id, version)
-    if old is None:
-        raise not_found(f"version {version} of the flow")
+    old = found(await store.get_version(conn, flow_id, version), f"version {version} of the flow")
     await check_definition(old["definition"], state.settings)
     await check_code_nodes(old["definition"], user, state)
     row = await store.update_flow(
@@ -61,7 +62,7 @@ async def restore_version(
     return {**flow_out(row), "restored_from": version}
 
 
-@post("/api/v1/flows/{flow_id:uuid}/duplicate", status_code=201)
+@post("/api/v1/flows/{flow_id:uuid}/duplicate", status_code=201, guards=[requires("flows:write")])
 async def duplicate_flow(
     flow_id: UUID,
     request: Request[Any, Any, Any],
@@ -69,7 +70,6 @@ async def duplicate_flow(
     conn: psycopg.AsyncConnection[Any],
     state: State,
 ) -> dict[str, Any]:
-    require(user, "flows:write")
     data = decode_optional_body(await request.body(), DuplicateIn)
     flow = await owned_flow(conn, user, flow_id)
     name = data.name if data.name is not None else f"{flow['name']} (copy)"[:200]
@@ -85,22 +85,21 @@ async def duplicate_flow(
     return {**flow_out(row), "duplicated_from": str(flow_id)}
 
 
-@get("/api/v1/flows/{flow_id:uuid}/export")
+@get("/api/v1/flows/{flow_id:uuid}/export", guards=[requires("flows:read")])
 async def export_flow(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any], version: int | None = None
 ) -> FlowExport:
-    require(user, "flows:read")
     flow = await owned_flow(conn, user, flow_id)
     definition = flow["definition"]
     if version is not None:
-        old = await store.get_version(conn, flow_id, version)
-        if old is None:
-            raise not_found(f"version {version} of the flow")
+        old = found(
+            await store.get_version(conn, flow_id, version), f"version {version} of the flow"
+        )
         definition = old["definition"]
     return FlowExport(name=flow["name"], description=flow["description"], definition=definition)
 
 
-@post("/api/v1/flows/import", status_code=201)
+@post("/api/v1/flows/import", status_code=201, guards=[requires("flows:write")])
 async def import_flow(
     data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:

@@ -19,11 +19,11 @@ from uuid import UUID
 
 import msgspec
 import psycopg
-from litestar import Response, delete, get, put
+from litestar import Response, Router, delete, get, put
 
 from flowstudio.api.access import EDIT_ACCESS, viewable_flow
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import invalid, not_found
 from flowstudio.api.flows import owned_flow
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.nodes import registry
@@ -57,11 +57,10 @@ async def used_secret_names(
     return sorted(names)
 
 
-@get("/api/v1/flows/{flow_id:uuid}/secrets")
+@get("/", guards=[requires("flows:read")])
 async def flow_secrets(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> FlowSecretsOut:
-    require(user, "flows:read")
     flow, access = await viewable_flow(conn, user, flow_id)
     version = flow["version"] if access in EDIT_ACCESS else flow["published_version"]
     used = [] if version is None else await used_secret_names(conn, flow_id, version)
@@ -72,27 +71,22 @@ async def flow_secrets(
 
 def _name_problem(name: str) -> None:
     if not SECRET_NAME.fullmatch(name):
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "invalid secret name",
-            errors=[{"path": "path.name", "reason": "must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$"}],
+        raise invalid(
+            "path.name", "must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$", "invalid secret name"
         )
 
 
-@put("/api/v1/flows/{flow_id:uuid}/secrets/{name:str}", status_code=201)
+@put("/{name:str}", status_code=201, guards=[requires("flows:write")])
 async def bind_flow_secret(
     flow_id: UUID, name: str, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Response[BindingOut]:
-    require(user, "flows:write")
     flow = await owned_flow(conn, user, flow_id)
     _name_problem(name)
     if not await secret_store.load_secrets(conn, str(flow["owner_id"]), [name]):
-        raise Problem(
-            422,
-            "Unprocessable Content",
+        raise invalid(
+            "path.name",
+            "no such secret of the flow's owner",
             f"the flow's owner has no secret {name!r}",
-            errors=[{"path": "path.name", "reason": "no such secret of the flow's owner"}],
         )
     created = await store.bind_secret(conn, flow_id, name, user.id)
     return Response(
@@ -100,15 +94,19 @@ async def bind_flow_secret(
     )
 
 
-@delete("/api/v1/flows/{flow_id:uuid}/secrets/{name:str}", status_code=204)
+@delete("/{name:str}", status_code=204, guards=[requires("flows:write")])
 async def unbind_flow_secret(
     flow_id: UUID, name: str, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Response[None]:
-    require(user, "flows:write")
     await owned_flow(conn, user, flow_id)
     if not await store.unbind_secret(conn, flow_id, name):
         raise not_found("secret binding")
     return Response(None, status_code=204)
 
 
-ROUTES = [flow_secrets, bind_flow_secret, unbind_flow_secret]
+ROUTES = [
+    Router(
+        "/api/v1/flows/{flow_id:uuid}/secrets",
+        route_handlers=[flow_secrets, bind_flow_secret, unbind_flow_secret],
+    )
+]

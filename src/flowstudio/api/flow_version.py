@@ -14,8 +14,8 @@ import msgspec
 import psycopg
 from litestar import get
 
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import not_found
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import found
 from flowstudio.api.flows import owned_flow
 from flowstudio.store import flows as store
 
@@ -28,15 +28,12 @@ class FlowVersionOut(msgspec.Struct, kw_only=True):
     created_by: str | None
 
 
-@get("/api/v1/flows/{flow_id:uuid}/versions/{version:int}")
+@get("/api/v1/flows/{flow_id:uuid}/versions/{version:int}", guards=[requires("flows:read")])
 async def get_flow_version(
     flow_id: UUID, version: int, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> FlowVersionOut:
-    require(user, "flows:read")
     await owned_flow(conn, user, flow_id)
-    row = await store.get_version(conn, flow_id, version)
-    if row is None:
-        raise not_found(f"version {version} of the flow")
+    row = found(await store.get_version(conn, flow_id, version), f"version {version} of the flow")
     return FlowVersionOut(
         flow_id=str(flow_id),
         version=row["version"],

@@ -35,8 +35,8 @@ from flowstudio.api.access import (
     forbid_shared_edit,
     viewable_flow,
 )
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import Problem, conflict, found, invalid, rejected
 from flowstudio.api.node_access import check_code_nodes, with_availability
 from flowstudio.flows.validate import FlowError, FlowLimits, validate_definition
 from flowstudio.nodes.registry import catalogue
@@ -77,11 +77,8 @@ def base_version_of(data: FlowPatch, if_match: str | None) -> int | None:
         return data.base_version
     tag = if_match.strip().removeprefix("W/").strip('"')
     if not tag.isdigit():
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "If-Match must be a flow version number",
-            errors=[{"path": "header.If-Match", "reason": "must be a version number"}],
+        raise invalid(
+            "header.If-Match", "must be a version number", "If-Match must be a flow version number"
         )
     return int(tag)
 
@@ -116,48 +113,27 @@ async def check_definition(definition: dict[str, Any], settings: Settings) -> No
     limits = FlowLimits(max_nodes=settings.flow_max_nodes, max_edges=settings.flow_max_edges)
     size, errors = await run_cpu(_sized_validation, definition, limits, settings.flow_max_bytes)
     if size > settings.flow_max_bytes:
-        raise Problem(
-            413,
-            "Content Too Large",
-            errors[0].reason,
-            errors=[msgspec.to_builtins(e) for e in errors],
-        )
+        raise rejected(msgspec.to_builtins(errors), status=413)
     if errors:
-        raise Problem(
-            422,
-            "Invalid flow definition",
-            errors[0].reason,
-            errors=[msgspec.to_builtins(e) for e in errors],
-        )
+        raise rejected(msgspec.to_builtins(errors), title="Invalid flow definition")
 
 
 def check_name(name: str) -> None:
     if not name.strip() or len(name) > 200:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "name must be 1-200 characters",
-            errors=[{"path": "body.name", "reason": "must be 1-200 characters"}],
-        )
+        raise invalid("body.name", "must be 1-200 characters", "name must be 1-200 characters")
 
 
 def check_endpoint_name(name: str | None) -> None:
     reason = endpoint_name_problem(name) if name is not None else None
     if reason:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"endpoint_name {reason}",
-            errors=[{"path": "body.endpoint_name", "reason": reason}],
-        )
+        raise invalid("body.endpoint_name", reason, f"endpoint_name {reason}")
 
 
 def endpoint_name_taken(name: str | None) -> Problem:
-    return Problem(
-        409,
-        "Conflict",
+    return conflict(
         f"you already have a flow with endpoint_name {name!r}",
-        errors=[{"path": "body.endpoint_name", "reason": "already used by another of your flows"}],
+        path="body.endpoint_name",
+        reason="already used by another of your flows",
     )
 
 
@@ -173,7 +149,7 @@ async def owned_flow(
     return flow
 
 
-@post("/api/v1/flows", status_code=201)
+@post("/api/v1/flows", status_code=201, guards=[requires("flows:write")])
 async def create_flow(
     data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:
@@ -184,7 +160,6 @@ async def create_owned_flow(
     data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> dict[str, Any]:
     """Validate and store a new flow (version 1); also the import route's path."""
-    require(user, "flows:write")
     check_name(data.name)
     check_endpoint_name(data.endpoint_name)
     await check_definition(data.definition, state.settings)
@@ -203,9 +178,8 @@ async def create_owned_flow(
     return flow_out(row)
 
 
-@get("/api/v1/flows")
+@get("/api/v1/flows", guards=[requires("flows:read")])
 async def list_flows(user: User, conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
-    require(user, "flows:read")
     out = []
     for row in await store.list_visible_flows(conn, user.id, user.is_admin):
         flow, access = flow_row(row), access_of(user, row)
@@ -213,14 +187,13 @@ async def list_flows(user: User, conn: psycopg.AsyncConnection[Any]) -> list[dic
     return out
 
 
-@get("/api/v1/flows/{flow_id:uuid}")
+@get("/api/v1/flows/{flow_id:uuid}", guards=[requires("flows:read")])
 async def get_flow(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
-    require(user, "flows:read")
     flow, access = await viewable_flow(conn, user, flow_id)
     return {**flow_out(flow), "access": access}
 
 
-@put("/api/v1/flows/{flow_id:uuid}")
+@put("/api/v1/flows/{flow_id:uuid}", guards=[requires("flows:write")])
 async def update_flow(
     flow_id: UUID,
     data: FlowPatch,
@@ -229,7 +202,6 @@ async def update_flow(
     state: State,
     if_match: str | None = Parameter(header="If-Match", default=None),
 ) -> dict[str, Any]:
-    require(user, "flows:write")
     base = base_version_of(data, if_match)
     await owned_flow(conn, user, flow_id)
     if data.name is not None:
@@ -260,26 +232,22 @@ async def update_flow(
         raise endpoint_name_taken(endpoint_name) from exc
     except StaleVersion as exc:
         raise version_conflict(exc.current, base or 0) from None
-    if row is None:
-        raise not_found("flow")
-    return flow_out(row)
+    return flow_out(found(row, "flow"))
 
 
-@delete("/api/v1/flows/{flow_id:uuid}", status_code=204)
+@delete("/api/v1/flows/{flow_id:uuid}", status_code=204, guards=[requires("flows:write")])
 async def delete_flow(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Response[None]:
-    require(user, "flows:write")
     await owned_flow(conn, user, flow_id)
     await store.delete_flow(conn, flow_id)
     return Response(None, status_code=204)
 
 
-@get("/api/v1/flows/{flow_id:uuid}/versions")
+@get("/api/v1/flows/{flow_id:uuid}/versions", guards=[requires("flows:read")])
 async def list_versions(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> list[dict[str, Any]]:
-    require(user, "flows:read")
     await owned_flow(conn, user, flow_id)
     return [
         {**r, "created_by": str(r["created_by"]) if r["created_by"] else None}

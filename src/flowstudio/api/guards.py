@@ -1,4 +1,6 @@
-"""Request guards run before every handler decodes anything (`guard_request`, the app's before_request).
+"""Request checks run before every handler decodes anything (`check_request`: the app's first
+guard, so they precede the route's own auth guards, `api/deps.py`, as when they were a
+before_request hook).
 
 For every request: U+0000 in the URL path or a query parameter answers 422 with its path. For unsafe
 methods (POST, PUT, PATCH, DELETE):
@@ -21,13 +23,15 @@ input only by the access log's line.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
 
 from flowstudio.api.deps import cookie_token
-from flowstudio.api.errors import Problem
+from flowstudio.api.errors import forbidden, invalid, problem
 from flowstudio.jsonlimits import NUL_REASON, body_problem, needs_walk
 from flowstudio.offload import run_cpu
 from flowstudio.settings import Settings
@@ -91,9 +95,7 @@ def nul_in_url(request: Request[Any, Any, Any]) -> str | None:
 async def guard_request(request: Request[Any, Any, Any]) -> None:
     where = nul_in_url(request)
     if where is not None:
-        raise Problem(
-            422, "Unprocessable Content", NUL_REASON, errors=[{"path": where, "reason": NUL_REASON}]
-        )
+        raise invalid(where, NUL_REASON)
     if request.method not in UNSAFE:
         return None
     settings: Settings = request.app.state.settings
@@ -101,9 +103,7 @@ async def guard_request(request: Request[Any, Any, Any]) -> None:
         reason = cross_origin_refusal(request, trusted_origins(settings))
         if reason:
             log.info("refused %s %s: %s", request.method, request.url.path, reason)
-            raise Problem(
-                403, "Forbidden", reason, errors=[{"path": "header.Origin", "reason": reason}]
-            )
+            raise forbidden(reason, path="header.Origin")
     body_kind = request.route_handler.opt.get("body", "json")
     if body_kind == "stream":
         return None
@@ -114,34 +114,33 @@ async def guard_request(request: Request[Any, Any, Any]) -> None:
     if not is_json_media(content_type):
         if body_kind != "any":
             reason = "send the body as application/json"
-            raise Problem(
+            raise problem(
                 415,
-                "Unsupported Media Type",
                 f"{reason} (got {content_type or 'no Content-Type'})",
-                errors=[{"path": "header.Content-Type", "reason": reason}],
+                path="header.Content-Type",
+                reason=reason,
             )
         if b"\x00" in raw:
-            raise Problem(
-                422,
-                "Unprocessable Content",
-                NUL_REASON,
-                errors=[{"path": "body", "reason": NUL_REASON}],
-            )
+            raise invalid("body", NUL_REASON)
         # not declared JSON, but a webhook may still decode it as JSON: the same limits apply
     depth = settings.json_max_depth
     if not needs_walk(raw, depth):
         return None
     if len(raw) > OFFLOAD_BYTES:
-        problem = await run_cpu(body_problem, raw, depth)
+        found = await run_cpu(body_problem, raw, depth)
     else:
-        problem = body_problem(raw, depth)
-    if problem is not None:
-        status = 422 if problem.reason.startswith("NUL") else 400
-        log.debug("refused %s %s: %s at %s", request.method, request.url.path, *problem[::-1])
-        raise Problem(
-            status,
-            "Unprocessable Content" if status == 422 else "Bad Request",
-            f"{problem.reason} at {problem.path}",
-            errors=[{"path": problem.path, "reason": problem.reason}],
+        found = body_problem(raw, depth)
+    if found is not None:
+        status = 422 if found.reason.startswith("NUL") else 400
+        log.debug("refused %s %s: %s at %s", request.method, request.url.path, *found[::-1])
+        raise problem(
+            status, f"{found.reason} at {found.path}", path=found.path, reason=found.reason
         )
     return None
+
+
+async def check_request(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler | None = None
+) -> None:
+    """`guard_request` as the app-level guard (HTTP routes hand guards their Request)."""
+    await guard_request(cast("Request[Any, Any, Any]", connection))

@@ -21,8 +21,8 @@ from litestar import Response, delete, get, post
 from litestar.datastructures import State
 
 from flowstudio.api.access import runnable_flow
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.deps import User, authenticated, requires
+from flowstudio.api.errors import Problem, invalid, not_found
 from flowstudio.auth import scopes
 from flowstudio.auth.tokens import new_token
 from flowstudio.store import api_keys as store
@@ -62,16 +62,13 @@ class ApiKeyOut(msgspec.Struct, kw_only=True):
 
 
 def _invalid(path: str, reason: str) -> Problem:
-    return Problem(
-        422, "Unprocessable Content", f"{path}: {reason}", errors=[{"path": path, "reason": reason}]
-    )
+    return invalid(path, reason, f"{path}: {reason}")
 
 
-@post("/api/v1/api-keys", status_code=201)
+@post("/api/v1/api-keys", status_code=201, guards=[requires("keys:write")])
 async def create_api_key(
     data: ApiKeyIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> ApiKeyCreated:
-    require(user, "keys:write")
     if not data.name.strip():
         raise _invalid("body.name", "must not be blank")
     scope = scopes.make_scope(data.scope, data.flow_id)
@@ -99,7 +96,7 @@ async def create_api_key(
     )
 
 
-@get("/api/v1/api-keys")
+@get("/api/v1/api-keys", guards=[authenticated])
 async def list_api_keys(user: User, conn: psycopg.AsyncConnection[Any]) -> list[ApiKeyOut]:
     now = datetime.now(timezone.utc)
     return [
@@ -119,11 +116,10 @@ async def list_api_keys(user: User, conn: psycopg.AsyncConnection[Any]) -> list[
     ]
 
 
-@delete("/api/v1/api-keys/{key_id:uuid}", status_code=204)
+@delete("/api/v1/api-keys/{key_id:uuid}", status_code=204, guards=[requires("keys:write")])
 async def revoke_api_key(
     key_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Response[None]:
-    require(user, "keys:write")
     if not await store.revoke_api_key(conn, user.id, key_id):
         raise not_found("API key")
     return Response(None, status_code=204)

@@ -6,6 +6,7 @@ like a failed login). The counting itself is `store/login_attempts.py`.
 
 from __future__ import annotations
 
+from flowstudio.api import errors
 from flowstudio.api.errors import Problem
 from flowstudio.settings import Settings
 from flowstudio.store.login_attempts import BackoffPolicy
@@ -23,9 +24,4 @@ def backoff_policy(settings: Settings) -> BackoffPolicy:
 
 
 def too_many(wait: int) -> Problem:
-    return Problem(
-        429,
-        "Too Many Requests",
-        f"too many failed logins; retry in {wait} seconds",
-        headers={"Retry-After": str(wait)},
-    )
+    return errors.too_many(f"too many failed logins; retry in {wait} seconds", wait)

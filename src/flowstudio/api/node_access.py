@@ -15,7 +15,7 @@ from typing import Any
 from litestar.datastructures import State
 
 from flowstudio.api.deps import User
-from flowstudio.api.errors import Problem
+from flowstudio.api.errors import rejected
 from flowstudio.sandbox.policy import (
     CODE_TYPE,
     availability,
@@ -28,7 +28,7 @@ async def check_code_nodes(definition: Any, user: User, state: State) -> None:
     status, errors = await definition_problems(definition, user.permissions, state.settings)
     if errors:
         title = "Forbidden" if status == 403 else "Invalid flow definition"
-        raise Problem(status, title, errors[0]["reason"], errors=errors)
+        raise rejected(errors, status=status, title=title)
 
 
 def check_code_tweaks(definition: Any, tweaks: Any, user: User) -> None:
@@ -36,7 +36,7 @@ def check_code_tweaks(definition: Any, tweaks: Any, user: User) -> None:
     ids = [n.id for n in definition.nodes if n.type == CODE_TYPE]
     errors = code_tweak_problems(ids, tweaks, user.permissions)
     if errors:
-        raise Problem(403, "Forbidden", errors[0]["reason"], errors=errors)
+        raise rejected(errors, status=403)
 
 
 async def with_availability(items: list[dict[str, Any]], settings: Any) -> list[dict[str, Any]]:

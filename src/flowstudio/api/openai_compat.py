@@ -29,8 +29,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import ServerSentEventMessage
 
 from flowstudio.api.access import resolve_flow_ref
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import Problem, problem_of
 from flowstudio.api.events import EventStream, stream_run_events, wait_terminal
 from flowstudio.api.runs import start_flow_run, total_usage
 from flowstudio.api.streams import (
@@ -39,6 +39,7 @@ from flowstudio.api.streams import (
     reserve_stream,
     still_authorized,
 )
+from flowstudio.engine.errors import CommandError
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.store import flows as flow_store
 from flowstudio.store import runs as run_store
@@ -114,6 +115,10 @@ def _on_problem(request: Request[Any, Any, Any], exc: Problem) -> Response[Any]:
     return _on_openai_error(request, error)
 
 
+def _on_command_error(request: Request[Any, Any, Any], exc: CommandError) -> Response[Any]:
+    return _on_problem(request, problem_of(exc))
+
+
 def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = 400 if isinstance(exc, ValidationException) else exc.status_code
     return _on_openai_error(request, openai_error(status, str(exc.detail)))
@@ -122,6 +127,7 @@ def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[An
 HANDLERS: dict[Any, Any] = {
     OpenAIError: _on_openai_error,
     Problem: _on_problem,
+    CommandError: _on_command_error,
     HTTPException: _on_http,
 }
 
@@ -168,7 +174,12 @@ def _completion_id(run_id: str) -> str:
     return f"chatcmpl-{run_id}"
 
 
-@post("/api/v1/openai/chat/completions", status_code=200, exception_handlers=HANDLERS)
+@post(
+    "/api/v1/openai/chat/completions",
+    status_code=200,
+    exception_handlers=HANDLERS,
+    guards=[requires("runs:write")],
+)
 async def chat_completions(
     request: Request[Any, Any, Any], state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Any:
@@ -287,10 +298,9 @@ async def completion_chunks(
     yield ServerSentEventMessage(data="[DONE]")
 
 
-@get("/api/v1/openai/models", exception_handlers=HANDLERS)
+@get("/api/v1/openai/models", exception_handlers=HANDLERS, guards=[requires("flows:read")])
 async def list_models(user: User, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
     """Flows the caller may run, as models: own flows by endpoint name when set, else by id."""
-    require(user, "flows:read")
     data = []
     for row in await flow_store.list_visible_flows(conn, user.id, False):
         if row["share_permission"] == "view":

@@ -27,8 +27,8 @@ import psycopg
 from litestar import get
 from litestar.datastructures import State
 
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import invalid
 from flowstudio.store import metrics_rollup
 from flowstudio.store import ops as store
 
@@ -126,7 +126,7 @@ class SnapshotCache:
             return value
 
 
-@get("/api/v1/ops/stats")
+@get("/api/v1/ops/stats", guards=[requires("ops:read")])
 async def ops_stats(
     state: State,
     user: User,
@@ -134,21 +134,12 @@ async def ops_stats(
     minutes: int = 60,
     bucket_seconds: int = 60,
 ) -> OpsStats:
-    require(user, "ops:read")
     if not 1 <= minutes <= 7 * 24 * 60 or not 5 <= bucket_seconds <= 24 * 3600:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "minutes must be 1-10080 and bucket_seconds 5-86400",
-            errors=[{"path": "query.minutes", "reason": "out of range"}],
+        raise invalid(
+            "query.minutes", "out of range", "minutes must be 1-10080 and bucket_seconds 5-86400"
         )
     if minutes * 60 // bucket_seconds > 2000:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "at most 2000 buckets",
-            errors=[{"path": "query.bucket_seconds", "reason": "too many buckets"}],
-        )
+        raise invalid("query.bucket_seconds", "too many buckets", "at most 2000 buckets")
     owner = None if user.is_admin else user.id
     cache: SnapshotCache | None = state.get("ops_cache")
     if cache is None:

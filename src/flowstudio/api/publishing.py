@@ -15,8 +15,8 @@ import msgspec
 import psycopg
 from litestar import Request, post
 
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import found, invalid
 from flowstudio.api.flow_extras import decode_optional_body
 from flowstudio.api.flows import flow_out, owned_flow
 from flowstudio.store import flows as store
@@ -26,36 +26,25 @@ class PublishIn(msgspec.Struct, kw_only=True):
     version: int | None = None  # default: the flow's current (latest) version
 
 
-@post("/api/v1/flows/{flow_id:uuid}/publish", status_code=200)
+@post("/api/v1/flows/{flow_id:uuid}/publish", status_code=200, guards=[requires("flows:write")])
 async def publish_flow(
     flow_id: UUID, request: Request[Any, Any, Any], user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
-    require(user, "flows:write")
     data = decode_optional_body(await request.body(), PublishIn)
     flow = await owned_flow(conn, user, flow_id)
     version = flow["version"] if data.version is None else data.version
     if not 1 <= version <= flow["version"]:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"flow has no version {version}",
-            errors=[{"path": "body.version", "reason": "no such version"}],
-        )
-    row = await store.set_published(conn, flow_id, version)
-    if row is None:
-        raise not_found("flow")
+        raise invalid("body.version", "no such version", f"flow has no version {version}")
+    row = found(await store.set_published(conn, flow_id, version), "flow")
     return flow_out(row)
 
 
-@post("/api/v1/flows/{flow_id:uuid}/unpublish", status_code=200)
+@post("/api/v1/flows/{flow_id:uuid}/unpublish", status_code=200, guards=[requires("flows:write")])
 async def unpublish_flow(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
-    require(user, "flows:write")
     await owned_flow(conn, user, flow_id)
-    row = await store.set_published(conn, flow_id, None)
-    if row is None:
-        raise not_found("flow")
+    row = found(await store.set_published(conn, flow_id, None), "flow")
     return flow_out(row)
 
 

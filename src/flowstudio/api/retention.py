@@ -13,8 +13,9 @@ import msgspec
 import psycopg
 from litestar import post
 
-from flowstudio.api.deps import User, can_see
+from flowstudio.api.deps import User, authenticated, can_see
 from flowstudio.api.errors import not_found
+from flowstudio.store import retention
 
 
 class PinOut(msgspec.Struct):
@@ -25,20 +26,19 @@ class PinOut(msgspec.Struct):
 async def _set_pinned(
     conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID, pinned: bool
 ) -> PinOut:
-    cur = await conn.execute("SELECT owner_id FROM runs WHERE id = %s", (run_id,))
-    row = await cur.fetchone()
-    if row is None or not can_see(user, row["owner_id"]):
+    owner_id = await retention.run_owner(conn, run_id)
+    if owner_id is None or not can_see(user, owner_id):
         raise not_found("run")
-    await conn.execute("UPDATE runs SET pinned = %s WHERE id = %s", (pinned, run_id))
+    await retention.set_pinned(conn, run_id, pinned)
     return PinOut(id=str(run_id), pinned=pinned)
 
 
-@post("/api/v1/runs/{run_id:uuid}/pin", status_code=200, tags=["runs"])
+@post("/api/v1/runs/{run_id:uuid}/pin", status_code=200, tags=["runs"], guards=[authenticated])
 async def pin_run(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> PinOut:
     return await _set_pinned(conn, user, run_id, True)
 
 
-@post("/api/v1/runs/{run_id:uuid}/unpin", status_code=200, tags=["runs"])
+@post("/api/v1/runs/{run_id:uuid}/unpin", status_code=200, tags=["runs"], guards=[authenticated])
 async def unpin_run(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> PinOut:
     return await _set_pinned(conn, user, run_id, False)
 

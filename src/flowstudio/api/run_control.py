@@ -2,9 +2,9 @@
 
 Each control route checks ownership and re-checks the grant (`api.access.recheck_run_grant`: the
 flow still exists; a run of a flow shared with the caller needs the share still to allow running,
-and resume/fork need the run's version to be the one the share grants now), then runs one engine
-function inside `run_transaction` (run row locked) and publishes the committed outbox rows: `resume`
--> `control.resume_run`, `signal` -> `control.deliver_signal`, `fork` -> `control.fork_run`.
+and resume/fork need the run's version to be the one the share grants now), then calls one engine
+command (`engine/commands.py`: it owns the run transaction and publishes the committed outbox rows;
+its refusals map to problem+json in `api/errors.py`): `resume`, `signal`, `fork`.
 `events` replays the event log from `Last-Event-ID` (or `?after=`) and follows it live through the
 process's `EventHub`, as a guarded stream (`api/streams.py`: per-user cap, credentials re-checked
 while it runs).
@@ -12,7 +12,6 @@ while it runs).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -23,14 +22,13 @@ from litestar.datastructures import State
 from litestar.response import ServerSentEvent
 
 from flowstudio.api.access import recheck_run_grant
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import invalid
 from flowstudio.api.events import stream_run_events
 from flowstudio.api.runs import owned_run
 from flowstudio.api.streams import guarded_stream
-from flowstudio.engine import control
+from flowstudio.engine import commands
 from flowstudio.engine.flowcache import load_graph
-from flowstudio.engine.runtxn import LostRace, RunTxn, run_transaction
 from flowstudio.flows.graph import FlowGraph
 
 
@@ -48,90 +46,48 @@ class ForkIn(msgspec.Struct, kw_only=True):
 async def _controlled_run(
     conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID, *, same_version: bool = True
 ) -> tuple[dict[str, Any], FlowGraph]:
-    require(user, "runs:write")
     run = await owned_run(conn, user, run_id)
     await recheck_run_grant(conn, user, run, same_version=same_version)
     return run, await load_graph(conn, run["flow_id"], run["flow_version"])
 
 
-def _check_node(graph: FlowGraph, node_id: str, field: str) -> None:
-    if node_id not in graph.nodes:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"no node {node_id!r} in this flow",
-            errors=[{"path": f"body.{field}", "reason": "unknown node"}],
-        )
-
-
-async def _in_run_transaction(
-    state: State,
-    conn: psycopg.AsyncConnection[Any],
-    run_id: UUID,
-    move: Callable[[RunTxn], Awaitable[Any]],
-) -> tuple[RunTxn, Any]:
-    """Run `move` under the run lock, then publish what it committed (404 if the run vanished)."""
-    try:
-        async with run_transaction(conn, run_id) as txn:
-            result = await move(txn)
-    except LostRace as exc:
-        raise not_found("run") from exc
-    await state.publisher.publish_committed(txn.outbox)
-    return txn, result
-
-
-@post("/api/v1/runs/{run_id:uuid}/resume", status_code=202)
+@post("/api/v1/runs/{run_id:uuid}/resume", status_code=202, guards=[requires("runs:write")])
 async def resume(
     run_id: UUID, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
     _, graph = await _controlled_run(conn, user, run_id)
-
-    async def move(txn: RunTxn) -> None:
-        if txn.status not in ("failed", "cancelled"):
-            raise Problem(
-                409, "Conflict", f"only failed or cancelled runs resume; run is {txn.status}"
-            )
-        await control.resume_run(txn, graph)
-
-    txn, _ = await _in_run_transaction(state, conn, run_id, move)
-    return {"id": str(run_id), "status": txn.status}
+    moved = await commands.resume(conn, state.publisher, run_id, graph)
+    return {"id": moved.id, "status": moved.status}
 
 
-@post("/api/v1/runs/{run_id:uuid}/signal", status_code=202)
+@post("/api/v1/runs/{run_id:uuid}/signal", status_code=202, guards=[requires("runs:write")])
 async def signal(
     run_id: UUID, data: SignalIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
     _, graph = await _controlled_run(conn, user, run_id, same_version=False)
-    _check_node(graph, data.node_id, "node_id")
-
-    async def move(txn: RunTxn) -> bool:
-        if txn.terminal:
-            raise Problem(409, "Conflict", f"run is already {txn.status}")
-        return await control.deliver_signal(txn, graph, data.node_id, data.payload, data.item_index)
-
-    txn, delivered = await _in_run_transaction(state, conn, run_id, move)
-    return {"id": str(run_id), "delivered": delivered, "status": txn.status}
+    sent = await commands.signal(
+        conn, state.publisher, run_id, graph, data.node_id, data.payload, data.item_index
+    )
+    return {"id": sent.id, "delivered": sent.delivered, "status": sent.status}
 
 
-@post("/api/v1/runs/{run_id:uuid}/fork", status_code=202)
+@post("/api/v1/runs/{run_id:uuid}/fork", status_code=202, guards=[requires("runs:write")])
 async def fork(
     run_id: UUID, data: ForkIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
     parent, graph = await _controlled_run(conn, user, run_id)
-    _check_node(graph, data.from_node_id, "from_node_id")
-    new_id, outbox = await control.fork_run(
-        conn, parent, graph, data.from_node_id, data.inputs, user.id
+    forked = await commands.fork(
+        conn, state.publisher, parent, graph, data.from_node_id, data.inputs, user.id
     )
-    await state.publisher.publish_committed(outbox)
     return {
-        "id": new_id,
-        "status": "queued",
+        "id": forked.id,
+        "status": forked.status,
         "parent_run_id": str(run_id),
         "fork_of_node": data.from_node_id,
     }
 
 
-@get("/api/v1/runs/{run_id:uuid}/events")
+@get("/api/v1/runs/{run_id:uuid}/events", guards=[requires("runs:read")])
 async def events(
     run_id: UUID,
     request: Request[Any, Any, Any],
@@ -140,17 +96,13 @@ async def events(
     conn: psycopg.AsyncConnection[Any],
     after: int | None = None,
 ) -> ServerSentEvent:
-    require(user, "runs:read")
     await owned_run(conn, user, run_id)
     last = request.headers.get("last-event-id")
     try:
         start = int(last) if last else (after or 0)
     except ValueError as exc:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "Last-Event-ID must be an integer",
-            errors=[{"path": "header.Last-Event-ID", "reason": "not an integer"}],
+        raise invalid(
+            "header.Last-Event-ID", "not an integer", "Last-Event-ID must be an integer"
         ) from exc
     source = stream_run_events(state.pool, state.hub, str(run_id), start)
     return ServerSentEvent(

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import msgspec
 
-from flowstudio.api.errors import Problem
+from flowstudio.api.errors import Problem, invalid
 
 
 class RunFilters(msgspec.Struct, frozen=True, kw_only=True):
@@ -22,12 +22,7 @@ class RunFilters(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _bad(name: str, reason: str) -> Problem:
-    return Problem(
-        422,
-        "Unprocessable Content",
-        f"{name} {reason}",
-        errors=[{"path": f"query.{name}", "reason": reason}],
-    )
+    return invalid(f"query.{name}", reason, f"{name} {reason}")
 
 
 def _iso(text: str) -> datetime | None:

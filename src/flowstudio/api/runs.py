@@ -3,8 +3,9 @@
 `start_flow_run` checks access (`api.access.runnable_flow`: owner, admin or a 'run' share; tweaks
 are the owner's only) and pins the version (`api.access.run_version`: for the owner the named one,
 else the published one, else the latest; for a shared user only the published version their share
-grants); it calls `engine.checkpoint.start_run` (run + steps + outbox in one transaction) and
-publishes the committed outbox rows at once (the orchestrator's relay covers a failed publish). The
+grants); it calls the engine command `engine.commands.start` (run + steps + outbox in one
+transaction, then the committed outbox rows published at once; the orchestrator's relay covers a
+failed publish). `cancel` calls `engine.commands.cancel`; refusals map in `api/errors.py`. The
 same `Idempotency-Key` returns the same run, also after the API was killed between the commit and
 the answer; reused on another flow it answers 409. The run detail adds `usage`, the LLM tokens of its steps (`total_usage`).
 """
@@ -22,16 +23,12 @@ from litestar import Request, get, post
 from litestar.datastructures import State
 
 from flowstudio.api.access import EDIT_ACCESS, run_version, runnable_flow
-from flowstudio.api.deps import User, can_see, require
-from flowstudio.api.errors import Problem, decode_optional_body, not_found
+from flowstudio.api.deps import User, requires, seen_or_404
+from flowstudio.api.errors import decode_optional_body, forbidden, invalid, not_found, rejected
 from flowstudio.api.node_access import check_code_tweaks
 from flowstudio.api.run_filters import parse_run_filters
-from flowstudio.crashpoints import crashpoint
-from flowstudio.engine import checkpoint
-from flowstudio.engine.advance import cancel_run
+from flowstudio.engine import commands
 from flowstudio.engine.flowcache import load_graph
-from flowstudio.engine.runtxn import LostRace, run_transaction
-from flowstudio.engine.states import RUN_TERMINAL
 from flowstudio.flows.validate import validate_tweaks
 from flowstudio.nodes import registry
 from flowstudio.store import runs as store
@@ -61,58 +58,38 @@ async def start_flow_run(
     idempotency_key: str | None,
     tweaks: dict[str, Any] | None = None,
 ) -> RunCreated:
-    require(user, "runs:write")
     flow, access = await runnable_flow(conn, user, flow_id)
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "Idempotency-Key must be 1-255 characters",
-            errors=[{"path": "header.Idempotency-Key", "reason": "1-255 characters"}],
+        raise invalid(
+            "header.Idempotency-Key", "1-255 characters", "Idempotency-Key must be 1-255 characters"
         )
     pinned = await run_version(conn, user, flow, access, version)
     if tweaks and access not in EDIT_ACCESS:
-        raise Problem(
-            403,
-            "Forbidden",
+        raise forbidden(
             "tweaks change the flow; only its owner may send them",
-            errors=[{"path": "body.tweaks", "reason": "only the flow's owner may tweak it"}],
+            path="body.tweaks",
+            reason="only the flow's owner may tweak it",
         )
     if tweaks:
         graph = await load_graph(conn, flow_id, pinned)
         check_code_tweaks(graph.definition, tweaks, user)
         errors = validate_tweaks(graph.definition, tweaks)
         if errors:
-            raise Problem(
-                422,
-                "Invalid tweaks",
-                errors[0].reason,
-                errors=[msgspec.to_builtins(e) for e in errors],
-            )
-    try:
-        started = await checkpoint.start_run(
-            conn,
-            flow_id=flow_id,
-            version=pinned,
-            owner_id=user.id,
-            inputs=inputs,
-            idempotency_key=idempotency_key,
-            tweaks=tweaks,
-        )
-    except checkpoint.IdempotencyKeyReused as exc:
-        reason = "already used for a run of another flow"
-        raise Problem(
-            409,
-            "Conflict",
-            f"this Idempotency-Key is {reason}",
-            errors=[{"path": "header.Idempotency-Key", "reason": reason}],
-        ) from exc
-    crashpoint("api.run_committed")
-    await state.publisher.publish_committed(started.outbox)
+            raise rejected(msgspec.to_builtins(errors), title="Invalid tweaks")
+    started = await commands.start(
+        state.publisher,
+        conn,
+        flow_id=flow_id,
+        version=pinned,
+        owner_id=user.id,
+        inputs=inputs,
+        idempotency_key=idempotency_key,
+        tweaks=tweaks,
+    )
     return RunCreated(id=started.id, status=started.status)
 
 
-@post("/api/v1/flows/{flow_id:uuid}/runs", status_code=202)
+@post("/api/v1/flows/{flow_id:uuid}/runs", status_code=202, guards=[requires("runs:write")])
 async def create_run(
     flow_id: UUID,
     request: Request[Any, Any, Any],
@@ -134,17 +111,14 @@ async def create_run(
 
 
 async def owned_run(conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID) -> dict[str, Any]:
-    run = await store.get_run(conn, run_id)
-    if run is None or not can_see(user, run["owner_id"]):
-        raise not_found("run")
+    run = seen_or_404(await store.get_run(conn, run_id), user, "run")
     if user.flow_scope is not None and str(run["flow_id"]) != user.flow_scope:
         raise not_found("run")  # a `run:flow:` API key reads the runs of its one flow only
     return run
 
 
-@get("/api/v1/runs/{run_id:uuid}")
+@get("/api/v1/runs/{run_id:uuid}", guards=[requires("runs:read")])
 async def get_run(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
-    require(user, "runs:read")
     run = await owned_run(conn, user, run_id)
     steps = await store.get_steps(conn, run_id)
     return {**_ids(run), "usage": total_usage(steps), "steps": [_ids(s) for s in steps]}
@@ -180,15 +154,10 @@ def _cursor_in(cursor: str) -> tuple[datetime, UUID]:
         ts, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(ts), UUID(rid)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "invalid cursor",
-            errors=[{"path": "query.cursor", "reason": "invalid cursor"}],
-        ) from exc
+        raise invalid("query.cursor", "invalid cursor") from exc
 
 
-@get("/api/v1/runs")
+@get("/api/v1/runs", guards=[requires("runs:read")])
 async def list_runs(
     user: User,
     conn: psycopg.AsyncConnection[Any],
@@ -200,15 +169,9 @@ async def list_runs(
     created_before: str | None = None,
     batch_id: str | None = None,
 ) -> dict[str, Any]:
-    require(user, "runs:read")
     filters = parse_run_filters(created_after, created_before, batch_id)
     if not 1 <= limit <= 500:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "limit must be 1-500",
-            errors=[{"path": "query.limit", "reason": "must be between 1 and 500"}],
-        )
+        raise invalid("query.limit", "must be between 1 and 500", "limit must be 1-500")
     rows = await store.list_runs(
         conn,
         owner_id=None if user.is_admin else user.id,
@@ -226,18 +189,15 @@ async def list_runs(
     }
 
 
-@post("/api/v1/runs/{run_id:uuid}/cancel", status_code=202)
-async def cancel(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
-    require(user, "runs:write")
+@post("/api/v1/runs/{run_id:uuid}/cancel", status_code=202, guards=[requires("runs:write")])
+async def cancel(
+    run_id: UUID, state: State, user: User, conn: psycopg.AsyncConnection[Any]
+) -> dict[str, Any]:
     await owned_run(conn, user, run_id)
-    try:
-        async with run_transaction(conn, run_id) as txn:
-            if txn.status in RUN_TERMINAL:
-                raise Problem(409, "Conflict", f"run is already {txn.status}")
-            await cancel_run(txn, f"cancelled by {user.email}")
-    except LostRace as exc:
-        raise not_found("run") from exc
-    return {"id": str(run_id), "status": txn.status}
+    moved = await commands.cancel(
+        conn, state.publisher, run_id, reason=f"cancelled by {user.email}"
+    )
+    return {"id": moved.id, "status": moved.status}
 
 
 ROUTES = [create_run, get_run, list_runs, cancel]

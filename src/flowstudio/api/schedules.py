@@ -14,10 +14,11 @@ import msgspec
 import psycopg
 from litestar import Response, delete, get, post, put
 
-from flowstudio.api.deps import User, can_see, require
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.deps import User, authenticated, requires, seen_or_404
+from flowstudio.api.errors import found, invalid
 from flowstudio.api.flows import owned_flow
 from flowstudio.engine.schedules import ScheduleError, first_fire, zone
+from flowstudio.store import locks
 from flowstudio.store import schedules as store
 
 Catchup = Literal["skip", "latest", "all"]
@@ -50,86 +51,49 @@ def _out(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _db_now(conn: psycopg.AsyncConnection[Any]) -> Any:
-    cur = await conn.execute("SELECT now() AS now")
-    row = await cur.fetchone()
-    assert row is not None
-    return row["now"]
-
-
 async def _next_fire(conn: psycopg.AsyncConnection[Any], cron: str, tz: str) -> Any:
     try:
         zone(tz)
     except ScheduleError as exc:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            str(exc),
-            errors=[{"path": "body.timezone", "reason": str(exc)}],
-        ) from exc
+        raise invalid("body.timezone", str(exc)) from exc
     try:
-        return first_fire(cron, tz, await _db_now(conn))
+        return first_fire(cron, tz, await locks.db_now(conn))
     except ScheduleError as exc:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            str(exc),
-            errors=[{"path": "body.cron", "reason": str(exc)}],
-        ) from exc
+        raise invalid("body.cron", str(exc)) from exc
 
 
 def _check_max(value: int | None) -> None:
     if value is not None and not 1 <= value <= 10_000:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "max_catchup must be 1-10000",
-            errors=[{"path": "body.max_catchup", "reason": "must be 1-10000"}],
-        )
+        raise invalid("body.max_catchup", "must be 1-10000", "max_catchup must be 1-10000")
 
 
 async def owned_schedule(
     conn: psycopg.AsyncConnection[Any], user: User, schedule_id: UUID
 ) -> dict[str, Any]:
-    row = await store.get(conn, schedule_id)
-    if row is None or not can_see(user, row["owner_id"]):
-        raise not_found("schedule")
-    return row
+    return seen_or_404(await store.get(conn, schedule_id), user, "schedule")
 
 
-@post("/api/v1/flows/{flow_id:uuid}/schedules", status_code=201)
+@post("/api/v1/flows/{flow_id:uuid}/schedules", status_code=201, guards=[requires("flows:write")])
 async def create_schedule(
     flow_id: UUID, data: ScheduleIn, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
-    require(user, "flows:write")
     await owned_flow(conn, user, flow_id)
     _check_max(data.max_catchup)
     nxt = await _next_fire(conn, data.cron, data.timezone)
-    row = await store.create(
-        conn,
-        flow_id=flow_id,
-        owner_id=user.id,
-        cron=data.cron,
-        timezone=data.timezone,
-        inputs=data.inputs,
-        catchup=data.catchup,
-        max_catchup=data.max_catchup,
-        enabled=data.enabled,
-        next_fire_at=nxt,
-    )
+    fields = msgspec.structs.asdict(data)  # cron, timezone, inputs, catchup, max_catchup, enabled
+    row = await store.create(conn, flow_id=flow_id, owner_id=user.id, next_fire_at=nxt, **fields)
     return _out(row)
 
 
-@get("/api/v1/flows/{flow_id:uuid}/schedules")
+@get("/api/v1/flows/{flow_id:uuid}/schedules", guards=[requires("flows:read")])
 async def list_schedules(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> list[dict[str, Any]]:
-    require(user, "flows:read")
     await owned_flow(conn, user, flow_id)
     return [_out(r) for r in await store.list_for_flow(conn, flow_id)]
 
 
-@get("/api/v1/schedules/{schedule_id:uuid}")
+@get("/api/v1/schedules/{schedule_id:uuid}", guards=[authenticated])
 async def get_schedule(
     schedule_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
@@ -141,11 +105,10 @@ async def get_schedule(
     return {**_out(row), "fires": fires}
 
 
-@put("/api/v1/schedules/{schedule_id:uuid}")
+@put("/api/v1/schedules/{schedule_id:uuid}", guards=[requires("flows:write")])
 async def update_schedule(
     schedule_id: UUID, data: SchedulePatch, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> dict[str, Any]:
-    require(user, "flows:write")
     row = await owned_schedule(conn, user, schedule_id)
     _check_max(data.max_catchup)
     fields = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
@@ -155,17 +118,14 @@ async def update_schedule(
         )
     if not fields:
         return _out(row)
-    updated = await store.update(conn, schedule_id, fields)
-    if updated is None:
-        raise not_found("schedule")
+    updated = found(await store.update(conn, schedule_id, fields), "schedule")
     return _out(updated)
 
 
-@delete("/api/v1/schedules/{schedule_id:uuid}", status_code=204)
+@delete("/api/v1/schedules/{schedule_id:uuid}", status_code=204, guards=[requires("flows:write")])
 async def delete_schedule(
     schedule_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Response[None]:
-    require(user, "flows:write")
     await owned_schedule(conn, user, schedule_id)
     await store.delete(conn, schedule_id)
     return Response(None, status_code=204)

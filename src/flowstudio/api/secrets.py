@@ -15,11 +15,11 @@ from typing import Annotated, Any
 
 import msgspec
 import psycopg
-from litestar import Response, delete, get, post, put
+from litestar import Response, Router, delete, get, post, put
 from litestar.datastructures import State
 
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import conflict, found, invalid, not_found, problem
 from flowstudio.auth.secrets import SecretBox, SecretKeyMissing
 from flowstudio.store import secrets as store
 
@@ -50,76 +50,64 @@ def secret_box(state: State) -> SecretBox:
     try:
         return SecretBox.from_secret_key(state.settings.secret_key)
     except SecretKeyMissing as exc:
-        raise Problem(
+        raise problem(
             503,
-            "Service Unavailable",
             "SECRET_KEY not configured",
-            errors=[{"path": "settings.SECRET_KEY", "reason": "empty: secrets are disabled"}],
+            path="settings.SECRET_KEY",
+            reason="empty: secrets are disabled",
         ) from exc
 
 
 def check_secret_name(name: str, path: str) -> None:
     """`fullmatch`, not the schema pattern: `$` would also accept a trailing newline."""
     if not _NAME.fullmatch(name):
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"invalid secret name {name[:80]!r}",
-            errors=[{"path": path, "reason": f"must match {NAME_PATTERN}"}],
-        )
+        raise invalid(path, f"must match {NAME_PATTERN}", f"invalid secret name {name[:80]!r}")
 
 
 def secret_out(row: dict[str, Any]) -> SecretOut:
     return SecretOut(name=row["name"], created_at=row["created_at"], updated_at=row["updated_at"])
 
 
-@post("/api/v1/secrets", status_code=201)
+@post("/", status_code=201)
 async def create_secret(
     data: SecretIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> SecretOut:
-    require(user, "secrets:write")
     box = secret_box(state)
     check_secret_name(data.name, "body.name")
     ciphertext, nonce = box.encrypt(user.id, data.name, data.value)
     row = await store.create_secret(conn, user.id, data.name, ciphertext, nonce)
     if row is None:
-        raise Problem(
-            409,
-            "Conflict",
+        raise conflict(
             f"secret {data.name} already exists (PUT /api/v1/secrets/{data.name} replaces it)",
-            errors=[{"path": "body.name", "reason": "already exists"}],
+            path="body.name",
+            reason="already exists",
         )
     return secret_out(row)
 
 
-@get("/api/v1/secrets")
+@get("/")
 async def list_secrets(
     state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> list[SecretOut]:
-    require(user, "secrets:write")
     secret_box(state)
     return [secret_out(r) for r in await store.list_secrets(conn, user.id)]
 
 
-@put("/api/v1/secrets/{name:str}")
+@put("/{name:str}")
 async def update_secret(
     name: str, data: SecretValueIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> SecretOut:
-    require(user, "secrets:write")
     box = secret_box(state)
     check_secret_name(name, "path.name")
     ciphertext, nonce = box.encrypt(user.id, name, data.value)
-    row = await store.update_secret(conn, user.id, name, ciphertext, nonce)
-    if row is None:
-        raise not_found("secret")
+    row = found(await store.update_secret(conn, user.id, name, ciphertext, nonce), "secret")
     return secret_out(row)
 
 
-@delete("/api/v1/secrets/{name:str}", status_code=204)
+@delete("/{name:str}", status_code=204)
 async def delete_secret(
     name: str, state: State, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Response[None]:
-    require(user, "secrets:write")
     secret_box(state)
     check_secret_name(name, "path.name")
     if not await store.delete_secret(conn, user.id, name):
@@ -127,4 +115,11 @@ async def delete_secret(
     return Response(None, status_code=204)
 
 
-ROUTES = [create_secret, list_secrets, update_secret, delete_secret]
+# one guard for the whole controller: every route here needs `secrets:write`
+ROUTES = [
+    Router(
+        "/api/v1/secrets",
+        guards=[requires("secrets:write")],
+        route_handlers=[create_secret, list_secrets, update_secret, delete_secret],
+    )
+]

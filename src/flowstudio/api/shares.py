@@ -22,8 +22,8 @@ import psycopg
 from litestar import Response, delete, get, post
 
 from flowstudio.api.access import flow_with_access
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.deps import User, authenticated, require, requires
+from flowstudio.api.errors import conflict, found, invalid, not_found
 from flowstudio.api.flows import owned_flow
 from flowstudio.store import shares as store
 from flowstudio.store import users
@@ -68,27 +68,16 @@ def share_out(row: dict[str, Any]) -> ShareOut:
     )
 
 
-@post("/api/v1/flows/{flow_id:uuid}/shares", status_code=202)
+@post("/api/v1/flows/{flow_id:uuid}/shares", status_code=202, guards=[requires("flows:write")])
 async def share_flow(
     flow_id: UUID, data: ShareIn, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> ShareAccepted:
-    require(user, "flows:write")
     flow = await owned_flow(conn, user, flow_id)
     email = data.email.strip()
     if not email or "@" not in email or len(email) > 320:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "not an email address",
-            errors=[{"path": "body.email", "reason": "not an email address"}],
-        )
+        raise invalid("body.email", "not an email address")
     if email.lower() == user.email.lower():
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "you already have every right on the flow",
-            errors=[{"path": "body.email", "reason": "is your own email"}],
-        )
+        raise invalid("body.email", "is your own email", "you already have every right on the flow")
     target = await users.user_by_email(conn, email)
     if target is not None and str(target["id"]) != str(flow["owner_id"]):
         await store.upsert_share(conn, flow_id, target["id"], data.permission, user.id)
@@ -100,30 +89,29 @@ async def share_flow(
     )
 
 
-@get("/api/v1/flows/{flow_id:uuid}/shares")
+@get("/api/v1/flows/{flow_id:uuid}/shares", guards=[requires("flows:read")])
 async def list_shares(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> list[ShareOut]:
-    require(user, "flows:read")
     await owned_flow(conn, user, flow_id)
     return [share_out(r) for r in await store.list_shares(conn, flow_id)]
 
 
-@post("/api/v1/flows/{flow_id:uuid}/shares/accept", status_code=200)
+@post("/api/v1/flows/{flow_id:uuid}/shares/accept", status_code=200, guards=[authenticated])
 async def accept_share(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> ShareOut:
     """The caller accepts the flow's published version for the share the owner gave them."""
     flow, _ = await flow_with_access(conn, user, flow_id)
     if await store.get_share(conn, flow_id, user.id) is None:
         raise not_found("share")
     if flow["published_version"] is None:
-        raise Problem(409, "Conflict", "the owner has not published this flow")
-    row = await store.accept_share(conn, flow_id, user.id)
-    if row is None:
-        raise not_found("share")
+        raise conflict("the owner has not published this flow")
+    row = found(await store.accept_share(conn, flow_id, user.id), "share")
     return share_out(row)
 
 
-@delete("/api/v1/flows/{flow_id:uuid}/shares/{user_id:uuid}", status_code=204)
+@delete(
+    "/api/v1/flows/{flow_id:uuid}/shares/{user_id:uuid}", status_code=204, guards=[authenticated]
+)
 async def unshare_flow(
     flow_id: UUID, user_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Response[None]:

@@ -21,7 +21,7 @@ from litestar import Request
 from litestar.response import ServerSentEventMessage
 
 from flowstudio.api.deps import User, authenticated_row
-from flowstudio.api.errors import Problem
+from flowstudio.api.errors import too_many
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,7 @@ class StreamSlots:
 
     def acquire(self, user_id: str) -> None:
         if self.open.get(user_id, 0) >= self.per_user:
-            raise Problem(
-                429,
-                "Too Many Requests",
-                f"at most {self.per_user} open streams per user; close one first",
-                headers={"Retry-After": "5"},
-            )
+            raise too_many(f"at most {self.per_user} open streams per user; close one first", "5")
         self.open[user_id] = self.open.get(user_id, 0) + 1
 
     def release(self, user_id: str) -> None:

@@ -23,8 +23,8 @@ from litestar.datastructures import State
 from litestar.response import ServerSentEventMessage
 
 from flowstudio.api.access import resolve_flow_ref
-from flowstudio.api.deps import User
-from flowstudio.api.errors import Problem
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import invalid, unauthorized
 from flowstudio.api.events import EventStream, stream_run_events, wait_terminal
 from flowstudio.api.runs import start_flow_run
 from flowstudio.api.streams import (
@@ -52,7 +52,7 @@ def result_body(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@post("/api/v1/run/{flow_id:str}", status_code=200)
+@post("/api/v1/run/{flow_id:str}", status_code=200, guards=[requires("runs:write")])
 async def run_flow(
     flow_id: str,
     data: SyncRunIn,
@@ -64,12 +64,7 @@ async def run_flow(
     timeout: float = 60.0,
 ) -> Any:
     if not 0 < timeout <= 600:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "timeout must be in (0, 600] seconds",
-            errors=[{"path": "query.timeout", "reason": "must be in (0, 600]"}],
-        )
+        raise invalid("query.timeout", "must be in (0, 600]", "timeout must be in (0, 600] seconds")
     inputs = {**data.inputs, "input_value": data.input_value}
     if stream:
         reserve_stream(request, user)  # a user over the stream cap starts no run
@@ -100,7 +95,7 @@ async def run_flow(
         )
     run = await wait_terminal(state.pool, state.hub, created.id, timeout)
     if not await still_authorized(request, user):  # logged out while waiting: no outputs
-        raise Problem(401, "Unauthorized", "credentials revoked while the run was waited for")
+        raise unauthorized("credentials revoked while the run was waited for")
     if run["status"] in ("succeeded", "failed", "cancelled"):
         return Response(result_body(run), status_code=200)
     return Response(result_body(run), status_code=202)

@@ -2,8 +2,9 @@
 
 `GET /api/v1/users` lists users with their roles, granted permissions and effective permissions;
 `PUT` / `DELETE /api/v1/users/{id}/permissions/{permission}` grant or revoke one permission. All
-need `users:admin` (the admin role). Only permissions some role defines are grantable, except
-`users:admin` itself (being an admin stays a role): others answer 422 with the path. A grant takes
+need `users:admin` (the admin role; one guard on the router). Only permissions some role defines
+are grantable, except `users:admin` itself (being an admin stays a role): others answer 422 with
+the path. A grant takes
 effect on the user's next request; a revoke also stops runs of flow versions that user saved with a
 code node (sandbox/policy.py re-checks the author at run time).
 """
@@ -15,10 +16,10 @@ from uuid import UUID
 
 import msgspec
 import psycopg
-from litestar import delete, get, put
+from litestar import Router, delete, get, put
 
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem, not_found
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import found, invalid
 from flowstudio.auth.roles import GRANTABLE, permissions_of
 from flowstudio.store import users as store
 
@@ -46,48 +47,45 @@ def user_out(row: dict[str, Any]) -> UserOut:
 
 def check_grantable(permission: str) -> None:
     if permission not in GRANTABLE:
-        raise Problem(
-            422,
-            "Unprocessable Content",
+        raise invalid(
+            "path.permission",
+            f"must be one of {', '.join(sorted(GRANTABLE))}",
             f"{permission!r} cannot be granted",
-            errors=[
-                {
-                    "path": "path.permission",
-                    "reason": f"must be one of {', '.join(sorted(GRANTABLE))}",
-                }
-            ],
         )
 
 
-@get("/api/v1/users")
+@get("/")
 async def list_users(user: User, conn: psycopg.AsyncConnection[Any]) -> list[UserOut]:
-    require(user, "users:admin")
     return [user_out(row) for row in await store.list_users(conn)]
 
 
 async def _set(
     user: User, conn: psycopg.AsyncConnection[Any], user_id: UUID, permission: str, granted: bool
 ) -> UserOut:
-    require(user, "users:admin")
     check_grantable(permission)
-    row = await store.set_granted_permission(conn, user_id, permission, granted)
-    if row is None:
-        raise not_found("user")
+    row = found(await store.set_granted_permission(conn, user_id, permission, granted), "user")
     return user_out(row)
 
 
-@put("/api/v1/users/{user_id:uuid}/permissions/{permission:str}")
+@put("/{user_id:uuid}/permissions/{permission:str}")
 async def grant_permission(
     user_id: UUID, permission: str, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> UserOut:
     return await _set(user, conn, user_id, permission, True)
 
 
-@delete("/api/v1/users/{user_id:uuid}/permissions/{permission:str}", status_code=200)
+@delete("/{user_id:uuid}/permissions/{permission:str}", status_code=200)
 async def revoke_permission(
     user_id: UUID, permission: str, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> UserOut:
     return await _set(user, conn, user_id, permission, False)
 
 
-ROUTES = [list_users, grant_permission, revoke_permission]
+# one guard for the whole controller: every route here is the admin's
+ROUTES = [
+    Router(
+        "/api/v1/users",
+        guards=[requires("users:admin")],
+        route_handlers=[list_users, grant_permission, revoke_permission],
+    )
+]

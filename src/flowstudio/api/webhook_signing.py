@@ -30,8 +30,8 @@ import psycopg
 from litestar import Response, delete, get, post
 from litestar.datastructures import State
 
-from flowstudio.api.deps import User, require
-from flowstudio.api.errors import Problem
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import Problem, problem
 from flowstudio.api.flows import owned_flow
 from flowstudio.api.secrets import secret_box
 from flowstudio.store import webhook_secrets as store
@@ -57,11 +57,8 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def _unauthorized(reason: str) -> Problem:
-    return Problem(
-        401,
-        "Unauthorized",
-        f"webhook signature refused: {reason}",
-        errors=[{"path": f"header.{HEADER}", "reason": reason}],
+    return problem(
+        401, f"webhook signature refused: {reason}", path=f"header.{HEADER}", reason=reason
     )
 
 
@@ -101,11 +98,12 @@ async def verify_webhook(
     return "webhook-sig:" + hashlib.sha256(f"{timestamp}.{expected}".encode()).hexdigest()
 
 
-@post("/api/v1/flows/{flow_id:uuid}/webhook-secret", status_code=201)
+@post(
+    "/api/v1/flows/{flow_id:uuid}/webhook-secret", status_code=201, guards=[requires("flows:write")]
+)
 async def create_webhook_secret(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any], state: State
 ) -> WebhookSecretCreated:
-    require(user, "flows:write")
     await owned_flow(conn, user, flow_id)
     box = secret_box(state)
     secret = "whsec_" + secrets.token_urlsafe(32)
@@ -114,21 +112,21 @@ async def create_webhook_secret(
     return WebhookSecretCreated(secret=secret, header=HEADER, created_at=row["created_at"])
 
 
-@get("/api/v1/flows/{flow_id:uuid}/webhook-secret")
+@get("/api/v1/flows/{flow_id:uuid}/webhook-secret", guards=[requires("flows:read")])
 async def get_webhook_secret(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> WebhookSecretState:
-    require(user, "flows:read")
     await owned_flow(conn, user, flow_id)
     row = await store.get_secret(conn, flow_id)
     return WebhookSecretState(signed=row is not None, created_at=row["created_at"] if row else None)
 
 
-@delete("/api/v1/flows/{flow_id:uuid}/webhook-secret", status_code=204)
+@delete(
+    "/api/v1/flows/{flow_id:uuid}/webhook-secret", status_code=204, guards=[requires("flows:write")]
+)
 async def delete_webhook_secret(
     flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
 ) -> Response[None]:
-    require(user, "flows:write")
     await owned_flow(conn, user, flow_id)
     await store.delete_secret(conn, flow_id)
     return Response(None, status_code=204)

@@ -22,8 +22,8 @@ from litestar import Request, post
 from litestar.datastructures import State
 
 from flowstudio.api.access import resolve_flow_ref, runnable_flow
-from flowstudio.api.deps import User
-from flowstudio.api.errors import Problem
+from flowstudio.api.deps import User, requires
+from flowstudio.api.errors import bad_request
 from flowstudio.api.runs import start_flow_run
 from flowstudio.api.webhook_signing import ROUTES as SIGNING_ROUTES
 from flowstudio.api.webhook_signing import verify_webhook
@@ -49,7 +49,7 @@ def webhook_inputs(raw: bytes, content_type: str) -> dict[str, Any]:
             value = msgspec.json.decode(raw)
         except msgspec.DecodeError as exc:
             if content_type:
-                raise Problem(400, "Bad Request", f"invalid JSON body: {exc}") from exc
+                raise bad_request(f"invalid JSON body: {exc}") from exc
         else:
             if isinstance(value, dict):
                 return value
@@ -57,7 +57,12 @@ def webhook_inputs(raw: bytes, content_type: str) -> dict[str, Any]:
     return {"body": raw.decode("utf-8", errors="replace"), "content_type": content_type}
 
 
-@post("/api/v1/webhook/{flow_ref:str}", status_code=202, opt={"body": "any"})
+@post(
+    "/api/v1/webhook/{flow_ref:str}",
+    status_code=202,
+    opt={"body": "any"},
+    guards=[requires("runs:write")],
+)
 async def receive_webhook(
     flow_ref: str,
     request: Request[Any, Any, Any],

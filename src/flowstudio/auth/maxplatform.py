@@ -10,8 +10,9 @@ bearer token that is not one of our own sessions. In order:
    fixed one-minute window); over it `LookupRateLimited` is raised (the API answers 429).
 4. `${MAXPLATFORM_URL}${MAXPLATFORM_ME_PATH}` is asked with the token. The profile must carry an
    immutable subject (`id` or `sub`) and an email; the local user is found by (provider, subject)
-   through `store.external_identities.user_for_identity`, never by email, and an email collision with
-   another account raises `EmailCollision` (the API answers 403; nothing is merged).
+   through `store.external_identities.user_for_identity` (handed in by the app as `link`, so auth/
+   never imports the store), never by email, and an email collision with another account raises
+   `EmailCollision` (the API answers 403; nothing is merged).
 5. Roles come only through MAXPLATFORM_ROLE_MAP ("maxrole:flowstudiorole,..."); a profile with no
    mapped role gets MAXPLATFORM_DEFAULT_ROLE (viewer unless configured). A profile's `roles` claim
    never grants anything by itself, admin included.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -31,7 +33,6 @@ from cachetools import TLRUCache, TTLCache
 from flowstudio.auth.roles import ROLES
 from flowstudio.auth.tokens import digest
 from flowstudio.settings import Settings
-from flowstudio.store.external_identities import EmailCollision, user_for_identity
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,14 @@ CACHE_SIZE = 10_000
 LOOKUP_WINDOW_S = 60.0
 
 __all__ = ["EmailCollision", "LookupRateLimited", "MaxplatformAuth", "map_roles"]
+
+
+class EmailCollision(Exception):
+    """The profile's email belongs to another account; nothing was linked."""
+
+
+# `store.external_identities.user_for_identity(conn, *, provider, subject, email, name, roles)`
+LinkIdentity = Callable[..., Awaitable[dict[str, Any]]]
 
 
 class LookupRateLimited(Exception):
@@ -65,7 +74,8 @@ def _expiry(_key: bytes, value: tuple[float, Any], now: float) -> float:
 
 
 class MaxplatformAuth:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, link: LinkIdentity) -> None:
+        self.link = link
         self.url = settings.maxplatform_url.rstrip("/") + settings.maxplatform_me_path
         self.settings = settings
         # token digest -> (ttl, user row | None | EmailCollision)
@@ -133,7 +143,7 @@ class MaxplatformAuth:
             profile.get("roles") or [], s.maxplatform_role_map, s.maxplatform_default_role
         )
         try:
-            user = await user_for_identity(
+            user = await self.link(
                 conn,
                 provider=PROVIDER,
                 subject=subject,

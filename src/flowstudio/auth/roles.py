@@ -6,31 +6,20 @@ to other users, who then hold `permissions_of(roles, granted)`.
 
 from __future__ import annotations
 
+EDITOR = frozenset(
+    {
+        "flows:read",
+        "flows:write",
+        "runs:read",
+        "runs:write",
+        "keys:write",
+        "secrets:write",
+        "ops:read",
+    }
+)
 ROLES: dict[str, frozenset[str]] = {
-    "admin": frozenset(
-        {
-            "flows:read",
-            "flows:write",
-            "runs:read",
-            "runs:write",
-            "keys:write",
-            "secrets:write",
-            "users:admin",
-            "ops:read",
-            "nodes:code",
-        }
-    ),
-    "editor": frozenset(
-        {
-            "flows:read",
-            "flows:write",
-            "runs:read",
-            "runs:write",
-            "keys:write",
-            "secrets:write",
-            "ops:read",
-        }
-    ),
+    "admin": EDITOR | {"users:admin", "nodes:code"},  # an admin may do all an editor may, and more
+    "editor": EDITOR,
     "runner": frozenset({"flows:read", "runs:read", "runs:write", "keys:write"}),
     "viewer": frozenset({"flows:read", "runs:read"}),
 }

@@ -37,6 +37,7 @@ class BenchConfig:
     ceiling_seconds: float = 3.0
 
 
+# Positional figures of one bench run (alike in shape to other long signatures, nothing shared).
 def build_result(
     config: BenchConfig,
     ceiling: dict[int, float],

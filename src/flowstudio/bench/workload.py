@@ -26,12 +26,13 @@ from psycopg import sql
 from flowstudio.bench.sandbox import BenchError
 from flowstudio.engine.checkpoint import start_run
 from flowstudio.engine.runtxn import NOTIFY_CHANNEL
-from flowstudio.engine.states import RUN_TERMINAL
+from flowstudio.engine.states import RUN_TERMINAL, RunStatus
 from flowstudio.flows.validate import validate_definition
 from flowstudio.nodes import registry
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.store.db import Pool
 from flowstudio.store.flows import create_flow
+from flowstudio.store.statuses import sql_value
 
 log = logging.getLogger(__name__)
 TERMINAL = list(RUN_TERMINAL)
@@ -213,19 +214,25 @@ class Driver:
         return row is not None and row["status"] in RUN_TERMINAL
 
 
+# How many of the runs exist and succeeded, their wall time and each one's latency in ms.
+RUN_FIGURES = f"""SELECT count(*) AS runs,
+           count(*) FILTER (WHERE status = {sql_value(RunStatus.SUCCEEDED)}) AS succeeded,
+           extract(epoch FROM max(finished_at) - min(created_at))::float8 AS wall_s,
+           array_agg(extract(epoch FROM finished_at - created_at)::float8 * 1000) AS latencies
+    FROM runs WHERE id = ANY(%s)"""
+
+
+async def run_figures(conn: psycopg.AsyncConnection[Any], run_ids: list[str]) -> dict[str, Any]:
+    cur = await conn.execute(RUN_FIGURES, (run_ids,))
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
 async def concurrent_figures(
     conn: psycopg.AsyncConnection[Any], run_ids: list[str], steps: int
 ) -> ConcurrentFigures:
-    cur = await conn.execute(
-        """SELECT count(*) AS runs, count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
-                  extract(epoch FROM max(finished_at) - min(created_at))::float8 AS wall_s,
-                  array_agg(extract(epoch FROM finished_at - created_at)::float8 * 1000)
-                      AS latencies
-           FROM runs WHERE id = ANY(%s)""",
-        (run_ids,),
-    )
-    runs = await cur.fetchone()
-    assert runs is not None
+    runs = await run_figures(conn, run_ids)
     cur = await conn.execute(
         """SELECT count(*) FILTER (WHERE kind = 'step') AS transitions,
                   count(*) FILTER (WHERE kind = 'step' AND to_status = 'succeeded') AS completed,
@@ -267,15 +274,7 @@ async def sequential_figures(
     for r in await cur.fetchall():
         times.setdefault(str(r["run_id"]), []).append(r["t"])
     gaps = [(b - a) * 1000 for ts in times.values() for a, b in itertools.pairwise(ts)]
-    cur = await conn.execute(
-        """SELECT count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
-                  array_agg(extract(epoch FROM finished_at - created_at)::float8 * 1000)
-                      AS latencies
-           FROM runs WHERE id = ANY(%s)""",
-        (run_ids,),
-    )
-    row = await cur.fetchone()
-    assert row is not None
+    row = await run_figures(conn, run_ids)
     cur = await conn.execute(
         """SELECT step_id, to_status, extract(epoch FROM at)::float8 AS t FROM run_events
            WHERE run_id = ANY(%s) AND kind = 'step' ORDER BY step_id, seq""",

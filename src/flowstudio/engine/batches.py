@@ -20,8 +20,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 from itertools import islice
 from typing import Any
 
@@ -33,9 +33,11 @@ from flowstudio.engine import bulk
 from flowstudio.engine.advance import advance_run, cancel_run
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
+from flowstudio.engine.states import BatchStatus, batch_move
 from flowstudio.queue.outbox import OutboxPublisher
 from flowstudio.settings import Settings
 from flowstudio.store import batches as store
+from flowstudio.store import locks
 from flowstudio.store.db import TRANSIENT, Pool
 
 log = logging.getLogger(__name__)
@@ -45,23 +47,20 @@ DISPATCH_POLL = 0.25
 IDLE_POLL = 1.0
 SWEEP_INTERVAL = 5.0
 LOADER_LOCK = 0x42617463  # advisory lock class "Batc"; the key is hashtext(batch id)
+LOADING = BatchStatus.LOADING.value
+# Ended batches that may still hold unstarted runs (a succeeded one has none by definition).
+ENDED_WITH_LEFTOVERS = (BatchStatus.CANCELLED.value, BatchStatus.FAILED.value)
 
 
 class BatchCancelled(Exception):
     """The batch was cancelled while it was loading; what was loaded is being cancelled too."""
 
 
-@asynccontextmanager
-async def loader_lock(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> AsyncIterator[None]:
+def loader_lock(
+    conn: psycopg.AsyncConnection[Any], batch_id: Any
+) -> AbstractAsyncContextManager[None]:
     """Session advisory lock that says "a live process is loading this batch"."""
-    await conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOADER_LOCK, str(batch_id)))
-    try:
-        yield
-    finally:
-        with suppress(psycopg.Error):  # connection gone: so is the lock
-            await conn.execute(
-                "SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOADER_LOCK, str(batch_id))
-            )
+    return locks.session_lock(conn, LOADER_LOCK, str(batch_id))
 
 
 async def load_batch(
@@ -77,34 +76,21 @@ async def load_batch(
     """Create the batch and insert its `total` items as unstarted runs; then it is `running`."""
     graph = await load_graph(conn, flow_id, version)
     async with loader_lock(conn, batch_id):
-        await store.create_batch(
-            conn,
-            batch_id=batch_id,
-            flow_id=flow_id,
-            version=version,
-            owner_id=owner_id,
-            total=total,
-        )
+        batch = store.NewBatch(batch_id, flow_id, version, owner_id, total)
+        await store.create_batch(conn, batch)
         loaded = 0
         try:
             it = iter(items)
             while chunk := list(islice(it, LOAD_CHUNK)):
                 async with conn.transaction():
-                    if await store.lock_batch_status(conn, batch_id, share=True) != "loading":
+                    if await store.lock_batch_status(conn, batch_id, share=True) != LOADING:
                         raise BatchCancelled(str(batch_id))
                     await bulk.insert_batch_runs(
-                        conn,
-                        batch_id=batch_id,
-                        first_index=loaded,
-                        items=chunk,
-                        graph=graph,
-                        flow_id=flow_id,
-                        version=version,
-                        owner_id=owner_id,
+                        conn, batch, first_index=loaded, items=chunk, graph=graph
                     )
                 loaded += len(chunk)
                 crashpoint("api.batch_chunk_loaded")
-            if await store.move_batch(conn, batch_id, ("loading",), "running") is None:
+            if await store.move_batch(conn, batch_id, *batch_move("loaded")) is None:
                 raise BatchCancelled(str(batch_id))
         except BatchCancelled:
             await cancel_unstarted(conn, batch_id, "batch cancelled while loading")
@@ -125,7 +111,7 @@ async def fail_loading(conn: psycopg.AsyncConnection[Any], batch_id: Any, messag
     try:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             await conn.rollback()
-        await store.move_batch(conn, batch_id, ("loading",), "failed", error={"message": message})
+        await store.move_batch(conn, batch_id, *batch_move("fail"), error={"message": message})
         await cancel_unstarted(conn, batch_id, "batch loading failed")
     except Exception as exc:  # the orchestrator's sweep repairs it once the loader lock is gone
         log.warning("could not mark batch %s failed: %s", batch_id, exc)
@@ -163,11 +149,11 @@ async def cancel_started(conn: psycopg.AsyncConnection[Any], batch_id: Any, reas
 
 async def cancel_batch(
     conn: psycopg.AsyncConnection[Any], batch_id: Any, reason: str
-) -> dict[str, Any] | None:
+) -> store.BatchRow | None:
     """Batch -> cancelled and every live run with it; None if the batch had already ended."""
     async with conn.transaction():
         batch = await store.move_batch(
-            conn, batch_id, ("loading", "running"), "cancelled", error={"message": reason}
+            conn, batch_id, *batch_move("cancel"), error={"message": reason}
         )
     if batch is None:
         return None
@@ -189,12 +175,16 @@ async def dispatch_batch(
         live = await store.started_live_count(conn, batch_id)
         picked = await store.pick_unstarted(conn, batch_id, max(0, concurrency - live))
         if picked:
-            graph = await load_graph(conn, batch["flow_id"], batch["flow_version"])
+            graph = await load_graph(conn, batch.flow_id, batch.flow_version)
         for run_id in picked:
             async with run_transaction(conn, run_id) as txn:  # a savepoint in this transaction
                 await advance_run(txn, graph)
             out += txn.outbox
-        if live == 0 and not picked and await store.finish_if_done(conn, batch_id):
+        if (
+            live == 0
+            and not picked
+            and await store.move_batch(conn, batch_id, *batch_move("finish"), when_done=True)
+        ):
             log.info("batch %s finished", batch_id)
     return out
 
@@ -203,7 +193,7 @@ async def dispatch_pass(pool: Pool, publisher: OutboxPublisher, concurrency: int
     """One round over the running batches; returns how many runs were started."""
     started = 0
     async with pool.connection() as conn:
-        ids = await store.batch_ids(conn, ("running",))
+        ids = await store.batch_ids(conn, (BatchStatus.RUNNING.value,))
     for batch_id in ids:
         async with pool.connection() as conn:
             msgs = await dispatch_batch(conn, batch_id, concurrency)
@@ -216,18 +206,18 @@ async def dispatch_pass(pool: Pool, publisher: OutboxPublisher, concurrency: int
 async def sweep_pass(pool: Pool) -> None:
     """Fail batches whose loader died; cancel unstarted runs left in cancelled/failed batches."""
     async with pool.connection() as conn:
-        for batch_id in await store.batch_ids(conn, ("loading",)):
+        for batch_id in await store.batch_ids(conn, (LOADING,)):
             async with conn.transaction():
                 if not await store.try_loader_gone(conn, LOADER_LOCK, batch_id):
                     continue
                 loaded = await store.loaded_count(conn, batch_id)
                 message = f"loading interrupted after {loaded} items (the API process stopped)"
                 if await store.move_batch(
-                    conn, batch_id, ("loading",), "failed", error={"message": message}
+                    conn, batch_id, *batch_move("fail"), error={"message": message}
                 ):
                     log.warning("batch %s: %s", batch_id, message)
         ended: list[tuple[Any, str]] = []
-        for batch_id in await store.batch_ids(conn, ("cancelled", "failed")):
+        for batch_id in await store.batch_ids(conn, ENDED_WITH_LEFTOVERS):
             if await store.has_unstarted(conn, batch_id):
                 batch = await store.get_batch(conn, batch_id) or {}
                 ended.append((batch_id, (batch.get("error") or {}).get("message", "batch ended")))

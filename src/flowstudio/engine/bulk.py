@@ -28,19 +28,16 @@ from psycopg.types.json import Jsonb
 from flowstudio.engine.checkpoint import max_attempts_of
 from flowstudio.engine.states import STEP_LIVE
 from flowstudio.flows.graph import FlowGraph
-from flowstudio.store.batches import UNSTARTED
+from flowstudio.store.batches import UNSTARTED, NewBatch
 
 
 async def insert_batch_runs(
     conn: psycopg.AsyncConnection[Any],
+    batch: NewBatch,
     *,
-    batch_id: Any,
     first_index: int,
     items: Sequence[bytes],
     graph: FlowGraph,
-    flow_id: Any,
-    version: int,
-    owner_id: Any,
 ) -> None:
     """Insert one chunk of unstarted runs; `items` are the runs' inputs as JSON object bytes."""
     run_ids = [uuid.uuid4() for _ in items]
@@ -54,11 +51,11 @@ async def insert_batch_runs(
                 await copy.write_row(
                     (
                         run_id,
-                        flow_id,
-                        version,
-                        owner_id,
+                        batch.flow_id,
+                        batch.flow_version,
+                        batch.owner_id,
                         inputs.decode(),
-                        batch_id,
+                        batch.id,
                         first_index + i,
                         1,
                     )

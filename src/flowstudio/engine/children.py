@@ -17,6 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from flowstudio.engine.advance import advance_run, cancel_run, fail_run
+from flowstudio.engine.candidates import for_each_run
 from flowstudio.engine.checkpoint import (
     CLEAR_LEASE,
     FENCE,
@@ -27,9 +28,20 @@ from flowstudio.engine.checkpoint import (
 )
 from flowstudio.engine.fanout import expand_map, settle_item
 from flowstudio.engine.flowcache import load_graph
-from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
+from flowstudio.engine.runtxn import LostRace, OutboxMessage, RunTxn, run_transaction
+from flowstudio.store.statuses import (
+    RUN_ENDED_SQL,
+    RUN_LIVE_SQL,
+    RunStatus,
+    StepStatus,
+    sql_list,
+    sql_value,
+    values,
+)
 
 BATCH = 200
+# A parent run that ended without succeeding: its live children are cancelled.
+PARENT_ENDED_SQL = sql_list(values(RunStatus.FAILED, RunStatus.CANCELLED))
 
 
 async def _park(txn: Any, step: ClaimedStep, worker_id: str, data: dict[str, Any]) -> None:
@@ -93,32 +105,26 @@ async def commit_start_child(
 
 async def complete_finished_children(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMessage]:
     cur = await conn.execute(
-        """SELECT s.id, s.run_id, s.node_id, s.item_index, c.id AS child_id, c.status,
-                  c.outputs, c.error
-           FROM steps s JOIN runs c ON c.parent_step_id = s.id
-           WHERE s.status = 'waiting' AND s.node_type = 'subflow'
-             AND c.status IN ('succeeded', 'failed', 'cancelled')
-           LIMIT %s""",
+        f"""SELECT s.id, s.run_id, s.node_id, s.item_index, c.id AS child_id, c.status,
+                   c.outputs, c.error
+            FROM steps s JOIN runs c ON c.parent_step_id = s.id
+            WHERE s.status = {sql_value(StepStatus.WAITING)} AND s.node_type = 'subflow'
+              AND c.status IN {RUN_ENDED_SQL}
+            LIMIT %s""",
         (BATCH,),
     )
-    out: list[OutboxMessage] = []
-    for row in await cur.fetchall():
-        try:
-            async with run_transaction(conn, row["run_id"]) as txn:
-                if txn.terminal:
-                    continue
-                graph = await load_graph(conn, txn.run["flow_id"], txn.run["flow_version"])
-                await _complete_one(txn, graph, row)
-            out += txn.outbox
-        except LostRace:
-            continue
-    return out
+
+    async def complete(txn: RunTxn, row: dict[str, Any]) -> None:
+        graph = await load_graph(conn, txn.run["flow_id"], txn.run["flow_version"])
+        await _complete_one(txn, graph, row)
+
+    return await for_each_run(conn, await cur.fetchall(), complete, skip_terminal=True)
 
 
 async def _complete_one(txn: Any, graph: Any, row: dict[str, Any]) -> None:
     params = {"step": row["id"]}
     data = {"child_run_id": str(row["child_id"]), "child_status": row["status"]}
-    if row["status"] == "succeeded":
+    if row["status"] == RunStatus.SUCCEEDED.value:
         moved = await txn.move_steps(
             "finish_wait", "s.id = %(step)s", params, set_sql="finished_at = now()", data=data
         )
@@ -150,9 +156,9 @@ async def _complete_one(txn: Any, graph: Any, row: dict[str, Any]) -> None:
 
 async def cancel_orphan_children(conn: psycopg.AsyncConnection[Any]) -> int:
     cur = await conn.execute(
-        """SELECT c.id FROM runs c JOIN runs p ON p.id = c.parent_run_id
-           WHERE c.parent_step_id IS NOT NULL AND c.status IN ('queued', 'running', 'waiting')
-             AND p.status IN ('failed', 'cancelled') LIMIT %s""",
+        f"""SELECT c.id FROM runs c JOIN runs p ON p.id = c.parent_run_id
+            WHERE c.parent_step_id IS NOT NULL AND c.status IN {RUN_LIVE_SQL}
+              AND p.status IN {PARENT_ENDED_SQL} LIMIT %s""",
         (BATCH,),
     )
     n = 0

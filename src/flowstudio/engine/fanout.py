@@ -22,8 +22,6 @@ from flowstudio.engine.advance import advance_run, fail_run
 from flowstudio.engine.runtxn import RunTxn
 from flowstudio.flows.graph import FlowGraph
 
-MAX_ITEMS = 1_000_000
-
 
 def map_settings(graph: FlowGraph, node_id: str) -> tuple[int, str, str, int]:
     params = graph.nodes[node_id].data.params

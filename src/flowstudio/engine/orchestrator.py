@@ -2,11 +2,13 @@
 
 `Orchestrator.run()` runs its loops in one anyio task group (a crash in any takes the process down
 loudly; a database outage only delays them, see `_guarded`):
-- `timer_loop`: fires due retry backoffs and delay timers (`recovery.fire_due_timers`), sleeping until
+- `timer_loop`: fires due retry backoffs and delay timers (`recovery.fire_due_timers`), wakes steps
+  parked for a provider that has capacity again (`engine.parking.wake_parked`), sleeping until
   the next due time (at most `TIMER_POLL` seconds, so timers added by other processes are seen).
 - `recovery_loop`: every RECOVERY_INTERVAL seconds ends the leases of dead workers (their liveness
   lock is gone: worker/liveness.py), reaps expired leases, re-dispatches ready steps whose
-  message was lost, settles runs with no live work, and relays outbox rows the fast path missed.
+  message was lost, settles runs with no live work, relays outbox rows the fast path missed, and
+  purges stale provider permits, usage buckets and parked rows (`store.providers.purge`).
 - `batches.batch_loop`: starts queued runs of batches, at most BATCH_CONCURRENCY live per batch.
 - `schedule_loop`: fires due cron ticks exactly once (`schedules.fire_due_schedules`).
 - `retention.prune_loop` (when PRUNE_AFTER_DAYS > 0): daily deletion of old finished, unpinned runs.
@@ -23,22 +25,17 @@ from typing import Any
 
 import anyio
 
+from flowstudio import runtime
 from flowstudio.crashpoints import crashpoint
-from flowstudio.engine import batches, children, recovery, schedules
+from flowstudio.engine import batches, children, parking, recovery, schedules
 from flowstudio.engine.runtxn import OutboxMessage
 from flowstudio.nodes import registry
 from flowstudio.observability import counters, standalone
 from flowstudio.queue.factory import make_broker
 from flowstudio.queue.outbox import OutboxPublisher, relay_once
-from flowstudio.runtime import (
-    new_process_id,
-    process_heartbeat_loop,
-    register_process,
-    stop_on_signals,
-    unregister_process,
-)
 from flowstudio.settings import Settings
 from flowstudio.store import metrics_rollup, retention
+from flowstudio.store import providers as provider_store
 from flowstudio.store.db import TRANSIENT, open_pool, retry_db
 
 log = logging.getLogger(__name__)
@@ -50,7 +47,7 @@ ROLLUP_INTERVAL = 5.0
 class Orchestrator:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.id = new_process_id("orchestrator")
+        self.id = runtime.new_process_id("orchestrator")
         self.stats: dict[str, int] = {
             "timers": 0,
             "reaped": 0,
@@ -69,7 +66,7 @@ class Orchestrator:
         stop = anyio.Event()
         try:
             await retry_db(
-                lambda: register_process(self.pool, self.id, "orchestrator", {}),
+                lambda: runtime.register_process(self.pool, self.id, "orchestrator", {}),
                 what="register orchestrator",
             )
             async with anyio.create_task_group() as tg:
@@ -81,9 +78,14 @@ class Orchestrator:
                 if self.settings.prune_after_days > 0:
                     tg.start_soon(retention.prune_loop, self.pool, self.settings.prune_after_days)
                 tg.start_soon(
-                    process_heartbeat_loop, self.pool, self.id, "orchestrator", self.stats, 2.0
+                    runtime.process_heartbeat_loop,
+                    self.pool,
+                    self.id,
+                    "orchestrator",
+                    self.stats,
+                    2.0,
                 )
-                tg.start_soon(stop_on_signals, stop)
+                tg.start_soon(runtime.stop_on_signals, stop)
                 tg.start_soon(counters.COUNTERS.flush_loop, self.pool)
                 tg.start_soon(self.rollup_loop)
                 if self.settings.metrics_port:
@@ -93,7 +95,7 @@ class Orchestrator:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.publisher.flush_published()
-                await unregister_process(self.pool, self.id)
+                await runtime.unregister_process(self.pool, self.id)
                 await self.broker.close()
                 await self.pool.close()
 
@@ -114,6 +116,7 @@ class Orchestrator:
         async with self.pool.connection() as conn:
             fired = await recovery.fire_due_timers(conn)
             fired += await children.complete_finished_children(conn)
+            fired += await parking.wake_parked(conn)
             cur = await conn.execute(
                 """SELECT extract(epoch FROM min(due_at) - now()) AS wait FROM steps
                    WHERE status IN ('retrying', 'waiting') AND due_at IS NOT NULL"""
@@ -163,6 +166,7 @@ class Orchestrator:
             redispatched = await recovery.redispatch_stale(conn, self.settings.redispatch_after)
             settled = await recovery.settle_stuck_runs(conn)
             self.stats["orphans_cancelled"] += await children.cancel_orphan_children(conn)
+            await provider_store.purge(conn)
         self.stats["reaped"] += len(reaped)
         counters.COUNTERS.inc(counters.LEASE_EXPIRIES, value=len(reaped))
         self.stats["redispatched"] += len(redispatched)

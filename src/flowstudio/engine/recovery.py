@@ -1,8 +1,9 @@
 """Recovery and timers: everything the orchestrator re-derives from PostgreSQL alone, in a loop.
 
 Each function finds candidates with a cheap indexed query, then moves each one in its own checkpoint
-transaction (run row locked, guarded UPDATE), so several orchestrators can run them at once without
-double work: the loser's guard matches no row (`LostRace`) and it moves on.
+transaction (run row locked, guarded UPDATE; the loop is `candidates.for_each_run`), so several
+orchestrators can run them at once without double work: the loser's guard matches no row
+(`LostRace`) and it moves on.
 - `fire_due_timers`: retry backoffs that are due -> ready; delay waits that are due -> succeeded;
   signal waits that timed out -> `control.fire_signal_timeout`.
 - `reap_expired_leases`: running steps whose worker stopped heartbeating -> ready again (or failed after
@@ -21,10 +22,19 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from flowstudio.engine.advance import advance_run, fail_run
+from flowstudio.engine.candidates import for_each_run
 from flowstudio.engine.control import fire_signal_timeout
 from flowstudio.engine.fanout import settle_item
 from flowstudio.engine.flowcache import load_graph
-from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
+from flowstudio.engine.runtxn import LostRace, OutboxMessage, RunTxn
+from flowstudio.store.statuses import (
+    RUN_LIVE_SQL,
+    STEP_ACTIVE_SQL,
+    STEP_DUE_SQL,
+    RunStatus,
+    StepStatus,
+    sql_value,
+)
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -32,54 +42,53 @@ BATCH = 200
 
 async def fire_due_timers(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMessage]:
     cur = await conn.execute(
-        """SELECT id, run_id, status, node_id, node_type, item_index FROM steps
-           WHERE status IN ('retrying', 'waiting') AND due_at <= now()
-           ORDER BY due_at LIMIT %s""",
+        f"""SELECT id, run_id, status, node_id, node_type, item_index FROM steps
+            WHERE status IN {STEP_DUE_SQL} AND due_at <= now()
+            ORDER BY due_at LIMIT %s""",
         (BATCH,),
     )
-    out: list[OutboxMessage] = []
-    for row in await cur.fetchall():
-        try:
-            async with run_transaction(conn, row["run_id"]) as txn:
-                if txn.terminal:
-                    continue
-                params = {"step": row["id"]}
-                if row["status"] == "retrying":
-                    moved = await txn.move_steps(
-                        "fire_retry",
-                        "s.id = %(step)s AND s.due_at <= now()",
-                        params,
-                        set_sql="due_at = NULL, ready_at = now(), dispatched_at = now()",
-                        data={"timer": "retry"},
-                    )
-                elif row["node_type"] == "wait_for_signal":
-                    graph = await load_graph(conn, txn.run["flow_id"], txn.run["flow_version"])
-                    moved = [row] if await fire_signal_timeout(txn, graph, row) else []
-                else:
-                    moved = await txn.move_steps(
-                        "finish_wait",
-                        "s.id = %(step)s AND s.due_at <= now()",
-                        params,
-                        set_sql="due_at = NULL, finished_at = now()",
-                        data={"timer": "delay"},
-                    )
-                    if moved:
-                        graph = await load_graph(conn, txn.run["flow_id"], txn.run["flow_version"])
-                        if row["item_index"] > 0:
-                            await settle_item(txn, graph, row["node_id"], row["item_index"])
-                        else:
-                            await advance_run(txn, graph)
-                if not moved:
-                    raise LostRace("timer already fired")
-            out += txn.outbox
-        except LostRace:
-            continue
-    return out
+    return await for_each_run(conn, await cur.fetchall(), _fire_timer, skip_terminal=True)
 
 
-EXPIRE_DEAD_WORKERS = """
+# step status -> (trigger, SET, timer) when its due timer fires (a signal wait's is its timeout)
+TIMER_MOVES = {
+    StepStatus.RETRYING.value: (
+        "fire_retry",
+        "due_at = NULL, ready_at = now(), dispatched_at = now()",
+        "retry",
+    ),
+    StepStatus.WAITING.value: ("finish_wait", "due_at = NULL, finished_at = now()", "delay"),
+}
+
+
+async def _fire_timer(txn: RunTxn, row: dict[str, Any]) -> None:
+    """A due retry -> ready; a due delay -> succeeded (then advance); a signal wait -> its timeout."""
+    if row["status"] != StepStatus.RETRYING.value and row["node_type"] == "wait_for_signal":
+        graph = await load_graph(txn.conn, txn.run["flow_id"], txn.run["flow_version"])
+        if not await fire_signal_timeout(txn, graph, row):
+            raise LostRace("timer already fired")
+        return
+    trigger, set_sql, timer = TIMER_MOVES[row["status"]]
+    moved = await txn.move_steps(
+        trigger,
+        "s.id = %(step)s AND s.due_at <= now()",
+        {"step": row["id"]},
+        set_sql=set_sql,
+        data={"timer": timer},
+    )
+    if not moved:
+        raise LostRace("timer already fired")
+    if trigger == "finish_wait":
+        graph = await load_graph(txn.conn, txn.run["flow_id"], txn.run["flow_version"])
+        if row["item_index"] > 0:
+            await settle_item(txn, graph, row["node_id"], row["item_index"])
+        else:
+            await advance_run(txn, graph)
+
+
+EXPIRE_DEAD_WORKERS = f"""
 UPDATE steps s SET lease_expires_at = now() - interval '1 millisecond'
-WHERE s.status = 'running' AND s.lease_expires_at >= now()
+WHERE s.status = {sql_value(StepStatus.RUNNING)} AND s.lease_expires_at >= now()
   AND s.lease_owner IN (
       SELECT p.id FROM processes p
       WHERE p.kind = 'worker' AND p.info ? 'liveness'
@@ -106,62 +115,62 @@ async def reap_expired_leases(
     conn: psycopg.AsyncConnection[Any], lease_recoveries: int
 ) -> list[OutboxMessage]:
     cur = await conn.execute(
-        """SELECT id, run_id, node_id, attempt, max_attempts FROM steps
-           WHERE status = 'running' AND lease_expires_at < now()
-           ORDER BY lease_expires_at LIMIT %s""",
+        f"""SELECT id, run_id, node_id, attempt, max_attempts FROM steps
+            WHERE status = {sql_value(StepStatus.RUNNING)} AND lease_expires_at < now()
+            ORDER BY lease_expires_at LIMIT %s""",
         (BATCH,),
     )
-    out: list[OutboxMessage] = []
-    for row in await cur.fetchall():
-        try:
-            async with run_transaction(conn, row["run_id"]) as txn:
-                where = "s.id = %(step)s AND s.attempt = %(attempt)s AND s.lease_expires_at < now()"
-                params = {"step": row["id"], "attempt": row["attempt"]}
-                if row["attempt"] >= row["max_attempts"] + lease_recoveries:
-                    err = {
-                        "message": f"worker lost {row['attempt']} times (lease expired)",
-                        "attempt": row["attempt"],
-                    }
-                    moved = await txn.move_steps(
-                        "fail",
-                        where,
-                        {**params, "err": Jsonb(err)},
-                        set_sql="error = %(err)s, finished_at = now(), "
-                        "lease_owner = NULL, lease_expires_at = NULL",
-                        data=err,
-                    )
-                    if moved:
-                        await fail_run(txn, {"node_id": row["node_id"], **err})
-                else:
-                    moved = await txn.move_steps(
-                        "release",
-                        where,
-                        params,
-                        set_sql="lease_owner = NULL, lease_expires_at = NULL, "
-                        "dispatched_at = now()",
-                        data={"reason": "lease expired"},
-                    )
-                if not moved:
-                    raise LostRace("lease already renewed or reaped")
-            log.warning(
-                "reaped expired lease of step %s (run %s, attempt %s)",
-                row["id"],
-                row["run_id"],
-                row["attempt"],
-            )
-            out += txn.outbox
-        except LostRace:
-            continue
-    return out
+
+    async def reap(txn: RunTxn, row: dict[str, Any]) -> None:
+        await _reap_lease(txn, row, lease_recoveries)
+
+    return await for_each_run(conn, await cur.fetchall(), reap)
+
+
+async def _reap_lease(txn: RunTxn, row: dict[str, Any], lease_recoveries: int) -> None:
+    """The step -> ready again, or -> failed (and its run) once its leases ran out too often."""
+    where = "s.id = %(step)s AND s.attempt = %(attempt)s AND s.lease_expires_at < now()"
+    params = {"step": row["id"], "attempt": row["attempt"]}
+    if row["attempt"] >= row["max_attempts"] + lease_recoveries:
+        err = {
+            "message": f"worker lost {row['attempt']} times (lease expired)",
+            "attempt": row["attempt"],
+        }
+        moved = await txn.move_steps(
+            "fail",
+            where,
+            {**params, "err": Jsonb(err)},
+            set_sql="error = %(err)s, finished_at = now(), "
+            "lease_owner = NULL, lease_expires_at = NULL",
+            data=err,
+        )
+        if moved:
+            await fail_run(txn, {"node_id": row["node_id"], **err})
+    else:
+        moved = await txn.move_steps(
+            "release",
+            where,
+            params,
+            set_sql="lease_owner = NULL, lease_expires_at = NULL, dispatched_at = now()",
+            data={"reason": "lease expired"},
+        )
+    if not moved:
+        raise LostRace("lease already renewed or reaped")
+    log.warning(
+        "reaped expired lease of step %s (run %s, attempt %s)",
+        row["id"],
+        row["run_id"],
+        row["attempt"],
+    )
 
 
 async def redispatch_stale(
     conn: psycopg.AsyncConnection[Any], older_than: float
 ) -> list[OutboxMessage]:
     cur = await conn.execute(
-        """WITH s AS (
+        f"""WITH s AS (
                UPDATE steps SET dispatched_at = now()
-               WHERE id IN (SELECT id FROM steps WHERE status = 'ready'
+               WHERE id IN (SELECT id FROM steps WHERE status = {sql_value(StepStatus.READY)}
                             AND (dispatched_at IS NULL
                                  OR dispatched_at < now() - make_interval(secs => %s))
                             LIMIT %s FOR UPDATE SKIP LOCKED)
@@ -178,23 +187,20 @@ async def redispatch_stale(
 
 async def settle_stuck_runs(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMessage]:
     cur = await conn.execute(
-        """SELECT r.id FROM runs r
-           WHERE r.status IN ('queued', 'running', 'waiting')
-             AND r.updated_at < now() - interval '5 seconds'
-             -- unstarted batch runs wait for the batch dispatcher (engine/batches.py)
-             AND NOT (r.batch_id IS NOT NULL AND r.status = 'queued' AND r.event_seq = 1)
-             AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.id
-                             AND s.status IN ('ready', 'running', 'retrying', 'waiting'))
-           LIMIT %s""",
+        f"""SELECT r.id FROM runs r
+            WHERE r.status IN {RUN_LIVE_SQL}
+              AND r.updated_at < now() - interval '5 seconds'
+              -- unstarted batch runs wait for the batch dispatcher (engine/batches.py)
+              AND NOT (r.batch_id IS NOT NULL AND r.status = {sql_value(RunStatus.QUEUED)}
+                       AND r.event_seq = 1)
+              AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.id
+                              AND s.status IN {STEP_ACTIVE_SQL})
+            LIMIT %s""",
         (BATCH,),
     )
-    out: list[OutboxMessage] = []
-    for row in await cur.fetchall():
-        try:
-            async with run_transaction(conn, row["id"]) as txn:
-                graph = await load_graph(conn, txn.run["flow_id"], txn.run["flow_version"])
-                await advance_run(txn, graph)
-            out += txn.outbox
-        except LostRace:
-            continue
-    return out
+    return await for_each_run(conn, await cur.fetchall(), _advance, run_key="id")
+
+
+async def _advance(txn: RunTxn, row: dict[str, Any]) -> None:
+    graph = await load_graph(txn.conn, txn.run["flow_id"], txn.run["flow_version"])
+    await advance_run(txn, graph)

@@ -1,10 +1,12 @@
-"""The run and step state machines: the one table of allowed transitions.
+"""The run, step and batch state machines: the one table of allowed transitions.
 
-Both machines are declared with the `transitions` library (states + triggers). The engine never sets a
-status directly: `step_move(trigger)` / `run_move(trigger)` give the (sources, dest) pair that the guarded
-SQL UPDATE uses (`... SET status = dest WHERE status = ANY(sources)`), so an illegal or duplicate move
-changes no row. Migrations (0001, 0008) load the same pairs into `state_transitions`, where a trigger refuses any
-other status change; `tests/unit/test_states.py` checks the two tables are identical.
+The status values and the named sets (live, terminal, ...) come from `store/statuses.py` (re-exported
+here). The machines are declared with the `transitions` library (states + triggers). The engine never
+sets a status directly: `step_move(trigger)` / `run_move(trigger)` / `batch_move(trigger)` give the
+(sources, dest) pair that the guarded SQL UPDATE uses (`... SET status = dest WHERE status =
+ANY(sources)`), so an illegal or duplicate move changes no row. Migrations (0001, 0008; 0021 for
+batches) load the same pairs into `state_transitions`, where a trigger refuses any other status
+change; `tests/unit/test_states.py` checks the two tables are identical.
 """
 
 from __future__ import annotations
@@ -13,33 +15,36 @@ from enum import Enum
 
 from transitions import Machine
 
+from flowstudio.store.statuses import (
+    RUN_LIVE,
+    RUN_TERMINAL,
+    STEP_LIVE,
+    STEP_TERMINAL,
+    BatchStatus,
+    RunStatus,
+    StepStatus,
+)
 
-class RunStatus(str, Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    WAITING = "waiting"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+__all__ = [
+    "BATCH_MACHINE",
+    "RUN_LIVE",
+    "RUN_MACHINE",
+    "RUN_TERMINAL",
+    "STEP_LIVE",
+    "STEP_MACHINE",
+    "STEP_TERMINAL",
+    "BatchStatus",
+    "IllegalTransition",
+    "RunStatus",
+    "StepStatus",
+    "allowed_pairs",
+    "batch_move",
+    "is_legal",
+    "run_move",
+    "step_move",
+]
 
-
-class StepStatus(str, Enum):
-    PENDING = "pending"
-    READY = "ready"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    WAITING = "waiting"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
-
-
-RUN_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-RUN_LIVE = ("queued", "running", "waiting")
-STEP_TERMINAL = frozenset({"succeeded", "failed", "skipped", "cancelled"})
-STEP_LIVE = ("pending", "ready", "running", "retrying", "waiting")
-
+# The three tables below are alike in shape by design: one row per named move.
 # trigger, sources, dest -- the only place step moves are defined.
 STEP_TRANSITIONS: list[dict[str, object]] = [
     {"trigger": "ready", "source": ["pending"], "dest": "ready"},
@@ -67,20 +72,26 @@ RUN_TRANSITIONS: list[dict[str, object]] = [
     {"trigger": "resume", "source": ["failed", "cancelled"], "dest": "queued"},
 ]
 
-STEP_MACHINE = Machine(
-    model=None,
-    states=[s.value for s in StepStatus],
-    transitions=STEP_TRANSITIONS,
-    initial="pending",
-    auto_transitions=False,
-)
-RUN_MACHINE = Machine(
-    model=None,
-    states=[s.value for s in RunStatus],
-    transitions=RUN_TRANSITIONS,
-    initial="queued",
-    auto_transitions=False,
-)
+# The batch lifecycle: loaded in chunks, dispatched until no run is live; a loader that dies fails it.
+BATCH_TRANSITIONS: list[dict[str, object]] = [
+    {"trigger": "loaded", "source": ["loading"], "dest": "running"},
+    {"trigger": "finish", "source": ["running"], "dest": "succeeded"},
+    {"trigger": "fail", "source": ["loading"], "dest": "failed"},
+    {"trigger": "cancel", "source": ["loading", "running"], "dest": "cancelled"},
+]
+
+
+def _machine(statuses: type[Enum], transitions: list[dict[str, object]], initial: str) -> Machine:
+    states = [s.value for s in statuses]
+    return Machine(
+        model=None, states=states, transitions=transitions, initial=initial, auto_transitions=False
+    )
+
+
+STEP_MACHINE = _machine(StepStatus, STEP_TRANSITIONS, "pending")
+RUN_MACHINE = _machine(RunStatus, RUN_TRANSITIONS, "queued")
+BATCH_MACHINE = _machine(BatchStatus, BATCH_TRANSITIONS, "loading")
+MACHINES = {"step": STEP_MACHINE, "run": RUN_MACHINE, "batch": BATCH_MACHINE}
 
 
 class IllegalTransition(Exception):
@@ -110,6 +121,11 @@ def run_move(trigger: str) -> tuple[list[str], str]:
     return _move(RUN_MACHINE, trigger)
 
 
+def batch_move(trigger: str) -> tuple[list[str], str]:
+    """(allowed source states, destination) of a batch trigger."""
+    return _move(BATCH_MACHINE, trigger)
+
+
 def allowed_pairs(machine: Machine) -> set[tuple[str, str]]:
     """Every (from, to) pair the machine allows; the DB's `state_transitions` must equal this."""
     pairs: set[tuple[str, str]] = set()
@@ -121,5 +137,5 @@ def allowed_pairs(machine: Machine) -> set[tuple[str, str]]:
 
 
 def is_legal(entity: str, source: str, dest: str) -> bool:
-    machine = STEP_MACHINE if entity == "step" else RUN_MACHINE
-    return (source, dest) in allowed_pairs(machine)
+    """Whether `entity` ("step", "run" or "batch") may move from `source` to `dest`."""
+    return (source, dest) in allowed_pairs(MACHINES[entity])

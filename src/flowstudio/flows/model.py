@@ -12,17 +12,14 @@ from typing import Annotated, Any
 
 import msgspec
 
+from flowstudio.nodes.bounds import RetryPolicy
+
+__all__ = ["RetryPolicy"]  # re-exported: a node's retry policy is part of the flow definition
+
 
 class Position(msgspec.Struct, kw_only=True):
     x: float = 0.0
     y: float = 0.0
-
-
-class RetryPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
-    initial_interval: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 1.0
-    backoff: Annotated[float, msgspec.Meta(ge=1, le=100)] = 2.0
-    max_interval: Annotated[float, msgspec.Meta(ge=0, le=30 * 86_400)] = 300.0
 
 
 class NodeData(msgspec.Struct, kw_only=True):

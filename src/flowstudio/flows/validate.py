@@ -24,7 +24,7 @@ from flowstudio.nodes.templating import (
     CREDENTIAL_FIELDS,
     RESERVED,
     TemplateError,
-    _is_template,
+    is_template,
     referenced_names,
     referenced_secrets,
 )
@@ -94,7 +94,7 @@ def _check_params(
     fields = {f.name: f.type for f in msgspec.structs.fields(spec.params)}
     probe = {}
     for key, value in params.items():
-        if key in fields and isinstance(value, str) and _is_template(value):
+        if key in fields and isinstance(value, str) and is_template(value):
             probe[key] = _placeholder(fields[key])
         else:
             probe[key] = value
@@ -239,6 +239,20 @@ def _secret_field_errors(
     return errors
 
 
+def _port_problem(
+    kind: str, node_type: str, handle: str | None, ports: list[str]
+) -> tuple[str, str] | None:
+    """(field, reason) when an edge's `kind` ("output"/"input") end does not fit the node's ports."""
+    end = "source" if kind == "output" else "target"
+    if not ports:
+        return end, f"node type {node_type!r} has no {kind} port"
+    if handle is None and kind == "output" and len(ports) > 1:
+        return f"{end}Handle", f"choose an output port: {', '.join(ports)}"
+    if handle is not None and handle not in ports:
+        return f"{end}Handle", f"no {kind} port {handle!r} (ports: {', '.join(ports)})"
+    return None
+
+
 def _check_edges(defn: FlowDefinition) -> list[FlowError]:
     errors: list[FlowError] = []
     nodes = {n.id: n for n in defn.nodes}
@@ -247,68 +261,29 @@ def _check_edges(defn: FlowDefinition) -> list[FlowError]:
         path = f"definition.edges[{i}]"
         for end, node_id in (("source", edge.source), ("target", edge.target)):
             if node_id not in nodes:
-                errors.append(
-                    FlowError(
-                        path=f"{path}.{end}",
-                        edge_id=edge.id,
-                        reason=f"dangling edge: no node {node_id!r}",
-                    )
-                )
+                reason = f"dangling edge: no node {node_id!r}"
+                errors.append(FlowError(path=f"{path}.{end}", edge_id=edge.id, reason=reason))
         if edge.source not in nodes or edge.target not in nodes:
             continue
         src = registry.get(nodes[edge.source].type)
         dst = registry.get(nodes[edge.target].type)
+        ends: list[tuple[str, str, str, str | None, list[str]]] = []
         if src is not None:
             outs = output_ports.get(edge.source)
             if outs is None:
                 outs = [p.name for p in src.outputs_for(nodes[edge.source].data.params)]
                 output_ports[edge.source] = outs
-            if not outs:
-                errors.append(
-                    FlowError(
-                        path=f"{path}.source",
-                        edge_id=edge.id,
-                        node_id=edge.source,
-                        reason=f"node type {src.type!r} has no output port",
-                    )
-                )
-            elif edge.sourceHandle is None and len(outs) > 1:
-                errors.append(
-                    FlowError(
-                        path=f"{path}.sourceHandle",
-                        edge_id=edge.id,
-                        node_id=edge.source,
-                        reason=f"choose an output port: {', '.join(outs)}",
-                    )
-                )
-            elif edge.sourceHandle is not None and edge.sourceHandle not in outs:
-                errors.append(
-                    FlowError(
-                        path=f"{path}.sourceHandle",
-                        edge_id=edge.id,
-                        node_id=edge.source,
-                        reason=f"no output port {edge.sourceHandle!r} "
-                        f"(ports: {', '.join(outs)})",
-                    )
-                )
+            ends.append(("output", edge.source, src.type, edge.sourceHandle, outs))
         if dst is not None:
             ins = [p.name for p in dst.inputs]
-            if not ins:
+            ends.append(("input", edge.target, dst.type, edge.targetHandle, ins))
+        for kind, node_id, node_type, handle, ports in ends:
+            problem = _port_problem(kind, node_type, handle, ports)
+            if problem is not None:
+                field, reason = problem
                 errors.append(
                     FlowError(
-                        path=f"{path}.target",
-                        edge_id=edge.id,
-                        node_id=edge.target,
-                        reason=f"node type {dst.type!r} has no input port",
-                    )
-                )
-            elif edge.targetHandle is not None and edge.targetHandle not in ins:
-                errors.append(
-                    FlowError(
-                        path=f"{path}.targetHandle",
-                        edge_id=edge.id,
-                        node_id=edge.target,
-                        reason=f"no input port {edge.targetHandle!r} " f"(ports: {', '.join(ins)})",
+                        path=f"{path}.{field}", edge_id=edge.id, node_id=node_id, reason=reason
                     )
                 )
     return errors

@@ -4,13 +4,17 @@ Params Structs annotate their numbers with these (`timeout_s: CallTimeout = 120.
 refuses an out-of-range value when a flow is saved (422 with the field path, `flows/validate.py`) and
 when a template renders one at run time (`worker/context.render_node_params`: a non-retryable step
 failure, never a poisoned timer or a lease-long retry loop). The JSON Schema of the node catalogue
-carries the same minimum/maximum, so the designer's forms show them.
+carries the same minimum/maximum, so the designer's forms show them. `RetryPolicy` (a node's
+`data.retry`, re-exported by `flows/model.py`) and `MAP_MAX_ITEMS` live here too, so the flow model and
+the engine depend on nodes/ and never the other way round. The aliases below are one line each by
+design: their repetition is the table of limits (`duplicates` pairs them by shape).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import msgspec
 from msgspec import Meta
 
 DAY = 86_400
@@ -40,3 +44,13 @@ DocumentBytes = Annotated[int, Meta(ge=1, le=1_000_000_000)]
 TextLength = Annotated[int, Meta(ge=1, le=100_000_000)]
 Splits = Annotated[int, Meta(ge=0, le=1_000_000)]
 RegexTimeout = Annotated[float, Meta(gt=0, le=10, description="seconds, at most 10")]
+MAP_MAX_ITEMS = 1_000_000  # items one `map` step may fan out to
+
+
+class RetryPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A node's retries: attempts and exponential backoff (`data.retry` of a flow node)."""
+
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 1
+    initial_interval: Annotated[float, Meta(ge=0, le=DAY)] = 1.0
+    backoff: Annotated[float, Meta(ge=1, le=100)] = 2.0
+    max_interval: Annotated[float, Meta(ge=0, le=30 * DAY)] = 300.0

@@ -16,9 +16,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from flowstudio.engine.fanout import MAX_ITEMS
-from flowstudio.flows.model import RetryPolicy
-from flowstudio.nodes.bounds import Concurrency, StepTimeout, Version
+from flowstudio.nodes.bounds import MAP_MAX_ITEMS as MAX_ITEMS
+from flowstudio.nodes.bounds import Concurrency, RetryPolicy, StepTimeout, Version
 from flowstudio.nodes.registry import (
     Expand,
     NodeContext,

@@ -3,13 +3,15 @@
 
 `run_llm_chat` builds the messages (`build_messages`: system, history, prompt), the request
 (`build_request`: sampling, tools, structured output, the step's Idempotency-Key) and sends it through
-`llm_client.call_with_retries` either in one piece (`_complete`) or streamed (`_stream`), where
+`llm_client.call_with_retries` either in one piece (`_complete`) or streamed (`_stream`), holding a
+cluster-wide permit of its provider (`providers.permits.provider_call`: no capacity or a 429 parks
+the step durably; the response's usage corrects the token estimate), where
 `TokenEmitter` publishes the text as it arrives (`should_stream`: the node's flag, else when it feeds
 an output node and its run is not a batch item) with `ctx.emit("fs_run_tokens", ...)` (pg_notify: live
 only, never the event log; the step's secret values are masked with a hold-back buffer so one split
 across tokens never leaves in clear: `secretmask.StreamMasker`). Output: {text, usage, model, finish_reason, tool_calls?, json?}.
 `run_chat_memory` loads the last `limit` messages of a session or appends messages idempotently (keyed
-by the step's idempotency key, so a re-run step does not store them twice).
+by the step's idempotency key, so a re-run step does not store them twice; SQL in `store/memory.py`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from flowstudio.nodes.bounds import (
 )
 from flowstudio.nodes.llm_client import call_with_retries, open_client, usage_dict
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
+from flowstudio.providers.permits import estimate_tokens, provider_call
 from flowstudio.secretmask import StreamMasker
+from flowstudio.store import memory, runs
 
 log = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant", "tool")
@@ -281,11 +285,7 @@ async def _in_batch(ctx: NodeContext) -> bool:
     if ctx.db is None:
         return False
     async with ctx.db.connection() as conn:
-        cur = await conn.execute(
-            "SELECT batch_id IS NOT NULL AS b FROM runs WHERE id = %s", (ctx.run_id,)
-        )
-        row = await cur.fetchone()
-    return bool(row and row["b"])
+        return await runs.is_batch_item(conn, ctx.run_id)
 
 
 async def should_stream(ctx: NodeContext, params: LlmChatParams) -> bool:
@@ -311,14 +311,19 @@ async def run_llm_chat(ctx: NodeContext, params: LlmChatParams) -> Done:
         return await _stream(client, req, emitter)
 
     client = await open_client(ctx, params.base_url, params.api_key, params.timeout_s)
-    out = await call_with_retries(
-        lambda: attempt(client),
-        retries=params.retries,
-        max_wait_s=params.max_retry_wait_s,
-        what=f"llm {params.model}",
-        model=params.model,
-        base_url=params.base_url,
-    )
+    tokens = estimate_tokens(req["messages"], params.max_tokens)
+    async with provider_call(ctx, params.base_url, params.api_key, tokens) as permit:
+        out = await call_with_retries(
+            lambda: attempt(client),
+            retries=params.retries,
+            max_wait_s=params.max_retry_wait_s,
+            what=f"llm {params.model}",
+            model=params.model,
+            base_url=params.base_url,
+            park_on_429=permit is not None,
+        )
+        if permit is not None:
+            permit.used(out["usage"]["total_tokens"])
     if not out["tool_calls"]:
         del out["tool_calls"]
     if "response_format" in req:
@@ -336,17 +341,6 @@ async def run_prompt(ctx: NodeContext, params: PromptParams) -> Done:
     messages = [{"role": "system", "content": params.system}] if params.system else []
     messages.append({"role": params.role, "content": params.template})
     return Done({"text": params.template, "messages": messages})
-
-
-async def _load_messages(conn: Any, owner: str, session: str, limit: int) -> list[dict[str, Any]]:
-    cur = await conn.execute(
-        """SELECT role, content FROM (
-               SELECT id, role, content FROM chat_messages
-               WHERE owner_id = %s AND session_id = %s ORDER BY id DESC LIMIT %s) last
-           ORDER BY id""",
-        (owner, session, limit),
-    )
-    return [{"role": r["role"], "content": r["content"]} for r in await cur.fetchall()]
 
 
 def _to_append(params: ChatMemoryParams) -> list[dict[str, Any]]:
@@ -371,30 +365,21 @@ async def run_chat_memory(ctx: NodeContext, params: ChatMemoryParams) -> Done:
             rows = _to_append(params)
             if not rows:
                 raise NodeError("append: give user, assistant or messages", retryable=False)
-            async with conn.transaction(), conn.cursor() as cur:
-                await cur.executemany(
-                    """INSERT INTO chat_messages
-                           (owner_id, session_id, role, content, step_key, position)
-                       VALUES (%s, %s, %s, %s, %s, %s)
-                       ON CONFLICT (owner_id, step_key, position) DO NOTHING""",
-                    [
-                        (
-                            ctx.owner_id,
-                            params.session_id,
-                            m["role"],
-                            (
-                                m["content"]
-                                if isinstance(m["content"], str)
-                                else json.dumps(m["content"])
-                            ),
-                            ctx.idempotency_key,
-                            i,
-                        )
-                        for i, m in enumerate(rows)
-                    ],
-                )
+            await memory.append_messages(
+                conn,
+                ctx.owner_id,
+                params.session_id,
+                ctx.idempotency_key,
+                [
+                    (
+                        m["role"],
+                        m["content"] if isinstance(m["content"], str) else json.dumps(m["content"]),
+                    )
+                    for m in rows
+                ],
+            )
             appended = len(rows)
-        messages = await _load_messages(conn, ctx.owner_id, params.session_id, params.limit)
+        messages = await memory.last_messages(conn, ctx.owner_id, params.session_id, params.limit)
     out: dict[str, Any] = {"session_id": params.session_id, "messages": messages}
     if params.mode == "append":
         out["appended"] = appended

@@ -11,7 +11,9 @@ without any response content.
 `call_with_retries(fn, retries, max_wait_s)` runs one request: on 429/5xx, a timeout or a dropped
 connection it waits (the server's Retry-After, bounded by `max_wait_s`, else exponential backoff) and
 tries again inside the step; when the tries are spent it raises a retryable `NodeError`, so the engine's
-durable step retry policy takes over. Other 4xx raise a non-retryable `NodeError`. Given `model`
+durable step retry policy takes over. Other 4xx raise a non-retryable `NodeError`. With
+`park_on_429` (provider limits on: `providers/permits.py`), a 429 is not retried here: it raises
+`ProviderThrottled(retry_after)` and the step is parked durably for that long. Given `model`
 and `base_url`, it also counts each try and the tokens (`observability.counters`, persisted for
 GET /metrics) and wraps the call in a GenAI span (`observability.tracing.llm_span`). Error messages
 name the status and the server's message, never the API key (the worker masks secrets anyway).
@@ -34,6 +36,7 @@ from flowstudio.egress import Egress, EgressError, client_for, find_egress_error
 from flowstudio.nodes.http import check_url
 from flowstudio.nodes.registry import NodeContext, NodeError
 from flowstudio.observability import counters, tracing
+from flowstudio.providers.permits import ProviderThrottled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -162,12 +165,13 @@ async def call_with_retries(
     model: str | None = None,
     base_url: str | None = None,
     operation: str = "chat",
+    park_on_429: bool = False,
 ) -> T:
     """Run `fn` with up to `retries` extra tries on transient errors (see the module comment).
     With `model`, each try is counted (`flowstudio_llm_requests_total` by provider host, model,
     outcome), the tokens of the answer too, and the call is one GenAI span when tracing is on."""
     if model is None:
-        return await _tries(fn, retries=retries, max_wait_s=max_wait_s, what=what)
+        return await _tries(fn, retries=retries, max_wait_s=max_wait_s, what=what, park=park_on_429)
     provider = counters.provider_of(base_url)
 
     async def counted() -> T:
@@ -180,7 +184,9 @@ async def call_with_retries(
         return result
 
     with tracing.llm_span(model, provider, operation) as span:
-        result = await _tries(counted, retries=retries, max_wait_s=max_wait_s, what=what)
+        result = await _tries(
+            counted, retries=retries, max_wait_s=max_wait_s, what=what, park=park_on_429
+        )
         input_tokens, output_tokens = _tokens(result)
         counters.llm_tokens(base_url, model, input_tokens, output_tokens)
         if span is not None:
@@ -199,7 +205,7 @@ async def call_with_retries(
 
 
 async def _tries(
-    fn: Callable[[], Awaitable[T]], *, retries: int, max_wait_s: float, what: str
+    fn: Callable[[], Awaitable[T]], *, retries: int, max_wait_s: float, what: str, park: bool
 ) -> T:
     tries = 0
     while True:
@@ -214,6 +220,9 @@ async def _tries(
             if refused is not None and not refused.retryable:
                 raise NodeError(f"{what}: {refused.reason}", retryable=False) from exc
             transient, wait, message = classify(exc)
+            if park and isinstance(exc, openai.APIStatusError) and exc.status_code == 429:
+                log.info("%s: %s; the step parks (Retry-After %s)", what, message, wait)
+                raise ProviderThrottled(wait) from exc  # parked durably, not retried in a slot
             if not transient:
                 raise NodeError(f"{what}: {message}", retryable=False) from exc
             if tries >= retries:

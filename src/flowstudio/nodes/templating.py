@@ -16,7 +16,7 @@ yielding a secret). `render_fields` is what the worker calls (`worker/context.py
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -43,7 +43,7 @@ class TemplateError(ValueError):
     pass
 
 
-def _is_template(s: str) -> bool:
+def is_template(s: str) -> bool:
     return "{{" in s or "{%" in s
 
 
@@ -55,21 +55,23 @@ def _compile(source: str) -> Any:
         raise TemplateError(f"template syntax error: {exc.message} (line {exc.lineno})") from exc
 
 
-def _walk_strings(value: Any) -> list[str]:
+def walk_strings(value: Any, keep: Callable[[str], bool] = is_template) -> list[str]:
+    """Every string in nested dicts/lists that `keep` accepts, depth first. (`worker/context.py:
+    _template_sources` is this walk with a cheaper test, kept in the worker's hot path for now.)"""
     match value:
         case str():
-            return [value] if _is_template(value) else []
+            return [value] if keep(value) else []
         case dict():
-            return [s for v in value.values() for s in _walk_strings(v)]
+            return [s for v in value.values() for s in walk_strings(v, keep)]
         case list():
-            return [s for v in value for s in _walk_strings(v)]
+            return [s for v in value for s in walk_strings(v, keep)]
         case _:
             return []
 
 
 def referenced_names(params: Any, expressions: list[str] | None = None) -> set[str]:
     names: set[str] = set()
-    for source in _walk_strings(params):
+    for source in walk_strings(params):
         try:
             names |= meta.find_undeclared_variables(ENV.parse(source))
         except TemplateSyntaxError as exc:
@@ -100,7 +102,7 @@ def _secret_names_in(tree: nodes.Template) -> set[str]:
 
 def referenced_secrets(params: Any, expressions: list[str] | None = None) -> set[str]:
     """Secret names used literally; a dynamic `secrets[expr]` loads nothing (and fails as undefined)."""
-    sources = _walk_strings(params) + ["{{ " + e + " }}" for e in expressions or []]
+    sources = walk_strings(params) + ["{{ " + e + " }}" for e in expressions or []]
     names: set[str] = set()
     for source in sources:
         if "secrets" not in source:
@@ -152,7 +154,7 @@ def _reveal(text: str, render: limits.Render) -> str:
 
 
 def render_string(source: str, context: dict[str, Any]) -> str:
-    if not _is_template(source):
+    if not is_template(source):
         return source
     render = limits.current()
     try:

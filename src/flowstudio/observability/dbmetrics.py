@@ -8,7 +8,8 @@ so N Prometheus replicas cost one query set. A refresh first advances the rollup
 steps by state (partial indexes), live processes per kind and live workers (heartbeat within
 LEASE_SECONDS), outbox size and lag, timers due, the persisted counters of other processes
 (`metrics_counters`: LLM calls/tokens/429s, lease expiries...), the pool gauges that workers and
-orchestrators report in their heartbeat (`processes.info.pool`), and the broker's queue depth.
+orchestrators report in their heartbeat (`processes.info.pool`), the broker's queue depth, and per
+LLM provider its permits in use, effective concurrency, parked steps and 429s (`store.providers`).
 `collect()` (called by prometheus-client while rendering) only turns that snapshot into metric
 families; it never does I/O. Counters come from monotonic sums, so they never go down.
 """
@@ -20,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from prometheus_client.core import (
@@ -30,21 +32,17 @@ from prometheus_client.core import (
 )
 
 from flowstudio.observability.counters import HELP
-from flowstudio.store import metrics_rollup
+from flowstudio.store import metrics_rollup, ops
+from flowstudio.store.providers import METRICS_SQL as PROVIDERS_SQL
+from flowstudio.store.statuses import RUN_ENDED
 
 log = logging.getLogger(__name__)
-RUN_TERMINAL = ("succeeded", "failed", "cancelled")
 
 SNAPSHOT_SQL = {
     "totals": "SELECT family, key1, key2, le, n, seconds, retries FROM metrics_totals",
-    "live_runs": """SELECT status, count(*) AS n FROM runs
-                    WHERE status IN ('queued', 'running', 'waiting') GROUP BY status""",
-    "live_steps": """SELECT 'ready' AS status, count(*) AS n FROM steps WHERE status = 'ready'
-                     UNION ALL SELECT 'running', count(*) FROM steps WHERE status = 'running'
-                     UNION ALL SELECT status, count(*) FROM steps
-                               WHERE status IN ('retrying', 'waiting') GROUP BY status""",
-    "timers": """SELECT count(*) AS n FROM steps
-                 WHERE status IN ('retrying', 'waiting') AND due_at <= now()""",
+    "live_runs": ops.LIVE_RUNS_BY_STATUS,
+    "live_steps": ops.LIVE_STEPS_BY_STATUS,
+    "timers": ops.DUE_TIMERS,
     "outbox": """SELECT count(*) AS n,
                         coalesce(extract(epoch FROM now() - min(created_at)), 0) AS lag FROM outbox""",
     "processes": """SELECT kind, count(*) AS n,
@@ -55,6 +53,7 @@ SNAPSHOT_SQL = {
                     FROM processes
                     WHERE heartbeat_at > now() - make_interval(secs => %(lease)s) GROUP BY kind""",
     "counters": "SELECT family, labels, value FROM metrics_counters",
+    "providers": PROVIDERS_SQL,
 }
 
 
@@ -102,6 +101,7 @@ class DatabaseMetrics:
         yield from _live(snap)
         yield from _processes(snap["processes"])
         yield from _counters(snap["counters"])
+        yield from _providers(snap["providers"])
         yield CounterMetricFamily(
             "flowstudio_metrics_collections",
             "Database query sets run for /metrics by this API process (one per cache interval)",
@@ -154,7 +154,7 @@ def _totals(rows: list[dict[str, Any]]) -> Iterator[Metric]:
         "Run duration (started to finished) per flow, terminal runs",
         labels=["flow_id"],
     )
-    run_counts: dict[str, float] = dict.fromkeys(RUN_TERMINAL, 0.0)
+    run_counts: dict[str, float] = dict.fromkeys(RUN_ENDED, 0.0)
     step_counts: dict[tuple[str, str], float] = {}
     retry_counts: dict[str, float] = {}
     step_hist: dict[str, dict[int, int]] = {}
@@ -263,3 +263,34 @@ def _counters(rows: list[dict[str, Any]]) -> Iterator[Metric]:
         for labels, value in samples:
             metric.add_metric([labels.get(k, "") for k in names], value)
         yield metric
+
+
+def _providers(rows: list[dict[str, Any]]) -> Iterator[Metric]:
+    labels = ["provider_id", "host"]
+    in_flight = GaugeMetricFamily(
+        "flowstudio_provider_in_flight",
+        "LLM provider permits in use (calls in flight)",
+        labels=labels,
+    )
+    effective = GaugeMetricFamily(
+        "flowstudio_provider_effective_concurrency",
+        "A provider's adaptive concurrency limit (AIMD on 429s, up to max_concurrency)",
+        labels=labels,
+    )
+    parked = GaugeMetricFamily(
+        "flowstudio_provider_parked_steps",
+        "Steps parked durably until the provider has capacity (or a Retry-After passed)",
+        labels=labels,
+    )
+    throttled = CounterMetricFamily(
+        "flowstudio_provider_throttled",
+        "429 answers of a provider (each parks its step for the Retry-After)",
+        labels=labels,
+    )
+    for r in rows:
+        key = [str(r["id"]), urlsplit(r["base_url"]).netloc or r["base_url"]]
+        in_flight.add_metric(key, int(r["in_flight"]))
+        effective.add_metric(key, int(r["effective_concurrency"]))
+        parked.add_metric(key, int(r["parked"]))
+        throttled.add_metric(key, int(r["throttled_total"]))
+    yield from (in_flight, effective, parked, throttled)

@@ -1,15 +1,16 @@
-"""The API's `GET /metrics` and its own per-process families.
+"""The API's own metric families and what `GET /metrics` (`api/metrics.py`) renders.
 
 `metrics_middleware` (ASGI, registered on the app) counts every routed HTTP request in
 `flowstudio_http_requests_total{method,route,status}` and times it in
 `flowstudio_http_request_duration_seconds{method,route}`; `route` is Litestar's path template
 (`/api/v1/runs/{run_id:uuid}`), never the raw path, so ids do not explode the label set.
-`metrics` (the route) checks METRICS_TOKEN if set (bearer, constant-time compare; 401 otherwise),
+`api/metrics.py: metrics` (the route) checks METRICS_TOKEN if set (bearer, constant-time compare; 401 otherwise),
 refreshes the shared `DatabaseMetrics` (created on first use in `app.state`, cached per
 METRICS_CACHE_SECONDS; with PostgreSQL down it serves the last snapshot with
 `flowstudio_metrics_database_up 0`, or 503 before any) and renders the API registry: HTTP families, the API's DB pool
 (`flowstudio_db_pool_connections{process_kind="api"}`) and the database collector.
-`token_ok(settings, header)` is shared with `standalone`.
+`token_ok(settings, header)` is shared with `standalone`; `DELEGATE` carries the refreshed
+`DatabaseMetrics` and pool into `REGISTRY`.
 """
 
 from __future__ import annotations
@@ -20,14 +21,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from litestar import Request, Response, get
-from litestar.datastructures import State
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import Metric
-from prometheus_client.exposition import generate_latest
 
-from flowstudio.api.errors import problem_response
 from flowstudio.observability.dbmetrics import DatabaseMetrics
 from flowstudio.observability.standalone import pool_gauge
 from flowstudio.settings import Settings
@@ -102,34 +99,3 @@ class _Delegate:
 
 DELEGATE = _Delegate()
 REGISTRY.register(DELEGATE)  # type: ignore[arg-type]
-
-
-@get("/metrics", include_in_schema=False)
-async def metrics(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    settings: Settings = state.settings
-    if not token_ok(settings, request.headers.get("authorization")):
-        return problem_response(
-            401,
-            "Unauthorized",
-            "metrics need Authorization: Bearer <METRICS_TOKEN>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    db: DatabaseMetrics | None = state.get("db_metrics")
-    if db is None:
-        db = DatabaseMetrics(
-            state.pool, state.broker, settings.lease_seconds, settings.metrics_cache_seconds
-        )
-        state.db_metrics = db
-    try:
-        await db.refresh()
-        db.database_up = True
-    except Exception as exc:  # PostgreSQL down: the last snapshot, flagged, or 503 if none
-        log.warning("metrics collection failed: %s", exc)
-        db.database_up = False
-        if db.snapshot is None:
-            return problem_response(503, "Service Unavailable", "database unavailable")
-    DELEGATE.db, DELEGATE.pool = db, state.pool
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-
-ROUTES = [metrics]

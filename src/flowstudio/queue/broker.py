@@ -4,38 +4,24 @@
 cut connection) with a publisher-confirms channel and declares one durable queue `{prefix}.steps`.
 `publish(messages)` returns only after the broker confirmed every persistent message, or raises.
 `deliveries(prefetch)` yields incoming messages on a separate channel with the given prefetch; the
-worker acks each after its claim commits. `encode/decode_message` fix the message body shape.
+worker acks each after its claim commits. `encode/decode_message` (`queue/message.py`) fix the message body shape.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aio_pika
 import aiormq
-import msgspec
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from flowstudio.engine.runtxn import OutboxMessage
+from flowstudio.queue.message import StepMessage, StepPointer, decode_message, encode_message
 
 log = logging.getLogger(__name__)
-
-
-class StepMessage(msgspec.Struct, frozen=True):
-    run_id: str
-    step_id: int
-    token: int
-
-
-def encode_message(m: OutboxMessage) -> bytes:
-    return msgspec.json.encode(StepMessage(m.run_id, m.step_id, m.token))
-
-
-def decode_message(body: bytes) -> StepMessage:
-    return msgspec.json.decode(body, type=StepMessage)
+__all__ = ["RabbitBroker", "StepMessage", "decode_message", "encode_message"]
 
 
 class RabbitBroker:
@@ -74,7 +60,7 @@ class RabbitBroker:
             self._pub = channel
             self._conn = conn
 
-    async def publish(self, messages: list[OutboxMessage]) -> None:
+    async def publish(self, messages: Sequence[StepPointer]) -> None:
         if not messages:
             return
         await self.connect()

@@ -8,11 +8,11 @@ with ack after the claim commits, a depth for the ops page and a ping for readin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
-from flowstudio.engine.runtxn import OutboxMessage
 from flowstudio.queue.broker import RabbitBroker
+from flowstudio.queue.message import StepPointer
 from flowstudio.queue.pgqueue import PostgresBroker
 from flowstudio.settings import Settings
 
@@ -27,7 +27,7 @@ class Broker(Protocol):
     queue_name: str
 
     async def connect(self, *, wait: bool = False) -> None: ...
-    async def publish(self, messages: list[OutboxMessage]) -> None: ...
+    async def publish(self, messages: Sequence[StepPointer]) -> None: ...
     def deliveries(self, prefetch: int) -> AsyncIterator[Any]: ...
     async def queue_depth(self) -> int: ...
     async def ping(self) -> bool: ...

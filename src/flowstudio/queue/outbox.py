@@ -11,13 +11,14 @@ whose fencing token no longer matches finds nothing to claim.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 
 from flowstudio.crashpoints import crashpoint
-from flowstudio.engine.runtxn import OutboxMessage
 from flowstudio.queue.factory import Broker
+from flowstudio.queue.message import OutboxRow, StepPointer
 from flowstudio.store.db import Pool
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class OutboxPublisher:
         self.pool = pool
         self._published: list[int] = []
 
-    async def publish_committed(self, messages: list[OutboxMessage]) -> bool:
+    async def publish_committed(self, messages: Sequence[StepPointer]) -> bool:
         if not messages:
             return True
         try:
@@ -71,7 +72,7 @@ async def relay_once(pool: Pool, broker: Broker, *, grace: float = 2.0, limit: i
         if not rows:
             return 0
         await broker.publish(
-            [OutboxMessage(r["id"], str(r["run_id"]), r["step_id"], r["token"]) for r in rows]
+            [OutboxRow(r["id"], str(r["run_id"]), r["step_id"], r["token"]) for r in rows]
         )
         crashpoint("outbox.relay_published")
         await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],))

@@ -18,14 +18,13 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from flowstudio.engine.runtxn import OutboxMessage
-from flowstudio.queue.broker import encode_message
+from flowstudio.queue.message import StepPointer, encode_message
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ class PostgresBroker:
     async def connect(self, *, wait: bool = False) -> None:
         await self._get_pool()
 
-    async def publish(self, messages: list[OutboxMessage]) -> None:
+    async def publish(self, messages: Sequence[StepPointer]) -> None:
         if not messages:
             return
         pool = await self._get_pool()

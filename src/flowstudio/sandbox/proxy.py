@@ -27,7 +27,6 @@ import anyio
 from anyio.abc import ByteStream, SocketStream
 
 from flowstudio.egress.policy import EgressError, EgressPolicy, resolve_allowed
-from flowstudio.nodes.registry import NodeError
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +39,9 @@ async def egress_address(host: str, port: int, allowed: tuple[str, ...]) -> str:
     """THE one call into the egress guard (`flowstudio.egress.resolve_allowed`, the same check as
     every other outbound call of a flow): resolve once, refuse unless every address passes, return
     the address to connect to."""
-    try:
-        addrs = await resolve_allowed(host, port, EgressPolicy.from_allowed(allowed))
-    except EgressError as exc:
-        raise NodeError(str(exc), retryable=False) from exc
+    addrs = await resolve_allowed(host, port, EgressPolicy.from_allowed(allowed))
     if not addrs:
-        raise NodeError(f"cannot resolve {host!r}", retryable=False)
+        raise EgressError(f"cannot resolve {host!r}")
     return str(addrs[0])
 
 
@@ -111,9 +107,9 @@ async def _serve(client: SocketStream, allowed: tuple[str, ...]) -> None:
             return
         try:
             addr = await egress_address(host, port, allowed)
-        except NodeError as exc:
-            log.info("code sandbox egress refused: %s:%s (%s)", host, port, exc.message)
-            await _safe_send(client, _reply("403 Forbidden", exc.message))
+        except EgressError as exc:
+            log.info("code sandbox egress refused: %s:%s (%s)", host, port, exc.reason)
+            await _safe_send(client, _reply("403 Forbidden", exc.reason))
             return
         try:
             with anyio.fail_after(10):

@@ -2,48 +2,93 @@
 
 The API (`api/batches.py`) creates and reads batches through these; the batch engine
 (`engine/batches.py`) loads, dispatches, finishes and cancels them. Batch status moves are guarded
-UPDATEs (`... WHERE status = ANY(expected)`): loading -> running -> succeeded, loading | running ->
-cancelled | failed; a move that finds the batch elsewhere changes nothing and returns None.
+UPDATEs (`... WHERE status = ANY(sources)`) whose (sources, dest) the engine takes from the batch
+machine (`engine/states.py: batch_move`); a move that finds the batch elsewhere changes nothing and
+returns None (and the database's trigger, migration 0021, refuses any move the machine lacks).
+Status literals in the SQL text come from `store/statuses.py`.
 A run counts as *started* once the dispatcher advanced it (`UNSTARTED` says which are not).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import psycopg
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
+
+from flowstudio.store.statuses import (
+    BATCH_ENDED_SQL,
+    BATCH_LIVE_SQL,
+    RUN_ACTIVE_SQL,
+    RUN_LIVE,
+    RUN_LIVE_SQL,
+    BatchStatus,
+    BatchStatusName,
+    RunStatus,
+    StepStatus,
+    sql_value,
+)
 
 BATCH_COLS = """id, flow_id, flow_version, owner_id, status, total, error, created_at, loaded_at,
                 finished_at"""
-LIVE = ("queued", "running", "waiting")
 # A batch run the dispatcher has not started yet: queued with only its `run -> queued` event
 # (engine/bulk.py writes it so; start_run-made and dispatched runs always have event_seq >= 2).
-UNSTARTED = "status = 'queued' AND event_seq = 1"
+UNSTARTED = f"status = {sql_value(RunStatus.QUEUED)} AND event_seq = 1"
 
 
-async def create_batch(
-    conn: psycopg.AsyncConnection[Any],
-    *,
-    batch_id: Any,
-    flow_id: Any,
-    version: int,
-    owner_id: Any,
-    total: int,
-) -> None:
+@dataclass(frozen=True)
+class BatchRow:
+    """A batch row as the engine reads it (`BATCH_COLS`)."""
+
+    id: UUID
+    flow_id: UUID
+    flow_version: int
+    owner_id: UUID
+    status: BatchStatusName
+    total: int
+    error: dict[str, Any] | None
+    created_at: datetime
+    loaded_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    """A batch about to be loaded: its flow version, owner and number of items."""
+
+    id: Any
+    flow_id: Any
+    flow_version: int
+    owner_id: Any
+    total: int
+
+
+async def create_batch(conn: psycopg.AsyncConnection[Any], batch: NewBatch) -> None:
+    """Insert the batch row, `loading`."""
     await conn.execute(
         """INSERT INTO batches (id, flow_id, flow_version, owner_id, status, total)
-           VALUES (%s, %s, %s, %s, 'loading', %s)""",
-        (batch_id, flow_id, version, owner_id, total),
+           VALUES (%s, %s, %s, %s, %s, %s)""",
+        (
+            batch.id,
+            batch.flow_id,
+            batch.flow_version,
+            batch.owner_id,
+            BatchStatus.LOADING.value,
+            batch.total,
+        ),
     )
 
 
 async def live_items(conn: psycopg.AsyncConnection[Any], owner_id: Any) -> int:
     """The owner's batch runs not yet terminal, over all their loading/running batches."""
     cur = await conn.execute(
-        """SELECT count(*) AS n FROM batches b JOIN runs r ON r.batch_id = b.id
-           WHERE b.owner_id = %s AND b.status IN ('loading', 'running')
-             AND r.status IN ('queued', 'running', 'waiting')""",
+        f"""SELECT count(*) AS n FROM batches b JOIN runs r ON r.batch_id = b.id
+            WHERE b.owner_id = %s AND b.status IN {BATCH_LIVE_SQL}
+              AND r.status IN {RUN_LIVE_SQL}""",
         (owner_id,),
     )
     row = await cur.fetchone()
@@ -88,31 +133,42 @@ async def results_page(
     return await cur.fetchall()
 
 
+# The guarded batch move: (sources, dest) from the batch machine; terminal moves stamp finished_at,
+# the move to running stamps loaded_at; `%(when_done)s` also requires that no run of it is live.
+MOVE_BATCH = f"""UPDATE batches SET status = %(dest)s,
+           error = coalesce(%(error)s, error),
+           loaded_at = CASE WHEN %(dest)s = {sql_value(BatchStatus.RUNNING)} THEN now()
+                            ELSE loaded_at END,
+           finished_at = CASE WHEN %(dest)s IN {BATCH_ENDED_SQL} THEN now() ELSE finished_at END
+    WHERE id = %(id)s AND status = ANY(%(sources)s)
+      AND NOT (%(when_done)s AND EXISTS (SELECT 1 FROM runs WHERE batch_id = %(id)s
+                                         AND status IN {RUN_LIVE_SQL}))
+    RETURNING {BATCH_COLS}"""
+
+
 async def move_batch(
     conn: psycopg.AsyncConnection[Any],
     batch_id: Any,
-    expected: tuple[str, ...],
+    sources: list[str],
     dest: str,
     *,
     error: dict[str, Any] | None = None,
-) -> dict[str, Any] | None:
-    """Guarded status move; terminal moves stamp finished_at, running stamps loaded_at."""
-    cur = await conn.execute(
-        f"""UPDATE batches SET status = %(dest)s,
-                   error = coalesce(%(error)s, error),
-                   loaded_at = CASE WHEN %(dest)s = 'running' THEN now() ELSE loaded_at END,
-                   finished_at = CASE WHEN %(dest)s IN ('succeeded', 'failed', 'cancelled')
-                                      THEN now() ELSE finished_at END
-            WHERE id = %(id)s AND status = ANY(%(expected)s)
-            RETURNING {BATCH_COLS}""",
-        {
-            "dest": dest,
-            "error": Jsonb(error) if error is not None else None,
-            "id": batch_id,
-            "expected": list(expected),
-        },
-    )
-    return await cur.fetchone()
+    when_done: bool = False,
+) -> BatchRow | None:
+    """Guarded status move (see MOVE_BATCH); None when the batch was not in `sources` (or, with
+    `when_done`, still has a live run)."""
+    async with conn.cursor(row_factory=class_row(BatchRow)) as cur:
+        await cur.execute(
+            MOVE_BATCH,
+            {
+                "dest": dest,
+                "error": Jsonb(error) if error is not None else None,
+                "id": batch_id,
+                "sources": sources,
+                "when_done": when_done,
+            },
+        )
+        return await cur.fetchone()
 
 
 async def lock_batch_status(
@@ -125,16 +181,16 @@ async def lock_batch_status(
     return row["status"] if row else None
 
 
-async def lock_running_batch(
-    conn: psycopg.AsyncConnection[Any], batch_id: Any
-) -> dict[str, Any] | None:
+async def lock_running_batch(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> BatchRow | None:
     """The batch if it is running and no other dispatcher holds it (SKIP LOCKED)."""
-    cur = await conn.execute(
-        f"""SELECT {BATCH_COLS} FROM batches WHERE id = %s AND status = 'running'
-            FOR NO KEY UPDATE SKIP LOCKED""",
-        (batch_id,),
-    )
-    return await cur.fetchone()
+    async with conn.cursor(row_factory=class_row(BatchRow)) as cur:
+        await cur.execute(
+            f"""SELECT {BATCH_COLS} FROM batches
+                WHERE id = %s AND status = {sql_value(BatchStatus.RUNNING)}
+                FOR NO KEY UPDATE SKIP LOCKED""",
+            (batch_id,),
+        )
+        return await cur.fetchone()
 
 
 async def batch_ids(
@@ -157,11 +213,12 @@ async def started_live_count(conn: psycopg.AsyncConnection[Any], batch_id: Any) 
     over every unstarted run instead (1.4 s per dispatch pass with 9,000 of them, 1.6 ms now).
     """
     cur = await conn.execute(
-        """WITH ready AS MATERIALIZED (SELECT DISTINCT run_id FROM steps WHERE status = 'ready')
-           SELECT (SELECT count(*) FROM runs WHERE batch_id = %(b)s
-                   AND status IN ('running', 'waiting'))
-                + (SELECT count(*) FROM ready JOIN runs r ON r.id = ready.run_id
-                   WHERE r.batch_id = %(b)s AND r.status = 'queued') AS n""",
+        f"""WITH ready AS MATERIALIZED (SELECT DISTINCT run_id FROM steps
+                                         WHERE status = {sql_value(StepStatus.READY)})
+            SELECT (SELECT count(*) FROM runs WHERE batch_id = %(b)s
+                    AND status IN {RUN_ACTIVE_SQL})
+                 + (SELECT count(*) FROM ready JOIN runs r ON r.id = ready.run_id
+                    WHERE r.batch_id = %(b)s AND r.status = {sql_value(RunStatus.QUEUED)}) AS n""",
         {"b": batch_id},
     )
     row = await cur.fetchone()
@@ -187,7 +244,7 @@ async def started_live_ids(
         f"""SELECT id, batch_index FROM runs
             WHERE batch_id = %s AND status = ANY(%s) AND NOT ({UNSTARTED}) AND batch_index > %s
             ORDER BY batch_index LIMIT %s""",
-        (batch_id, list(LIVE), after_index, limit),
+        (batch_id, list(RUN_LIVE), after_index, limit),
     )
     return await cur.fetchall()
 
@@ -199,19 +256,6 @@ async def has_unstarted(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> bo
     )
     row = await cur.fetchone()
     return bool(row and row["x"])
-
-
-async def finish_if_done(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> bool:
-    """running -> succeeded once no run of the batch is live (failed runs still count as done)."""
-    cur = await conn.execute(
-        """UPDATE batches SET status = 'succeeded', finished_at = now()
-           WHERE id = %(id)s AND status = 'running'
-             AND NOT EXISTS (SELECT 1 FROM runs WHERE batch_id = %(id)s
-                             AND status IN ('queued', 'running', 'waiting'))
-           RETURNING id""",
-        {"id": batch_id},
-    )
-    return await cur.fetchone() is not None
 
 
 async def try_loader_gone(

@@ -17,11 +17,9 @@ from typing import Any
 
 import psycopg
 
+from flowstudio.auth.maxplatform import EmailCollision
+
 USER_OUT = "id, email, name, roles, granted_permissions"
-
-
-class EmailCollision(Exception):
-    """The profile's email belongs to another account; nothing was linked."""
 
 
 async def _linked_user(

@@ -17,6 +17,7 @@ FLOW_COLS = """id, owner_id, name, description, definition, version, published_v
 F_FLOW_COLS = ", ".join(f"f.{col.strip()}" for col in FLOW_COLS.split(","))
 
 
+# Keyword-only like `engine.checkpoint.start_run`: named fields, alike in shape only.
 async def create_flow(
     conn: psycopg.AsyncConnection[Any],
     *,

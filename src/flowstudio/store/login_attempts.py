@@ -79,6 +79,7 @@ async def retry_after(
     return math.ceil(wait) if wait > 0 else None
 
 
+# record_failure / record_success: two statements in one transaction each (alike in shape only).
 async def record_failure(
     conn: psycopg.AsyncConnection[Any], email: str, ip: str, window_s: int
 ) -> None:

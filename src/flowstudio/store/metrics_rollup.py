@@ -25,12 +25,15 @@ from typing import Any
 
 import psycopg
 
+from flowstudio.store.statuses import RUN_ENDED_SQL, StepStatus, sql_list, sql_value, values
+
 BOUNDS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
     600.0, 1800.0, 3600.0,
 )  # fmt: skip
 MARGIN_SECONDS = 2.0
 CATCH_UP_HOURS = 24  # at most this much history per call: an old database catches up in steps
+S = StepStatus
 _B = "ARRAY[" + ",".join(repr(b) for b in BOUNDS) + "]::float8[]"
 
 RUNS_AGG = f"""SELECT date_trunc('minute', r.finished_at) AS bucket, r.flow_id, r.owner_id, r.status,
@@ -40,7 +43,7 @@ RUNS_AGG = f"""SELECT date_trunc('minute', r.finished_at) AS bucket, r.flow_id, 
            coalesce(sum(extract(epoch FROM r.finished_at - r.started_at)), 0)::float8 AS seconds
     FROM runs r
     WHERE r.finished_at >= %(lo)s AND r.finished_at < %(hi)s
-      AND r.status IN ('succeeded', 'failed', 'cancelled')
+      AND r.status IN {RUN_ENDED_SQL}
     GROUP BY 1, 2, 3, 4, 5"""
 
 # executions only: a cancelled step counts if it had started (pending -> cancelled never ran)
@@ -55,8 +58,8 @@ STEPS_AGG = f"""SELECT date_trunc('minute', s.finished_at) AS bucket, s.node_typ
     -- one index lookup per step (LIMIT keeps the planner from hashing the whole runs table)
     CROSS JOIN LATERAL (SELECT owner_id FROM runs WHERE id = s.run_id LIMIT 1) r
     WHERE s.finished_at >= %(lo)s AND s.finished_at < %(hi)s
-      AND (s.status IN ('succeeded', 'failed')
-           OR (s.status = 'cancelled' AND s.started_at IS NOT NULL))
+      AND (s.status IN {sql_list(values(S.SUCCEEDED, S.FAILED))}
+           OR (s.status = {sql_value(S.CANCELLED)} AND s.started_at IS NOT NULL))
     GROUP BY 1, 2, 3, 4, 5"""
 
 ADVANCE_RUNS = f"""WITH agg AS ({RUNS_AGG}),
@@ -76,6 +79,7 @@ ADVANCE_RUNS = f"""WITH agg AS ({RUNS_AGG}),
     ON CONFLICT (family, key1, key2, le)
     DO UPDATE SET n = t.n + excluded.n, seconds = t.seconds + excluded.seconds"""
 
+# ADVANCE_STEPS mirrors ADVANCE_RUNS on its own tables and keys: one readable statement each.
 ADVANCE_STEPS = f"""WITH agg AS ({STEPS_AGG}),
     minute AS (
         INSERT INTO metrics_steps_minute AS m

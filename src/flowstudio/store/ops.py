@@ -25,6 +25,28 @@ from typing import Any
 import psycopg
 
 from flowstudio.store import metrics_rollup as rollup
+from flowstudio.store.statuses import (
+    RUN_ENDED_SQL,
+    RUN_LIVE_SQL,
+    STEP_ACTIVE_SQL,
+    STEP_DUE_SQL,
+    StepStatus,
+    sql_value,
+)
+
+FAILED = sql_value(StepStatus.FAILED)
+READY, RUNNING = sql_value(StepStatus.READY), sql_value(StepStatus.RUNNING)
+# Live runs by status, through the partial index `runs_live` (the ops page and GET /metrics).
+LIVE_RUNS_BY_STATUS = f"""SELECT status, count(*) AS n FROM runs
+    WHERE status IN {RUN_LIVE_SQL} GROUP BY status"""
+# Live steps by status: each arm of the UNION is served by its state's partial index.
+LIVE_STEPS_BY_STATUS = f"""SELECT {READY} AS status, count(*) AS n FROM steps s
+        WHERE s.status = {READY}
+    UNION ALL SELECT {RUNNING}, count(*) FROM steps s WHERE s.status = {RUNNING}
+    UNION ALL SELECT s.status, count(*) FROM steps s
+        WHERE s.status IN {STEP_DUE_SQL} GROUP BY s.status"""
+# Timers that are due now (steps_due).
+DUE_TIMERS = f"SELECT count(*) AS n FROM steps WHERE status IN {STEP_DUE_SQL} AND due_at <= now()"
 
 
 def _owner(owner_id: str | None, column: str = "owner_id") -> str:
@@ -55,6 +77,7 @@ def _source(kind: str, cols: str, owner_id: str | None, hourly: bool) -> str:
     return f"{minute} UNION ALL {hour} UNION ALL {tail}"
 
 
+# The window_* readers share one signature (conn, owner, start, upto, ...) on purpose: one window.
 async def window_runs(
     conn: psycopg.AsyncConnection[Any],
     owner_id: str | None,
@@ -132,7 +155,7 @@ async def live_runs_by_status(
 ) -> dict[str, int]:
     cur = await conn.execute(
         f"""SELECT status, count(*) AS n FROM runs
-            WHERE status IN ('queued', 'running', 'waiting'){_owner(owner_id)} GROUP BY status""",
+            WHERE status IN {RUN_LIVE_SQL}{_owner(owner_id)} GROUP BY status""",
         {"owner": owner_id},
     )
     return {row["status"]: int(row["n"]) for row in await cur.fetchall()}
@@ -146,7 +169,7 @@ async def fine_throughput(
         f"""SELECT to_timestamp(floor(extract(epoch FROM finished_at) / %(b)s) * %(b)s) AS t,
                    status, count(*) AS n
             FROM runs WHERE finished_at >= %(start)s
-              AND status IN ('succeeded', 'failed', 'cancelled'){_owner(owner_id)}
+              AND status IN {RUN_ENDED_SQL}{_owner(owner_id)}
             GROUP BY 1, 2""",
         {"owner": owner_id, "start": start, "b": bucket_s},
     )
@@ -211,7 +234,7 @@ async def failing_nodes(
             CROSS JOIN LATERAL (  -- an index lookup per failed step, never a hash of all runs
                 SELECT flow_id, owner_id FROM runs WHERE id = s.run_id LIMIT 1) r
             LEFT JOIN flows f ON f.id = r.flow_id
-            WHERE s.status = 'failed' AND s.finished_at >= %(start)s{_owner(owner_id, "r.owner_id")}
+            WHERE s.status = {FAILED} AND s.finished_at >= %(start)s{_owner(owner_id, "r.owner_id")}
             GROUP BY r.flow_id, s.node_id ORDER BY count(*) DESC, max(s.finished_at) DESC
             LIMIT 10""",
         {"owner": owner_id, "start": start},
@@ -237,14 +260,11 @@ async def steps_by_status(
     each arm of the UNION is served by its state's partial index. An owner: the steps of their
     live runs (live steps only exist in live runs), found through `runs_live`."""
     if owner_id is None:
-        sql = """SELECT 'ready' AS status, count(*) AS n FROM steps s WHERE s.status = 'ready'
-            UNION ALL SELECT 'running', count(*) FROM steps s WHERE s.status = 'running'
-            UNION ALL SELECT s.status, count(*) FROM steps s
-                      WHERE s.status IN ('retrying', 'waiting') GROUP BY s.status"""
+        sql = LIVE_STEPS_BY_STATUS
     else:
-        sql = """SELECT s.status, count(*) AS n FROM runs r JOIN steps s ON s.run_id = r.id
-            WHERE r.status IN ('queued', 'running', 'waiting') AND r.owner_id = %(owner)s
-              AND s.status IN ('ready', 'running', 'retrying', 'waiting')
+        sql = f"""SELECT s.status, count(*) AS n FROM runs r JOIN steps s ON s.run_id = r.id
+            WHERE r.status IN {RUN_LIVE_SQL} AND r.owner_id = %(owner)s
+              AND s.status IN {STEP_ACTIVE_SQL}
             GROUP BY s.status"""
     cur = await conn.execute(sql, {"owner": owner_id})
     return {row["status"]: int(row["n"]) for row in await cur.fetchall() if row["n"]}

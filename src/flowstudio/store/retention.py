@@ -8,6 +8,7 @@ the link set to NULL. Each batch locks only its victims (`FOR UPDATE SKIP LOCKED
 read for replay or touched by anything else is skipped this pass) and commits before the next, so no
 lock is held long and live runs are never touched. Batches whose runs are all gone and that finished
 before the cutoff go too. `prune_loop` runs it daily in the orchestrator when PRUNE_AFTER_DAYS > 0.
+`run_owner` / `set_pinned` serve the pin routes (`api/retention.py`).
 """
 
 from __future__ import annotations
@@ -20,20 +21,21 @@ import anyio
 import psycopg
 
 from flowstudio.store.db import Pool
+from flowstudio.store.statuses import BATCH_ENDED_SQL, RUN_ENDED_SQL
 
 log = logging.getLogger(__name__)
 
-DELETE_BATCH = """
+DELETE_BATCH = f"""
 WITH victims AS (
     SELECT r.id FROM runs r
-    WHERE r.status IN ('succeeded', 'failed', 'cancelled') AND NOT r.pinned
+    WHERE r.status IN {RUN_ENDED_SQL} AND NOT r.pinned
       AND r.finished_at < now() - make_interval(secs => %(older)s)
       AND (r.parent_run_id IS NULL OR EXISTS (
             SELECT 1 FROM runs p WHERE p.id = r.parent_run_id
-              AND p.status IN ('succeeded', 'failed', 'cancelled')))
+              AND p.status IN {RUN_ENDED_SQL}))
       AND (r.batch_id IS NULL OR NOT EXISTS (
             SELECT 1 FROM batches b WHERE b.id = r.batch_id
-              AND b.status NOT IN ('succeeded', 'failed', 'cancelled')))
+              AND b.status NOT IN {BATCH_ENDED_SQL}))
     ORDER BY r.finished_at
     LIMIT %(limit)s
     FOR UPDATE OF r SKIP LOCKED
@@ -42,12 +44,16 @@ WITH victims AS (
 )
 DELETE FROM runs WHERE id IN (SELECT id FROM victims)
 """
-DELETE_BATCHES = """
+DELETE_BATCHES = f"""
 DELETE FROM batches b
-WHERE b.status IN ('succeeded', 'failed', 'cancelled')
+WHERE b.status IN {BATCH_ENDED_SQL}
   AND b.finished_at < now() - make_interval(secs => %(older)s)
   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.batch_id = b.id)
 """
+# The owner of a run (the pin routes check who may pin it).
+RUN_OWNER = "SELECT owner_id FROM runs WHERE id = %s"
+# Pins or unpins a run against pruning.
+SET_PINNED = "UPDATE runs SET pinned = %s WHERE id = %s"
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 UNIT_S = {"": 86400, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -85,6 +91,18 @@ async def prune_runs(
         batches = max(cur.rowcount, 0)
     log.info("pruned %d runs and %d batches older than %.0fs", runs, batches, older_than_s)
     return {"runs": runs, "batches": batches}
+
+
+async def run_owner(conn: psycopg.AsyncConnection[Any], run_id: Any) -> Any | None:
+    """The run's owner id, or None when there is no such run."""
+    cur = await conn.execute(RUN_OWNER, (run_id,))
+    row = await cur.fetchone()
+    return row["owner_id"] if row else None
+
+
+async def set_pinned(conn: psycopg.AsyncConnection[Any], run_id: Any, pinned: bool) -> None:
+    """Keep the run forever (pinned) or let retention prune it again."""
+    await conn.execute(SET_PINNED, (pinned, run_id))
 
 
 async def prune_loop(pool: Pool, after_days: float, every_s: float = 86400) -> None:

@@ -1,4 +1,5 @@
-"""Read side of runs for the API: run rows, their steps with payloads, the event log, listings.
+"""Read side of runs for the API: run rows, their steps with payloads, the event log, listings;
+and `step_input` for the worker (the item a map item step was expanded with).
 
 `list_runs` builds its WHERE from the filters given (see its docstring); migration 0014 adds the
 indexes its shapes need (`runs_created`, `runs_status_created`).
@@ -19,6 +20,20 @@ RUN_COLS = """id, flow_id, flow_version, owner_id, status, inputs, outputs, erro
 async def get_run(conn: psycopg.AsyncConnection[Any], run_id: Any) -> dict[str, Any] | None:
     cur = await conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE id = %s", (run_id,))
     return await cur.fetchone()
+
+
+async def is_batch_item(conn: psycopg.AsyncConnection[Any], run_id: Any) -> bool:
+    """Whether the run is an item of a batch (the LLM node streams no tokens for those)."""
+    cur = await conn.execute("SELECT batch_id IS NOT NULL AS b FROM runs WHERE id = %s", (run_id,))
+    row = await cur.fetchone()
+    return bool(row and row["b"])
+
+
+async def step_input(conn: psycopg.AsyncConnection[Any], step_id: int) -> Any:
+    """The input stored with a step (None when it has none)."""
+    cur = await conn.execute("SELECT input FROM step_io WHERE step_id = %s", (step_id,))
+    row = await cur.fetchone()
+    return row["input"] if row else None
 
 
 async def get_steps(conn: psycopg.AsyncConnection[Any], run_id: Any) -> list[dict[str, Any]]:

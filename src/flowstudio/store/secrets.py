@@ -43,6 +43,7 @@ async def update_secret(
     return await cur.fetchone()
 
 
+# store/shares.py and store/schedules.py read and delete rows the same way: one short query each.
 async def delete_secret(conn: psycopg.AsyncConnection[Any], owner_id: str, name: str) -> bool:
     cur = await conn.execute(
         "DELETE FROM secrets WHERE owner_id = %s AND name = %s", (owner_id, name)

@@ -6,13 +6,18 @@ published now), `accept_share` (the shared user takes the version published now)
 (`store.flows.get_flow_for`, `list_visible_flows`) and `get_share` for the granted version of a run.
 `api/flow_secrets.py` calls `bind_secret` / `unbind_secret` / `bound_secrets`: the names of the
 owner's secrets a flow may use when someone else runs it (`worker/secret_values.py` reads them).
+`subflow_access` tells the worker (`worker/items.py`) whether a run's owner may run another flow as a
+subflow, as a typed `SubflowAccess` row.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import psycopg
+from psycopg.rows import class_row
 
 SHARE_COLS = (
     "s.flow_id, s.user_id, u.email, u.name, s.permission, s.version, s.created_at, s.updated_at"
@@ -101,3 +106,36 @@ async def unbind_secret(conn: psycopg.AsyncConnection[Any], flow_id: Any, name: 
         "DELETE FROM flow_secret_bindings WHERE flow_id = %s AND name = %s", (flow_id, name)
     )
     return cur.rowcount > 0
+
+
+@dataclass(frozen=True)
+class SubflowAccess:
+    """What a run's owner may run of another flow (see `subflow_access`)."""
+
+    version: int  # the published version, else the latest
+    latest: int
+    published_version: int | None
+    edits: bool  # the owner of the flow, or an admin
+    granted: int | None  # the version a 'run' share grants, if any
+    shared: bool  # a 'run' share exists
+
+
+# The flow's versions and the user's rights over it (own/admin, or a 'run' share and its version).
+SUBFLOW_ACCESS = """SELECT coalesce(f.published_version, f.version) AS version, f.version AS latest,
+       f.published_version,
+       f.owner_id = %(user)s::uuid OR 'admin' = ANY(u.roles) AS edits,
+       (SELECT sh.version FROM flow_shares sh WHERE sh.flow_id = f.id
+          AND sh.user_id = %(user)s::uuid AND sh.permission = 'run') AS granted,
+       EXISTS (SELECT 1 FROM flow_shares sh WHERE sh.flow_id = f.id
+               AND sh.user_id = %(user)s::uuid AND sh.permission = 'run') AS shared
+    FROM flows f, users u
+    WHERE f.id = %(flow)s::uuid AND f.deleted_at IS NULL AND u.id = %(user)s::uuid"""
+
+
+async def subflow_access(
+    conn: psycopg.AsyncConnection[Any], user_id: str | UUID, flow_id: str | UUID
+) -> SubflowAccess | None:
+    """The user's access to a live flow; None when the flow or the user does not exist."""
+    async with conn.cursor(row_factory=class_row(SubflowAccess)) as cur:
+        await cur.execute(SUBFLOW_ACCESS, {"user": user_id, "flow": flow_id})
+        return await cur.fetchone()

@@ -1,9 +1,9 @@
 """Execute one claimed node: render params, run it (in-loop or in the spawn process pool), classify.
 
-`execute_node(step, graph, spec, ...)` returns an `Outcome`: `Done`/`Wait` from the node, or a failure
-with `retryable`. It applies the per-node timeout (`data.timeout_s` or the type's default), also to
-rendering the params: templates with statements, `range` or a large size render in a thread whose
-loop budget stops at the same deadline (`context.render_off_loop`), so a heavy template never holds
+`execute_node(step, graph, spec, ...)` returns an `Outcome`: `Done`/`Wait` from the node, a `Park`
+(no provider capacity, or a 429: `providers/permits.py`), or a failure with `retryable`. It applies
+the per-node timeout (`data.timeout_s` or the type's default), also to rendering the params:
+templates with statements, `range` or a large size render in a thread whose loop budget stops at the same deadline (`context.render_off_loop`), so a heavy template never holds
 the event loop (other steps, heartbeats) and never outlives its node's timeout. It never
 touches the database: the worker loop (`worker/worker.py`) commits whatever it returns, after
 `@masking_secrets` replaced any secret value in it with `***` (`worker/secret_values.py`). Nodes that
@@ -39,6 +39,7 @@ from flowstudio.nodes.registry import (
     StartChild,
     Wait,
 )
+from flowstudio.providers.permits import Park, ParkStep
 from flowstudio.worker.context import render_node_params, render_off_loop
 from flowstudio.worker.items import step_params
 from flowstudio.worker.secret_values import mask_outcome, masking_secrets
@@ -52,7 +53,7 @@ class Failure:
     retryable: bool
 
 
-Outcome = Done | Wait | Expand | StartChild | CallTools | Failure
+Outcome = Done | Wait | Expand | StartChild | CallTools | Park | Failure
 
 
 def exit_with_parent() -> None:
@@ -160,6 +161,8 @@ async def execute_node(
             return await spec.execute(ctx, params)
     except TimeoutError:
         return Failure({"message": f"timed out after {timeout:g}s", "type": "timeout"}, True)
+    except ParkStep as exc:  # not a failure: the step waits durably for its provider
+        return exc.park
     except NodeError as exc:
         err = {"message": exc.message, "type": "node_error"}
         if exc.details is not None:

@@ -6,7 +6,7 @@ flow); `item_context` the template names the item sees (`item`, or `args` for a 
 step's input at expansion. `resolve_child_flow(conn, step, flow_id, version)` checks that the run's
 owner may run that flow (owner, admin, or a 'run' share) and pins its version (the one named, else
 the published one, else the latest; through a share only the published version the share grants),
-for `subflow` steps and map bodies that are flows.
+for `subflow` steps and map bodies that are flows (reading `store.shares.subflow_access`, a typed row).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import psycopg
 from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.nodes.registry import NodeError
+from flowstudio.store import runs, shares
 
 
 def step_params(
@@ -63,38 +64,24 @@ def item_context(graph: FlowGraph, step: ClaimedStep, item: Any) -> dict[str, An
 
 
 async def load_item(conn: psycopg.AsyncConnection[Any], step: ClaimedStep) -> Any:
-    cur = await conn.execute("SELECT input FROM step_io WHERE step_id = %s", (step.step_id,))
-    row = await cur.fetchone()
-    return row["input"] if row else None
+    return await runs.step_input(conn, step.step_id)
 
 
 async def resolve_child_flow(
     conn: psycopg.AsyncConnection[Any], step: ClaimedStep, flow_id: str, version: int | None
 ) -> int:
-    cur = await conn.execute(
-        """SELECT coalesce(f.published_version, f.version) AS version, f.version AS latest,
-                  f.published_version,
-                  f.owner_id = %(user)s::uuid OR 'admin' = ANY(u.roles) AS edits,
-                  (SELECT sh.version FROM flow_shares sh WHERE sh.flow_id = f.id
-                     AND sh.user_id = %(user)s::uuid AND sh.permission = 'run') AS granted,
-                  EXISTS (SELECT 1 FROM flow_shares sh WHERE sh.flow_id = f.id
-                          AND sh.user_id = %(user)s::uuid AND sh.permission = 'run') AS shared
-           FROM flows f, users u
-           WHERE f.id = %(flow)s::uuid AND f.deleted_at IS NULL AND u.id = %(user)s::uuid""",
-        {"user": step.owner_id, "flow": flow_id},
-    )
-    row = await cur.fetchone()
-    if row is None or not (row["edits"] or row["shared"]):
+    row = await shares.subflow_access(conn, step.owner_id, flow_id)
+    if row is None or not (row.edits or row.shared):
         raise NodeError(f"subflow {flow_id} not found", retryable=False)
-    if not row["edits"]:  # shared with the run's owner: the published version the share grants
-        published = row["published_version"]
-        if published is None or row["granted"] != published or version not in (None, published):
+    if not row.edits:  # shared with the run's owner: the published version the share grants
+        published = row.published_version
+        if published is None or row.granted != published or version not in (None, published):
             raise NodeError(
                 f"subflow {flow_id}: shared users run only its published version, once their"
                 " share grants it (accept it: POST /api/v1/flows/{id}/shares/accept)",
                 retryable=False,
             )
-    pinned = version or row["version"]
-    if not 1 <= pinned <= row["latest"]:
+    pinned = version or row.version
+    if not 1 <= pinned <= row.latest:
         raise NodeError(f"subflow {flow_id} has no version {pinned}", retryable=False)
     return int(pinned)

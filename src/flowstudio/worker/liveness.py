@@ -22,10 +22,10 @@ from typing import Any
 import psycopg
 
 from flowstudio.settings import Settings
+from flowstudio.store import locks, processes
 from flowstudio.store.db import connect
 
 log = logging.getLogger(__name__)
-LOCK = "SELECT pg_advisory_lock(hashtextextended(%s, 0))"
 
 
 class LivenessLock:
@@ -36,14 +36,14 @@ class LivenessLock:
 
     async def acquire(self) -> None:
         conn = await connect(self.settings, name="flowstudio-liveness")
-        await conn.execute(LOCK, (self.worker_id,))
+        await processes.take_liveness_lock(conn, self.worker_id)
         self._conn = conn
 
     async def check(self) -> bool:
         """True while the lock's connection answers; False once it broke (then re-acquired)."""
         if self._conn is not None and not self._conn.closed:
             try:
-                await self._conn.execute("SELECT 1")
+                await locks.ping(self._conn)
                 return True
             except psycopg.Error as exc:
                 log.warning("liveness connection lost (%s): abandoning in-flight steps", exc)

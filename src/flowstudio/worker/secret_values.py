@@ -90,6 +90,7 @@ def step_secret_names(step: ClaimedStep, graph: FlowGraph, spec: NodeSpec) -> se
     return names | secret_names_in(tweaks.get(step.node_id), spec)
 
 
+# Takes what `worker/context.build_context` takes (it calls this), hence the same signature.
 async def load_step_secrets(
     conn: psycopg.AsyncConnection[Any],
     step: ClaimedStep,
@@ -158,6 +159,8 @@ def mask_outcome(outcome: Any, context: dict[str, Any]) -> Any:
     if not secrets or not dataclasses.is_dataclass(outcome) or isinstance(outcome, type):
         return outcome
     field = "error" if hasattr(outcome, "error") else "output"
+    if not hasattr(outcome, field):  # a Park carries no content
+        return outcome
     return dataclasses.replace(outcome, **{field: _mask(getattr(outcome, field), secrets)})
 
 

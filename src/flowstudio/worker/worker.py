@@ -29,6 +29,7 @@ from flowstudio.egress import Egress, EgressPolicy
 from flowstudio.engine import agent, checkpoint, children
 from flowstudio.engine.checkpoint import ClaimedStep, EagerClaim, NextStep
 from flowstudio.engine.flowcache import load_graph
+from flowstudio.engine.parking import commit_park
 from flowstudio.engine.runtxn import LostRace, OutboxMessage
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.nodes import registry, sandbox_limits
@@ -44,6 +45,7 @@ from flowstudio.nodes.registry import (
 from flowstudio.observability import standalone, tracing
 from flowstudio.observability.counters import COUNTERS
 from flowstudio.observability.logs import log_context
+from flowstudio.providers.permits import Park
 from flowstudio.queue.broker import decode_message
 from flowstudio.queue.factory import Delivery, make_broker
 from flowstudio.queue.outbox import OutboxPublisher
@@ -85,7 +87,7 @@ def outcome_status(outcome: Outcome) -> tuple[str, str | None]:
     match outcome:
         case Failure(error=error):  # retried or not, this execution failed
             return "failed", str(error.get("message", ""))
-        case Wait():
+        case Wait() | Park():
             return "waiting", None
         case Expand() | StartChild() | CallTools():
             return "waiting", None
@@ -364,6 +366,8 @@ class Worker:
                             seconds=seconds,
                             accepts_signal=accepts_signal,
                         )
+                    case Park():  # no provider capacity or a 429: waiting, no slot, no lease
+                        return await commit_park(conn, step, self.id, outcome)
                     case Failure(error=error, retryable=retryable):
                         await checkpoint.commit_failure(
                             conn, step, self.id, error=error, retryable=retryable, input_=port_input

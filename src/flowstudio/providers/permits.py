@@ -1,0 +1,178 @@
+"""Call permits of a provider, cluster-wide, tied to the calling step's lease.
+
+`nodes/llm.py` wraps each chat call in `async with provider_call(ctx, base_url, api_key, tokens)`:
+1. the provider is looked up (cached per process) or registered on its first call
+   (`store.providers.ensure_provider`: no limits, adaptive from 429s alone);
+2. a permit is asked of PostgreSQL (`provider_acquire`: concurrency within the effective limit, RPM
+   and TPM within the last minute) for (step id, attempt): it counts only while the step holds that
+   lease, so a dead worker's permits return when its lease ends, by expiry or by fast takeover;
+3. refused, the step waits in-process for at most PROVIDER_PERMIT_WAIT_SECONDS, in one FIFO per
+   provider (`Gate`: while steps are lined up, only the head asks the database, on each local
+   release or every POLL_SECONDS; with nobody in line, callers ask at once), then raises `ParkStep`: the worker commits the step as `waiting`
+   (`engine/parking.py`), holding no slot and no lease, until the orchestrator wakes it;
+4. the body runs the call; `ProviderThrottled` (a 429, raised by `llm_client` instead of retrying)
+   releases the permit as throttled (AIMD decrease) and parks the step for the Retry-After;
+5. the permit is released (shielded) with the outcome and the response's real token usage.
+With PROVIDER_LIMITS=off, `provider_call` yields None and nothing of this happens.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from flowstudio.providers.identity import key_fingerprint, normalise_base_url
+from flowstudio.store import providers as store
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.2
+DEFAULT_RETRY_AFTER = 1.0  # a 429 without Retry-After parks the step this long
+MAX_RETRY_AFTER = 3600.0
+DEFAULT_COMPLETION_TOKENS = 512  # the estimate when a call sets no max_tokens
+
+
+@dataclass(frozen=True)
+class Park:
+    """Park the step (`waiting`, no lease) until its provider has capacity and `seconds` passed.
+    Not a failed attempt: the wake gives the attempt back."""
+
+    provider_id: str
+    seconds: float
+    reason: str  # concurrency | rpm | tpm | throttled
+
+
+class ParkStep(Exception):
+    def __init__(self, park: Park) -> None:
+        super().__init__(f"parked: {park.reason}")
+        self.park = park
+
+
+class ProviderThrottled(Exception):
+    """The provider answered 429: the call is not retried inside the step."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__("provider answered 429")
+        self.retry_after = retry_after
+
+
+@dataclass
+class Call:
+    provider_id: str
+    tokens: int | None = None  # the response's real usage, when known
+
+    def used(self, tokens: int) -> None:
+        self.tokens = tokens
+
+
+def estimate_tokens(messages: list[dict[str, Any]], max_tokens: int | None) -> int:
+    chars = sum(len(str(m.get("content") or "")) for m in messages)
+    return chars // 4 + (max_tokens or DEFAULT_COMPLETION_TOKENS)
+
+
+def limits_on(settings: Any) -> bool:
+    return bool(getattr(settings, "provider_limits", False))
+
+
+class Gate:
+    """This process's FIFO of steps waiting for a permit of one provider."""
+
+    def __init__(self) -> None:
+        self.queue: deque[object] = deque()
+        self.changed = anyio.Event()
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    async def acquire(self, attempt: Callable[[], Awaitable[str]], wait_s: float) -> str:
+        """The first verdict 'ok' or 'gone', else the last refusal once `wait_s` has passed.
+        Nobody in line: ask at once (concurrently with other such callers); after a refusal, or
+        behind others, line up."""
+        if not self.queue:
+            verdict = await attempt()
+            if verdict in ("ok", "gone") or wait_s <= 0:
+                return verdict
+        me = object()
+        self.queue.append(me)
+        verdict = "concurrency"
+        try:
+            with anyio.move_on_after(wait_s) as scope:
+                while True:
+                    changed = self.changed
+                    if self.queue[0] is me:
+                        verdict = await attempt()
+                        if verdict in ("ok", "gone"):
+                            return verdict
+                        with anyio.move_on_after(POLL_SECONDS):
+                            await changed.wait()
+                    else:
+                        await changed.wait()
+            if scope.cancelled_caught and self.queue[0] is me and verdict != "ok":
+                verdict = await attempt()  # a last look: a wait of 0 s still tries once
+        finally:
+            self.queue.remove(me)
+            self.notify()
+        return verdict
+
+
+_ids: dict[tuple[str, str], str] = {}
+_gates: dict[str, Gate] = {}
+
+
+async def _provider_id(pool: Any, settings: Any, url: str, fingerprint: str) -> str:
+    key = (url, fingerprint)
+    if key not in _ids:
+        async with pool.connection() as conn:
+            _ids[key] = await store.ensure_provider(
+                conn, url, fingerprint, settings.provider_default_max_concurrency
+            )
+    return _ids[key]
+
+
+@asynccontextmanager
+async def provider_call(
+    ctx: Any, base_url: str | None, api_key: str, tokens: int
+) -> AsyncIterator[Call | None]:
+    """A permit for one call of the step `ctx` (a `NodeContext`); see the module comment."""
+    settings, pool = ctx.settings, ctx.db
+    if not limits_on(settings) or pool is None:
+        yield None
+        return
+    url = normalise_base_url(base_url)
+    fingerprint = key_fingerprint(settings.secret_key, api_key)
+    provider_id = await _provider_id(pool, settings, url, fingerprint)
+
+    async def attempt() -> str:
+        async with pool.connection() as conn:
+            return await store.acquire(conn, provider_id, ctx.step_id, ctx.attempt, tokens)
+
+    gate = _gates.setdefault(provider_id, Gate())
+    verdict = await gate.acquire(attempt, settings.provider_permit_wait_seconds)
+    if verdict == "gone":  # an admin deleted the provider: register it again
+        _ids.pop((url, fingerprint), None)
+        provider_id = await _provider_id(pool, settings, url, fingerprint)
+        verdict = await attempt()
+    if verdict != "ok":
+        raise ParkStep(Park(provider_id, 0.0, verdict))
+    call, outcome = Call(provider_id), "error"
+    try:
+        yield call
+        outcome = "ok"
+    except ProviderThrottled as exc:
+        outcome = "throttled"
+        wait = DEFAULT_RETRY_AFTER if exc.retry_after is None else exc.retry_after
+        raise ParkStep(Park(provider_id, min(MAX_RETRY_AFTER, wait), "throttled")) from exc
+    finally:
+        with anyio.CancelScope(shield=True):
+            try:
+                async with pool.connection() as conn:
+                    await store.release(conn, ctx.step_id, ctx.attempt, outcome, call.tokens)
+            except Exception as exc:  # the permit lapses with the step's lease anyway
+                log.warning("could not release a permit of provider %s: %s", provider_id, exc)
+            _gates.get(provider_id, gate).notify()
