@@ -7,8 +7,9 @@ refuses to start a long-running component (api, orchestrator, worker, up) with a
 (`settings.secret_key_problem`: the .env.example placeholder or < 32 chars; exit code 2), and
 dispatches: migrate -> store.migrate; api -> uvicorn(create_app); orchestrator / worker -> their
 `run()`; up -> migrate, then API + orchestrator + workers as child processes, restarted if they die;
-user create -> store.users; prune -> store.retention; bench -> bench.run_bench (`--scale`: bench.scale; `--vectors`: bench.vectors). With no database
-configured, the embedded PostgreSQL is started first (`with_embedded_database`).
+user create -> store.users; prune -> store.retention; bench -> bench.run_bench (`--scale`:
+bench.scale; `--vectors`: bench.vectors; `--llm`: bench.llm). With no database configured, the
+embedded PostgreSQL is started first (`with_embedded_database`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from flowstudio.settings import (
 )
 
 log = logging.getLogger("flowstudio")
+UP_WORKERS = 2  # worker processes `flowstudio up` starts (and `bench --llm` like it)
 
 
 def setup_logging(level: str, fmt: str = "text") -> None:
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency", type=int, default=None, help="steps held at once (WORKER_CONCURRENCY)"
     )
     up = sub.add_parser("up", help="migrate, then run API, orchestrator and workers")
-    up.add_argument("--workers", type=int, default=2)
+    up.add_argument("--workers", type=int, default=UP_WORKERS)
     up.add_argument(
         "--concurrency", type=int, default=None, help="per worker (WORKER_CONCURRENCY, 256)"
     )
@@ -76,15 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     b.add_argument("--runs", type=int, default=200)
     b.add_argument("--steps", type=int, default=10)
-    # the engine bench: 2 workers x 8 slots (no-op steps are CPU-bound; --workers/--concurrency vary it)
-    b.add_argument("--workers", type=int, default=2)
-    b.add_argument("--concurrency", type=int, default=8)
+    # the engine bench: 2 workers x 8 slots (no-op steps are CPU-bound; --workers/--concurrency vary it);
+    # --llm: 2 workers x WORKER_CONCURRENCY, as `flowstudio up` starts them
+    b.add_argument("--workers", type=int, default=UP_WORKERS)
+    b.add_argument("--concurrency", type=int, default=None, help="per worker (8; --llm: 256)")
     b.add_argument("--seq-runs", type=int, default=30)
     b.add_argument(
         "--queue-backend",
         choices=["rabbitmq", "postgres", "both"],
         help="queue(s) to measure (default: QUEUE_BACKEND; both: side by side)",
     )
+    # --llm: a batch of input -> llm_chat -> output against a capped fake provider (bench/llm.py)
+    b.add_argument("--llm", action="store_true", help="LLM batch against a capped fake provider")
+    b.add_argument("--items", type=int, default=1000, help="--llm: batch items")
+    b.add_argument("--latency", type=float, default=0.5, help="--llm: provider seconds per call")
+    b.add_argument("--cap", type=int, default=64, help="--llm: provider calls in flight (429 past)")
+    b.add_argument("--rpm", type=int, default=0, help="--llm: provider requests/minute (0: none)")
+    b.add_argument("--retry-after", type=float, default=1.0, help="--llm: the 429s' Retry-After")
     b.add_argument("--vectors", action="store_true", help="vector store: pgvector vs exact")
     b.add_argument("--chunks", type=int, default=100_000, help="--vectors: chunks to seed")
     b.add_argument("--dims", type=int, default=128, help="--vectors: dimensions")
@@ -310,6 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return run_scale_bench(settings, args)
             from flowstudio.bench import run_bench
 
+            if args.llm:
+                from flowstudio.bench.llm import run_llm_bench
+
+                return run_llm_bench(settings, args)
             if args.vectors:
                 from flowstudio.bench.vectors import run_vector_bench
 

@@ -8,15 +8,10 @@ bench works, not how fast this machine is.
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import psycopg
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.bench_cli import assert_bench_databases_dropped, run_bench_json
+
 BENCH_ARGS = [
     "bench",
     "--json",
@@ -34,16 +29,7 @@ BENCH_ARGS = [
 def test_bench_json_reports_every_figure_and_drops_its_database(
     base_env: dict[str, str], db: psycopg.Connection[object]
 ) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "flowstudio", *BENCH_ARGS],
-        cwd=ROOT,
-        env=base_env,
-        capture_output=True,
-        text=True,
-        timeout=360,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result, stderr = run_bench_json(base_env, BENCH_ARGS, timeout=360)
 
     for key in ("steps_per_s", "pg_ceiling_tps", "ratio"):
         assert isinstance(result[key], (int, float)) and result[key] > 0, (key, result)
@@ -56,8 +42,4 @@ def test_bench_json_reports_every_figure_and_drops_its_database(
     for backend, figures in result["by_queue"].items():
         assert figures["queue_backend"] == backend and figures["steps_per_s"] > 0, figures
 
-    created = re.findall(r"bench database (flowstudio_bench_\w+) created", proc.stderr)
-    assert len(created) == 2, proc.stderr[-2000:]
-    for name in created:
-        left = db.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        assert left == (0,), f"bench database {name} was not dropped"
+    assert_bench_databases_dropped(db, stderr, 2)

@@ -35,7 +35,8 @@ from tests.support.templatedb import settings_for
 
 @dataclass
 class TokenTap:
-    """Stands in for the worker's pool in `notifier`: records each pg_notify (channel, payload)."""
+    """Stands in for the worker's pool in `notifier`: records each pg_notify (channel, payload); the
+    LLM node's "is this run a batch item?" read finds no row."""
 
     notified: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -43,10 +44,16 @@ class TokenTap:
     async def connection(self) -> AsyncIterator[TokenTap]:
         yield self
 
-    async def execute(self, sql: str, params: tuple[str, str]) -> None:
+    async def execute(self, sql: str, params: tuple[str, ...]) -> TokenTap:
+        if "batch_id IS NOT NULL" in sql:  # llm.should_stream asks: no run row, so not a batch item
+            return self
         assert "pg_notify" in sql, f"this node needs a database (pass pool=): {sql[:60]}"
         channel, payload = params
         self.notified.append((channel, json.loads(payload)))
+        return self
+
+    async def fetchone(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)

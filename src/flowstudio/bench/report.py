@@ -10,6 +10,7 @@ stdout and, with --json, the JSON object as the very last line.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,13 +128,19 @@ def _cpu_line(cpu: dict[str, float | None]) -> str:
     )
 
 
-def write_report(result: dict[str, Any], as_json: bool) -> None:
+def write_report(
+    result: dict[str, Any],
+    as_json: bool,
+    render: Callable[[dict[str, Any]], str] | None = None,
+) -> None:
+    """The table (`render`, default the engine bench's) and, with --json, the JSON line last."""
+    render = render or render_table
     by_queue = result.get("by_queue")
     if by_queue:  # --queue-backend both: one table per backend, the JSON carries both
         for backend, one in by_queue.items():
-            sys.stdout.write(f"== queue backend: {backend} ==\n" + render_table(one))
+            sys.stdout.write(f"== queue backend: {backend} ==\n" + render(one))
     else:
-        sys.stdout.write(render_table(result))
+        sys.stdout.write(render(result))
     if as_json:
         sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
     sys.stdout.flush()

@@ -3,11 +3,12 @@
 `Sandbox.create(settings)` derives `flowstudio_bench_<random>` from DATABASE_URL, creates it through
 the maintenance database (`postgres`, else the configured one) and picks a unique QUEUE_PREFIX;
 `sandbox.settings` is a copy of the settings pointing at both. `start_engine(workers, concurrency)`
-launches `python -m flowstudio orchestrator` and the worker subprocesses with that environment (logs
-in a temp dir); `wait_registered()` polls the `processes` table until they are up; `check_alive()`
-raises `BenchError` if one died. `delete_queue()` removes the queue; `close()` (always called, also
+launches `python -m flowstudio orchestrator` and the worker subprocesses with that environment (plus
+`extra_env`; logs in a temp dir), `start_api()` an API on a free loopback port (`api_url`);
+`wait_registered()` polls the `processes` table until they are up; `check_alive()` raises `BenchError` if one died. `delete_queue()` removes the queue; `close()` (always called, also
 on failure) stops the processes, deletes the queue if that did not happen yet and drops the database
-WITH (FORCE). Only the derived URLs are used: all traffic is loopback or whatever the configured
+WITH (FORCE) (retried: a shared server may be out of connections). `run_sandboxed(settings, session)` wraps one bench session in a sandbox with that
+cleanup guaranteed; `per_queue_backend()` runs one per queue backend asked for. Only the derived URLs are used: all traffic is loopback or whatever the configured
 PostgreSQL/RabbitMQ addresses are.
 """
 
@@ -16,11 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,14 +36,71 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from flowstudio.runtime import run_async
 from flowstudio.settings import Settings
 
 log = logging.getLogger(__name__)
 MAINTENANCE_DB = "postgres"
+DROP_ATTEMPTS = 5
 
 
 class BenchError(Exception):
     """The benchmark could not produce figures (a process died, runs did not finish in time)."""
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_sandboxed(
+    settings: Settings,
+    session: Callable[[Sandbox], Awaitable[dict[str, Any]]],
+    extra_env: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any] | None]:
+    """Create a sandbox, run `session(sandbox)` under the event loop and always close the sandbox
+    (also on Ctrl-C or SIGTERM); returns (exit code, result): 0, 1 (bench failed) or 130."""
+    try:
+        sandbox = Sandbox.create(settings)
+    except psycopg.Error as exc:
+        log.error("cannot create the bench database: %s", exc)
+        return 1, None
+    sandbox.extra_env = dict(extra_env or {})
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # so that `finally` cleans up
+    try:
+        return 0, run_async(lambda: session(sandbox))
+    except BenchError as exc:
+        sandbox.keep_logs = True
+        log.error("bench failed: %s\n%s", exc, sandbox.dump_logs())
+        return 1, None
+    except psycopg.OperationalError as exc:  # e.g. the server ran out of connections
+        log.error("bench failed: PostgreSQL: %s", exc)
+        return 1, None
+    except KeyboardInterrupt:
+        log.warning("bench interrupted: stopping its processes and dropping its database")
+        return 130, None
+    finally:
+        sandbox.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def per_queue_backend(
+    settings: Settings,
+    choice: str | None,
+    one: Callable[[Settings], tuple[int, dict[str, Any] | None]],
+) -> tuple[int, dict[str, Any] | None]:
+    """`one` per queue backend asked for (`--queue-backend`, default the configured one; `both`:
+    RabbitMQ then the PostgreSQL queue, each in its own sandbox, side by side under `by_queue`)."""
+    backends = ["rabbitmq", "postgres"] if choice == "both" else [choice or settings.queue_backend]
+    results: dict[str, dict[str, Any]] = {}
+    for backend in backends:
+        code, result = one(msgspec.structs.replace(settings, queue_backend=backend))
+        if code != 0 or result is None:
+            return code, None
+        results[backend] = {**result, "queue_backend": backend}
+        if len(backends) > 1:
+            log.info("queue backend %s done", backend)
+    first = results[backends[0]]
+    return 0, ({**first, "by_queue": results} if len(backends) > 1 else first)
 
 
 @dataclass
@@ -84,6 +145,8 @@ class Sandbox:
     procs: list[EngineProcess] = field(default_factory=list)
     keep_logs: bool = False
     queue_deleted: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. HTTP_ALLOWED_HOSTS (--llm)
+    api_port: int = 0
 
     @classmethod
     def create(cls, base: Settings) -> Sandbox:
@@ -113,6 +176,7 @@ class Sandbox:
                 "QUEUE_PREFIX": self.settings.queue_prefix,
                 "LOG_LEVEL": self.settings.log_level,
                 "PYTHONUNBUFFERED": "1",
+                **self.extra_env,
             }
         )
         return env
@@ -135,6 +199,17 @@ class Sandbox:
         self.start("orchestrator", ["orchestrator"])
         for i in range(workers):
             self.start(f"worker-{i}", ["worker", "--concurrency", str(concurrency)])
+
+    def start_api(self) -> EngineProcess:
+        """An API process on a free loopback port (`api_url`)."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.api_port = int(s.getsockname()[1])
+        return self.start("api", ["api", "--host", "127.0.0.1", "--port", str(self.api_port)])
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
 
     def check_alive(self) -> None:
         for proc in self.procs:
@@ -205,16 +280,19 @@ class Sandbox:
         self.stop_engine()
         if not self.queue_deleted:
             anyio.run(self.delete_queue)
-        try:
-            _admin_execute(
-                self.admin_urls,
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(self.dbname)
-                ),
-            )
-            log.info("bench database %s dropped", self.dbname)
-        except psycopg.Error as exc:
-            log.error("could not drop bench database %s: %s", self.dbname, exc)
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(self.dbname)
+        )
+        for attempt in range(1, DROP_ATTEMPTS + 1):  # a shared server may be out of connections
+            try:
+                _admin_execute(self.admin_urls, drop)
+                log.info("bench database %s dropped", self.dbname)
+                break
+            except psycopg.Error as exc:
+                if attempt == DROP_ATTEMPTS:
+                    log.error("could not drop bench database %s: %s", self.dbname, exc)
+                else:
+                    time.sleep(2)
         if self.keep_logs:
             log.error("engine process logs kept in %s", self.log_dir)
         else:

@@ -1,8 +1,8 @@
 """One bench invocation from start to cleanup, bounded in time and leaving nothing behind.
 
-`run_bench(settings, args)` checks the arguments, creates the `Sandbox` (own database + queue), runs
-`bench_session()` under the event loop and always calls `sandbox.close()` (stop processes, drop the
-database; also on Ctrl-C or SIGTERM), then `write_report()`. `bench_session()` migrates the bench
+`run_bench(settings, args)` checks the arguments, then per queue backend (`per_queue_backend`) runs
+`bench_session()` in a `Sandbox` of its own (`run_sandboxed`: own database + queue, always closed:
+stop processes, drop the database; also on Ctrl-C or SIGTERM), then `write_report()`. `bench_session()` migrates the bench
 database, measures the PostgreSQL ceiling before any engine process exists, starts the orchestrator
 and workers, and `drive()` runs with a `Driver`: a warm-up burst (not measured), the concurrent case
 (`--runs` runs of `--steps` steps at once, its CPU cost measured by `CpuMeter`), then the sequential
@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import time
 from typing import Any
 
 import anyio
-import msgspec
-import psycopg
 
 from flowstudio.bench.ceiling import measure_ceiling
 from flowstudio.bench.cpu import CpuMeter
 from flowstudio.bench.report import BenchConfig, build_result, write_report
-from flowstudio.bench.sandbox import BenchError, Sandbox
+from flowstudio.bench.sandbox import BenchError, Sandbox, per_queue_backend, run_sandboxed
 from flowstudio.bench.workload import (
     Driver,
     concurrent_figures,
@@ -34,12 +31,12 @@ from flowstudio.bench.workload import (
 )
 from flowstudio.queue.factory import make_broker
 from flowstudio.queue.outbox import OutboxPublisher
-from flowstudio.runtime import run_async
 from flowstudio.settings import Settings
 from flowstudio.store.db import connect, open_pool
 from flowstudio.store.migrate import apply_migrations
 
 log = logging.getLogger(__name__)
+ENGINE_CONCURRENCY = 8  # slots per worker: no-op steps are CPU-bound (--concurrency varies it)
 STARTERS = 4  # parallel connections starting runs, like a few API requests at once
 ORCHESTRATOR_CONNECTIONS = 4  # its pool's max_size
 WARMUP_TIMEOUT = 30.0
@@ -55,7 +52,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         runs=args.runs,
         steps=args.steps,
         workers=args.workers,
-        concurrency=args.concurrency,
+        concurrency=args.concurrency or ENGINE_CONCURRENCY,
         seq_runs=args.seq_runs,
         as_json=bool(args.json),
     )
@@ -65,26 +62,28 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return config
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
-    """One bench per queue backend asked for (`--queue-backend`, default the configured one;
-    `both`: RabbitMQ then the PostgreSQL queue, each in its own sandbox, reported side by side)."""
-    choice = getattr(args, "queue_backend", None) or settings.queue_backend
-    backends = ["rabbitmq", "postgres"] if choice == "both" else [choice]
-    results: dict[str, dict[str, Any]] = {}
-    for backend in backends:
-        one = msgspec.structs.replace(settings, queue_backend=backend)
-        code, result = run_one_bench(one, args)
-        if code != 0 or result is None:
-            return code
-        results[backend] = {**result, "queue_backend": backend}
-        if len(backends) > 1:
-            log.info("queue backend %s done", backend)
-    first = results[backends[0]]
-    summary = {**first, "by_queue": results} if len(backends) > 1 else first
+    """One bench per queue backend asked for (`--queue-backend`; `both`: side by side)."""
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        sys.stderr.write(f"flowstudio: error: {exc}\n")
+        return 2
+
+    def one(settings: Settings) -> tuple[int, dict[str, Any] | None]:
+        started = time.monotonic()
+        code, result = run_sandboxed(settings, lambda sandbox: bench_session(sandbox, config))
+        if code == 0:
+            log.info(
+                "bench (%s queue) finished in %.1fs",
+                settings.queue_backend,
+                time.monotonic() - started,
+            )
+        return code, result
+
+    code, summary = per_queue_backend(settings, getattr(args, "queue_backend", None), one)
+    if summary is None:
+        return code
     write_report(summary, bool(args.json))
     return 0
 
@@ -92,34 +91,13 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
 def run_one_bench(
     settings: Settings, args: argparse.Namespace
 ) -> tuple[int, dict[str, Any] | None]:
+    """One bench on `settings`' queue backend, its result not printed (`bench/langgraph_compare.py`)."""
     try:
         config = config_from_args(args)
     except ValueError as exc:
         sys.stderr.write(f"flowstudio: error: {exc}\n")
         return 2, None
-    started = time.monotonic()
-    try:
-        sandbox = Sandbox.create(settings)
-    except psycopg.Error as exc:
-        log.error("cannot create the bench database: %s", exc)
-        return 1, None
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # so that `finally` cleans up
-    try:
-        result = run_async(lambda: bench_session(sandbox, config))
-    except BenchError as exc:
-        sandbox.keep_logs = True
-        log.error("bench failed: %s\n%s", exc, sandbox.dump_logs())
-        return 1, None
-    except KeyboardInterrupt:
-        log.warning("bench interrupted: stopping its processes and dropping its database")
-        return 130, None
-    finally:
-        sandbox.close()
-        signal.signal(signal.SIGTERM, previous)
-    log.info(
-        "bench (%s queue) finished in %.1fs", settings.queue_backend, time.monotonic() - started
-    )
-    return 0, result
+    return run_sandboxed(settings, lambda sandbox: bench_session(sandbox, config))
 
 
 async def bench_session(sandbox: Sandbox, config: BenchConfig) -> dict[str, Any]:

@@ -5,7 +5,8 @@
   addresses. httpcore still uses the URL's host for the Host header and for TLS (SNI and certificate
   verification), because only the socket's peer changes. So a name that flips between an allowed and
   a loopback address (DNS rebinding) cannot steer the connection after the check. Unix sockets are
-  refused.
+  refused. Its streams are `CheapReadableStream`s (the pool's per-request liveness scan of idle
+  connections stays cheap).
 - `PooledTransport`: httpx's `AsyncHTTPTransport` whose httpcore pool uses `PinnedBackend`, with no
   proxy and no environment (`trust_env=False`), so HTTP(S)_PROXY cannot route around the guard.
 - `GuardedTransport`: in front of a pooled transport (owned, or borrowed from an `Egress`), it refuses
@@ -17,7 +18,10 @@
 
 from __future__ import annotations
 
+import select
+import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import nullcontext
 from functools import lru_cache
@@ -36,15 +40,69 @@ from flowstudio.egress.policy import (
 )
 
 SCHEMES = frozenset({"http", "https"})
-DEFAULT_LIMITS = httpx.Limits(
-    max_connections=None, max_keepalive_connections=100
-)  # as before: no cap
+# No cap on connections, and none on idle ones either (they still close after 5 s idle): httpcore
+# compares ALL of a pool's connections with max_keepalive_connections, so with 100 a worker holding
+# more than 100 calls to one provider closed each connection as its call ended and opened (and
+# checked) a new one for the next.
+DEFAULT_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=None)
 
 
 @lru_cache(maxsize=1)
 def default_ssl_context() -> ssl.SSLContext:
     """One verifying context (certifi roots) per process: building one costs milliseconds."""
     return httpx.create_ssl_context()
+
+
+def socket_readable(sock: socket.socket | None) -> bool:
+    """Whether `recv` would return at once (data or the peer's close); a gone socket counts as
+    readable, so the pool drops its connection (as httpcore's own check does)."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    if sys.platform == "win32" or not hasattr(select, "poll"):
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class CheapReadableStream(httpcore.AsyncNetworkStream):
+    """httpcore's network stream with a cheap `is_readable`. The connection pool asks it of every
+    idle connection on every request and every response (a scan of the whole pool), and anyio's
+    stream rebuilds its attribute table for each ask: with 64 connections to one provider that
+    doubled the CPU of an LLM call. The raw socket is looked up once; the rest is delegated."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self.inner = inner
+        self.sock: socket.socket | None = inner.get_extra_info("socket")
+
+    async def read(
+        self, max_bytes: int, timeout: float | None = None  # noqa: ASYNC109 (httpcore interface)
+    ) -> bytes:
+        return await self.inner.read(max_bytes, timeout)
+
+    async def write(
+        self, buffer: bytes, timeout: float | None = None  # noqa: ASYNC109 (httpcore interface)
+    ) -> None:
+        await self.inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore interface)
+    ) -> httpcore.AsyncNetworkStream:
+        return CheapReadableStream(
+            await self.inner.start_tls(ssl_context, server_hostname, timeout)
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return socket_readable(self.sock)
+        return self.inner.get_extra_info(info)
 
 
 class PinnedBackend(httpcore.AsyncNetworkBackend):
@@ -70,8 +128,10 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         failure: Exception | None = None
         for address in addresses:
             try:
-                return await self.inner.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
+                return CheapReadableStream(
+                    await self.inner.connect_tcp(
+                        str(address), port, timeout, local_address, socket_options
+                    )
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc

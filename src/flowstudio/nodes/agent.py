@@ -106,17 +106,14 @@ async def run_agent(ctx: NodeContext, params: AgentParams) -> Done | CallTools:
     if params.max_tokens is not None:
         req["max_tokens"] = params.max_tokens
     client = await open_client(ctx, params.base_url, params.api_key, params.timeout_s)
-    try:
-        out = await call_with_retries(
-            lambda: complete_chat(client, req),
-            retries=params.retries,
-            max_wait_s=params.max_retry_wait_s,
-            what=f"agent {params.model}",
-            model=params.model,
-            base_url=params.base_url,
-        )
-    finally:
-        await client.close()
+    out = await call_with_retries(
+        lambda: complete_chat(client, req),
+        retries=params.retries,
+        max_wait_s=params.max_retry_wait_s,
+        what=f"agent {params.model}",
+        model=params.model,
+        base_url=params.base_url,
+    )
     usage = _add_usage(state["usage"], out["usage"])
     calls = [
         {"id": c["id"] or f"call_{turn}_{i}", "name": c["name"], "arguments": c["arguments"]}

@@ -6,7 +6,8 @@
 `llm_client.call_with_retries` either in one piece (`complete_chat`) or streamed (`_stream`), holding a
 cluster-wide permit of its provider (`providers.permits.provider_call`: no capacity or a 429 parks
 the step durably; the response's usage corrects the token estimate), where
-`TokenEmitter` publishes the text as it arrives with `ctx.emit("fs_run_tokens", ...)` (pg_notify: live
+`TokenEmitter` publishes the text as it arrives (`should_stream`: the node's flag, else when it feeds
+an output node and its run is not a batch item) with `ctx.emit("fs_run_tokens", ...)` (pg_notify: live
 only, never the event log; the step's secret values are masked with a hold-back buffer so one split
 across tokens never leaves in clear: `secretmask.StreamMasker`). Output: {text, usage, model, finish_reason, tool_calls?, json?}.
 `run_chat_memory` loads the last `limit` messages of a session or appends messages idempotently (keyed
@@ -36,7 +37,7 @@ from flowstudio.nodes.llm_client import call_with_retries, open_client, usage_di
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeSpec, register
 from flowstudio.providers.permits import estimate_tokens, provider_call
 from flowstudio.secretmask import StreamMasker
-from flowstudio.store import memory
+from flowstudio.store import memory, runs
 
 log = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant", "tool")
@@ -58,7 +59,8 @@ class LlmChatParams(msgspec.Struct, kw_only=True):
     tools: list[dict[str, Any]] = msgspec.field(default_factory=list)  # OpenAI tool definitions
     tool_choice: str | dict[str, Any] | None = None
     # stream tokens into the run's live event stream; None (default): when the node feeds an
-    # `output` node directly (the answer a chat client waits for); True/False force it
+    # `output` node directly (the answer a chat client waits for) and the run is not a batch item;
+    # True/False force it
     stream: bool | None = None
     timeout_s: CallTimeout = 120.0
     retries: Retries = 2  # in-step tries on 429/5xx before the engine's step retry policy applies
@@ -278,11 +280,28 @@ async def _stream(
     }
 
 
+async def _in_batch(ctx: NodeContext) -> bool:
+    """Whether the step's run is a batch item (one indexed read)."""
+    if ctx.db is None:
+        return False
+    async with ctx.db.connection() as conn:
+        return await runs.is_batch_item(conn, ctx.run_id)
+
+
+async def should_stream(ctx: NodeContext, params: LlmChatParams) -> bool:
+    """The `stream` flag, else (null) stream when the node feeds an output node, except in a batch
+    item: nobody waits on its tokens, and a 100k-item batch would pay a chunked response and a
+    NOTIFY per token burst for every item."""
+    if params.stream is not None:
+        return params.stream
+    return ctx.feeds_output and not await _in_batch(ctx)
+
+
 async def run_llm_chat(ctx: NodeContext, params: LlmChatParams) -> Done:
     req = build_request(ctx, params)
     emitter = TokenEmitter(ctx)
 
-    streaming = ctx.feeds_output if params.stream is None else params.stream
+    streaming = await should_stream(ctx, params)
 
     async def attempt(client: AsyncOpenAI) -> dict[str, Any]:
         if not streaming:
@@ -293,21 +312,18 @@ async def run_llm_chat(ctx: NodeContext, params: LlmChatParams) -> Done:
 
     client = await open_client(ctx, params.base_url, params.api_key, params.timeout_s)
     tokens = estimate_tokens(req["messages"], params.max_tokens)
-    try:
-        async with provider_call(ctx, params.base_url, params.api_key, tokens) as permit:
-            out = await call_with_retries(
-                lambda: attempt(client),
-                retries=params.retries,
-                max_wait_s=params.max_retry_wait_s,
-                what=f"llm {params.model}",
-                model=params.model,
-                base_url=params.base_url,
-                park_on_429=permit is not None,
-            )
-            if permit is not None:
-                permit.used(out["usage"]["total_tokens"])
-    finally:
-        await client.close()
+    async with provider_call(ctx, params.base_url, params.api_key, tokens) as permit:
+        out = await call_with_retries(
+            lambda: attempt(client),
+            retries=params.retries,
+            max_wait_s=params.max_retry_wait_s,
+            what=f"llm {params.model}",
+            model=params.model,
+            base_url=params.base_url,
+            park_on_429=permit is not None,
+        )
+        if permit is not None:
+            permit.used(out["usage"]["total_tokens"])
     if not out["tool_calls"]:
         del out["tool_calls"]
     if "response_format" in req:

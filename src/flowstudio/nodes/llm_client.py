@@ -1,6 +1,8 @@
 """OpenAI-compatible calls shared by the LLM and RAG families: a guarded client and bounded retries.
 
-`open_client(ctx, base_url, api_key, timeout_s)` returns an `AsyncOpenAI` whose `http_client` is a
+`open_client(ctx, base_url, api_key, timeout_s)` returns the process's shared `AsyncOpenAI` for that
+provider (`CLIENTS`: one per egress, settings, base_url, key and timeout, LRU-bounded; callers never
+close it: building one per call cost a worker more CPU than the call), whose `http_client` is a
 guarded httpx client (`flowstudio.egress.client_for`: every connection the SDK opens, including each
 redirect hop it follows, is resolved once, checked and pinned; bodies are size-capped), with the SDK's
 own retries off (`max_retries=0`): `call_with_retries` below does them, under the same guard. A
@@ -27,9 +29,10 @@ from typing import Any, TypeVar
 
 import anyio
 import openai
+from cachetools import LRUCache
 from openai import AsyncOpenAI
 
-from flowstudio.egress import EgressError, client_for, find_egress_error
+from flowstudio.egress import Egress, EgressError, client_for, find_egress_error
 from flowstudio.nodes.http import check_url
 from flowstudio.nodes.registry import NodeContext, NodeError
 from flowstudio.observability import counters, tracing
@@ -39,11 +42,37 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def open_client(
+CLIENTS_PER_PROCESS = 64  # distinct (egress, settings, base_url, key, timeout) clients kept
+
+
+class _Clients:
+    """A worker's OpenAI clients, one per (egress, settings, base_url, api key, timeout), LRU-bounded.
+
+    An `AsyncOpenAI` is safe to share between concurrent calls and costs to build (its httpx client,
+    and on its first request a thread hop to detect the platform), so a worker holding hundreds of
+    LLM steps reuses one per provider instead of building one per call. The entry keeps the egress and
+    settings objects alive, so their ids in the key cannot be reused while it exists. Without a
+    process `Egress` (not a worker) each call gets a client of its own, as before."""
+
+    def __init__(self, size: int) -> None:
+        self.entries: LRUCache[tuple[Any, ...], tuple[AsyncOpenAI, Any, Any]] = LRUCache(size)
+
+    def get(
+        self, ctx: NodeContext, base_url: str | None, api_key: str, timeout_s: float
+    ) -> AsyncOpenAI:
+        if not isinstance(ctx.http, Egress):  # no process egress to share (not a worker): a
+            return _new_client(ctx, base_url, api_key, timeout_s)  # client with its own pool
+        key = (id(ctx.http), id(ctx.settings), base_url or None, api_key, timeout_s)
+        entry = self.entries.get(key)
+        if entry is None:
+            client = _new_client(ctx, base_url, api_key, timeout_s)
+            entry = self.entries[key] = (client, ctx.http, ctx.settings)
+        return entry[0]
+
+
+def _new_client(
     ctx: NodeContext, base_url: str | None, api_key: str, timeout_s: float
 ) -> AsyncOpenAI:
-    if base_url:
-        check_url(base_url)
     return AsyncOpenAI(
         base_url=base_url or None,
         api_key=api_key or "not-needed",  # local servers (vLLM, Ollama) accept any key
@@ -54,6 +83,18 @@ async def open_client(
             ctx.http, ctx.settings, timeout=timeout_s, follow_redirects=True
         ),
     )
+
+
+CLIENTS = _Clients(CLIENTS_PER_PROCESS)
+
+
+async def open_client(
+    ctx: NodeContext, base_url: str | None, api_key: str, timeout_s: float
+) -> AsyncOpenAI:
+    """The process's shared client for this provider (callers do not close it)."""
+    if base_url:
+        check_url(base_url)
+    return CLIENTS.get(ctx, base_url, api_key, timeout_s)
 
 
 def retry_after_seconds(headers: Any) -> float | None:

@@ -95,33 +95,30 @@ async def _openai_embed(
     client = await open_client(ctx, cfg.base_url, cfg.api_key, cfg.timeout_s)
     out: list[list[float]] = []
     extra: dict[str, Any] = {"dimensions": cfg.dimensions} if cfg.dimensions else {}
-    try:
-        for start in range(0, len(texts), max(1, cfg.batch_size)):
-            batch = texts[start : start + max(1, cfg.batch_size)]
+    for start in range(0, len(texts), max(1, cfg.batch_size)):
+        batch = texts[start : start + max(1, cfg.batch_size)]
 
-            async def call(batch: list[str] = batch) -> Any:
-                return await client.embeddings.create(
-                    model=cfg.model, input=batch, encoding_format="float", **extra
-                )
-
-            resp = await call_with_retries(
-                call,
-                retries=cfg.retries,
-                max_wait_s=20.0,
-                what=f"embeddings {cfg.model}",
-                model=cfg.model,
-                base_url=cfg.base_url,
-                operation="embeddings",
+        async def call(batch: list[str] = batch) -> Any:
+            return await client.embeddings.create(
+                model=cfg.model, input=batch, encoding_format="float", **extra
             )
-            rows = sorted(resp.data, key=lambda d: d.index)
-            if len(rows) != len(batch):
-                raise NodeError(f"embeddings: asked for {len(batch)} vectors, got {len(rows)}")
-            out += [list(map(float, d.embedding)) for d in rows]
-            if resp.usage is not None:
-                usage["prompt_tokens"] += int(resp.usage.prompt_tokens or 0)
-                usage["total_tokens"] += int(resp.usage.total_tokens or 0)
-    finally:
-        await client.close()
+
+        resp = await call_with_retries(
+            call,
+            retries=cfg.retries,
+            max_wait_s=20.0,
+            what=f"embeddings {cfg.model}",
+            model=cfg.model,
+            base_url=cfg.base_url,
+            operation="embeddings",
+        )
+        rows = sorted(resp.data, key=lambda d: d.index)
+        if len(rows) != len(batch):
+            raise NodeError(f"embeddings: asked for {len(batch)} vectors, got {len(rows)}")
+        out += [list(map(float, d.embedding)) for d in rows]
+        if resp.usage is not None:
+            usage["prompt_tokens"] += int(resp.usage.prompt_tokens or 0)
+            usage["total_tokens"] += int(resp.usage.total_tokens or 0)
     return out
 
 

@@ -22,6 +22,13 @@ async def get_run(conn: psycopg.AsyncConnection[Any], run_id: Any) -> dict[str, 
     return await cur.fetchone()
 
 
+async def is_batch_item(conn: psycopg.AsyncConnection[Any], run_id: Any) -> bool:
+    """Whether the run is an item of a batch (the LLM node streams no tokens for those)."""
+    cur = await conn.execute("SELECT batch_id IS NOT NULL AS b FROM runs WHERE id = %s", (run_id,))
+    row = await cur.fetchone()
+    return bool(row and row["b"])
+
+
 async def step_input(conn: psycopg.AsyncConnection[Any], step_id: int) -> Any:
     """The input stored with a step (None when it has none)."""
     cur = await conn.execute("SELECT input FROM step_io WHERE step_id = %s", (step_id,))

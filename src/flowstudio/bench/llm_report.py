@@ -1,0 +1,136 @@
+"""The figures of `flowstudio bench --llm`, printed as a table and (with --json) one JSON line last.
+
+`build_llm_result(config, ...)` turns the batch's wall time (its created_at -> finished_at) and the
+fake provider's counters into: items/s; provider calls/s; effective concurrency (the mean number of
+calls in flight at the provider over the batch, = call-seconds / wall); `pct_of_cap` = calls/s ÷
+(cap / latency), the share of what the provider allowed; 429s; peak RSS of the API and of the
+largest worker, RSS at 10%, 50% and 100% of the items done (memory must not grow with items) and
+the CPU milliseconds per item of each role (API, orchestrator, workers, PostgreSQL backends, the
+bench with its fake provider): on a shared machine the wall time swings, the CPU cost much less.
+`write_llm_report(result, as_json)` prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flowstudio.bench.report import write_report
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    items: int
+    latency: float
+    cap: int
+    rpm: int
+    retry_after: float
+    workers: int
+    concurrency: int
+    as_json: bool
+
+
+@dataclass
+class Checked:
+    right: int = 0  # succeeded with the provider's answer to that item's prompt
+    failed: int = 0  # runs that did not succeed
+    first_error: str | None = None  # the first failed run's error message
+    in_order: bool = False
+
+
+def build_llm_result(
+    config: LlmConfig,
+    *,
+    wall_s: float,
+    client_wall_s: float,
+    checked: Checked,
+    provider: dict[str, Any],
+    api_rss_peak: int,
+    worker_rss_peak: int,
+    rss_at_done: dict[str, dict[str, Any]],
+    cpu_s: dict[str, float | None],
+) -> dict[str, Any]:
+    wall = max(wall_s, 1e-9)
+    calls_per_s = provider["calls"] / wall
+    allowed_per_s = config.cap / config.latency
+    return {
+        "workload": "llm_batch",
+        "items": config.items,
+        "items_right": checked.right,
+        "items_failed": checked.failed,
+        "first_error": checked.first_error,
+        "in_order": checked.in_order,
+        "wall_s": round(wall_s, 3),
+        "client_wall_s": round(client_wall_s, 3),
+        "items_per_s": round(config.items / wall, 2),
+        "provider_calls": provider["calls"],
+        "provider_calls_per_s": round(calls_per_s, 2),
+        "effective_concurrency": round(provider["busy_call_seconds"] / wall, 2),
+        "peak_in_flight": provider["peak_in_flight"],
+        "pct_of_cap": round(100 * calls_per_s / allowed_per_s, 1),
+        "ideal_wall_s": round(config.items / allowed_per_s, 3),
+        "http_429": provider["rejected_429"],
+        "api_rss_peak_mb": round(api_rss_peak / 2**20, 1),
+        "worker_rss_peak_mb": round(worker_rss_peak / 2**20, 1),
+        "rss_at_done": rss_at_done,
+        "cpu_ms_per_item": {
+            role: None if used is None else round(used * 1000 / config.items, 2)
+            for role, used in cpu_s.items()
+        },
+        "latency_s": config.latency,
+        "cap": config.cap,
+        "rpm": config.rpm,
+        "retry_after_s": config.retry_after,
+        "workers": config.workers,
+        "concurrency": config.concurrency,
+    }
+
+
+def render_llm_table(r: dict[str, Any]) -> str:
+    rows = [
+        (
+            f"LLM batch ({r['items']} items of input -> llm_chat -> output; provider "
+            f"{r['latency_s']:g} s per call, cap {r['cap']}"
+            + (f", {r['rpm']} rpm" if r["rpm"] else "")
+            + f"; {r['workers']} workers x {r['concurrency']})",
+            "",
+        ),
+        ("  items right / in order", f"{r['items_right']} of {r['items']} / {r['in_order']}"),
+        (
+            "  items failed",
+            f"{r['items_failed']}" + (f" (first: {r['first_error']})" if r["first_error"] else ""),
+        ),
+        ("  wall time (batch created -> finished)", f"{r['wall_s']:.2f} s"),
+        ("  ideal at the provider's cap", f"{r['ideal_wall_s']:.2f} s"),
+        ("  items/s", f"{r['items_per_s']:.1f}"),
+        ("  provider calls/s", f"{r['provider_calls_per_s']:.1f}"),
+        ("  % of the provider's cap", f"{r['pct_of_cap']:.1f} %"),
+        ("  effective concurrency (mean in flight)", f"{r['effective_concurrency']:.1f}"),
+        ("  peak in flight", str(r["peak_in_flight"])),
+        ("  429 answers", str(r["http_429"])),
+        (
+            "  peak RSS: API / largest worker",
+            f"{r['api_rss_peak_mb']:.0f} / {r['worker_rss_peak_mb']:.0f} MB",
+        ),
+    ]
+    rows.append(("  CPU per item", _cpu_line(r["cpu_ms_per_item"])))
+    for mark, at in r["rss_at_done"].items():
+        workers = ", ".join(f"{w:.0f}" for w in at["worker_rss_mb"])
+        rows.append(
+            (f"  RSS at {mark} done: API / workers", f"{at['api_rss_mb']:.0f} / {workers} MB")
+        )
+    width = max(len(k) for k, _ in rows[1:]) + 2
+    return (
+        "\n".join(["flowstudio bench --llm", *(f"{k:<{width}}{v}".rstrip() for k, v in rows)])
+        + "\n"
+    )
+
+
+def _cpu_line(cpu: dict[str, float | None]) -> str:
+    known = [v for v in cpu.values() if v is not None]
+    parts = ", ".join(f"{k} {'n/a' if v is None else f'{v:.1f}'}" for k, v in cpu.items())
+    return f"{sum(known):.1f} ms ({parts})"
+
+
+def write_llm_report(result: dict[str, Any], as_json: bool) -> None:
+    write_report(result, as_json, render_llm_table)
