@@ -10,7 +10,7 @@ tests/support/fake_openai.py is a `base_url` away). Its ephemeral notifications 
 through the worker's `notifier` into a `TokenTap` instead of pg_notify; a node that needs the database
 for anything else (chat memory, vectors) gets a real pool with `pool=` (its tokens then go to
 pg_notify, as in a worker). Secrets are not loaded (no
-run owner). Returns a `NodeRun`: the outcome (`Done`/`Wait`/... or `Failure`) and the tokens.
+run owner). Provider limits are off unless `settings=` turns them on (they need the database). Returns a `NodeRun`: the outcome (`Done`/`Wait`/... or `Failure`) and the tokens.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from flowstudio.egress import Egress, EgressPolicy
 from flowstudio.engine.checkpoint import ClaimedStep
@@ -125,7 +127,11 @@ async def run_node(
         "input": given,
         "run": {"id": step.run_id, "flow_id": step.flow_id, "attempt": step.attempt},
     }
-    settings = settings or settings_for("postgresql://unused.invalid/none")
+    # Cluster-wide provider limits live in PostgreSQL (permits, parking): off here, as with
+    # PROVIDER_LIMITS=off (a 429 is retried inside the step); the process tier tests them.
+    settings = settings or msgspec.structs.replace(
+        settings_for("postgresql://unused.invalid/none"), provider_limits=False
+    )
     tap = TokenTap()
     http = Egress(EgressPolicy.from_settings(settings))
     procpool = ProcessPool(1)
