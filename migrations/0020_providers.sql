@@ -121,10 +121,19 @@ CREATE FUNCTION provider_release(p_step bigint, p_attempt integer, p_outcome tex
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     permit provider_permits%ROWTYPE;
-    p providers%ROWTYPE;
+    provider uuid;
     flying integer;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
+    -- Locks in the order provider_acquire takes them (provider row, then permit, then usage
+    -- bucket): a release that held a bucket or a permit while waiting for the provider row would
+    -- deadlock with an acquire in the same second, or with the next attempt's acquire of its step.
+    SELECT pp.provider_id INTO provider FROM provider_permits pp
+     WHERE pp.step_id = p_step AND pp.attempt = p_attempt;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM 1 FROM providers WHERE id = provider FOR UPDATE;
     DELETE FROM provider_permits WHERE step_id = p_step AND attempt = p_attempt
     RETURNING * INTO permit;
     IF NOT FOUND THEN
@@ -135,7 +144,6 @@ BEGIN
          WHERE provider_id = permit.provider_id AND second = permit.second;
     END IF;
     IF p_outcome = 'throttled' THEN
-        SELECT * INTO p FROM providers WHERE id = permit.provider_id FOR UPDATE;
         flying := provider_in_flight(permit.provider_id) + 1;
         UPDATE providers SET
             throttled_total = throttled_total + 1,
