@@ -31,6 +31,7 @@ from flowstudio.api.deps import User, requires
 from flowstudio.api.errors import invalid
 from flowstudio.store import metrics_rollup
 from flowstudio.store import ops as store
+from flowstudio.store.db import Conn
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +129,7 @@ class SnapshotCache:
 
 @get("/api/v1/ops/stats", guards=[requires("ops:read")])
 async def ops_stats(
-    state: State,
-    user: User,
-    conn: psycopg.AsyncConnection[Any],
-    minutes: int = 60,
-    bucket_seconds: int = 60,
+    state: State, user: User, conn: Conn, minutes: int = 60, bucket_seconds: int = 60
 ) -> OpsStats:
     if not 1 <= minutes <= 7 * 24 * 60 or not 5 <= bucket_seconds <= 24 * 3600:
         raise invalid(

@@ -12,7 +12,8 @@ from typing import Any
 
 import psycopg
 
-Conn = psycopg.AsyncConnection[Any]
+from flowstudio.store.db import Conn
+
 Turn = tuple[str, str]  # (role, content)
 # Appends one turn; a re-run of the same step (same key and position) appends nothing.
 APPEND_MESSAGE = """INSERT INTO chat_messages (owner_id, session_id, role, content, step_key, position)

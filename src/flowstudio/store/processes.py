@@ -13,7 +13,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-Conn = psycopg.AsyncConnection[Any]
+from flowstudio.store.db import Conn
+
 # Registers a process (or refreshes the heartbeat of an id registered before).
 REGISTER = """INSERT INTO processes (id, kind, hostname, pid, info) VALUES (%s, %s, %s, %s, %s)
     ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()"""
