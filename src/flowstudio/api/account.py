@@ -25,6 +25,7 @@ from litestar.datastructures import Cookie
 from flowstudio.api.deps import SESSION_COOKIE, AnyRequest, User, authenticated, client_address
 from flowstudio.api.errors import forbidden, invalid, not_found
 from flowstudio.api.login_backoff import backoff_policy, too_many
+from flowstudio.api.rows import row_as
 from flowstudio.auth.passwords import hash_password, verify_password
 from flowstudio.store import login_attempts, sessions, users
 from flowstudio.store.db import Conn
@@ -86,15 +87,7 @@ async def change_password(
 @get("/api/auth/sessions", guards=[authenticated])
 async def list_sessions(user: User, conn: Conn) -> list[SessionOut]:
     return [
-        SessionOut(
-            id=str(r["id"]),
-            created_at=r["created_at"],
-            last_seen_at=r["last_seen_at"],
-            expires_at=r["expires_at"],
-            user_agent=r["user_agent"],
-            ip=r["ip"],
-            current=str(r["id"]) == user.session_id,
-        )
+        row_as(SessionOut, r, current=str(r["id"]) == user.session_id)
         for r in await sessions.list_sessions(conn, user.id)
     ]
 

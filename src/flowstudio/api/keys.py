@@ -22,6 +22,7 @@ from litestar.datastructures import State
 from flowstudio.api.access import runnable_flow
 from flowstudio.api.deps import User, authenticated, requires
 from flowstudio.api.errors import Problem, invalid, not_found
+from flowstudio.api.rows import row_as
 from flowstudio.auth import scopes
 from flowstudio.auth.tokens import new_token
 from flowstudio.store import api_keys as store
@@ -98,17 +99,11 @@ async def create_api_key(data: ApiKeyIn, user: User, conn: Conn, state: State) -
 async def list_api_keys(user: User, conn: Conn) -> list[ApiKeyOut]:
     now = datetime.now(timezone.utc)
     return [
-        ApiKeyOut(
-            id=str(r["id"]),
-            name=r["name"],
-            prefix=r["prefix"],
-            scope=r["scope"],
-            created_at=r["created_at"],
-            expires_at=r["expires_at"],
+        row_as(
+            ApiKeyOut,
+            r,
             expired=r["expires_at"] is not None and r["expires_at"] <= now,
-            last_used_at=r["last_used_at"],
             revoked=r["revoked_at"] is not None,
-            revoked_at=r["revoked_at"],
         )
         for r in await store.list_api_keys(conn, user.id)
     ]

@@ -24,6 +24,7 @@ from flowstudio.api.access import flow_with_access
 from flowstudio.api.deps import User, authenticated, require, requires
 from flowstudio.api.errors import conflict, found, invalid, not_found
 from flowstudio.api.flows import owned_flow
+from flowstudio.api.rows import row_as
 from flowstudio.store import shares as store
 from flowstudio.store import users
 from flowstudio.store.db import Conn
@@ -56,16 +57,7 @@ class ShareOut(msgspec.Struct, kw_only=True):
 
 
 def share_out(row: dict[str, Any]) -> ShareOut:
-    return ShareOut(
-        flow_id=str(row["flow_id"]),
-        user_id=str(row["user_id"]),
-        email=row["email"],
-        name=row["name"],
-        permission=row["permission"],
-        version=row["version"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    return row_as(ShareOut, row)
 
 
 @post("/api/v1/flows/{flow_id:uuid}/shares", status_code=202, guards=[requires("flows:write")])
