@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
-
 from flowstudio.store.db import Conn
 
 Turn = tuple[str, str]  # (role, content)
@@ -41,7 +39,7 @@ async def append_messages(
 
 
 async def last_messages(
-    conn: psycopg.AsyncConnection[Any], owner_id: str, session_id: str, limit: int
+    conn: Conn, owner_id: str, session_id: str, limit: int
 ) -> list[dict[str, Any]]:
     """The session's last `limit` messages as {"role", "content"}, oldest first."""
     cur = await conn.execute(LAST_MESSAGES, (owner_id, session_id, limit))
