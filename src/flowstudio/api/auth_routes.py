@@ -30,6 +30,7 @@ from flowstudio.api.account import Password
 from flowstudio.api.deps import AnyRequest, User, authenticated, bearer_token, client_address
 from flowstudio.api.errors import unauthorized
 from flowstudio.api.login_backoff import backoff_policy, too_many
+from flowstudio.api.rows import row_as
 from flowstudio.api.session_cookie import cleared_session_cookies, cookie_is_secure, session_cookie
 from flowstudio.auth.passwords import check_password
 from flowstudio.auth.tokens import digest
@@ -116,14 +117,7 @@ async def logout(request: AnyRequest, conn: Conn) -> Response[None]:
 
 @get("/api/auth/me", guards=[authenticated])
 async def me(user: User) -> MeOut:
-    return MeOut(
-        id=user.id,
-        email=user.email,
-        name=user.name,
-        roles=user.roles,
-        permissions=user.permissions,
-        scope=user.key_scope,
-    )
+    return row_as(MeOut, msgspec.structs.asdict(user), scope=user.key_scope)
 
 
 @get("/api/auth/signup", status_code=302)
