@@ -43,19 +43,22 @@ class ThroughputBucket(msgspec.Struct, kw_only=True):
     cancelled: int
 
 
-class FlowDuration(msgspec.Struct, kw_only=True):
+class Percentiles(msgspec.Struct, kw_only=True):
+    """Duration percentiles of a flow's runs or a node type's steps, in seconds."""
+
+    p50_s: float
+    p95_s: float
+
+
+class FlowDuration(Percentiles, kw_only=True):
     flow_id: str
     name: str
     runs: int
-    p50_s: float
-    p95_s: float
 
 
-class NodeDuration(msgspec.Struct, kw_only=True):
+class NodeDuration(Percentiles, kw_only=True):
     node_type: str
     steps: int
-    p50_s: float
-    p95_s: float
 
 
 class FailingNode(msgspec.Struct, kw_only=True):

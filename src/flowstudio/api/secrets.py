@@ -31,13 +31,12 @@ SecretName = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
 SecretValue = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_VALUE)]
 
 
-class SecretIn(msgspec.Struct, kw_only=True):
-    name: SecretName
-    value: SecretValue
-
-
 class SecretValueIn(msgspec.Struct, kw_only=True):
     value: SecretValue
+
+
+class SecretIn(SecretValueIn, kw_only=True):
+    name: SecretName
 
 
 class SecretOut(msgspec.Struct, kw_only=True):
