@@ -41,16 +41,6 @@ class PasswordChange(msgspec.Struct, kw_only=True):
     new_password: Password
 
 
-class SessionOut(msgspec.Struct, kw_only=True):
-    id: str
-    created_at: datetime
-    last_seen_at: datetime
-    expires_at: datetime
-    user_agent: str
-    ip: str
-    current: bool
-
-
 def _clear_cookie() -> Cookie:
     return Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")
 
@@ -82,6 +72,18 @@ async def change_password(
     new_hash = await anyio.to_thread.run_sync(hash_password, data.new_password)
     await users.set_password(conn, user.id, new_hash, keep_session=user.session_id)
     return Response(None, status_code=204)
+
+
+class SessionOut(msgspec.Struct, kw_only=True):
+    """One of the user's live login sessions (`GET /api/auth/sessions`)."""
+
+    id: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    user_agent: str
+    ip: str
+    current: bool
 
 
 @get("/api/auth/sessions", guards=[authenticated])

@@ -147,6 +147,7 @@ async def create_provider(data: ProviderIn, state: State, user: User, conn: Conn
     fingerprint = ""
     if data.api_key_secret is not None:
         fingerprint = await _fingerprint_of_secret(state, user, conn, data.api_key_secret)
+    # Named arguments, alike in shape to worker.execute_node's call only; nothing shared.
     provider_id = await store.create_provider(
         conn,
         base_url=base_url,

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 WAKE_BATCH = 500
 
 
+# Same shape as checkpoint.release_step on purpose: a fenced move off `running` (here to `waiting`,
+# plus the park row); release_step stays as it is on the hot path.
 async def commit_park(
     conn: psycopg.AsyncConnection[Any], step: ClaimedStep, worker_id: str, park: Park
 ) -> list[OutboxMessage]:

@@ -47,6 +47,7 @@ from flowstudio.worker.secret_values import mask_outcome, masking_secrets
 log = logging.getLogger(__name__)
 
 
+# Imports and a frozen result dataclass alike in shape to engine/groupcommit.py's; nothing shared.
 @dataclass(frozen=True)
 class Failure:
     error: dict[str, Any]
