@@ -3,9 +3,9 @@
 `build_context` (worker/context.py) calls `load_step_secrets(conn, step, names, secret_key)` with
 `names = step_secret_names(step, graph, spec)`: the node's params and expressions
 (`templating.referenced_secrets`, cached per pinned version) plus the run's tweaks for the node;
-one query (`store.secrets.load_run_secrets`) fetches the FLOW owner's rows — all of them when the run's owner is the flow's owner, else only the names the
-owner bound to the flow (and only while the runner may still run it): a runner's own secrets never
-reach a template they do not own. `auth.secrets.SecretBox` decrypts them; the template sees each as
+one query (`store.secrets.load_run_secrets`) fetches the FLOW owner's rows — all of them when the
+run's owner is the flow's owner, else only the names the owner bound to the flow (and only while
+the runner may still run it): a runner's own secrets never reach a template they do not own. `auth.secrets.SecretBox` decrypts them; the template sees each as
 an opaque `sandbox.Secret`, and the values are registered with the log filter (`runtime_logging`)
 while the step is in flight. It returns the `SecretValues` put in the
 template context and the problems (missing / undecryptable / no SECRET_KEY) per name, which
