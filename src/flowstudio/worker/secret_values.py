@@ -5,10 +5,10 @@
 (`templating.referenced_secrets`, cached per pinned version) plus the run's tweaks for the node;
 one query (`store.secrets.load_run_secrets`) fetches the FLOW owner's rows — all of them when the
 run's owner is the flow's owner, else only the names the owner bound to the flow (and only while
-the runner may still run it): a runner's own secrets never reach a template they do not own. `auth.secrets.SecretBox` decrypts them; the template sees each as
-an opaque `sandbox.Secret`, and the values are registered with the log filter (`runtime_logging`)
-while the step is in flight. It returns the `SecretValues` put in the
-template context and the problems (missing / undecryptable / no SECRET_KEY) per name, which
+the runner may still run it): a runner's own secrets never reach a template they do not own.
+`auth.secrets.SecretBox` decrypts them; the template sees each as an opaque `sandbox.Secret`, and
+the values are registered with the log filter (`runtime_logging`) while the step is in flight. It
+returns the `SecretValues` put in the template context and the problems (missing / undecryptable / no SECRET_KEY) per name, which
 `render_node_params` turns into a non-retryable step failure naming the secret (never its value).
 `mask_outcome(outcome, context)` replaces any secret value in the node's output or error with `***`;
 `@masking_secrets` applies it to `execute_node` (worker/execute.py), so no value the worker commits
