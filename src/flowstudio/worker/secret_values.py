@@ -8,8 +8,9 @@ run's owner is the flow's owner, else only the names the owner bound to the flow
 the runner may still run it): a runner's own secrets never reach a template they do not own.
 `auth.secrets.SecretBox` decrypts them; the template sees each as an opaque `sandbox.Secret`, and
 the values are registered with the log filter (`runtime_logging`) while the step is in flight. It
-returns the `SecretValues` put in the template context and the problems (missing / undecryptable / no SECRET_KEY) per name, which
-`render_node_params` turns into a non-retryable step failure naming the secret (never its value).
+returns the `SecretValues` put in the template context and the problems (missing / undecryptable /
+no SECRET_KEY) per name, which `render_node_params` turns into a non-retryable step failure naming
+the secret (never its value).
 `mask_outcome(outcome, context)` replaces any secret value in the node's output or error with `***`;
 `@masking_secrets` applies it to `execute_node` (worker/execute.py), so no value the worker commits
 (step_io, steps.error, run_events) contains one, and masks the step's values in every log record
