@@ -40,6 +40,7 @@ class RunIn(msgspec.Struct, kw_only=True):
     version: int | None = None
 
 
+# Two small Structs then a row Struct, alike in shape to api/flows.py's PortOut/NodeTypeOut only.
 class RunCreated(msgspec.Struct, kw_only=True):
     """A run's id and status after a start or a move (create, cancel, resume)."""
 
