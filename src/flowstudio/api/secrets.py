@@ -39,6 +39,7 @@ class SecretIn(SecretValueIn, kw_only=True):
     name: SecretName
 
 
+# Short field lists, alike in shape to queue/message.py's OutboxRow/StepMessage only.
 class SecretOut(msgspec.Struct, kw_only=True):
     name: str
     created_at: datetime
