@@ -21,12 +21,11 @@ import re
 from typing import Any
 from uuid import UUID
 
-import psycopg
-
 from flowstudio.api.deps import User, can_see
 from flowstudio.api.errors import conflict, forbidden, found, invalid, not_found
 from flowstudio.store import flows as store
 from flowstudio.store import shares
+from flowstudio.store.db import Conn
 
 ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 EDIT_ACCESS = ("owner", "admin")
@@ -55,7 +54,7 @@ def flow_row(flow: dict[str, Any]) -> dict[str, Any]:
 
 
 async def flow_with_access(
-    conn: psycopg.AsyncConnection[Any], user: User, flow_id: UUID
+    conn: Conn, user: User, flow_id: UUID
 ) -> tuple[dict[str, Any], str | None]:
     if user.flow_scope is not None and user.flow_scope != str(flow_id):
         raise not_found("flow")  # a `run:flow:` API key sees its one flow only
@@ -63,18 +62,14 @@ async def flow_with_access(
     return flow_row(flow), access_of(user, flow)
 
 
-async def viewable_flow(
-    conn: psycopg.AsyncConnection[Any], user: User, flow_id: UUID
-) -> tuple[dict[str, Any], str]:
+async def viewable_flow(conn: Conn, user: User, flow_id: UUID) -> tuple[dict[str, Any], str]:
     flow, access = await flow_with_access(conn, user, flow_id)
     if access is None or not can_view_flow(access):
         raise not_found("flow")
     return flow, access
 
 
-async def runnable_flow(
-    conn: psycopg.AsyncConnection[Any], user: User, flow_id: UUID
-) -> tuple[dict[str, Any], str]:
+async def runnable_flow(conn: Conn, user: User, flow_id: UUID) -> tuple[dict[str, Any], str]:
     flow, access = await viewable_flow(conn, user, flow_id)
     if not can_run_flow(user, access):
         raise forbidden("this flow is shared with you for viewing only")
@@ -101,7 +96,7 @@ def endpoint_name_problem(name: str) -> str | None:
     return "must not be a UUID"
 
 
-async def resolve_flow_ref(conn: psycopg.AsyncConnection[Any], user: User, ref: str) -> UUID:
+async def resolve_flow_ref(conn: Conn, user: User, ref: str) -> UUID:
     """A flow id from a UUID or the caller's own endpoint name; 404 when neither fits."""
     try:
         return UUID(ref)
@@ -135,7 +130,7 @@ def _shared_grant(flow: dict[str, Any], share: dict[str, Any] | None) -> int:
 
 
 async def run_version(
-    conn: psycopg.AsyncConnection[Any],
+    conn: Conn,
     user: User,
     flow: dict[str, Any],
     access: str,
@@ -161,7 +156,7 @@ async def run_version(
 
 
 async def recheck_run_grant(
-    conn: psycopg.AsyncConnection[Any], user: User, run: dict[str, Any], *, same_version: bool
+    conn: Conn, user: User, run: dict[str, Any], *, same_version: bool
 ) -> None:
     """Before a run's steps run again (resume, fork) or continue (signal): the flow still exists,
     and for a run of someone else's flow the share still allows running (`same_version`: and the

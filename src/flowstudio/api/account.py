@@ -14,20 +14,21 @@ Role changes end sessions through a database trigger (migration 0012), not here.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import anyio
 import msgspec
-import psycopg
-from litestar import Request, Response, delete, get, post
+from litestar import Response, delete, get, post
 from litestar.datastructures import Cookie
 
-from flowstudio.api.deps import SESSION_COOKIE, User, authenticated, client_address
+from flowstudio.api.deps import SESSION_COOKIE, AnyRequest, User, authenticated, client_address
 from flowstudio.api.errors import forbidden, invalid, not_found
 from flowstudio.api.login_backoff import backoff_policy, too_many
+from flowstudio.api.rows import row_as
 from flowstudio.auth.passwords import hash_password, verify_password
 from flowstudio.store import login_attempts, sessions, users
+from flowstudio.store.db import Conn
 
 MIN_PASSWORD = 8
 
@@ -40,26 +41,13 @@ class PasswordChange(msgspec.Struct, kw_only=True):
     new_password: Password
 
 
-class SessionOut(msgspec.Struct, kw_only=True):
-    id: str
-    created_at: datetime
-    last_seen_at: datetime
-    expires_at: datetime
-    user_agent: str
-    ip: str
-    current: bool
-
-
 def _clear_cookie() -> Cookie:
     return Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")
 
 
 @post("/api/auth/password", status_code=204, guards=[authenticated])
 async def change_password(
-    data: PasswordChange,
-    user: User,
-    conn: psycopg.AsyncConnection[Any],
-    request: Request[Any, Any, Any],
+    data: PasswordChange, user: User, conn: Conn, request: AnyRequest
 ) -> Response[None]:
     if user.session_id is None:
         raise forbidden("changing the password needs a login session")
@@ -86,26 +74,28 @@ async def change_password(
     return Response(None, status_code=204)
 
 
+class SessionOut(msgspec.Struct, kw_only=True):
+    """One of the user's live login sessions (`GET /api/auth/sessions`)."""
+
+    id: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    user_agent: str
+    ip: str
+    current: bool
+
+
 @get("/api/auth/sessions", guards=[authenticated])
-async def list_sessions(user: User, conn: psycopg.AsyncConnection[Any]) -> list[SessionOut]:
+async def list_sessions(user: User, conn: Conn) -> list[SessionOut]:
     return [
-        SessionOut(
-            id=str(r["id"]),
-            created_at=r["created_at"],
-            last_seen_at=r["last_seen_at"],
-            expires_at=r["expires_at"],
-            user_agent=r["user_agent"],
-            ip=r["ip"],
-            current=str(r["id"]) == user.session_id,
-        )
+        row_as(SessionOut, r, current=str(r["id"]) == user.session_id)
         for r in await sessions.list_sessions(conn, user.id)
     ]
 
 
 @delete("/api/auth/sessions/{session_id:uuid}", status_code=204, guards=[authenticated])
-async def revoke_session(
-    session_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> Response[None]:
+async def revoke_session(session_id: UUID, user: User, conn: Conn) -> Response[None]:
     if not await sessions.revoke_session(conn, user.id, session_id):
         raise not_found("session")
     cookies = [_clear_cookie()] if str(session_id) == user.session_id else []
@@ -113,7 +103,7 @@ async def revoke_session(
 
 
 @post("/api/auth/logout-all", status_code=204, guards=[authenticated])
-async def logout_all(user: User, conn: psycopg.AsyncConnection[Any]) -> Response[None]:
+async def logout_all(user: User, conn: Conn) -> Response[None]:
     await sessions.revoke_all(conn, user.id)
     return Response(None, status_code=204, cookies=[_clear_cookie()])
 

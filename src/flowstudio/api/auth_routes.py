@@ -18,24 +18,25 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-import psycopg
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 from litestar.datastructures import Cookie, State
 from litestar.response import Redirect
 
 from flowstudio.api import account
 from flowstudio.api.account import Password
-from flowstudio.api.deps import User, authenticated, bearer_token, client_address
+from flowstudio.api.deps import AnyRequest, User, authenticated, bearer_token, client_address
 from flowstudio.api.errors import unauthorized
 from flowstudio.api.login_backoff import backoff_policy, too_many
+from flowstudio.api.rows import row_as
 from flowstudio.api.session_cookie import cleared_session_cookies, cookie_is_secure, session_cookie
 from flowstudio.auth.passwords import check_password
 from flowstudio.auth.tokens import digest
 from flowstudio.settings import Settings
 from flowstudio.store import login_attempts, sessions, users
+from flowstudio.store.db import Conn
 
 DEVICE_COOKIE = "fs_device"
 DEVICE_DAYS = 180
@@ -65,9 +66,7 @@ def _device_hash(value: str | None) -> str | None:
 
 
 @post("/api/auth/login", status_code=200)
-async def login(
-    data: LoginBody, conn: psycopg.AsyncConnection[Any], request: Request[Any, Any, Any]
-) -> Response[TokenOut]:
+async def login(data: LoginBody, conn: Conn, request: AnyRequest) -> Response[TokenOut]:
     settings: Settings = request.app.state.settings
     email = data.email.strip().lower()
     ip = client_address(request)
@@ -109,9 +108,7 @@ async def login(
 
 
 @post("/api/auth/logout", status_code=204)
-async def logout(
-    request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]
-) -> Response[None]:
+async def logout(request: AnyRequest, conn: Conn) -> Response[None]:
     token = bearer_token(request)
     if token:
         await sessions.delete_session(conn, digest(token))
@@ -120,14 +117,7 @@ async def logout(
 
 @get("/api/auth/me", guards=[authenticated])
 async def me(user: User) -> MeOut:
-    return MeOut(
-        id=user.id,
-        email=user.email,
-        name=user.name,
-        roles=user.roles,
-        permissions=user.permissions,
-        scope=user.key_scope,
-    )
+    return row_as(MeOut, msgspec.structs.asdict(user), scope=user.key_scope)
 
 
 @get("/api/auth/signup", status_code=302)

@@ -28,14 +28,14 @@ from uuid import UUID
 
 import msgspec
 import psycopg
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.datastructures import State
 from litestar.exceptions import InternalServerException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
 
 from flowstudio.api.batch_items import Bad, ItemParser, parser_for
-from flowstudio.api.deps import User, requires, seen_or_404
+from flowstudio.api.deps import AnyRequest, User, requires, seen_or_404
 from flowstudio.api.errors import (
     Problem,
     bad_request,
@@ -48,7 +48,7 @@ from flowstudio.api.flows import owned_flow
 from flowstudio.engine import commands
 from flowstudio.store import batches as store
 from flowstudio.store import locks
-from flowstudio.store.db import Pool
+from flowstudio.store.db import Conn, Pool
 
 log = logging.getLogger(__name__)
 MAX_ITEMS = 1_000_000  # defaults; the settings BATCH_MAX_ITEMS / BATCH_MAX_UPLOAD_BYTES rule
@@ -141,10 +141,7 @@ def _take(items: list[bytes | Bad], upload: Upload, spool: IO[bytes]) -> None:
 
 
 async def spool_upload(
-    request: Request[Any, Any, Any],
-    parser: ItemParser,
-    spool: IO[bytes],
-    upload: Upload | None = None,
+    request: AnyRequest, parser: ItemParser, spool: IO[bytes], upload: Upload | None = None
 ) -> Upload:
     """Read the whole body chunk by chunk, validating and spooling items; raise 422 on bad ones,
     413 past `upload.max_bytes` bytes or `upload.max_items` items."""
@@ -188,10 +185,10 @@ def spooled_items(spool: IO[bytes]) -> Iterator[bytes]:
 )
 async def create_batch(
     flow_id: UUID,
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     state: State,
     user: User,
-    conn: psycopg.AsyncConnection[Any],
+    conn: Conn,
     version: int | None = None,
 ) -> BatchCreated:
     settings = state.settings
@@ -240,13 +237,11 @@ async def create_batch(
     return BatchCreated(id=str(batch_id), status="running", total=upload.total)
 
 
-async def owned_batch(
-    conn: psycopg.AsyncConnection[Any], user: User, batch_id: UUID
-) -> dict[str, Any]:
+async def owned_batch(conn: Conn, user: User, batch_id: UUID) -> dict[str, Any]:
     return seen_or_404(await store.get_batch(conn, batch_id), user, "batch")
 
 
-async def batch_out(conn: psycopg.AsyncConnection[Any], batch: dict[str, Any]) -> BatchOut:
+async def batch_out(conn: Conn, batch: dict[str, Any]) -> BatchOut:
     counts = await store.run_counts(conn, batch["id"])
     done = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
     total = batch["total"]
@@ -266,16 +261,13 @@ async def batch_out(conn: psycopg.AsyncConnection[Any], batch: dict[str, Any]) -
 
 
 @get("/api/v1/batches/{batch_id:uuid}", guards=[requires("runs:read")])
-async def get_batch(batch_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> BatchOut:
+async def get_batch(batch_id: UUID, user: User, conn: Conn) -> BatchOut:
     return await batch_out(conn, await owned_batch(conn, user, batch_id))
 
 
 @get("/api/v1/batches", guards=[requires("runs:read")])
 async def list_batches(
-    user: User,
-    conn: psycopg.AsyncConnection[Any],
-    flow_id: UUID | None = None,
-    limit: int = 20,
+    user: User, conn: Conn, flow_id: UUID | None = None, limit: int = 20
 ) -> list[BatchOut]:
     """Newest first; each with its counts (one indexed count per batch, hence the small limit)."""
     if not 1 <= limit <= 100:
@@ -329,15 +321,13 @@ RESULTS_DOCS = {
     guards=[requires("runs:read")],
     responses=RESULTS_DOCS,
 )
-async def batch_results(
-    batch_id: UUID, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> Stream:
+async def batch_results(batch_id: UUID, state: State, user: User, conn: Conn) -> Stream:
     await owned_batch(conn, user, batch_id)
     return Stream(result_lines(state.pool, batch_id), media_type="application/x-ndjson")
 
 
 @post("/api/v1/batches/{batch_id:uuid}/cancel", status_code=202, guards=[requires("runs:write")])
-async def cancel_batch(batch_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> BatchOut:
+async def cancel_batch(batch_id: UUID, user: User, conn: Conn) -> BatchOut:
     await owned_batch(conn, user, batch_id)
     await commands.cancel_batch(conn, batch_id, reason=f"batch cancelled by {user.email}")
     return await batch_out(conn, await owned_batch(conn, user, batch_id))

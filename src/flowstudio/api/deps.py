@@ -40,11 +40,13 @@ from flowstudio.auth.maxplatform import EmailCollision, LookupRateLimited
 from flowstudio.auth.roles import permissions_of
 from flowstudio.auth.tokens import digest
 from flowstudio.store import api_keys, sessions
+from flowstudio.store.db import Conn
 
 SESSION_COOKIE = "fs_session"
 # Over TLS the cookie is set as `__Host-fs_session` (Secure, Path=/, no Domain: a sibling subdomain or
 # a plain-HTTP page cannot plant or overwrite it); both names are accepted on read.
 SECURE_SESSION_COOKIE = "__Host-fs_session"
+AnyRequest = Request[Any, Any, Any]  # the request type handlers and dependencies take
 API_KEY_PREFIX = "fsk_"  # api/keys.py makes keys with auth.tokens.new_token("fsk")
 
 
@@ -64,7 +66,7 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @asynccontextmanager
-async def pooled(state: State) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+async def pooled(state: State) -> AsyncIterator[Conn]:
     """A pooled connection; 503 when the database cannot be reached."""
     try:
         async with state.pool.connection(timeout=10) as conn:
@@ -73,30 +75,28 @@ async def pooled(state: State) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         raise unavailable("database unavailable") from exc
 
 
-async def provide_conn(state: State) -> AsyncGenerator[psycopg.AsyncConnection[Any], None]:
+async def provide_conn(state: State) -> AsyncGenerator[Conn, None]:
     async with pooled(state) as conn:
         yield conn
 
 
-def cookie_token(request: Request[Any, Any, Any]) -> str | None:
+def cookie_token(request: AnyRequest) -> str | None:
     return request.cookies.get(SECURE_SESSION_COOKIE) or request.cookies.get(SESSION_COOKIE) or None
 
 
-def bearer_token(request: Request[Any, Any, Any]) -> str | None:
+def bearer_token(request: AnyRequest) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
     return cookie_token(request)
 
 
-def client_address(request: Request[Any, Any, Any]) -> str:
+def client_address(request: AnyRequest) -> str:
     """The client's address as uvicorn reports it (X-Forwarded-For only from trusted proxies)."""
     return request.client.host if request.client else "unknown"
 
 
-async def _external_user(
-    request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any], token: str
-) -> dict[str, Any] | None:
+async def _external_user(request: AnyRequest, conn: Conn, token: str) -> dict[str, Any] | None:
     external = getattr(request.app.state, "maxplatform", None)
     if external is None:
         return None
@@ -114,7 +114,7 @@ async def _external_user(
     return row
 
 
-def _scoped(user: User, scope: str, request: Request[Any, Any, Any]) -> User:
+def _scoped(user: User, scope: str, request: AnyRequest) -> User:
     if scope == scopes.FULL:
         return msgspec.structs.replace(user, key_scope=scope)
     template = str(request.scope.get("path_template") or "")
@@ -129,9 +129,7 @@ def _scoped(user: User, scope: str, request: Request[Any, Any, Any]) -> User:
     )
 
 
-async def authenticated_row(
-    request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]
-) -> dict[str, Any] | None:
+async def authenticated_row(request: AnyRequest, conn: Conn) -> dict[str, Any] | None:
     """The user row the request's credentials name (with `scope` for a key, `session_id` for a
     session), or None. Raises 429/403 for MAXplatform lookups that are rate-limited or refused."""
     api_key = request.headers.get("x-api-key")
@@ -149,7 +147,7 @@ async def authenticated_row(
     return row
 
 
-async def _user_of(request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]) -> User:
+async def _user_of(request: AnyRequest, conn: Conn) -> User:
     row = await authenticated_row(request, conn)
     if row is None:
         raise Problem(
@@ -171,7 +169,7 @@ async def _user_of(request: Request[Any, Any, Any], conn: psycopg.AsyncConnectio
     return user
 
 
-async def provide_user(request: Request[Any, Any, Any], conn: psycopg.AsyncConnection[Any]) -> User:
+async def provide_user(request: AnyRequest, conn: Conn) -> User:
     """The user the route's guard authenticated (or, for a route without one, authenticate now)."""
     cached = request.scope.get("user")
     if isinstance(cached, User):
@@ -187,7 +185,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> User:
     cached = connection.scope.get("user")
     if isinstance(cached, User):
         return cached
-    request = cast("Request[Any, Any, Any]", connection)  # guards of HTTP routes get the Request
+    request = cast("AnyRequest", connection)  # guards of HTTP routes get the Request
     async with pooled(connection.app.state) as conn:
         user = await _user_of(request, conn)
     connection.scope["user"] = user

@@ -18,7 +18,6 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-import psycopg
 from litestar import Response, Router, delete, get, put
 
 from flowstudio.api.access import EDIT_ACCESS, viewable_flow
@@ -29,6 +28,7 @@ from flowstudio.engine.flowcache import load_graph
 from flowstudio.nodes import registry
 from flowstudio.store import secrets as secret_store
 from flowstudio.store import shares as store
+from flowstudio.store.db import Conn
 from flowstudio.worker.secret_values import secret_names_in
 
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -45,9 +45,7 @@ class BindingOut(msgspec.Struct, kw_only=True):
     name: str
 
 
-async def used_secret_names(
-    conn: psycopg.AsyncConnection[Any], flow_id: Any, version: int
-) -> list[str]:
+async def used_secret_names(conn: Conn, flow_id: Any, version: int) -> list[str]:
     graph = await load_graph(conn, flow_id, version)
     names: set[str] = set()
     for node in graph.nodes.values():
@@ -58,9 +56,7 @@ async def used_secret_names(
 
 
 @get("/", guards=[requires("flows:read")])
-async def flow_secrets(
-    flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> FlowSecretsOut:
+async def flow_secrets(flow_id: UUID, user: User, conn: Conn) -> FlowSecretsOut:
     flow, access = await viewable_flow(conn, user, flow_id)
     version = flow["version"] if access in EDIT_ACCESS else flow["published_version"]
     used = [] if version is None else await used_secret_names(conn, flow_id, version)
@@ -78,7 +74,7 @@ def _name_problem(name: str) -> None:
 
 @put("/{name:str}", status_code=201, guards=[requires("flows:write")])
 async def bind_flow_secret(
-    flow_id: UUID, name: str, user: User, conn: psycopg.AsyncConnection[Any]
+    flow_id: UUID, name: str, user: User, conn: Conn
 ) -> Response[BindingOut]:
     flow = await owned_flow(conn, user, flow_id)
     _name_problem(name)
@@ -95,9 +91,7 @@ async def bind_flow_secret(
 
 
 @delete("/{name:str}", status_code=204, guards=[requires("flows:write")])
-async def unbind_flow_secret(
-    flow_id: UUID, name: str, user: User, conn: psycopg.AsyncConnection[Any]
-) -> Response[None]:
+async def unbind_flow_secret(flow_id: UUID, name: str, user: User, conn: Conn) -> Response[None]:
     await owned_flow(conn, user, flow_id)
     if not await store.unbind_secret(conn, flow_id, name):
         raise not_found("secret binding")

@@ -11,13 +11,13 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-import psycopg
 from litestar import get
 
 from flowstudio.api.deps import User, requires
 from flowstudio.api.errors import found
 from flowstudio.api.flows import owned_flow
 from flowstudio.store import flows as store
+from flowstudio.store.db import Conn
 
 
 class FlowVersionOut(msgspec.Struct, kw_only=True):
@@ -29,9 +29,7 @@ class FlowVersionOut(msgspec.Struct, kw_only=True):
 
 
 @get("/api/v1/flows/{flow_id:uuid}/versions/{version:int}", guards=[requires("flows:read")])
-async def get_flow_version(
-    flow_id: UUID, version: int, user: User, conn: psycopg.AsyncConnection[Any]
-) -> FlowVersionOut:
+async def get_flow_version(flow_id: UUID, version: int, user: User, conn: Conn) -> FlowVersionOut:
     await owned_flow(conn, user, flow_id)
     row = found(await store.get_version(conn, flow_id, version), f"version {version} of the flow")
     return FlowVersionOut(

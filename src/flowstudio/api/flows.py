@@ -44,6 +44,7 @@ from flowstudio.nodes.registry import catalogue
 from flowstudio.offload import run_cpu
 from flowstudio.settings import Settings
 from flowstudio.store import flows as store
+from flowstudio.store.db import Conn
 
 log = logging.getLogger(__name__)
 SLOW_VALIDATION_S = 0.05
@@ -197,24 +198,18 @@ def endpoint_name_taken(name: str | None) -> Problem:
     )
 
 
-async def owned_flow(
-    conn: psycopg.AsyncConnection[Any], user: User, flow_id: UUID
-) -> dict[str, Any]:
+async def owned_flow(conn: Conn, user: User, flow_id: UUID) -> dict[str, Any]:
     flow, access = await flow_with_access(conn, user, flow_id)
     forbid_shared_edit(access)
     return flow
 
 
 @post("/api/v1/flows", status_code=201, guards=[requires("flows:write")])
-async def create_flow(
-    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
-) -> FlowOut:
+async def create_flow(data: FlowIn, user: User, conn: Conn, state: State) -> FlowOut:
     return await create_owned_flow(data, user, conn, state)
 
 
-async def create_owned_flow(
-    data: FlowIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
-) -> FlowOut:
+async def create_owned_flow(data: FlowIn, user: User, conn: Conn, state: State) -> FlowOut:
     """Validate and store a new flow (version 1); also the import route's path."""
     check_name(data.name)
     check_endpoint_name(data.endpoint_name)
@@ -235,7 +230,7 @@ async def create_owned_flow(
 
 
 @get("/api/v1/flows", guards=[requires("flows:read")])
-async def list_flows(user: User, conn: psycopg.AsyncConnection[Any]) -> list[FlowWithAccess]:
+async def list_flows(user: User, conn: Conn) -> list[FlowWithAccess]:
     out = []
     for row in await store.list_visible_flows(conn, user.id, user.is_admin):
         flow, access = flow_row(row), access_of(user, row)
@@ -244,7 +239,7 @@ async def list_flows(user: User, conn: psycopg.AsyncConnection[Any]) -> list[Flo
 
 
 @get("/api/v1/flows/{flow_id:uuid}", guards=[requires("flows:read")])
-async def get_flow(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> FlowWithAccess:
+async def get_flow(flow_id: UUID, user: User, conn: Conn) -> FlowWithAccess:
     flow, access = await viewable_flow(conn, user, flow_id)
     return flow_as(FlowWithAccess, flow, access=access)
 
@@ -254,7 +249,7 @@ async def update_flow(
     flow_id: UUID,
     data: FlowPatch,
     user: User,
-    conn: psycopg.AsyncConnection[Any],
+    conn: Conn,
     state: State,
     if_match: str | None = Parameter(header="If-Match", default=None),
 ) -> FlowOut:
@@ -292,18 +287,14 @@ async def update_flow(
 
 
 @delete("/api/v1/flows/{flow_id:uuid}", status_code=204, guards=[requires("flows:write")])
-async def delete_flow(
-    flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> Response[None]:
+async def delete_flow(flow_id: UUID, user: User, conn: Conn) -> Response[None]:
     await owned_flow(conn, user, flow_id)
     await store.delete_flow(conn, flow_id)
     return Response(None, status_code=204)
 
 
 @get("/api/v1/flows/{flow_id:uuid}/versions", guards=[requires("flows:read")])
-async def list_versions(
-    flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> list[FlowVersionSummary]:
+async def list_versions(flow_id: UUID, user: User, conn: Conn) -> list[FlowVersionSummary]:
     await owned_flow(conn, user, flow_id)
     return msgspec.convert(await store.list_versions(conn, flow_id), list[FlowVersionSummary])
 

@@ -26,11 +26,10 @@ import logging
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from flowstudio.api.deps import cookie_token
+from flowstudio.api.deps import AnyRequest, cookie_token
 from flowstudio.api.errors import forbidden, invalid, problem
 from flowstudio.jsonlimits import NUL_REASON, body_problem, needs_walk
 from flowstudio.offload import run_cpu
@@ -49,7 +48,7 @@ def is_json_media(content_type: str) -> bool:
     )
 
 
-def cookie_authenticated(request: Request[Any, Any, Any]) -> bool:
+def cookie_authenticated(request: AnyRequest) -> bool:
     """True when the session cookie is the only credential (what a forged request carries)."""
     if request.headers.get("x-api-key"):
         return False
@@ -58,7 +57,7 @@ def cookie_authenticated(request: Request[Any, Any, Any]) -> bool:
     return cookie_token(request) is not None
 
 
-def cross_origin_refusal(request: Request[Any, Any, Any], trusted: frozenset[str]) -> str | None:
+def cross_origin_refusal(request: AnyRequest, trusted: frozenset[str]) -> str | None:
     """Why this browser request is cross-origin, or None when it may proceed."""
     origin = request.headers.get("origin")
     if origin and origin.rstrip("/") in trusted:
@@ -80,7 +79,7 @@ def trusted_origins(settings: Settings) -> frozenset[str]:
     return frozenset(o.rstrip("/") for o in (*settings.trusted_origins, *settings.cors_origins))
 
 
-def nul_in_url(request: Request[Any, Any, Any]) -> str | None:
+def nul_in_url(request: AnyRequest) -> str | None:
     """The path of a query parameter (or of the URL path) holding U+0000, or None."""
     if "\x00" in request.scope.get("path", ""):
         return "path"
@@ -92,7 +91,7 @@ def nul_in_url(request: Request[Any, Any, Any]) -> str | None:
     return None
 
 
-async def guard_request(request: Request[Any, Any, Any]) -> None:
+async def guard_request(request: AnyRequest) -> None:
     where = nul_in_url(request)
     if where is not None:
         raise invalid(where, NUL_REASON)
@@ -143,4 +142,4 @@ async def check_request(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler | None = None
 ) -> None:
     """`guard_request` as the app-level guard (HTTP routes hand guards their Request)."""
-    await guard_request(cast("Request[Any, Any, Any]", connection))
+    await guard_request(cast("AnyRequest", connection))

@@ -12,20 +12,21 @@ key id answers 404, also for admins. Scoped keys cannot reach these routes at al
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
-import psycopg
 from litestar import Response, delete, get, post
 from litestar.datastructures import State
 
 from flowstudio.api.access import runnable_flow
 from flowstudio.api.deps import User, authenticated, requires
 from flowstudio.api.errors import Problem, invalid, not_found
+from flowstudio.api.rows import row_as
 from flowstudio.auth import scopes
 from flowstudio.auth.tokens import new_token
 from flowstudio.store import api_keys as store
+from flowstudio.store.db import Conn
 
 PREFIX_CHARS = 12  # "fsk_" + 8 random characters: enough to recognise a key in a list
 MAX_DAYS = 3650
@@ -66,9 +67,7 @@ def _invalid(path: str, reason: str) -> Problem:
 
 
 @post("/api/v1/api-keys", status_code=201, guards=[requires("keys:write")])
-async def create_api_key(
-    data: ApiKeyIn, user: User, conn: psycopg.AsyncConnection[Any], state: State
-) -> ApiKeyCreated:
+async def create_api_key(data: ApiKeyIn, user: User, conn: Conn, state: State) -> ApiKeyCreated:
     if not data.name.strip():
         raise _invalid("body.name", "must not be blank")
     scope = scopes.make_scope(data.scope, data.flow_id)
@@ -97,29 +96,21 @@ async def create_api_key(
 
 
 @get("/api/v1/api-keys", guards=[authenticated])
-async def list_api_keys(user: User, conn: psycopg.AsyncConnection[Any]) -> list[ApiKeyOut]:
+async def list_api_keys(user: User, conn: Conn) -> list[ApiKeyOut]:
     now = datetime.now(timezone.utc)
     return [
-        ApiKeyOut(
-            id=str(r["id"]),
-            name=r["name"],
-            prefix=r["prefix"],
-            scope=r["scope"],
-            created_at=r["created_at"],
-            expires_at=r["expires_at"],
+        row_as(
+            ApiKeyOut,
+            r,
             expired=r["expires_at"] is not None and r["expires_at"] <= now,
-            last_used_at=r["last_used_at"],
             revoked=r["revoked_at"] is not None,
-            revoked_at=r["revoked_at"],
         )
         for r in await store.list_api_keys(conn, user.id)
     ]
 
 
 @delete("/api/v1/api-keys/{key_id:uuid}", status_code=204, guards=[requires("keys:write")])
-async def revoke_api_key(
-    key_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> Response[None]:
+async def revoke_api_key(key_id: UUID, user: User, conn: Conn) -> Response[None]:
     if not await store.revoke_api_key(conn, user.id, key_id):
         raise not_found("API key")
     return Response(None, status_code=204)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Response, get
 from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.exposition import generate_latest
 
+from flowstudio.api.deps import AnyRequest
 from flowstudio.api.errors import problem_response
 from flowstudio.observability.dbmetrics import DatabaseMetrics
 from flowstudio.observability.http import DELEGATE, REGISTRY, token_ok
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 @get("/metrics", include_in_schema=False)
-async def metrics(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def metrics(request: AnyRequest, state: State) -> Response[Any]:
     settings: Settings = state.settings
     if not token_ok(settings, request.headers.get("authorization")):
         return problem_response(

@@ -22,15 +22,14 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import msgspec
-import psycopg
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import ServerSentEventMessage
 
 from flowstudio.api.access import resolve_flow_ref
-from flowstudio.api.deps import User, requires
+from flowstudio.api.deps import AnyRequest, User, requires
 from flowstudio.api.errors import Problem, problem_of
 from flowstudio.api.events import EventStream, stream_run_events, wait_terminal
 from flowstudio.api.runs import Usage, start_flow_run, total_usage
@@ -44,6 +43,7 @@ from flowstudio.engine.errors import CommandError
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.store import flows as flow_store
 from flowstudio.store import runs as run_store
+from flowstudio.store.db import Conn
 
 WAIT_S = 300.0
 ERROR_TYPES = {
@@ -146,11 +146,11 @@ def _error_body(exc: OpenAIError) -> dict[str, Any]:
     }
 
 
-def _on_openai_error(_: Request[Any, Any, Any], exc: OpenAIError) -> Response[Any]:
+def _on_openai_error(_: AnyRequest, exc: OpenAIError) -> Response[Any]:
     return Response(_error_body(exc), status_code=exc.status, headers=exc.headers)
 
 
-def _on_problem(request: Request[Any, Any, Any], exc: Problem) -> Response[Any]:
+def _on_problem(request: AnyRequest, exc: Problem) -> Response[Any]:
     status = 400 if exc.status == 422 else exc.status
     param = None
     if exc.errors:  # "body.messages[0]" -> "messages[0]"
@@ -163,11 +163,11 @@ def _on_problem(request: Request[Any, Any, Any], exc: Problem) -> Response[Any]:
     return _on_openai_error(request, error)
 
 
-def _on_command_error(request: Request[Any, Any, Any], exc: CommandError) -> Response[Any]:
+def _on_command_error(request: AnyRequest, exc: CommandError) -> Response[Any]:
     return _on_problem(request, problem_of(exc))
 
 
-def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def _on_http(request: AnyRequest, exc: HTTPException) -> Response[Any]:
     status = 400 if isinstance(exc, ValidationException) else exc.status_code
     return _on_openai_error(request, openai_error(status, str(exc.detail)))
 
@@ -230,7 +230,7 @@ def _completion_id(run_id: str) -> str:
     responses=COMPLETION_DOCS,
 )
 async def chat_completions(
-    request: Request[Any, Any, Any], state: State, user: User, conn: psycopg.AsyncConnection[Any]
+    request: AnyRequest, state: State, user: User, conn: Conn
 ) -> Response[ChatCompletion] | EventStream:
     data = decode_chat(await request.body())
     if not data.messages:
@@ -342,7 +342,7 @@ async def completion_chunks(
 
 
 @get("/api/v1/openai/models", exception_handlers=HANDLERS, guards=[requires("flows:read")])
-async def list_models(user: User, conn: psycopg.AsyncConnection[Any]) -> ModelList:
+async def list_models(user: User, conn: Conn) -> ModelList:
     """Flows the caller may run, as models: own flows by endpoint name when set, else by id."""
     data = []
     for row in await flow_store.list_visible_flows(conn, user.id, False):

@@ -31,6 +31,7 @@ from flowstudio.api.deps import User, requires
 from flowstudio.api.errors import invalid
 from flowstudio.store import metrics_rollup
 from flowstudio.store import ops as store
+from flowstudio.store.db import Conn
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +43,22 @@ class ThroughputBucket(msgspec.Struct, kw_only=True):
     cancelled: int
 
 
-class FlowDuration(msgspec.Struct, kw_only=True):
+class Percentiles(msgspec.Struct, kw_only=True):
+    """Duration percentiles of a flow's runs or a node type's steps, in seconds."""
+
+    p50_s: float
+    p95_s: float
+
+
+class FlowDuration(Percentiles, kw_only=True):
     flow_id: str
     name: str
     runs: int
-    p50_s: float
-    p95_s: float
 
 
-class NodeDuration(msgspec.Struct, kw_only=True):
+class NodeDuration(Percentiles, kw_only=True):
     node_type: str
     steps: int
-    p50_s: float
-    p95_s: float
 
 
 class FailingNode(msgspec.Struct, kw_only=True):
@@ -128,11 +132,7 @@ class SnapshotCache:
 
 @get("/api/v1/ops/stats", guards=[requires("ops:read")])
 async def ops_stats(
-    state: State,
-    user: User,
-    conn: psycopg.AsyncConnection[Any],
-    minutes: int = 60,
-    bucket_seconds: int = 60,
+    state: State, user: User, conn: Conn, minutes: int = 60, bucket_seconds: int = 60
 ) -> OpsStats:
     if not 1 <= minutes <= 7 * 24 * 60 or not 5 <= bucket_seconds <= 24 * 3600:
         raise invalid(

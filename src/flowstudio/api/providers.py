@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import msgspec
-import psycopg
 from litestar import Response, Router, delete, get, patch, post
 from litestar.datastructures import State
 
@@ -29,6 +28,7 @@ from flowstudio.auth.secrets import SecretDecryptError
 from flowstudio.providers.identity import fingerprint_prefix, key_fingerprint, normalise_base_url
 from flowstudio.store import providers as store
 from flowstudio.store import secrets as secret_store
+from flowstudio.store.db import Conn
 
 ADMIN = "users:admin"
 Concurrency = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
@@ -112,9 +112,7 @@ def checked_base_url(url: str) -> str:
     return normalise_base_url(url)
 
 
-async def _fingerprint_of_secret(
-    state: State, user: User, conn: psycopg.AsyncConnection[Any], name: str
-) -> str:
+async def _fingerprint_of_secret(state: State, user: User, conn: Conn, name: str) -> str:
     """The fingerprint of the caller's own secret `name` (422 if the caller has none by that name)."""
     box = secret_box(state)
     check_secret_name(name, "body.api_key_secret")
@@ -129,30 +127,27 @@ async def _fingerprint_of_secret(
     return key_fingerprint(state.settings.secret_key, value)
 
 
-async def _out(conn: psycopg.AsyncConnection[Any], provider_id: Any) -> ProviderOut:
+async def _out(conn: Conn, provider_id: Any) -> ProviderOut:
     return provider_out(found(await store.get_provider(conn, provider_id), "provider"))
 
 
 @get("/")
-async def list_providers(user: User, conn: psycopg.AsyncConnection[Any]) -> list[ProviderOut]:
+async def list_providers(user: User, conn: Conn) -> list[ProviderOut]:
     return [provider_out(r) for r in await store.list_providers(conn)]
 
 
 @get("/{provider_id:uuid}")
-async def get_provider(
-    provider_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> ProviderOut:
+async def get_provider(provider_id: UUID, user: User, conn: Conn) -> ProviderOut:
     return await _out(conn, provider_id)
 
 
 @post("/", status_code=201)
-async def create_provider(
-    data: ProviderIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> ProviderOut:
+async def create_provider(data: ProviderIn, state: State, user: User, conn: Conn) -> ProviderOut:
     base_url = checked_base_url(data.base_url)
     fingerprint = ""
     if data.api_key_secret is not None:
         fingerprint = await _fingerprint_of_secret(state, user, conn, data.api_key_secret)
+    # Named arguments, alike in shape to worker.execute_node's call only; nothing shared.
     provider_id = await store.create_provider(
         conn,
         base_url=base_url,
@@ -174,11 +169,7 @@ async def create_provider(
 
 @patch("/{provider_id:uuid}")
 async def update_provider(
-    provider_id: UUID,
-    data: ProviderPatch,
-    state: State,
-    user: User,
-    conn: psycopg.AsyncConnection[Any],
+    provider_id: UUID, data: ProviderPatch, state: State, user: User, conn: Conn
 ) -> ProviderOut:
     changes = {
         f: getattr(data, f)
@@ -193,9 +184,7 @@ async def update_provider(
 
 
 @delete("/{provider_id:uuid}", status_code=204)
-async def delete_provider(
-    provider_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> Response[None]:
+async def delete_provider(provider_id: UUID, user: User, conn: Conn) -> Response[None]:
     if not await store.delete_provider(conn, provider_id):
         raise not_found("provider")
     return Response(None, status_code=204)

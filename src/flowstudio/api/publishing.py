@@ -8,18 +8,17 @@ clears it. `api.runs.start_flow_run` then runs `published_version` when a caller
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 import msgspec
-import psycopg
-from litestar import Request, post
+from litestar import post
 
-from flowstudio.api.deps import User, requires
+from flowstudio.api.deps import AnyRequest, User, requires
 from flowstudio.api.errors import found, invalid
 from flowstudio.api.flow_extras import decode_optional_body
 from flowstudio.api.flows import FlowOut, flow_out, owned_flow
 from flowstudio.store import flows as store
+from flowstudio.store.db import Conn
 
 
 class PublishIn(msgspec.Struct, kw_only=True):
@@ -27,9 +26,7 @@ class PublishIn(msgspec.Struct, kw_only=True):
 
 
 @post("/api/v1/flows/{flow_id:uuid}/publish", status_code=200, guards=[requires("flows:write")])
-async def publish_flow(
-    flow_id: UUID, request: Request[Any, Any, Any], user: User, conn: psycopg.AsyncConnection[Any]
-) -> FlowOut:
+async def publish_flow(flow_id: UUID, request: AnyRequest, user: User, conn: Conn) -> FlowOut:
     data = decode_optional_body(await request.body(), PublishIn)
     flow = await owned_flow(conn, user, flow_id)
     version = flow["version"] if data.version is None else data.version
@@ -40,7 +37,7 @@ async def publish_flow(
 
 
 @post("/api/v1/flows/{flow_id:uuid}/unpublish", status_code=200, guards=[requires("flows:write")])
-async def unpublish_flow(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> FlowOut:
+async def unpublish_flow(flow_id: UUID, user: User, conn: Conn) -> FlowOut:
     await owned_flow(conn, user, flow_id)
     row = found(await store.set_published(conn, flow_id, None), "flow")
     return flow_out(row)

@@ -6,16 +6,15 @@ A pinned run is never deleted by `flowstudio prune` or the orchestrator's daily 
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 import msgspec
-import psycopg
 from litestar import post
 
 from flowstudio.api.deps import User, authenticated, can_see
 from flowstudio.api.errors import not_found
 from flowstudio.store import retention
+from flowstudio.store.db import Conn
 
 
 class PinOut(msgspec.Struct):
@@ -23,9 +22,7 @@ class PinOut(msgspec.Struct):
     pinned: bool
 
 
-async def _set_pinned(
-    conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID, pinned: bool
-) -> PinOut:
+async def _set_pinned(conn: Conn, user: User, run_id: UUID, pinned: bool) -> PinOut:
     owner_id = await retention.run_owner(conn, run_id)
     if owner_id is None or not can_see(user, owner_id):
         raise not_found("run")
@@ -34,12 +31,12 @@ async def _set_pinned(
 
 
 @post("/api/v1/runs/{run_id:uuid}/pin", status_code=200, tags=["runs"], guards=[authenticated])
-async def pin_run(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> PinOut:
+async def pin_run(run_id: UUID, user: User, conn: Conn) -> PinOut:
     return await _set_pinned(conn, user, run_id, True)
 
 
 @post("/api/v1/runs/{run_id:uuid}/unpin", status_code=200, tags=["runs"], guards=[authenticated])
-async def unpin_run(run_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> PinOut:
+async def unpin_run(run_id: UUID, user: User, conn: Conn) -> PinOut:
     return await _set_pinned(conn, user, run_id, False)
 
 

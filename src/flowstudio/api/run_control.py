@@ -16,14 +16,13 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-import psycopg
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import ServerSentEvent
 
 from flowstudio.api.access import recheck_run_grant
-from flowstudio.api.deps import User, requires
+from flowstudio.api.deps import AnyRequest, User, requires
 from flowstudio.api.errors import invalid
 from flowstudio.api.events import RunEventOut, stream_run_events
 from flowstudio.api.runs import RunCreated, owned_run
@@ -31,6 +30,7 @@ from flowstudio.api.streams import guarded_stream
 from flowstudio.engine import commands
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.flows.graph import FlowGraph
+from flowstudio.store.db import Conn
 
 
 class SignalIn(msgspec.Struct, kw_only=True):
@@ -58,7 +58,7 @@ class ForkOut(msgspec.Struct, kw_only=True):
 
 
 async def _controlled_run(
-    conn: psycopg.AsyncConnection[Any], user: User, run_id: UUID, *, same_version: bool = True
+    conn: Conn, user: User, run_id: UUID, *, same_version: bool = True
 ) -> tuple[dict[str, Any], FlowGraph]:
     run = await owned_run(conn, user, run_id)
     await recheck_run_grant(conn, user, run, same_version=same_version)
@@ -66,18 +66,14 @@ async def _controlled_run(
 
 
 @post("/api/v1/runs/{run_id:uuid}/resume", status_code=202, guards=[requires("runs:write")])
-async def resume(
-    run_id: UUID, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> RunCreated:
+async def resume(run_id: UUID, state: State, user: User, conn: Conn) -> RunCreated:
     _, graph = await _controlled_run(conn, user, run_id)
     moved = await commands.resume(conn, state.publisher, run_id, graph)
     return RunCreated(id=moved.id, status=moved.status)
 
 
 @post("/api/v1/runs/{run_id:uuid}/signal", status_code=202, guards=[requires("runs:write")])
-async def signal(
-    run_id: UUID, data: SignalIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> SignalOut:
+async def signal(run_id: UUID, data: SignalIn, state: State, user: User, conn: Conn) -> SignalOut:
     _, graph = await _controlled_run(conn, user, run_id, same_version=False)
     sent = await commands.signal(
         conn, state.publisher, run_id, graph, data.node_id, data.payload, data.item_index
@@ -86,9 +82,7 @@ async def signal(
 
 
 @post("/api/v1/runs/{run_id:uuid}/fork", status_code=202, guards=[requires("runs:write")])
-async def fork(
-    run_id: UUID, data: ForkIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> ForkOut:
+async def fork(run_id: UUID, data: ForkIn, state: State, user: User, conn: Conn) -> ForkOut:
     parent, graph = await _controlled_run(conn, user, run_id)
     forked = await commands.fork(
         conn, state.publisher, parent, graph, data.from_node_id, data.inputs, user.id
@@ -115,10 +109,10 @@ EVENTS_DOCS = {
 @get("/api/v1/runs/{run_id:uuid}/events", guards=[requires("runs:read")], responses=EVENTS_DOCS)
 async def events(
     run_id: UUID,
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     state: State,
     user: User,
-    conn: psycopg.AsyncConnection[Any],
+    conn: Conn,
     after: int | None = None,
 ) -> ServerSentEvent:
     await owned_run(conn, user, run_id)

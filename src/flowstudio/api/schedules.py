@@ -12,7 +12,6 @@ from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
-import psycopg
 from litestar import Response, delete, get, post, put
 
 from flowstudio.api.deps import User, authenticated, requires, seen_or_404
@@ -21,6 +20,7 @@ from flowstudio.api.flows import owned_flow
 from flowstudio.engine.schedules import ScheduleError, first_fire, zone
 from flowstudio.store import locks
 from flowstudio.store import schedules as store
+from flowstudio.store.db import Conn
 
 Catchup = Literal["skip", "latest", "all"]
 
@@ -76,7 +76,7 @@ def _out(row: dict[str, Any]) -> ScheduleOut:
     return msgspec.convert(row, ScheduleOut)
 
 
-async def _next_fire(conn: psycopg.AsyncConnection[Any], cron: str, tz: str) -> Any:
+async def _next_fire(conn: Conn, cron: str, tz: str) -> Any:
     try:
         zone(tz)
     except ScheduleError as exc:
@@ -92,16 +92,12 @@ def _check_max(value: int | None) -> None:
         raise invalid("body.max_catchup", "must be 1-10000", "max_catchup must be 1-10000")
 
 
-async def owned_schedule(
-    conn: psycopg.AsyncConnection[Any], user: User, schedule_id: UUID
-) -> dict[str, Any]:
+async def owned_schedule(conn: Conn, user: User, schedule_id: UUID) -> dict[str, Any]:
     return seen_or_404(await store.get(conn, schedule_id), user, "schedule")
 
 
 @post("/api/v1/flows/{flow_id:uuid}/schedules", status_code=201, guards=[requires("flows:write")])
-async def create_schedule(
-    flow_id: UUID, data: ScheduleIn, user: User, conn: psycopg.AsyncConnection[Any]
-) -> ScheduleOut:
+async def create_schedule(flow_id: UUID, data: ScheduleIn, user: User, conn: Conn) -> ScheduleOut:
     await owned_flow(conn, user, flow_id)
     _check_max(data.max_catchup)
     nxt = await _next_fire(conn, data.cron, data.timezone)
@@ -111,17 +107,13 @@ async def create_schedule(
 
 
 @get("/api/v1/flows/{flow_id:uuid}/schedules", guards=[requires("flows:read")])
-async def list_schedules(
-    flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> list[ScheduleOut]:
+async def list_schedules(flow_id: UUID, user: User, conn: Conn) -> list[ScheduleOut]:
     await owned_flow(conn, user, flow_id)
     return [_out(r) for r in await store.list_for_flow(conn, flow_id)]
 
 
 @get("/api/v1/schedules/{schedule_id:uuid}", guards=[authenticated])
-async def get_schedule(
-    schedule_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> ScheduleDetail:
+async def get_schedule(schedule_id: UUID, user: User, conn: Conn) -> ScheduleDetail:
     row = await owned_schedule(conn, user, schedule_id)
     fires = await store.fires(conn, schedule_id)
     return msgspec.convert({**row, "fires": fires}, ScheduleDetail)
@@ -129,7 +121,7 @@ async def get_schedule(
 
 @put("/api/v1/schedules/{schedule_id:uuid}", guards=[requires("flows:write")])
 async def update_schedule(
-    schedule_id: UUID, data: SchedulePatch, user: User, conn: psycopg.AsyncConnection[Any]
+    schedule_id: UUID, data: SchedulePatch, user: User, conn: Conn
 ) -> ScheduleOut:
     row = await owned_schedule(conn, user, schedule_id)
     _check_max(data.max_catchup)
@@ -145,9 +137,7 @@ async def update_schedule(
 
 
 @delete("/api/v1/schedules/{schedule_id:uuid}", status_code=204, guards=[requires("flows:write")])
-async def delete_schedule(
-    schedule_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> Response[None]:
+async def delete_schedule(schedule_id: UUID, user: User, conn: Conn) -> Response[None]:
     await owned_schedule(conn, user, schedule_id)
     await store.delete(conn, schedule_id)
     return Response(None, status_code=204)

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-import psycopg
 from litestar import Response, Router, delete, get, post, put
 from litestar.datastructures import State
 
@@ -22,6 +21,7 @@ from flowstudio.api.deps import User, requires
 from flowstudio.api.errors import conflict, found, invalid, not_found, problem
 from flowstudio.auth.secrets import SecretBox, SecretKeyMissing
 from flowstudio.store import secrets as store
+from flowstudio.store.db import Conn
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -31,15 +31,15 @@ SecretName = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
 SecretValue = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_VALUE)]
 
 
-class SecretIn(msgspec.Struct, kw_only=True):
-    name: SecretName
-    value: SecretValue
-
-
 class SecretValueIn(msgspec.Struct, kw_only=True):
     value: SecretValue
 
 
+class SecretIn(SecretValueIn, kw_only=True):
+    name: SecretName
+
+
+# Short field lists, alike in shape to queue/message.py's OutboxRow/StepMessage only.
 class SecretOut(msgspec.Struct, kw_only=True):
     name: str
     created_at: datetime
@@ -69,9 +69,7 @@ def secret_out(row: dict[str, Any]) -> SecretOut:
 
 
 @post("/", status_code=201)
-async def create_secret(
-    data: SecretIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> SecretOut:
+async def create_secret(data: SecretIn, state: State, user: User, conn: Conn) -> SecretOut:
     box = secret_box(state)
     check_secret_name(data.name, "body.name")
     ciphertext, nonce = box.encrypt(user.id, data.name, data.value)
@@ -86,16 +84,14 @@ async def create_secret(
 
 
 @get("/")
-async def list_secrets(
-    state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> list[SecretOut]:
+async def list_secrets(state: State, user: User, conn: Conn) -> list[SecretOut]:
     secret_box(state)
     return [secret_out(r) for r in await store.list_secrets(conn, user.id)]
 
 
 @put("/{name:str}")
 async def update_secret(
-    name: str, data: SecretValueIn, state: State, user: User, conn: psycopg.AsyncConnection[Any]
+    name: str, data: SecretValueIn, state: State, user: User, conn: Conn
 ) -> SecretOut:
     box = secret_box(state)
     check_secret_name(name, "path.name")
@@ -105,9 +101,7 @@ async def update_secret(
 
 
 @delete("/{name:str}", status_code=204)
-async def delete_secret(
-    name: str, state: State, user: User, conn: psycopg.AsyncConnection[Any]
-) -> Response[None]:
+async def delete_secret(name: str, state: State, user: User, conn: Conn) -> Response[None]:
     secret_box(state)
     check_secret_name(name, "path.name")
     if not await store.delete_secret(conn, user.id, name):

@@ -10,18 +10,15 @@ Path=/ and no Domain, so no sibling subdomain or plain-HTTP page can plant or ov
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request
 from litestar.datastructures import Cookie
 
-from flowstudio.api.deps import SECURE_SESSION_COOKIE, SESSION_COOKIE
+from flowstudio.api.deps import SECURE_SESSION_COOKIE, SESSION_COOKIE, AnyRequest
 from flowstudio.settings import Settings
 
 SESSION_MAX_AGE_S = 7 * 24 * 3600
 
 
-def cookie_is_secure(request: Request[Any, Any, Any], settings: Settings) -> bool:
+def cookie_is_secure(request: AnyRequest, settings: Settings) -> bool:
     match settings.cookie_secure:
         case "true" | "1" | "yes" | "on":
             return True
@@ -31,7 +28,7 @@ def cookie_is_secure(request: Request[Any, Any, Any], settings: Settings) -> boo
             return request.url.scheme == "https"
 
 
-def session_cookie(request: Request[Any, Any, Any], settings: Settings, token: str) -> Cookie:
+def session_cookie(request: AnyRequest, settings: Settings, token: str) -> Cookie:
     secure = cookie_is_secure(request, settings)
     return Cookie(
         key=SECURE_SESSION_COOKIE if secure else SESSION_COOKIE,

@@ -18,15 +18,16 @@ from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
-import psycopg
 from litestar import Response, delete, get, post
 
 from flowstudio.api.access import flow_with_access
 from flowstudio.api.deps import User, authenticated, require, requires
 from flowstudio.api.errors import conflict, found, invalid, not_found
 from flowstudio.api.flows import owned_flow
+from flowstudio.api.rows import row_as
 from flowstudio.store import shares as store
 from flowstudio.store import users
+from flowstudio.store.db import Conn
 
 
 class ShareIn(msgspec.Struct, kw_only=True):
@@ -56,22 +57,11 @@ class ShareOut(msgspec.Struct, kw_only=True):
 
 
 def share_out(row: dict[str, Any]) -> ShareOut:
-    return ShareOut(
-        flow_id=str(row["flow_id"]),
-        user_id=str(row["user_id"]),
-        email=row["email"],
-        name=row["name"],
-        permission=row["permission"],
-        version=row["version"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    return row_as(ShareOut, row)
 
 
 @post("/api/v1/flows/{flow_id:uuid}/shares", status_code=202, guards=[requires("flows:write")])
-async def share_flow(
-    flow_id: UUID, data: ShareIn, user: User, conn: psycopg.AsyncConnection[Any]
-) -> ShareAccepted:
+async def share_flow(flow_id: UUID, data: ShareIn, user: User, conn: Conn) -> ShareAccepted:
     flow = await owned_flow(conn, user, flow_id)
     email = data.email.strip()
     if not email or "@" not in email or len(email) > 320:
@@ -90,15 +80,13 @@ async def share_flow(
 
 
 @get("/api/v1/flows/{flow_id:uuid}/shares", guards=[requires("flows:read")])
-async def list_shares(
-    flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> list[ShareOut]:
+async def list_shares(flow_id: UUID, user: User, conn: Conn) -> list[ShareOut]:
     await owned_flow(conn, user, flow_id)
     return [share_out(r) for r in await store.list_shares(conn, flow_id)]
 
 
 @post("/api/v1/flows/{flow_id:uuid}/shares/accept", status_code=200, guards=[authenticated])
-async def accept_share(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]) -> ShareOut:
+async def accept_share(flow_id: UUID, user: User, conn: Conn) -> ShareOut:
     """The caller accepts the flow's published version for the share the owner gave them."""
     flow, _ = await flow_with_access(conn, user, flow_id)
     if await store.get_share(conn, flow_id, user.id) is None:
@@ -112,9 +100,7 @@ async def accept_share(flow_id: UUID, user: User, conn: psycopg.AsyncConnection[
 @delete(
     "/api/v1/flows/{flow_id:uuid}/shares/{user_id:uuid}", status_code=204, guards=[authenticated]
 )
-async def unshare_flow(
-    flow_id: UUID, user_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> Response[None]:
+async def unshare_flow(flow_id: UUID, user_id: UUID, user: User, conn: Conn) -> Response[None]:
     if str(user_id) == user.id:  # leaving a flow shared with me
         await flow_with_access(conn, user, flow_id)
     else:

@@ -15,12 +15,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
-from litestar import Request
 from litestar.response import ServerSentEventMessage
 
-from flowstudio.api.deps import User, authenticated_row
+from flowstudio.api.deps import AnyRequest, User, authenticated_row
 from flowstudio.api.errors import too_many
 
 log = logging.getLogger(__name__)
@@ -46,7 +44,7 @@ class StreamSlots:
             self.open.pop(user_id, None)
 
 
-async def still_authorized(request: Request[Any, Any, Any], user: User) -> bool:
+async def still_authorized(request: AnyRequest, user: User) -> bool:
     async with request.app.state.pool.connection() as conn:
         row = await authenticated_row(request, conn)
     return row is not None and str(row["id"]) == user.id
@@ -58,18 +56,18 @@ def revoked_event() -> ServerSentEventMessage:
     )
 
 
-def reserve_stream(request: Request[Any, Any, Any], user: User) -> None:
+def reserve_stream(request: AnyRequest, user: User) -> None:
     """Take a stream slot before starting work the stream would report (429 when full); hand it to
     `guarded_stream(..., reserved=True)` or give it back with `release_stream`."""
     request.app.state.streams.acquire(user.id)
 
 
-def release_stream(request: Request[Any, Any, Any], user: User) -> None:
+def release_stream(request: AnyRequest, user: User) -> None:
     request.app.state.streams.release(user.id)
 
 
 def guarded_stream(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     user: User,
     source: AsyncIterator[ServerSentEventMessage],
     on_revoked: ServerSentEventMessage | None = None,
@@ -84,7 +82,7 @@ def guarded_stream(
 
 
 async def _relay(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     user: User,
     source: AsyncIterator[ServerSentEventMessage],
     on_revoked: ServerSentEventMessage,

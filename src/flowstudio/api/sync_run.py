@@ -17,14 +17,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-import psycopg
-from litestar import Request, Response, post
+from litestar import Response, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import ServerSentEventMessage
 
 from flowstudio.api.access import resolve_flow_ref
-from flowstudio.api.deps import User, requires
+from flowstudio.api.deps import AnyRequest, User, requires
 from flowstudio.api.errors import invalid, unauthorized
 from flowstudio.api.events import EventStream, stream_run_events, wait_terminal
 from flowstudio.api.runs import start_flow_run
@@ -35,6 +34,7 @@ from flowstudio.api.streams import (
     still_authorized,
 )
 from flowstudio.store import runs as run_store
+from flowstudio.store.db import Conn
 
 
 class SyncRunIn(msgspec.Struct, kw_only=True):
@@ -81,10 +81,10 @@ RESULT_DOCS = {
 async def run_flow(
     flow_id: str,
     data: SyncRunIn,
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     state: State,
     user: User,
-    conn: psycopg.AsyncConnection[Any],
+    conn: Conn,
     stream: bool = False,
     timeout: float = 60.0,
 ) -> Response[RunResult] | EventStream:

@@ -15,13 +15,13 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-import psycopg
 from litestar import Router, delete, get, put
 
 from flowstudio.api.deps import User, requires
 from flowstudio.api.errors import found, invalid
 from flowstudio.auth.roles import GRANTABLE, permissions_of
 from flowstudio.store import users as store
+from flowstudio.store.db import Conn
 
 
 class UserOut(msgspec.Struct, kw_only=True):
@@ -55,29 +55,23 @@ def check_grantable(permission: str) -> None:
 
 
 @get("/")
-async def list_users(user: User, conn: psycopg.AsyncConnection[Any]) -> list[UserOut]:
+async def list_users(user: User, conn: Conn) -> list[UserOut]:
     return [user_out(row) for row in await store.list_users(conn)]
 
 
-async def _set(
-    user: User, conn: psycopg.AsyncConnection[Any], user_id: UUID, permission: str, granted: bool
-) -> UserOut:
+async def _set(user: User, conn: Conn, user_id: UUID, permission: str, granted: bool) -> UserOut:
     check_grantable(permission)
     row = found(await store.set_granted_permission(conn, user_id, permission, granted), "user")
     return user_out(row)
 
 
 @put("/{user_id:uuid}/permissions/{permission:str}")
-async def grant_permission(
-    user_id: UUID, permission: str, user: User, conn: psycopg.AsyncConnection[Any]
-) -> UserOut:
+async def grant_permission(user_id: UUID, permission: str, user: User, conn: Conn) -> UserOut:
     return await _set(user, conn, user_id, permission, True)
 
 
 @delete("/{user_id:uuid}/permissions/{permission:str}", status_code=200)
-async def revoke_permission(
-    user_id: UUID, permission: str, user: User, conn: psycopg.AsyncConnection[Any]
-) -> UserOut:
+async def revoke_permission(user_id: UUID, permission: str, user: User, conn: Conn) -> UserOut:
     return await _set(user, conn, user_id, permission, False)
 
 

@@ -26,7 +26,6 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-import psycopg
 from litestar import Response, delete, get, post
 from litestar.datastructures import State
 
@@ -35,6 +34,7 @@ from flowstudio.api.errors import Problem, problem
 from flowstudio.api.flows import owned_flow
 from flowstudio.api.secrets import secret_box
 from flowstudio.store import webhook_secrets as store
+from flowstudio.store.db import Conn
 
 HEADER = "X-Flowstudio-Signature"
 SECRET_NAME = "webhook-signing"  # bound to the ciphertext with the flow id (auth.secrets AAD)
@@ -77,7 +77,7 @@ def _parse(header: str) -> tuple[int, list[str]]:
 
 
 async def verify_webhook(
-    state: State, conn: psycopg.AsyncConnection[Any], flow_id: UUID, headers: Any, body: bytes
+    state: State, conn: Conn, flow_id: UUID, headers: Any, body: bytes
 ) -> str | None:
     """None for an unsigned webhook; the run's idempotency key for a correctly signed call; else
     401."""
@@ -102,7 +102,7 @@ async def verify_webhook(
     "/api/v1/flows/{flow_id:uuid}/webhook-secret", status_code=201, guards=[requires("flows:write")]
 )
 async def create_webhook_secret(
-    flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any], state: State
+    flow_id: UUID, user: User, conn: Conn, state: State
 ) -> WebhookSecretCreated:
     await owned_flow(conn, user, flow_id)
     box = secret_box(state)
@@ -113,9 +113,7 @@ async def create_webhook_secret(
 
 
 @get("/api/v1/flows/{flow_id:uuid}/webhook-secret", guards=[requires("flows:read")])
-async def get_webhook_secret(
-    flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> WebhookSecretState:
+async def get_webhook_secret(flow_id: UUID, user: User, conn: Conn) -> WebhookSecretState:
     await owned_flow(conn, user, flow_id)
     row = await store.get_secret(conn, flow_id)
     return WebhookSecretState(signed=row is not None, created_at=row["created_at"] if row else None)
@@ -124,9 +122,7 @@ async def get_webhook_secret(
 @delete(
     "/api/v1/flows/{flow_id:uuid}/webhook-secret", status_code=204, guards=[requires("flows:write")]
 )
-async def delete_webhook_secret(
-    flow_id: UUID, user: User, conn: psycopg.AsyncConnection[Any]
-) -> Response[None]:
+async def delete_webhook_secret(flow_id: UUID, user: User, conn: Conn) -> Response[None]:
     await owned_flow(conn, user, flow_id)
     await store.delete_secret(conn, flow_id)
     return Response(None, status_code=204)

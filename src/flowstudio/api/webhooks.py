@@ -17,16 +17,16 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-import psycopg
-from litestar import Request, post
+from litestar import post
 from litestar.datastructures import State
 
 from flowstudio.api.access import resolve_flow_ref, runnable_flow
-from flowstudio.api.deps import User, requires
+from flowstudio.api.deps import AnyRequest, User, requires
 from flowstudio.api.errors import bad_request
 from flowstudio.api.runs import start_flow_run
 from flowstudio.api.webhook_signing import ROUTES as SIGNING_ROUTES
 from flowstudio.api.webhook_signing import verify_webhook
+from flowstudio.store.db import Conn
 
 
 class WebhookAccepted(msgspec.Struct, kw_only=True):
@@ -65,10 +65,10 @@ def webhook_inputs(raw: bytes, content_type: str) -> dict[str, Any]:
 )
 async def receive_webhook(
     flow_ref: str,
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     state: State,
     user: User,
-    conn: psycopg.AsyncConnection[Any],
+    conn: Conn,
     version: int | None = None,
 ) -> WebhookAccepted:
     flow_id = await resolve_flow_ref(conn, user, flow_ref)

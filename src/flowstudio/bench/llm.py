@@ -45,16 +45,12 @@ USER_EMAIL = "bench-llm@flowstudio.invalid"
 
 
 def config_from_args(args: argparse.Namespace, settings: Settings) -> LlmConfig:
-    config = LlmConfig(
-        items=args.items,
-        latency=args.latency,
-        cap=args.cap,
-        rpm=args.rpm,
-        retry_after=args.retry_after,
-        workers=args.workers,
-        concurrency=args.concurrency or settings.worker_concurrency,
-        as_json=bool(args.json),
-    )
+    fields = {
+        **vars(args),  # the bench options carry LlmConfig's field names
+        "concurrency": args.concurrency or settings.worker_concurrency,
+        "as_json": bool(args.json),
+    }
+    config = msgspec.convert(fields, LlmConfig)
     for name in ("items", "cap", "workers", "concurrency"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name} must be >= 1")

@@ -16,9 +16,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from flowstudio.engine.checkpoint import CLEAR_LEASE, FENCE, ClaimedStep, fence_params
+from flowstudio.engine.checkpoint import CLEAR_LEASE, FENCE, ClaimedStep, fence_params, lease_lost
 from flowstudio.engine.flowcache import load_graph
-from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
+from flowstudio.engine.runtxn import OutboxMessage, run_transaction
 from flowstudio.flows.graph import FlowGraph
 
 
@@ -48,7 +48,7 @@ async def commit_tool_calls(
             data={"tool_calls": [c["name"] for c in calls]},
         )
         if not moved:
-            raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+            raise lease_lost(step)
         await conn.execute(
             """INSERT INTO step_io (step_id, input, output) VALUES (%s, %s, %s)
                ON CONFLICT (step_id) DO UPDATE SET output = EXCLUDED.output""",

@@ -23,6 +23,7 @@ from flowstudio.engine.checkpoint import (
     FENCE,
     ClaimedStep,
     fence_params,
+    lease_lost,
     save_io,
     start_run,
 )
@@ -53,7 +54,7 @@ async def _park(txn: Any, step: ClaimedStep, worker_id: str, data: dict[str, Any
         data=data,
     )
     if not moved:
-        raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+        raise lease_lost(step)
 
 
 async def commit_expand(

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from flowstudio.engine.checkpoint import CLEAR_LEASE, FENCE, ClaimedStep
+from flowstudio.engine.checkpoint import CLEAR_LEASE, FENCE, ClaimedStep, fence_params, lease_lost
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, run_transaction
 from flowstudio.providers.permits import Park
 from flowstudio.store import providers as store
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 WAKE_BATCH = 500
 
 
+# Same shape as checkpoint.release_step on purpose: a fenced move off `running` (here to `waiting`,
+# plus the park row); release_step stays as it is on the hot path.
 async def commit_park(
     conn: psycopg.AsyncConnection[Any], step: ClaimedStep, worker_id: str, park: Park
 ) -> list[OutboxMessage]:
@@ -33,12 +35,12 @@ async def commit_park(
         moved = await txn.move_steps(
             "wait",
             FENCE,
-            {"step": step.step_id, "attempt": step.attempt, "owner": worker_id},
+            fence_params(step, worker_id),
             set_sql=f"due_at = NULL, {CLEAR_LEASE}",
             data={"parked": park.reason, "provider_id": park.provider_id, "seconds": park.seconds},
         )
         if not moved:
-            raise LostRace(f"step {step.step_id} attempt {step.attempt}: lease lost")
+            raise lease_lost(step)
         await store.park_row(
             conn, step.step_id, step.run_id, park.provider_id, park.seconds, park.reason
         )

@@ -19,6 +19,7 @@ from msgspec import Meta
 
 DAY = 86_400
 
+# One alias per bound, alike line by line on purpose: each names its own min/max (forms read them).
 DelaySeconds = Annotated[float, Meta(ge=0, le=30 * DAY, description="at most 30 days")]
 WaitSeconds = Annotated[float, Meta(gt=0, le=365 * DAY, description="at most 365 days")]
 CallTimeout = Annotated[float, Meta(gt=0, le=3600, description="seconds, at most 3600")]

@@ -18,14 +18,7 @@ import msgspec
 
 from flowstudio.nodes.bounds import MAP_MAX_ITEMS as MAX_ITEMS
 from flowstudio.nodes.bounds import Concurrency, RetryPolicy, StepTimeout, Version
-from flowstudio.nodes.registry import (
-    Expand,
-    NodeContext,
-    NodeError,
-    NodeSpec,
-    StartChild,
-    register,
-)
+from flowstudio.nodes.registry import Expand, NodeContext, NodeError, NodeSpec, StartChild, register
 from flowstudio.nodes.templating import TemplateError, evaluate
 
 

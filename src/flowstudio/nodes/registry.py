@@ -104,7 +104,8 @@ class Port:
     type: str = "any"
 
 
-Execute = Callable[[NodeContext, Any], Awaitable["Done | Wait | Expand | StartChild | CallTools"]]
+NodeResult = Done | Wait | Expand | StartChild | CallTools  # what a node's `execute` returns
+Execute = Callable[[NodeContext, Any], Awaitable[NodeResult]]
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,14 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import psycopg
+from flowstudio.store.db import Conn
 
 PUBLIC_COLS = "id, name, prefix, scope, created_at, expires_at, last_used_at, revoked_at"
 TOUCH_EVERY_S = 60
 
 
 async def create_api_key(
-    conn: psycopg.AsyncConnection[Any],
+    conn: Conn,
     user_id: str,
     name: str,
     prefix: str,
@@ -36,7 +36,7 @@ async def create_api_key(
     return row
 
 
-async def list_api_keys(conn: psycopg.AsyncConnection[Any], user_id: str) -> list[dict[str, Any]]:
+async def list_api_keys(conn: Conn, user_id: str) -> list[dict[str, Any]]:
     cur = await conn.execute(
         f"SELECT {PUBLIC_COLS} FROM api_keys WHERE user_id = %s ORDER BY created_at DESC, id",
         (user_id,),
@@ -44,7 +44,7 @@ async def list_api_keys(conn: psycopg.AsyncConnection[Any], user_id: str) -> lis
     return await cur.fetchall()
 
 
-async def revoke_api_key(conn: psycopg.AsyncConnection[Any], user_id: str, key_id: Any) -> bool:
+async def revoke_api_key(conn: Conn, user_id: str, key_id: Any) -> bool:
     """Idempotent: revoking an already revoked key keeps its first revocation time."""
     cur = await conn.execute(
         """UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
@@ -54,9 +54,7 @@ async def revoke_api_key(conn: psycopg.AsyncConnection[Any], user_id: str, key_i
     return cur.rowcount > 0
 
 
-async def user_by_api_key(
-    conn: psycopg.AsyncConnection[Any], key_hash: bytes
-) -> dict[str, Any] | None:
+async def user_by_api_key(conn: Conn, key_hash: bytes) -> dict[str, Any] | None:
     """The key's user with `key_id` and `scope`, or None (unknown, revoked or expired)."""
     cur = await conn.execute(
         """SELECT u.id, u.email, u.name, u.roles, u.granted_permissions, k.id AS key_id, k.scope,

@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from flowstudio.store.db import Conn
 from flowstudio.store.statuses import (
     BATCH_ENDED_SQL,
     BATCH_LIVE_SQL,
@@ -67,7 +67,7 @@ class NewBatch:
     total: int
 
 
-async def create_batch(conn: psycopg.AsyncConnection[Any], batch: NewBatch) -> None:
+async def create_batch(conn: Conn, batch: NewBatch) -> None:
     """Insert the batch row, `loading`."""
     await conn.execute(
         """INSERT INTO batches (id, flow_id, flow_version, owner_id, status, total)
@@ -83,7 +83,7 @@ async def create_batch(conn: psycopg.AsyncConnection[Any], batch: NewBatch) -> N
     )
 
 
-async def live_items(conn: psycopg.AsyncConnection[Any], owner_id: Any) -> int:
+async def live_items(conn: Conn, owner_id: Any) -> int:
     """The owner's batch runs not yet terminal, over all their loading/running batches."""
     cur = await conn.execute(
         f"""SELECT count(*) AS n FROM batches b JOIN runs r ON r.batch_id = b.id
@@ -95,13 +95,13 @@ async def live_items(conn: psycopg.AsyncConnection[Any], owner_id: Any) -> int:
     return int(row["n"]) if row else 0
 
 
-async def get_batch(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> dict[str, Any] | None:
+async def get_batch(conn: Conn, batch_id: Any) -> dict[str, Any] | None:
     cur = await conn.execute(f"SELECT {BATCH_COLS} FROM batches WHERE id = %s", (batch_id,))
     return await cur.fetchone()
 
 
 async def list_batches(
-    conn: psycopg.AsyncConnection[Any], *, owner_id: str | None, flow_id: Any | None, limit: int
+    conn: Conn, *, owner_id: str | None, flow_id: Any | None, limit: int
 ) -> list[dict[str, Any]]:
     cur = await conn.execute(
         f"""SELECT {BATCH_COLS} FROM batches
@@ -113,7 +113,7 @@ async def list_batches(
     return await cur.fetchall()
 
 
-async def run_counts(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> dict[str, int]:
+async def run_counts(conn: Conn, batch_id: Any) -> dict[str, int]:
     cur = await conn.execute(
         "SELECT status, count(*) AS n FROM runs WHERE batch_id = %s GROUP BY status", (batch_id,)
     )
@@ -121,7 +121,7 @@ async def run_counts(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> dict[
 
 
 async def results_page(
-    conn: psycopg.AsyncConnection[Any], batch_id: Any, after_index: int, limit: int
+    conn: Conn, batch_id: Any, after_index: int, limit: int
 ) -> list[dict[str, Any]]:
     """Runs in input order after `after_index`; outputs/error as JSON text (streamed unparsed)."""
     cur = await conn.execute(
@@ -147,7 +147,7 @@ MOVE_BATCH = f"""UPDATE batches SET status = %(dest)s,
 
 
 async def move_batch(
-    conn: psycopg.AsyncConnection[Any],
+    conn: Conn,
     batch_id: Any,
     sources: list[str],
     dest: str,
@@ -171,9 +171,7 @@ async def move_batch(
         return await cur.fetchone()
 
 
-async def lock_batch_status(
-    conn: psycopg.AsyncConnection[Any], batch_id: Any, *, share: bool = False
-) -> str | None:
+async def lock_batch_status(conn: Conn, batch_id: Any, *, share: bool = False) -> str | None:
     """Status of the batch, row-locked for this transaction (FOR SHARE for the loader)."""
     mode = "SHARE" if share else "NO KEY UPDATE"
     cur = await conn.execute(f"SELECT status FROM batches WHERE id = %s FOR {mode}", (batch_id,))
@@ -181,7 +179,7 @@ async def lock_batch_status(
     return row["status"] if row else None
 
 
-async def lock_running_batch(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> BatchRow | None:
+async def lock_running_batch(conn: Conn, batch_id: Any) -> BatchRow | None:
     """The batch if it is running and no other dispatcher holds it (SKIP LOCKED)."""
     async with conn.cursor(row_factory=class_row(BatchRow)) as cur:
         await cur.execute(
@@ -193,9 +191,7 @@ async def lock_running_batch(conn: psycopg.AsyncConnection[Any], batch_id: Any) 
         return await cur.fetchone()
 
 
-async def batch_ids(
-    conn: psycopg.AsyncConnection[Any], statuses: tuple[str, ...], limit: int = 1000
-) -> list[Any]:
+async def batch_ids(conn: Conn, statuses: tuple[str, ...], limit: int = 1000) -> list[Any]:
     cur = await conn.execute(
         "SELECT id FROM batches WHERE status = ANY(%s) ORDER BY created_at LIMIT %s",
         (list(statuses), limit),
@@ -203,7 +199,7 @@ async def batch_ids(
     return [r["id"] for r in await cur.fetchall()]
 
 
-async def started_live_count(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> int:
+async def started_live_count(conn: Conn, batch_id: Any) -> int:
     """Live runs of the batch the dispatcher already started (what BATCH_CONCURRENCY limits).
 
     Running/waiting runs come from the (batch_id, status) index; a started run that is still
@@ -225,9 +221,7 @@ async def started_live_count(conn: psycopg.AsyncConnection[Any], batch_id: Any) 
     return int(row["n"]) if row else 0
 
 
-async def pick_unstarted(
-    conn: psycopg.AsyncConnection[Any], batch_id: Any, limit: int
-) -> list[Any]:
+async def pick_unstarted(conn: Conn, batch_id: Any, limit: int) -> list[Any]:
     """Lock up to `limit` unstarted runs (SKIP LOCKED), roughly in input order."""
     cur = await conn.execute(
         f"""SELECT id FROM runs WHERE batch_id = %s AND {UNSTARTED}
@@ -238,7 +232,7 @@ async def pick_unstarted(
 
 
 async def started_live_ids(
-    conn: psycopg.AsyncConnection[Any], batch_id: Any, after_index: int, limit: int
+    conn: Conn, batch_id: Any, after_index: int, limit: int
 ) -> list[dict[str, Any]]:
     cur = await conn.execute(
         f"""SELECT id, batch_index FROM runs
@@ -249,7 +243,7 @@ async def started_live_ids(
     return await cur.fetchall()
 
 
-async def has_unstarted(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> bool:
+async def has_unstarted(conn: Conn, batch_id: Any) -> bool:
     cur = await conn.execute(
         f"SELECT EXISTS (SELECT 1 FROM runs WHERE batch_id = %s AND {UNSTARTED}) AS x",
         (batch_id,),
@@ -258,9 +252,7 @@ async def has_unstarted(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> bo
     return bool(row and row["x"])
 
 
-async def try_loader_gone(
-    conn: psycopg.AsyncConnection[Any], lock_class: int, batch_id: Any
-) -> bool:
+async def try_loader_gone(conn: Conn, lock_class: int, batch_id: Any) -> bool:
     """True if nobody holds the loader's advisory lock of this batch (taken for this transaction)."""
     cur = await conn.execute(
         "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s)) AS free", (lock_class, str(batch_id))
@@ -269,7 +261,7 @@ async def try_loader_gone(
     return bool(row and row["free"])
 
 
-async def loaded_count(conn: psycopg.AsyncConnection[Any], batch_id: Any) -> int:
+async def loaded_count(conn: Conn, batch_id: Any) -> int:
     cur = await conn.execute("SELECT count(*) AS n FROM runs WHERE batch_id = %s", (batch_id,))
     row = await cur.fetchone()
     return int(row["n"]) if row else 0

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 DictConnection = psycopg.AsyncConnection[dict[str, Any]]
 Pool = AsyncConnectionPool[DictConnection]  # every pool hands out dict-row connections
+Conn = psycopg.AsyncConnection[Any]  # the connection type handlers and store functions take
 
 KEEPALIVE = {
     "keepalives": 1,

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-
 from flowstudio.auth.maxplatform import EmailCollision
+from flowstudio.store.db import Conn
 
 USER_OUT = "id, email, name, roles, granted_permissions"
 
 
-async def _linked_user(
-    conn: psycopg.AsyncConnection[Any], provider: str, subject: str
-) -> dict[str, Any] | None:
+async def _linked_user(conn: Conn, provider: str, subject: str) -> dict[str, Any] | None:
     cur = await conn.execute(
         """UPDATE external_identities SET last_seen_at = now()
             WHERE provider = %s AND subject = %s
@@ -39,11 +36,7 @@ async def _linked_user(
 
 
 async def _sync(
-    conn: psycopg.AsyncConnection[Any],
-    user: dict[str, Any],
-    email: str,
-    name: str,
-    roles: list[str],
+    conn: Conn, user: dict[str, Any], email: str, name: str, roles: list[str]
 ) -> dict[str, Any]:
     if user["name"] == name and list(user["roles"]) == roles and user["email"] == email:
         return user
@@ -61,13 +54,7 @@ async def _sync(
 
 
 async def user_for_identity(
-    conn: psycopg.AsyncConnection[Any],
-    *,
-    provider: str,
-    subject: str,
-    email: str,
-    name: str,
-    roles: list[str],
+    conn: Conn, *, provider: str, subject: str, email: str, name: str, roles: list[str]
 ) -> dict[str, Any]:
     email = email.strip().lower()
     async with conn.transaction():
@@ -98,9 +85,7 @@ async def user_for_identity(
         return await _sync(conn, user, email, name, roles)
 
 
-async def _adopt_legacy(
-    conn: psycopg.AsyncConnection[Any], provider: str, email: str
-) -> dict[str, Any] | None:
+async def _adopt_legacy(conn: Conn, provider: str, email: str) -> dict[str, Any] | None:
     """A passwordless user with no identity link (made by the email-keyed code before 0012)."""
     cur = await conn.execute(
         """SELECT u.id FROM users u

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
+
+from flowstudio.store.db import Conn
 
 FLOW_COLS = """id, owner_id, name, description, definition, version, published_version, endpoint_name,
                created_at, updated_at"""
@@ -19,7 +20,7 @@ F_FLOW_COLS = ", ".join(f"f.{col.strip()}" for col in FLOW_COLS.split(","))
 
 # Keyword-only like `engine.checkpoint.start_run`: named fields, alike in shape only.
 async def create_flow(
-    conn: psycopg.AsyncConnection[Any],
+    conn: Conn,
     *,
     owner_id: str,
     name: str,
@@ -45,7 +46,7 @@ async def create_flow(
 
 
 async def update_flow(
-    conn: psycopg.AsyncConnection[Any],
+    conn: Conn,
     flow_id: Any,
     *,
     user_id: str,
@@ -86,18 +87,18 @@ async def update_flow(
     return flow
 
 
-async def get_flow(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> dict[str, Any] | None:
+async def get_flow(conn: Conn, flow_id: Any) -> dict[str, Any] | None:
     cur = await conn.execute(
         f"SELECT {FLOW_COLS} FROM flows WHERE id = %s AND deleted_at IS NULL", (flow_id,)
     )
     return await cur.fetchone()
 
 
-async def delete_flow(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> None:
+async def delete_flow(conn: Conn, flow_id: Any) -> None:
     await conn.execute("UPDATE flows SET deleted_at = now() WHERE id = %s", (flow_id,))
 
 
-async def list_versions(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> list[dict[str, Any]]:
+async def list_versions(conn: Conn, flow_id: Any) -> list[dict[str, Any]]:
     cur = await conn.execute(
         """SELECT version, created_at, created_by FROM flow_versions WHERE flow_id = %s
            ORDER BY version DESC""",
@@ -106,9 +107,7 @@ async def list_versions(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> lis
     return await cur.fetchall()
 
 
-async def get_version(
-    conn: psycopg.AsyncConnection[Any], flow_id: Any, version: int
-) -> dict[str, Any] | None:
+async def get_version(conn: Conn, flow_id: Any, version: int) -> dict[str, Any] | None:
     cur = await conn.execute(
         """SELECT version, definition, created_at, created_by FROM flow_versions
            WHERE flow_id = %s AND version = %s""",
@@ -117,9 +116,7 @@ async def get_version(
     return await cur.fetchone()
 
 
-async def list_visible_flows(
-    conn: psycopg.AsyncConnection[Any], user_id: str, everything: bool
-) -> list[dict[str, Any]]:
+async def list_visible_flows(conn: Conn, user_id: str, everything: bool) -> list[dict[str, Any]]:
     """Own flows and flows shared with `user_id` (all flows when `everything`, for admins)."""
     cur = await conn.execute(
         f"""SELECT {F_FLOW_COLS}, s.permission AS share_permission
@@ -132,9 +129,7 @@ async def list_visible_flows(
     return await cur.fetchall()
 
 
-async def get_flow_for(
-    conn: psycopg.AsyncConnection[Any], flow_id: Any, user_id: str
-) -> dict[str, Any] | None:
+async def get_flow_for(conn: Conn, flow_id: Any, user_id: str) -> dict[str, Any] | None:
     """The flow with `share_permission` ('run' | 'view' | None) of `user_id` on it."""
     cur = await conn.execute(
         f"""SELECT {F_FLOW_COLS}, s.permission AS share_permission
@@ -145,9 +140,7 @@ async def get_flow_for(
     return await cur.fetchone()
 
 
-async def set_published(
-    conn: psycopg.AsyncConnection[Any], flow_id: Any, version: int | None
-) -> dict[str, Any] | None:
+async def set_published(conn: Conn, flow_id: Any, version: int | None) -> dict[str, Any] | None:
     """Pin (or with None clear) the published version; None when the flow or version is gone."""
     cur = await conn.execute(
         f"""UPDATE flows SET published_version = %(v)s, updated_at = now()
@@ -158,9 +151,7 @@ async def set_published(
     return await cur.fetchone()
 
 
-async def set_endpoint_name(
-    conn: psycopg.AsyncConnection[Any], flow_id: Any, endpoint_name: str | None
-) -> None:
+async def set_endpoint_name(conn: Conn, flow_id: Any, endpoint_name: str | None) -> None:
     """Raises psycopg.errors.UniqueViolation when the owner already uses the name."""
     await conn.execute(
         "UPDATE flows SET endpoint_name = %s, updated_at = now() WHERE id = %s",
@@ -168,9 +159,7 @@ async def set_endpoint_name(
     )
 
 
-async def flow_id_by_endpoint_name(
-    conn: psycopg.AsyncConnection[Any], owner_id: str, endpoint_name: str
-) -> Any | None:
+async def flow_id_by_endpoint_name(conn: Conn, owner_id: str, endpoint_name: str) -> Any | None:
     cur = await conn.execute(
         """SELECT id FROM flows
            WHERE owner_id = %s AND endpoint_name = %s AND deleted_at IS NULL""",

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
-from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from flowstudio.store.db import Conn
 
 # Blocks until this session holds the lock (class, hashtext(key)).
 SESSION_LOCK = "SELECT pg_advisory_lock(%s, hashtext(%s))"
@@ -29,9 +30,7 @@ DB_NOW = "SELECT now() AS now"
 
 
 @asynccontextmanager
-async def session_lock(
-    conn: psycopg.AsyncConnection[Any], lock_class: int, key: str
-) -> AsyncIterator[None]:
+async def session_lock(conn: Conn, lock_class: int, key: str) -> AsyncIterator[None]:
     """Hold the session advisory lock (lock_class, hashtext(key)) for the block."""
     await conn.execute(SESSION_LOCK, (lock_class, key))
     try:
@@ -41,12 +40,12 @@ async def session_lock(
             await conn.execute(SESSION_UNLOCK, (lock_class, key))
 
 
-async def ping(conn: psycopg.AsyncConnection[Any]) -> None:
+async def ping(conn: Conn) -> None:
     """Raise psycopg.Error when the connection no longer answers."""
     await conn.execute(PING)
 
 
-async def db_now(conn: psycopg.AsyncConnection[Any]) -> datetime:
+async def db_now(conn: Conn) -> datetime:
     """The database's `now()`."""
     cur = await conn.execute(DB_NOW)
     row = await cur.fetchone()
@@ -54,6 +53,6 @@ async def db_now(conn: psycopg.AsyncConnection[Any]) -> datetime:
     return row["now"] if isinstance(row, dict) else row[0]
 
 
-async def listen(conn: psycopg.AsyncConnection[Any], channel: str) -> None:
+async def listen(conn: Conn, channel: str) -> None:
     """LISTEN on `channel` (quoted as an identifier)."""
     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))

@@ -16,9 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import psycopg
+from flowstudio.store.db import Conn
 
 KNOWN_CLIENT_DAYS = 90
 
@@ -39,9 +38,7 @@ class BackoffPolicy:
         return (last - now).total_seconds() + delay
 
 
-async def known_client(
-    conn: psycopg.AsyncConnection[Any], email: str, ip: str, device_hash: str | None
-) -> bool:
+async def known_client(conn: Conn, email: str, ip: str, device_hash: str | None) -> bool:
     cur = await conn.execute(
         """SELECT 1 FROM login_known_clients
            WHERE email = %s AND ((kind = 'ip' AND value = %s) OR (kind = 'device' AND value = %s))
@@ -53,7 +50,7 @@ async def known_client(
 
 
 async def retry_after(
-    conn: psycopg.AsyncConnection[Any], email: str, ip: str, known: bool, policy: BackoffPolicy
+    conn: Conn, email: str, ip: str, known: bool, policy: BackoffPolicy
 ) -> int | None:
     """Seconds the client must wait before its next try, or None when it may try now."""
     cur = await conn.execute(
@@ -80,9 +77,7 @@ async def retry_after(
 
 
 # record_failure / record_success: two statements in one transaction each (alike in shape only).
-async def record_failure(
-    conn: psycopg.AsyncConnection[Any], email: str, ip: str, window_s: int
-) -> None:
+async def record_failure(conn: Conn, email: str, ip: str, window_s: int) -> None:
     async with conn.transaction():
         await conn.execute("INSERT INTO login_attempts (email, ip) VALUES (%s, %s)", (email, ip))
         await conn.execute(
@@ -91,9 +86,7 @@ async def record_failure(
         )
 
 
-async def record_success(
-    conn: psycopg.AsyncConnection[Any], email: str, ip: str, device_hash: str
-) -> None:
+async def record_success(conn: Conn, email: str, ip: str, device_hash: str) -> None:
     async with conn.transaction():
         await conn.execute("DELETE FROM login_attempts WHERE email = %s AND ip = %s", (email, ip))
         await conn.execute(

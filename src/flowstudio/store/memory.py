@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
+from flowstudio.store.db import Conn
 
-Conn = psycopg.AsyncConnection[Any]
 Turn = tuple[str, str]  # (role, content)
 # Appends one turn; a re-run of the same step (same key and position) appends nothing.
 APPEND_MESSAGE = """INSERT INTO chat_messages (owner_id, session_id, role, content, step_key, position)
@@ -40,7 +39,7 @@ async def append_messages(
 
 
 async def last_messages(
-    conn: psycopg.AsyncConnection[Any], owner_id: str, session_id: str, limit: int
+    conn: Conn, owner_id: str, session_id: str, limit: int
 ) -> list[dict[str, Any]]:
     """The session's last `limit` messages as {"role", "content"}, oldest first."""
     cur = await conn.execute(LAST_MESSAGES, (owner_id, session_id, limit))

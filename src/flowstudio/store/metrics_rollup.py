@@ -23,8 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-
+from flowstudio.store.db import Conn
 from flowstudio.store.statuses import RUN_ENDED_SQL, StepStatus, sql_list, sql_value, values
 
 BOUNDS: tuple[float, ...] = (
@@ -102,7 +101,7 @@ ADVANCE_STEPS = f"""WITH agg AS ({STEPS_AGG}),
                   retries = t.retries + excluded.retries"""
 
 
-async def advance(conn: psycopg.AsyncConnection[Any]) -> bool:
+async def advance(conn: Conn) -> bool:
     """Fold rows finished since the last call into the rollups; False if another process is
     doing it right now (or nothing is due). Uses its own transaction."""
     async with conn.transaction():
@@ -124,7 +123,7 @@ async def advance(conn: psycopg.AsyncConnection[Any]) -> bool:
     return True
 
 
-async def watermark(conn: psycopg.AsyncConnection[Any]) -> Any:
+async def watermark(conn: Conn) -> Any:
     cur = await conn.execute("SELECT upto FROM metrics_rollup_state WHERE id = 1")
     row = await cur.fetchone()
     return row["upto"] if row else None

@@ -22,9 +22,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import psycopg
-
 from flowstudio.store import metrics_rollup as rollup
+from flowstudio.store.db import Conn
 from flowstudio.store.statuses import (
     RUN_ENDED_SQL,
     RUN_LIVE_SQL,
@@ -79,11 +78,7 @@ def _source(kind: str, cols: str, owner_id: str | None, hourly: bool) -> str:
 
 # The window_* readers share one signature (conn, owner, start, upto, ...) on purpose: one window.
 async def window_runs(
-    conn: psycopg.AsyncConnection[Any],
-    owner_id: str | None,
-    start: datetime,
-    upto: Any,
-    hourly: bool,
+    conn: Conn, owner_id: str | None, start: datetime, upto: Any, hourly: bool
 ) -> tuple[dict[str, int], dict[Any, dict[int, int]]]:
     """(terminal runs by status, duration histogram per flow) in one statement."""
     sql = f"""WITH w AS ({_source("runs", "flow_id, status, le, n", owner_id, hourly)})
@@ -105,11 +100,7 @@ async def window_runs(
 
 
 async def window_throughput(
-    conn: psycopg.AsyncConnection[Any],
-    owner_id: str | None,
-    start: datetime,
-    upto: Any,
-    bucket_s: int,
+    conn: Conn, owner_id: str | None, start: datetime, upto: Any, bucket_s: int
 ) -> dict[datetime, dict[str, int]]:
     """Terminal runs per time bucket (a multiple of the rollup's minute)."""
     sql = f"""WITH w AS ({_source("runs", "bucket, status, n", owner_id, False)})
@@ -128,11 +119,7 @@ async def window_throughput(
 
 
 async def window_steps(
-    conn: psycopg.AsyncConnection[Any],
-    owner_id: str | None,
-    start: datetime,
-    upto: Any,
-    hourly: bool,
+    conn: Conn, owner_id: str | None, start: datetime, upto: Any, hourly: bool
 ) -> dict[Any, dict[int, int]]:
     sql = f"""WITH w AS ({_source("steps", "node_type, le, n", owner_id, hourly)})
         SELECT node_type, le, sum(n) AS n FROM w GROUP BY node_type, le"""
@@ -150,9 +137,7 @@ def _params(owner_id: str | None, start: datetime, upto: Any) -> dict[str, Any]:
     return {"start": start, "hour": hour, "upto": upto, "owner": owner_id}
 
 
-async def live_runs_by_status(
-    conn: psycopg.AsyncConnection[Any], owner_id: str | None
-) -> dict[str, int]:
+async def live_runs_by_status(conn: Conn, owner_id: str | None) -> dict[str, int]:
     cur = await conn.execute(
         f"""SELECT status, count(*) AS n FROM runs
             WHERE status IN {RUN_LIVE_SQL}{_owner(owner_id)} GROUP BY status""",
@@ -162,7 +147,7 @@ async def live_runs_by_status(
 
 
 async def fine_throughput(
-    conn: psycopg.AsyncConnection[Any], owner_id: str | None, start: datetime, bucket_s: int
+    conn: Conn, owner_id: str | None, start: datetime, bucket_s: int
 ) -> dict[datetime, dict[str, int]]:
     """Buckets finer than the rollup's minute: one range scan over the window's finished runs."""
     cur = await conn.execute(
@@ -215,16 +200,14 @@ def _durations(hists: dict[Any, dict[int, int]]) -> dict[Any, tuple[int, float, 
     }
 
 
-async def flow_names(conn: psycopg.AsyncConnection[Any], ids: list[Any]) -> dict[str, str]:
+async def flow_names(conn: Conn, ids: list[Any]) -> dict[str, str]:
     if not ids:
         return {}
     cur = await conn.execute("SELECT id, name FROM flows WHERE id = ANY(%s)", (ids,))
     return {str(r["id"]): r["name"] for r in await cur.fetchall()}
 
 
-async def failing_nodes(
-    conn: psycopg.AsyncConnection[Any], owner_id: str | None, start: datetime
-) -> list[dict[str, Any]]:
+async def failing_nodes(conn: Conn, owner_id: str | None, start: datetime) -> list[dict[str, Any]]:
     cur = await conn.execute(
         f"""SELECT r.flow_id, coalesce(max(f.name), '(deleted flow)') AS flow_name, s.node_id,
                    max(s.node_type) AS node_type, count(*) AS failures,
@@ -253,9 +236,7 @@ async def failing_nodes(
     ]
 
 
-async def steps_by_status(
-    conn: psycopg.AsyncConnection[Any], owner_id: str | None
-) -> dict[str, int]:
+async def steps_by_status(conn: Conn, owner_id: str | None) -> dict[str, int]:
     """Live work in PostgreSQL: steps not yet terminal, by state (the durable 'queue'). Admins:
     each arm of the UNION is served by its state's partial index. An owner: the steps of their
     live runs (live steps only exist in live runs), found through `runs_live`."""
@@ -270,7 +251,7 @@ async def steps_by_status(
     return {row["status"]: int(row["n"]) for row in await cur.fetchall() if row["n"]}
 
 
-async def processes(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+async def processes(conn: Conn) -> list[dict[str, Any]]:
     cur = await conn.execute("""SELECT id, kind, hostname, pid, started_at, heartbeat_at, info,
                   extract(epoch FROM now() - heartbeat_at) AS heartbeat_age_s
            FROM processes ORDER BY kind, started_at""")
@@ -290,7 +271,7 @@ async def processes(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
 
 
 async def ops_snapshot(
-    conn: psycopg.AsyncConnection[Any], owner_id: str | None, minutes: int, bucket_s: int
+    conn: Conn, owner_id: str | None, minutes: int, bucket_s: int
 ) -> dict[str, Any]:
     cur = await conn.execute("SELECT now() AS now")
     now = (await cur.fetchone())["now"]  # type: ignore[index]

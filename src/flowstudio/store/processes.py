@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
-Conn = psycopg.AsyncConnection[Any]
+from flowstudio.store.db import Conn
+
 # Registers a process (or refreshes the heartbeat of an id registered before).
 REGISTER = """INSERT INTO processes (id, kind, hostname, pid, info) VALUES (%s, %s, %s, %s, %s)
     ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()"""
@@ -34,24 +34,22 @@ async def register(
     await conn.execute(REGISTER, (process_id, kind, hostname, pid, Jsonb(info)))
 
 
-async def heartbeat(
-    conn: psycopg.AsyncConnection[Any], process_id: str, info: dict[str, Any]
-) -> bool:
+async def heartbeat(conn: Conn, process_id: str, info: dict[str, Any]) -> bool:
     """Refresh the heartbeat and info; False when the row is gone (then register again)."""
     cur = await conn.execute(HEARTBEAT, (Jsonb(info), process_id))
     return cur.rowcount > 0
 
 
-async def sweep_silent(conn: psycopg.AsyncConnection[Any]) -> None:
+async def sweep_silent(conn: Conn) -> None:
     """Delete rows of processes silent for an hour."""
     await conn.execute(SWEEP_SILENT)
 
 
-async def unregister(conn: psycopg.AsyncConnection[Any], process_id: str) -> None:
+async def unregister(conn: Conn, process_id: str) -> None:
     """Delete the process's row."""
     await conn.execute(UNREGISTER, (process_id,))
 
 
-async def take_liveness_lock(conn: psycopg.AsyncConnection[Any], worker_id: str) -> None:
+async def take_liveness_lock(conn: Conn, worker_id: str) -> None:
     """Hold the worker's liveness lock on this connection's session until it closes."""
     await conn.execute(LIVENESS_LOCK, (worker_id,))

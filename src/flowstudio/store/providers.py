@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
+from flowstudio.store.db import Conn
 
 # an unconfigured provider starts at this concurrency and doubles it every round of successful
 # calls until its first 429 (slow start), then adds about one per round (AIMD): no storm of 429s
@@ -33,16 +33,14 @@ USAGE_JOIN = """LEFT JOIN LATERAL (
     WHERE provider_id = p.id AND second > now() - interval '60 seconds') u ON TRUE"""
 
 
-async def list_providers(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+async def list_providers(conn: Conn) -> list[dict[str, Any]]:
     cur = await conn.execute(
         f"SELECT {LIVE_COLS} FROM providers p {USAGE_JOIN} ORDER BY p.base_url, p.created_at"
     )
     return await cur.fetchall()
 
 
-async def get_provider(
-    conn: psycopg.AsyncConnection[Any], provider_id: Any
-) -> dict[str, Any] | None:
+async def get_provider(conn: Conn, provider_id: Any) -> dict[str, Any] | None:
     cur = await conn.execute(
         f"SELECT {LIVE_COLS} FROM providers p {USAGE_JOIN} WHERE p.id = %s", (provider_id,)
     )
@@ -50,7 +48,7 @@ async def get_provider(
 
 
 async def create_provider(
-    conn: psycopg.AsyncConnection[Any],
+    conn: Conn,
     *,
     base_url: str,
     fingerprint: str,
@@ -75,10 +73,7 @@ async def create_provider(
 
 
 async def update_provider(
-    conn: psycopg.AsyncConnection[Any],
-    provider_id: Any,
-    changes: dict[str, Any],
-    default_ceiling: int,
+    conn: Conn, provider_id: Any, changes: dict[str, Any], default_ceiling: int
 ) -> bool:
     """Set the given columns (label, max_concurrency, rpm, tpm; None clears). A new
     max_concurrency also restarts the adaptive concurrency: at that value, or (cleared) in slow
@@ -104,14 +99,12 @@ async def update_provider(
     return cur.rowcount > 0
 
 
-async def delete_provider(conn: psycopg.AsyncConnection[Any], provider_id: Any) -> bool:
+async def delete_provider(conn: Conn, provider_id: Any) -> bool:
     cur = await conn.execute("DELETE FROM providers WHERE id = %s", (provider_id,))
     return cur.rowcount > 0
 
 
-async def ensure_provider(
-    conn: psycopg.AsyncConnection[Any], base_url: str, fingerprint: str, default_ceiling: int
-) -> str:
+async def ensure_provider(conn: Conn, base_url: str, fingerprint: str, default_ceiling: int) -> str:
     """The provider's id, registering it (no limits: adaptive from 429s alone) on first use."""
     for _ in range(
         3
@@ -133,9 +126,7 @@ async def ensure_provider(
     raise RuntimeError(f"provider {base_url} could not be registered")
 
 
-async def acquire(
-    conn: psycopg.AsyncConnection[Any], provider_id: str, step_id: int, attempt: int, tokens: int
-) -> str:
+async def acquire(conn: Conn, provider_id: str, step_id: int, attempt: int, tokens: int) -> str:
     """'ok' | 'concurrency' | 'rpm' | 'tpm' | 'gone' (see `provider_acquire` in migration 0020)."""
     cur = await conn.execute(
         "SELECT provider_acquire(%s, %s, %s, %s) AS verdict",
@@ -145,13 +136,7 @@ async def acquire(
     return str(row["verdict"]) if row else "gone"
 
 
-async def release(
-    conn: psycopg.AsyncConnection[Any],
-    step_id: int,
-    attempt: int,
-    outcome: str,
-    tokens: int | None,
-) -> None:
+async def release(conn: Conn, step_id: int, attempt: int, outcome: str, tokens: int | None) -> None:
     """Free a permit; `outcome` 'ok' | 'throttled' | 'error' drives the AIMD concurrency."""
     await conn.execute(
         "SELECT provider_release(%s, %s, %s, %s)", (step_id, attempt, outcome, tokens)
@@ -159,12 +144,7 @@ async def release(
 
 
 async def park_row(
-    conn: psycopg.AsyncConnection[Any],
-    step_id: int,
-    run_id: str,
-    provider_id: str,
-    seconds: float,
-    reason: str,
+    conn: Conn, step_id: int, run_id: str, provider_id: str, seconds: float, reason: str
 ) -> None:
     """Record a parked step (inside the checkpoint transaction that moved it to `waiting`)."""
     await conn.execute(
@@ -184,18 +164,18 @@ async def park_row(
     )
 
 
-async def wake_candidates(conn: psycopg.AsyncConnection[Any], limit: int) -> list[dict[str, Any]]:
+async def wake_candidates(conn: Conn, limit: int) -> list[dict[str, Any]]:
     cur = await conn.execute(
         "SELECT step_id, run_id, provider_id FROM provider_wake_candidates(%s)", (limit,)
     )
     return await cur.fetchall()
 
 
-async def mark_woken(conn: psycopg.AsyncConnection[Any], step_id: int) -> None:
+async def mark_woken(conn: Conn, step_id: int) -> None:
     await conn.execute("UPDATE provider_parked SET woken_at = now() WHERE step_id = %s", (step_id,))
 
 
-async def forget_parked(conn: psycopg.AsyncConnection[Any], step_id: int) -> None:
+async def forget_parked(conn: Conn, step_id: int) -> None:
     await conn.execute("DELETE FROM provider_parked WHERE step_id = %s", (step_id,))
 
 
@@ -220,7 +200,7 @@ PURGE = [
 ]
 
 
-async def purge(conn: psycopg.AsyncConnection[Any]) -> None:
+async def purge(conn: Conn) -> None:
     for sql in PURGE:
         await conn.execute(sql)
 

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import psycopg
 
-from flowstudio.store.db import Pool
+from flowstudio.store.db import Conn, Pool
 from flowstudio.store.statuses import BATCH_ENDED_SQL, RUN_ENDED_SQL
 
 log = logging.getLogger(__name__)
@@ -70,11 +70,7 @@ def parse_age(text: str) -> float:
 
 
 async def prune_runs(
-    conn: psycopg.AsyncConnection[Any],
-    older_than_s: float,
-    *,
-    batch_size: int = 500,
-    pause_s: float = 0.05,
+    conn: Conn, older_than_s: float, *, batch_size: int = 500, pause_s: float = 0.05
 ) -> dict[str, int]:
     """Delete prunable runs in batches of `batch_size`; returns counts. `conn` is autocommit."""
     runs = 0
@@ -93,14 +89,14 @@ async def prune_runs(
     return {"runs": runs, "batches": batches}
 
 
-async def run_owner(conn: psycopg.AsyncConnection[Any], run_id: Any) -> Any | None:
+async def run_owner(conn: Conn, run_id: Any) -> Any | None:
     """The run's owner id, or None when there is no such run."""
     cur = await conn.execute(RUN_OWNER, (run_id,))
     row = await cur.fetchone()
     return row["owner_id"] if row else None
 
 
-async def set_pinned(conn: psycopg.AsyncConnection[Any], run_id: Any, pinned: bool) -> None:
+async def set_pinned(conn: Conn, run_id: Any, pinned: bool) -> None:
     """Keep the run forever (pinned) or let retention prune it again."""
     await conn.execute(SET_PINNED, (pinned, run_id))
 

@@ -10,33 +10,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import psycopg
+from flowstudio.store.db import Conn
 
 RUN_COLS = """id, flow_id, flow_version, owner_id, status, inputs, outputs, error, idempotency_key,
               parent_run_id, fork_of_node, batch_id, batch_index, tweaks, event_seq, created_at,
               started_at, finished_at, updated_at"""
 
 
-async def get_run(conn: psycopg.AsyncConnection[Any], run_id: Any) -> dict[str, Any] | None:
+async def get_run(conn: Conn, run_id: Any) -> dict[str, Any] | None:
     cur = await conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE id = %s", (run_id,))
     return await cur.fetchone()
 
 
-async def is_batch_item(conn: psycopg.AsyncConnection[Any], run_id: Any) -> bool:
+async def is_batch_item(conn: Conn, run_id: Any) -> bool:
     """Whether the run is an item of a batch (the LLM node streams no tokens for those)."""
     cur = await conn.execute("SELECT batch_id IS NOT NULL AS b FROM runs WHERE id = %s", (run_id,))
     row = await cur.fetchone()
     return bool(row and row["b"])
 
 
-async def step_input(conn: psycopg.AsyncConnection[Any], step_id: int) -> Any:
+async def step_input(conn: Conn, step_id: int) -> Any:
     """The input stored with a step (None when it has none)."""
     cur = await conn.execute("SELECT input FROM step_io WHERE step_id = %s", (step_id,))
     row = await cur.fetchone()
     return row["input"] if row else None
 
 
-async def get_steps(conn: psycopg.AsyncConnection[Any], run_id: Any) -> list[dict[str, Any]]:
+async def get_steps(conn: Conn, run_id: Any) -> list[dict[str, Any]]:
     cur = await conn.execute(
         """SELECT s.id, s.node_id, s.node_type, s.item_index, s.status, s.attempt, s.max_attempts,
                   s.branch, s.error, s.due_at, s.created_at, s.ready_at, s.started_at,
@@ -49,7 +49,7 @@ async def get_steps(conn: psycopg.AsyncConnection[Any], run_id: Any) -> list[dic
 
 
 async def list_runs(
-    conn: psycopg.AsyncConnection[Any],
+    conn: Conn,
     *,
     owner_id: str | None,
     flow_id: Any | None,
@@ -94,7 +94,7 @@ async def list_runs(
 
 
 async def get_events(
-    conn: psycopg.AsyncConnection[Any], run_id: Any, after_seq: int = 0, limit: int = 1000
+    conn: Conn, run_id: Any, after_seq: int = 0, limit: int = 1000
 ) -> list[dict[str, Any]]:
     cur = await conn.execute(
         """SELECT seq, at, kind, step_id, node_id, item_index, attempt, from_status, to_status, data

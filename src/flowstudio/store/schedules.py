@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
+
+from flowstudio.store.db import Conn
 
 COLS = """id, flow_id, owner_id, cron, timezone, inputs, catchup, max_catchup, enabled,
           next_fire_at, last_fired_at, created_at, updated_at"""
 
 
 async def create(
-    conn: psycopg.AsyncConnection[Any],
+    conn: Conn,
     *,
     flow_id: Any,
     owner_id: str,
@@ -46,21 +47,19 @@ async def create(
     return row
 
 
-async def get(conn: psycopg.AsyncConnection[Any], schedule_id: Any) -> dict[str, Any] | None:
+async def get(conn: Conn, schedule_id: Any) -> dict[str, Any] | None:
     cur = await conn.execute(f"SELECT {COLS} FROM schedules WHERE id = %s", (schedule_id,))
     return await cur.fetchone()
 
 
-async def list_for_flow(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> list[dict[str, Any]]:
+async def list_for_flow(conn: Conn, flow_id: Any) -> list[dict[str, Any]]:
     cur = await conn.execute(
         f"SELECT {COLS} FROM schedules WHERE flow_id = %s ORDER BY created_at", (flow_id,)
     )
     return await cur.fetchall()
 
 
-async def update(
-    conn: psycopg.AsyncConnection[Any], schedule_id: Any, fields: dict[str, Any]
-) -> dict[str, Any] | None:
+async def update(conn: Conn, schedule_id: Any, fields: dict[str, Any]) -> dict[str, Any] | None:
     if "inputs" in fields:
         fields = {**fields, "inputs": Jsonb(fields["inputs"])}
     sets = ", ".join(f"{k} = %({k})s" for k in fields)
@@ -71,13 +70,11 @@ async def update(
     return await cur.fetchone()
 
 
-async def delete(conn: psycopg.AsyncConnection[Any], schedule_id: Any) -> None:
+async def delete(conn: Conn, schedule_id: Any) -> None:
     await conn.execute("DELETE FROM schedules WHERE id = %s", (schedule_id,))
 
 
-async def fires(
-    conn: psycopg.AsyncConnection[Any], schedule_id: Any, limit: int = 100
-) -> list[dict[str, Any]]:
+async def fires(conn: Conn, schedule_id: Any, limit: int = 100) -> list[dict[str, Any]]:
     cur = await conn.execute(
         """SELECT fire_time, run_id, fired_at, skipped_reason FROM schedule_fires
            WHERE schedule_id = %s

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
+from flowstudio.store.db import Conn
 
 PUBLIC_COLS = "name, created_at, updated_at"
 
 
 async def create_secret(
-    conn: psycopg.AsyncConnection[Any], owner_id: str, name: str, ciphertext: bytes, nonce: bytes
+    conn: Conn, owner_id: str, name: str, ciphertext: bytes, nonce: bytes
 ) -> dict[str, Any] | None:
     cur = await conn.execute(
         f"""INSERT INTO secrets (owner_id, name, ciphertext, nonce) VALUES (%s, %s, %s, %s)
@@ -25,7 +25,7 @@ async def create_secret(
     return await cur.fetchone()
 
 
-async def list_secrets(conn: psycopg.AsyncConnection[Any], owner_id: str) -> list[dict[str, Any]]:
+async def list_secrets(conn: Conn, owner_id: str) -> list[dict[str, Any]]:
     cur = await conn.execute(
         f"SELECT {PUBLIC_COLS} FROM secrets WHERE owner_id = %s ORDER BY name", (owner_id,)
     )
@@ -33,7 +33,7 @@ async def list_secrets(conn: psycopg.AsyncConnection[Any], owner_id: str) -> lis
 
 
 async def update_secret(
-    conn: psycopg.AsyncConnection[Any], owner_id: str, name: str, ciphertext: bytes, nonce: bytes
+    conn: Conn, owner_id: str, name: str, ciphertext: bytes, nonce: bytes
 ) -> dict[str, Any] | None:
     cur = await conn.execute(
         f"""UPDATE secrets SET ciphertext = %s, nonce = %s, updated_at = now()
@@ -44,16 +44,14 @@ async def update_secret(
 
 
 # store/shares.py and store/schedules.py read and delete rows the same way: one short query each.
-async def delete_secret(conn: psycopg.AsyncConnection[Any], owner_id: str, name: str) -> bool:
+async def delete_secret(conn: Conn, owner_id: str, name: str) -> bool:
     cur = await conn.execute(
         "DELETE FROM secrets WHERE owner_id = %s AND name = %s", (owner_id, name)
     )
     return cur.rowcount > 0
 
 
-async def load_secrets(
-    conn: psycopg.AsyncConnection[Any], owner_id: str, names: list[str]
-) -> list[dict[str, Any]]:
+async def load_secrets(conn: Conn, owner_id: str, names: list[str]) -> list[dict[str, Any]]:
     cur = await conn.execute(
         "SELECT name, ciphertext, nonce FROM secrets WHERE owner_id = %s AND name = ANY(%s)",
         (owner_id, names),
@@ -62,7 +60,7 @@ async def load_secrets(
 
 
 async def load_run_secrets(
-    conn: psycopg.AsyncConnection[Any], flow_id: Any, runner_id: Any, names: list[str]
+    conn: Conn, flow_id: Any, runner_id: Any, names: list[str]
 ) -> list[dict[str, Any]]:
     """The FLOW owner's secrets among `names`, each with `allowed`: true when the runner is the flow's
     owner, else only when the owner bound the name to the flow and the runner may still run it (a

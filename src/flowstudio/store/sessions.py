@@ -12,21 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-
 from flowstudio.auth.tokens import new_token
+from flowstudio.store.db import Conn
 
 TOUCH_EVERY_S = 60
 PUBLIC_COLS = "id, created_at, last_seen_at, expires_at, user_agent, ip"
 
 
 async def create_session(
-    conn: psycopg.AsyncConnection[Any],
-    user_id: Any,
-    *,
-    max_hours: float,
-    user_agent: str = "",
-    ip: str = "",
+    conn: Conn, user_id: Any, *, max_hours: float, user_agent: str = "", ip: str = ""
 ) -> str:
     token, token_hash = new_token("fss")
     async with conn.transaction():
@@ -42,7 +36,7 @@ async def create_session(
 
 
 async def user_by_session(
-    conn: psycopg.AsyncConnection[Any], token_hash: bytes, idle_minutes: float
+    conn: Conn, token_hash: bytes, idle_minutes: float
 ) -> dict[str, Any] | None:
     """The user and `session_id` of a live session, or None (unknown, expired or idle too long)."""
     cur = await conn.execute(
@@ -61,7 +55,7 @@ async def user_by_session(
     return row
 
 
-async def list_sessions(conn: psycopg.AsyncConnection[Any], user_id: Any) -> list[dict[str, Any]]:
+async def list_sessions(conn: Conn, user_id: Any) -> list[dict[str, Any]]:
     cur = await conn.execute(
         f"""SELECT {PUBLIC_COLS} FROM sessions WHERE user_id = %s AND expires_at > now()
             ORDER BY last_seen_at DESC, id""",
@@ -70,11 +64,11 @@ async def list_sessions(conn: psycopg.AsyncConnection[Any], user_id: Any) -> lis
     return await cur.fetchall()
 
 
-async def delete_session(conn: psycopg.AsyncConnection[Any], token_hash: bytes) -> None:
+async def delete_session(conn: Conn, token_hash: bytes) -> None:
     await conn.execute("DELETE FROM sessions WHERE token_hash = %s", (token_hash,))
 
 
-async def revoke_session(conn: psycopg.AsyncConnection[Any], user_id: Any, session_id: Any) -> bool:
+async def revoke_session(conn: Conn, user_id: Any, session_id: Any) -> bool:
     """Only the user's own session: another user's id matches no row (the route answers 404)."""
     cur = await conn.execute(
         "DELETE FROM sessions WHERE id = %s AND user_id = %s", (session_id, user_id)
@@ -82,6 +76,6 @@ async def revoke_session(conn: psycopg.AsyncConnection[Any], user_id: Any, sessi
     return cur.rowcount > 0
 
 
-async def revoke_all(conn: psycopg.AsyncConnection[Any], user_id: Any) -> int:
+async def revoke_all(conn: Conn, user_id: Any) -> int:
     cur = await conn.execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))
     return cur.rowcount

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from psycopg.rows import class_row
+
+from flowstudio.store.db import Conn
 
 SHARE_COLS = (
     "s.flow_id, s.user_id, u.email, u.name, s.permission, s.version, s.created_at, s.updated_at"
@@ -25,7 +26,7 @@ SHARE_COLS = (
 
 
 async def upsert_share(
-    conn: psycopg.AsyncConnection[Any], flow_id: Any, user_id: Any, permission: str, by: str
+    conn: Conn, flow_id: Any, user_id: Any, permission: str, by: str
 ) -> tuple[dict[str, Any], bool]:
     """The share row and whether it is new (False: an existing share got `permission`)."""
     cur = await conn.execute(
@@ -45,9 +46,7 @@ async def upsert_share(
     return share, bool(row["created"])
 
 
-async def get_share(
-    conn: psycopg.AsyncConnection[Any], flow_id: Any, user_id: Any
-) -> dict[str, Any] | None:
+async def get_share(conn: Conn, flow_id: Any, user_id: Any) -> dict[str, Any] | None:
     cur = await conn.execute(
         f"""SELECT {SHARE_COLS} FROM flow_shares s JOIN users u ON u.id = s.user_id
             WHERE s.flow_id = %s AND s.user_id = %s""",
@@ -56,7 +55,7 @@ async def get_share(
     return await cur.fetchone()
 
 
-async def list_shares(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> list[dict[str, Any]]:
+async def list_shares(conn: Conn, flow_id: Any) -> list[dict[str, Any]]:
     cur = await conn.execute(
         f"""SELECT {SHARE_COLS} FROM flow_shares s JOIN users u ON u.id = s.user_id
             WHERE s.flow_id = %s ORDER BY s.created_at, u.email""",
@@ -65,16 +64,14 @@ async def list_shares(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> list[
     return await cur.fetchall()
 
 
-async def delete_share(conn: psycopg.AsyncConnection[Any], flow_id: Any, user_id: Any) -> bool:
+async def delete_share(conn: Conn, flow_id: Any, user_id: Any) -> bool:
     cur = await conn.execute(
         "DELETE FROM flow_shares WHERE flow_id = %s AND user_id = %s", (flow_id, user_id)
     )
     return cur.rowcount > 0
 
 
-async def accept_share(
-    conn: psycopg.AsyncConnection[Any], flow_id: Any, user_id: Any
-) -> dict[str, Any] | None:
+async def accept_share(conn: Conn, flow_id: Any, user_id: Any) -> dict[str, Any] | None:
     """The caller's share now granted for the flow's published version (None: no share)."""
     await conn.execute(
         """UPDATE flow_shares s SET version = f.published_version, updated_at = now()
@@ -84,14 +81,14 @@ async def accept_share(
     return await get_share(conn, flow_id, user_id)
 
 
-async def bound_secrets(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> list[str]:
+async def bound_secrets(conn: Conn, flow_id: Any) -> list[str]:
     cur = await conn.execute(
         "SELECT name FROM flow_secret_bindings WHERE flow_id = %s ORDER BY name", (flow_id,)
     )
     return [r["name"] for r in await cur.fetchall()]
 
 
-async def bind_secret(conn: psycopg.AsyncConnection[Any], flow_id: Any, name: str, by: str) -> bool:
+async def bind_secret(conn: Conn, flow_id: Any, name: str, by: str) -> bool:
     """True when the binding is new."""
     cur = await conn.execute(
         """INSERT INTO flow_secret_bindings (flow_id, name, created_by) VALUES (%s, %s, %s)
@@ -101,7 +98,7 @@ async def bind_secret(conn: psycopg.AsyncConnection[Any], flow_id: Any, name: st
     return cur.rowcount > 0
 
 
-async def unbind_secret(conn: psycopg.AsyncConnection[Any], flow_id: Any, name: str) -> bool:
+async def unbind_secret(conn: Conn, flow_id: Any, name: str) -> bool:
     cur = await conn.execute(
         "DELETE FROM flow_secret_bindings WHERE flow_id = %s AND name = %s", (flow_id, name)
     )
@@ -133,7 +130,7 @@ SUBFLOW_ACCESS = """SELECT coalesce(f.published_version, f.version) AS version, 
 
 
 async def subflow_access(
-    conn: psycopg.AsyncConnection[Any], user_id: str | UUID, flow_id: str | UUID
+    conn: Conn, user_id: str | UUID, flow_id: str | UUID
 ) -> SubflowAccess | None:
     """The user's access to a live flow; None when the flow or the user does not exist."""
     async with conn.cursor(row_factory=class_row(SubflowAccess)) as cur:

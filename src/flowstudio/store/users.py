@@ -13,20 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-
 from flowstudio.auth.passwords import hash_password
+from flowstudio.store.db import Conn
 
 USER_COLS = "id, email, name, roles, password_hash, granted_permissions"
 
 
 async def create_user(
-    conn: psycopg.AsyncConnection[Any],
-    *,
-    email: str,
-    password: str,
-    roles: list[str],
-    name: str = "",
+    conn: Conn, *, email: str, password: str, roles: list[str], name: str = ""
 ) -> dict[str, Any]:
     """Create the user, or reset an existing one's password, roles and name (every session ends)."""
     async with conn.transaction():
@@ -43,19 +37,17 @@ async def create_user(
     return row
 
 
-async def user_by_email(conn: psycopg.AsyncConnection[Any], email: str) -> dict[str, Any] | None:
+async def user_by_email(conn: Conn, email: str) -> dict[str, Any] | None:
     cur = await conn.execute(f"SELECT {USER_COLS} FROM users WHERE email = lower(%s)", (email,))
     return await cur.fetchone()
 
 
-async def user_by_id(conn: psycopg.AsyncConnection[Any], user_id: Any) -> dict[str, Any] | None:
+async def user_by_id(conn: Conn, user_id: Any) -> dict[str, Any] | None:
     cur = await conn.execute(f"SELECT {USER_COLS} FROM users WHERE id = %s", (user_id,))
     return await cur.fetchone()
 
 
-async def set_password(
-    conn: psycopg.AsyncConnection[Any], user_id: Any, password_hash: str, keep_session: Any
-) -> int:
+async def set_password(conn: Conn, user_id: Any, password_hash: str, keep_session: Any) -> int:
     """Store the new hash and end every other session of the user; returns how many ended."""
     async with conn.transaction():
         await conn.execute(
@@ -69,7 +61,7 @@ async def set_password(
         return cur.rowcount
 
 
-async def list_users(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+async def list_users(conn: Conn) -> list[dict[str, Any]]:
     cur = await conn.execute(
         "SELECT id, email, name, roles, granted_permissions FROM users ORDER BY email"
     )
@@ -77,7 +69,7 @@ async def list_users(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]
 
 
 async def set_granted_permission(
-    conn: psycopg.AsyncConnection[Any], user_id: Any, permission: str, granted: bool
+    conn: Conn, user_id: Any, permission: str, granted: bool
 ) -> dict[str, Any] | None:
     """Grant (or revoke) one permission; None when the user does not exist."""
     cur = await conn.execute(
@@ -93,7 +85,7 @@ async def set_granted_permission(
 
 
 async def version_author_permissions(
-    conn: psycopg.AsyncConnection[Any], run_id: Any, node_id: str
+    conn: Conn, run_id: Any, node_id: str
 ) -> dict[str, Any] | None:
     """Roles and granted permissions of who saved the flow version `run_id` executes, of the run's
     owner, and whether the run's tweaks override `node_id` (None: the author no longer exists)."""

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
+from flowstudio.store.db import Conn
 
 
 async def put_secret(
-    conn: psycopg.AsyncConnection[Any], flow_id: Any, ciphertext: bytes, nonce: bytes, user_id: str
+    conn: Conn, flow_id: Any, ciphertext: bytes, nonce: bytes, user_id: str
 ) -> dict[str, Any]:
     cur = await conn.execute(
         """INSERT INTO webhook_secrets (flow_id, ciphertext, nonce, created_by)
@@ -27,13 +27,13 @@ async def put_secret(
     return row
 
 
-async def get_secret(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> dict[str, Any] | None:
+async def get_secret(conn: Conn, flow_id: Any) -> dict[str, Any] | None:
     cur = await conn.execute(
         "SELECT ciphertext, nonce, created_at FROM webhook_secrets WHERE flow_id = %s", (flow_id,)
     )
     return await cur.fetchone()
 
 
-async def delete_secret(conn: psycopg.AsyncConnection[Any], flow_id: Any) -> bool:
+async def delete_secret(conn: Conn, flow_id: Any) -> bool:
     cur = await conn.execute("DELETE FROM webhook_secrets WHERE flow_id = %s", (flow_id,))
     return cur.rowcount > 0

@@ -35,7 +35,7 @@ from flowstudio.nodes.templating import (
     render_fields,
     rendering,
 )
-from flowstudio.worker.secret_values import load_step_secrets, secret_problem
+from flowstudio.worker.secret_values import load_step_secrets, secret_problem, step_secret_names
 
 INLINE_TEMPLATE_CHARS = 2000  # larger templates render in a thread
 
@@ -95,7 +95,7 @@ async def build_context(
         "inputs": step.inputs,
         "input": port_input,
         "run": {"id": step.run_id, "flow_id": step.flow_id, "attempt": step.attempt},
-        **await load_step_secrets(conn, step, graph, spec, secret_key),
+        **await load_step_secrets(conn, step, step_secret_names(step, graph, spec), secret_key),
     }
     return port_input, context
 

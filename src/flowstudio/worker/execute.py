@@ -29,16 +29,7 @@ import anyio
 from flowstudio.egress import EgressError
 from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.flows.graph import FlowGraph
-from flowstudio.nodes.registry import (
-    CallTools,
-    Done,
-    Expand,
-    NodeContext,
-    NodeError,
-    NodeSpec,
-    StartChild,
-    Wait,
-)
+from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeResult, NodeSpec
 from flowstudio.providers.permits import Park, ParkStep
 from flowstudio.worker.context import render_node_params, render_off_loop
 from flowstudio.worker.items import step_params
@@ -53,7 +44,7 @@ class Failure:
     retryable: bool
 
 
-Outcome = Done | Wait | Expand | StartChild | CallTools | Park | Failure
+Outcome = NodeResult | Park | Failure
 
 
 def exit_with_parent() -> None:

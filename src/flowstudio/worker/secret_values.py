@@ -1,15 +1,16 @@
 """`{{ secrets.NAME }}` for a step: load and decrypt only the referenced secrets, and mask their values.
 
-`build_context` (worker/context.py) calls `load_step_secrets(conn, step, graph, spec, secret_key)`: the
-names come from the node's params and expressions (`templating.referenced_secrets`, cached per pinned
-version) plus the run's tweaks for the node; one query (`store.secrets.load_run_secrets`) fetches the
-FLOW owner's rows — all of them when the run's owner is the flow's owner, else only the names the
-owner bound to the flow (and only while the runner may still run it): a runner's own secrets never
-reach a template they do not own. `auth.secrets.SecretBox` decrypts them; the template sees each as
-an opaque `sandbox.Secret`, and the values are registered with the log filter (`runtime_logging`)
-while the step is in flight. It returns the `SecretValues` put in the
-template context and the problems (missing / undecryptable / no SECRET_KEY) per name, which
-`render_node_params` turns into a non-retryable step failure naming the secret (never its value).
+`build_context` (worker/context.py) calls `load_step_secrets(conn, step, names, secret_key)` with
+`names = step_secret_names(step, graph, spec)`: the node's params and expressions
+(`templating.referenced_secrets`, cached per pinned version) plus the run's tweaks for the node;
+one query (`store.secrets.load_run_secrets`) fetches the FLOW owner's rows — all of them when the
+run's owner is the flow's owner, else only the names the owner bound to the flow (and only while
+the runner may still run it): a runner's own secrets never reach a template they do not own.
+`auth.secrets.SecretBox` decrypts them; the template sees each as an opaque `sandbox.Secret`, and
+the values are registered with the log filter (`runtime_logging`) while the step is in flight. It
+returns the `SecretValues` put in the template context and the problems (missing / undecryptable /
+no SECRET_KEY) per name, which `render_node_params` turns into a non-retryable step failure naming
+the secret (never its value).
 `mask_outcome(outcome, context)` replaces any secret value in the node's output or error with `***`;
 `@masking_secrets` applies it to `execute_node` (worker/execute.py), so no value the worker commits
 (step_io, steps.error, run_events) contains one, and masks the step's values in every log record
@@ -90,16 +91,11 @@ def step_secret_names(step: ClaimedStep, graph: FlowGraph, spec: NodeSpec) -> se
     return names | secret_names_in(tweaks.get(step.node_id), spec)
 
 
-# Takes what `worker/context.build_context` takes (it calls this), hence the same signature.
 async def load_step_secrets(
-    conn: psycopg.AsyncConnection[Any],
-    step: ClaimedStep,
-    graph: FlowGraph,
-    spec: NodeSpec,
-    secret_key: str | None = None,
+    conn: psycopg.AsyncConnection[Any], step: ClaimedStep, names: set[str], secret_key: str | None
 ) -> dict[str, Any]:
-    """The context entries for secrets: `secrets`, and (only when used) values and problems."""
-    names = step_secret_names(step, graph, spec)
+    """The context entries for the secrets `names` (`step_secret_names`): `secrets`, and (only
+    when used) values and problems."""
     if not names:
         return {"secrets": SecretValues({})}
     key = os.environ.get("SECRET_KEY", "") if secret_key is None else secret_key
