@@ -1,11 +1,12 @@
-"""Small connection-level statements: advisory locks, a ping, the database clock, LISTEN.
+"""Small connection-level statements: advisory locks, a ping, the database clock, LISTEN/NOTIFY.
 
 `session_lock(conn, lock_class, key)` holds a two-key session advisory lock (class, hashtext(key))
 while the block runs; it says "a live process is doing this" and vanishes with the connection
 (batch loaders: `engine/batches.py`; one batch upload per user at a time: `api/batches.py`).
 `ping(conn)` proves a connection answers (health checks, the worker's liveness connection);
 `db_now(conn)` is the database's clock (schedules compute fire times against it); `listen(conn,
-channel)` subscribes a connection to NOTIFYs (the API's event hub).
+channel)` subscribes a connection to NOTIFYs (the API's event hub); `notify(conn, channel,
+payload)` sends one (the worker's live LLM tokens, `worker/execute.notifier`).
 """
 
 from __future__ import annotations
@@ -56,3 +57,8 @@ async def db_now(conn: Conn) -> datetime:
 async def listen(conn: Conn, channel: str) -> None:
     """LISTEN on `channel` (quoted as an identifier)."""
     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+
+async def notify(conn: Conn, channel: str, payload: str) -> None:
+    """pg_notify(`channel`, `payload`): an ephemeral message to the channel's listeners."""
+    await conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))

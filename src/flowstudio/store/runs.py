@@ -1,5 +1,5 @@
 """Read side of runs for the API: run rows, their steps with payloads, the event log, listings;
-and `step_input` for the worker (the item a map item step was expanded with).
+and for the worker `step_input` (the item a map item step was expanded with) and `run_traceparent`.
 
 `list_runs` builds its WHERE from the filters given (see its docstring); migration 0014 adds the
 indexes its shapes need (`runs_created`, `runs_status_created`).
@@ -102,3 +102,10 @@ async def get_events(
         (run_id, after_seq, limit),
     )
     return await cur.fetchall()
+
+
+async def run_traceparent(conn: Conn, run_id: Any) -> str | None:
+    """The run's stored W3C trace context (None when it was started untraced)."""
+    cur = await conn.execute("SELECT traceparent FROM runs WHERE id = %s", (run_id,))
+    row = await cur.fetchone()
+    return row["traceparent"] if row else None

@@ -31,6 +31,7 @@ from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.nodes.registry import Done, NodeContext, NodeError, NodeResult, NodeSpec
 from flowstudio.providers.permits import Park, ParkStep
+from flowstudio.store import locks
 from flowstudio.worker.context import render_node_params, render_off_loop
 from flowstudio.worker.items import step_params
 from flowstudio.worker.secret_values import mask_outcome, masking_secrets
@@ -90,7 +91,7 @@ def notifier(
     async def emit(channel: str, payload: dict[str, Any]) -> None:
         masked = mask_outcome(Done(payload), context).output
         async with pool.connection() as conn:
-            await conn.execute("SELECT pg_notify(%s, %s)", (channel, json.dumps(masked)))
+            await locks.notify(conn, channel, json.dumps(masked))
 
     return emit
 

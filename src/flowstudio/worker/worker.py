@@ -58,6 +58,7 @@ from flowstudio.runtime import (
     unregister_process,
 )
 from flowstudio.settings import Settings
+from flowstudio.store import runs as runs_store
 from flowstudio.store.db import TRANSIENT, open_pool, retry_db
 from flowstudio.worker.context import build_context, context_nodes
 from flowstudio.worker.execute import Failure, Outcome, ProcessPool, execute_node
@@ -287,9 +288,7 @@ class Worker:
         if not tracing.enabled():
             return None
         async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT traceparent FROM runs WHERE id = %s", (step.run_id,))
-            row = await cur.fetchone()
-        return row["traceparent"] if row else None
+            return await runs_store.run_traceparent(conn, step.run_id)
 
     async def execute(
         self, flight: InFlight, context_rows: list[dict[str, Any]] | None
