@@ -44,7 +44,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_size: int
     log_level: str
     ui_dist: str
-    batch_concurrency: int = 100
+    batch_concurrency: int = 256
     eager_steps: int = 32
     db_pipeline: bool = True
     # group commit (README "Performance"): a worker's step successes ready together, one transaction
@@ -121,6 +121,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     provider_permit_wait_seconds: float = 3.0
     # a provider's concurrency ceiling when no max_concurrency is set (AIMD starts there)
     provider_default_max_concurrency: int = 256
+    # an unconfigured provider's first concurrency (slow start doubles it until the first 429)
+    provider_initial_concurrency: int = 32
 
 
 class SettingsError(ValueError):
@@ -208,7 +210,7 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         db_pool_size=int(_env("DB_POOL_SIZE", "10")),
         log_level=_env("LOG_LEVEL", "INFO"),
         ui_dist=_env("UI_DIST", ""),
-        batch_concurrency=int(_env("BATCH_CONCURRENCY", "100")),
+        batch_concurrency=int(_env("BATCH_CONCURRENCY", "256")),
         eager_steps=int(_env("EAGER_STEPS", "32")),
         group_commit=_env("GROUP_COMMIT", "on").strip().lower() not in ("0", "false", "no", "off"),
         group_commit_max_steps=int(_env("GROUP_COMMIT_MAX_STEPS", "32")),
@@ -228,6 +230,7 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         provider_default_max_concurrency=max(
             1, int(_env("PROVIDER_DEFAULT_MAX_CONCURRENCY", "256"))
         ),
+        provider_initial_concurrency=max(1, int(_env("PROVIDER_INITIAL_CONCURRENCY", "32"))),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
         metrics_token=_env("METRICS_TOKEN", ""),
         metrics_port=int(_env("METRICS_PORT", "0")),

@@ -198,9 +198,9 @@ def test_another_users_batch_is_404(api: Api, running_stack: Stack, database_url
 def test_dispatcher_keeps_at_most_batch_concurrency_runs_live(
     api: Api, db: psycopg.Connection[Any]
 ) -> None:
-    """The session orchestrator runs with the default BATCH_CONCURRENCY of 100."""
+    """The session orchestrator runs with the default BATCH_CONCURRENCY of 256."""
     flow = api.create_flow(linear_flow(("d", "delay", {"seconds": 0.6})))
-    r = upload(api, flow["id"], "".join(f'{{"i": {i}}}\n' for i in range(260)), "application/jsonl")
+    r = upload(api, flow["id"], "".join(f'{{"i": {i}}}\n' for i in range(600)), "application/jsonl")
     assert r.status_code == 202, r.text
     bid = r.json()["id"]
     peak = 0
@@ -211,13 +211,13 @@ def test_dispatcher_keeps_at_most_batch_concurrency_runs_live(
                ('queued', 'running', 'waiting') AND NOT (status = 'queued' AND event_seq = 1)""",
             (bid,),
         ).fetchone()
-        assert live <= 100
+        assert live <= 256
         peak = max(peak, live)
         assert time.monotonic() < deadline
         time.sleep(0.05)
     done = batch(api, bid)
-    assert done["status"] == "succeeded" and done["counts"]["succeeded"] == 260
-    assert peak >= 50, f"runs were not run in parallel (peak {peak} live)"
+    assert done["status"] == "succeeded" and done["counts"]["succeeded"] == 600
+    assert peak >= 128, f"runs were not run in parallel (peak {peak} live)"
 
 
 def test_cancel_stops_started_and_unstarted_runs(api: Api, db: psycopg.Connection[Any]) -> None:

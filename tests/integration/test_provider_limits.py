@@ -252,7 +252,9 @@ def test_non_admins_cannot_touch_providers_and_the_key_never_shows(
     assert (
         r.status_code == 200 and r.json()["label"] == "team" and r.json()["max_concurrency"] is None
     )
-    assert r.json()["effective_concurrency"] == 16  # back to slow start below the default 256
+    assert (
+        r.json()["effective_concurrency"] == 32
+    )  # back to slow start (PROVIDER_INITIAL_CONCURRENCY)
     for p in running_stack.procs:
         assert key not in p.log_path.read_text(errors="replace"), p.name
     assert admin.http.delete(f"/api/v1/providers/{pid}").status_code == 204

@@ -157,6 +157,7 @@ async def create_provider(data: ProviderIn, state: State, user: User, conn: Conn
         rpm=data.rpm,
         tpm=data.tpm,
         default_ceiling=state.settings.provider_default_max_concurrency,
+        initial=state.settings.provider_initial_concurrency,
     )
     if provider_id is None:
         raise conflict(
@@ -177,7 +178,11 @@ async def update_provider(
         if getattr(data, f) is not msgspec.UNSET
     }
     if changes and not await store.update_provider(
-        conn, provider_id, changes, state.settings.provider_default_max_concurrency
+        conn,
+        provider_id,
+        changes,
+        state.settings.provider_default_max_concurrency,
+        state.settings.provider_initial_concurrency,
     ):
         raise not_found("provider")
     return await _out(conn, provider_id)

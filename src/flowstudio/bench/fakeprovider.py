@@ -51,11 +51,18 @@ class ProviderStats:
     busy_area: float = 0.0  # integral of calls in flight over time (call-seconds)
     first_call: float | None = None  # time.monotonic() of the first accepted call
     last_done: float | None = None  # ... and of the last answer completed
+    rejected_at: list[float] = field(default_factory=list)  # seconds after the first call
+    by_second: list[float] = field(default_factory=list)  # call-seconds per second since the first
     _since: float = field(default_factory=time.monotonic)
 
     def _advance(self, now: float) -> None:
-        self.busy_area += self.in_flight * (now - self._since)
+        area = self.in_flight * (now - self._since)
+        self.busy_area += area
         self._since = now
+        if self.first_call is not None and area:  # events are ms apart: credit the current second
+            second = int(now - self.first_call)
+            self.by_second.extend([0.0] * (second + 1 - len(self.by_second)))
+            self.by_second[second] += area
 
     def enter(self) -> None:
         now = time.monotonic()
@@ -65,6 +72,11 @@ class ProviderStats:
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         if self.first_call is None:
             self.first_call = now
+
+    def reject(self) -> None:
+        self.rejected_429 += 1
+        at = time.monotonic() - (self.first_call or time.monotonic())
+        self.rejected_at.append(round(at, 2))
 
     def leave(self) -> None:
         now = time.monotonic()
@@ -79,6 +91,8 @@ class ProviderStats:
             "rejected_429": self.rejected_429,
             "peak_in_flight": self.peak_in_flight,
             "busy_call_seconds": round(self.busy_area, 3),
+            "in_flight_by_second": [round(a, 1) for a in self.by_second],
+            "rejected_at": self.rejected_at[:100],
         }
 
 
@@ -146,7 +160,7 @@ class FakeProvider:
             return
         wait = self._refusal_wait()
         if wait is not None:
-            self.stats.rejected_429 += 1
+            self.stats.reject()
             headers = [
                 (b"retry-after", str(math.ceil(wait)).encode()),
                 (b"retry-after-ms", str(round(wait * 1000)).encode()),

@@ -67,6 +67,8 @@ def build_llm_result(
         "provider_calls_per_s": round(calls_per_s, 2),
         "effective_concurrency": round(provider["busy_call_seconds"] / wall, 2),
         "peak_in_flight": provider["peak_in_flight"],
+        "in_flight_by_second": provider["in_flight_by_second"],
+        "http_429_at_s": provider["rejected_at"],
         "pct_of_cap": round(100 * calls_per_s / allowed_per_s, 1),
         "ideal_wall_s": round(config.items / allowed_per_s, 3),
         "http_429": provider["rejected_429"],
@@ -107,6 +109,7 @@ def render_llm_table(r: dict[str, Any]) -> str:
         ("  % of the provider's cap", f"{r['pct_of_cap']:.1f} %"),
         ("  effective concurrency (mean in flight)", f"{r['effective_concurrency']:.1f}"),
         ("  peak in flight", str(r["peak_in_flight"])),
+        ("  in flight, mean per second", " ".join(f"{v:.0f}" for v in r["in_flight_by_second"])),
         ("  429 answers", str(r["http_429"])),
         (
             "  peak RSS: API / largest worker",

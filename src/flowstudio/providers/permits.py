@@ -130,7 +130,11 @@ async def _provider_id(pool: Any, settings: Any, url: str, fingerprint: str) -> 
     if key not in _ids:
         async with pool.connection() as conn:
             _ids[key] = await store.ensure_provider(
-                conn, url, fingerprint, settings.provider_default_max_concurrency
+                conn,
+                url,
+                fingerprint,
+                settings.provider_default_max_concurrency,
+                settings.provider_initial_concurrency,
             )
     return _ids[key]
 

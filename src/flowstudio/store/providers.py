@@ -16,9 +16,9 @@ from typing import Any
 
 from flowstudio.store.db import Conn
 
-# an unconfigured provider starts at this concurrency and doubles it every round of successful
-# calls until its first 429 (slow start), then adds about one per round (AIMD): no storm of 429s
-SLOW_START = 16
+# An unconfigured provider starts at `initial` concurrency (PROVIDER_INITIAL_CONCURRENCY) and doubles
+# it every round of successful calls until its first 429 (slow start); then it backs off and climbs
+# back to the limit that 429 revealed (`provider_release`, migration 0022): no storm of 429s.
 
 LIVE_COLS = """p.id, p.base_url, p.key_fingerprint, p.label, p.max_concurrency, p.rpm, p.tpm,
     greatest(1, floor(least(p.effective_concurrency, p.ceiling)))::int AS effective_concurrency,
@@ -57,10 +57,11 @@ async def create_provider(
     rpm: int | None,
     tpm: int | None,
     default_ceiling: int,
+    initial: int,
 ) -> Any | None:
     """The new provider's id, or None when that base_url + key is already registered."""
     ceiling = max_concurrency or default_ceiling
-    start = max_concurrency or min(default_ceiling, SLOW_START)
+    start = max_concurrency or min(default_ceiling, initial)
     cur = await conn.execute(
         """INSERT INTO providers (base_url, key_fingerprint, label, max_concurrency, rpm, tpm,
                                   ceiling, effective_concurrency)
@@ -73,7 +74,7 @@ async def create_provider(
 
 
 async def update_provider(
-    conn: Conn, provider_id: Any, changes: dict[str, Any], default_ceiling: int
+    conn: Conn, provider_id: Any, changes: dict[str, Any], default_ceiling: int, initial: int
 ) -> bool:
     """Set the given columns (label, max_concurrency, rpm, tpm; None clears). A new
     max_concurrency also restarts the adaptive concurrency: at that value, or (cleared) in slow
@@ -85,6 +86,7 @@ async def update_provider(
             "effective_concurrency = coalesce(%(max_concurrency)s::int,"
             " least(%(default_ceiling)s::int, %(slow_start)s::int))",
             "last_decrease_at = NULL",
+            "known_cap = NULL",
         ]
     sets.append("updated_at = now()")
     cur = await conn.execute(
@@ -93,7 +95,7 @@ async def update_provider(
             **changes,
             "id": provider_id,
             "default_ceiling": default_ceiling,
-            "slow_start": SLOW_START,
+            "slow_start": initial,
         },
     )
     return cur.rowcount > 0
@@ -104,7 +106,9 @@ async def delete_provider(conn: Conn, provider_id: Any) -> bool:
     return cur.rowcount > 0
 
 
-async def ensure_provider(conn: Conn, base_url: str, fingerprint: str, default_ceiling: int) -> str:
+async def ensure_provider(
+    conn: Conn, base_url: str, fingerprint: str, default_ceiling: int, initial: int
+) -> str:
     """The provider's id, registering it (no limits: adaptive from 429s alone) on first use."""
     for _ in range(
         3
@@ -118,7 +122,7 @@ async def ensure_provider(conn: Conn, base_url: str, fingerprint: str, default_c
                UNION ALL SELECT id FROM providers
                WHERE base_url = %(url)s AND key_fingerprint = %(fp)s
                LIMIT 1""",
-            {"url": base_url, "fp": fingerprint, "ceiling": default_ceiling, "start": SLOW_START},
+            {"url": base_url, "fp": fingerprint, "ceiling": default_ceiling, "start": initial},
         )
         row = await cur.fetchone()
         if row is not None:

@@ -1,0 +1,115 @@
+"""How a provider's adaptive concurrency moves (migration 0022), through the store's own calls.
+
+Real running steps (claimed with leases) hold permits taken by `store.providers.acquire`; releasing
+them 'ok' or 'throttled' (a 429) drives `provider_release`. The scenario is a provider that takes 24
+calls at once: slow start doubles, the first 429 remembers what the provider held (the known cap)
+and backs off to 3/4, successes climb back by half the gap per round instead of one call per round,
+a 429 at the known cap only confirms it (no new dip), a 429 well below it backs off again, and past
+the known cap it probes slowly. The once-a-second rule is stepped over by moving
+`last_decrease_at` back, never by sleeping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flowstudio.engine.checkpoint import ClaimedStep
+from flowstudio.store import providers as store
+from tests.support.engine_env import EngineEnv
+from tests.support.flows import chain
+
+pytestmark = pytest.mark.anyio
+
+ONE = chain(("c", "noop", {}))
+
+
+async def running_steps(env: EngineEnv, n: int) -> list[ClaimedStep]:
+    steps = []
+    for _ in range(n):
+        rid = await env.start(ONE)
+        await env.run_node(rid, "in")
+        steps.append(await env.claim(rid, "c"))
+    return steps
+
+
+async def provider(env: EngineEnv, pid: str) -> dict[str, Any]:
+    cur = await env.conn.execute("SELECT * FROM providers WHERE id = %s", (pid,))
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def acquire_all(env: EngineEnv, pid: str, steps: list[ClaimedStep]) -> list[str]:
+    return [await store.acquire(env.conn, pid, s.step_id, s.attempt, 10) for s in steps]
+
+
+async def release(env: EngineEnv, steps: list[ClaimedStep], outcome: str) -> None:
+    for s in steps:
+        await store.release(env.conn, s.step_id, s.attempt, outcome, None)
+
+
+async def a_second_later(env: EngineEnv, pid: str, effective: float | None = None) -> None:
+    await env.conn.execute(
+        """UPDATE providers SET last_decrease_at = last_decrease_at - interval '2 seconds',
+                  effective_concurrency = coalesce(%s, effective_concurrency) WHERE id = %s""",
+        (effective, pid),
+    )
+
+
+async def test_the_limit_found_by_a_429_is_climbed_back_to_and_then_kept(env: EngineEnv) -> None:
+    steps = await running_steps(env, 26)
+    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "", 256, 16)
+    assert (await provider(env, pid))["effective_concurrency"] == 16
+
+    # slow start: 16 in flight, the 17th waits; 16 successes double it
+    assert await acquire_all(env, pid, steps[:17]) == ["ok"] * 16 + ["concurrency"]
+    await release(env, steps[:16], "ok")
+    assert (await provider(env, pid))["effective_concurrency"] == 32
+
+    # 26 calls go out; the provider holds 24 and refuses the 25th and 26th
+    assert await acquire_all(env, pid, steps) == ["ok"] * 26
+    await release(env, steps[24:], "throttled")
+    p = await provider(env, pid)
+    assert p["known_cap"] == 24 and p["throttled_total"] == 2
+    assert p["effective_concurrency"] == 0.75 * 25  # 3/4 of what was in flight, once
+
+    # one round of successes closes about half the gap (plain +1 per round would reach ~20)
+    await release(env, steps[:24], "ok")
+    climbed = (await provider(env, pid))["effective_concurrency"]
+    assert 21 < climbed < 24, climbed
+
+    # probing one past the known cap: the 429 confirms it; no new dip to 3/4
+    await a_second_later(env, pid, 25.0)
+    assert await acquire_all(env, pid, steps[:25]) == ["ok"] * 25
+    await release(env, steps[24:25], "throttled")
+    p = await provider(env, pid)
+    assert (p["known_cap"], p["effective_concurrency"]) == (24, 23)
+
+    # a 429 well below the known cap (the provider lowered its limit): back off from there
+    await a_second_later(env, pid)
+    await release(env, steps[12:13], "throttled")
+    p = await provider(env, pid)
+    assert (p["known_cap"], p["effective_concurrency"]) == (12, 0.75 * 13)
+
+    # at the known cap it probes a quarter of a call per round, then faster
+    await release(env, [*steps[:12], *steps[13:24]], "ok")  # nothing is in flight now
+    await a_second_later(env, pid, 12.0)
+    await acquire_all(env, pid, steps[:12])
+    await release(env, steps[:12], "ok")
+    probed = (await provider(env, pid))["effective_concurrency"]
+    assert 12.2 < probed < 12.5, probed
+
+
+async def test_permits_of_dead_leases_do_not_count(env: EngineEnv) -> None:
+    """The cheap row count is only a first look: at the limit, permits whose step lost its lease
+    are not counted (a SIGKILLed worker's permits return without any release)."""
+    steps = await running_steps(env, 5)
+    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "k", 256, 4)
+    assert await acquire_all(env, pid, steps) == ["ok"] * 4 + ["concurrency"]
+    await env.conn.execute(
+        "UPDATE steps SET lease_expires_at = now() - interval '1 second' WHERE id = ANY(%s)",
+        ([s.step_id for s in steps[:2]],),
+    )
+    assert await acquire_all(env, pid, steps[4:]) == ["ok"]
