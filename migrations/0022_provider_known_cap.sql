@@ -2,69 +2,106 @@
 -- (BIC-TCP's binary search increase instead of +1 per round), and a cheaper permit check.
 --
 -- A 429 tells us what the provider held when it refused: the calls of ours admitted before the
--- refused one and still in flight (`b`). That is remembered as `known_cap`. The first 429, or one
--- clearly below the known cap (the provider lowered its limit, or a rate limit bites), takes the
--- effective concurrency to 3/4 of b + 1, at most once a second, as before. A 429 while probing at
--- the known cap (b >= known_cap - 1) only confirms it: effective = b - 1, no dip. A success then closes
--- half the gap to the known cap per round of calls (at least 1/4 of a call per round); past it, it
--- probes: 1/4 per round at the cap, then the excess doubles every round (a raised limit is found
--- quickly). Slow start (before any 429) still doubles every round.
+-- refused one and still in flight (`b`). That is remembered as `known_cap`. The first 429 (slow
+-- start just found the limit) and a 429 near the known cap (b >= 90% of it: probing found it
+-- again) set the effective concurrency just below it (b - 1): an explicit refusal is not a
+-- congestion collapse, and halving there would idle a quarter of the provider for many rounds. A
+-- 429 clearly below the known cap (the provider lowered its limit, or a rate limit bites) takes it
+-- to 3/4 of b + 1 (multiplicative decrease). At most one change a second either way. A success then
+-- closes half the gap to the known cap per round of calls (BIC-TCP's binary search increase; at
+-- least 1/4 of a call per round); past it, it probes: 1/4 per round at the cap, then the excess
+-- doubles every round (a raised limit is found quickly). Slow start (before any 429) still doubles
+-- every round.
 --
--- provider_acquire first counts the provider's permit rows (an index range); only when that count
--- reaches the limit does it run the exact count (permits whose step still holds its lease). Rows
--- of dead leases only make the cheap count larger, so the verdict is the same as before.
+-- provider_acquire_many admits a worker's whole line of waiting steps in one round trip
+-- (provider_acquire is now the line of one). It first counts the provider's permit rows (an index
+-- range); only when that count leaves no room does it run the exact count (permits whose step
+-- still holds its lease). Rows of dead leases only make the cheap count larger: it never admits
+-- more than the exact count would.
 
 ALTER TABLE providers ADD COLUMN known_cap double precision;  -- see above; NULL = none found yet
 
-CREATE OR REPLACE FUNCTION provider_acquire(
-    p_provider uuid, p_step bigint, p_attempt integer, p_tokens bigint
-) RETURNS text LANGUAGE plpgsql AS $$
+-- Permits for several steps of one provider in ONE round trip, in their order (a worker's line of
+-- waiting steps): 'ok' | 'concurrency' | 'rpm' | 'tpm' | 'gone' for each; after the first refusal
+-- the rest of the line is refused with it (first come, first served). One provider row lock, one
+-- count, one usage bucket update for the whole line.
+CREATE FUNCTION provider_acquire_many(
+    p_provider uuid, p_steps bigint[], p_attempts integer[], p_tokens bigint[]
+) RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
     p providers%ROWTYPE;
     t timestamptz;
+    n integer := coalesce(array_length(p_steps, 1), 0);
     lim integer;
-    used_requests bigint;
-    used_tokens bigint;
+    flying integer;
+    used_requests bigint := 0;
+    used_tokens bigint := 0;
+    granted integer := 0;
+    granted_tokens bigint := 0;
+    verdict text := 'ok';
+    verdicts text[] := '{}';
 BEGIN
     -- the provider row lock is held until COMMIT: do not hold it through a WAL flush too (a permit
     -- lost in a PostgreSQL crash is harmless: its step's lease is gone with it)
     PERFORM set_config('synchronous_commit', 'off', true);
     SELECT * INTO p FROM providers WHERE id = p_provider FOR UPDATE;
     IF NOT FOUND THEN
-        RETURN 'gone';
+        RETURN array_fill('gone'::text, ARRAY[n]);
     END IF;
     t := clock_timestamp();  -- after the lock: the window is judged when we are admitted
-    DELETE FROM provider_permits WHERE step_id = p_step;  -- an earlier attempt's leftover
     lim := greatest(1, floor(least(p.effective_concurrency, p.ceiling)));
-    IF (SELECT count(*) FROM provider_permits WHERE provider_id = p_provider) >= lim
-       AND provider_in_flight(p_provider) >= lim THEN
-        RETURN 'concurrency';
+    SELECT count(*) INTO flying FROM provider_permits WHERE provider_id = p_provider;
+    IF flying >= lim THEN  -- nobody would get in: count exactly (live leases only)
+        flying := provider_in_flight(p_provider);
     END IF;
     IF p.rpm IS NOT NULL OR p.tpm IS NOT NULL THEN
         SELECT coalesce(sum(requests), 0), coalesce(sum(tokens), 0)
           INTO used_requests, used_tokens
           FROM provider_usage
          WHERE provider_id = p_provider AND second > t - interval '61 seconds';
-        IF p.rpm IS NOT NULL AND used_requests >= p.rpm THEN
-            RETURN 'rpm';
+    END IF;
+    FOR i IN 1 .. n LOOP
+        IF verdict = 'ok' THEN
+            IF flying + granted >= lim THEN
+                verdict := 'concurrency';
+            ELSIF p.rpm IS NOT NULL AND used_requests + granted >= p.rpm THEN
+                verdict := 'rpm';
+            -- a call bigger than the whole budget still goes alone into an empty window
+            ELSIF p.tpm IS NOT NULL AND used_tokens + granted_tokens > 0
+                  AND used_tokens + granted_tokens + p_tokens[i] > p.tpm THEN
+                verdict := 'tpm';
+            ELSE
+                granted := granted + 1;
+                granted_tokens := granted_tokens + p_tokens[i];
+                DELETE FROM provider_permits WHERE step_id = p_steps[i];  -- an earlier attempt's
+                -- distinct times keep the line's order for provider_release's "admitted before"
+                INSERT INTO provider_permits (step_id, attempt, provider_id, tokens, second,
+                                              acquired_at)
+                VALUES (p_steps[i], p_attempts[i], p_provider, p_tokens[i],
+                        date_trunc('second', t), t + make_interval(secs => i * 1e-6));
+            END IF;
         END IF;
-        -- a call bigger than the whole budget still goes alone into an empty window
-        IF p.tpm IS NOT NULL AND used_tokens > 0 AND used_tokens + p_tokens > p.tpm THEN
-            RETURN 'tpm';
+        verdicts := verdicts || verdict;
+    END LOOP;
+    IF granted > 0 THEN
+        INSERT INTO provider_usage AS u (provider_id, second, requests, tokens)
+        VALUES (p_provider, date_trunc('second', t), granted, granted_tokens)
+        ON CONFLICT (provider_id, second)
+        DO UPDATE SET requests = u.requests + EXCLUDED.requests,
+                      tokens = u.tokens + EXCLUDED.tokens;
+        DELETE FROM provider_parked WHERE step_id = ANY(p_steps[1:granted]);
+        IF p.last_used_at IS NULL OR p.last_used_at < t - interval '1 minute' THEN
+            UPDATE providers SET last_used_at = t WHERE id = p_provider;
         END IF;
     END IF;
-    INSERT INTO provider_permits (step_id, attempt, provider_id, tokens, second, acquired_at)
-    VALUES (p_step, p_attempt, p_provider, p_tokens, date_trunc('second', t), t);
-    INSERT INTO provider_usage AS u (provider_id, second, requests, tokens)
-    VALUES (p_provider, date_trunc('second', t), 1, p_tokens)
-    ON CONFLICT (provider_id, second)
-    DO UPDATE SET requests = u.requests + 1, tokens = u.tokens + EXCLUDED.tokens;
-    DELETE FROM provider_parked WHERE step_id = p_step;
-    IF p.last_used_at IS NULL OR p.last_used_at < t - interval '1 minute' THEN
-        UPDATE providers SET last_used_at = t WHERE id = p_provider;
-    END IF;
-    RETURN 'ok';
+    RETURN verdicts;
 END
+$$;
+
+CREATE OR REPLACE FUNCTION provider_acquire(
+    p_provider uuid, p_step bigint, p_attempt integer, p_tokens bigint
+) RETURNS text LANGUAGE sql AS $$
+    SELECT (provider_acquire_many(p_provider, ARRAY[p_step], ARRAY[p_attempt], ARRAY[p_tokens]))[1]
 $$;
 
 CREATE OR REPLACE FUNCTION provider_release(
@@ -106,7 +143,7 @@ BEGIN
             effective_concurrency = CASE
                 WHEN last_decrease_at >= clock_timestamp() - interval '1 second'
                 THEN effective_concurrency
-                WHEN known_cap IS NOT NULL AND b >= known_cap - 1  -- the known cap, confirmed
+                WHEN known_cap IS NULL OR b >= 0.9 * known_cap  -- the cap found, or confirmed
                 THEN greatest(1, least(b - 1, ceiling))
                 ELSE greatest(1, least(effective_concurrency, ceiling, b + 1) * 0.75) END,
             known_cap = CASE

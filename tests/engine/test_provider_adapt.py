@@ -3,9 +3,10 @@
 Real running steps (claimed with leases) hold permits taken by `store.providers.acquire`; releasing
 them 'ok' or 'throttled' (a 429) drives `provider_release`. The scenario is a provider that takes 24
 calls at once: slow start doubles, the first 429 remembers what the provider held (the known cap)
-and backs off to 3/4, successes climb back by half the gap per round instead of one call per round,
-a 429 at the known cap only confirms it (no new dip), a 429 well below it backs off again, and past
-the known cap it probes slowly. The once-a-second rule is stepped over by moving
+and sits just below it, a 429 well below it (the provider lowered its limit) backs off to 3/4,
+successes climb back by half the gap per round instead of one call per round, a 429 at the known
+cap only confirms it (no new dip), and past the known cap it probes slowly. A worker's line of waiting steps is admitted in one call, in
+order. The once-a-second rule is stepped over by moving
 `last_decrease_at` back, never by sleeping.
 """
 
@@ -68,38 +69,41 @@ async def test_the_limit_found_by_a_429_is_climbed_back_to_and_then_kept(env: En
     await release(env, steps[:16], "ok")
     assert (await provider(env, pid))["effective_concurrency"] == 32
 
-    # 26 calls go out; the provider holds 24 and refuses the 25th and 26th
+    # 26 calls go out; the provider holds 24 and refuses the 25th and 26th: slow start found the
+    # limit, and sits just below it (no multiplicative decrease for a refusal at a new limit)
     assert await acquire_all(env, pid, steps) == ["ok"] * 26
     await release(env, steps[24:], "throttled")
     p = await provider(env, pid)
-    assert p["known_cap"] == 24 and p["throttled_total"] == 2
-    assert p["effective_concurrency"] == 0.75 * 25  # 3/4 of what was in flight, once
+    assert (p["known_cap"], p["effective_concurrency"], p["throttled_total"]) == (24, 23, 2)
 
-    # one round of successes closes about half the gap (plain +1 per round would reach ~20)
-    await release(env, steps[:24], "ok")
+    # a second later the provider refuses the 21st of 24: well below the known cap (it lowered its
+    # limit): back off to 3/4, once
+    await a_second_later(env, pid, 24.0)
+    await release(env, steps[20:21], "throttled")
+    await release(env, steps[21:22], "throttled")
+    p = await provider(env, pid)
+    assert (p["known_cap"], p["effective_concurrency"]) == (20, 0.75 * 21)
+
+    # one round of successes closes about half the gap (plain +1 per round would reach ~16.8)
+    await release(env, [*steps[:16]], "ok")
     climbed = (await provider(env, pid))["effective_concurrency"]
-    assert 21 < climbed < 24, climbed
+    assert 17.3 < climbed < 20, climbed
 
     # probing one past the known cap: the 429 confirms it; no new dip to 3/4
-    await a_second_later(env, pid, 25.0)
-    assert await acquire_all(env, pid, steps[:25]) == ["ok"] * 25
-    await release(env, steps[24:25], "throttled")
+    await release(env, steps[16:24], "ok")  # nothing is in flight now
+    await a_second_later(env, pid, 21.0)
+    assert await acquire_all(env, pid, steps[:21]) == ["ok"] * 21
+    await release(env, steps[20:21], "throttled")
     p = await provider(env, pid)
-    assert (p["known_cap"], p["effective_concurrency"]) == (24, 23)
-
-    # a 429 well below the known cap (the provider lowered its limit): back off from there
-    await a_second_later(env, pid)
-    await release(env, steps[12:13], "throttled")
-    p = await provider(env, pid)
-    assert (p["known_cap"], p["effective_concurrency"]) == (12, 0.75 * 13)
+    assert (p["known_cap"], p["effective_concurrency"]) == (20, 19)
 
     # at the known cap it probes a quarter of a call per round, then faster
-    await release(env, [*steps[:12], *steps[13:24]], "ok")  # nothing is in flight now
-    await a_second_later(env, pid, 12.0)
-    await acquire_all(env, pid, steps[:12])
-    await release(env, steps[:12], "ok")
+    await release(env, steps[:20], "ok")
+    await a_second_later(env, pid, 20.0)
+    await acquire_all(env, pid, steps[:20])
+    await release(env, steps[:20], "ok")
     probed = (await provider(env, pid))["effective_concurrency"]
-    assert 12.2 < probed < 12.5, probed
+    assert 20.2 < probed < 20.5, probed
 
 
 async def test_permits_of_dead_leases_do_not_count(env: EngineEnv) -> None:
@@ -113,3 +117,27 @@ async def test_permits_of_dead_leases_do_not_count(env: EngineEnv) -> None:
         ([s.step_id for s in steps[:2]],),
     )
     assert await acquire_all(env, pid, steps[4:]) == ["ok"]
+
+
+async def test_a_line_of_steps_is_admitted_in_one_call_first_come_first_served(
+    env: EngineEnv,
+) -> None:
+    """`acquire_many` (a worker's line of waiting steps): in order, until the first refusal."""
+    steps = await running_steps(env, 6)
+    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "line", 256, 3)
+    line = [(s.step_id, s.attempt, 10) for s in steps]
+    assert await store.acquire_many(env.conn, pid, line[:1]) == ["ok"]
+    assert await store.acquire_many(env.conn, pid, line[1:5]) == [
+        "ok",
+        "ok",
+        "concurrency",
+        "concurrency",
+    ]
+    await env.conn.execute("UPDATE providers SET rpm = 4, effective_concurrency = 10")
+    assert await store.acquire_many(env.conn, pid, line[3:]) == ["ok", "rpm", "rpm"]
+    cur = await env.conn.execute(
+        "SELECT requests FROM provider_usage WHERE provider_id = %s", (pid,)
+    )
+    assert sum(r["requests"] for r in await cur.fetchall()) == 4
+    await env.conn.execute("DELETE FROM providers WHERE id = %s", (pid,))
+    assert await store.acquire_many(env.conn, pid, line[:2]) == ["gone", "gone"]

@@ -8,8 +8,10 @@
    lease, so a dead worker's permits return when its lease ends, by expiry or by fast takeover;
 3. refused, the step waits in-process for at most PROVIDER_PERMIT_WAIT_SECONDS, in one FIFO per
    provider (`Gate`: while steps are lined up, only the head asks the database, on each local
-   release or every POLL_SECONDS; with nobody in line, callers ask at once), then raises `ParkStep`: the worker commits the step as `waiting`
-   (`engine/parking.py`), holding no slot and no lease, until the orchestrator wakes it;
+   release or every POLL_SECONDS, and it asks for the first LINE_BATCH steps of the line at once:
+   `provider_acquire_many`, one round trip however many permits a burst of releases freed; with
+   nobody in line, callers ask at once), then raises `ParkStep`: the worker commits the step as
+   `waiting` (`engine/parking.py`), holding no slot and no lease, until the orchestrator wakes it;
 4. the body runs the call; `ProviderThrottled` (a 429, raised by `llm_client` instead of retrying)
    releases the permit as throttled (AIMD decrease) and parks the step for the Retry-After;
 5. the permit is released (shielded) with the outcome and the response's real token usage.
@@ -32,6 +34,7 @@ from flowstudio.store import providers as store
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.2
+LINE_BATCH = 64  # waiting steps the head of a line asks permits for in one round trip
 DEFAULT_RETRY_AFTER = 1.0  # a 429 without Retry-After parks the step this long
 MAX_RETRY_AFTER = 3600.0
 DEFAULT_COMPLETION_TOKENS = 512  # the estimate when a call sets no max_tokens
@@ -79,46 +82,74 @@ def limits_on(settings: Any) -> bool:
     return bool(getattr(settings, "provider_limits", False))
 
 
+@dataclass(eq=False)
+class Waiter:
+    """One step in a Gate's line; `verdict` is set by whoever asked the database for it."""
+
+    step_id: int
+    attempt: int
+    tokens: int
+    verdict: str | None = None
+
+
+Ask = Callable[[list[Waiter]], Awaitable[list[str]]]
+DECIDED = ("ok", "gone")
+
+
 class Gate:
     """This process's FIFO of steps waiting for a permit of one provider."""
 
     def __init__(self) -> None:
-        self.queue: deque[object] = deque()
+        self.queue: deque[Waiter] = deque()
         self.changed = anyio.Event()
 
     def notify(self) -> None:
         self.changed.set()
         self.changed = anyio.Event()
 
-    async def acquire(self, attempt: Callable[[], Awaitable[str]], wait_s: float) -> str:
+    async def _ask(self, ask: Ask, line: list[Waiter]) -> list[str]:
+        """Ask for `line` (shielded: permits the database granted are never lost to a timeout);
+        every waiter granted is decided and leaves the line."""
+        with anyio.CancelScope(shield=True):
+            verdicts = await ask(line)
+        for waiter, verdict in zip(line, verdicts, strict=True):
+            if verdict in DECIDED and waiter.verdict is None:
+                waiter.verdict = verdict
+                if waiter in self.queue:
+                    self.queue.remove(waiter)
+        if verdicts and verdicts[0] in DECIDED:
+            self.notify()
+        return verdicts
+
+    async def acquire(self, me: Waiter, ask: Ask, wait_s: float) -> str:
         """The first verdict 'ok' or 'gone', else the last refusal once `wait_s` has passed.
         Nobody in line: ask at once (concurrently with other such callers); after a refusal, or
-        behind others, line up."""
+        behind others, line up: the head asks for the first LINE_BATCH of the line at once."""
         if not self.queue:
-            verdict = await attempt()
-            if verdict in ("ok", "gone") or wait_s <= 0:
+            verdict = (await self._ask(ask, [me]))[0]
+            if verdict in DECIDED or wait_s <= 0:
                 return verdict
-        me = object()
         self.queue.append(me)
         verdict = "concurrency"
         try:
             with anyio.move_on_after(wait_s) as scope:
-                while True:
+                while me.verdict is None:
                     changed = self.changed
                     if self.queue[0] is me:
-                        verdict = await attempt()
-                        if verdict in ("ok", "gone"):
-                            return verdict
-                        with anyio.move_on_after(POLL_SECONDS):
-                            await changed.wait()
+                        line = [w for _, w in zip(range(LINE_BATCH), self.queue, strict=False)]
+                        verdict = (await self._ask(ask, line))[0]
+                        if me.verdict is None:
+                            with anyio.move_on_after(POLL_SECONDS):
+                                await changed.wait()
                     else:
                         await changed.wait()
-            if scope.cancelled_caught and self.queue[0] is me and verdict != "ok":
-                verdict = await attempt()  # a last look: a wait of 0 s still tries once
+            if scope.cancelled_caught and me.verdict is None and self.queue[0] is me:
+                verdict = (await self._ask(ask, [me]))[0]  # a last look: a wait of 0 s tries once
         finally:
-            self.queue.remove(me)
+            if me in self.queue:
+                self.queue.remove(me)
             self.notify()
-        return verdict
+        return me.verdict or verdict
 
 
 _ids: dict[tuple[str, str], str] = {}
@@ -152,16 +183,19 @@ async def provider_call(
     fingerprint = key_fingerprint(settings.secret_key, api_key)
     provider_id = await _provider_id(pool, settings, url, fingerprint)
 
-    async def attempt() -> str:
+    async def ask(line: list[Waiter]) -> list[str]:
         async with pool.connection() as conn:
-            return await store.acquire(conn, provider_id, ctx.step_id, ctx.attempt, tokens)
+            return await store.acquire_many(
+                conn, provider_id, [(w.step_id, w.attempt, w.tokens) for w in line]
+            )
 
+    me = Waiter(ctx.step_id, ctx.attempt, tokens)
     gate = _gates.setdefault(provider_id, Gate())
-    verdict = await gate.acquire(attempt, settings.provider_permit_wait_seconds)
+    verdict = await gate.acquire(me, ask, settings.provider_permit_wait_seconds)
     if verdict == "gone":  # an admin deleted the provider: register it again
         _ids.pop((url, fingerprint), None)
         provider_id = await _provider_id(pool, settings, url, fingerprint)
-        verdict = await attempt()
+        verdict = (await ask([Waiter(ctx.step_id, ctx.attempt, tokens)]))[0]
     if verdict != "ok":
         raise ParkStep(Park(provider_id, 0.0, verdict))
     call, outcome = Call(provider_id), "error"

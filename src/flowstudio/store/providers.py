@@ -1,11 +1,11 @@
-"""SQL for LLM providers and their cluster-wide limits (tables and functions of migration 0020).
+"""SQL for LLM providers and their cluster-wide limits (tables and functions of migrations 0020, 0022).
 
 The API's provider routes (`api/providers.py`) call `list_providers` / `get_provider` (each row with
 its live figures: calls in flight, parked steps, requests and tokens of the last minute),
 `create_provider` (None when that base_url + key fingerprint exists), `update_provider` and
 `delete_provider`. Workers call `ensure_provider` (auto-registration on a provider's first call),
-`acquire` and `release` (one round trip each: the `provider_acquire` / `provider_release`
-functions). The orchestrator calls `wake_candidates` and `mark_woken` (`engine/parking.py`) and
+`acquire_many` (a line of waiting steps; `acquire` is a line of one) and `release` (one round trip
+each: the `provider_acquire_many` / `provider_release` functions). The orchestrator calls `wake_candidates` and `mark_woken` (`engine/parking.py`) and
 `purge` (stale permits, usage buckets, parked rows, and unconfigured providers idle for a day). The key itself is never stored: only its
 fingerprint (`providers/identity.py`).
 """
@@ -130,14 +130,20 @@ async def ensure_provider(
     raise RuntimeError(f"provider {base_url} could not be registered")
 
 
-async def acquire(conn: Conn, provider_id: str, step_id: int, attempt: int, tokens: int) -> str:
-    """'ok' | 'concurrency' | 'rpm' | 'tpm' | 'gone' (see `provider_acquire` in migration 0020)."""
+async def acquire_many(conn: Conn, provider_id: str, line: list[tuple[int, int, int]]) -> list[str]:
+    """A verdict per (step id, attempt, estimated tokens), in order: 'ok' | 'concurrency' | 'rpm' |
+    'tpm' | 'gone'; after the first refusal the rest are refused too (`provider_acquire_many`)."""
     cur = await conn.execute(
-        "SELECT provider_acquire(%s, %s, %s, %s) AS verdict",
-        (provider_id, step_id, attempt, tokens),
+        "SELECT provider_acquire_many(%s, %s::bigint[], %s::int[], %s::bigint[]) AS verdicts",
+        (provider_id, [s for s, _, _ in line], [a for _, a, _ in line], [t for _, _, t in line]),
     )
     row = await cur.fetchone()
-    return str(row["verdict"]) if row else "gone"
+    return [str(v) for v in row["verdicts"]] if row else ["gone"] * len(line)
+
+
+async def acquire(conn: Conn, provider_id: str, step_id: int, attempt: int, tokens: int) -> str:
+    """One step's verdict (a line of one)."""
+    return (await acquire_many(conn, provider_id, [(step_id, attempt, tokens)]))[0]
 
 
 async def release(conn: Conn, step_id: int, attempt: int, outcome: str, tokens: int | None) -> None:
