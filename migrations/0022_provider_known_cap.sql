@@ -1,18 +1,20 @@
 -- 0022_provider_known_cap: adaptive provider concurrency that remembers the limit it found
 -- (BIC-TCP's binary search increase instead of +1 per round), and a cheaper permit check.
 --
--- A 429 tells us what the provider held when it refused: the calls of ours admitted before the
--- refused one and still in flight (`b`). That is remembered as `known_cap`. The first 429 (slow
--- start just found the limit) and a 429 near the known cap (b >= 90% of it: probing found it
--- again) set the effective concurrency just below it (b - 1): an explicit refusal is not a
--- congestion collapse, and halving there would idle a quarter of the provider for many rounds. A
--- 429 clearly below the known cap (the provider lowered its limit, or a rate limit bites) takes it
--- to 3/4 of b + 1 (multiplicative decrease). At most one change a second either way. A success then
--- closes half the gap to the known cap per round of calls (BIC-TCP's binary search increase; at
--- least 1/4 of a call per round); past it, it probes: 1/4 per round at the cap, then the excess
--- doubles every round (a raised limit is found quickly). Slow start (before any 429) still doubles
--- every round.
---
+-- A 429 tells us what the provider held when it refused: our other calls in flight when the refused
+-- one was admitted (`b`, kept on its permit), remembered as `known_cap`. The first 429, and one clearly
+-- below the known cap (the provider lowered its limit, or a rate limit bites), take the effective
+-- concurrency to 3/4 of b + 1 (multiplicative decrease); a 429 near the known cap (b >= 90% of it:
+-- probing found it again) only sets it just below (b - 1): an explicit refusal at a known limit is
+-- not congestion, and a dip to 3/4 there would idle a quarter of the provider for several rounds.
+-- One such decision a second; the other 429s of the same burst can only lower it further to b - 1
+-- and the known cap to b (never compounding): a call admitted after the first refused one counts
+-- that one as in flight, so the smallest b of a burst is the best estimate. A success then closes half the gap
+-- to the known cap per round of calls (BIC-TCP's binary search increase; at least 1/4 of a call
+-- per round); past it, it probes: 1/4 per round at the cap, then the excess doubles every round (a
+-- raised limit is found quickly). Slow start (before any 429) still doubles every round, but admits
+-- at most 2 calls per permit request, so its overshoot past an unknown limit stays small.
+
 -- provider_acquire_many admits a worker's whole line of waiting steps in one round trip
 -- (provider_acquire is now the line of one). It first counts the provider's permit rows (an index
 -- range); only when that count leaves no room does it run the exact count (permits whose step
@@ -20,6 +22,8 @@
 -- more than the exact count would.
 
 ALTER TABLE providers ADD COLUMN known_cap double precision;  -- see above; NULL = none found yet
+-- our other calls of the provider in flight when this permit was granted: what a 429 to it reveals
+ALTER TABLE provider_permits ADD COLUMN in_flight_at integer;
 
 -- Permits for several steps of one provider in ONE round trip, in their order (a worker's line of
 -- waiting steps): 'ok' | 'concurrency' | 'rpm' | 'tpm' | 'gone' for each; after the first refusal
@@ -37,6 +41,7 @@ DECLARE
     used_requests bigint := 0;
     used_tokens bigint := 0;
     granted integer := 0;
+    max_grant integer;
     granted_tokens bigint := 0;
     verdict text := 'ok';
     verdicts text[] := '{}';
@@ -50,6 +55,9 @@ BEGIN
     END IF;
     t := clock_timestamp();  -- after the lock: the window is judged when we are admitted
     lim := greatest(1, floor(least(p.effective_concurrency, p.ceiling)));
+    -- slow start (no 429 yet) admits at most 2 a call, clocked by the releases that trigger the
+    -- calls: a whole line admitted at once past an unknown limit would all come back 429
+    max_grant := CASE WHEN p.last_decrease_at IS NULL THEN 2 ELSE n END;
     SELECT count(*) INTO flying FROM provider_permits WHERE provider_id = p_provider;
     IF flying >= lim THEN  -- nobody would get in: count exactly (live leases only)
         flying := provider_in_flight(p_provider);
@@ -62,7 +70,7 @@ BEGIN
     END IF;
     FOR i IN 1 .. n LOOP
         IF verdict = 'ok' THEN
-            IF flying + granted >= lim THEN
+            IF flying + granted >= lim OR granted >= max_grant THEN
                 verdict := 'concurrency';
             ELSIF p.rpm IS NOT NULL AND used_requests + granted >= p.rpm THEN
                 verdict := 'rpm';
@@ -74,11 +82,10 @@ BEGIN
                 granted := granted + 1;
                 granted_tokens := granted_tokens + p_tokens[i];
                 DELETE FROM provider_permits WHERE step_id = p_steps[i];  -- an earlier attempt's
-                -- distinct times keep the line's order for provider_release's "admitted before"
                 INSERT INTO provider_permits (step_id, attempt, provider_id, tokens, second,
-                                              acquired_at)
+                                              acquired_at, in_flight_at)
                 VALUES (p_steps[i], p_attempts[i], p_provider, p_tokens[i],
-                        date_trunc('second', t), t + make_interval(secs => i * 1e-6));
+                        date_trunc('second', t), t, flying + granted - 1);
             END IF;
         END IF;
         verdicts := verdicts || verdict;
@@ -132,23 +139,20 @@ BEGIN
          WHERE provider_id = permit.provider_id AND second = permit.second;
     END IF;
     IF p_outcome = 'throttled' THEN
-        -- what the provider held when it refused this call: ours admitted before it, still flying
-        SELECT count(*) INTO b FROM provider_permits pp
-          JOIN steps s ON s.id = pp.step_id AND s.attempt = pp.attempt
-         WHERE pp.provider_id = permit.provider_id AND pp.acquired_at < permit.acquired_at
-           AND s.status = 'running' AND s.lease_expires_at > clock_timestamp();
+        -- what the provider held when it refused this call: ours in flight when it was admitted
+        b := permit.in_flight_at;
         UPDATE providers SET
             throttled_total = throttled_total + 1,
             last_throttled_at = clock_timestamp(),
             effective_concurrency = CASE
-                WHEN last_decrease_at >= clock_timestamp() - interval '1 second'
-                THEN effective_concurrency
-                WHEN known_cap IS NULL OR b >= 0.9 * known_cap  -- the cap found, or confirmed
+                WHEN last_decrease_at >= clock_timestamp() - interval '1 second'  -- same burst
+                THEN greatest(1, least(effective_concurrency, b - 1))
+                WHEN known_cap IS NOT NULL AND b >= 0.9 * known_cap  -- the known cap, confirmed
                 THEN greatest(1, least(b - 1, ceiling))
                 ELSE greatest(1, least(effective_concurrency, ceiling, b + 1) * 0.75) END,
             known_cap = CASE
-                WHEN last_decrease_at >= clock_timestamp() - interval '1 second' THEN known_cap
-                ELSE greatest(1, b) END,
+                WHEN last_decrease_at >= clock_timestamp() - interval '1 second'
+                THEN greatest(1, least(known_cap, b)) ELSE greatest(1, b) END,
             last_decrease_at = CASE
                 WHEN last_decrease_at >= clock_timestamp() - interval '1 second'
                 THEN last_decrease_at ELSE clock_timestamp() END

@@ -2,10 +2,11 @@
 
 Real running steps (claimed with leases) hold permits taken by `store.providers.acquire`; releasing
 them 'ok' or 'throttled' (a 429) drives `provider_release`. The scenario is a provider that takes 24
-calls at once: slow start doubles, the first 429 remembers what the provider held (the known cap)
-and sits just below it, a 429 well below it (the provider lowered its limit) backs off to 3/4,
-successes climb back by half the gap per round instead of one call per round, a 429 at the known
-cap only confirms it (no new dip), and past the known cap it probes slowly. A worker's line of waiting steps is admitted in one call, in
+calls at once: slow start doubles, the first 429s remember what the provider held (the known cap:
+our calls in flight when the refused one was admitted; the smallest of a burst) and back off to 3/4 once, a 429 well
+below the known cap (the provider lowered its limit) backs off again, successes climb back by half
+the gap per round instead of one call per round, a 429 at the known cap only confirms it (no new
+dip), and past the known cap it probes slowly. A worker's line of waiting steps is admitted in one call, in
 order. The once-a-second rule is stepped over by moving
 `last_decrease_at` back, never by sleeping.
 """
@@ -60,7 +61,7 @@ async def a_second_later(env: EngineEnv, pid: str, effective: float | None = Non
 
 
 async def test_the_limit_found_by_a_429_is_climbed_back_to_and_then_kept(env: EngineEnv) -> None:
-    steps = await running_steps(env, 26)
+    steps = await running_steps(env, 32)
     pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "", 256, 16)
     assert (await provider(env, pid))["effective_concurrency"] == 16
 
@@ -69,12 +70,16 @@ async def test_the_limit_found_by_a_429_is_climbed_back_to_and_then_kept(env: En
     await release(env, steps[:16], "ok")
     assert (await provider(env, pid))["effective_concurrency"] == 32
 
-    # 26 calls go out; the provider holds 24 and refuses the 25th and 26th: slow start found the
-    # limit, and sits just below it (no multiplicative decrease for a refusal at a new limit)
-    assert await acquire_all(env, pid, steps) == ["ok"] * 26
-    await release(env, steps[24:], "throttled")
+    # 32 calls go out; the provider holds 24 and refuses the other 8, whose 429s come back last
+    # first: the 32nd was admitted with 31 others in flight (b = 31); each later 429 of the burst
+    # lowers the known cap and the concurrency further, never compounding the 3/4
+    assert await acquire_all(env, pid, steps[:32]) == ["ok"] * 32
+    await release(env, steps[31:32], "throttled")
     p = await provider(env, pid)
-    assert (p["known_cap"], p["effective_concurrency"], p["throttled_total"]) == (24, 23, 2)
+    assert (p["known_cap"], p["effective_concurrency"]) == (31, 24)  # 3/4 of 32
+    await release(env, steps[24:31][::-1], "throttled")
+    p = await provider(env, pid)
+    assert (p["known_cap"], p["effective_concurrency"], p["throttled_total"]) == (24, 23, 8)
 
     # a second later the provider refuses the 21st of 24: well below the known cap (it lowered its
     # limit): back off to 3/4, once
@@ -141,3 +146,15 @@ async def test_a_line_of_steps_is_admitted_in_one_call_first_come_first_served(
     assert sum(r["requests"] for r in await cur.fetchall()) == 4
     await env.conn.execute("DELETE FROM providers WHERE id = %s", (pid,))
     assert await store.acquire_many(env.conn, pid, line[:2]) == ["gone", "gone"]
+
+
+async def test_slow_start_admits_two_per_request_then_whole_lines(env: EngineEnv) -> None:
+    """Before its first 429 a provider's limit is unknown: a line is admitted two at a time (the
+    releases that trigger the requests clock it), so an overshoot comes back as a few 429s, not a
+    line's worth. Once a 429 found the limit, a line is admitted whole."""
+    steps = await running_steps(env, 10)
+    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "ss", 256, 8)
+    line = [(s.step_id, s.attempt, 10) for s in steps]
+    assert await store.acquire_many(env.conn, pid, line[:5]) == ["ok"] * 2 + ["concurrency"] * 3
+    await env.conn.execute("UPDATE providers SET last_decrease_at = now() - interval '1 hour'")
+    assert await store.acquire_many(env.conn, pid, line[2:]) == ["ok"] * 6 + ["concurrency"] * 2
