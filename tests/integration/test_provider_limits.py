@@ -9,6 +9,7 @@ OpenAI-compatible server that records when each call started and how many were i
 - A 429 with Retry-After parks the step (`waiting`, no worker lease), it finishes after, and the
   provider's effective concurrency comes down; a provider that caps concurrency (429 beyond 3) still
   gets every item through, adaptively, with no configuration.
+- An agent's turn and embeddings requests take permits too (the agent parks on its 429).
 - Attacks: a non-admin can neither list, read, create, change nor delete providers (403); an admin
   cannot name another user's secret as the key (422); the key is in no response and no log line;
   limits out of bounds answer 422 with the field path.
@@ -78,9 +79,9 @@ def provider(admin: Api, provider_id: str) -> dict[str, Any]:
     return dict(r.json())
 
 
-def llm_status(db: psycopg.Connection[Any], run_id: str) -> str | None:
+def llm_status(db: psycopg.Connection[Any], run_id: str, node_id: str = "llm") -> str | None:
     row = db.execute(
-        "SELECT status FROM steps WHERE run_id = %s AND node_id = 'llm'", (run_id,)
+        "SELECT status FROM steps WHERE run_id = %s AND node_id = %s", (run_id, node_id)
     ).fetchone()
     return row[0] if row else None
 
@@ -259,3 +260,31 @@ def test_non_admins_cannot_touch_providers_and_the_key_never_shows(
         assert key not in p.log_path.read_text(errors="replace"), p.name
     assert admin.http.delete(f"/api/v1/providers/{pid}").status_code == 204
     assert admin.http.get(f"/api/v1/providers/{pid}").status_code == 404
+
+
+@pytest.mark.timeout(120)
+def test_agent_turns_and_embeddings_take_permits_too(
+    api: Api, admin: Api, db: psycopg.Connection[Any], server: FakeOpenAI
+) -> None:
+    """Every OpenAI-compatible call counts against its provider, not only `llm_chat`'s: an agent's
+    turn parks on a 429 like a chat call does, and embeddings requests are counted."""
+    key = "sk-all-" + uuid.uuid4().hex
+    base_url = server.base_url(rate_limit=1, retry_after=1)
+    secret = "{{ secrets." + add_secret(api, key) + " }}"
+    prov = register(admin, base_url, key, max_concurrency=2)
+    agent = api.create_flow(
+        linear_flow(
+            ("a", "agent", {"model": "m", "base_url": base_url, "api_key": secret, "prompt": "hi"})
+        )
+    )
+    rid = api.start_run(agent["id"], {})
+    wait_for(lambda: llm_status(db, rid, "a") == "waiting", 30, "the agent turn to park on its 429")
+    run = api.wait_run(rid, timeout=30)
+    assert run["status"] == "succeeded", api.steps(run)
+    assert api.steps(run)["a"]["attempt"] == 2
+    params = {"provider": "openai", "base_url": base_url, "api_key": secret, "text": "a b"}
+    emb = api.create_flow(linear_flow(("e", "embeddings", {"model": "e", **params})))
+    run = api.wait_run(api.start_run(emb["id"], {}), timeout=30)
+    assert run["status"] == "succeeded", api.steps(run)
+    p = provider(admin, prov["id"])
+    assert p["throttled_total"] == 1 and p["requests_last_minute"] == 3, p

@@ -3,7 +3,9 @@
 `run_agent` runs ONE turn: it rebuilds the conversation from the state the engine saved after the
 previous turn (`ctx.context["agent"]`, loaded by `engine/agent.load_agent_view`), appends the results
 of that turn's tool calls (a failed tool's error is shown to the model), asks the model once
-(`llm_client.call_with_retries`, the step's Idempotency-Key), and either returns `CallTools` — the
+(`llm_client.call_with_retries`, the step's Idempotency-Key, under a permit of its provider like
+`llm_chat`: `providers.permits.provider_call`; no capacity or a 429 parks the step and the turn is
+asked again when it wakes), and either returns `CallTools` — the
 engine checkpoints the state and runs each call as its own step (a node of `type` with `params`
 templated over `{{ args.x }}`, or a child run of `flow_id` with the arguments as inputs) — or, when
 the model answers without tools or `max_turns` is reached, `Done({text, turns, usage, messages})`.
@@ -20,6 +22,7 @@ from flowstudio.nodes.bounds import CallTimeout, MaxTokens, Retries, RetryWait, 
 from flowstudio.nodes.llm import complete_chat
 from flowstudio.nodes.llm_client import call_with_retries, open_client
 from flowstudio.nodes.registry import CallTools, Done, NodeContext, NodeError, NodeSpec, register
+from flowstudio.providers.permits import estimate_tokens, provider_call
 
 
 class AgentTool(msgspec.Struct, kw_only=True):
@@ -106,14 +109,19 @@ async def run_agent(ctx: NodeContext, params: AgentParams) -> Done | CallTools:
     if params.max_tokens is not None:
         req["max_tokens"] = params.max_tokens
     client = await open_client(ctx, params.base_url, params.api_key, params.timeout_s)
-    out = await call_with_retries(
-        lambda: complete_chat(client, req),
-        retries=params.retries,
-        max_wait_s=params.max_retry_wait_s,
-        what=f"agent {params.model}",
-        model=params.model,
-        base_url=params.base_url,
-    )
+    tokens = estimate_tokens(req["messages"], params.max_tokens)
+    async with provider_call(ctx, params.base_url, params.api_key, tokens) as permit:
+        out = await call_with_retries(
+            lambda: complete_chat(client, req),
+            retries=params.retries,
+            max_wait_s=params.max_retry_wait_s,
+            what=f"agent {params.model}",
+            model=params.model,
+            base_url=params.base_url,
+            park_on_429=permit is not None,
+        )
+        if permit is not None:
+            permit.used(out["usage"]["total_tokens"])
     usage = _add_usage(state["usage"], out["usage"])
     calls = [
         {"id": c["id"] or f"call_{turn}_{i}", "name": c["name"], "arguments": c["arguments"]}

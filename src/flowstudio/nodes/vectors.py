@@ -1,7 +1,8 @@
 """Embedders and the PostgreSQL vector store behind the RAG nodes (`nodes/rag.py`).
 
 `embed_texts(ctx, cfg, texts)` dispatches on `cfg.provider`: `openai` (any OpenAI-compatible
-/embeddings endpoint, through `llm_client`), `hash` (a deterministic offline feature-hashing embedder:
+/embeddings endpoint, through `llm_client`, each request under a permit of its provider:
+`providers.permits.provider_call`, as for `llm_chat`), `hash` (a deterministic offline feature-hashing embedder:
 words and word pairs hashed with blake2b into `dimensions` signed buckets, L2-normalised; no model, same
 vector in every process), or `local` (all-MiniLM-L6-v2 from the optional `[local-embeddings]` extra,
 loaded offline, run in a thread). `embedder_id(cfg)` names the embedder a collection was built with.
@@ -27,6 +28,7 @@ import msgspec
 from flowstudio.nodes.bounds import BatchSize, CallTimeout, Dimensions, Retries
 from flowstudio.nodes.llm_client import call_with_retries, open_client
 from flowstudio.nodes.registry import NodeContext, NodeError
+from flowstudio.providers.permits import provider_call
 from flowstudio.store import vectors as store
 
 WORD = re.compile(r"\w+", re.UNICODE)
@@ -103,15 +105,20 @@ async def _openai_embed(
                 model=cfg.model, input=batch, encoding_format="float", **extra
             )
 
-        resp = await call_with_retries(
-            call,
-            retries=cfg.retries,
-            max_wait_s=20.0,
-            what=f"embeddings {cfg.model}",
-            model=cfg.model,
-            base_url=cfg.base_url,
-            operation="embeddings",
-        )
+        tokens = sum(len(t) for t in batch) // 4 + 1
+        async with provider_call(ctx, cfg.base_url, cfg.api_key, tokens) as permit:
+            resp = await call_with_retries(
+                call,
+                retries=cfg.retries,
+                max_wait_s=20.0,
+                what=f"embeddings {cfg.model}",
+                model=cfg.model,
+                base_url=cfg.base_url,
+                operation="embeddings",
+                park_on_429=permit is not None,
+            )
+            if permit is not None and resp.usage is not None:
+                permit.used(int(resp.usage.total_tokens or 0))
         rows = sorted(resp.data, key=lambda d: d.index)
         if len(rows) != len(batch):
             raise NodeError(f"embeddings: asked for {len(batch)} vectors, got {len(rows)}")
