@@ -5,7 +5,8 @@ server (never into outputs or the event log) with the step's Idempotency-Key, re
 structured JSON, parks the step durably for a 429's Retry-After (provider limits,
 tests/integration/test_provider_limits.py), retries 5xx within the step and then hands over to the
 engine's step retries, fails at once on 401 and on a private base_url, and streams tokens into the run's SSE
-stream without writing them to the event log. `chat_memory` carries a conversation across runs.
+stream without writing them to the event log (by default only when it feeds an output node and the run
+is not a batch item). `chat_memory` carries a conversation across runs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.integration.test_batches import upload, wait_batch
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
 from tests.support.fake_openai import FakeOpenAI
@@ -279,3 +281,27 @@ def test_concurrent_llm_runs_get_their_own_answers(api: Api, fake: FakeOpenAI) -
     flow = api.create_flow(linear_flow(("llm", "llm_chat", params)))
     ids = [api.start_run(flow["id"], {"n": i}) for i in range(8)]
     assert [api.wait_run(rid)["outputs"]["text"] for rid in ids] == [f"echo: {i}" for i in range(8)]
+
+
+def test_an_llm_feeding_an_output_streams_except_in_a_batch_item(
+    api: Api, fake: FakeOpenAI
+) -> None:
+    """`stream: null` (the default): a run's answer streams (a chat client waits on it); a batch
+    item's does not (nobody waits on its tokens; the claim tells the worker it is one)."""
+    tag = uuid.uuid4().hex[:8]
+    params = {"model": "fake-1", "base_url": fake.base_url(), "prompt": tag + " {{ inputs.n }}"}
+    flow = api.create_flow(linear_flow(("llm", "llm_chat", params)))
+    assert api.wait_run(api.start_run(flow["id"], {"n": "run"}))["status"] == "succeeded"
+    r = upload(api, flow["id"], json.dumps([{"n": "b1"}, {"n": "b2"}]), "application/json")
+    assert r.status_code == 202, r.text
+    assert wait_batch(api, r.json()["id"], timeout=60)["status"] == "succeeded"
+    streamed = {
+        json.dumps(req["body"]["messages"][-1]["content"]): bool(req["body"].get("stream"))
+        for req in fake.chat_requests()
+        if tag in json.dumps(req["body"]["messages"])
+    }
+    assert streamed == {
+        json.dumps(f"{tag} run"): True,
+        json.dumps(f"{tag} b1"): False,
+        json.dumps(f"{tag} b2"): False,
+    }

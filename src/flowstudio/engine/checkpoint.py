@@ -47,6 +47,7 @@ class ClaimedStep:
     inputs: dict[str, Any]
     owner_id: str
     tweaks: dict[str, Any] | None = None  # per-run param overrides {node_id: {param: value}}
+    in_batch: bool | None = None  # the run is a batch item (None: not read)
 
 
 class IdempotencyKeyReused(ValueError):
@@ -168,6 +169,7 @@ def _claimed_step(txn: RunTxn, row: dict[str, Any]) -> ClaimedStep:
         run["inputs"],
         str(run["owner_id"]),
         run["tweaks"] or None,
+        run.get("in_batch"),
     )
 
 

@@ -13,7 +13,8 @@ made in SQL from the claim's RETURNING, so a claim that matched nothing logs not
 
 from __future__ import annotations
 
-RUN_COLUMNS = "id, status, flow_id, flow_version, owner_id, inputs, tweaks, event_seq"
+RUN_COLUMNS = """id, status, flow_id, flow_version, owner_id, inputs, tweaks, event_seq,
+    batch_id IS NOT NULL AS in_batch"""
 LOCK_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %(_lock_run)s FOR UPDATE"
 # a group commit's ready move of a success's successors happens only if that success did (its
 # fence matched): one member's lost race must leave nothing behind in the shared transaction

@@ -281,7 +281,9 @@ async def _stream(
 
 
 async def _in_batch(ctx: NodeContext) -> bool:
-    """Whether the step's run is a batch item (one indexed read)."""
+    """Whether the step's run is a batch item (read with the claim; else one indexed read)."""
+    if ctx.in_batch is not None:
+        return ctx.in_batch
     if ctx.db is None:
         return False
     async with ctx.db.connection() as conn:

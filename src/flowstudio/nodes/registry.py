@@ -92,6 +92,7 @@ class NodeContext:
     # ephemeral notifications (e.g. LLM tokens): emit(channel, payload) -> pg_notify, not the event log
     emit: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
     feeds_output: bool = False  # an edge leads from this node straight into an `output` node
+    in_batch: bool | None = None  # the run is a batch item (None: unknown, nodes may look it up)
 
     @property
     def idempotency_key(self) -> str:

@@ -126,6 +126,7 @@ async def execute_node(
         db=pool,
         emit=notifier(pool, context) if pool is not None else None,
         feeds_output=step.node_id in graph.nodes and graph.feeds_output(step.node_id),
+        in_batch=step.in_batch,
     )
     try:
         with anyio.fail_after(timeout):
