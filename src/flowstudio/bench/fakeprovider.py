@@ -168,15 +168,21 @@ class FakeProvider:
             await _json(send, 429, {"error": {"message": "rate limited"}}, headers)
             return
         self.stats.enter()
+        left = False
         try:
             answer = answer_for(_last_user_message(request))
             if request.get("stream"):
                 await self._stream(send, request, answer)
             else:
                 await anyio.sleep(self.latency)
+                # the generation is done: its slot is free before the answer is on the wire (a
+                # send that waits for the socket must not count as a call in flight)
+                self.stats.leave()
+                left = True
                 await _json(send, 200, _completion(request, answer))
         finally:
-            self.stats.leave()
+            if not left:
+                self.stats.leave()
 
     async def _stream(self, send: Send, request: dict[str, Any], answer: str) -> None:
         await send(

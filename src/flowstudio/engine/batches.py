@@ -8,7 +8,8 @@
 - `batch_loop(pool, publisher, settings)` (orchestrator, one more loop of `Orchestrator.run`): every
   DISPATCH_POLL seconds `dispatch_batch()` each running batch: under the batch row lock (SKIP LOCKED,
   so several orchestrators share the work) it counts the batch's started live runs, picks that many
-  fewer than BATCH_CONCURRENCY unstarted runs (FOR UPDATE SKIP LOCKED) and starts each through the
+  fewer than BATCH_CONCURRENCY unstarted runs (FOR UPDATE SKIP LOCKED; DISPATCH_CHUNK per
+  transaction, each chunk published as soon as it commits) and starts each through the
   normal engine path (`run_transaction` + `advance_run`: roots ready, outbox rows), publishing after
   commit; with no live run left it marks the batch `succeeded` (failed runs are counted, not fatal).
   Every SWEEP_INTERVAL seconds `sweep_pass()` fails batches whose loader died and cancels unstarted runs
@@ -44,7 +45,8 @@ log = logging.getLogger(__name__)
 LOAD_CHUNK = 1000  # runs per loading transaction
 CANCEL_CHUNK = 2000  # unstarted runs per bulk-cancel statement
 DISPATCH_POLL = 0.25
-IDLE_POLL = 1.0
+IDLE_POLL = 0.25  # with no running batch: a new batch starts within this (it was 1 s)
+DISPATCH_CHUNK = 32  # runs started per transaction: the first items' messages go out at once
 SWEEP_INTERVAL = 5.0
 LOADER_LOCK = 0x42617463  # advisory lock class "Batc"; the key is hashtext(batch id)
 LOADING = BatchStatus.LOADING.value
@@ -164,16 +166,17 @@ async def cancel_batch(
 
 
 async def dispatch_batch(
-    conn: psycopg.AsyncConnection[Any], batch_id: Any, concurrency: int
+    conn: psycopg.AsyncConnection[Any], batch_id: Any, concurrency: int, chunk: int = DISPATCH_CHUNK
 ) -> list[OutboxMessage]:
-    """Start unstarted runs up to `concurrency` live ones; finish the batch when nothing is live."""
+    """Start at most `chunk` unstarted runs, up to `concurrency` live ones; finish the batch when
+    nothing is live."""
     out: list[OutboxMessage] = []
     async with conn.transaction():
         batch = await store.lock_running_batch(conn, batch_id)
         if batch is None:
             return out  # another orchestrator has it, or it is no longer running
         live = await store.started_live_count(conn, batch_id)
-        picked = await store.pick_unstarted(conn, batch_id, max(0, concurrency - live))
+        picked = await store.pick_unstarted(conn, batch_id, max(0, min(chunk, concurrency - live)))
         if picked:
             graph = await load_graph(conn, batch.flow_id, batch.flow_version)
         for run_id in picked:
@@ -195,11 +198,15 @@ async def dispatch_pass(pool: Pool, publisher: OutboxPublisher, concurrency: int
     async with pool.connection() as conn:
         ids = await store.batch_ids(conn, (BatchStatus.RUNNING.value,))
     for batch_id in ids:
-        async with pool.connection() as conn:
-            msgs = await dispatch_batch(conn, batch_id, concurrency)
-        started += len({m.run_id for m in msgs})
-        if msgs:
-            await publisher.publish_committed(msgs)
+        for _ in range(concurrency // DISPATCH_CHUNK + 1):  # chunk by chunk, each published
+            async with pool.connection() as conn:
+                msgs = await dispatch_batch(conn, batch_id, concurrency)
+            runs = len({m.run_id for m in msgs})
+            started += runs
+            if msgs:
+                await publisher.publish_committed(msgs)
+            if runs < DISPATCH_CHUNK:  # as soon as it is committed
+                break
     return started if ids else -1
 
 
