@@ -24,7 +24,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -90,6 +90,7 @@ class Waiter:
     attempt: int
     tokens: int
     verdict: str | None = None
+    wake: anyio.Event = field(default_factory=anyio.Event)  # decided, or now at the head
 
 
 Ask = Callable[[list[Waiter]], Awaitable[list[str]]]
@@ -97,28 +98,35 @@ DECIDED = ("ok", "gone")
 
 
 class Gate:
-    """This process's FIFO of steps waiting for a permit of one provider."""
+    """This process's FIFO of steps waiting for a permit of one provider. Only the head of the
+    line is woken by a release (`notify`); the others sleep until they are decided or become the
+    head (no thundering herd of hundreds of waiting steps on every release)."""
 
     def __init__(self) -> None:
         self.queue: deque[Waiter] = deque()
-        self.changed = anyio.Event()
 
     def notify(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
+        """Capacity may have returned: the head asks again."""
+        if self.queue:
+            self.queue[0].wake.set()
+
+    def _leave(self, waiter: Waiter) -> None:
+        if waiter in self.queue:
+            was_head = self.queue[0] is waiter
+            self.queue.remove(waiter)
+            if was_head:
+                self.notify()
 
     async def _ask(self, ask: Ask, line: list[Waiter]) -> list[str]:
         """Ask for `line` (shielded: permits the database granted are never lost to a timeout);
-        every waiter granted is decided and leaves the line."""
+        every waiter granted is decided, woken, and leaves the line."""
         with anyio.CancelScope(shield=True):
             verdicts = await ask(line)
         for waiter, verdict in zip(line, verdicts, strict=True):
             if verdict in DECIDED and waiter.verdict is None:
                 waiter.verdict = verdict
-                if waiter in self.queue:
-                    self.queue.remove(waiter)
-        if verdicts and verdicts[0] in DECIDED:
-            self.notify()
+                waiter.wake.set()
+                self._leave(waiter)
         return verdicts
 
     async def acquire(self, me: Waiter, ask: Ask, wait_s: float) -> str:
@@ -134,21 +142,19 @@ class Gate:
         try:
             with anyio.move_on_after(wait_s) as scope:
                 while me.verdict is None:
-                    changed = self.changed
+                    me.wake = anyio.Event()  # before looking: a wake-up from here on is kept
                     if self.queue[0] is me:
                         line = [w for _, w in zip(range(LINE_BATCH), self.queue, strict=False)]
                         verdict = (await self._ask(ask, line))[0]
                         if me.verdict is None:
                             with anyio.move_on_after(POLL_SECONDS):
-                                await changed.wait()
+                                await me.wake.wait()
                     else:
-                        await changed.wait()
+                        await me.wake.wait()
             if scope.cancelled_caught and me.verdict is None and self.queue[0] is me:
                 verdict = (await self._ask(ask, [me]))[0]  # a last look: a wait of 0 s tries once
         finally:
-            if me in self.queue:
-                self.queue.remove(me)
-            self.notify()
+            self._leave(me)
         return me.verdict or verdict
 
 
