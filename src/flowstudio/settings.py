@@ -123,6 +123,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     provider_default_max_concurrency: int = 256
     # an unconfigured provider's first concurrency (slow start doubles it until the first 429)
     provider_initial_concurrency: int = 32
+    # workers: the cyclic GC's young-generation threshold after start-up is frozen (0: Python's)
+    gc_gen0_threshold: int = 20000
 
 
 class SettingsError(ValueError):
@@ -231,6 +233,7 @@ def load_settings(env_file: str | None = ".env") -> Settings:
             1, int(_env("PROVIDER_DEFAULT_MAX_CONCURRENCY", "256"))
         ),
         provider_initial_concurrency=max(1, int(_env("PROVIDER_INITIAL_CONCURRENCY", "32"))),
+        gc_gen0_threshold=max(0, int(_env("GC_GEN0_THRESHOLD", "20000"))),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
         metrics_token=_env("METRICS_TOKEN", ""),
         metrics_port=int(_env("METRICS_PORT", "0")),

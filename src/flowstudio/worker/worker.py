@@ -55,6 +55,7 @@ from flowstudio.runtime import (
     process_heartbeat_loop,
     register_process,
     stop_on_signals,
+    tune_gc,
     unregister_process,
 )
 from flowstudio.settings import Settings
@@ -142,6 +143,7 @@ class Worker:
                 lambda: register_process(self.pool, self.id, "worker", self._info()),
                 what="register worker",
             )
+            tune_gc(self.settings.gc_gen0_threshold)  # what start-up made is never garbage
             async with anyio.create_task_group() as tg:
                 tg.start_soon(stop_on_signals, stop)
                 tg.start_soon(self.heartbeat_loop)
