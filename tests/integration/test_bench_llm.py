@@ -39,6 +39,7 @@ FIGURES = (
     "items_per_s",
     "provider_calls_per_s",
     "effective_concurrency",
+    "first_call_s",
     "pct_of_cap",
     "api_rss_peak_mb",
     "worker_rss_peak_mb",
@@ -61,6 +62,9 @@ def test_bench_llm_json_reports_every_figure_and_every_item_right(
     assert result["provider_calls"] >= ITEMS  # a step retried after a lost lease calls again
     assert 1 <= result["peak_in_flight"] <= CAP, result
     assert isinstance(result["http_429"], int) and result["http_429"] >= 0
+    assert len(result["http_429_at_s"]) == min(100, result["http_429"]), result
+    per_second = result["in_flight_by_second"]  # call-seconds in each second since the first call
+    assert per_second and all(0 <= v <= CAP for v in per_second), result
     assert result["cap"] == CAP and result["latency_s"] == 0.2 and result["workers"] == 2
     assert set(result["rss_at_done"]) == {str(ITEMS // 10), str(ITEMS // 2), str(ITEMS)}
     for at in result["rss_at_done"].values():

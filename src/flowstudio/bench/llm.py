@@ -270,6 +270,9 @@ async def drive(
         config,
         wall_s=wall,
         client_wall_s=client_wall,
+        first_call_s=(
+            None if provider.stats.first_call is None else provider.stats.first_call - started
+        ),
         checked=checked,
         provider=provider.stats.snapshot(),
         api_rss_peak=rss.api_peak,
