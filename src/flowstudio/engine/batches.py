@@ -6,7 +6,8 @@
   stops it at the next chunk. If loading fails, the batch is marked `failed` and its loaded runs are
   cancelled; if the API process dies, the lock vanishes with its connection and `sweep_pass` does it.
 - `batch_loop(pool, publisher, settings)` (orchestrator, one more loop of `Orchestrator.run`): every
-  DISPATCH_POLL seconds `dispatch_batch()` each running batch: under the batch row lock (SKIP LOCKED,
+  DISPATCH_POLL seconds (IDLE_POLL with no running batch; a batch that finished loading wakes it at
+  once: its NOTIFY on BATCH_CHANNEL, `locks.wake_on_notify`) `dispatch_batch()` each running batch: under the batch row lock (SKIP LOCKED,
   so several orchestrators share the work) it counts the batch's started live runs, picks that many
   fewer than BATCH_CONCURRENCY unstarted runs (FOR UPDATE SKIP LOCKED; DISPATCH_CHUNK per
   transaction, each chunk published as soon as it commits) and starts each through the
@@ -45,8 +46,9 @@ log = logging.getLogger(__name__)
 LOAD_CHUNK = 1000  # runs per loading transaction
 CANCEL_CHUNK = 2000  # unstarted runs per bulk-cancel statement
 DISPATCH_POLL = 0.25
-IDLE_POLL = 0.25  # with no running batch: a new batch starts within this (it was 1 s)
+IDLE_POLL = 1.0  # with no running batch (a newly loaded one wakes the loop at once: NOTIFY)
 DISPATCH_CHUNK = 32  # runs started per transaction: the first items' messages go out at once
+BATCH_CHANNEL = "flowstudio_batches"  # NOTIFY: a batch was loaded; the dispatchers wake up
 SWEEP_INTERVAL = 5.0
 LOADER_LOCK = 0x42617463  # advisory lock class "Batc"; the key is hashtext(batch id)
 LOADING = BatchStatus.LOADING.value
@@ -92,8 +94,10 @@ async def load_batch(
                     )
                 loaded += len(chunk)
                 crashpoint("api.batch_chunk_loaded")
-            if await store.move_batch(conn, batch_id, *batch_move("loaded")) is None:
-                raise BatchCancelled(str(batch_id))
+            async with conn.transaction():  # the dispatchers hear of it as it commits
+                if await store.move_batch(conn, batch_id, *batch_move("loaded")) is None:
+                    raise BatchCancelled(str(batch_id))
+                await locks.notify(conn, BATCH_CHANNEL, str(batch_id))
         except BatchCancelled:
             await cancel_unstarted(conn, batch_id, "batch cancelled while loading")
             raise
@@ -239,8 +243,39 @@ async def sweep_pass(pool: Pool) -> None:
         log.info("batch %s: cancelled %d leftover unstarted runs", batch_id, done)
 
 
+class Nudge:
+    """A wake-up that is never lost: set before `wait` begins, `wait` returns at once."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+    def set(self, _payload: str | None = None) -> None:
+        self.event.set()
+
+    async def wait(self, at_most: float) -> None:
+        with anyio.move_on_after(at_most):
+            await self.event.wait()
+        self.event = anyio.Event()
+
+
 async def batch_loop(pool: Pool, publisher: OutboxPublisher, settings: Settings) -> None:
-    """The orchestrator's batch dispatcher; a database outage only delays it."""
+    """The orchestrator's batch dispatcher; a database outage only delays it. A newly loaded batch
+    wakes it at once (NOTIFY on BATCH_CHANNEL); otherwise it polls."""
+    nudge = Nudge()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            locks.wake_on_notify,
+            settings.database_url,
+            BATCH_CHANNEL,
+            nudge.set,
+            "flowstudio-batch-listen",
+        )
+        await _dispatch_forever(pool, publisher, settings, nudge)
+
+
+async def _dispatch_forever(
+    pool: Pool, publisher: OutboxPublisher, settings: Settings, nudge: Nudge
+) -> None:
     next_sweep = 0.0
     while True:
         started = 0
@@ -251,4 +286,4 @@ async def batch_loop(pool: Pool, publisher: OutboxPublisher, settings: Settings)
                 next_sweep = anyio.current_time() + SWEEP_INTERVAL
         except TRANSIENT as exc:
             log.warning("batch dispatch: database unavailable (%s)", exc)
-        await anyio.sleep(IDLE_POLL if started < 0 else DISPATCH_POLL)
+        await nudge.wait(IDLE_POLL if started < 0 else DISPATCH_POLL)

@@ -25,6 +25,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from flowstudio.queue.message import StepPointer, encode_message
+from flowstudio.store import locks
 
 log = logging.getLogger(__name__)
 
@@ -139,23 +140,13 @@ class PostgresBroker:
         return [PgDelivery(self, r[0], bytes(r[1]), r[2]) for r in rows]
 
     async def _listen(self, wake: asyncio.Event) -> None:
-        """Set `wake` on every notification for this queue; reconnect with backoff when cut."""
-        delay = 0.5
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self.url, autocommit=True, application_name="flowstudio-queue-listen"
-                ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    delay = 0.5
-                    wake.set()  # anything published while we were not listening
-                    async for note in conn.notifies():
-                        if note.payload == self.queue_name:
-                            wake.set()
-            except psycopg.Error as exc:
-                log.warning("queue LISTEN connection lost (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        """Set `wake` on every notification for this queue (and on every reconnection)."""
+
+        def on_note(payload: str | None) -> None:
+            if payload is None or payload == self.queue_name:
+                wake.set()
+
+        await locks.wake_on_notify(self.url, CHANNEL, on_note, "flowstudio-queue-listen")
 
     async def deliveries(self, prefetch: int) -> AsyncIterator[PgDelivery]:
         wake = asyncio.Event()

@@ -6,15 +6,20 @@ while the block runs; it says "a live process is doing this" and vanishes with t
 `ping(conn)` proves a connection answers (health checks, the worker's liveness connection);
 `db_now(conn)` is the database's clock (schedules compute fire times against it); `listen(conn,
 channel)` subscribes a connection to NOTIFYs (the API's event hub); `notify(conn, channel,
-payload)` sends one (the worker's live LLM tokens, `worker/execute.notifier`).
+payload)` sends one (the worker's live LLM tokens, `worker/execute.notifier`; a batch ready to
+start, `engine/batches.py`); `wake_on_notify(url, channel, wake)` keeps a connection of its own
+listening and calls `wake(payload)` on each NOTIFY, and once on every (re)connection (the
+PostgreSQL queue's consumers, the batch dispatcher).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 
+import anyio
 import psycopg
 from psycopg import sql
 
@@ -62,3 +67,28 @@ async def listen(conn: Conn, channel: str) -> None:
 async def notify(conn: Conn, channel: str, payload: str) -> None:
     """pg_notify(`channel`, `payload`): an ephemeral message to the channel's listeners."""
     await conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+
+
+async def wake_on_notify(
+    url: str, channel: str, wake: Callable[[str | None], None], name: str
+) -> None:
+    """Forever: LISTEN on `channel` over a connection of its own (`application_name` `name`) and call
+    `wake(payload)` on every notification, and `wake(None)` on every (re)connection (anything sent
+    while nobody listened); a lost connection is retried with backoff (0.5 s doubling to 10 s)."""
+    delay = 0.5
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                url, autocommit=True, application_name=name
+            ) as conn:
+                await listen(conn, channel)
+                delay = 0.5
+                wake(None)
+                async for note in conn.notifies():
+                    wake(note.payload)
+        except psycopg.Error as exc:
+            logging.getLogger(__name__).warning(
+                "LISTEN %s connection lost (%s); retrying in %.1fs", channel, exc, delay
+            )
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 10.0)
