@@ -10,6 +10,7 @@ parked) and leaves the line; a line whose head leaves is taken over by the next.
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from flowstudio.providers.permits import Gate, Waiter
@@ -30,7 +31,7 @@ class Capacity:
 
     async def ask(self, line: list[Waiter]) -> list[str]:
         self.asks += 1
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         out = []
         for w in line:
             if self.free > 0:
@@ -52,15 +53,15 @@ async def test_a_line_is_served_in_order_and_only_the_head_is_woken() -> None:
     async with anyio.create_task_group() as tg:
         for i in range(60):
             tg.start_soon(step, i)
-            await anyio.sleep(0)  # they line up in this order
-        while len(got) < 2:
+            await anyio.lowlevel.checkpoint()  # they line up in this order
+        while len(got) < 2:  # noqa: ASYNC110 -- a test watching a plain dict
             await anyio.sleep(0.001)
         for _ in range(58):  # one release at a time: each frees one permit and wakes the head
             cap.free += 1
             gate.notify()
             assert not any(w.wake.is_set() for w in list(gate.queue)[1:])  # the head only
             before = len(got)
-            while len(got) == before:
+            while len(got) == before:  # noqa: ASYNC110 -- a test watching a plain dict
                 await anyio.sleep(0.001)
     assert got == {i: "ok" for i in range(60)}
     assert cap.granted == list(range(60))  # first come, first served
@@ -78,7 +79,7 @@ async def test_a_burst_of_releases_is_admitted_in_one_ask() -> None:
     async with anyio.create_task_group() as tg:
         for i in range(20):
             tg.start_soon(step, i)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         await anyio.sleep(0.01)
         asks = cap.asks
         cap.free = 20
@@ -96,7 +97,7 @@ async def test_waiting_longer_than_the_wait_gets_the_refusal_and_leaves_the_line
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(step, 0, 0.05)  # the head gives up first
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         tg.start_soon(step, 1, 30.0)
         await anyio.sleep(0.2)
         assert got == {0: "concurrency"} and [w.step_id for w in gate.queue] == [1]
