@@ -140,7 +140,8 @@ BEGIN
     END IF;
     IF p_outcome = 'throttled' THEN
         -- what the provider held when it refused this call: ours in flight when it was admitted
-        b := permit.in_flight_at;
+        -- (a permit granted before this migration has no such count: ours in flight now)
+        b := coalesce(permit.in_flight_at, provider_in_flight(permit.provider_id));
         UPDATE providers SET
             throttled_total = throttled_total + 1,
             last_throttled_at = clock_timestamp(),
