@@ -111,6 +111,7 @@ CREATE OR REPLACE FUNCTION provider_acquire(
     SELECT (provider_acquire_many(p_provider, ARRAY[p_step], ARRAY[p_attempt], ARRAY[p_tokens]))[1]
 $$;
 
+-- 0020's function again with the new 429 rule (migrations are history: a copy by design).
 CREATE OR REPLACE FUNCTION provider_release(
     p_step bigint, p_attempt integer, p_outcome text, p_tokens bigint
 ) RETURNS void LANGUAGE plpgsql AS $$

@@ -3,9 +3,9 @@
 `run_agent` runs ONE turn: it rebuilds the conversation from the state the engine saved after the
 previous turn (`ctx.context["agent"]`, loaded by `engine/agent.load_agent_view`), appends the results
 of that turn's tool calls (a failed tool's error is shown to the model), asks the model once
-(`llm_client.call_with_retries`, the step's Idempotency-Key, under a permit of its provider like
-`llm_chat`: `providers.permits.provider_call`; no capacity or a 429 parks the step and the turn is
-asked again when it wakes), and either returns `CallTools` — the
+(`llm.chat_under_permit`: `llm_client.call_with_retries` with the step's Idempotency-Key, under a
+permit of its provider as for `llm_chat`; no capacity or a 429 parks the step and the turn is asked
+again when it wakes), and either returns `CallTools` — the
 engine checkpoints the state and runs each call as its own step (a node of `type` with `params`
 templated over `{{ args.x }}`, or a child run of `flow_id` with the arguments as inputs) — or, when
 the model answers without tools or `max_turns` is reached, `Done({text, turns, usage, messages})`.
@@ -19,10 +19,8 @@ from typing import Any
 import msgspec
 
 from flowstudio.nodes.bounds import CallTimeout, MaxTokens, Retries, RetryWait, Temperature, Turns
-from flowstudio.nodes.llm import complete_chat
-from flowstudio.nodes.llm_client import call_with_retries, open_client
+from flowstudio.nodes.llm import chat_under_permit, complete_chat
 from flowstudio.nodes.registry import CallTools, Done, NodeContext, NodeError, NodeSpec, register
-from flowstudio.providers.permits import estimate_tokens, provider_call
 
 
 class AgentTool(msgspec.Struct, kw_only=True):
@@ -108,20 +106,9 @@ async def run_agent(ctx: NodeContext, params: AgentParams) -> Done | CallTools:
         req["temperature"] = params.temperature
     if params.max_tokens is not None:
         req["max_tokens"] = params.max_tokens
-    client = await open_client(ctx, params.base_url, params.api_key, params.timeout_s)
-    tokens = estimate_tokens(req["messages"], params.max_tokens)
-    async with provider_call(ctx, params.base_url, params.api_key, tokens) as permit:
-        out = await call_with_retries(
-            lambda: complete_chat(client, req),
-            retries=params.retries,
-            max_wait_s=params.max_retry_wait_s,
-            what=f"agent {params.model}",
-            model=params.model,
-            base_url=params.base_url,
-            park_on_429=permit is not None,
-        )
-        if permit is not None:
-            permit.used(out["usage"]["total_tokens"])
+    out = await chat_under_permit(
+        ctx, params, req, lambda client: complete_chat(client, req), "agent"
+    )
     usage = _add_usage(state["usage"], out["usage"])
     calls = [
         {"id": c["id"] or f"call_{turn}_{i}", "name": c["name"], "arguments": c["arguments"]}

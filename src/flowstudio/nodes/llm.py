@@ -20,6 +20,7 @@ import ast
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import msgspec
@@ -299,6 +300,34 @@ async def should_stream(ctx: NodeContext, params: LlmChatParams) -> bool:
     return ctx.feeds_output and not await _in_batch(ctx)
 
 
+async def chat_under_permit(
+    ctx: NodeContext,
+    params: LlmChatParams | Any,
+    req: dict[str, Any],
+    call: Callable[[AsyncOpenAI], Awaitable[dict[str, Any]]],
+    what: str,
+) -> dict[str, Any]:
+    """One chat request (`call(client)`, with its in-step retries) under a permit of its provider:
+    no capacity or a 429 parks the step (`providers.permits`); the answer's usage corrects the
+    token estimate. `params` carries model, base_url, api_key, timeout_s, max_tokens, retries and
+    max_retry_wait_s (`llm_chat`'s and `agent`'s)."""
+    client = await open_client(ctx, params.base_url, params.api_key, params.timeout_s)
+    tokens = estimate_tokens(req["messages"], params.max_tokens)
+    async with provider_call(ctx, params.base_url, params.api_key, tokens) as permit:
+        out = await call_with_retries(
+            lambda: call(client),
+            retries=params.retries,
+            max_wait_s=params.max_retry_wait_s,
+            what=f"{what} {params.model}",
+            model=params.model,
+            base_url=params.base_url,
+            park_on_429=permit is not None,
+        )
+        if permit is not None:
+            permit.used(out["usage"]["total_tokens"])
+    return out
+
+
 async def run_llm_chat(ctx: NodeContext, params: LlmChatParams) -> Done:
     req = build_request(ctx, params)
     emitter = TokenEmitter(ctx)
@@ -312,20 +341,7 @@ async def run_llm_chat(ctx: NodeContext, params: LlmChatParams) -> Done:
             raise NodeError("stream broke after tokens were published")  # engine retry
         return await _stream(client, req, emitter)
 
-    client = await open_client(ctx, params.base_url, params.api_key, params.timeout_s)
-    tokens = estimate_tokens(req["messages"], params.max_tokens)
-    async with provider_call(ctx, params.base_url, params.api_key, tokens) as permit:
-        out = await call_with_retries(
-            lambda: attempt(client),
-            retries=params.retries,
-            max_wait_s=params.max_retry_wait_s,
-            what=f"llm {params.model}",
-            model=params.model,
-            base_url=params.base_url,
-            park_on_429=permit is not None,
-        )
-        if permit is not None:
-            permit.used(out["usage"]["total_tokens"])
+    out = await chat_under_permit(ctx, params, req, attempt, "llm")
     if not out["tool_calls"]:
         del out["tool_calls"]
     if "response_format" in req:
