@@ -183,7 +183,12 @@ def start_run_retrying(api: Api, flow_id: str, inputs: dict[str, Any], key: str)
 
 
 def soak(
-    stack: Stack, credentials: tuple[str, str], db: psycopg.Connection[Any], sink: Sink, seed: int
+    stack: Stack,
+    credentials: tuple[str, str],
+    db: psycopg.Connection[Any],
+    sink: Sink,
+    seed: int,
+    prefix: str,
 ) -> None:
     rng = random.Random(seed)
     stack.start_api()
@@ -204,7 +209,7 @@ def soak(
             picked[kind] += 1
             inputs = {"i": i, "x": rng.randint(0, 10), "s": round(rng.uniform(0.2, 3.0), 2)}
             flow_id, want = kinds[kind]
-            expected[start_run_retrying(api, flow_id, inputs, f"soak-{seed}-{i}")] = want
+            expected[start_run_retrying(api, flow_id, inputs, f"{prefix}-{i}")] = want
             time.sleep(rng.uniform(0, 0.4))
         time.sleep(8)  # more kills while the last runs are in flight
     finally:
@@ -225,7 +230,7 @@ def soak(
     dup = db.execute(
         """SELECT idempotency_key, count(*) FROM runs WHERE idempotency_key LIKE %s
            GROUP BY 1 HAVING count(*) > 1""",
-        (f"soak-{seed}-%",),
+        (f"{prefix}-%",),
     ).fetchall()
     assert not dup and len(expected) == RUNS, f"one key, several runs: {dup}"
     assert sum(chaos.kills.values()) >= 10, f"too little chaos to mean anything: {chaos.kills}"
@@ -237,11 +242,15 @@ def queue_backend(request: pytest.FixtureRequest) -> str:
 
 
 def test_soak_random_kills_lose_no_run_and_commit_no_step_twice(
-    stack: Stack, credentials: tuple[str, str], db: psycopg.Connection[Any], sink: Sink
+    stack: Stack,
+    credentials: tuple[str, str],
+    db: psycopg.Connection[Any],
+    sink: Sink,
+    queue_backend: str,
 ) -> None:
     seed = int(os.environ.get("SOAK_SEED") or random.randrange(2**31))
     log.warning("soak seed %d (reproduce with SOAK_SEED=%d)", seed, seed)
-    try:
-        soak(stack, credentials, db, sink, seed)
+    try:  # the keys name the backend: with SOAK_SEED set, both backends' soaks share a database
+        soak(stack, credentials, db, sink, seed, f"soak-{queue_backend}-{seed}")
     except (AssertionError, TimeoutError) as exc:
         raise AssertionError(f"soak failed, reproduce with SOAK_SEED={seed}: {exc}") from exc
