@@ -7,11 +7,11 @@
   cancelled; if the API process dies, the lock vanishes with its connection and `sweep_pass` does it.
 - `batch_loop(pool, publisher, settings)` (orchestrator, one more loop of `Orchestrator.run`): every
   DISPATCH_POLL seconds (IDLE_POLL with no running batch; a batch that finished loading wakes it at
-  once: its NOTIFY on BATCH_CHANNEL, `locks.wake_on_notify`) `dispatch_batch()` each running batch: under the batch row lock (SKIP LOCKED,
-  so several orchestrators share the work) it counts the batch's started live runs, picks that many
-  fewer than BATCH_CONCURRENCY unstarted runs (FOR UPDATE SKIP LOCKED; DISPATCH_CHUNK per
-  transaction, each chunk published as soon as it commits) and starts each through the
-  normal engine path (`run_transaction` + `advance_run`: roots ready, outbox rows), publishing after
+  once: its NOTIFY on BATCH_CHANNEL, `locks.wake_on_notify`) `dispatch_batch()` each running batch:
+  under the batch row lock (SKIP LOCKED, so several orchestrators share the work) it counts the
+  batch's started live runs, picks that many fewer than BATCH_CONCURRENCY unstarted runs (FOR UPDATE
+  SKIP LOCKED; DISPATCH_CHUNK per transaction, each chunk published as soon as it commits) and
+  starts each through the normal engine path (`run_transaction` + `advance_run`: roots ready, outbox rows), publishing after
   commit; with no live run left it marks the batch `succeeded` (failed runs are counted, not fatal).
   Every SWEEP_INTERVAL seconds `sweep_pass()` fails batches whose loader died and cancels unstarted runs
   left in cancelled/failed batches.
