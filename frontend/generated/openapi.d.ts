@@ -1390,6 +1390,7 @@ export interface components {
             rpm: number | null;
             tpm: number | null;
             effective_concurrency: number;
+            learned_limit: number | null;
             in_flight: number;
             parked: number;
             requests_last_minute: number;

@@ -180,6 +180,7 @@ def test_429_parks_the_step_durably_and_lowers_effective_concurrency(
     (prov,) = [p for p in admin.http.get("/api/v1/providers").json() if p["base_url"] in base_url]
     assert prov["throttled_total"] == 1 and prov["last_throttled_at"]
     assert prov["effective_concurrency"] < 256 and prov["max_concurrency"] is None
+    assert prov["learned_limit"] == 1  # it refused a call admitted with nothing else in flight
 
 
 @pytest.mark.timeout(180)

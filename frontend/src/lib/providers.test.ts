@@ -97,6 +97,9 @@ describe('formatting', () => {
     expect(concurrencyBar({ in_flight: 8, effective_concurrency: 8, max_concurrency: null })).toEqual({ inFlightPct: 100, effectivePct: 100, scale: 8, level: 'full' });
     expect(concurrencyBar({ in_flight: 0, effective_concurrency: 0, max_concurrency: null }).scale).toBe(1);
     expect(concurrencyText({ in_flight: 3, effective_concurrency: 8, max_concurrency: null })).toBe('3 in flight · effective 8 · no max');
+    expect(concurrencyText({ in_flight: 60, effective_concurrency: 63, learned_limit: 64, max_concurrency: null })).toBe(
+      '60 in flight · effective 63 · 429s at 64 · no max',
+    );
   });
   it('names a provider and sums up its 429s', () => {
     expect(providerName(provider())).toBe('api.example.com');

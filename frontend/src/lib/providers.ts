@@ -162,9 +162,12 @@ export function concurrencyBar(p: Pick<Provider, 'in_flight' | 'effective_concur
 }
 
 /** "3 in flight · effective 8 · max 16" ("· no max" without a configured limit). */
-export function concurrencyText(p: Pick<Provider, 'in_flight' | 'effective_concurrency' | 'max_concurrency'>): string {
+export function concurrencyText(
+  p: Pick<Provider, 'in_flight' | 'effective_concurrency' | 'max_concurrency'> & Partial<Pick<Provider, 'learned_limit'>>,
+): string {
   const max = p.max_concurrency === null ? 'no max' : `max ${fmtCount(p.max_concurrency)}`;
-  return `${p.in_flight} in flight · effective ${p.effective_concurrency} · ${max}`;
+  const learned = p.learned_limit == null ? '' : ` · 429s at ${fmtCount(p.learned_limit)}`;
+  return `${p.in_flight} in flight · effective ${p.effective_concurrency}${learned} · ${max}`;
 }
 
 export function throttledText(p: Pick<Provider, 'throttled_total' | 'last_throttled_at'>): string {

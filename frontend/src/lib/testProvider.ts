@@ -12,6 +12,7 @@ export function provider(over: Partial<Provider> = {}): Provider {
     rpm: null,
     tpm: null,
     effective_concurrency: 8,
+    learned_limit: null,
     in_flight: 0,
     parked: 0,
     requests_last_minute: 0,

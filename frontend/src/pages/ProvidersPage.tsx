@@ -1,8 +1,9 @@
 // Providers (admins only, issue 12): the LLM providers (base URL + API key) with their cluster-wide
 // limits and live usage. GET /api/v1/providers is polled every POLL_MS through lib/poll.ts (paused
 // while the tab is hidden, never two requests at once, a stale answer dropped after a change) and
-// drawn as a table: in flight vs effective vs max concurrency as a bar, requests and tokens of the
-// last minute against RPM/TPM, 429s (total, last one) and parked steps. Rows open an edit form for
+// drawn as a table: in flight vs effective vs max concurrency as a bar (with the limit its 429s
+// revealed, `learned_limit`), requests and tokens of the last minute against RPM/TPM, 429s (total,
+// last one) and parked steps. Rows open an edit form for
 // the label and limits (ProviderForms.tsx, PATCH), a form adds one (POST), Delete asks first.
 // Non-admins (and an API answering 403) see why the page is empty; a 404 says the server has no
 // providers API. Formatting and validation live in lib/providers.ts.

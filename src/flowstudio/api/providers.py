@@ -64,6 +64,8 @@ class ProviderOut(msgspec.Struct, kw_only=True):
     rpm: int | None
     tpm: int | None
     effective_concurrency: int
+    # the limit the provider's 429s revealed (calls in flight when it refused); null before any
+    learned_limit: int | None
     in_flight: int
     parked: int
     requests_last_minute: int
@@ -88,6 +90,7 @@ def provider_out(row: dict[str, Any]) -> ProviderOut:
         rpm=row["rpm"],
         tpm=row["tpm"],
         effective_concurrency=int(row["effective_concurrency"]),
+        learned_limit=row["learned_limit"],
         in_flight=int(row["in_flight"]),
         parked=int(row["parked"]),
         requests_last_minute=int(row["requests_last_minute"]),

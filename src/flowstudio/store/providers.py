@@ -22,6 +22,7 @@ from flowstudio.store.db import Conn
 
 LIVE_COLS = """p.id, p.base_url, p.key_fingerprint, p.label, p.max_concurrency, p.rpm, p.tpm,
     greatest(1, floor(least(p.effective_concurrency, p.ceiling)))::int AS effective_concurrency,
+    floor(p.known_cap)::int AS learned_limit,
     provider_in_flight(p.id) AS in_flight,
     (SELECT count(*) FROM provider_parked k JOIN steps s ON s.id = k.step_id
      WHERE k.provider_id = p.id AND k.woken_at IS NULL AND s.status = 'waiting')::int AS parked,
