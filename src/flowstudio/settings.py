@@ -123,7 +123,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     provider_default_max_concurrency: int = 256
     # an unconfigured provider's first concurrency (slow start doubles it until the first 429)
     provider_initial_concurrency: int = 32
-    # workers: the cyclic GC's young-generation threshold after start-up is frozen (0: Python's)
+    # workers, orchestrators: the cyclic GC's young-generation threshold after start-up is frozen
+    # (0: Python's)
     gc_gen0_threshold: int = 20000
 
 

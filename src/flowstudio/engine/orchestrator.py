@@ -69,6 +69,7 @@ class Orchestrator:
                 lambda: runtime.register_process(self.pool, self.id, "orchestrator", {}),
                 what="register orchestrator",
             )
+            runtime.tune_gc(self.settings.gc_gen0_threshold)  # what start-up made is never garbage
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.timer_loop)
                 tg.start_soon(self.recovery_loop)
