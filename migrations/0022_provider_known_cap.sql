@@ -15,11 +15,11 @@
 -- raised limit is found quickly). Slow start (before any 429) still doubles every round, but admits
 -- at most 2 calls per permit request, so its overshoot past an unknown limit stays small.
 
--- provider_acquire_many admits a worker's whole line of waiting steps in one round trip
--- (provider_acquire is now the line of one). It first counts the provider's permit rows (an index
--- range); only when that count leaves no room does it run the exact count (permits whose step
--- still holds its lease). Rows of dead leases only make the cheap count larger: it never admits
--- more than the exact count would.
+-- provider_acquire_many admits a worker's whole line of waiting steps in one round trip (it
+-- replaces provider_acquire, which stays as a line of one for workers of the previous release).
+-- It first counts the provider's permit rows (an index range); only when that count leaves no room
+-- does it run the exact count (permits whose step still holds its lease). Rows of dead leases only
+-- make the cheap count larger: it never admits more than the exact count would.
 
 ALTER TABLE providers ADD COLUMN known_cap double precision;  -- see above; NULL = none found yet
 -- our other calls of the provider in flight when this permit was granted: what a 429 to it reveals
@@ -105,6 +105,8 @@ BEGIN
 END
 $$;
 
+-- kept, as a line of one, for workers of the previous release during a rolling upgrade (this
+-- release calls provider_acquire_many only)
 CREATE OR REPLACE FUNCTION provider_acquire(
     p_provider uuid, p_step bigint, p_attempt integer, p_tokens bigint
 ) RETURNS text LANGUAGE sql AS $$

@@ -44,7 +44,10 @@ async def provider(env: EngineEnv, pid: str) -> dict[str, Any]:
 
 
 async def acquire_all(env: EngineEnv, pid: str, steps: list[ClaimedStep]) -> list[str]:
-    return [await store.acquire(env.conn, pid, s.step_id, s.attempt, 10) for s in steps]
+    """One request per step, as steps that arrive one by one ask."""
+    return [
+        (await store.acquire_many(env.conn, pid, [(s.step_id, s.attempt, 10)]))[0] for s in steps
+    ]
 
 
 async def release(env: EngineEnv, steps: list[ClaimedStep], outcome: str) -> None:

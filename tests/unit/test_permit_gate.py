@@ -43,64 +43,63 @@ class Capacity:
         return out
 
 
-async def test_a_line_is_served_in_order_and_only_the_head_is_woken() -> None:
-    gate, cap = Gate(), Capacity(2)
-    got: dict[int, str] = {}
+class Line:
+    """A gate, its capacity, and the verdict each step got (by step id)."""
 
-    async def step(i: int) -> None:
-        got[i] = await gate.acquire(Waiter(i, 1, 10), cap.ask, 30.0)
+    def __init__(self, free: int) -> None:
+        self.gate, self.cap = Gate(), Capacity(free)
+        self.got: dict[int, str] = {}
 
-    async with anyio.create_task_group() as tg:
-        for i in range(60):
-            tg.start_soon(step, i)
+    async def step(self, i: int, wait: float = 30.0) -> None:
+        self.got[i] = await self.gate.acquire(Waiter(i, 1, 10), self.cap.ask, wait)
+
+    async def line_up(self, tg: anyio.abc.TaskGroup, n: int) -> None:
+        for i in range(n):
+            tg.start_soon(self.step, i)
             await anyio.lowlevel.checkpoint()  # they line up in this order
-        while len(got) < 2:  # noqa: ASYNC110 -- a test watching a plain dict
+
+    async def until(self, n: int) -> None:
+        while len(self.got) < n:  # noqa: ASYNC110 -- a test watching a plain dict
             await anyio.sleep(0.001)
+
+
+async def test_a_line_is_served_in_order_and_only_the_head_is_woken() -> None:
+    line = Line(2)
+    gate, cap = line.gate, line.cap
+    async with anyio.create_task_group() as tg:
+        await line.line_up(tg, 60)
+        await line.until(2)
         for _ in range(58):  # one release at a time: each frees one permit and wakes the head
             cap.free += 1
             gate.notify()
             assert not any(w.wake.is_set() for w in list(gate.queue)[1:])  # the head only
-            before = len(got)
-            while len(got) == before:  # noqa: ASYNC110 -- a test watching a plain dict
-                await anyio.sleep(0.001)
-    assert got == {i: "ok" for i in range(60)}
+            await line.until(len(line.got) + 1)
+    assert line.got == {i: "ok" for i in range(60)}
     assert cap.granted == list(range(60))  # first come, first served
     assert cap.asks <= 2 * 60 + 5, cap.asks  # not releases x waiters (58 x 60)
     assert not gate.queue
 
 
 async def test_a_burst_of_releases_is_admitted_in_one_ask() -> None:
-    gate, cap = Gate(), Capacity(0)
-    got: dict[int, str] = {}
-
-    async def step(i: int) -> None:
-        got[i] = await gate.acquire(Waiter(i, 1, 10), cap.ask, 30.0)
-
+    line = Line(0)
     async with anyio.create_task_group() as tg:
-        for i in range(20):
-            tg.start_soon(step, i)
-            await anyio.lowlevel.checkpoint()
+        await line.line_up(tg, 20)
         await anyio.sleep(0.01)
-        asks = cap.asks
-        cap.free = 20
-        gate.notify()
-    assert got == {i: "ok" for i in range(20)}
-    assert cap.asks == asks + 1
+        asks = line.cap.asks
+        line.cap.free = 20
+        line.gate.notify()
+    assert line.got == {i: "ok" for i in range(20)}
+    assert line.cap.asks == asks + 1
 
 
 async def test_waiting_longer_than_the_wait_gets_the_refusal_and_leaves_the_line() -> None:
-    gate, cap = Gate(), Capacity(0)
-    got: dict[int, str] = {}
-
-    async def step(i: int, wait: float) -> None:
-        got[i] = await gate.acquire(Waiter(i, 1, 10), cap.ask, wait)
-
+    line = Line(0)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(step, 0, 0.05)  # the head gives up first
+        tg.start_soon(line.step, 0, 0.05)  # the head gives up first
         await anyio.lowlevel.checkpoint()
-        tg.start_soon(step, 1, 30.0)
+        tg.start_soon(line.step, 1, 30.0)
         await anyio.sleep(0.2)
-        assert got == {0: "concurrency"} and [w.step_id for w in gate.queue] == [1]
-        cap.free = 1
-        gate.notify()  # the new head asks
-    assert got == {0: "concurrency", 1: "ok"} and not gate.queue
+        assert line.got == {0: "concurrency"} and [w.step_id for w in line.gate.queue] == [1]
+        line.cap.free = 1
+        line.gate.notify()  # the new head asks
+    assert line.got == {0: "concurrency", 1: "ok"} and not line.gate.queue

@@ -75,8 +75,8 @@ class ProviderStats:
 
     def reject(self) -> None:
         self.rejected_429 += 1
-        at = time.monotonic() - (self.first_call or time.monotonic())
-        self.rejected_at.append(round(at, 2))
+        now = time.monotonic()
+        self.rejected_at.append(round(now - (self.first_call or now), 2))
 
     def leave(self) -> None:
         now = time.monotonic()

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 from openai import AsyncOpenAI
@@ -300,17 +300,35 @@ async def should_stream(ctx: NodeContext, params: LlmChatParams) -> bool:
     return ctx.feeds_output and not await _in_batch(ctx)
 
 
+class ChatCallParams(Protocol):
+    """What `chat_under_permit` reads of a node's params (`LlmChatParams`, `agent.AgentParams`)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def api_key(self) -> str: ...
+    @property
+    def timeout_s(self) -> float: ...
+    @property
+    def max_tokens(self) -> int | None: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def max_retry_wait_s(self) -> float: ...
+
+
 async def chat_under_permit(
     ctx: NodeContext,
-    params: LlmChatParams | Any,
+    params: ChatCallParams,
     req: dict[str, Any],
     call: Callable[[AsyncOpenAI], Awaitable[dict[str, Any]]],
     what: str,
 ) -> dict[str, Any]:
     """One chat request (`call(client)`, with its in-step retries) under a permit of its provider:
     no capacity or a 429 parks the step (`providers.permits`); the answer's usage corrects the
-    token estimate. `params` carries model, base_url, api_key, timeout_s, max_tokens, retries and
-    max_retry_wait_s (`llm_chat`'s and `agent`'s)."""
+    token estimate."""
     client = await open_client(ctx, params.base_url, params.api_key, params.timeout_s)
     tokens = estimate_tokens(req["messages"], params.max_tokens)
     async with provider_call(ctx, params.base_url, params.api_key, tokens) as permit:

@@ -3,7 +3,7 @@
 `nodes/llm.py` wraps each chat call in `async with provider_call(ctx, base_url, api_key, tokens)`:
 1. the provider is looked up (cached per process) or registered on its first call
    (`store.providers.ensure_provider`: no limits, adaptive from 429s alone);
-2. a permit is asked of PostgreSQL (`provider_acquire`: concurrency within the effective limit, RPM
+2. a permit is asked of PostgreSQL (`provider_acquire_many`: concurrency within the effective limit, RPM
    and TPM within the last minute) for (step id, attempt): it counts only while the step holds that
    lease, so a dead worker's permits return when its lease ends, by expiry or by fast takeover;
 3. refused, the step waits in-process for at most PROVIDER_PERMIT_WAIT_SECONDS, in one FIFO per

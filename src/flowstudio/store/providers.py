@@ -4,7 +4,7 @@ The API's provider routes (`api/providers.py`) call `list_providers` / `get_prov
 its live figures: calls in flight, parked steps, requests and tokens of the last minute),
 `create_provider` (None when that base_url + key fingerprint exists), `update_provider` and
 `delete_provider`. Workers call `ensure_provider` (auto-registration on a provider's first call),
-`acquire_many` (a line of waiting steps; `acquire` is a line of one) and `release` (one round trip
+`acquire_many` (a line of waiting steps, in order) and `release` (one round trip
 each: the `provider_acquire_many` / `provider_release` functions). The orchestrator calls `wake_candidates` and `mark_woken` (`engine/parking.py`) and
 `purge` (stale permits, usage buckets, parked rows, and unconfigured providers idle for a day). The key itself is never stored: only its
 fingerprint (`providers/identity.py`).
@@ -140,11 +140,6 @@ async def acquire_many(conn: Conn, provider_id: str, line: list[tuple[int, int, 
     )
     row = await cur.fetchone()
     return [str(v) for v in row["verdicts"]] if row else ["gone"] * len(line)
-
-
-async def acquire(conn: Conn, provider_id: str, step_id: int, attempt: int, tokens: int) -> str:
-    """One step's verdict (a line of one)."""
-    return (await acquire_many(conn, provider_id, [(step_id, attempt, tokens)]))[0]
 
 
 async def release(conn: Conn, step_id: int, attempt: int, outcome: str, tokens: int | None) -> None:
