@@ -8,8 +8,12 @@ token (an old message, a worker whose lease was reaped) raises `LostRace` and ch
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import psycopg
 import pytest
 
+from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.engine.runtxn import LostRace
 from tests.support.engine_env import EngineEnv
 from tests.support.flows import chain
@@ -147,6 +151,44 @@ async def test_a_heartbeat_extends_only_the_leases_still_held(env: EngineEnv) ->
     await env.expire_lease(rid, "in")
     await env.reap()
     assert await env.heartbeat([step]) == set()  # reaped: the worker learns it lost the step
+
+
+async def test_a_heartbeat_never_waits_for_a_step_row_a_commit_holds(env: EngineEnv) -> None:
+    """Replays a deadlock `bench --llm` hit once a run: a heartbeat that waited for one step row
+    (locked by a group commit) while holding the others it had extended, and the group waiting for
+    one of those, until PostgreSQL broke the cycle after deadlock_timeout (a 1 s stall)."""
+    first, second = await env.start(ABC), await env.start(ABC)
+    busy, free = await env.claim(first, "in"), await env.claim(second, "in")
+
+    async def lease(step: ClaimedStep) -> datetime:
+        cur = await env.conn.execute(
+            "SELECT lease_expires_at FROM steps WHERE id = %s", (step.step_id,)
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return row["lease_expires_at"]
+
+    lease_before = await lease(busy)
+    async with await psycopg.AsyncConnection.connect(env.url) as committer:
+        await committer.execute(  # a commit in flight holds the row: its transaction is open
+            "SELECT 1 FROM steps WHERE id = %s FOR UPDATE", (busy.step_id,)
+        )
+        await env.conn.execute("SET lock_timeout = '200ms'")  # a wait fails the test, never hangs
+        try:
+            held = await env.heartbeat([busy, free])
+        finally:
+            await env.conn.execute("RESET lock_timeout")
+        assert held == {
+            busy.step_id,
+            free.step_id,
+        }  # the locked one is still ours, as far as we know
+        assert await lease(busy) == lease_before  # not extended now
+        assert await lease(free) > lease_before
+        await committer.rollback()
+    assert await env.heartbeat([busy, free]) == {busy.step_id, free.step_id}
+    assert await lease(busy) > lease_before  # extended next time
+    await env.succeed(busy, None)
+    assert await env.heartbeat([busy, free]) == {free.step_id}  # committed: no longer held
 
 
 async def test_a_released_step_is_ready_again_with_the_same_attempt(env: EngineEnv) -> None:

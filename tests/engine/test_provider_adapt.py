@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
+from flowstudio.engine import parking
 from flowstudio.engine.checkpoint import ClaimedStep
+from flowstudio.providers.permits import Park
 from flowstudio.store import providers as store
-from tests.support.engine_env import EngineEnv
+from tests.support.engine_env import WORKER, EngineEnv
 from tests.support.flows import chain
 
 pytestmark = pytest.mark.anyio
@@ -161,3 +163,24 @@ async def test_slow_start_admits_two_per_request_then_whole_lines(env: EngineEnv
     assert await store.acquire_many(env.conn, pid, line[:5]) == ["ok"] * 2 + ["concurrency"] * 3
     await env.conn.execute("UPDATE providers SET last_decrease_at = now() - interval '1 hour'")
     assert await store.acquire_many(env.conn, pid, line[2:]) == ["ok"] * 6 + ["concurrency"] * 2
+
+
+async def test_parked_steps_are_woken_even_while_the_provider_is_full(env: EngineEnv) -> None:
+    """A provider kept at its limit by lines of waiting steps never has a free slot: parked steps
+    (a 429's) are woken all the same, oldest first, up to the limit's worth waiting for a permit
+    (the worker lines them up ahead of first attempts); they no longer starve until the lines drain.
+    """
+    steps = await running_steps(env, 6)
+    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "full", 256, 2)
+    await env.conn.execute("UPDATE providers SET last_decrease_at = now() - interval '1 hour'")
+    holding, parked = steps[:2], steps[2:]
+    assert await acquire_all(env, pid, holding) == ["ok", "ok"]  # full from here on
+    for s in parked:
+        await parking.commit_park(env.conn, s, WORKER, Park(pid, 0.0, "throttled"))
+    woken = await parking.wake_parked(env.conn)
+    assert [m.step_id for m in woken] == [s.step_id for s in parked[:2]]  # the limit's worth
+    assert await parking.wake_parked(env.conn) == []  # they have not taken their permit yet
+    again = await env.claim(parked[0].run_id, "c", token=parked[0].attempt)
+    await release(env, holding[:1], "ok")
+    assert await acquire_all(env, pid, [again]) == ["ok"]  # its parked row goes with the grant
+    assert [m.step_id for m in await parking.wake_parked(env.conn)] == [parked[2].step_id]

@@ -4,7 +4,8 @@ The database side is modelled by a capacity counter that admits a line in order 
 (what `provider_acquire_many` does). Checked: first come, first served; the head asks for the
 whole line at once; a release wakes the head only, so the number of asks grows with the releases,
 not with releases x waiters; a step that waits longer than its wait gets the refusal (to be
-parked) and leaves the line; a line whose head leaves is taken over by the next.
+parked) and leaves the line; a line whose head leaves is taken over by the next; a step asking
+again (woken from a park, retried) lines up ahead of the first attempts.
 """
 
 from __future__ import annotations
@@ -103,3 +104,26 @@ async def test_waiting_longer_than_the_wait_gets_the_refusal_and_leaves_the_line
         line.cap.free = 1
         line.gate.notify()  # the new head asks
     assert line.got == {0: "concurrency", 1: "ok"} and not line.gate.queue
+
+
+async def test_a_step_asking_again_lines_up_ahead_of_first_attempts() -> None:
+    """A step woken from a park (or retried) waited before every first attempt in line: it goes
+    ahead of them, behind the steps that were asking again before it."""
+    line = Line(0)
+    order: list[int] = []
+
+    async def again(i: int) -> None:
+        await line.gate.acquire(Waiter(i, 2, 10, again=True), line.cap.ask, 30.0)
+        order.append(i)
+
+    async with anyio.create_task_group() as tg:
+        await line.line_up(tg, 5)  # first attempts 0..4
+        await anyio.sleep(0.01)
+        for i in (100, 101):
+            tg.start_soon(again, i)
+            await anyio.lowlevel.checkpoint()
+        await anyio.sleep(0.01)
+        assert [w.step_id for w in line.gate.queue] == [100, 101, 0, 1, 2, 3, 4]
+        line.cap.free = 7
+        line.gate.notify()
+    assert line.cap.granted == [100, 101, 0, 1, 2, 3, 4]

@@ -28,7 +28,7 @@ from flowstudio.engine.fanout import settle_item
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.planner import ready_on_success
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, RunTxn, run_transaction
-from flowstudio.engine.txnsql import CLAIM_SET, SAVE_IO
+from flowstudio.engine.txnsql import CLAIM_SET, HEARTBEAT, SAVE_IO
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.observability import tracing
 
@@ -394,15 +394,19 @@ async def heartbeat(
     steps: list[tuple[int, int]],
     lease_seconds: float,
 ) -> set[int]:
-    """Extend the leases of (step_id, attempt) pairs; returns the ids still held (others are lost)."""
+    """Extend the leases of (step_id, attempt) pairs; returns the ids still held (others are lost).
+
+    It never waits for a row lock (`SKIP LOCKED`): a step row locked by a transaction in flight
+    (most often this worker's own commit of it, or a group commit holding it) is reported held, as
+    the statement's snapshot shows it, and is extended by the next heartbeat if still running. A
+    heartbeat that waited would hold the row locks of every other step it had already extended:
+    a group commit locking runs in its own order then waited for the heartbeat while the heartbeat
+    waited for it, a deadlock PostgreSQL broke only after `deadlock_timeout` (1 s), a second in
+    which none of the worker's commits could finish (measured: one per `bench --llm` run)."""
     if not steps:
         return set()
+    ids, attempts = [s for s, _ in steps], [a for _, a in steps]
     cur = await conn.execute(
-        """UPDATE steps SET lease_expires_at = now() + make_interval(secs => %s)
-           FROM unnest(%s::bigint[], %s::int[]) AS h(id, attempt)
-           WHERE steps.id = h.id AND steps.attempt = h.attempt AND steps.status = 'running'
-             AND steps.lease_owner = %s
-           RETURNING steps.id""",
-        (lease_seconds, [s for s, _ in steps], [a for _, a in steps], worker_id),
+        HEARTBEAT, {"ids": ids, "attempts": attempts, "owner": worker_id, "lease": lease_seconds}
     )
     return {r["id"] for r in await cur.fetchall()}

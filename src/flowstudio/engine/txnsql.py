@@ -117,3 +117,24 @@ def flush_sql(run_sets: list[str], *, claim: bool) -> str:
            ARRAY(SELECT ob.step_id FROM ob ORDER BY ob.id) AS ob_steps,
            ARRAY(SELECT ob.token FROM ob ORDER BY ob.id) AS ob_tokens{CLAIM_COLUMNS if claim else ''}
     FROM r"""
+
+
+# the worker's lease heartbeat (`checkpoint.heartbeat`): extends the leases it can lock without
+# waiting; answers the ids it extended and the ids it skipped that are still its per the snapshot
+HEARTBEAT = """
+WITH held AS (
+    SELECT s.id FROM steps s
+      JOIN unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS h(id, attempt)
+        ON s.id = h.id AND s.attempt = h.attempt
+     WHERE s.status = 'running' AND s.lease_owner = %(owner)s
+), free AS (
+    SELECT s.id FROM steps s WHERE s.id IN (SELECT id FROM held) FOR UPDATE SKIP LOCKED
+), extended AS (
+    UPDATE steps SET lease_expires_at = now() + make_interval(secs => %(lease)s)
+      FROM free
+     WHERE steps.id = free.id AND steps.status = 'running' AND steps.lease_owner = %(owner)s
+    RETURNING steps.id
+)
+SELECT id FROM extended
+UNION ALL
+SELECT id FROM held WHERE id NOT IN (SELECT id FROM free)"""

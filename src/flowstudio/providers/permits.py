@@ -10,7 +10,8 @@
    provider (`Gate`: while steps are lined up, only the head asks the database, on each local
    release or every POLL_SECONDS, and it asks for the first LINE_BATCH steps of the line at once:
    `provider_acquire_many`, one round trip however many permits a burst of releases freed; with
-   nobody in line, callers ask at once), then raises `ParkStep`: the worker commits the step as
+   nobody in line, callers ask at once; a step asking again, woken from a park or retried, lines
+   up ahead of the first attempts: it was waiting before them), then raises `ParkStep`: the worker commits the step as
    `waiting` (`engine/parking.py`), holding no slot and no lease, until the orchestrator wakes it;
 4. the body runs the call; `ProviderThrottled` (a 429, raised by `llm_client` instead of retrying)
    releases the permit as throttled (AIMD decrease) and parks the step for the Retry-After;
@@ -90,6 +91,9 @@ class Waiter:
     attempt: int
     tokens: int
     verdict: str | None = None
+    # a step asking again (woken from a park, or a retry) waited before every first attempt in
+    # line: it lines up ahead of them, behind other such steps (first come, first served overall)
+    again: bool = False
     wake: anyio.Event = field(default_factory=anyio.Event)  # decided, or now at the head
 
 
@@ -137,7 +141,11 @@ class Gate:
             verdict = (await self._ask(ask, [me]))[0]
             if verdict in DECIDED or wait_s <= 0:
                 return verdict
-        self.queue.append(me)
+        if me.again:  # ahead of every first attempt, behind the steps asking again before it
+            ahead = next((i for i, w in enumerate(self.queue) if not w.again), len(self.queue))
+            self.queue.insert(ahead, me)
+        else:
+            self.queue.append(me)
         verdict = "concurrency"
         try:
             with anyio.move_on_after(wait_s) as scope:
@@ -195,7 +203,7 @@ async def provider_call(
                 conn, provider_id, [(w.step_id, w.attempt, w.tokens) for w in line]
             )
 
-    me = Waiter(ctx.step_id, ctx.attempt, tokens)
+    me = Waiter(ctx.step_id, ctx.attempt, tokens, again=ctx.attempt > 1)
     gate = _gates.setdefault(provider_id, Gate())
     verdict = await gate.acquire(me, ask, settings.provider_permit_wait_seconds)
     if verdict == "gone":  # an admin deleted the provider: register it again
