@@ -1,18 +1,21 @@
 """Pure helpers of the node families: text splitting, the hash embedder, message parsing, Retry-After,
-router ports in validation, HTTP auth headers."""
+router ports in validation, HTTP auth headers, the OpenAI SDK warm-up."""
 
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import re
+import socket
 
+import anyio
 import pytest
 
 from flowstudio.flows.validate import validate_definition
 from flowstudio.nodes.http import HttpAuth, auth_headers
 from flowstudio.nodes.llm import parse_messages
-from flowstudio.nodes.llm_client import retry_after_seconds
+from flowstudio.nodes.llm_client import retry_after_seconds, warm_up
 from flowstudio.nodes.rag import split_text
 from flowstudio.nodes.registry import NodeError
 from flowstudio.nodes.vectors import hash_embed
@@ -94,3 +97,19 @@ def test_router_edges_are_checked_against_its_routes() -> None:
     assert validate_definition(flow("default"))[1] == []
     (err,) = validate_definition(flow("no"))[1]
     assert "no output port 'no'" in err.reason and "yes, default" in err.reason
+
+
+def test_the_openai_sdk_warm_up_runs_both_call_shapes_without_a_socket(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's start-up warm-up completes a plain and a streamed chat completion through
+    its in-memory transport: nothing is logged as failed, and no name is ever resolved (its
+    host, warm-up.invalid, could not be: nothing leaves the process)."""
+
+    def no_lookup(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the warm-up looked a host up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
+    with caplog.at_level(logging.WARNING, logger="flowstudio.nodes.llm_client"):
+        anyio.run(warm_up)
+    assert not caplog.records

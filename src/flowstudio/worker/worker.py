@@ -33,7 +33,7 @@ from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.parking import commit_park
 from flowstudio.engine.runtxn import LostRace, OutboxMessage
 from flowstudio.flows.graph import FlowGraph
-from flowstudio.nodes import registry, sandbox_limits
+from flowstudio.nodes import llm_client, registry, sandbox_limits
 from flowstudio.nodes.registry import (
     CallTools,
     Done,
@@ -122,6 +122,7 @@ class Worker:
 
     async def run(self) -> None:
         registry.load_all()
+        await llm_client.warm_up()  # the SDK's first-request work, before any step waits on it
         # held steps mostly wait on sockets; they borrow a connection only to claim, commit and
         # heartbeat, so the pool stays small however many steps are held (WORKER_DB_POOL_SIZE)
         pool_size = max(4, min(self.concurrency + 2, self.settings.worker_db_pool_size))
