@@ -184,3 +184,31 @@ async def test_parked_steps_are_woken_even_while_the_provider_is_full(env: Engin
     await release(env, holding[:1], "ok")
     assert await acquire_all(env, pid, [again]) == ["ok"]  # its parked row goes with the grant
     assert [m.step_id for m in await parking.wake_parked(env.conn)] == [parked[2].step_id]
+
+
+async def test_a_release_hands_its_permit_to_the_line_in_the_same_statement(
+    env: EngineEnv,
+) -> None:
+    """`release_then_acquire`: the line asked for in the release's statement sees the permit
+    freed (one round trip from one call's end to the next call's permit)."""
+    steps = await running_steps(env, 4)
+    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "handoff", 256, 2)
+    await env.conn.execute("UPDATE providers SET last_decrease_at = now() - interval '1 hour'")
+    assert await acquire_all(env, pid, steps[:2]) == ["ok", "ok"]
+    line = [(s.step_id, s.attempt, 10) for s in steps[2:]]
+    first = steps[0]
+    verdicts = await store.release_then_acquire(
+        env.conn, (first.step_id, first.attempt, "ok", 12), pid, line
+    )
+    assert verdicts == ["ok", "concurrency"]  # the freed permit, and no more
+    cur = await env.conn.execute(
+        "SELECT step_id FROM provider_permits WHERE provider_id = %s ORDER BY step_id", (pid,)
+    )
+    assert [r["step_id"] for r in await cur.fetchall()] == [steps[1].step_id, steps[2].step_id]
+    assert (
+        await store.release_then_acquire(
+            env.conn, (steps[1].step_id, steps[1].attempt, "ok", None), pid, []
+        )
+        == []
+    )
+    assert await acquire_all(env, pid, steps[3:]) == ["ok"]

@@ -127,3 +127,30 @@ async def test_a_step_asking_again_lines_up_ahead_of_first_attempts() -> None:
         line.cap.free = 7
         line.gate.notify()
     assert line.cap.granted == [100, 101, 0, 1, 2, 3, 4]
+
+
+async def test_a_release_asks_for_the_head_of_the_line_in_its_own_round_trip() -> None:
+    """The freed permit goes to the head through the release's own ask (no wake-up and second
+    ask first); with nobody waiting the release asks for nothing."""
+    line = Line(0)
+    released: list[int] = []
+
+    async def release(waiting: list[Waiter]) -> list[str]:
+        released.append(len(waiting))
+        line.cap.free += 1
+        return await line.cap.ask(waiting) if waiting else []
+
+    await line.gate.release(release)
+    assert released == [0]
+    line.cap.free = 0
+    async with anyio.create_task_group() as tg:
+        await line.line_up(tg, 3)
+        await anyio.sleep(0.01)
+        asks = line.cap.asks
+        await line.gate.release(release)
+        await line.until(1)
+        assert line.got == {0: "ok"} and line.cap.asks == asks + 1  # the release's ask only
+        assert [w.step_id for w in line.gate.queue] == [1, 2]
+        await line.gate.release(release)
+        await line.gate.release(release)
+    assert line.got == {0: "ok", 1: "ok", 2: "ok"} and line.cap.granted == [0, 1, 2]

@@ -15,7 +15,9 @@
    `waiting` (`engine/parking.py`), holding no slot and no lease, until the orchestrator wakes it;
 4. the body runs the call; `ProviderThrottled` (a 429, raised by `llm_client` instead of retrying)
    releases the permit as throttled (AIMD decrease) and parks the step for the Retry-After;
-5. the permit is released (shielded) with the outcome and the response's real token usage.
+5. the permit is released (shielded) with the outcome and the response's real token usage; with
+   steps lined up, the same statement asks permits for the head of the line
+   (`store.release_then_acquire`): the freed permit goes to the next step in one round trip.
 With PROVIDER_LIMITS=off, `provider_call` yields None and nothing of this happens.
 """
 
@@ -94,6 +96,8 @@ class Waiter:
     # a step asking again (woken from a park, or a retry) waited before every first attempt in
     # line: it lines up ahead of them, behind other such steps (first come, first served overall)
     again: bool = False
+    # made head by an ask that refused it: it waits a poll (or a release) before asking again
+    poll_first: bool = False
     wake: anyio.Event = field(default_factory=anyio.Event)  # decided, or now at the head
 
 
@@ -108,29 +112,41 @@ class Gate:
 
     def __init__(self) -> None:
         self.queue: deque[Waiter] = deque()
+        self.asking = 0  # asks for the line in flight (the head's, or a release's refill)
+        self.releases = 0  # local releases so far (one during an ask: the head asks again at once)
 
     def notify(self) -> None:
         """Capacity may have returned: the head asks again."""
         if self.queue:
             self.queue[0].wake.set()
 
-    def _leave(self, waiter: Waiter) -> None:
+    def _leave(self, waiter: Waiter, handover: bool = True) -> None:
         if waiter in self.queue:
             was_head = self.queue[0] is waiter
             self.queue.remove(waiter)
-            if was_head:
+            if was_head and handover:
                 self.notify()
 
     async def _ask(self, ask: Ask, line: list[Waiter]) -> list[str]:
         """Ask for `line` (shielded: permits the database granted are never lost to a timeout);
         every waiter granted is decided, woken, and leaves the line."""
-        with anyio.CancelScope(shield=True):
-            verdicts = await ask(line)
+        releases = self.releases
+        self.asking += 1
+        try:
+            with anyio.CancelScope(shield=True):
+                verdicts = await ask(line)
+        finally:
+            self.asking -= 1
         for waiter, verdict in zip(line, verdicts, strict=True):
             if verdict in DECIDED and waiter.verdict is None:
                 waiter.verdict = verdict
                 waiter.wake.set()
-                self._leave(waiter)
+                self._leave(waiter, handover=False)
+        if self.queue:  # the head, new or not, runs its poll; it asks at once only if all got in
+            head = self.queue[0]
+            refused = not all(v in DECIDED for v in verdicts)
+            head.poll_first = refused and self.releases == releases
+            head.wake.set()  # (a release during the ask may have freed what it was refused)
         return verdicts
 
     async def acquire(self, me: Waiter, ask: Ask, wait_s: float) -> str:
@@ -151,19 +167,39 @@ class Gate:
             with anyio.move_on_after(wait_s) as scope:
                 while me.verdict is None:
                     me.wake = anyio.Event()  # before looking: a wake-up from here on is kept
-                    if self.queue[0] is me:
-                        line = [w for _, w in zip(range(LINE_BATCH), self.queue, strict=False)]
-                        verdict = (await self._ask(ask, line))[0]
-                        if me.verdict is None:
-                            with anyio.move_on_after(POLL_SECONDS):
-                                await me.wake.wait()
-                    else:
+                    if self.queue[0] is not me:
                         await me.wake.wait()
+                        continue
+                    if me.poll_first:  # just refused (by an ask for the line): poll first
+                        me.poll_first = False
+                    elif not self.asking:  # else a release is asking for this line right now
+                        verdict = (await self._ask(ask, self._line()))[0]
+                    if me.verdict is None:
+                        with anyio.move_on_after(POLL_SECONDS):
+                            await me.wake.wait()
             if scope.cancelled_caught and me.verdict is None and self.queue[0] is me:
                 verdict = (await self._ask(ask, [me]))[0]  # a last look: a wait of 0 s tries once
         finally:
             self._leave(me)
         return me.verdict or verdict
+
+    def _line(self) -> list[Waiter]:
+        return [w for _, w in zip(range(LINE_BATCH), self.queue, strict=False)]
+
+    async def release(self, release: Ask) -> None:
+        """Free a permit through `release(line)`, which also asks for `line` in the same round trip
+        (`line` is empty when nobody waits, or when an ask for the line is already in flight): the
+        head of the line gets the freed permit without a second round trip nor a wake-up first.
+        As after any ask for the line, the head asks again at once only if the whole line asked
+        for was admitted (there may be room for more); after a refusal, at the next release or
+        poll."""
+        self.releases += 1
+        line = [] if self.asking else self._line()
+        if not line:
+            await release([])
+            self.notify()
+            return
+        await self._ask(release, line)
 
 
 _ids: dict[tuple[str, str], str] = {}
@@ -221,10 +257,19 @@ async def provider_call(
         wait = DEFAULT_RETRY_AFTER if exc.retry_after is None else exc.retry_after
         raise ParkStep(Park(provider_id, min(MAX_RETRY_AFTER, wait), "throttled")) from exc
     finally:
+
+        async def release(line: list[Waiter]) -> list[str]:
+            async with pool.connection() as conn:
+                return await store.release_then_acquire(
+                    conn,
+                    (ctx.step_id, ctx.attempt, outcome, call.tokens),
+                    provider_id,
+                    [(w.step_id, w.attempt, w.tokens) for w in line],
+                )
+
         with anyio.CancelScope(shield=True):
             try:
-                async with pool.connection() as conn:
-                    await store.release(conn, ctx.step_id, ctx.attempt, outcome, call.tokens)
+                await _gates.get(provider_id, gate).release(release)
             except Exception as exc:  # the permit lapses with the step's lease anyway
                 log.warning("could not release a permit of provider %s: %s", provider_id, exc)
-            _gates.get(provider_id, gate).notify()
+                _gates.get(provider_id, gate).notify()

@@ -142,6 +142,37 @@ async def acquire_many(conn: Conn, provider_id: str, line: list[tuple[int, int, 
     return [str(v) for v in row["verdicts"]] if row else ["gone"] * len(line)
 
 
+async def release_then_acquire(
+    conn: Conn,
+    permit: tuple[int, int, str, int | None],
+    provider_id: str,
+    line: list[tuple[int, int, int]],
+) -> list[str]:
+    """`release(*permit)` then, in the same statement (one round trip, one transaction: the
+    acquire sees the release), `acquire_many(provider_id, line)`; an empty line only releases."""
+    step_id, attempt, outcome, tokens = permit
+    if not line:
+        await release(conn, step_id, attempt, outcome, tokens)
+        return []
+    cur = await conn.execute(
+        """WITH freed AS MATERIALIZED (SELECT provider_release(%s, %s, %s, %s))
+           SELECT provider_acquire_many(%s, %s::bigint[], %s::int[], %s::bigint[]) AS verdicts
+             FROM freed""",
+        (
+            step_id,
+            attempt,
+            outcome,
+            tokens,
+            provider_id,
+            [s for s, _, _ in line],
+            [a for _, a, _ in line],
+            [t for _, _, t in line],
+        ),
+    )
+    row = await cur.fetchone()
+    return [str(v) for v in row["verdicts"]] if row else ["gone"] * len(line)
+
+
 async def release(conn: Conn, step_id: int, attempt: int, outcome: str, tokens: int | None) -> None:
     """Free a permit; `outcome` 'ok' | 'throttled' | 'error' drives the AIMD concurrency."""
     await conn.execute(
