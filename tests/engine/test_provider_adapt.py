@@ -1,6 +1,6 @@
 """How a provider's adaptive concurrency moves (migration 0022), through the store's own calls.
 
-Real running steps (claimed with leases) hold permits taken by `store.providers.acquire`; releasing
+Real running steps (claimed with leases) hold permits taken by `store.providers.acquire_many`; releasing
 them 'ok' or 'throttled' (a 429) drives `provider_release`. The scenario is a provider that takes 24
 calls at once: slow start doubles, the first 429s remember what the provider held (the known cap:
 our calls in flight when the refused one was admitted; the smallest of a burst) and back off to 3/4 once, a 429 well
@@ -8,17 +8,25 @@ below the known cap (the provider lowered its limit) backs off again, successes 
 the gap per round instead of one call per round, a 429 at the known cap only confirms it (no new
 dip), and past the known cap it probes slowly. A worker's line of waiting steps is admitted in one call, in
 order. The once-a-second rule is stepped over by moving
-`last_decrease_at` back, never by sleeping.
+`last_decrease_at` back, never by sleeping. Also: parked steps are woken while the provider is full
+(migration 0023), a release hands its permit to a line in the same statement, and a process
+registers a provider once however many steps ask together.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
+import anyio
 import pytest
 
 from flowstudio.engine import parking
 from flowstudio.engine.checkpoint import ClaimedStep
+from flowstudio.providers import permits
 from flowstudio.providers.permits import Park
 from flowstudio.store import providers as store
 from tests.support.engine_env import WORKER, EngineEnv
@@ -212,3 +220,31 @@ async def test_a_release_hands_its_permit_to_the_line_in_the_same_statement(
         == []
     )
     assert await acquire_all(env, pid, steps[3:]) == ["ok"]
+
+
+async def test_a_process_registers_a_provider_once_however_many_steps_ask_together(
+    env: EngineEnv,
+) -> None:
+    """The first LLM steps of a batch arrive together: one of them looks the provider up (or
+    registers it), the others wait for its answer instead of each asking the database."""
+    checkouts: list[int] = []
+
+    class CountingPool:  # the worker's pool interface, over the test's real connection
+        @asynccontextmanager
+        async def connection(self) -> AsyncIterator[Any]:
+            checkouts.append(1)
+            await anyio.sleep(0.01)  # a registration that takes a while: the others line up
+            yield env.conn
+
+    settings = SimpleNamespace(provider_default_max_concurrency=256, provider_initial_concurrency=8)
+    url = f"http://127.0.0.1:9/v1/{uuid.uuid4().hex}"
+    ids: list[str] = []
+
+    async def ask() -> None:
+        ids.append(await permits._provider_id(CountingPool(), settings, url, "fp"))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(ask)
+    assert len(set(ids)) == 1 and len(ids) == 50
+    assert len(checkouts) == 1

@@ -203,20 +203,26 @@ class Gate:
 
 
 _ids: dict[tuple[str, str], str] = {}
+_registering: dict[tuple[str, str], anyio.Lock] = {}
 _gates: dict[str, Gate] = {}
 
 
 async def _provider_id(pool: Any, settings: Any, url: str, fingerprint: str) -> str:
+    """The provider's id, looked up (or registered) once per process: the first LLM steps of a
+    batch arrive together, and each asked the database before (a pool checkout each)."""
     key = (url, fingerprint)
-    if key not in _ids:
-        async with pool.connection() as conn:
-            _ids[key] = await store.ensure_provider(
-                conn,
-                url,
-                fingerprint,
-                settings.provider_default_max_concurrency,
-                settings.provider_initial_concurrency,
-            )
+    if key in _ids:
+        return _ids[key]
+    async with _registering.setdefault(key, anyio.Lock()):
+        if key not in _ids:
+            async with pool.connection() as conn:
+                _ids[key] = await store.ensure_provider(
+                    conn,
+                    url,
+                    fingerprint,
+                    settings.provider_default_max_concurrency,
+                    settings.provider_initial_concurrency,
+                )
     return _ids[key]
 
 
