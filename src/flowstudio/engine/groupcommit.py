@@ -3,14 +3,14 @@
 `commit_successes(conn, items)` is `checkpoint.commit_success` for many top-level steps at once, in
 two messages to PostgreSQL whatever their number: (1) `BEGIN`, then for each run, in run-id order
 (every group locks runs in the same order, so two groups cannot deadlock on them): the run lock,
-the fenced success move with its payload and the run's step states, and the ready move of its
-successors; then Python plans each run (`advance_run`, eager claim); (2) each run's flush (events,
+the fenced success move with its payload, the run's step states and the ready move of its
+successors (one statement); then Python plans each run (`advance_run`, eager claim); (2) each run's flush (events,
 outbox, NOTIFY, eager claim) and one `COMMIT`.
 
 Every guarantee of the single commit holds per item: the fence (attempt + lease owner) decides
 each move; a member whose move matched nothing is a `LostRace` for that member only (its ready move
-is guarded by its own success, `txnsql.READY_AFTER_OWN_SUCCESS`, so it wrote nothing and nothing
-must be rolled back) and the others commit; events are numbered per run under its lock. A crash
+happens only if its move did, `txnsql.READY_AFTER_MOVED`, so it wrote nothing and nothing must be
+rolled back) and the others commit; events are numbered per run under its lock. A crash
 anywhere before the COMMIT loses the whole group and nothing else: every member's lease then
 carries its step as after any crash (crash point `group_commit.between_statements`). A database
 error (a deadlock with another transaction, a lost connection) raises `GroupFailed` after the
@@ -43,7 +43,7 @@ from flowstudio.engine.checkpoint import (
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.planner import ready_on_success
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, RunTxn, rollback
-from flowstudio.engine.txnsql import LOCK_RUN, READY_AFTER_OWN_SUCCESS
+from flowstudio.engine.txnsql import LOCK_RUN
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.store.db import pipeline_enabled
 
@@ -79,8 +79,7 @@ class _Member:
     graph: FlowGraph
     txn: RunTxn
     then_ready: tuple[str, ...]
-    first: int = 0  # index of its lock statement in the first message
-    count: int = 0
+    first: int = 0  # index of its lock statement in the first message (its move follows)
 
 
 async def commit_successes(
@@ -116,23 +115,21 @@ async def _commit(
     for m in members:
         step = m.item.step
         m.first = len(statements)
-        body = m.txn.reading_states_statements(
+        move = m.txn.reading_states_statement(
             "succeed",
             FENCE,
             success_params(step, m.item.worker_id, m.item.branch),
             set_sql=SUCCEED_SET,
             io=(m.item.input_, m.item.output),
             then_ready=m.then_ready,
-            ready_guard=READY_AFTER_OWN_SUCCESS,
         )
-        statements += [(LOCK_RUN, {"_lock_run": step.run_id}), *body]
-        m.count = 1 + len(body)
+        statements += [(LOCK_RUN, {"_lock_run": step.run_id}), move]
     results = await _send(conn, statements)
     outcome: list[Committed | LostRace] = []
     live: list[_Member] = []
     for m in members:
-        lock, *moves = results[m.first : m.first + m.count]
-        if not lock or not moves[0]:  # no such run, or the fence matched nothing
+        lock, moved = results[m.first : m.first + 2]
+        if not lock or not moved:  # no such run, or the fence matched nothing
             outcome.append(
                 LostRace(f"run {m.item.step.run_id} not found")
                 if not lock
@@ -140,9 +137,7 @@ async def _commit(
             )
             continue
         m.txn.run = lock[0]
-        _, states = m.txn.take_reading_states(
-            "succeed", moves, data=m.item.data, then_ready=bool(m.then_ready)
-        )
+        _, states = m.txn.take_reading_states("succeed", moved, data=m.item.data)
         await advance_run(m.txn, m.graph, states)  # plans in Python; rarely a statement more
         claim_next_eagerly(m.txn, m.graph, m.item.eager, m.item.worker_id)
         live.append(m)

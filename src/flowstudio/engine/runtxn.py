@@ -31,16 +31,13 @@ from psycopg.types.json import Jsonb
 
 from flowstudio.engine.planner import StepState
 from flowstudio.engine.states import RUN_TERMINAL, run_move, step_move
-from flowstudio.engine.txnsql import LOCK_RUN, flush_sql, move_sql
+from flowstudio.engine.txnsql import LOCK_RUN, READY_SET, READY_WHERE, flush_sql, move_sql
 from flowstudio.store.db import pipeline_enabled
 
 log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "fs_run_events"  # payload `{run_id}:{last seq}`, sent at COMMIT
-# where + set of the move that makes pending nodes ready (`advance_run` and `then_ready`)
-READY_MOVE = (
-    "s.node_id = ANY(%(nodes)s) AND s.item_index = 0",
-    "ready_at = clock_timestamp(), dispatched_at = now()",
-)
+# where + set of the move that makes pending nodes ready (`advance_run`)
+READY_MOVE = (READY_WHERE, READY_SET)
 
 
 @dataclass(frozen=True)
@@ -147,14 +144,15 @@ class RunTxn:
 
         `then_ready`: pending nodes known to become ready once this move happened (a success whose
         successors wait on nothing else: `planner.ready_on_success`); their guarded ready move is
-        pipelined right after, in the same message, and shows in the returned states."""
-        statements = self.reading_states_statements(
+        part of the same statement (it happens only if this move did) and shows in the returned
+        states."""
+        statement = self.reading_states_statement(
             trigger, where, params, set_sql=set_sql, io=io, then_ready=then_ready
         )
-        results = await self._execute_many(statements)
-        return self.take_reading_states(trigger, results, data=data, then_ready=bool(then_ready))
+        results = await self._execute_many([statement])
+        return self.take_reading_states(trigger, results[0], data=data)
 
-    def reading_states_statements(
+    def reading_states_statement(
         self,
         trigger: str,
         where: str,
@@ -163,40 +161,32 @@ class RunTxn:
         set_sql: str = "",
         io: tuple[Any, Any] | None = None,
         then_ready: Sequence[str] = (),
-        ready_guard: str = "",
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """The statements of `move_steps_reading_states` (sent by it, or by a group commit in
-        its shared pipeline). `ready_guard`: an extra condition on the `then_ready` move (a group
-        commit cannot roll one run back alone, so its ready move checks the success happened)."""
-        statements = [self._move_statement(trigger, where, params, set_sql, io, read_states=True)]
+    ) -> tuple[str, dict[str, Any]]:
+        """The statement of `move_steps_reading_states` (sent by it, or by a group commit in its
+        shared pipeline)."""
+        query, args = self._move_statement(
+            trigger, where, params, set_sql, io, read_states=True, then_ready=bool(then_ready)
+        )
         if then_ready:
-            where_ready, set_ready = READY_MOVE
-            statements.append(
-                self._move_statement(
-                    "ready",
-                    f"{where_ready}{ready_guard}",
-                    {**params, "nodes": list(then_ready)},
-                    set_ready,
-                )
-            )
-        return statements
+            (source,), dest = step_move("ready")
+            args.update(nodes=list(then_ready), rd_source=source, rd_dest=dest)
+        return query, args
 
     def take_reading_states(
-        self,
-        trigger: str,
-        results: list[list[dict[str, Any]]],
-        *,
-        data: Any = None,
-        then_ready: bool = False,
+        self, trigger: str, rows: list[dict[str, Any]], *, data: Any = None
     ) -> tuple[list[dict[str, Any]], dict[str, StepState]]:
-        """Log what the statements of `reading_states_statements` moved; the states after them."""
+        """Log what the statement of `reading_states_statement` moved (`rows`, its result); the
+        run's states after it."""
         dest = step_move(trigger)[1]
-        rows, states = results[0], self._states_of(results[0], dest)
+        ready = (rows[0].pop("rd_rows", None) or []) if rows else []
+        for row in rows[1:]:
+            row.pop("rd_rows", None)
+        states = self._states_of(rows, dest)
         self._log_moves(rows, dest, data)
-        if then_ready and rows:
+        if ready:
             ready_dest = step_move("ready")[1]
-            self._log_moves(results[1], ready_dest, None)
-            for row in results[1]:
+            self._log_moves(ready, ready_dest, None)
+            for row in ready:
                 states[row["node_id"]] = StepState(ready_dest, row["branch"])
         return rows, states
 
@@ -208,10 +198,16 @@ class RunTxn:
         set_sql: str,
         io: tuple[Any, Any] | None = None,
         read_states: bool = False,
+        then_ready: bool = False,
     ) -> tuple[str, dict[str, Any]]:
         sources, dest = step_move(trigger)
         query = move_sql(
-            set_sql, where, len(sources) > 1, io=io is not None, read_states=read_states
+            set_sql,
+            where,
+            len(sources) > 1,
+            io=io is not None,
+            read_states=read_states,
+            then_ready=then_ready,
         )
         args = {**params, "dest": dest, "run_id": self.key, "sources": sources}
         args["_source"] = sources[0]

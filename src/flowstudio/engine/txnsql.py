@@ -16,10 +16,6 @@ from __future__ import annotations
 RUN_COLUMNS = """id, status, flow_id, flow_version, owner_id, inputs, tweaks, event_seq,
     batch_id IS NOT NULL AS in_batch"""
 LOCK_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %(_lock_run)s FOR UPDATE"
-# a group commit's ready move of a success's successors happens only if that success did (its
-# fence matched): one member's lost race must leave nothing behind in the shared transaction
-READY_AFTER_OWN_SUCCESS = """ AND EXISTS (SELECT 1 FROM steps d WHERE d.id = %(step)s
-                                  AND d.attempt = %(attempt)s AND d.status = 'succeeded')"""
 
 
 # a claim: ready/retrying/waiting -> running under a lease (the fencing token is the new attempt)
@@ -42,7 +38,29 @@ RUN_OUTPUTS = """SELECT s.node_id, io.output FROM steps s JOIN step_io io ON io.
         WHERE s.run_id = %(run)s AND s.node_id = ANY(%(nodes)s) AND s.status = 'succeeded'"""
 
 
-def move_sql(set_sql: str, where: str, multi_source: bool, *, io: bool, read_states: bool) -> str:
+# the move that makes pending nodes ready (`advance_run`, and a success's `then_ready`)
+READY_WHERE = "s.node_id = ANY(%(nodes)s) AND s.item_index = 0"
+READY_SET = "ready_at = clock_timestamp(), dispatched_at = now()"
+# a success's successors that wait on nothing else, made ready in the success's own statement and
+# only if the success moved (a group commit cannot roll one member back alone); its rows come back
+# as the `rd_rows` column (the statement's snapshot predates both updates: callers patch states)
+READY_AFTER_MOVED = f"""rd AS (
+        UPDATE steps s SET status = %(rd_dest)s, {READY_SET}
+        WHERE s.run_id = %(run_id)s AND s.status = %(rd_source)s AND {READY_WHERE}
+          AND EXISTS (SELECT 1 FROM moved)
+        RETURNING s.id, s.node_id, s.item_index, s.attempt, s.max_attempts, s.node_type,
+                  s.branch, %(rd_source)s::text AS from_status)"""
+
+
+def move_sql(
+    set_sql: str,
+    where: str,
+    multi_source: bool,
+    *,
+    io: bool,
+    read_states: bool,
+    then_ready: bool = False,
+) -> str:
     extra = f", {set_sql}" if set_sql else ""
     if multi_source:  # several source states: a self-join reports each row's old status
         join, on, old_status = "FROM steps old", "old.id = s.id AND", "old.status"
@@ -57,15 +75,19 @@ def move_sql(set_sql: str, where: str, multi_source: bool, *, io: bool, read_sta
     if not (io or read_states):
         return query
     ctes = [f"moved AS ({query})"]
-    select = "SELECT m.* FROM moved m"
+    columns, sources = ["m.*"], ["moved m"]
     if io:
         ctes.append(f"io AS ({SAVE_IO_OF_MOVED})")
     if read_states:
         ctes.append("""st AS (SELECT array_agg(node_id) AS st_nodes, array_agg(status) AS st_status,
                              array_agg(branch) AS st_branch
                       FROM steps WHERE run_id = %(run_id)s AND item_index = 0)""")
-        select = "SELECT m.*, st.* FROM moved m, st"
-    return f"WITH {', '.join(ctes)} {select}"
+        columns.append("st.*")
+        sources.append("st")
+    if then_ready:
+        ctes.append(READY_AFTER_MOVED)
+        columns.append("(SELECT coalesce(jsonb_agg(to_jsonb(rd)), '[]') FROM rd) AS rd_rows")
+    return f"WITH {', '.join(ctes)} SELECT {', '.join(columns)} FROM {', '.join(sources)}"
 
 
 CLAIM_CTE = f"""cl AS (
