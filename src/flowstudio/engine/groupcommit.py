@@ -4,8 +4,8 @@
 two messages to PostgreSQL whatever their number: (1) `BEGIN`, then for each run, in run-id order
 (every group locks runs in the same order, so two groups cannot deadlock on them): the run lock,
 the fenced success move with its payload, the run's step states and the ready move of its
-successors (one statement); then Python plans each run (`advance_run`, eager claim); (2) each run's flush (events,
-outbox, NOTIFY, eager claim) and one `COMMIT`.
+successors (one statement); then Python plans each run (`advance_run`, eager claim); (2) each
+run's flush (events, outbox, NOTIFY, eager claim) and one `COMMIT`.
 
 Every guarantee of the single commit holds per item: the fence (attempt + lease owner) decides
 each move; a member whose move matched nothing is a `LostRace` for that member only (its ready move

@@ -1,13 +1,15 @@
-"""SQL for LLM providers and their cluster-wide limits (tables and functions of migrations 0020, 0022).
+"""SQL for LLM providers and their cluster-wide limits (migrations 0020, 0022, 0023).
 
 The API's provider routes (`api/providers.py`) call `list_providers` / `get_provider` (each row with
 its live figures: calls in flight, parked steps, requests and tokens of the last minute),
 `create_provider` (None when that base_url + key fingerprint exists), `update_provider` and
 `delete_provider`. Workers call `ensure_provider` (auto-registration on a provider's first call),
-`acquire_many` (a line of waiting steps, in order) and `release` (one round trip
-each: the `provider_acquire_many` / `provider_release` functions). The orchestrator calls `wake_candidates` and `mark_woken` (`engine/parking.py`) and
-`purge` (stale permits, usage buckets, parked rows, and unconfigured providers idle for a day). The key itself is never stored: only its
-fingerprint (`providers/identity.py`).
+`acquire_many` (a line of waiting steps, in order), `release`, and `release_then_acquire` (a
+release that asks for the head of the line in the same statement); one round trip each: the
+`provider_acquire_many` / `provider_release` functions. The orchestrator calls `wake_candidates`
+and `mark_woken` (`engine/parking.py`) and `purge` (stale permits, usage buckets, parked rows, and
+unconfigured providers idle for a day). The key itself is never stored: only its fingerprint
+(`providers/identity.py`).
 """
 
 from __future__ import annotations
