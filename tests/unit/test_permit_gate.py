@@ -154,3 +154,54 @@ async def test_a_release_asks_for_the_head_of_the_line_in_its_own_round_trip() -
         await line.gate.release(release)
         await line.gate.release(release)
     assert line.got == {0: "ok", 1: "ok", 2: "ok"} and line.cap.granted == [0, 1, 2]
+
+
+class SlowStart:
+    """The database in slow start: at most 2 grants a request; each release frees one permit and
+    raises the limit by one (what `provider_release` and `provider_acquire_many` do)."""
+
+    def __init__(self, in_flight: int) -> None:
+        self.limit = self.flying = in_flight
+
+    async def ask(self, line: list[Waiter], release: bool = False) -> list[str]:
+        await anyio.sleep(0.002)  # a round trip: releases of a burst overlap it
+        if release:
+            self.flying, self.limit = self.flying - 1, self.limit + 1
+        out = []
+        for _ in line:
+            room = self.flying < self.limit and out.count("ok") < 2
+            self.flying += room
+            out.append("ok" if room else "concurrency")
+        return out
+
+
+async def test_a_burst_of_releases_in_slow_start_fills_the_doubled_limit() -> None:
+    """32 calls end together: every release earns its 2 grants, including the releases made while
+    an ask for the line was in flight (the head asks once more for each): the line reaches the
+    doubled limit, 64, in line order, instead of a few permits trickling in per poll."""
+    gate, db = Gate(), SlowStart(32)
+    got: list[int] = []
+
+    async def step(i: int) -> None:
+        if await gate.acquire(Waiter(i, 1, 10), db.ask, 30.0) == "ok":
+            got.append(i)
+
+    async def release() -> None:
+        await gate.release(lambda line: db.ask(line, release=True))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(100):
+            tg.start_soon(step, i)
+            await anyio.lowlevel.checkpoint()
+        await anyio.sleep(0.02)
+        assert not got and db.flying == 32
+        line = [w.step_id for w in gate.queue]  # (in the order their first refusals came back)
+        for _ in range(32):
+            tg.start_soon(release)
+        with anyio.fail_after(5):  # a bound against hanging, not a timing assertion
+            while db.flying < 64:  # noqa: ASYNC110 -- a test watching a plain counter
+                await anyio.sleep(0.001)
+            while len(got) < 64:  # noqa: ASYNC110 -- the last granted steps return
+                await anyio.sleep(0.001)
+        assert db.limit == 64 and sorted(got) == sorted(line[:64])  # first come, first served
+        tg.cancel_scope.cancel()

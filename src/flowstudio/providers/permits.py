@@ -109,12 +109,18 @@ DECIDED = ("ok", "gone")
 class Gate:
     """This process's FIFO of steps waiting for a permit of one provider. Only the head of the
     line is woken by a release (`notify`); the others sleep until they are decided or become the
-    head (no thundering herd of hundreds of waiting steps on every release)."""
+    head (no thundering herd of hundreds of waiting steps on every release). One ask for the line
+    is in flight at a time (first come, first served); a release asks for it in its own statement
+    when none is, and is owed an ask by the head when one is (in slow start, 2 grants per release
+    then still reach the line)."""
 
     def __init__(self) -> None:
         self.queue: deque[Waiter] = deque()
-        self.asking = 0  # asks for the line in flight (the head's, or a release's refill)
+        self.asking = 0  # asks for the line in flight (the head's, or a release's)
         self.releases = 0  # local releases so far (one during an ask: the head asks again at once)
+        # releases made while an ask for the line was in flight: the head asks once more for each
+        # (a burst of releases in slow start earns its grants), until an ask gets nothing
+        self.owed = 0
 
     def notify(self) -> None:
         """Capacity may have returned: the head asks again."""
@@ -127,6 +133,9 @@ class Gate:
             self.queue.remove(waiter)
             if was_head and handover:
                 self.notify()
+
+    def _line(self) -> list[Waiter]:
+        return [w for _, w in zip(range(LINE_BATCH), self.queue, strict=False)]
 
     async def _ask(self, ask: Ask, line: list[Waiter]) -> list[str]:
         """Ask for `line` (shielded: permits the database granted are never lost to a timeout);
@@ -143,6 +152,8 @@ class Gate:
                 waiter.verdict = verdict
                 waiter.wake.set()
                 self._leave(waiter, handover=False)
+        if not any(v in DECIDED for v in verdicts):
+            self.owed = 0  # no room now: what releases freed meanwhile was taken elsewhere
         if self.queue:  # the head, new or not, runs its poll; it asks at once only if all got in
             head = self.queue[0]
             refused = not all(v in DECIDED for v in verdicts)
@@ -171,33 +182,36 @@ class Gate:
                     if self.queue[0] is not me:
                         await me.wake.wait()
                         continue
-                    if me.poll_first:  # just refused (by an ask for the line): poll first
+                    if self.asking:  # an ask for the line is in flight (maybe a release's)
+                        pass
+                    elif me.poll_first and not self.owed:  # just refused: poll first
                         me.poll_first = False
-                    elif not self.asking:  # else a release is asking for this line right now
+                    else:
+                        self.owed = max(0, self.owed - 1)
                         verdict = (await self._ask(ask, self._line()))[0]
                     if me.verdict is None:
                         with anyio.move_on_after(POLL_SECONDS):
                             await me.wake.wait()
-            if scope.cancelled_caught and me.verdict is None and self.queue[0] is me:
-                verdict = (await self._ask(ask, [me]))[0]  # a last look: a wait of 0 s tries once
+            last_look = me.verdict is None and self.queue[0] is me
+            if scope.cancelled_caught and last_look:  # a wait of 0 s tries once
+                verdict = (await self._ask(ask, [me]))[0]
         finally:
             self._leave(me)
         return me.verdict or verdict
 
-    def _line(self) -> list[Waiter]:
-        return [w for _, w in zip(range(LINE_BATCH), self.queue, strict=False)]
-
     async def release(self, release: Ask) -> None:
-        """Free a permit through `release(line)`, which also asks for `line` in the same round trip
-        (`line` is empty when nobody waits, or when an ask for the line is already in flight): the
-        head of the line gets the freed permit without a second round trip nor a wake-up first.
-        As after any ask for the line, the head asks again at once only if the whole line asked
-        for was admitted (there may be room for more); after a refusal, at the next release or
-        poll."""
+        """Free a permit through `release(line)`, which also asks for `line` (the head of the
+        line; empty when nobody waits or an ask for it is in flight) in the same round trip: the
+        line gets the freed permit without a second round trip nor a wake-up first. As after any
+        ask for the line, the head asks again at once only if the whole line asked for was
+        admitted (there may be room for more), or if it is owed an ask; after a refusal, at the
+        next release or poll."""
         self.releases += 1
         line = [] if self.asking else self._line()
         if not line:
             await release([])
+            if self.queue:  # an ask for the line is in flight: the head asks once more after it
+                self.owed += 1
             self.notify()
             return
         await self._ask(release, line)
