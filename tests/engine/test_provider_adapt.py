@@ -248,3 +248,53 @@ async def test_a_process_registers_a_provider_once_however_many_steps_ask_togeth
             tg.start_soon(ask)
     assert len(set(ids)) == 1 and len(ids) == 50
     assert len(checkouts) == 1
+
+
+async def test_the_gate_on_the_real_functions_refills_a_slow_start_burst_in_order(
+    env: EngineEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`providers.permits.Gate` over the real SQL (one connection: one round trip at a time): 4
+    calls in flight in slow start end together; each release raises the limit by one and hands
+    its permit on in its own statement, the releases made meanwhile are owed an ask, and the 8
+    waiting steps all get a permit (the doubled limit), first come, first served. No timer may
+    rescue a lost grant here: the line's head polls once a minute and a step waits as long (the
+    version without owed asks hung here until its waits ran out)."""
+    monkeypatch.setattr(permits, "POLL_SECONDS", 60.0)
+    steps = await running_steps(env, 12)
+    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "gate", 256, 4)
+    holding, waiting = steps[:4], steps[4:]
+    assert await acquire_all(env, pid, holding) == ["ok"] * 4
+    gate = permits.Gate()
+    granted: list[int] = []
+
+    async def ask(line: list[permits.Waiter]) -> list[str]:
+        return await store.acquire_many(env.conn, pid, [(w.step_id, w.attempt, 10) for w in line])
+
+    async def wait(step: ClaimedStep) -> None:
+        me = permits.Waiter(step.step_id, step.attempt, 10)
+        if await gate.acquire(me, ask, 60.0) == "ok":
+            granted.append(step.step_id)
+
+    async def finish(step: ClaimedStep) -> None:
+        async def release(line: list[permits.Waiter]) -> list[str]:
+            waiting_line = [(w.step_id, w.attempt, 10) for w in line]
+            permit = (step.step_id, step.attempt, "ok", 10)
+            return await store.release_then_acquire(env.conn, permit, pid, waiting_line)
+
+        await gate.release(release)
+
+    with anyio.fail_after(20):  # a bound against a hang (this takes ~0.1 s), not a timing check
+        async with anyio.create_task_group() as tg:
+            for s in waiting:
+                tg.start_soon(wait, s)
+                await anyio.sleep(0.01)  # each is refused and lines up, in this order
+            assert [w.step_id for w in gate.queue] == [s.step_id for s in waiting]
+            for s in holding:
+                tg.start_soon(finish, s)
+    assert granted == [s.step_id for s in waiting]
+    row = await provider(env, pid)
+    assert row["effective_concurrency"] == 8
+    cur = await env.conn.execute(
+        "SELECT step_id FROM provider_permits WHERE provider_id = %s ORDER BY step_id", (pid,)
+    )
+    assert [r["step_id"] for r in await cur.fetchall()] == [s.step_id for s in waiting]
