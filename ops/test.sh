@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ops/test.sh: THE test command (README; .ci/run calls exactly this). Installs/starts what is
-# missing (ops/services.sh), checks formatting (black), lint (ruff) and types (mypy src), then runs every pytest test
+# missing (ops/services.sh), checks formatting (black), lint (ruff) and types (mypy src and
+# tests/support), then runs every pytest test
 # except the long soak (run that with: ops/test.sh -m soak). Extra arguments go to pytest.
 # pytest's exit code 5 ("no tests collected") counts as a failure.
 set -euo pipefail
@@ -10,7 +11,7 @@ source "$ROOT/ops/services.sh"
 
 .venv/bin/black --check --quiet src tests
 .venv/bin/ruff check --quiet src tests
-.venv/bin/mypy src
+.venv/bin/mypy src tests/support
 
 set +e
 .venv/bin/python -m pytest "$@"

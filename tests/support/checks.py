@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from flowstudio.engine.states import is_legal
+from tests.support.dbrows import one_row
 
 
 def assert_event_log_consistent(conn: psycopg.Connection[Any], run_id: str) -> None:
@@ -23,7 +24,7 @@ def assert_event_log_consistent(conn: psycopg.Connection[Any], run_id: str) -> N
     ).fetchall()
     seqs = [e[0] for e in events]
     assert seqs == list(range(1, len(seqs) + 1)), f"event seqs not gapless: {seqs}"
-    (event_seq,) = conn.execute("SELECT event_seq FROM runs WHERE id = %s", (run_id,)).fetchone()
+    (event_seq,) = one_row(conn.execute("SELECT event_seq FROM runs WHERE id = %s", (run_id,)))
     assert event_seq == len(seqs), f"runs.event_seq={event_seq} but {len(seqs)} events"
     current: dict[Any, str] = {}
     copied: set[Any] = set()  # steps a fork copied from its parent (first event has no from_status)
@@ -53,7 +54,7 @@ def assert_event_log_consistent(conn: psycopg.Connection[Any], run_id: str) -> N
         assert (
             current[("step", sid)] == status
         ), f"step {sid}: log says {current[('step', sid)]}, row {status}"
-    (run_status,) = conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,)).fetchone()
+    (run_status,) = one_row(conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,)))
     assert current[("run", None)] == run_status
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
+from tests.support.dbrows import one_row
 from tests.support.sink import Sink
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -61,7 +62,7 @@ def describe_run(conn: psycopg.Connection[Any], run_id: str) -> str:
     rows = conn.execute(
         """SELECT node_id, status, attempt FROM steps WHERE run_id = %s ORDER BY id""", (run_id,)
     ).fetchall()
-    (status,) = conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,)).fetchone() or (
+    (status,) = one_row(conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,))) or (
         "missing",
     )
     return f"run {run_id} {status}: " + ", ".join(f"{n}={s}/{a}" for n, s, a in rows)
@@ -104,7 +105,7 @@ def assert_runs_durable(
 ) -> None:
     """The post-crash contract for every run: expected end state, clean log, effects <= attempts."""
     for run_id, want in expected.items():
-        (status,) = conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,)).fetchone()
+        (status,) = one_row(conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,)))
         assert status == want, f"expected {want}: {describe_run(conn, run_id)}"
         assert_event_log_consistent(conn, run_id)
         assert_no_double_success(conn, run_id)
@@ -118,19 +119,23 @@ def assert_runs_durable(
 
 
 def succeeded_events(conn: psycopg.Connection[Any], run_id: str, node_id: str) -> int:
-    (n,) = conn.execute(
-        """SELECT count(*) FROM run_events WHERE run_id = %s AND kind = 'step' AND node_id = %s
+    (n,) = one_row(
+        conn.execute(
+            """SELECT count(*) FROM run_events WHERE run_id = %s AND kind = 'step' AND node_id = %s
            AND to_status = 'succeeded'""",
-        (run_id, node_id),
-    ).fetchone()
+            (run_id, node_id),
+        )
+    )
     return int(n)
 
 
 def outbox_rows(conn: psycopg.Connection[Any], run_id: str, node_id: str | None = None) -> int:
     """Unpublished (or published but not yet deleted) pointers of a run, or of one of its steps."""
-    (n,) = conn.execute(
-        """SELECT count(*) FROM outbox o JOIN steps s ON s.id = o.step_id
+    (n,) = one_row(
+        conn.execute(
+            """SELECT count(*) FROM outbox o JOIN steps s ON s.id = o.step_id
            WHERE o.run_id = %s AND (%s::text IS NULL OR s.node_id = %s)""",
-        (run_id, node_id, node_id),
-    ).fetchone()
+            (run_id, node_id, node_id),
+        )
+    )
     return int(n)

@@ -26,6 +26,8 @@ from typing import Any
 
 import psycopg
 
+from tests.support.dbrows import one_row
+
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = os.environ.get(
@@ -117,7 +119,7 @@ def delete_queue(name: str) -> None:
 def terminate_db_backends(conn: psycopg.Connection[Any]) -> int:
     """Kill every other connection to this database (the server keeps running); returns how many
     backends were actually terminated (pg_terminate_backend returned true)."""
-    (n,) = conn.execute("""SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+    (n,) = one_row(conn.execute("""SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
            FROM pg_stat_activity
-           WHERE datname = current_database() AND pid <> pg_backend_pid()""").fetchone()
+           WHERE datname = current_database() AND pid <> pg_backend_pid()"""))
     return int(n)
