@@ -62,9 +62,8 @@ def describe_run(conn: psycopg.Connection[Any], run_id: str) -> str:
     rows = conn.execute(
         """SELECT node_id, status, attempt FROM steps WHERE run_id = %s ORDER BY id""", (run_id,)
     ).fetchall()
-    (status,) = one_row(conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,))) or (
-        "missing",
-    )
+    run = conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,)).fetchone()
+    status = run[0] if run is not None else "missing"
     return f"run {run_id} {status}: " + ", ".join(f"{n}={s}/{a}" for n, s, a in rows)
 
 
