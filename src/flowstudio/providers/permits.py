@@ -117,9 +117,8 @@ class Gate:
     def __init__(self) -> None:
         self.queue: deque[Waiter] = deque()
         self.asking = 0  # asks for the line in flight (the head's, or a release's)
-        self.releases = 0  # local releases so far (one during an ask: the head asks again at once)
-        # releases made while an ask for the line was in flight: the head asks once more for each
-        # (a burst of releases in slow start earns its grants), until an ask gets nothing
+        # releases made while an ask was in flight: the head asks once more for each at once (a
+        # burst of releases in slow start earns its grants), until an ask gets nothing
         self.owed = 0
 
     def notify(self) -> None:
@@ -140,7 +139,7 @@ class Gate:
     async def _ask(self, ask: Ask, line: list[Waiter]) -> list[str]:
         """Ask for `line` (shielded: permits the database granted are never lost to a timeout);
         every waiter granted is decided, woken, and leaves the line."""
-        releases = self.releases
+        owed_before = self.owed
         self.asking += 1
         try:
             with anyio.CancelScope(shield=True):
@@ -152,13 +151,12 @@ class Gate:
                 waiter.verdict = verdict
                 waiter.wake.set()
                 self._leave(waiter, handover=False)
-        if not any(v in DECIDED for v in verdicts):
-            self.owed = 0  # no room now: what releases freed meanwhile was taken elsewhere
-        if self.queue:  # the head, new or not, runs its poll; it asks at once only if all got in
-            head = self.queue[0]
-            refused = not all(v in DECIDED for v in verdicts)
-            head.poll_first = refused and self.releases == releases
-            head.wake.set()  # (a release during the ask may have freed what it was refused)
+        if not any(v in DECIDED for v in verdicts):  # no room: the asks owed before it are void
+            self.owed = max(0, self.owed - owed_before)  # (not those of releases during it)
+        if self.queue:  # the head, new or not, runs its poll; it asks at once if all got in, or
+            head = self.queue[0]  # if it is owed an ask
+            head.poll_first = not all(v in DECIDED for v in verdicts)
+            head.wake.set()
         return verdicts
 
     async def acquire(self, me: Waiter, ask: Ask, wait_s: float) -> str:
@@ -206,12 +204,11 @@ class Gate:
         ask for the line, the head asks again at once only if the whole line asked for was
         admitted (there may be room for more), or if it is owed an ask; after a refusal, at the
         next release or poll."""
-        self.releases += 1
-        line = [] if self.asking else self._line()
+        in_flight = bool(self.asking)
+        line = [] if in_flight else self._line()
         if not line:
             await release([])
-            if self.queue:  # an ask for the line is in flight: the head asks once more after it
-                self.owed += 1
+            self.owed += in_flight  # an ask was in flight: the head asks once more after it
             self.notify()
             return
         await self._ask(release, line)
