@@ -9,6 +9,8 @@
 -- ahead of every first attempt (`providers/permits.py`), and it takes the next permit a release
 -- frees. At most a limit's worth is ever woken and waiting, so a saturated provider costs a bounded
 -- number of wake-ups, not a storm.
+--
+-- 0020's function again with the new LIMIT (migrations are history: a copy by design).
 
 CREATE OR REPLACE FUNCTION provider_wake_candidates(p_limit integer)
 RETURNS TABLE (step_id bigint, run_id uuid, provider_id uuid) LANGUAGE sql AS $$
