@@ -1,7 +1,8 @@
 """Batch upload caps (issue 9.5): bytes and items per upload (413), live batch items per user (429).
 
-A private API process with tiny caps (and no orchestrator, so uploaded runs stay live) over the
-session database: an upload past BATCH_MAX_UPLOAD_BYTES or BATCH_MAX_ITEMS is refused with 413
+A private API process with tiny caps over the session database (whose session-wide engine may be
+running: the items wait in a 10-minute delay, so they stay live whether it dispatches them or not,
+and the test cancels what it leaves): an upload past BATCH_MAX_UPLOAD_BYTES or BATCH_MAX_ITEMS is refused with 413
 problem+json and creates nothing; uploads that would take a user past BATCH_MAX_LIVE_ITEMS_PER_USER
 are refused with 429 (and Retry-After) while another user is unaffected; cancelling frees the room.
 """
@@ -17,7 +18,9 @@ from tests.conftest import make_user
 from tests.support.client import Api, linear_flow
 from tests.support.stack import Stack
 
-HELLO = linear_flow(("t", "template", {"template": "hi {{ inputs.name }}"}))
+# a template flow finished its items in milliseconds once the session's orchestrator, started by
+# an earlier test on the same database, picked the batch up: the cancel below then answered 409
+HELLO = linear_flow(("d", "delay", {"seconds": 600}))
 CAPS = {
     "BATCH_MAX_UPLOAD_BYTES": "2000",
     "BATCH_MAX_ITEMS": "6",
@@ -74,6 +77,10 @@ def test_upload_and_live_item_caps(
 
     assert api.http.post(f"/api/v1/batches/{first.json()['id']}/cancel").status_code == 202
     assert _upload(api, fid, _jsonl(4)).status_code == 202  # room again
+    for who in (api, other):  # nothing of this test stays live in the session database
+        for batch in who.http.get("/api/v1/batches").json():
+            if batch["status"] in ("loading", "running"):
+                assert who.http.post(f"/api/v1/batches/{batch['id']}/cancel").status_code == 202
     (n,) = db.execute(
         "SELECT count(*) FROM batches WHERE flow_id = %s", (fid,)
     ).fetchone()  # type: ignore[misc]
