@@ -3,10 +3,11 @@
 Real running steps (claimed with leases) hold permits taken by `store.providers.acquire_many`; releasing
 them 'ok' or 'throttled' (a 429) drives `provider_release`. The scenario is a provider that takes 24
 calls at once: slow start doubles, the first 429s remember what the provider held (the known cap:
-our calls in flight when the refused one was admitted; the smallest of a burst) and back off to 3/4 once, a 429 well
-below the known cap (the provider lowered its limit) backs off again, successes climb back by half
-the gap per round instead of one call per round, a 429 at the known cap only confirms it (no new
-dip), and past the known cap it probes slowly. A worker's line of waiting steps is admitted in one call, in
+our calls in flight when the refused one was admitted; the smallest of a burst) and end slow start
+just below it (migration 0025), a 429 well below the known cap (the provider lowered its limit)
+backs off to 3/4, once, successes climb back by half the gap per round instead of one call per
+round, a 429 at the known cap only confirms it (no new dip), and past the known cap it probes
+slowly. A worker's line of waiting steps is admitted in one call, in
 order. The once-a-second rule is stepped over by moving
 `last_decrease_at` back, never by sleeping. Also: parked steps are woken while the provider is full
 (migration 0023), a release hands its permit to a line in the same statement, and a process
@@ -84,12 +85,13 @@ async def test_the_limit_found_by_a_429_is_climbed_back_to_and_then_kept(env: En
     assert (await provider(env, pid))["effective_concurrency"] == 32
 
     # 32 calls go out; the provider holds 24 and refuses the other 8, whose 429s come back last
-    # first: the 32nd was admitted with 31 others in flight (b = 31); each later 429 of the burst
-    # lowers the known cap and the concurrency further, never compounding the 3/4
+    # first: the 32nd was admitted with 31 others in flight (b = 31): slow start ends just below
+    # that (b - 1), no dip to 3/4 (slow start overshoots by design: b is the last level the
+    # provider took); each later 429 of the burst lowers the known cap and the concurrency further
     assert await acquire_all(env, pid, steps[:32]) == ["ok"] * 32
     await release(env, steps[31:32], "throttled")
     p = await provider(env, pid)
-    assert (p["known_cap"], p["effective_concurrency"]) == (31, 24)  # 3/4 of 32
+    assert (p["known_cap"], p["effective_concurrency"]) == (31, 30)
     await release(env, steps[24:31][::-1], "throttled")
     p = await provider(env, pid)
     assert (p["known_cap"], p["effective_concurrency"], p["throttled_total"]) == (24, 23, 8)
@@ -161,16 +163,21 @@ async def test_a_line_of_steps_is_admitted_in_one_call_first_come_first_served(
     assert await store.acquire_many(env.conn, pid, line[:2]) == ["gone", "gone"]
 
 
-async def test_slow_start_admits_two_per_request_then_whole_lines(env: EngineEnv) -> None:
-    """Before its first 429 a provider's limit is unknown: a line is admitted two at a time (the
-    releases that trigger the requests clock it), so an overshoot comes back as a few 429s, not a
-    line's worth. Once a 429 found the limit, a line is admitted whole."""
-    steps = await running_steps(env, 10)
-    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "ss", 256, 8)
+async def test_slow_start_admits_two_per_release_then_whole_lines(env: EngineEnv) -> None:
+    """Before its first 429 a provider's limit is unknown: a line is admitted two at a time per
+    release the ask answers for (the releases that trigger the requests clock it; two for an ask
+    answering for none), so an overshoot comes back as a few 429s, not a line's worth. Once a 429
+    found the limit, a line is admitted whole."""
+    steps = await running_steps(env, 12)
+    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "ss", 256, 10)
     line = [(s.step_id, s.attempt, 10) for s in steps]
     assert await store.acquire_many(env.conn, pid, line[:5]) == ["ok"] * 2 + ["concurrency"] * 3
-    await env.conn.execute("UPDATE providers SET last_decrease_at = now() - interval '1 hour'")
-    assert await store.acquire_many(env.conn, pid, line[2:]) == ["ok"] * 6 + ["concurrency"] * 2
+    assert await store.acquire_many(env.conn, pid, line[2:9], 3) == ["ok"] * 6 + ["concurrency"]
+    await env.conn.execute(
+        "UPDATE providers SET last_decrease_at = now() - interval '1 hour', "
+        "effective_concurrency = 12"
+    )
+    assert await store.acquire_many(env.conn, pid, line[8:]) == ["ok"] * 4
 
 
 async def test_parked_steps_are_woken_even_while_the_provider_is_full(env: EngineEnv) -> None:
@@ -267,8 +274,9 @@ async def test_the_gate_on_the_real_functions_refills_a_slow_start_burst_in_orde
     gate = permits.Gate()
     granted: list[int] = []
 
-    async def ask(line: list[permits.Waiter]) -> list[str]:
-        return await store.acquire_many(env.conn, pid, [(w.step_id, w.attempt, 10) for w in line])
+    async def ask(line: list[permits.Waiter], releases: int) -> list[str]:
+        waiting_line = [(w.step_id, w.attempt, 10) for w in line]
+        return await store.acquire_many(env.conn, pid, waiting_line, releases)
 
     async def wait(step: ClaimedStep) -> None:
         me = permits.Waiter(step.step_id, step.attempt, 10)
@@ -276,10 +284,10 @@ async def test_the_gate_on_the_real_functions_refills_a_slow_start_burst_in_orde
             granted.append(step.step_id)
 
     async def finish(step: ClaimedStep) -> None:
-        async def release(line: list[permits.Waiter]) -> list[str]:
+        async def release(line: list[permits.Waiter], releases: int) -> list[str]:
             waiting_line = [(w.step_id, w.attempt, 10) for w in line]
             permit = (step.step_id, step.attempt, "ok", 10)
-            return await store.release_then_acquire(env.conn, permit, pid, waiting_line)
+            return await store.release_then_acquire(env.conn, permit, pid, waiting_line, releases)
 
         await gate.release(release)
 

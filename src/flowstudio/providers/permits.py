@@ -102,7 +102,9 @@ class Waiter:
     wake: anyio.Event = field(default_factory=anyio.Event)  # decided, or now at the head
 
 
-Ask = Callable[[list[Waiter]], Awaitable[list[str]]]
+# ask(line, releases): verdicts for the line; `releases` is how many permit releases the ask answers
+# for (0: none, an arrival or a poll): slow start grants 2 for each (`provider_acquire_many`)
+Ask = Callable[[list[Waiter], int], Awaitable[list[str]]]
 DECIDED = ("ok", "gone")
 
 
@@ -111,14 +113,15 @@ class Gate:
     line is woken by a release (`notify`); the others sleep until they are decided or become the
     head (no thundering herd of hundreds of waiting steps on every release). One ask for the line
     is in flight at a time (first come, first served); a release asks for it in its own statement
-    when none is, and is owed an ask by the head when one is (in slow start, 2 grants per release
-    then still reach the line)."""
+    when none is, and is owed by the next ask when one is: that ask answers for every release
+    owed (in slow start, 2 grants for each, in one round trip)."""
 
     def __init__(self) -> None:
         self.queue: deque[Waiter] = deque()
         self.asking = 0  # asks for the line in flight (the head's, or a release's)
-        # releases made while an ask was in flight: the head asks once more for each at once (a
-        # burst of releases in slow start earns its grants), until an ask gets nothing
+        # releases made while an ask was in flight: the next ask for the line answers for them all
+        # (the head asks at once when any are owed; a burst of releases in slow start earns its
+        # grants in one round trip)
         self.owed = 0
 
     def notify(self) -> None:
@@ -136,14 +139,13 @@ class Gate:
     def _line(self) -> list[Waiter]:
         return [w for _, w in zip(range(LINE_BATCH), self.queue, strict=False)]
 
-    async def _ask(self, ask: Ask, line: list[Waiter]) -> list[str]:
+    async def _ask(self, ask: Ask, line: list[Waiter], releases: int) -> list[str]:
         """Ask for `line` (shielded: permits the database granted are never lost to a timeout);
         every waiter granted is decided, woken, and leaves the line."""
-        owed_before = self.owed
         self.asking += 1
         try:
             with anyio.CancelScope(shield=True):
-                verdicts = await ask(line)
+                verdicts = await ask(line, releases)
         finally:
             self.asking -= 1
         for waiter, verdict in zip(line, verdicts, strict=True):
@@ -151,8 +153,6 @@ class Gate:
                 waiter.verdict = verdict
                 waiter.wake.set()
                 self._leave(waiter, handover=False)
-        if not any(v in DECIDED for v in verdicts):  # no room: the asks owed before it are void
-            self.owed = max(0, self.owed - owed_before)  # (not those of releases during it)
         if self.queue:  # the head, new or not, runs its poll; it asks at once if all got in, or
             head = self.queue[0]  # if it is owed an ask
             head.poll_first = not all(v in DECIDED for v in verdicts)
@@ -164,7 +164,7 @@ class Gate:
         Nobody in line: ask at once (concurrently with other such callers); after a refusal, or
         behind others, line up: the head asks for the first LINE_BATCH of the line at once."""
         if not self.queue:
-            verdict = (await self._ask(ask, [me]))[0]
+            verdict = (await self._ask(ask, [me], 0))[0]
             if verdict in DECIDED or wait_s <= 0:
                 return verdict
         if me.again:  # ahead of every first attempt, behind the steps asking again before it
@@ -184,34 +184,35 @@ class Gate:
                         pass
                     elif me.poll_first and not self.owed:  # just refused: poll first
                         me.poll_first = False
-                    else:
-                        self.owed = max(0, self.owed - 1)
-                        verdict = (await self._ask(ask, self._line()))[0]
+                    else:  # this ask answers for every release owed
+                        releases, self.owed = self.owed, 0
+                        verdict = (await self._ask(ask, self._line(), releases))[0]
                     if me.verdict is None:
                         with anyio.move_on_after(POLL_SECONDS):
                             await me.wake.wait()
             last_look = me.verdict is None and self.queue[0] is me
             if scope.cancelled_caught and last_look:  # a wait of 0 s tries once
-                verdict = (await self._ask(ask, [me]))[0]
+                verdict = (await self._ask(ask, [me], 0))[0]
         finally:
             self._leave(me)
         return me.verdict or verdict
 
     async def release(self, release: Ask) -> None:
-        """Free a permit through `release(line)`, which also asks for `line` (the head of the
-        line; empty when nobody waits or an ask for it is in flight) in the same round trip: the
-        line gets the freed permit without a second round trip nor a wake-up first. As after any
-        ask for the line, the head asks again at once only if the whole line asked for was
-        admitted (there may be room for more), or if it is owed an ask; after a refusal, at the
-        next release or poll."""
+        """Free a permit through `release(line, releases)`, which also asks for `line` (the head
+        of the line; empty when nobody waits or an ask for it is in flight) in the same round
+        trip, answering for this release and those owed: the line gets the freed permits without
+        a second round trip nor a wake-up first. As after any ask for the line, the head asks
+        again at once only if the whole line asked for was admitted (there may be room for more),
+        or if releases are owed; after a refusal, at the next release or poll."""
         in_flight = bool(self.asking)
         line = [] if in_flight else self._line()
         if not line:
-            await release([])
-            self.owed += in_flight  # an ask was in flight: the head asks once more after it
+            await release([], 0)
+            self.owed += in_flight  # an ask was in flight: the next ask answers for this release
             self.notify()
             return
-        await self._ask(release, line)
+        releases, self.owed = self.owed + 1, 0
+        await self._ask(release, line, releases)
 
 
 _ids: dict[tuple[str, str], str] = {}
@@ -251,10 +252,10 @@ async def provider_call(
     fingerprint = key_fingerprint(settings.secret_key, api_key)
     provider_id = await _provider_id(pool, settings, url, fingerprint)
 
-    async def ask(line: list[Waiter]) -> list[str]:
+    async def ask(line: list[Waiter], releases: int = 0) -> list[str]:
         async with pool.connection() as conn:
             return await store.acquire_many(
-                conn, provider_id, [(w.step_id, w.attempt, w.tokens) for w in line]
+                conn, provider_id, [(w.step_id, w.attempt, w.tokens) for w in line], releases
             )
 
     me = Waiter(ctx.step_id, ctx.attempt, tokens, again=ctx.attempt > 1)
@@ -276,13 +277,14 @@ async def provider_call(
         raise ParkStep(Park(provider_id, min(MAX_RETRY_AFTER, wait), "throttled")) from exc
     finally:
 
-        async def release(line: list[Waiter]) -> list[str]:
+        async def release(line: list[Waiter], releases: int) -> list[str]:
             async with pool.connection() as conn:
                 return await store.release_then_acquire(
                     conn,
                     (ctx.step_id, ctx.attempt, outcome, call.tokens),
                     provider_id,
                     [(w.step_id, w.attempt, w.tokens) for w in line],
+                    releases,
                 )
 
         with anyio.CancelScope(shield=True):

@@ -133,12 +133,22 @@ async def ensure_provider(
     raise RuntimeError(f"provider {base_url} could not be registered")
 
 
-async def acquire_many(conn: Conn, provider_id: str, line: list[tuple[int, int, int]]) -> list[str]:
+async def acquire_many(
+    conn: Conn, provider_id: str, line: list[tuple[int, int, int]], releases: int = 0
+) -> list[str]:
     """A verdict per (step id, attempt, estimated tokens), in order: 'ok' | 'concurrency' | 'rpm' |
-    'tpm' | 'gone'; after the first refusal the rest are refused too (`provider_acquire_many`)."""
+    'tpm' | 'gone'; after the first refusal the rest are refused too (`provider_acquire_many`).
+    `releases`: how many permit releases this ask answers for (slow start grants 2 for each, and
+    2 for an ask that answers for none)."""
     cur = await conn.execute(
-        "SELECT provider_acquire_many(%s, %s::bigint[], %s::int[], %s::bigint[]) AS verdicts",
-        (provider_id, [s for s, _, _ in line], [a for _, a, _ in line], [t for _, _, t in line]),
+        "SELECT provider_acquire_many(%s, %s::bigint[], %s::int[], %s::bigint[], %s) AS verdicts",
+        (
+            provider_id,
+            [s for s, _, _ in line],
+            [a for _, a, _ in line],
+            [t for _, _, t in line],
+            releases,
+        ),
     )
     row = await cur.fetchone()
     return [str(v) for v in row["verdicts"]] if row else ["gone"] * len(line)
@@ -149,16 +159,19 @@ async def release_then_acquire(
     permit: tuple[int, int, str, int | None],
     provider_id: str,
     line: list[tuple[int, int, int]],
+    releases: int = 1,
 ) -> list[str]:
     """`release(*permit)` then, in the same statement (one round trip, one transaction: the
-    acquire sees the release), `acquire_many(provider_id, line)`; an empty line only releases."""
+    acquire sees the release), `acquire_many(provider_id, line, releases)` (`releases` counts this
+    one and those made earlier that it answers for); an empty line only releases."""
     step_id, attempt, outcome, tokens = permit
     if not line:
         await release(conn, step_id, attempt, outcome, tokens)
         return []
     cur = await conn.execute(
         """WITH freed AS MATERIALIZED (SELECT provider_release(%s, %s, %s, %s))
-           SELECT provider_acquire_many(%s, %s::bigint[], %s::int[], %s::bigint[]) AS verdicts
+           SELECT provider_acquire_many(%s, %s::bigint[], %s::int[], %s::bigint[], %s)
+                  AS verdicts
              FROM freed""",
         (
             step_id,
@@ -169,6 +182,7 @@ async def release_then_acquire(
             [s for s, _, _ in line],
             [a for _, a, _ in line],
             [t for _, _, t in line],
+            releases,
         ),
     )
     row = await cur.fetchone()
