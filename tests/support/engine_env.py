@@ -14,6 +14,7 @@ the tier changes in one place.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ import anyio
 import psycopg
 from psycopg.rows import dict_row
 
-from flowstudio.engine import checkpoint, children, control, recovery
+from flowstudio.engine import batches, checkpoint, children, control, recovery
 from flowstudio.engine.advance import cancel_run
 from flowstudio.engine.checkpoint import ClaimedStep
 from flowstudio.engine.flowcache import load_graph
@@ -93,6 +94,27 @@ class EngineEnv:
             inputs=inputs or {},
             idempotency_key=key,
         )
+
+    async def load_batch(self, flow_id: str, items: list[dict[str, Any]]) -> str:
+        """A batch of `items` (each a run's inputs), loaded as the API does: unstarted runs."""
+        batch_id = str(uuid.uuid4())
+        await batches.load_batch(
+            self.conn,
+            batch_id=batch_id,
+            flow_id=flow_id,
+            version=1,
+            owner_id=self.owner_id,
+            total=len(items),
+            items=[json.dumps(item).encode() for item in items],
+        )
+        return batch_id
+
+    async def batch_runs(self, batch_id: str) -> list[str]:
+        """The batch's run ids, in input order."""
+        cur = await self.conn.execute(
+            "SELECT id FROM runs WHERE batch_id = %s ORDER BY batch_index", (batch_id,)
+        )
+        return [str(r["id"]) for r in await cur.fetchall()]
 
     async def cancel(self, run_id: str, reason: str = "cancelled in a test") -> bool:
         async with run_transaction(self.conn, run_id) as txn:
@@ -194,6 +216,15 @@ class EngineEnv:
         await self.succeed(await self.claim(run_id, node_id), output)
 
     # --- the orchestrator's side and the clock ------------------------------------------
+    async def dispatch_batch(self, batch_id: str, concurrency: int) -> str:
+        """One dispatcher pass over the batch (starts runs up to `concurrency` live, finishes the
+        batch when nothing is live); returns the batch's status."""
+        await batches.dispatch_batch(self.conn, batch_id, concurrency)
+        cur = await self.conn.execute("SELECT status FROM batches WHERE id = %s", (batch_id,))
+        row = await cur.fetchone()
+        assert row is not None, f"no batch {batch_id}"
+        return str(row["status"])
+
     async def fire_timers(self) -> int:
         return len(await recovery.fire_due_timers(self.conn))
 

@@ -7,7 +7,9 @@
   cancelled; if the API process dies, the lock vanishes with its connection and `sweep_pass` does it.
 - `batch_loop(pool, publisher, settings)` (orchestrator, one more loop of `Orchestrator.run`): every
   DISPATCH_POLL seconds (IDLE_POLL with no running batch; a batch that finished loading wakes it at
-  once: its NOTIFY on BATCH_CHANNEL, `locks.wake_on_notify`) `dispatch_batch()` each running batch:
+  once: its NOTIFY on BATCH_CHANNEL, `locks.wake_on_notify`; so does each started run that ends once
+  its batch has no unstarted run left, migration 0026's trigger, so a batch is finished as its last
+  run ends; passes are at least MIN_PASS_GAP apart) `dispatch_batch()` each running batch:
   under the batch row lock (SKIP LOCKED, so several orchestrators share the work) it counts the
   batch's started live runs, picks that many fewer than BATCH_CONCURRENCY unstarted runs (FOR UPDATE
   SKIP LOCKED; DISPATCH_CHUNK per transaction, each chunk published as soon as it commits) and
@@ -46,9 +48,14 @@ log = logging.getLogger(__name__)
 LOAD_CHUNK = 1000  # runs per loading transaction
 CANCEL_CHUNK = 2000  # unstarted runs per bulk-cancel statement
 DISPATCH_POLL = 0.25
+# the least time between two passes: a batch's tail wakes the dispatcher as each run ends (up to
+# BATCH_CONCURRENCY NOTIFYs in a burst), and one pass answers for all the wake-ups it gathered
+MIN_PASS_GAP = 0.02
 IDLE_POLL = 1.0  # with no running batch (a newly loaded one wakes the loop at once: NOTIFY)
 DISPATCH_CHUNK = 32  # runs started per transaction: the first items' messages go out at once
-BATCH_CHANNEL = "flowstudio_batches"  # NOTIFY: a batch was loaded; the dispatchers wake up
+# NOTIFY: a batch was loaded, or a run of a batch with no unstarted run left ended (the name is
+# also in migration 0026's trigger function); the dispatchers wake up
+BATCH_CHANNEL = "flowstudio_batches"
 SWEEP_INTERVAL = 5.0
 LOADER_LOCK = 0x42617463  # advisory lock class "Batc"; the key is hashtext(batch id)
 LOADING = BatchStatus.LOADING.value
@@ -286,4 +293,5 @@ async def _dispatch_forever(
                 next_sweep = anyio.current_time() + SWEEP_INTERVAL
         except TRANSIENT as exc:
             log.warning("batch dispatch: database unavailable (%s)", exc)
-        await nudge.wait(IDLE_POLL if started < 0 else DISPATCH_POLL)
+        await anyio.sleep(MIN_PASS_GAP)
+        await nudge.wait((IDLE_POLL if started < 0 else DISPATCH_POLL) - MIN_PASS_GAP)
