@@ -1,5 +1,5 @@
--- 0025_provider_slow_start_exit: slow start's grants keep up with its releases, and its first 429
--- sets the concurrency just below the limit it found instead of 3/4 of it.
+-- 0025_provider_slow_start_exit: slow start's grants keep up with its releases, its first 429 sets
+-- the concurrency to the limit it found instead of 3/4 of it, and a known cap is used whole.
 --
 -- 1. A worker asks for its line of waiting steps once at a time; releases made while an ask is in
 --    flight are answered by the next ask, all at once. Slow start admitted at most 2 per ask, so a
@@ -8,12 +8,15 @@
 --    says how many releases it answers for (`p_releases`) and slow start admits 2 for each: still
 --    clocked by the calls that ended, now without a round trip per pair.
 -- 2. The first 429 ends slow start. It used to take the concurrency to 3/4 of what the provider held
---    (b + 1, b our calls in flight when the refused one was admitted), then climb back over ~4
---    rounds (~2 s at 0.5 s per call), a quarter of the provider idle at first. Slow start overshoots
---    by design: b is the last level the provider accepted, the analogue of TCP's ssthresh at a
---    slow-start loss, so the concurrency goes to b - 1, as for a 429 that confirms a known cap. The
+--    (b + 1, b our other calls in flight when the refused one was admitted), then climb back over
+--    ~4 rounds (~2 s at 0.5 s per call), a quarter of the provider idle at first. Slow start
+--    overshoots by design: b is the most the provider took, the analogue of TCP's ssthresh at a
+--    slow-start loss, so the concurrency goes to b, as for a 429 that confirms a known cap. The
 --    multiplicative decrease (3/4) stays for what is congestion: a 429 clearly below the known cap
 --    (the provider lowered its limit, or others took its capacity).
+-- 3. A 429 at the known cap (and the other 429s of a burst) set the concurrency to b, no longer
+--    b - 1: the refused call was the (b + 1)th, so b is the limit itself, and one below it left a
+--    call's worth of the provider idle between probes (~1.5% at a cap of 64).
 --
 -- provider_acquire_many and provider_release are 0022's functions again with these changes
 -- (migrations are history: copies by design). The 4-argument provider_acquire_many stays, as an ask
@@ -139,10 +142,10 @@ BEGIN
             last_throttled_at = clock_timestamp(),
             effective_concurrency = CASE
                 WHEN last_decrease_at >= clock_timestamp() - interval '1 second'  -- same burst
-                THEN greatest(1, least(effective_concurrency, b - 1))
-                WHEN last_decrease_at IS NULL  -- slow start found the limit: go just below it
+                THEN greatest(1, least(effective_concurrency, b))
+                WHEN last_decrease_at IS NULL  -- slow start found the limit: go to it
                   OR (known_cap IS NOT NULL AND b >= 0.9 * known_cap)  -- the known cap, confirmed
-                THEN greatest(1, least(b - 1, ceiling))
+                THEN greatest(1, least(b, ceiling))
                 ELSE greatest(1, least(effective_concurrency, ceiling, b + 1) * 0.75) END,
             known_cap = CASE
                 WHEN last_decrease_at >= clock_timestamp() - interval '1 second'

@@ -4,10 +4,10 @@ Real running steps (claimed with leases) hold permits taken by `store.providers.
 them 'ok' or 'throttled' (a 429) drives `provider_release`. The scenario is a provider that takes 24
 calls at once: slow start doubles, the first 429s remember what the provider held (the known cap:
 our calls in flight when the refused one was admitted; the smallest of a burst) and end slow start
-just below it (migration 0025), a 429 well below the known cap (the provider lowered its limit)
+at it (migration 0025), a 429 well below the known cap (the provider lowered its limit)
 backs off to 3/4, once, successes climb back by half the gap per round instead of one call per
-round, a 429 at the known cap only confirms it (no new dip), and past the known cap it probes
-slowly. A worker's line of waiting steps is admitted in one call, in
+round, a 429 at the known cap only confirms it (no new dip; the concurrency is the known cap
+itself: the refused call was one too many), and past the known cap it probes slowly. A worker's line of waiting steps is admitted in one call, in
 order. The once-a-second rule is stepped over by moving
 `last_decrease_at` back, never by sleeping. Also: parked steps are woken while the provider is full
 (migration 0023), a release hands its permit to a line in the same statement, and a process
@@ -85,16 +85,16 @@ async def test_the_limit_found_by_a_429_is_climbed_back_to_and_then_kept(env: En
     assert (await provider(env, pid))["effective_concurrency"] == 32
 
     # 32 calls go out; the provider holds 24 and refuses the other 8, whose 429s come back last
-    # first: the 32nd was admitted with 31 others in flight (b = 31): slow start ends just below
-    # that (b - 1), no dip to 3/4 (slow start overshoots by design: b is the last level the
-    # provider took); each later 429 of the burst lowers the known cap and the concurrency further
+    # first: the 32nd was admitted with 31 others in flight (b = 31): slow start ends at that, no
+    # dip to 3/4 (slow start overshoots by design: b is the most the provider took); each later
+    # 429 of the burst lowers the known cap and the concurrency further
     assert await acquire_all(env, pid, steps[:32]) == ["ok"] * 32
     await release(env, steps[31:32], "throttled")
     p = await provider(env, pid)
-    assert (p["known_cap"], p["effective_concurrency"]) == (31, 30)
+    assert (p["known_cap"], p["effective_concurrency"]) == (31, 31)
     await release(env, steps[24:31][::-1], "throttled")
     p = await provider(env, pid)
-    assert (p["known_cap"], p["effective_concurrency"], p["throttled_total"]) == (24, 23, 8)
+    assert (p["known_cap"], p["effective_concurrency"], p["throttled_total"]) == (24, 24, 8)
 
     # a second later the provider refuses the 21st of 24: well below the known cap (it lowered its
     # limit): back off to 3/4, once
@@ -115,7 +115,7 @@ async def test_the_limit_found_by_a_429_is_climbed_back_to_and_then_kept(env: En
     assert await acquire_all(env, pid, steps[:21]) == ["ok"] * 21
     await release(env, steps[20:21], "throttled")
     p = await provider(env, pid)
-    assert (p["known_cap"], p["effective_concurrency"]) == (20, 19)
+    assert (p["known_cap"], p["effective_concurrency"]) == (20, 20)  # it took 20 (was 19)
 
     # at the known cap it probes a quarter of a call per round, then faster
     await release(env, steps[:20], "ok")
