@@ -201,6 +201,21 @@ async def test_parked_steps_are_woken_even_while_the_provider_is_full(env: Engin
     assert [m.step_id for m in await parking.wake_parked(env.conn)] == [parked[2].step_id]
 
 
+async def test_the_timer_loop_wakes_when_a_parked_steps_retry_after_ends(env: EngineEnv) -> None:
+    """The orchestrator sleeps until the next timer, and a parked step's Retry-After is one (it was
+    not: a 429'd step was woken up to a 0.25 s poll late, the last item of a batch with it); a
+    parked step already due but not woken (its provider has its limit's worth woken) is left to the
+    poll, or the loop would spin."""
+    steps = await running_steps(env, 2)
+    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "timer", 256, 1)
+    assert await env.next_timer_in() is None
+    await parking.commit_park(env.conn, steps[0], WORKER, Park(pid, 0.0, "concurrency"))
+    assert await env.next_timer_in() is None  # due now: the next pass wakes it, or the poll after
+    await parking.commit_park(env.conn, steps[1], WORKER, Park(pid, 30.0, "throttled"))
+    wait = await env.next_timer_in()
+    assert wait is not None and 20 < wait <= 30, wait
+
+
 async def test_a_release_hands_its_permit_to_the_line_in_the_same_statement(
     env: EngineEnv,
 ) -> None:

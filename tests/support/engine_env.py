@@ -228,6 +228,10 @@ class EngineEnv:
     async def fire_timers(self) -> int:
         return len(await recovery.fire_due_timers(self.conn))
 
+    async def next_timer_in(self) -> float | None:
+        """How long the orchestrator's timer loop would sleep before its next pass (uncapped)."""
+        return await recovery.seconds_to_next_timer(self.conn)
+
     async def reap(self) -> int:
         return len(await recovery.reap_expired_leases(self.conn, lease_recoveries=5))
 

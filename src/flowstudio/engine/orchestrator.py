@@ -4,7 +4,8 @@
 loudly; a database outage only delays them, see `_guarded`):
 - `timer_loop`: fires due retry backoffs and delay timers (`recovery.fire_due_timers`), wakes steps
   parked for a provider that has capacity again (`engine.parking.wake_parked`), sleeping until
-  the next due time (at most `TIMER_POLL` seconds, so timers added by other processes are seen).
+  the next due time or parked step's Retry-After end (`recovery.seconds_to_next_timer`; at most
+  `TIMER_POLL` seconds, so timers added by other processes are seen).
 - `recovery_loop`: every RECOVERY_INTERVAL seconds ends the leases of dead workers (their liveness
   lock is gone: worker/liveness.py), reaps expired leases, re-dispatches ready steps whose
   message was lost, settles runs with no live work, relays outbox rows the fast path missed, and
@@ -118,17 +119,12 @@ class Orchestrator:
             fired = await recovery.fire_due_timers(conn)
             fired += await children.complete_finished_children(conn)
             fired += await parking.wake_parked(conn)
-            cur = await conn.execute(
-                """SELECT extract(epoch FROM min(due_at) - now()) AS wait FROM steps
-                   WHERE status IN ('retrying', 'waiting') AND due_at IS NOT NULL"""
-            )
-            row = await cur.fetchone()
+            wait = await recovery.seconds_to_next_timer(conn)
         self.stats["timers"] += len(fired)
         if fired:
             crashpoint("orchestrator.timers_committed")
         await self._publish(fired)
-        wait = row["wait"] if row and row["wait"] is not None else TIMER_POLL
-        return max(0.005, min(float(wait), TIMER_POLL))
+        return max(0.005, min(TIMER_POLL if wait is None else wait, TIMER_POLL))
 
     async def schedule_pass(self) -> None:
         async with self.pool.connection() as conn:

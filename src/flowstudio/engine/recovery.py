@@ -10,6 +10,8 @@ orchestrators can run them at once without double work: the loser's guard matche
   too many lost leases, so a step that kills its worker cannot loop forever).
 - `redispatch_stale`: ready steps whose message was lost (broker purge) get a fresh outbox row.
 - `settle_stuck_runs`: live runs with no live work are advanced (finishes runs a crash left behind).
+- `seconds_to_next_timer`: how long the orchestrator's timer loop may sleep: until the next step
+  timer or the end of the next parked step's Retry-After (`provider_parked.not_before`).
 All compare times with the database clock (`now()`).
 """
 
@@ -38,6 +40,20 @@ from flowstudio.store.statuses import (
 
 log = logging.getLogger(__name__)
 BATCH = 200
+
+
+async def seconds_to_next_timer(conn: psycopg.AsyncConnection[Any]) -> float | None:
+    """Seconds until the next timer is due (negative: overdue), None with no timer ahead: a step's
+    due time (retry backoff, delay, signal timeout), or the end of a parked step's wait (a 429's
+    Retry-After; a step parked for a 429 at the end of a batch was woken up to a poll late). Parked
+    steps already due but not woken yet (their provider has its limit's worth woken) are left to
+    the poll: counting them would spin the loop."""
+    cur = await conn.execute(f"""SELECT extract(epoch FROM least(
+              (SELECT min(due_at) FROM steps WHERE status IN {STEP_DUE_SQL} AND due_at IS NOT NULL),
+              (SELECT min(not_before) FROM provider_parked
+                WHERE woken_at IS NULL AND not_before > now())) - now()) AS wait""")
+    row = await cur.fetchone()
+    return None if row is None or row["wait"] is None else float(row["wait"])
 
 
 async def fire_due_timers(conn: psycopg.AsyncConnection[Any]) -> list[OutboxMessage]:
