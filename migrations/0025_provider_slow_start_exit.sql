@@ -17,7 +17,17 @@
 -- 3. A 429 at the known cap (and the other 429s of a burst) set the concurrency to b, no longer
 --    b - 1: the refused call was the (b + 1)th, so b is the limit itself, and one below it left a
 --    call's worth of the provider idle between probes (~1.5% at a cap of 64).
+-- 4. Probing past a known cap that keeps being confirmed slows down. Each probe that finds the same
+--    cap again costs one 429, and its step waits out the Retry-After (at the end of a batch, the
+--    batch waits for it too). Past the known cap the concurrency grew by 1/4 of a call per round,
+--    then by the excess (which compounds, ~x2.7 a round): a refused probe every 3 rounds, for
+--    ever. Now the first step is 1/4 halved per confirmation in a row (`cap_confirmations`, at
+--    most 6 halvings): a probe after 3, 4, 4, 5, 6, 6, then every 7 rounds while the cap holds; a
+--    429 above the known cap (it rose), the first 429 or a 429 clearly below it start counting
+--    again. A raised limit is still found quickly once a probe got past the cap.
 --
+ALTER TABLE providers ADD COLUMN cap_confirmations integer NOT NULL DEFAULT 0;  -- see 4.
+
 -- provider_acquire_many and provider_release are 0022's functions again with these changes
 -- (migrations are history: copies by design). The 4-argument provider_acquire_many stays, as an ask
 -- answering for one release, for workers of the previous release during a rolling upgrade.
@@ -150,6 +160,13 @@ BEGIN
             known_cap = CASE
                 WHEN last_decrease_at >= clock_timestamp() - interval '1 second'
                 THEN greatest(1, least(known_cap, b)) ELSE greatest(1, b) END,
+            cap_confirmations = CASE
+                WHEN last_decrease_at >= clock_timestamp() - interval '1 second'
+                THEN cap_confirmations  -- the same burst: one decision
+                WHEN last_decrease_at IS NOT NULL AND known_cap IS NOT NULL
+                     AND b >= 0.9 * known_cap AND b <= known_cap
+                THEN cap_confirmations + 1  -- a probe found the same cap again
+                ELSE 0 END,
             last_decrease_at = CASE
                 WHEN last_decrease_at >= clock_timestamp() - interval '1 second'
                 THEN last_decrease_at ELSE clock_timestamp() END
@@ -162,7 +179,8 @@ BEGIN
                    WHEN effective_concurrency < known_cap  -- half the gap per round
                    THEN greatest(known_cap - effective_concurrency, 0.5) / 2
                         / greatest(effective_concurrency, 1)
-                   ELSE greatest(effective_concurrency - known_cap, 0.25)  -- probe past it
+                   ELSE greatest(effective_concurrency - known_cap,  -- probe past it
+                                 0.25 / 2 ^ least(cap_confirmations, 6))
                         / greatest(effective_concurrency, 1) END)
          WHERE id = permit.provider_id AND effective_concurrency < ceiling;
     END IF;

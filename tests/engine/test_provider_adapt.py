@@ -116,14 +116,34 @@ async def test_the_limit_found_by_a_429_is_climbed_back_to_and_then_kept(env: En
     await release(env, steps[20:21], "throttled")
     p = await provider(env, pid)
     assert (p["known_cap"], p["effective_concurrency"]) == (20, 20)  # it took 20 (was 19)
+    assert p["cap_confirmations"] == 1
 
-    # at the known cap it probes a quarter of a call per round, then faster
+    # at the known cap it probes, then faster: a quarter of a call per round, halved for each
+    # probe in a row that found the same cap (here one: an eighth), then by the excess
     await release(env, steps[:20], "ok")
     await a_second_later(env, pid, 20.0)
     await acquire_all(env, pid, steps[:20])
     await release(env, steps[:20], "ok")
     probed = (await provider(env, pid))["effective_concurrency"]
-    assert 20.2 < probed < 20.5, probed
+    assert 20.1 < probed < 20.2, probed
+    await acquire_all(env, pid, steps[:20])
+    await release(env, steps[:20], "ok")
+    probed = (await provider(env, pid))["effective_concurrency"]
+    assert 20.25 < probed < 20.4, probed  # the excess grew with each success (x ~2.6)
+
+    # the next probe past it is refused at 20 again: a second confirmation; one at 22 (the
+    # provider raised its limit) starts counting again
+    await a_second_later(env, pid, 21.0)
+    assert await acquire_all(env, pid, steps[:21]) == ["ok"] * 21
+    await release(env, steps[20:21], "throttled")
+    p = await provider(env, pid)
+    assert (p["known_cap"], p["effective_concurrency"], p["cap_confirmations"]) == (20, 20, 2)
+    await release(env, steps[:20], "ok")
+    await a_second_later(env, pid, 23.0)
+    assert await acquire_all(env, pid, steps[:23]) == ["ok"] * 23
+    await release(env, steps[22:23], "throttled")
+    p = await provider(env, pid)
+    assert (p["known_cap"], p["effective_concurrency"], p["cap_confirmations"]) == (22, 22, 0)
 
 
 async def test_permits_of_dead_leases_do_not_count(env: EngineEnv) -> None:
