@@ -131,19 +131,19 @@ async def test_the_limit_found_by_a_429_is_climbed_back_to_and_then_kept(env: En
     probed = (await provider(env, pid))["effective_concurrency"]
     assert 20.25 < probed < 20.4, probed  # the excess grew with each success (x ~2.6)
 
-    # the next probe past it is refused at 20 again: a second confirmation; one at 22 (the
-    # provider raised its limit) starts counting again
+    # the next probe past it is refused at 20 again: a second confirmation; one at 23 (the
+    # provider raised its limit by more than 10%) starts counting again
     await a_second_later(env, pid, 21.0)
     assert await acquire_all(env, pid, steps[:21]) == ["ok"] * 21
     await release(env, steps[20:21], "throttled")
     p = await provider(env, pid)
     assert (p["known_cap"], p["effective_concurrency"], p["cap_confirmations"]) == (20, 20, 2)
     await release(env, steps[:20], "ok")
-    await a_second_later(env, pid, 23.0)
-    assert await acquire_all(env, pid, steps[:23]) == ["ok"] * 23
-    await release(env, steps[22:23], "throttled")
+    await a_second_later(env, pid, 24.0)
+    assert await acquire_all(env, pid, steps[:24]) == ["ok"] * 24
+    await release(env, steps[23:24], "throttled")
     p = await provider(env, pid)
-    assert (p["known_cap"], p["effective_concurrency"], p["cap_confirmations"]) == (22, 22, 0)
+    assert (p["known_cap"], p["effective_concurrency"], p["cap_confirmations"]) == (23, 23, 0)
 
 
 async def test_permits_of_dead_leases_do_not_count(env: EngineEnv) -> None:
