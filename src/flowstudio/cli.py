@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cap", type=int, default=64, help="--llm: provider calls in flight (429 past)")
     b.add_argument("--rpm", type=int, default=0, help="--llm: provider requests/minute (0: none)")
     b.add_argument("--retry-after", type=float, default=1.0, help="--llm: the 429s' Retry-After")
+    b.add_argument(
+        "--batches",
+        type=int,
+        default=1,
+        help="--llm: batches one after another on the same stack and provider (its learned limit "
+        "carries over); each is reported",
+    )
     b.add_argument("--vectors", action="store_true", help="vector store: pgvector vs exact")
     b.add_argument("--chunks", type=int, default=100_000, help="--vectors: chunks to seed")
     b.add_argument("--dims", type=int, default=128, help="--vectors: dimensions")

@@ -9,7 +9,9 @@ API, an orchestrator and 2 workers of WORKER_CONCURRENCY slots; `--workers`/`--c
 creates a user, logs in, creates the flow and uploads the `--items` batch through the real HTTP API,
 polls the batch while sampling the API's and the workers' RSS (`RssSampler`) and metering each role's
 CPU (`CpuByRole`), reads the results and checks every item's answer and order. The figures (`llm_report.build_llm_result`) come from the
-batch's own timestamps (created_at -> finished_at) and the provider's counters.
+batch's own timestamps (created_at -> finished_at) and the provider's counters. `--batches N` runs
+N such batches one after another on the same stack and provider (fresh provider counters each; the
+provider's learned limit in the database carries over, as for a user's next batch).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from flowstudio.bench.cpu import CpuMeter, cpu_seconds
-from flowstudio.bench.fakeprovider import MODEL, FakeProvider, answer_for
+from flowstudio.bench.fakeprovider import MODEL, FakeProvider, ProviderStats, answer_for
 from flowstudio.bench.llm_report import Checked, LlmConfig, build_llm_result, write_llm_report
 from flowstudio.bench.sandbox import BenchError, Sandbox, per_queue_backend, run_sandboxed
 from flowstudio.settings import Settings
@@ -51,7 +53,7 @@ def config_from_args(args: argparse.Namespace, settings: Settings) -> LlmConfig:
         "as_json": bool(args.json),
     }
     config = msgspec.convert(fields, LlmConfig)
-    for name in ("items", "cap", "workers", "concurrency"):
+    for name in ("items", "cap", "workers", "concurrency", "batches"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name} must be >= 1")
     if not 0 < config.latency <= 60:
@@ -122,6 +124,10 @@ class RssSampler:
         self.api_peak = 0
         self.worker_peak = 0
         self.at_done: dict[str, dict[str, Any]] = {}
+
+    def fresh(self) -> RssSampler:
+        """A sampler of the same processes with its peaks and checkpoints reset (the next batch)."""
+        return RssSampler(self.api.pid, [w.pid for w in self.workers])
 
     def sample(self, done: int, checkpoints: list[int]) -> None:
         try:
@@ -242,6 +248,27 @@ async def drive(
         ),
         "create flow",
     )
+    results = []
+    for number in range(config.batches):
+        if number:  # the same provider (its learned limit is in the database), fresh counters
+            provider.stats = ProviderStats()
+            rss = rss.fresh()
+        results.append(await one_batch(sandbox, config, http, db, flow["id"], provider, rss))
+    first = results[0]
+    if results[1:]:
+        first["later_batches"] = results[1:]
+    return first
+
+
+async def one_batch(
+    sandbox: Sandbox,
+    config: LlmConfig,
+    http: httpx.AsyncClient,
+    db: psycopg.AsyncConnection[Any],
+    flow_id: str,
+    provider: FakeProvider,
+    rss: RssSampler,
+) -> dict[str, Any]:
     body = b"".join(
         msgspec.json.encode({"text": prompt_of(i)}) + b"\n" for i in range(config.items)
     )
@@ -252,7 +279,7 @@ async def drive(
     started = time.monotonic()
     created = await _ok(
         await http.post(
-            f"/api/v1/flows/{flow['id']}/batches",
+            f"/api/v1/flows/{flow_id}/batches",
             content=body,
             headers={"content-type": "application/x-ndjson"},
             timeout=600,

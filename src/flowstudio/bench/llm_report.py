@@ -7,7 +7,9 @@ calls in flight at the provider over the batch, = call-seconds / wall); `pct_of_
 largest worker, RSS at 10%, 50% and 100% of the items done (memory must not grow with items) and
 the CPU milliseconds per item of each role (API, orchestrator, workers, PostgreSQL backends, the
 bench with its fake provider): on a shared machine the wall time swings, the CPU cost much less.
-`write_llm_report(result, as_json)` prints it.
+With `--batches N` the first batch's figures stay at the top level and the next ones, run on the same
+stack against the same provider (whose learned limit carries over: no slow start), are in
+`later_batches`, each with the same figures. `write_llm_report(result, as_json)` prints it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class LlmConfig:
     workers: int
     concurrency: int
     as_json: bool
+    batches: int = 1  # one after another on the same stack and provider (`later_batches`)
 
 
 @dataclass
@@ -91,9 +94,19 @@ def build_llm_result(
 
 
 def render_llm_table(r: dict[str, Any]) -> str:
+    later = r.get("later_batches") or []
+    tables = [_table(r, "")]
+    tables += [
+        _table(x, f"batch {i} of {len(later) + 1}, the provider's limit learned: ")
+        for i, x in enumerate(later, start=2)
+    ]
+    return "flowstudio bench --llm\n" + "".join(tables)
+
+
+def _table(r: dict[str, Any], which: str) -> str:
     rows = [
         (
-            f"LLM batch ({r['items']} items of input -> llm_chat -> output; provider "
+            f"LLM batch ({which}{r['items']} items of input -> llm_chat -> output; provider "
             f"{r['latency_s']:g} s per call, cap {r['cap']}"
             + (f", {r['rpm']} rpm" if r["rpm"] else "")
             + f"; {r['workers']} workers x {r['concurrency']})",
@@ -126,10 +139,7 @@ def render_llm_table(r: dict[str, Any]) -> str:
             (f"  RSS at {mark} done: API / workers", f"{at['api_rss_mb']:.0f} / {workers} MB")
         )
     width = max(len(k) for k, _ in rows[1:]) + 2
-    return (
-        "\n".join(["flowstudio bench --llm", *(f"{k:<{width}}{v}".rstrip() for k, v in rows)])
-        + "\n"
-    )
+    return "\n".join(f"{k:<{width}}{v}".rstrip() for k, v in rows) + "\n"
 
 
 def _cpu_line(cpu: dict[str, float | None]) -> str:
