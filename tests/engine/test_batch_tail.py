@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from flowstudio.engine.batches import BATCH_CHANNEL, cancel_batch
+from flowstudio.store.batches import UNSTARTED
 from flowstudio.store.statuses import RUN_ENDED
 from tests.support.engine_env import EngineEnv
 from tests.support.flows import chain
@@ -102,7 +103,9 @@ async def test_runs_cancelled_without_starting_send_nothing(
     assert row is not None and row["n"] == 50
 
 
-async def test_the_trigger_names_the_codes_channel_and_ended_statuses(env: EngineEnv) -> None:
+async def test_the_trigger_names_the_codes_channel_statuses_and_unstarted_test(
+    env: EngineEnv,
+) -> None:
     cur = await env.conn.execute("""SELECT pg_get_triggerdef(t.oid) AS trig,
                   pg_get_functiondef(t.tgfoid) AS func
              FROM pg_trigger t WHERE t.tgname = 'runs_batch_ended'""")
@@ -112,3 +115,4 @@ async def test_the_trigger_names_the_codes_channel_and_ended_statuses(env: Engin
     assert when is not None, row["trig"]
     assert set(re.findall(r"'(\w+)'::text", when.group(1))) == set(RUN_ENDED)
     assert f"'{BATCH_CHANNEL}'" in row["func"]
+    assert UNSTARTED in row["func"]  # the dispatcher's own test for an unstarted run
