@@ -128,6 +128,10 @@ class FakeProvider:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    def reset_stats(self) -> None:
+        """Fresh counters for the next batch (no call may be in flight)."""
+        self.stats = ProviderStats()
+
     def _refusal_wait(self) -> float | None:
         """Seconds to ask the caller to wait, or None if the call is accepted now."""
         if self.stats.in_flight >= self.cap:

@@ -33,7 +33,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from flowstudio.bench.cpu import CpuMeter, cpu_seconds
-from flowstudio.bench.fakeprovider import MODEL, FakeProvider, ProviderStats, answer_for
+from flowstudio.bench.fakeprovider import MODEL, FakeProvider, answer_for
 from flowstudio.bench.llm_report import Checked, LlmConfig, build_llm_result, write_llm_report
 from flowstudio.bench.sandbox import BenchError, Sandbox, per_queue_backend, run_sandboxed
 from flowstudio.settings import Settings
@@ -251,7 +251,7 @@ async def drive(
     results = []
     for number in range(config.batches):
         if number:  # the same provider (its learned limit is in the database), fresh counters
-            provider.stats = ProviderStats()
+            provider.reset_stats()
             rss = rss.fresh()
         results.append(await one_batch(sandbox, config, http, db, flow["id"], provider, rss))
     first = results[0]
