@@ -40,6 +40,8 @@ DOCUMENTED_STEP: dict[tuple[str, str], str] = {
     ("pending", "ready"): "all upstream steps are done",
     ("pending", "skipped"): "on an untaken condition branch",
     ("ready", "running"): "a worker claims it (lease + fencing token)",
+    ("pending", "running"): "readied and claimed at once by the success that readied it (one-call "
+    "commit; the event log still shows pending -> ready -> running)",
     ("running", "succeeded"): "committed",
     ("running", "retrying"): "a failed attempt with attempts left (backoff timer)",
     ("retrying", "ready"): "the backoff timer fired",

@@ -5,7 +5,8 @@ tracing is on.)
 Called by the API (`start_run`) and the worker (`claim_step` -> execute -> `commit_success` |
 `commit_failure` | `commit_wait`; `heartbeat` while executing; `release_step` on shutdown);
 `commit_success(eager=EagerClaim(...))` also claims the next step for the same worker (eager dispatch,
-`RunTxn.claim_at_flush`) and returns it as a `NextStep`. Each is ONE
+`RunTxn.claim_at_flush`) and returns it as a `NextStep`; a success in a chain is one server-side
+call (`engine/onecall.py`, migration 0027). Each is ONE
 transaction under the run row lock (`run_transaction`): the step's guarded move (status + attempt +
 lease owner = the fencing token), its payload, its event rows, the planner's newly ready steps and their
 outbox rows commit together. A call that finds its row already moved raises `LostRace` and commits
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
+from flowstudio.engine import onecall
 from flowstudio.engine.advance import advance_run, fail_run
 from flowstudio.engine.control import consume_buffered_signal
 from flowstudio.engine.fanout import settle_item
@@ -219,13 +222,25 @@ async def commit_success(
     branch: str | None = None,
     data: Any = None,
     eager: EagerClaim | None = None,
+    one_call: bool = True,
 ) -> tuple[list[OutboxMessage], NextStep | None]:
-    """The hot path: the guarded move, the payload row and the run's step states are one statement.
+    """The hot path. A success in a chain (`onecall.chain_plan`) is ONE server-side call with
+    `one_call` (ONE_CALL_COMMIT, on by default): the whole transaction below in one statement.
+    Otherwise: the guarded move, the payload row and the run's step states are one statement.
 
     With `eager`, the first top-level step this success made ready is claimed by the same worker
     inside the transaction's final statement (no outbox row, no broker round trip, its context read
     there too). Its lease carries it like any claim: the reaper takes it if the worker dies."""
     graph = await load_graph(conn, step.flow_id, step.flow_version)
+    if one_call and step.item_index == 0 and conn.info.transaction_status == TransactionStatus.IDLE:
+        chain = chain_plan_of(graph, step, branch, eager)
+        if chain is not None:
+            query, args = onecall.statement(
+                chain, **one_call_args(step, worker_id, branch, input_, output, data)
+            )
+            done = await onecall.call(conn, query, args)
+            if done is not None:  # else: the run is not running; the general path settles it
+                return one_call_outcome(step, done, chain.claim)
     async with run_transaction(conn, step.run_id, defer_lock=True) as txn:
         params = success_params(step, worker_id, branch)
         if step.item_index > 0:  # a map item: the map's own bookkeeping decides what is next
@@ -250,6 +265,60 @@ async def commit_success(
             await advance_run(txn, graph, states)
             claim_next_eagerly(txn, graph, eager, worker_id)
     return txn.outbox, next_step(txn)
+
+
+def chain_plan_of(
+    graph: FlowGraph, step: ClaimedStep, branch: str | None, eager: EagerClaim | None
+) -> onecall.ChainPlan | None:
+    """The one call's plan for this success (None: the general path)."""
+    if eager is None:
+        return onecall.chain_plan(graph, step.node_id, branch, claim=False)
+    return onecall.chain_plan(
+        graph,
+        step.node_id,
+        branch,
+        claim=True,
+        context_nodes=eager.context_nodes,
+        lease_seconds=eager.lease_seconds,
+    )
+
+
+def one_call_args(
+    step: ClaimedStep, worker_id: str, branch: str | None, input_: Any, output: Any, data: Any
+) -> dict[str, Any]:
+    return {
+        "run_id": step.run_id,
+        "step_id": step.step_id,
+        "attempt": step.attempt,
+        "worker_id": worker_id,
+        "branch": branch,
+        "input_": input_,
+        "output": output,
+        "data": data,
+    }
+
+
+def one_call_outcome(
+    step: ClaimedStep, done: onecall.OneCallResult, claim: str | None
+) -> tuple[list[OutboxMessage], NextStep | None]:
+    """The one call's result as `commit_success` returns it; LostRace if it moved nothing. The
+    claimed step is of the same run: its run fields are this step's."""
+    if done.outcome == "no_run":
+        raise LostRace(f"run {step.run_id} not found")
+    if done.outcome != "committed":
+        raise lease_lost(step)
+    row = done.claimed
+    if row is None or claim is None:
+        return done.outbox, None
+    nxt = replace(
+        step,
+        step_id=row.id,
+        node_id=claim,
+        node_type=row.node_type,
+        attempt=row.attempt,
+        max_attempts=row.max_attempts,
+    )
+    return done.outbox, NextStep(nxt, done.context)
 
 
 def success_params(step: ClaimedStep, worker_id: str, branch: str | None) -> dict[str, Any]:

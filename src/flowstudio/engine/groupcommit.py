@@ -5,7 +5,10 @@ two messages to PostgreSQL whatever their number: (1) `BEGIN`, then for each run
 (every group locks runs in the same order, so two groups cannot deadlock on them): the run lock,
 the fenced success move with its payload, the run's step states and the ready move of its
 successors (one statement); then Python plans each run (`advance_run`, eager claim); (2) each
-run's flush (events, outbox, NOTIFY, eager claim) and one `COMMIT`.
+run's flush (events, outbox, NOTIFY, eager claim) and one `COMMIT`. A chain step's success
+(`onecall.chain_plan`) is instead its whole commit in one call in the first message (migration
+0027's `step_commit_success`, at the member's place in the lock order); one whose run was not
+`running` wrote nothing and is answered None: its slot commits it alone.
 
 Every guarantee of the single commit holds per item: the fence (attempt + lease owner) decides
 each move; a member whose move matched nothing is a `LostRace` for that member only (its ready move
@@ -28,6 +31,7 @@ from typing import Any
 import psycopg
 
 from flowstudio.crashpoints import crashpoint
+from flowstudio.engine import onecall
 from flowstudio.engine.advance import advance_run
 from flowstudio.engine.checkpoint import (
     FENCE,
@@ -35,9 +39,12 @@ from flowstudio.engine.checkpoint import (
     ClaimedStep,
     EagerClaim,
     NextStep,
+    chain_plan_of,
     claim_next_eagerly,
     lease_lost,
     next_step,
+    one_call_args,
+    one_call_outcome,
     success_params,
 )
 from flowstudio.engine.flowcache import load_graph
@@ -79,14 +86,16 @@ class _Member:
     graph: FlowGraph
     txn: RunTxn
     then_ready: tuple[str, ...]
-    first: int = 0  # index of its lock statement in the first message (its move follows)
+    chain: onecall.ChainPlan | None  # a chain step's success: its whole commit is one call
+    first: int = 0  # index of its call, or of its lock statement (its move follows)
 
 
 async def commit_successes(
-    conn: psycopg.AsyncConnection[Any], items: list[Success]
-) -> list[Committed | LostRace]:
+    conn: psycopg.AsyncConnection[Any], items: list[Success], *, one_call: bool = True
+) -> list[Committed | LostRace | None]:
     """Commit the members in one transaction; per member (in the given order) its outbox and
-    eagerly claimed next step, or the LostRace that dropped it. Raises GroupFailed."""
+    eagerly claimed next step, the LostRace that dropped it, or None: a chain step whose one call
+    found its run not running wrote nothing, commit it alone. Raises GroupFailed."""
     runs = [m.step.run_id for m in items]
     if len(set(runs)) != len(runs) or any(m.step.item_index for m in items):
         raise ValueError("a group holds top-level steps of distinct runs")
@@ -95,7 +104,8 @@ async def commit_successes(
         graph = await load_graph(conn, item.step.flow_id, item.step.flow_version)
         txn = RunTxn(conn, {}, key=item.step.run_id)
         ready = ready_on_success(graph, item.step.node_id, item.branch)
-        members.append(_Member(item, graph, txn, ready))
+        chain = chain_plan_of(graph, item.step, item.branch, item.eager) if one_call else None
+        members.append(_Member(item, graph, txn, ready, chain))
     try:
         outcome = await _commit(conn, members)
     except psycopg.Error as exc:
@@ -110,11 +120,17 @@ async def commit_successes(
 
 async def _commit(
     conn: psycopg.AsyncConnection[Any], members: list[_Member]
-) -> list[Committed | LostRace]:
+) -> list[Committed | LostRace | None]:
     statements: list[tuple[str, dict[str, Any]]] = [("BEGIN", {})]
     for m in members:
-        step = m.item.step
+        step, item = m.item.step, m.item
         m.first = len(statements)
+        if m.chain is not None:
+            args = one_call_args(
+                step, item.worker_id, item.branch, item.input_, item.output, item.data
+            )
+            statements.append(onecall.statement(m.chain, **args))
+            continue
         move = m.txn.reading_states_statement(
             "succeed",
             FENCE,
@@ -125,9 +141,12 @@ async def _commit(
         )
         statements += [(LOCK_RUN, {"_lock_run": step.run_id}), move]
     results = await _send(conn, statements)
-    outcome: list[Committed | LostRace] = []
+    outcome: list[Committed | LostRace | None] = []
     live: list[_Member] = []
     for m in members:
+        if m.chain is not None:
+            outcome.append(_chain_outcome(m, results[m.first]))
+            continue
         lock, moved = results[m.first : m.first + 2]
         if not lock or not moved:  # no such run, or the fence matched nothing
             outcome.append(
@@ -146,12 +165,23 @@ async def _commit(
     flushed = await _send(conn, [*(m.txn.flush_statement() for m in live), ("COMMIT", {})])
     done = iter(flushed)
     for i, m in enumerate(members):
-        if isinstance(outcome[i], LostRace):
+        if m.chain is not None or isinstance(outcome[i], LostRace):
             continue
         rows = next(done)
         m.txn.take_flush(rows[0])
         outcome[i] = Committed(m.txn.outbox, next_step(m.txn))
     return outcome
+
+
+def _chain_outcome(m: _Member, rows: list[dict[str, Any]]) -> Committed | LostRace | None:
+    assert m.chain is not None
+    done = onecall.take(m.item.step.run_id, rows[0])
+    if done.outcome == "not_running":
+        return None
+    try:
+        return Committed(*one_call_outcome(m.item.step, done, m.chain.claim))
+    except LostRace as exc:
+        return exc
 
 
 async def _send(

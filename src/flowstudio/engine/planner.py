@@ -5,7 +5,8 @@
 it is `ready` if at least one incoming edge is active (its source succeeded and, for a branching node,
 the edge leaves the chosen port), otherwise `skipped`; skips cascade in the same pass. `run_state()`
 then says whether the run is done, still running, or only waiting on timers/signals.
-`ready_on_success()` names the successors a success makes ready whatever else holds (the hot path).
+`ready_on_success()` names the successors a success makes ready whatever else holds (the hot path);
+`chain_successors()` names them when they are the success's only effect (`engine/onecall.py`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,17 @@ def ready_on_success(graph: FlowGraph, node_id: str, branch: str | None) -> tupl
         if all(e.source == node_id for e in edges) and any(edge_active(e, done) for e in edges):
             found.append(target)
     return tuple(found)
+
+
+@lru_cache(maxsize=4096)
+def chain_successors(graph: FlowGraph, node_id: str, branch: str | None) -> tuple[str, ...]:
+    """`ready_on_success`, when those are ALL of the node's successors (none is skipped, none
+    waits on another node): the success then changes exactly them, as `plan()` would decide, and
+    the run keeps a ready step, so it stays as it is. Empty otherwise (the general path plans)."""
+    ready = ready_on_success(graph, node_id, branch)
+    if ready and {e.target for e in graph.outgoing(node_id)} == set(ready):
+        return ready
+    return ()
 
 
 def run_state(states: dict[str, StepState]) -> str:

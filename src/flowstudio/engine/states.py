@@ -50,6 +50,8 @@ STEP_TRANSITIONS: list[dict[str, object]] = [
     {"trigger": "ready", "source": ["pending"], "dest": "ready"},
     {"trigger": "skip", "source": ["pending"], "dest": "skipped"},
     {"trigger": "claim", "source": ["ready"], "dest": "running"},
+    # made ready and claimed in one update (migration 0027's one-call commit; logged as both moves)
+    {"trigger": "ready_and_claim", "source": ["pending"], "dest": "running"},
     {"trigger": "succeed", "source": ["running"], "dest": "succeeded"},
     {"trigger": "retry", "source": ["running"], "dest": "retrying"},
     {"trigger": "fire_retry", "source": ["retrying"], "dest": "ready"},

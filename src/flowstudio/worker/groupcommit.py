@@ -43,6 +43,7 @@ class GroupCommitter:
         self.max_steps = max(1, settings.group_commit_max_steps)
         self.window = max(0.0, settings.group_commit_window_ms) / 1000
         self.inflight = max(1, settings.group_commit_inflight)
+        self.one_call = settings.one_call_commit
         self.queue: list[_Request] = []
         self.active = 0  # commits in flight: groups, and a slot's own when nothing else was
         self.wake = anyio.Event()
@@ -90,7 +91,14 @@ class GroupCommitter:
     ) -> tuple[list[OutboxMessage], NextStep | None]:
         async with self.pool.connection() as conn:
             return await checkpoint.commit_success(
-                conn, step, worker_id, input_=input_, output=output, branch=branch, eager=eager
+                conn,
+                step,
+                worker_id,
+                input_=input_,
+                output=output,
+                branch=branch,
+                eager=eager,
+                one_call=self.one_call,
             )
 
     def _finished(self) -> None:
@@ -141,7 +149,9 @@ class GroupCommitter:
                 return
             try:
                 async with self.pool.connection() as conn:
-                    results = await commit_successes(conn, [r.success for r in group])
+                    results = await commit_successes(
+                        conn, [r.success for r in group], one_call=self.one_call
+                    )
             except GroupFailed as exc:
                 log.warning(
                     "group commit failed, committing its %d steps alone: %s", len(group), exc

@@ -371,6 +371,7 @@ class Worker:
                             output=output,
                             branch=branch,
                             eager=self.eager if eager else None,
+                            one_call=self.settings.one_call_commit,
                         )
                         return outbox
                     case Wait(seconds=seconds, output=output, accepts_signal=accepts_signal):

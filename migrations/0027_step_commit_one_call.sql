@@ -1,0 +1,142 @@
+-- 0027_step_commit_one_call: a step's success in a chain commits in ONE server-side call.
+--
+-- The hot path (`engine/checkpoint.commit_success`) sent two messages per step: BEGIN + the run
+-- lock + the fenced move (with the payload, the run's step states and the ready move of its
+-- successors), then, after Python planned the run, the flush (events, outbox, NOTIFY, the eager
+-- claim of the next step and its context) + COMMIT. Each message is a round trip and a pass of the
+-- worker's event loop; LangGraph's checkpointer writes one statement per node, and its sequential
+-- per-step overhead was ~0.6x ours. In the common case Python's planning is known before the move:
+-- a success whose every successor waits on it alone and takes an active edge
+-- (`planner.ready_on_success` names them all) makes exactly those successors ready and changes
+-- nothing else (the planner is at its fixpoint after every transaction, and only this node's state
+-- changed), and a running run stays running (it has a ready step). `step_commit_success` does that
+-- whole transaction, statement after statement, under the run lock, as the two messages did:
+--   1. lock the run row (FOR UPDATE): every transition of a run is serialized, as before;
+--   2. only a `running` run (a queued, waiting or finished one: outcome 'not_running', nothing
+--      written, the caller takes the general path);
+--   3. the fenced move running -> succeeded (id + attempt + lease owner: the fencing token), with
+--      the payload row ('lost': nothing written);
+--   4. the successors pending -> ready (all of them or the call fails: the invariant above broken
+--      means the caller's plan was wrong; the transaction is rolled back, SQLSTATE FS001);
+--   5. the eager claim of `p_claim`, one of them (running under a lease, attempt + 1), in the same
+--      UPDATE as 4 (pending -> running: a new legal pair, logged as its two moves, ready then
+--      claim, as the two statements of the other path log them), and the context rows of that
+--      step (`p_ctx`), read after the move (they see this success);
+--   6. the outbox rows of the other ready steps, the event rows (success, readies, claim: gapless
+--      seqs from `runs.event_seq`), the run row's counter and the NOTIFY of `engine/runtxn.py`.
+-- The statuses move through `state_transitions` like any other move (the trigger still checks).
+-- Event rows, outbox rows and timestamps are the ones the two-message path writes.
+
+INSERT INTO state_transitions (entity, from_status, to_status) VALUES ('step', 'pending', 'running')
+ON CONFLICT DO NOTHING;
+SELECT rebuild_transition_triggers();
+
+CREATE FUNCTION step_commit_success(
+    p_run uuid, p_step bigint, p_attempt integer, p_owner text, p_branch text,
+    p_input jsonb, p_output jsonb, p_data jsonb,
+    p_ready text[], p_claim text, p_lease float8, p_ctx text[], p_channel text,
+    OUT outcome text, OUT ob_ids bigint[], OUT ob_steps bigint[], OUT ob_tokens integer[],
+    OUT cl_id bigint, OUT cl_type text, OUT cl_attempt integer, OUT cl_max_attempts integer,
+    OUT cl_ctx jsonb
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+    v_seq integer;
+    v_node text;
+    v_ids bigint[];
+    v_nodes text[];
+    v_attempts integer[];  -- each ready step's attempt as it was made ready
+    v_n integer;
+BEGIN
+    IF coalesce(cardinality(p_ready), 0) = 0 THEN
+        RAISE EXCEPTION 'step %: a success that readies no successor settles its run elsewhere',
+            p_step USING ERRCODE = 'FS001';
+    END IF;
+    SELECT status, event_seq INTO v_status, v_seq FROM runs WHERE id = p_run FOR UPDATE;
+    IF NOT FOUND THEN
+        outcome := 'no_run';
+        RETURN;
+    END IF;
+    IF v_status <> 'running' THEN
+        outcome := 'not_running';
+        RETURN;
+    END IF;
+    UPDATE steps SET status = 'succeeded', branch = p_branch, finished_at = clock_timestamp(),
+                     error = NULL, lease_owner = NULL, lease_expires_at = NULL
+     WHERE id = p_step AND run_id = p_run AND attempt = p_attempt AND lease_owner = p_owner
+       AND status = 'running' AND item_index = 0
+    RETURNING node_id INTO v_node;
+    IF NOT FOUND THEN
+        outcome := 'lost';
+        RETURN;
+    END IF;
+    INSERT INTO step_io (step_id, input, output) VALUES (p_step, p_input, p_output)
+        ON CONFLICT (step_id) DO UPDATE SET input = EXCLUDED.input, output = EXCLUDED.output;
+    -- the successors pending -> ready; the claimed one pending -> running in the same update
+    -- (made ready and claimed at once: its two moves are logged below, as two statements would)
+    WITH rd AS (
+        UPDATE steps s
+           SET status = CASE WHEN s.node_id = p_claim THEN 'running' ELSE 'ready' END,
+               ready_at = clock_timestamp(), dispatched_at = now(),
+               attempt = s.attempt + CASE WHEN s.node_id = p_claim THEN 1 ELSE 0 END,
+               lease_owner = CASE WHEN s.node_id = p_claim THEN p_owner END,
+               lease_expires_at = CASE WHEN s.node_id = p_claim
+                                       THEN now() + make_interval(secs => p_lease) END,
+               started_at = CASE WHEN s.node_id = p_claim
+                                 THEN coalesce(s.started_at, clock_timestamp())
+                                 ELSE s.started_at END,
+               due_at = CASE WHEN s.node_id = p_claim THEN NULL ELSE s.due_at END
+         WHERE s.run_id = p_run AND s.status = 'pending' AND s.item_index = 0
+           AND s.node_id = ANY(p_ready)
+        RETURNING s.id, s.node_id, s.status, s.attempt, s.node_type, s.max_attempts
+    )
+    SELECT array_agg(id ORDER BY id), array_agg(node_id ORDER BY id),
+           array_agg(attempt - CASE WHEN status = 'running' THEN 1 ELSE 0 END ORDER BY id),
+           max(id) FILTER (WHERE status = 'running'),
+           max(node_type) FILTER (WHERE status = 'running'),
+           max(attempt) FILTER (WHERE status = 'running'),
+           max(max_attempts) FILTER (WHERE status = 'running')
+      INTO v_ids, v_nodes, v_attempts, cl_id, cl_type, cl_attempt, cl_max_attempts FROM rd;
+    IF coalesce(cardinality(v_ids), 0) <> cardinality(p_ready)
+            OR (p_claim IS NOT NULL AND cl_id IS NULL) THEN
+        RAISE EXCEPTION 'step %: % of its successors % were pending', p_step,
+            coalesce(cardinality(v_ids), 0), p_ready USING ERRCODE = 'FS001';
+    END IF;
+    IF p_claim IS NOT NULL THEN  -- the claimed step's context, read after this success
+        SELECT coalesce(jsonb_agg(to_jsonb(cx)), '[]') INTO cl_ctx
+          FROM (SELECT s.node_id, s.status, s.branch, io.output
+                  FROM steps s LEFT JOIN step_io io ON io.step_id = s.id
+                 WHERE s.run_id = p_run AND s.item_index = 0 AND s.node_id = ANY(p_ctx)) cx;
+    END IF;
+    ob_ids := '{}';
+    ob_steps := '{}';
+    ob_tokens := '{}';
+    IF cardinality(v_ids) > (p_claim IS NOT NULL)::integer THEN  -- ready steps left to publish
+        WITH ob AS (
+            INSERT INTO outbox (run_id, step_id, token)
+            SELECT p_run, u.id, u.attempt
+              FROM unnest(v_ids, v_nodes, v_attempts) AS u(id, node, attempt)
+             WHERE u.node IS DISTINCT FROM p_claim
+             ORDER BY u.id
+            RETURNING id, step_id, token
+        )
+        SELECT array_agg(id ORDER BY id), array_agg(step_id ORDER BY id),
+               array_agg(token ORDER BY id)
+          INTO ob_ids, ob_steps, ob_tokens FROM ob;
+    END IF;
+    v_n := 1 + cardinality(v_ids) + (p_claim IS NOT NULL)::integer;
+    INSERT INTO run_events (run_id, seq, kind, step_id, node_id, item_index, attempt,
+                            from_status, to_status, data)
+    SELECT p_run, v_seq + 1, 'step', p_step, v_node, 0, p_attempt, 'running', 'succeeded', p_data
+    UNION ALL
+    SELECT p_run, v_seq + 1 + u.ord::integer, 'step', u.id, u.node, 0, u.attempt, 'pending',
+           'ready', NULL
+      FROM unnest(v_ids, v_nodes, v_attempts) WITH ORDINALITY AS u(id, node, attempt, ord)
+    UNION ALL
+    SELECT p_run, v_seq + v_n, 'step', cl_id, p_claim, 0, cl_attempt, 'ready', 'running', NULL
+     WHERE p_claim IS NOT NULL;
+    UPDATE runs SET event_seq = v_seq + v_n, updated_at = now() WHERE id = p_run;
+    PERFORM pg_notify(p_channel, p_run::text || ':' || (v_seq + v_n));
+    outcome := 'committed';
+END
+$$;

@@ -1,0 +1,147 @@
+"""A chain step's success as ONE server-side call: `step_commit_success` (migration 0027).
+
+`checkpoint.commit_success` and the group commit (`engine/groupcommit.py`) ask `chain_plan()` first:
+when every successor of the node waits on it alone and takes an active edge (`planner.
+chain_successors`), the planner's decision is known before the move, so the whole checkpoint
+transaction (run lock, fenced move, payload, ready moves, eager claim and its context, outbox,
+events, NOTIFY) runs in PostgreSQL in one statement: one round trip, no Python between two
+messages. Anything else (a run to settle, a skip, a join, a map item) takes the general path, and so
+does a run that is not `running` (outcome `not_running`: the function wrote nothing). A success whose
+successors were not all pending (a broken plan; cannot happen while the planner is at its fixpoint)
+makes the function fail with SQLSTATE FS001 and roll back: the caller falls back too.
+
+`statement()` builds the call, `take()` reads its row; `call()` sends it alone (autocommit).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from flowstudio.engine.planner import chain_successors
+from flowstudio.engine.runtxn import NOTIFY_CHANNEL, OutboxMessage
+from flowstudio.flows.graph import FlowGraph
+
+log = logging.getLogger(__name__)
+
+BROKEN_PLAN = "FS001"  # the function's SQLSTATE when the successors were not as planned
+CALL = """SELECT * FROM step_commit_success(
+    %(run)s, %(step)s, %(attempt)s, %(owner)s, %(branch)s, %(input)s, %(output)s, %(data)s,
+    %(ready)s, %(claim)s, %(lease)s, %(ctx)s, %(channel)s)"""
+
+
+@dataclass(frozen=True)
+class ChainPlan:
+    """What the one call does after the move: make `ready` ready, claim `claim` (eager)."""
+
+    ready: tuple[str, ...]
+    claim: str | None = None
+    context_nodes: list[str] = field(default_factory=list)  # what the claimed step's context reads
+    lease_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    """The step the call claimed (the plan's `claim` node, top-level), as it is now."""
+
+    id: int
+    node_type: str
+    attempt: int
+    max_attempts: int
+
+
+@dataclass
+class OneCallResult:
+    outcome: str  # committed | lost | no_run | not_running
+    outbox: list[OutboxMessage] = field(default_factory=list)
+    claimed: ClaimedRow | None = None  # the eagerly claimed step
+    context: list[dict[str, Any]] = field(default_factory=list)  # and its context rows
+
+
+def chain_plan(
+    graph: FlowGraph,
+    node_id: str,
+    branch: str | None,
+    *,
+    claim: bool,
+    context_nodes: Callable[[FlowGraph, str], Sequence[str]] | None = None,
+    lease_seconds: float = 0.0,
+) -> ChainPlan | None:
+    """The one call's plan for a success of `node_id` with `branch`, or None (general path).
+    With `claim` (eager dispatch) the first successor is claimed for the same worker."""
+    ready = chain_successors(graph, node_id, branch)
+    if not ready:
+        return None
+    if not claim or context_nodes is None:
+        return ChainPlan(ready)
+    first = ready[0]
+    return ChainPlan(ready, first, list(context_nodes(graph, first)), lease_seconds)
+
+
+def statement(
+    plan: ChainPlan,
+    *,
+    run_id: str,
+    step_id: int,
+    attempt: int,
+    worker_id: str,
+    branch: str | None,
+    input_: Any,
+    output: Any,
+    data: Any = None,
+) -> tuple[str, dict[str, Any]]:
+    return CALL, {
+        "run": run_id,
+        "step": step_id,
+        "attempt": attempt,
+        "owner": worker_id,
+        "branch": branch,
+        "input": Jsonb(input_),
+        "output": Jsonb(output),
+        "data": None if data is None else Jsonb(data),
+        "ready": list(plan.ready),
+        "claim": plan.claim,
+        "lease": plan.lease_seconds,
+        "ctx": plan.context_nodes,
+        "channel": NOTIFY_CHANNEL,
+    }
+
+
+def take(run_id: str, row: dict[str, Any]) -> OneCallResult:
+    if row["outcome"] != "committed":
+        return OneCallResult(row["outcome"])
+    outbox = [
+        OutboxMessage(i, run_id, s, t)
+        for i, s, t in zip(row["ob_ids"], row["ob_steps"], row["ob_tokens"], strict=True)
+    ]
+    if row["cl_id"] is None:
+        return OneCallResult("committed", outbox)
+    claimed = ClaimedRow(row["cl_id"], row["cl_type"], row["cl_attempt"], row["cl_max_attempts"])
+    return OneCallResult("committed", outbox, claimed, row["cl_ctx"])
+
+
+def broken_plan(exc: psycopg.Error) -> bool:
+    return exc.sqlstate == BROKEN_PLAN
+
+
+async def call(
+    conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any]
+) -> OneCallResult | None:
+    """The call alone, as its own transaction; None when it did nothing the caller can use
+    (`not_running`, or a broken plan: logged, rolled back): take the general path."""
+    try:
+        cur = await conn.execute(query, params)
+    except psycopg.Error as exc:
+        if not broken_plan(exc):
+            raise
+        log.error("one-call commit refused its plan, taking the general path: %s", exc)
+        return None
+    row = await cur.fetchone()
+    assert row is not None
+    result = take(str(params["run"]), row)
+    return None if result.outcome == "not_running" else result
