@@ -1,9 +1,10 @@
 """Assertions every durability test makes against PostgreSQL directly (the source of truth).
 
 `assert_event_log_consistent(conn, run_id)`: event seqs are 1..N without gaps; every logged status
-change is legal in the engine's machines and chains from the previous status of that step/run; the
-final logged status of every step and of the run equals its row. `assert_no_double_success(conn,
-run_id)`: no step has two `-> succeeded` events (a committed step never ran again).
+change is legal in the engine's machines (and a step's log never skips `ready`) and chains from the
+previous status of that step/run; the final logged status of every step and of the run equals its
+row. `assert_no_double_success(conn, run_id)`: no step has two `-> succeeded` events (a committed
+step never ran again).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def assert_event_log_consistent(conn: psycopg.Connection[Any], run_id: str) -> N
             current.get(key) == frm
         ), f"seq {seq}: {key} logged {frm}->{to} but was {current.get(key)}"
         assert is_legal(kind, frm, to), f"seq {seq}: illegal {kind} transition {frm}->{to}"
+        # the one-call commit moves a claimed successor pending -> running in one update, but
+        # logs it as the two moves it is: the log never skips `ready`
+        assert (kind, frm, to) != ("step", "pending", "running"), f"seq {seq}: ready not logged"
         current[key] = to
     for sid, status in steps:
         assert (

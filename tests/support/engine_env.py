@@ -3,9 +3,9 @@
 Like Temporal's `ActivityEnvironment` for one unit of work, `EngineEnv` plays every caller of the
 engine on one database (a clone of the migrated template, tests/support/templatedb.py): the API
 (`start`, `cancel`, `resume`, `fork`, `signal`: the engine calls its routes make), the worker
-(`claim` -> `heartbeat` -> `succeed` | `fail` | `wait` | `expand` | `release`, with a worker id as
-the lease owner) and the orchestrator (`fire_timers`, `reap`). There is no broker: the outbox rows a
-relay would publish stay in the table (`outbox`). Time is moved by hand (`make_due`,
+(`claim` -> `heartbeat` -> `succeed` | `commit` (eager, one call or not) | `fail` | `wait` |
+`expand` | `release`, with a worker id as the lease owner) and the orchestrator (`fire_timers`,
+`reap`). There is no broker: the outbox rows a relay would publish stay in the table (`outbox`). Time is moved by hand (`make_due`,
 `expire_lease`), never slept for. Reads (`statuses`, `steps`, `items`, `run`, `events`, `snapshot`)
 and `check_log` (the event-log checks of tests/support/checks.py) assert the state. Only this file
 calls the engine (tests import just its exception types), so when the engine's entry points move,
@@ -27,12 +27,13 @@ from psycopg.rows import dict_row
 
 from flowstudio.engine import batches, checkpoint, children, control, recovery
 from flowstudio.engine.advance import cancel_run
-from flowstudio.engine.checkpoint import ClaimedStep
+from flowstudio.engine.checkpoint import ClaimedStep, EagerClaim, NextStep
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.runtxn import run_transaction
 from flowstudio.flows.validate import validate_definition
 from flowstudio.store import flows as flow_store
 from flowstudio.store import runs as run_store
+from flowstudio.worker.context import context_nodes
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.templatedb import TRIES, backoff, busy, connect_retrying
 
@@ -175,6 +176,31 @@ class EngineEnv:
         await checkpoint.commit_success(
             self.conn, step, worker, input_=None, output=output, branch=branch
         )
+
+    async def commit(
+        self,
+        step: ClaimedStep,
+        output: Any = None,
+        *,
+        branch: str | None = None,
+        eager: bool = False,
+        one_call: bool = True,
+        worker: str = WORKER,
+    ) -> tuple[list[tuple[int, int]], NextStep | None]:
+        """`succeed` as the worker's hot path calls it: with `eager` the success also claims the
+        next step for `worker` (its NextStep is returned), `one_call` as ONE_CALL_COMMIT; returns
+        the (step id, token) messages to publish too."""
+        outbox, nxt = await checkpoint.commit_success(
+            self.conn,
+            step,
+            worker,
+            input_={"of": step.node_id},
+            output=output,
+            branch=branch,
+            eager=EagerClaim(30, context_nodes) if eager else None,
+            one_call=one_call,
+        )
+        return [(m.step_id, m.token) for m in outbox], nxt
 
     async def fail(
         self,
