@@ -5,7 +5,9 @@ successes commit in ONE transaction (pipelined and one statement at a time): the
 holds commit (payload, events gapless per run, the successor claimed eagerly with its context rows)
 while the third, whose attempt no longer matches (its lease was lost), is a `LostRace` for itself
 only and leaves nothing behind (its successor stays pending: the guarded ready move). That step then
-commits alone. The worker-level grouping and a crash between the group's statements are tested in
+commits alone. A mixed group: a run's last step (the general path: the run ends), a chain step (its
+one call, migration 0027) and a chain step whose run is not `running` (its call writes nothing and
+is answered None, then commits alone). The worker-level grouping and a crash between the group's statements are tested in
 test_crash_matrix.py (`test_worker_killed_inside_a_group_commit_...`).
 """
 
@@ -113,3 +115,72 @@ def test_a_group_commits_its_members_and_a_lost_race_drops_only_its_own(database
             (runs,),
         ).fetchone()
         assert succeeded == 3  # each `in` once: grouped (2) and alone (1)
+
+
+async def _claim_first(conn: AConn, owner: str, flow: str) -> Any:
+    started = await checkpoint.start_run(conn, flow_id=flow, version=1, owner_id=owner, inputs={})
+    (msg,) = started.outbox
+    return await checkpoint.claim_step(
+        conn,
+        run_id=started.id,
+        step_id=msg.step_id,
+        token=msg.token,
+        worker_id=WORKER,
+        lease_seconds=30,
+    )
+
+
+async def _event_seq(conn: AConn, run_id: str) -> int:
+    cur = await conn.execute("SELECT event_seq FROM runs WHERE id = %s", (run_id,))
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row["event_seq"])
+
+
+async def _mixed(conn: AConn) -> None:
+    owner, flow = await create_chain_flow(conn, 3)
+    eager = EagerClaim(30, context_nodes)
+    last = await _claim_first(conn, owner, flow)  # run 0: driven to its last step, `out`
+    while last.node_id != "out":
+        _, nxt = await checkpoint.commit_success(
+            conn, last, WORKER, input_={}, output={}, eager=eager
+        )
+        assert nxt is not None
+        last = nxt.step
+    chained = await _claim_first(conn, owner, flow)  # run 1: `in`, a chain step (one call)
+    parked = await _claim_first(conn, owner, flow)  # run 2: `in`, its run not `running`
+    await conn.execute("UPDATE runs SET status = 'waiting' WHERE id = %s", (parked.run_id,))
+    seq_before = await _event_seq(conn, parked.run_id)
+    results = await commit_successes(
+        conn,
+        [
+            Success(last, WORKER, {}, {"done": 0}, eager=eager),
+            Success(chained, WORKER, {}, {"i": 1}, eager=eager),
+            Success(parked, WORKER, {}, {"i": 2}, eager=eager),
+        ],
+    )
+    ended, one_call, alone = results
+    assert isinstance(ended, Committed) and ended.next is None
+    assert isinstance(one_call, Committed) and one_call.next is not None
+    assert one_call.next.step.node_id == "noop1"
+    assert alone is None  # its one call wrote nothing: the slot commits it alone
+    cur = await conn.execute("SELECT status FROM runs WHERE id = %s", (last.run_id,))
+    assert (await cur.fetchone())["status"] == "succeeded"  # type: ignore[index]
+    assert await _event_seq(conn, parked.run_id) == seq_before  # nothing logged for it
+    _, nxt = await checkpoint.commit_success(
+        conn, parked, WORKER, input_={}, output={"i": 2}, eager=eager
+    )
+    assert nxt is not None and nxt.step.node_id == "noop1"
+
+
+@pytest.mark.usefixtures("pipelined")
+def test_a_group_mixes_one_call_members_general_members_and_a_member_left_to_commit_alone(
+    database_url: str,
+) -> None:
+    async def main() -> None:
+        async with await psycopg.AsyncConnection.connect(
+            database_url, autocommit=True, row_factory=dict_row
+        ) as conn:
+            await _mixed(conn)
+
+    anyio.run(main)
