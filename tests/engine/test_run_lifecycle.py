@@ -7,6 +7,7 @@ and the event log (gapless, legal, matching the rows).
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from flowstudio.engine.checkpoint import IdempotencyKeyReused
@@ -95,3 +96,25 @@ async def test_a_join_waits_for_every_branch(env: EngineEnv) -> None:
     await env.run_node(rid, "j", {"a": {"v": "a"}, "b": {"v": "b"}})
     assert (await env.run(rid))["status"] == "succeeded"
     env.check_log(rid)
+
+
+async def test_each_commit_notifies_its_last_seq_and_the_runs_end_names_its_status(
+    env: EngineEnv,
+) -> None:
+    """`fs_run_events` carries `run:seq` per commit (the start, each claim and success); the
+    commit that ends the run adds `:status`, so a waiter (the bench's sequential driver) needs
+    no query per step to see a run end."""
+    async with await psycopg.AsyncConnection.connect(env.url, autocommit=True) as listen:
+        await listen.execute("LISTEN fs_run_events")
+        rid = await env.start(TWO)
+        for node_id in ("in", "a", "b", "out"):
+            await env.run_node(rid, node_id)
+        await listen.execute("NOTIFY fs_run_events, 'marker'")
+        payloads = []
+        async for note in listen.notifies(timeout=10):
+            if note.payload == "marker":
+                break
+            payloads.append(note.payload)
+    mine = [p for p in payloads if p.startswith(rid)]
+    assert mine[-1] == f"{rid}:{(await env.run(rid))['event_seq']}:succeeded"
+    assert len(mine) == 1 + 2 * 4 and all(p.count(":") == 1 for p in mine[:-1])

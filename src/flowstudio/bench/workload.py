@@ -4,7 +4,8 @@
 output`. `Driver` holds the bench's pool and publisher: `start_runs(n)` starts runs in parallel with
 `engine.checkpoint.start_run` and publishes each committed outbox at once (as the API does);
 `wait_all()` polls the runs table until all are terminal; `run_sequential(n)` starts one run at a
-time and waits for each through LISTEN fs_run_events. `concurrent_figures()` and
+time and waits for each through LISTEN fs_run_events (the NOTIFY of the commit that ends a run
+names its status: the driver queries only after a 0.5 s silence, never once per step). `concurrent_figures()` and
 `sequential_figures()` turn DB timestamps (runs.created_at/finished_at, run_events.at) into the
 figures the report prints, so polling granularity never enters a measurement.
 """
@@ -198,13 +199,16 @@ class Driver:
             for i in range(n):
                 run_id = await self._start_one(conn, i)
                 ids.append(run_id)
-                while not await self._terminal(conn, run_id):
+                ended = False  # the NOTIFY that ends a run says so: no query per step
+                while not (ended or await self._terminal(conn, run_id)):
                     self.check_alive()
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise BenchError(f"sequential run {i + 1}/{n} not finished in {within:g}s")
                     async for note in listen.notifies(timeout=min(0.5, left)):
-                        if note.payload.startswith(run_id):
+                        run, _, seq_status = note.payload.partition(":")
+                        if run == run_id and seq_status.partition(":")[2] in RUN_TERMINAL:
+                            ended = True
                             break
         return ids
 

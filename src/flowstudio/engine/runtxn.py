@@ -35,7 +35,8 @@ from flowstudio.engine.txnsql import LOCK_RUN, READY_SET, READY_WHERE, flush_sql
 from flowstudio.store.db import pipeline_enabled
 
 log = logging.getLogger(__name__)
-NOTIFY_CHANNEL = "fs_run_events"  # payload `{run_id}:{last seq}`, sent at COMMIT
+# payload `{run_id}:{last seq}`, sent at COMMIT; `{run_id}:{last seq}:{status}` when the run ended
+NOTIFY_CHANNEL = "fs_run_events"
 # where + set of the move that makes pending nodes ready (`advance_run`)
 READY_MOVE = (READY_WHERE, READY_SET)
 

@@ -4,7 +4,8 @@ engine/runtxn.py, engine/checkpoint.py, engine/groupcommit.py, engine/advance.py
 
 `lock_sql()` locks the run row; `move_sql(...)` is a guarded step UPDATE, optionally wrapped with the
 payload upsert and the run's step-state read (`move_steps_reading_states`); `flush_sql(...)` is the
-final statement: the run row, the event rows (gapless seqs), the outbox rows, the NOTIFY and, for
+final statement: the run row, the event rows (gapless seqs), the outbox rows, the NOTIFY (`run id:last
+seq`, plus `:status` when the run ended there: a waiter needs no query per step) and, for
 eager dispatch, the claim of the next step plus the context rows it reads. The claim's event row is
 made in SQL from the claim's RETURNING, so a claim that matched nothing logs nothing.
 `CLAIM_SET` (the claim's SET list), `STEP_CONTEXT` (what a step's context reads), `SAVE_IO` /
@@ -12,6 +13,8 @@ made in SQL from the claim's RETURNING, so a claim that matched nothing logs not
 """
 
 from __future__ import annotations
+
+from flowstudio.store.statuses import RUN_ENDED_SQL
 
 RUN_COLUMNS = """id, status, flow_id, flow_version, owner_id, inputs, tweaks, event_seq,
     batch_id IS NOT NULL AS in_batch"""
@@ -116,7 +119,7 @@ def flush_sql(run_sets: list[str], *, claim: bool) -> str:
         FROM jsonb_array_elements(%(events)s) WITH ORDINALITY AS e(ev, ord){CLAIM_EVENT if claim else ''}
     ), r AS (
         UPDATE runs SET event_seq = event_seq + (SELECT count(*) FROM evs)::int, {', '.join(run_sets)}
-        WHERE id = %(id)s RETURNING event_seq, (SELECT count(*) FROM evs)::int AS n_ev
+        WHERE id = %(id)s RETURNING event_seq, status, (SELECT count(*) FROM evs)::int AS n_ev
     ), ev AS (
         INSERT INTO run_events (run_id, seq, kind, step_id, node_id, item_index,
                                 attempt, from_status, to_status, data)
@@ -131,7 +134,8 @@ def flush_sql(run_sets: list[str], *, claim: bool) -> str:
         FROM unnest(%(ob_steps)s::bigint[], %(ob_tokens)s::int[]) AS u(s, t)
         RETURNING id, step_id, token
     ), nt AS (
-        SELECT pg_notify(%(channel)s, %(id)s::text || ':' || r.event_seq)
+        SELECT pg_notify(%(channel)s, %(id)s::text || ':' || r.event_seq
+                         || CASE WHEN r.status IN {RUN_ENDED_SQL} THEN ':' || r.status ELSE '' END)
         FROM r WHERE r.n_ev > 0
     )
     SELECT r.event_seq, (SELECT count(*) FROM nt) AS notified,
