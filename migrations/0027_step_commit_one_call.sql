@@ -12,7 +12,7 @@
 -- changed), and a running run stays running (it has a ready step). `step_commit_success` does that
 -- whole transaction, statement after statement, under the run lock, as the two messages did:
 --   1. lock the run row (FOR UPDATE): every transition of a run is serialized, as before;
---   2. only a `running` run (a queued, waiting or finished one: outcome 'not_running', nothing
+--   2. only a `running` run (a queued, waiting or finished one: outcome 'general', nothing
 --      written, the caller takes the general path);
 --   3. the fenced move running -> succeeded (id + attempt + lease owner: the fencing token), with
 --      the payload row ('lost': nothing written);
@@ -24,6 +24,10 @@
 --      step (`p_ctx`), read after the move (they see this success);
 --   6. the outbox rows of the other ready steps, the event rows (success, readies, claim: gapless
 --      seqs from `runs.event_seq`), the run row's counter and the NOTIFY of `engine/runtxn.py`.
+-- A node without successors (`p_outputs`: the flow's output node ids) is the run's last step when
+-- every other top-level step is done (checked before the move; otherwise 'general'): the run
+-- then succeeds in the same call, its outputs collected as `engine/advance.collect_outputs` does
+-- (one output node: its output; several: an object by node id), its NOTIFY naming its status.
 -- The statuses move through `state_transitions` like any other move (the trigger still checks).
 -- Event rows, outbox rows and timestamps are the ones the two-message path writes.
 
@@ -35,6 +39,7 @@ CREATE FUNCTION step_commit_success(
     p_run uuid, p_step bigint, p_attempt integer, p_owner text, p_branch text,
     p_input jsonb, p_output jsonb, p_data jsonb,
     p_ready text[], p_claim text, p_lease float8, p_ctx text[], p_channel text,
+    p_outputs text[],
     OUT outcome text, OUT ob_ids bigint[], OUT ob_steps bigint[], OUT ob_tokens integer[],
     OUT cl_id bigint, OUT cl_type text, OUT cl_attempt integer, OUT cl_max_attempts integer,
     OUT cl_ctx jsonb
@@ -47,9 +52,10 @@ DECLARE
     v_nodes text[];
     v_attempts integer[];  -- each ready step's attempt as it was made ready
     v_n integer;
+    v_outputs jsonb;
 BEGIN
-    IF coalesce(cardinality(p_ready), 0) = 0 THEN
-        RAISE EXCEPTION 'step %: a success that readies no successor settles its run elsewhere',
+    IF coalesce(cardinality(p_ready), 0) = 0 AND p_outputs IS NULL THEN
+        RAISE EXCEPTION 'step %: a success that readies no successor and does not end its run',
             p_step USING ERRCODE = 'FS001';
     END IF;
     SELECT status, event_seq INTO v_status, v_seq FROM runs WHERE id = p_run FOR UPDATE;
@@ -58,7 +64,13 @@ BEGIN
         RETURN;
     END IF;
     IF v_status <> 'running' THEN
-        outcome := 'not_running';
+        outcome := 'general';
+        RETURN;
+    END IF;
+    IF p_outputs IS NOT NULL AND EXISTS (  -- the run's last step: is every other one done?
+            SELECT 1 FROM steps WHERE run_id = p_run AND item_index = 0 AND id <> p_step
+               AND status NOT IN ('succeeded', 'skipped')) THEN
+        outcome := 'general';
         RETURN;
     END IF;
     UPDATE steps SET status = 'succeeded', branch = p_branch, finished_at = clock_timestamp(),
@@ -72,6 +84,31 @@ BEGIN
     END IF;
     INSERT INTO step_io (step_id, input, output) VALUES (p_step, p_input, p_output)
         ON CONFLICT (step_id) DO UPDATE SET input = EXCLUDED.input, output = EXCLUDED.output;
+    IF p_outputs IS NOT NULL THEN  -- the run ends: its outputs, as advance.collect_outputs
+        SELECT CASE WHEN cardinality(p_outputs) = 0 THEN NULL
+                    WHEN cardinality(p_outputs) = 1
+                    THEN nullif(max(io.output::text) FILTER (WHERE s.node_id = p_outputs[1]),
+                                'null')::jsonb
+                    ELSE coalesce(jsonb_object_agg(s.node_id, io.output)
+                                  FILTER (WHERE s.node_id IS NOT NULL), '{}') END
+          INTO v_outputs
+          FROM steps s JOIN step_io io ON io.step_id = s.id
+         WHERE s.run_id = p_run AND s.node_id = ANY(p_outputs) AND s.status = 'succeeded';
+        INSERT INTO run_events (run_id, seq, kind, step_id, node_id, item_index, attempt,
+                                from_status, to_status, data)
+        VALUES (p_run, v_seq + 1, 'step', p_step, v_node, 0, p_attempt, 'running', 'succeeded',
+                p_data),
+               (p_run, v_seq + 2, 'run', NULL, NULL, NULL, NULL, 'running', 'succeeded', NULL);
+        UPDATE runs SET status = 'succeeded', outputs = v_outputs, event_seq = v_seq + 2,
+                        finished_at = coalesce(finished_at, clock_timestamp()), updated_at = now()
+         WHERE id = p_run;
+        PERFORM pg_notify(p_channel, p_run::text || ':' || (v_seq + 2) || ':succeeded');
+        ob_ids := '{}';
+        ob_steps := '{}';
+        ob_tokens := '{}';
+        outcome := 'committed';
+        RETURN;
+    END IF;
     -- the successors pending -> ready; the claimed one pending -> running in the same update
     -- (made ready and claimed at once: its two moves are logged below, as two statements would)
     WITH rd AS (

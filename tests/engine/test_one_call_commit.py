@@ -6,7 +6,9 @@ row the checkpoint writes (step rows with their lease, timestamps' presence and 
 log without its clock; outbox rows; the run row) and everything the commit hands back (the
 messages to publish, the eagerly claimed step and its context rows) must be equal, step ids
 replaced by node ids. The flows cover a chain, a fan-out (two successors: one claimed, one
-published), a join and a condition (general path), with and without eager dispatch. Then the
+published), a join and a condition (general path), a run's last step (the run ends in the call,
+its outputs collected) and one that is not (another branch still live), with and without eager
+dispatch. Then the
 attacks on its guards: a stale fencing token, a run that is not `running`, and a plan the database
 contradicts (a successor no longer pending), each leaving exactly one committed success behind.
 `pg_stat_user_functions` shows the function really ran.
@@ -44,6 +46,16 @@ FAN = flow_def(
         edge("b", "j"),
         edge("j", "out"),
     ],
+)
+TWO_OUTPUTS = flow_def(
+    [
+        node("in", "input"),
+        node("a", "noop"),
+        node("b", "noop"),
+        node("out1", "output"),
+        node("out2", "output"),
+    ],
+    [edge("in", "a"), edge("in", "b"), edge("a", "out1"), edge("b", "out2")],
 )
 BRANCHES = {"c": "true"}  # the condition `c` of branch_flow() takes its true side
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -111,7 +123,8 @@ async def picture(env: EngineEnv, rid: str) -> Any:
 
 
 async def one_calls(env: EngineEnv) -> int:
-    """How many times this session ran `step_commit_success` (track_functions is on for it)."""
+    """How many times this session called `step_commit_success` (track_functions is on for it),
+    whatever it answered."""
     await env.conn.execute("SELECT pg_stat_force_next_flush()")
     cur = await env.conn.execute(
         "SELECT coalesce(sum(calls), 0) AS n FROM pg_stat_user_functions"
@@ -125,7 +138,12 @@ async def one_calls(env: EngineEnv) -> int:
 @pytest.mark.parametrize("eager", [True, False], ids=["eager", "via-outbox"])
 @pytest.mark.parametrize(
     ("name", "definition", "chain_steps"),
-    [("chain", CHAIN, 4), ("fan-out-join", FAN, 3), ("branch", branch_flow(), 2)],
+    [
+        ("chain", CHAIN, 5),
+        ("fan-out-join", FAN, 4),
+        ("branch", branch_flow(), 3),
+        ("two-outputs", TWO_OUTPUTS, 5),
+    ],
 )
 async def test_one_call_writes_what_the_two_messages_write(
     env: EngineEnv, name: str, definition: dict[str, Any], chain_steps: int, eager: bool
@@ -135,7 +153,10 @@ async def test_one_call_writes_what_the_two_messages_write(
     two_rid, two_handed = await drive(env, definition, one_call=False, eager=eager)
     assert await one_calls(env) == before  # the general path never calls it
     one_rid, one_handed = await drive(env, definition, one_call=True, eager=eager)
-    # chain: in, a, b, d; fan-out: in, s (two successors), j; branch: in, m (c skips, hi joins)
+    # the last step (no successor) ends its run in one call when nothing else is live:
+    # chain: in, a, b, d, out; fan-out: in, s (two successors), j, out; branch: in, m, out (c
+    # skips, hi joins); two outputs: in, a, b, out2, and out1's call, which found b still live,
+    # wrote nothing and answered `general` (the general path committed it)
     assert await one_calls(env) == before + chain_steps
     assert one_handed == two_handed
     assert await picture(env, one_rid) == await picture(env, two_rid)

@@ -239,7 +239,7 @@ async def commit_success(
                 chain, **one_call_args(step, worker_id, branch, input_, output, data)
             )
             done = await onecall.call(conn, query, args)
-            if done is not None:  # else: the run is not running; the general path settles it
+            if done is not None:  # else: nothing written; the general path decides
                 return one_call_outcome(step, done, chain.claim)
     async with run_transaction(conn, step.run_id, defer_lock=True) as txn:
         params = success_params(step, worker_id, branch)

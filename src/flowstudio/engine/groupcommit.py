@@ -176,7 +176,7 @@ async def _commit(
 def _chain_outcome(m: _Member, rows: list[dict[str, Any]]) -> Committed | LostRace | None:
     assert m.chain is not None
     done = onecall.take(m.item.step.run_id, rows[0])
-    if done.outcome == "not_running":
+    if done.outcome == "general":
         return None
     try:
         return Committed(*one_call_outcome(m.item.step, done, m.chain.claim))

@@ -5,8 +5,10 @@ when every successor of the node waits on it alone and takes an active edge (`pl
 chain_successors`), the planner's decision is known before the move, so the whole checkpoint
 transaction (run lock, fenced move, payload, ready moves, eager claim and its context, outbox,
 events, NOTIFY) runs in PostgreSQL in one statement: one round trip, no Python between two
-messages. Anything else (a run to settle, a skip, a join, a map item) takes the general path, and so
-does a run that is not `running` (outcome `not_running`: the function wrote nothing). A success whose
+messages. A node without successors (the run's last step) ends the run in the same call, outputs
+collected as `advance.collect_outputs` does, when every other step is done. Anything else (a skip,
+a join, a run that goes on waiting, a map item) takes the general path, and so does a run that is
+not `running` (outcome `general`: the function wrote nothing). A success whose
 successors were not all pending (a broken plan; cannot happen while the planner is at its fixpoint)
 makes the function fail with SQLSTATE FS001 and roll back: the caller falls back too.
 
@@ -32,17 +34,20 @@ log = logging.getLogger(__name__)
 BROKEN_PLAN = "FS001"  # the function's SQLSTATE when the successors were not as planned
 CALL = """SELECT * FROM step_commit_success(
     %(run)s, %(step)s, %(attempt)s, %(owner)s, %(branch)s, %(input)s, %(output)s, %(data)s,
-    %(ready)s, %(claim)s, %(lease)s, %(ctx)s, %(channel)s)"""
+    %(ready)s, %(claim)s, %(lease)s, %(ctx)s, %(channel)s, %(outputs)s)"""
 
 
 @dataclass(frozen=True)
 class ChainPlan:
-    """What the one call does after the move: make `ready` ready, claim `claim` (eager)."""
+    """What the one call does after the move: make `ready` ready, claim `claim` (eager); or,
+    for a node without successors (`outputs` set: the flow's output nodes), end the run when
+    every other step is done."""
 
     ready: tuple[str, ...]
     claim: str | None = None
     context_nodes: list[str] = field(default_factory=list)  # what the claimed step's context reads
     lease_seconds: float = 0.0
+    outputs: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class ClaimedRow:
 
 @dataclass
 class OneCallResult:
-    outcome: str  # committed | lost | no_run | not_running
+    outcome: str  # committed | lost | no_run | general (nothing written: take the general path)
     outbox: list[OutboxMessage] = field(default_factory=list)
     claimed: ClaimedRow | None = None  # the eagerly claimed step
     context: list[dict[str, Any]] = field(default_factory=list)  # and its context rows
@@ -74,6 +79,8 @@ def chain_plan(
 ) -> ChainPlan | None:
     """The one call's plan for a success of `node_id` with `branch`, or None (general path).
     With `claim` (eager dispatch) the first successor is claimed for the same worker."""
+    if not graph.outgoing(node_id):  # the run's last step, if every other one is done
+        return ChainPlan((), outputs=[n.id for n in graph.definition.nodes if n.type == "output"])
     ready = chain_successors(graph, node_id, branch)
     if not ready:
         return None
@@ -109,6 +116,7 @@ def statement(
         "lease": plan.lease_seconds,
         "ctx": plan.context_nodes,
         "channel": NOTIFY_CHANNEL,
+        "outputs": plan.outputs,
     }
 
 
@@ -133,7 +141,7 @@ async def call(
     conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any]
 ) -> OneCallResult | None:
     """The call alone, as its own transaction; None when it did nothing the caller can use
-    (`not_running`, or a broken plan: logged, rolled back): take the general path."""
+    (`general`, or a broken plan: logged, rolled back): take the general path."""
     try:
         cur = await conn.execute(query, params)
     except psycopg.Error as exc:
@@ -144,4 +152,4 @@ async def call(
     row = await cur.fetchone()
     assert row is not None
     result = take(str(params["run"]), row)
-    return None if result.outcome == "not_running" else result
+    return None if result.outcome == "general" else result
