@@ -14,7 +14,8 @@ Each round measures, on the same machine and the same PostgreSQL server:
 2. Flowstudio: the `flowstudio bench` machinery (`run_one_bench`: its own database and queue,
    an orchestrator and workers as `flowstudio up` starts them) on the same chain length, reading its
    `completed_steps_per_s` and `step_overhead_ms`; with `--without-group-commit` once more with
-   GROUP_COMMIT=off (a third column: what group commit changes, in the same run).
+   GROUP_COMMIT=off (a third column: what group commit changes, in the same run), and with
+   `--without-one-call` once more with ONE_CALL_COMMIT=off (what the one-call commit changes).
 
 The rounds alternate the two engines; `summarise()` gives medians and ranges, `render()` the table,
 and `--json` one JSON object on the last line.
@@ -135,19 +136,22 @@ def run_langgraph(settings: Settings, runs: int, steps: int, seq_runs: int) -> d
 
 
 def run_flowstudio(
-    settings: Settings, args: argparse.Namespace, group_commit: str | None = None
+    settings: Settings, args: argparse.Namespace, setting: tuple[str, str] | None = None
 ) -> dict[str, Any]:
-    """One `flowstudio bench`; `group_commit` overrides GROUP_COMMIT for its engine processes."""
-    saved = os.environ.get("GROUP_COMMIT")
-    if group_commit is not None:
-        os.environ["GROUP_COMMIT"] = group_commit  # the sandbox's children inherit it
+    """One `flowstudio bench`; `setting` (name, value), e.g. ("GROUP_COMMIT", "off"), overrides
+    that setting for its engine processes."""
+    if setting is None:
+        return _run_flowstudio(settings, args)
+    name, value = setting
+    saved = os.environ.get(name)
+    os.environ[name] = value  # the sandbox's children inherit it
     try:
         return _run_flowstudio(settings, args)
     finally:
         if saved is None:
-            os.environ.pop("GROUP_COMMIT", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["GROUP_COMMIT"] = saved
+            os.environ[name] = saved
 
 
 def _run_flowstudio(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
@@ -192,6 +196,7 @@ ENGINES = {
     "langgraph": "LangGraph + PostgresSaver",
     "flowstudio": "Flowstudio",
     "flowstudio_no_group": "Flowstudio GROUP_COMMIT=off",
+    "flowstudio_no_one_call": "Flowstudio ONE_CALL_COMMIT=off",
 }
 
 
@@ -245,7 +250,13 @@ def one_round(settings: Settings, args: argparse.Namespace, k: int) -> dict[str,
         "flowstudio": lambda: run_flowstudio(settings, args),
     }
     if args.without_group_commit:
-        runs["flowstudio_no_group"] = lambda: run_flowstudio(settings, args, "off")
+        runs["flowstudio_no_group"] = lambda: run_flowstudio(
+            settings, args, ("GROUP_COMMIT", "off")
+        )
+    if args.without_one_call:
+        runs["flowstudio_no_one_call"] = lambda: run_flowstudio(
+            settings, args, ("ONE_CALL_COMMIT", "off")
+        )
     one: dict[str, dict[str, Any]] = {}
     for engine, run in runs.items():
         log.info("round %d/%d: %s", k, args.rounds, ENGINES[engine])
@@ -278,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         "--without-group-commit",
         action="store_true",
         help="also run Flowstudio with GROUP_COMMIT=off each round (a third column)",
+    )
+    p.add_argument(
+        "--without-one-call",
+        action="store_true",
+        help="also run Flowstudio with ONE_CALL_COMMIT=off each round (another column)",
     )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
