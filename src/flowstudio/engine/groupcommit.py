@@ -7,8 +7,9 @@ the fenced success move with its payload, the run's step states and the ready mo
 successors (one statement); then Python plans each run (`advance_run`, eager claim); (2) each
 run's flush (events, outbox, NOTIFY, eager claim) and one `COMMIT`. A chain step's success
 (`onecall.chain_plan`) is instead its whole commit in one call in the first message (migration
-0027's `step_commit_success`, at the member's place in the lock order); one whose run was not
-`running` wrote nothing and is answered None: its slot commits it alone.
+0027's `step_commit_success`, at the member's place in the lock order); one whose call wrote
+nothing (its run was not `running`, or a last step whose run has other live steps) is answered
+None: its slot commits it alone.
 
 Every guarantee of the single commit holds per item: the fence (attempt + lease owner) decides
 each move; a member whose move matched nothing is a `LostRace` for that member only (its ready move
@@ -95,7 +96,7 @@ async def commit_successes(
 ) -> list[Committed | LostRace | None]:
     """Commit the members in one transaction; per member (in the given order) its outbox and
     eagerly claimed next step, the LostRace that dropped it, or None: a chain step whose one call
-    found its run not running wrote nothing, commit it alone. Raises GroupFailed."""
+    wrote nothing (answered `general`), commit it alone. Raises GroupFailed."""
     runs = [m.step.run_id for m in items]
     if len(set(runs)) != len(runs) or any(m.step.item_index for m in items):
         raise ValueError("a group holds top-level steps of distinct runs")

@@ -8,9 +8,9 @@ events, NOTIFY) runs in PostgreSQL in one statement: one round trip, no Python b
 messages. A node without successors (the run's last step) ends the run in the same call, outputs
 collected as `advance.collect_outputs` does, when every other step is done. Anything else (a skip,
 a join, a run that goes on waiting, a map item) takes the general path, and so does a run that is
-not `running` (outcome `general`: the function wrote nothing). A success whose
-successors were not all pending (a broken plan; cannot happen while the planner is at its fixpoint)
-makes the function fail with SQLSTATE FS001 and roll back: the caller falls back too.
+not `running` (outcome `general`: the function wrote nothing). A success whose successors were
+not all pending (a broken plan; cannot happen while the planner is at its fixpoint) makes the
+function fail with SQLSTATE FS001 and roll back: the caller falls back too.
 
 `statement()` builds the call, `take()` reads its row; `call()` sends it alone (autocommit).
 """

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 class _Request:
     success: Success
     done: anyio.Event = field(default_factory=anyio.Event)
-    result: Committed | BaseException | None = None  # None: commit alone (the group failed)
+    # None: commit alone (the group failed, or the member's one call wrote nothing)
+    result: Committed | BaseException | None = None
 
 
 class GroupCommitter:
