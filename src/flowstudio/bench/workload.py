@@ -6,8 +6,9 @@ output`. `Driver` holds the bench's pool and publisher: `start_runs(n)` starts r
 `wait_all()` polls the runs table until all are terminal; `run_sequential(n)` starts one run at a
 time and waits for each through LISTEN fs_run_events (the NOTIFY of the commit that ends a run
 names its status: the driver queries only after a 0.5 s silence, never once per step).
-`concurrent_figures()` and `sequential_figures()` turn DB timestamps (runs.created_at/finished_at, run_events.at) into the
-figures the report prints, so polling granularity never enters a measurement.
+`concurrent_figures()` and `sequential_figures()` turn DB timestamps (runs.created_at/finished_at,
+run_events.at) into the figures the report prints, so polling granularity never enters a
+measurement.
 """
 
 from __future__ import annotations
