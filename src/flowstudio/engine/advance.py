@@ -24,7 +24,7 @@ async def load_states(txn: RunTxn) -> dict[str, StepState]:
 
 
 async def collect_outputs(txn: RunTxn, graph: FlowGraph) -> Any:
-    outs = [n.id for n in graph.definition.nodes if n.type == "output"]
+    outs = list(graph.output_nodes)
     if not outs:
         return None
     cur = await txn.conn.execute(RUN_OUTPUTS, {"run": txn.run["id"], "nodes": outs})

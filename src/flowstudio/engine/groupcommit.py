@@ -104,8 +104,9 @@ async def commit_successes(
     for item in sorted(items, key=lambda m: m.step.run_id):  # one lock order for every group
         graph = await load_graph(conn, item.step.flow_id, item.step.flow_version)
         txn = RunTxn(conn, {}, key=item.step.run_id)
-        ready = ready_on_success(graph, item.step.node_id, item.branch)
         chain = chain_plan_of(graph, item.step, item.branch, item.eager) if one_call else None
+        # a one-call member's successors are its plan's; the others' ready move is planned here
+        ready = () if chain is not None else ready_on_success(graph, item.step.node_id, item.branch)
         members.append(_Member(item, graph, txn, ready, chain))
     try:
         outcome = await _commit(conn, members)

@@ -81,7 +81,7 @@ def chain_plan(
     """The one call's plan for a success of `node_id` with `branch`, or None (general path).
     With `claim` (eager dispatch) the first successor is claimed for the same worker."""
     if not graph.outgoing(node_id):  # the run's last step, if every other one is done
-        return ChainPlan((), outputs=[n.id for n in graph.definition.nodes if n.type == "output"])
+        return ChainPlan((), outputs=list(graph.output_nodes))
     ready = chain_successors(graph, node_id, branch)
     if not ready:
         return None

@@ -1,8 +1,9 @@
 """Graph analysis of a flow definition: adjacency, roots, cycle detection.
 
 `FlowGraph.build(defn)` indexes nodes and edges once; the planner asks it for `incoming(node)` and
-`outgoing(node)`; the validator asks `find_cycle()`. Instances are immutable and cached per pinned flow
-version by the engine (`engine/flowcache.py`), since versions never change.
+`outgoing(node)`; the validator asks `find_cycle()`; `output_nodes` names the nodes whose outputs are
+the run's. Instances are immutable and cached per pinned flow version by the engine
+(`engine/flowcache.py`), since versions never change.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class FlowGraph:
     nodes: dict[str, Node]
     incoming_edges: dict[str, list[Edge]] = field(default_factory=dict)
     outgoing_edges: dict[str, list[Edge]] = field(default_factory=dict)
+    output_nodes: tuple[str, ...] = ()  # the `output` nodes, in definition order (a run's outputs)
 
     @classmethod
     def build(cls, defn: FlowDefinition) -> FlowGraph:
@@ -28,7 +30,8 @@ class FlowGraph:
             if e.source in nodes and e.target in nodes:
                 out[e.source].append(e)
                 inc[e.target].append(e)
-        return cls(defn, nodes, inc, out)
+        outputs = tuple(n.id for n in defn.nodes if n.type == "output")
+        return cls(defn, nodes, inc, out, outputs)
 
     def incoming(self, node_id: str) -> list[Edge]:
         return self.incoming_edges[node_id]
