@@ -41,24 +41,27 @@ def database_url() -> Iterator[str]:
         yield url
 
 
+async def _claim_first(
+    conn: AConn, owner: str, flow: str, inputs: dict[str, Any] | None = None
+) -> Any:
+    """Start a run of `flow` and claim its first step for WORKER."""
+    started = await checkpoint.start_run(
+        conn, flow_id=flow, version=1, owner_id=owner, inputs=inputs or {}
+    )
+    (msg,) = started.outbox
+    return await checkpoint.claim_step(
+        conn,
+        run_id=started.id,
+        step_id=msg.step_id,
+        token=msg.token,
+        worker_id=WORKER,
+        lease_seconds=30,
+    )
+
+
 async def _scenario(conn: AConn) -> list[str]:
     owner, flow = await create_chain_flow(conn, 3)
-    claimed = []
-    for i in range(3):
-        started = await checkpoint.start_run(
-            conn, flow_id=flow, version=1, owner_id=owner, inputs={"i": i}
-        )
-        (msg,) = started.outbox
-        claimed.append(
-            await checkpoint.claim_step(
-                conn,
-                run_id=started.id,
-                step_id=msg.step_id,
-                token=msg.token,
-                worker_id=WORKER,
-                lease_seconds=30,
-            )
-        )
+    claimed = [await _claim_first(conn, owner, flow, {"i": i}) for i in range(3)]
     stale = dataclasses.replace(claimed[1], attempt=claimed[1].attempt + 1)  # lease lost
     eager = EagerClaim(30, context_nodes)
     members = [
@@ -115,19 +118,6 @@ def test_a_group_commits_its_members_and_a_lost_race_drops_only_its_own(database
             (runs,),
         ).fetchone()
         assert succeeded == 3  # each `in` once: grouped (2) and alone (1)
-
-
-async def _claim_first(conn: AConn, owner: str, flow: str) -> Any:
-    started = await checkpoint.start_run(conn, flow_id=flow, version=1, owner_id=owner, inputs={})
-    (msg,) = started.outbox
-    return await checkpoint.claim_step(
-        conn,
-        run_id=started.id,
-        step_id=msg.step_id,
-        token=msg.token,
-        worker_id=WORKER,
-        lease_seconds=30,
-    )
 
 
 async def _event_seq(conn: AConn, run_id: str) -> int:

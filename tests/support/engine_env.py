@@ -173,9 +173,7 @@ class EngineEnv:
         branch: str | None = None,
         worker: str = WORKER,
     ) -> None:
-        await checkpoint.commit_success(
-            self.conn, step, worker, input_=None, output=output, branch=branch
-        )
+        await self.commit(step, output, branch=branch, worker=worker)
 
     async def commit(
         self,
@@ -194,7 +192,7 @@ class EngineEnv:
             self.conn,
             step,
             worker,
-            input_={"of": step.node_id},
+            input_=None,
             output=output,
             branch=branch,
             eager=EagerClaim(30, context_nodes) if eager else None,
