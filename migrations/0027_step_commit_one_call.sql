@@ -7,7 +7,7 @@
 -- worker's event loop; LangGraph's checkpointer writes one statement per node, and its sequential
 -- per-step overhead was ~0.6x ours. In the common case Python's planning is known before the move:
 -- a success whose every successor waits on it alone and takes an active edge
--- (`planner.ready_on_success` names them all) makes exactly those successors ready and changes
+-- (`planner.chain_successors` names them) makes exactly those successors ready and changes
 -- nothing else (the planner is at its fixpoint after every transaction, and only this node's state
 -- changed), and a running run stays running (it has a ready step). `step_commit_success` does that
 -- whole transaction, statement after statement, under the run lock, as the two messages did:
