@@ -7,8 +7,9 @@
   a loopback address (DNS rebinding) cannot steer the connection after the check. Unix sockets are
   refused. Its streams are `CheapReadableStream`s (the pool's per-request liveness scan of idle
   connections stays cheap).
-- `PooledTransport`: httpx's `AsyncHTTPTransport` whose httpcore pool uses `PinnedBackend`, with no
-  proxy and no environment (`trust_env=False`), so HTTP(S)_PROXY cannot route around the guard.
+- `PooledTransport`: httpx's `AsyncHTTPTransport` whose pool (httpcore's, with `egress/pool.py`'s
+  linear assignment pass) uses `PinnedBackend`, with no proxy and no environment
+  (`trust_env=False`), so HTTP(S)_PROXY cannot route around the guard.
 - `GuardedTransport`: in front of a pooled transport (owned, or borrowed from an `Egress`), it refuses
   non-http(s) URLs, bounds the whole exchange by `max_seconds` (headers and body), refuses a declared
   Content-Length above `max_response_bytes` and counts streamed bytes against it (`EgressTooLarge`
@@ -38,6 +39,7 @@ from flowstudio.egress.policy import (
     EgressUnresolved,
     resolve_allowed,
 )
+from flowstudio.egress.pool import LeanConnectionPool
 
 SCHEMES = frozenset({"http", "https"})
 # No cap on connections, and none on idle ones either (they still close after 5 s idle): httpcore
@@ -162,7 +164,7 @@ class PooledTransport(httpx.AsyncHTTPTransport):
     ) -> None:
         context = verify or default_ssl_context()
         super().__init__(verify=context, trust_env=False, limits=limits)
-        self._pool = httpcore.AsyncConnectionPool(
+        self._pool = LeanConnectionPool(
             ssl_context=context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
