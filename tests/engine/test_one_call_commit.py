@@ -92,37 +92,6 @@ def described(nxt: Any) -> Any:
     return fields, sorted(nxt.context_rows, key=lambda r: r["node_id"])
 
 
-async def picture(env: EngineEnv, rid: str) -> Any:
-    """Every row a commit writes, with ids as node ids and clocks as their presence."""
-    cur = await env.conn.execute(
-        """SELECT s.node_id, s.item_index, s.status, s.attempt, s.max_attempts, s.branch, s.error,
-                  s.lease_owner, s.lease_expires_at IS NOT NULL AS leased,
-                  s.due_at IS NOT NULL AS due, s.ready_at IS NOT NULL AS readied,
-                  s.dispatched_at IS NOT NULL AS dispatched, s.started_at IS NOT NULL AS started,
-                  s.finished_at IS NOT NULL AS finished, io.input, io.output
-           FROM steps s LEFT JOIN step_io io ON io.step_id = s.id
-           WHERE s.run_id = %s ORDER BY s.node_id, s.item_index""",
-        (rid,),
-    )
-    steps = await cur.fetchall()
-    cur = await env.conn.execute(
-        """SELECT e.seq, e.kind, s.node_id, e.item_index, e.attempt, e.from_status, e.to_status,
-                  e.data
-           FROM run_events e LEFT JOIN steps s ON s.id = e.step_id
-           WHERE e.run_id = %s ORDER BY e.seq""",
-        (rid,),
-    )
-    events = await cur.fetchall()
-    cur = await env.conn.execute(
-        """SELECT s.node_id, o.token FROM outbox o JOIN steps s ON s.id = o.step_id
-           WHERE o.run_id = %s ORDER BY o.id""",
-        (rid,),
-    )
-    outbox = await cur.fetchall()
-    run = await env.run(rid)
-    return steps, events, outbox, (run["status"], run["event_seq"], run["outputs"], run["error"])
-
-
 async def one_calls(env: EngineEnv) -> int:
     """How many times this session called `step_commit_success` (track_functions is on for it),
     whatever it answered."""
@@ -160,7 +129,7 @@ async def test_one_call_writes_what_the_two_messages_write(
     # wrote nothing and answered `general` (the general path committed it)
     assert await one_calls(env) == before + chain_steps
     assert one_handed == two_handed
-    assert await picture(env, one_rid) == await picture(env, two_rid)
+    assert await env.picture(one_rid) == await env.picture(two_rid)
     assert (await env.run(one_rid))["status"] == "succeeded"
     env.check_log(one_rid)
 
@@ -168,13 +137,13 @@ async def test_one_call_writes_what_the_two_messages_write(
 async def test_a_stale_fencing_token_commits_nothing(env: EngineEnv) -> None:
     rid = await env.start(CHAIN)
     step = await env.claim(rid, "in")
-    before = await picture(env, rid)
+    before = await env.picture(rid)
     stale = dataclasses.replace(step, attempt=step.attempt + 1)
     with pytest.raises(LostRace):
         await env.commit(stale, {"v": 1}, eager=True)
     with pytest.raises(LostRace):
         await env.commit(step, {"v": 1}, eager=True, worker="worker-b")  # not the lease owner
-    assert await picture(env, rid) == before
+    assert await env.picture(rid) == before
     await env.commit(step, {"v": 1}, eager=True)
     assert (await env.statuses(rid))["a"] == "running"
     env.check_log(rid)

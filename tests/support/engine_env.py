@@ -312,6 +312,41 @@ class EngineEnv:
         )
         return [(r["step_id"], r["token"]) for r in await cur.fetchall()]
 
+    async def picture(self, rid: str) -> Any:
+        """Every row a commit writes, with ids as node ids and clocks as their presence."""
+        cur = await self.conn.execute(
+            """SELECT s.node_id, s.item_index, s.status, s.attempt, s.max_attempts, s.branch, s.error,
+                      s.lease_owner, s.lease_expires_at IS NOT NULL AS leased,
+                      s.due_at IS NOT NULL AS due, s.ready_at IS NOT NULL AS readied,
+                      s.dispatched_at IS NOT NULL AS dispatched, s.started_at IS NOT NULL AS started,
+                      s.finished_at IS NOT NULL AS finished, io.input, io.output
+               FROM steps s LEFT JOIN step_io io ON io.step_id = s.id
+               WHERE s.run_id = %s ORDER BY s.node_id, s.item_index""",
+            (rid,),
+        )
+        steps = await cur.fetchall()
+        cur = await self.conn.execute(
+            """SELECT e.seq, e.kind, s.node_id, e.item_index, e.attempt, e.from_status, e.to_status,
+                      e.data
+               FROM run_events e LEFT JOIN steps s ON s.id = e.step_id
+               WHERE e.run_id = %s ORDER BY e.seq""",
+            (rid,),
+        )
+        events = await cur.fetchall()
+        cur = await self.conn.execute(
+            """SELECT s.node_id, o.token FROM outbox o JOIN steps s ON s.id = o.step_id
+               WHERE o.run_id = %s ORDER BY o.id""",
+            (rid,),
+        )
+        outbox = await cur.fetchall()
+        run = await self.run(rid)
+        return (
+            steps,
+            events,
+            outbox,
+            (run["status"], run["event_seq"], run["outputs"], run["error"]),
+        )
+
     async def snapshot(self, run_id: str) -> tuple[Any, ...]:
         """Everything a move could change: run row, steps with payloads, events, outbox."""
         run = await self.run(run_id)

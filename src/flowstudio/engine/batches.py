@@ -13,8 +13,9 @@
   under the batch row lock (SKIP LOCKED, so several orchestrators share the work) it counts the
   batch's started live runs, picks that many fewer than BATCH_CONCURRENCY unstarted runs (FOR UPDATE
   SKIP LOCKED; DISPATCH_CHUNK per transaction, each chunk published as soon as it commits) and
-  starts each through the normal engine path (`run_transaction` + `advance_run`: roots ready, outbox rows), publishing after
-  commit; with no live run left it marks the batch `succeeded` (failed runs are counted, not fatal).
+  starts them in one statement (`bulk.start_unstarted_runs`: roots ready, events, outbox rows, the
+  rows `advance_run` writes) or, when a flow's start plans more than its roots, each through the
+  normal engine path (`run_transaction` + `advance_run`), publishing after commit; with no live run left it marks the batch `succeeded` (failed runs are counted, not fatal).
   Every SWEEP_INTERVAL seconds `sweep_pass()` fails batches whose loader died and cancels unstarted runs
   left in cancelled/failed batches.
 - `cancel_batch(conn, batch_id, reason)` (API): batch -> cancelled, then every started live run via
@@ -177,10 +178,16 @@ async def cancel_batch(
 
 
 async def dispatch_batch(
-    conn: psycopg.AsyncConnection[Any], batch_id: Any, concurrency: int, chunk: int = DISPATCH_CHUNK
+    conn: psycopg.AsyncConnection[Any],
+    batch_id: Any,
+    concurrency: int,
+    chunk: int = DISPATCH_CHUNK,
+    *,
+    at_once: bool = True,
 ) -> list[OutboxMessage]:
     """Start at most `chunk` unstarted runs, up to `concurrency` live ones; finish the batch when
-    nothing is live."""
+    nothing is live. `at_once`: in one statement (`bulk.start_unstarted_runs`) when the flow's
+    start is its roots alone; otherwise (and with False) each through `advance_run`."""
     out: list[OutboxMessage] = []
     async with conn.transaction():
         batch = await store.lock_running_batch(conn, batch_id)
@@ -188,9 +195,13 @@ async def dispatch_batch(
             return out  # another orchestrator has it, or it is no longer running
         live = await store.started_live_count(conn, batch_id)
         picked = await store.pick_unstarted(conn, batch_id, max(0, min(chunk, concurrency - live)))
+        one_by_one = picked
         if picked:
             graph = await load_graph(conn, batch.flow_id, batch.flow_version)
-        for run_id in picked:
+            if at_once and (nodes := bulk.start_nodes(graph)):
+                started, one_by_one = await bulk.start_unstarted_runs(conn, picked, nodes)
+                out += started
+        for run_id in one_by_one:  # what the statement above cannot start
             async with run_transaction(conn, run_id) as txn:  # a savepoint in this transaction
                 await advance_run(txn, graph)
             out += txn.outbox

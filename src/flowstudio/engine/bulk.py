@@ -14,19 +14,31 @@ run queued -> cancelled (seq n+2, with the same error and data cancel_run logs),
 Runs are taken with FOR UPDATE SKIP LOCKED, so it is safe next to the dispatcher and other cancellers
 (`skip_locked=False` waits for them instead, to know the batch is done).
 Neither function sends pg_notify: nobody follows the event stream of a run that never started.
+
+`start_unstarted_runs(conn, run_ids, graph)` is the dispatcher's start of many unstarted runs (locked
+by `store.pick_unstarted` in the caller's transaction) in ONE statement: what `advance_run` writes
+for each, run by run, in a savepoint and five statements. An unstarted run's steps are all pending,
+so the plan is the graph's alone (`start_nodes`: its roots become ready; nothing is skipped, the
+run stays `queued` until its first claim): those steps pending -> ready with READY_SET, their event
+rows (seq 2.., in step id order), the runs' counter, the outbox rows in pick order and each run's
+NOTIFY (`{run}:{seq}`), exactly the general path's rows (tests/engine/test_batch_start.py).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from flowstudio.engine.checkpoint import max_attempts_of
-from flowstudio.engine.states import STEP_LIVE
+from flowstudio.engine.planner import StepState, plan, run_state
+from flowstudio.engine.runtxn import NOTIFY_CHANNEL, OutboxMessage
+from flowstudio.engine.states import STEP_LIVE, step_move
+from flowstudio.engine.txnsql import READY_SET
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.store.batches import UNSTARTED, NewBatch
 
@@ -130,3 +142,82 @@ async def cancel_unstarted_runs(
     )
     row = await cur.fetchone()
     return int(row["n"]) if row else 0
+
+
+@lru_cache(maxsize=256)
+def start_nodes(graph: FlowGraph) -> tuple[str, ...]:
+    """The nodes `advance_run` makes ready in a run whose steps are all pending (its roots), or ()
+    when starting it plans anything else (a skip, or no ready step): the general path starts it."""
+    states = {n.id: StepState("pending") for n in graph.definition.nodes}
+    decided = plan(graph, states)
+    if decided.skipped or not decided.ready or run_state(states) != "running":
+        return ()
+    return tuple(decided.ready)
+
+
+READY_SOURCES, READY_DEST = step_move("ready")
+START_RUNS = f"""
+WITH picked AS (
+    SELECT p.id, p.ord FROM unnest(%(runs)s::uuid[]) WITH ORDINALITY AS p(id, ord)
+), rd AS (
+    UPDATE steps s SET status = %(dest)s, {READY_SET}
+      FROM picked p
+     WHERE s.run_id = p.id AND s.status = %(source)s AND s.item_index = 0
+       AND s.node_id = ANY(%(nodes)s)
+    RETURNING s.id, s.run_id, s.node_id, s.attempt, p.ord
+), num AS (
+    SELECT rd.*, row_number() OVER (PARTITION BY rd.run_id ORDER BY rd.id)::int AS k FROM rd
+), r AS (
+    UPDATE runs SET event_seq = runs.event_seq + c.n, updated_at = now()
+      FROM (SELECT run_id, count(*)::int AS n FROM rd GROUP BY run_id) c
+     WHERE runs.id = c.run_id
+    RETURNING runs.id, runs.event_seq, c.n
+), ev AS (
+    INSERT INTO run_events (run_id, seq, kind, step_id, node_id, item_index, attempt,
+                            from_status, to_status, data)
+    SELECT num.run_id, r.event_seq - r.n + num.k, 'step', num.id, num.node_id, 0, num.attempt,
+           %(source)s, %(dest)s, NULL
+      FROM num JOIN r ON r.id = num.run_id
+), ob AS (
+    INSERT INTO outbox (run_id, step_id, token)
+    SELECT run_id, id, attempt FROM num ORDER BY ord, id
+    RETURNING id, run_id, step_id, token
+), nt AS (
+    SELECT pg_notify(%(channel)s, r.id::text || ':' || r.event_seq) FROM r
+)
+SELECT (SELECT count(*) FROM nt) AS notified,
+       ARRAY(SELECT r.id FROM r) AS started,
+       ARRAY(SELECT ob.id FROM ob ORDER BY ob.id) AS ob_ids,
+       ARRAY(SELECT ob.run_id FROM ob ORDER BY ob.id) AS ob_runs,
+       ARRAY(SELECT ob.step_id FROM ob ORDER BY ob.id) AS ob_steps,
+       ARRAY(SELECT ob.token FROM ob ORDER BY ob.id) AS ob_tokens
+"""
+assert READY_SOURCES == ["pending"]  # (a single source: the events name it)
+
+
+async def start_unstarted_runs(
+    conn: psycopg.AsyncConnection[Any], run_ids: Sequence[Any], nodes: Sequence[str]
+) -> tuple[list[OutboxMessage], list[Any]]:
+    """Start `run_ids` (unstarted, locked by the caller) by making `nodes` (`start_nodes`) ready;
+    returns the outbox messages to publish after commit and the runs it did NOT start (none unless
+    a run was not unstarted after all: the caller starts those through the general path)."""
+    cur = await conn.execute(
+        START_RUNS,
+        {
+            "runs": list(run_ids),
+            "nodes": list(nodes),
+            "source": READY_SOURCES[0],
+            "dest": READY_DEST,
+            "channel": NOTIFY_CHANNEL,
+        },
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    messages = [
+        OutboxMessage(i, str(r), s, t)
+        for i, r, s, t in zip(
+            row["ob_ids"], row["ob_runs"], row["ob_steps"], row["ob_tokens"], strict=True
+        )
+    ]
+    started = {str(r) for r in row["started"]}
+    return messages, [r for r in run_ids if str(r) not in started]
