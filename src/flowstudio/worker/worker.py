@@ -227,6 +227,7 @@ class Worker:
                     token=msg.token,
                     worker_id=self.id,
                     lease_seconds=self.settings.lease_seconds,
+                    one_call=self.settings.one_call_commit,
                 )
 
         try:
