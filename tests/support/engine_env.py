@@ -152,7 +152,6 @@ class EngineEnv:
         item: int = 0,
         worker: str = WORKER,
         token: int | None = None,
-        one_call: bool = True,
     ) -> ClaimedStep:
         """Claim the step (a map's item with `item`) as a worker would on receiving its message
         (token: the attempt the message carries; default the step's current one)."""
@@ -164,7 +163,6 @@ class EngineEnv:
             token=step["attempt"] if token is None else token,
             worker_id=worker,
             lease_seconds=30,
-            one_call=one_call,
         )
 
     async def succeed(

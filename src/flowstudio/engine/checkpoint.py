@@ -139,14 +139,8 @@ async def claim_step(
     token: int,
     worker_id: str,
     lease_seconds: float,
-    one_call: bool = True,
 ) -> ClaimedStep:
-    """Move a ready step (attempt == token) to running under a lease held by `worker_id`; with
-    `one_call` (ONE_CALL_COMMIT) in one server-side call (`onecall.claim`)."""
-    if one_call and conn.info.transaction_status == TransactionStatus.IDLE:
-        fields = await onecall.claim(conn, run_id, step_id, token, worker_id, lease_seconds)
-        if fields is not None:
-            return ClaimedStep(step_id, str(run_id), *fields)
+    """Move a ready step (attempt == token) to running under a lease held by `worker_id`."""
     async with run_transaction(conn, run_id, defer_lock=True) as txn:
         rows = await txn.move_steps(
             "claim",

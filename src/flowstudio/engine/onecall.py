@@ -14,12 +14,6 @@ function fail with SQLSTATE FS001 and roll back: the caller falls back too, as i
 function is missing (a worker upgraded before `flowstudio migrate` ran).
 
 `statement()` builds the call, `take()` reads its row; `call()` sends it alone (autocommit).
-
-`claim()` is a published step's claim as one call, `step_claim` (migration 0028): the run lock, the
-fenced ready -> running move under a lease, its events (and the run's start or wake), the run's
-counter and the NOTIFY; it answers the claimed step's fields (`checkpoint.ClaimedStep` after its
-step and run ids), raises LostRace when nothing was claimable, and answers None when the function
-is missing (the caller claims the general way).
 """
 
 from __future__ import annotations
@@ -33,7 +27,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from flowstudio.engine.planner import chain_successors
-from flowstudio.engine.runtxn import NOTIFY_CHANNEL, LostRace, OutboxMessage
+from flowstudio.engine.runtxn import NOTIFY_CHANNEL, OutboxMessage
 from flowstudio.flows.graph import FlowGraph
 
 log = logging.getLogger(__name__)
@@ -164,48 +158,3 @@ async def call(
     assert row is not None
     result = take(str(params["run"]), row)
     return None if result.outcome == "general" else result
-
-
-CLAIM_CALL = """SELECT * FROM step_claim(
-    %(run)s, %(step)s, %(token)s, %(owner)s, %(lease)s, %(channel)s)"""
-
-
-async def claim(
-    conn: psycopg.AsyncConnection[Any],
-    run_id: Any,
-    step_id: int,
-    token: int,
-    worker_id: str,
-    lease_seconds: float,
-) -> tuple[Any, ...] | None:
-    """The claim alone, as its own transaction (see the module's docstring)."""
-    params = {
-        "run": run_id,
-        "step": step_id,
-        "token": token,
-        "owner": worker_id,
-        "lease": lease_seconds,
-        "channel": NOTIFY_CHANNEL,
-    }
-    try:
-        cur = await conn.execute(CLAIM_CALL, params)
-    except psycopg.errors.UndefinedFunction:
-        log.warning("step_claim is missing (migration 0028): the general path claims")
-        return None
-    row = await cur.fetchone()
-    assert row is not None
-    if row["outcome"] != "claimed":
-        raise LostRace(f"step {step_id} token {token} not claimable")
-    return (
-        row["c_node_id"],
-        row["c_item_index"],
-        row["c_node_type"],
-        row["c_attempt"],
-        row["c_max_attempts"],
-        str(row["c_flow_id"]),
-        row["c_flow_version"],
-        row["c_inputs"],
-        str(row["c_owner_id"]),
-        row["c_tweaks"] or None,
-        row["c_in_batch"],
-    )

@@ -227,7 +227,6 @@ class Worker:
                     token=msg.token,
                     worker_id=self.id,
                     lease_seconds=self.settings.lease_seconds,
-                    one_call=self.settings.one_call_commit,
                 )
 
         try:
