@@ -15,7 +15,8 @@
   SKIP LOCKED; DISPATCH_CHUNK per transaction, each chunk published as soon as it commits) and
   starts them in one statement (`bulk.start_unstarted_runs`: roots ready, events, outbox rows, the
   rows `advance_run` writes) or, when a flow's start plans more than its roots, each through the
-  normal engine path (`run_transaction` + `advance_run`), publishing after commit; with no live run left it marks the batch `succeeded` (failed runs are counted, not fatal).
+  normal engine path (`run_transaction` + `advance_run`), publishing after commit; with no live
+  run left it marks the batch `succeeded` (failed runs are counted, not fatal).
   Every SWEEP_INTERVAL seconds `sweep_pass()` fails batches whose loader died and cancels unstarted runs
   left in cancelled/failed batches.
 - `cancel_batch(conn, batch_id, reason)` (API): batch -> cancelled, then every started live run via

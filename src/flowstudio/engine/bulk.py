@@ -15,7 +15,7 @@ Runs are taken with FOR UPDATE SKIP LOCKED, so it is safe next to the dispatcher
 (`skip_locked=False` waits for them instead, to know the batch is done).
 Neither function sends pg_notify: nobody follows the event stream of a run that never started.
 
-`start_unstarted_runs(conn, run_ids, graph)` is the dispatcher's start of many unstarted runs (locked
+`start_unstarted_runs(conn, run_ids, nodes)` is the dispatcher's start of many unstarted runs (locked
 by `store.pick_unstarted` in the caller's transaction) in ONE statement: what `advance_run` writes
 for each, run by run, in a savepoint and five statements. An unstarted run's steps are all pending,
 so the plan is the graph's alone (`start_nodes`: its roots become ready; nothing is skipped, the
