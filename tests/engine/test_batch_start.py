@@ -23,6 +23,7 @@ from flowstudio.flows.graph import FlowGraph
 from flowstudio.flows.model import decode_definition
 from tests.support.engine_env import EngineEnv
 from tests.support.flows import chain, edge, flow_def, node
+from tests.support.notifications import heard, listening
 
 pytestmark = pytest.mark.anyio
 
@@ -35,24 +36,8 @@ TWO_ROOTS = flow_def(
 
 @pytest.fixture
 async def listener(env: EngineEnv) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    conn = await psycopg.AsyncConnection.connect(env.url, autocommit=True)
-    try:
-        await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+    async with listening(env.url, NOTIFY_CHANNEL) as conn:
         yield conn
-    finally:
-        await conn.close()
-
-
-async def heard(env: EngineEnv, listener: psycopg.AsyncConnection[Any]) -> list[str]:
-    """The payloads sent since the last look, read up to a marker NOTIFY sent now."""
-    marker = "marker"
-    await env.conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, marker))
-    got: list[str] = []
-    async for note in listener.notifies(timeout=30):
-        if note.payload == marker:
-            return got
-        got.append(note.payload)
-    raise AssertionError(f"the marker never arrived; heard {got}")
 
 
 async def dispatched(
@@ -67,14 +52,17 @@ async def dispatched(
     flow_id = await env.create_flow(definition)
     batch_id = await env.load_batch(flow_id, [{"i": i} for i in range(5)])
     runs = await env.batch_runs(batch_id)
-    await heard(env, listener)
+    await heard(env.conn, listener, NOTIFY_CHANNEL)
     messages = await batches.dispatch_batch(env.conn, batch_id, 3, at_once=at_once)
     index = {r: i for i, r in enumerate(runs)}
     nodes = {}
     for r in runs:
         nodes.update({s["id"]: n for n, s in (await env.steps(r)).items()})
     described = [(index[m.run_id], nodes[m.step_id], m.token) for m in messages]
-    notes = [f"{index[p.split(':')[0]]}:{p.split(':', 1)[1]}" for p in await heard(env, listener)]
+    notes = [
+        f"{index[p.split(':')[0]]}:{p.split(':', 1)[1]}"
+        for p in await heard(env.conn, listener, NOTIFY_CHANNEL)
+    ]
     return runs, described, notes
 
 

@@ -10,7 +10,6 @@ marker NOTIFY sent afterwards (notifications arrive in commit order), never by w
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,30 +21,15 @@ from flowstudio.store.batches import UNSTARTED
 from flowstudio.store.statuses import RUN_ENDED
 from tests.support.engine_env import EngineEnv
 from tests.support.flows import chain
+from tests.support.notifications import heard, listening
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 async def listener(env: EngineEnv) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    conn = await psycopg.AsyncConnection.connect(env.url, autocommit=True)
-    try:
-        await conn.execute(f"LISTEN {BATCH_CHANNEL}")
+    async with listening(env.url, BATCH_CHANNEL) as conn:
         yield conn
-    finally:
-        await conn.close()
-
-
-async def heard(env: EngineEnv, listener: psycopg.AsyncConnection[Any]) -> list[str]:
-    """The payloads sent on the channel since the last look: read up to a marker sent now."""
-    marker = f"marker-{uuid.uuid4()}"
-    await env.conn.execute("SELECT pg_notify(%s, %s)", (BATCH_CHANNEL, marker))
-    got: list[str] = []
-    async for note in listener.notifies(timeout=30):
-        if note.payload == marker:
-            return got
-        got.append(note.payload)
-    raise AssertionError(f"the marker never arrived; heard {got}")
 
 
 async def started(env: EngineEnv, runs: list[str]) -> list[str]:
@@ -64,22 +48,26 @@ async def test_each_run_of_the_tail_wakes_the_dispatcher_and_the_last_finishes_t
 ) -> None:
     flow = await env.create_flow(chain())
     batch = await env.load_batch(flow, [{"n": i} for i in range(3)])
-    await heard(env, listener)  # (the batch's own "loaded" notification)
+    await heard(env.conn, listener, BATCH_CHANNEL)  # (the batch's own "loaded" notification)
     runs = await env.batch_runs(batch)
     assert await env.dispatch_batch(batch, concurrency=2) == "running"  # two of them start
     first, second = await started(env, runs)
     (third,) = set(runs) - {first, second}
 
     await finish(env, first)
-    assert await heard(env, listener) == []  # the third is unstarted: the poll starts it
+    assert (
+        await heard(env.conn, listener, BATCH_CHANNEL) == []
+    )  # the third is unstarted: the poll starts it
     assert await env.dispatch_batch(batch, concurrency=2) == "running"  # the third starts
     assert await started(env, [third]) == [third]
 
     await finish(env, second)
-    assert await heard(env, listener) == [batch]  # the tail: the dispatcher passes now
+    assert await heard(env.conn, listener, BATCH_CHANNEL) == [
+        batch
+    ]  # the tail: the dispatcher passes now
     assert await env.dispatch_batch(batch, concurrency=2) == "running"  # the third is live
     await finish(env, third)
-    assert await heard(env, listener) == [batch]
+    assert await heard(env.conn, listener, BATCH_CHANNEL) == [batch]
     assert await env.dispatch_batch(batch, concurrency=2) == "succeeded"
 
 
@@ -91,11 +79,11 @@ async def test_runs_cancelled_without_starting_send_nothing(
     flow = await env.create_flow(chain())
     batch = await env.load_batch(flow, [{"n": i} for i in range(50)])
     assert await env.dispatch_batch(batch, concurrency=1) == "running"
-    await heard(env, listener)
+    await heard(env.conn, listener, BATCH_CHANNEL)
     assert await cancel_batch(env.conn, batch, "cancelled in a test") is not None
     # the started run ended while 49 were unstarted, and those 49 fire nothing (they would have
     # sent the batch id: at the end of the bulk statement none is unstarted any more)
-    assert await heard(env, listener) == []
+    assert await heard(env.conn, listener, BATCH_CHANNEL) == []
     cur = await env.conn.execute(
         "SELECT count(*) AS n FROM runs WHERE batch_id = %s AND status = 'cancelled'", (batch,)
     )

@@ -74,6 +74,13 @@ async def get(pool: httpcore.AsyncConnectionPool, server: Server, path: str = "/
     return response.content
 
 
+async def burst(pool: httpcore.AsyncConnectionPool, server: Server, n: int) -> None:
+    """`n` concurrent slow requests, all answered."""
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(get, pool, server, "/slow")
+
+
 def run(main: object) -> None:
     anyio.run(main, backend="asyncio")  # type: ignore[arg-type]
 
@@ -81,14 +88,10 @@ def run(main: object) -> None:
 def test_concurrent_requests_then_reuse_without_new_connections() -> None:
     async def main() -> None:
         async with serving() as server, LeanConnectionPool(max_connections=None) as pool:
-            async with anyio.create_task_group() as tg:
-                for _ in range(50):
-                    tg.start_soon(get, pool, server, "/slow")
+            await burst(pool, server, 50)
             assert server.answered == 50 and server.accepted == 50
             for _ in range(3):  # a second wave is served by the idle connections
-                async with anyio.create_task_group() as tg:
-                    for _ in range(50):
-                        tg.start_soon(get, pool, server, "/slow")
+                await burst(pool, server, 50)
             assert server.answered == 200 and server.accepted == 50
             for _ in range(20):  # one at a time: one connection serves them all
                 await get(pool, server)
@@ -112,9 +115,7 @@ def test_a_connection_the_server_closed_while_idle_is_never_reused() -> None:
 def test_max_connections_is_never_exceeded_and_queued_requests_all_finish() -> None:
     async def main() -> None:
         async with serving() as server, LeanConnectionPool(max_connections=3) as pool:
-            async with anyio.create_task_group() as tg:
-                for _ in range(30):
-                    tg.start_soon(get, pool, server, "/slow")
+            await burst(pool, server, 30)
             assert server.answered == 30 and server.accepted == 3 and server.most_open == 3
 
     run(main)
@@ -127,9 +128,7 @@ def test_idle_connections_past_keepalive_expiry_are_closed(
 
     async def main() -> None:
         async with serving() as server, LeanConnectionPool(keepalive_expiry=0.2) as pool:
-            async with anyio.create_task_group() as tg:
-                for _ in range(5):
-                    tg.start_soon(get, pool, server, "/slow")
+            await burst(pool, server, 5)
             assert server.accepted == 5
             await anyio.sleep(0.4)
             await get(pool, server)  # its pass sweeps the 5 expired ones and opens a new one
@@ -143,9 +142,7 @@ def test_idle_connections_past_keepalive_expiry_are_closed(
 def test_surplus_idle_connections_beyond_max_keepalive_are_closed() -> None:
     async def main() -> None:
         async with serving() as server, LeanConnectionPool(max_keepalive_connections=2) as pool:
-            async with anyio.create_task_group() as tg:
-                for _ in range(8):
-                    tg.start_soon(get, pool, server, "/slow")
+            await burst(pool, server, 8)
             assert server.accepted == 8
             assert len(pool.connections) <= 2  # idle ones counted, not the whole pool
             await anyio.sleep(0.05)
@@ -158,12 +155,8 @@ def test_cancelled_requests_leave_a_usable_pool() -> None:
     async def main() -> None:
         async with serving() as server, LeanConnectionPool(max_connections=4) as pool:
             with anyio.move_on_after(0.02):
-                async with anyio.create_task_group() as tg:
-                    for _ in range(12):
-                        tg.start_soon(get, pool, server, "/slow")
-            async with anyio.create_task_group() as tg:
-                for _ in range(12):
-                    tg.start_soon(get, pool, server, "/slow")
+                await burst(pool, server, 12)
+            await burst(pool, server, 12)
             assert server.answered >= 12 and not pool._requests  # none left queued or assigned
             # (the server may see a cancelled request's connection close after its replacement
             # opened: the cap is the pool's count)
