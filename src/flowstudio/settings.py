@@ -48,7 +48,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     eager_steps: int = 32
     db_pipeline: bool = True
     # group commit (README "Performance"): a worker's step successes ready together, one transaction
-    group_commit: bool = True  # GROUP_COMMIT: on | off
+    group_commit: bool = True  # GROUP_COMMIT: on | off (step commits and claims)
     group_commit_max_steps: int = 32  # GROUP_COMMIT_MAX_STEPS: steps per transaction at most
     group_commit_window_ms: float = 0.0  # GROUP_COMMIT_WINDOW_MS: wait this long to gather more
     group_commit_inflight: int = 2  # GROUP_COMMIT_INFLIGHT: a worker's groups committing at once

@@ -339,44 +339,6 @@ def test_worker_killed_after_an_eager_claim_the_lease_carries_the_next_step(
     assert attempts == {"in": 1, "t0": 1, "t1": 2, "t2": 1, "t3": 1, "out": 1}
 
 
-def test_worker_killed_inside_a_group_commit_loses_only_that_group(
-    stack: Stack, credentials: Creds, db: Conn
-) -> None:
-    """Group commit: 8 runs are queued before the worker starts, so its 8 slots claim and finish
-    their first steps together and commit them as one group; the worker SIGKILLs itself between
-    the group's two messages (locks + moves sent, flush + COMMIT not). Nothing of the group
-    commits: its steps run again on a new worker (attempt 2), every run finishes, no step
-    commits twice, every event log stays gapless and legal."""
-    stack.start_api()
-    stack.start_orchestrator()
-    api = Api(stack.base_url, *credentials)
-    flow = linear_flow(*[(f"t{i}", "template", {"template": f"t{i}"}) for i in range(3)])
-    flow_id = api.create_flow(flow)["id"]
-    tag = uuid.uuid4().hex[:8]
-    runs = [api.start_run(flow_id, key=f"group-{tag}-{i}") for i in range(8)]
-    doomed = stack.start_worker(
-        concurrency=8,
-        extra_env={
-            "FLOWSTUDIO_CRASHPOINTS": "group_commit.between_statements",
-            "GROUP_COMMIT": "on",
-            "GROUP_COMMIT_WINDOW_MS": "50",
-        },
-    )
-    assert_crashed(doomed, timeout=60)
-    (rerun_before,) = db.execute(
-        "SELECT count(*) FROM steps WHERE run_id = ANY(%s::uuid[]) AND attempt > 1", (runs,)
-    ).fetchone()
-    assert rerun_before == 0
-    stack.start_worker(concurrency=4, extra_env={"GROUP_COMMIT": "on"})
-
-    wait_runs_terminal(db, runs, timeout=60)
-    assert_runs_durable(db, {r: "succeeded" for r in runs})
-    (reran,) = db.execute(
-        "SELECT count(*) FROM steps WHERE run_id = ANY(%s::uuid[]) AND attempt = 2", (runs,)
-    ).fetchone()
-    assert reran >= 2  # the group's members (at least two) were lost together and ran again
-
-
 def in_flight_flow(sink: Sink) -> dict[str, Any]:
     """HTTP (slow), durable delay, a flaky retried node: a run touches every engine path."""
     return linear_flow(

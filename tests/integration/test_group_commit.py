@@ -8,7 +8,7 @@ only and leaves nothing behind (its successor stays pending: the guarded ready m
 commits alone. A mixed group: a run's last step (the general path: the run ends), a chain step (its
 one call, migration 0027) and a chain step whose run is not `running` (its call writes nothing and
 is answered None, then commits alone). The worker-level grouping and a crash between the group's
-statements are tested in test_crash_matrix.py (`test_worker_killed_inside_a_group_commit_...`).
+statements are tested in test_crash_groups.py (`test_worker_killed_inside_a_group_commit_...`).
 """
 
 from __future__ import annotations

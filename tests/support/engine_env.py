@@ -156,11 +156,18 @@ class EngineEnv:
         """Claim the step (a map's item with `item`) as a worker would on receiving its message
         (token: the attempt the message carries; default the step's current one)."""
         step = await self.step(run_id, node_id, item)
+        token = step["attempt"] if token is None else token
+        return await self.claim_message(run_id, step["id"], token, worker=worker)
+
+    async def claim_message(
+        self, run_id: str, step_id: int, token: int, *, worker: str = WORKER
+    ) -> ClaimedStep:
+        """Claim as a worker does on receiving the message (run, step, token)."""
         return await checkpoint.claim_step(
             self.conn,
             run_id=run_id,
-            step_id=step["id"],
-            token=step["attempt"] if token is None else token,
+            step_id=step_id,
+            token=token,
             worker_id=worker,
             lease_seconds=30,
         )

@@ -144,20 +144,32 @@ async def claim_step(
     async with run_transaction(conn, run_id, defer_lock=True) as txn:
         rows = await txn.move_steps(
             "claim",
-            "s.id = %(step)s AND s.attempt = %(token)s",
-            {"step": step_id, "token": token, "cl_owner": worker_id, "cl_lease": lease_seconds},
+            CLAIM_WHERE,
+            claim_params(step_id, token, worker_id, lease_seconds),
             set_sql=CLAIM_SET,
         )
         if not rows or txn.terminal:  # (a terminal run has no ready step: belt and braces)
             raise LostRace(f"step {step_id} token {token} not claimable")
-        if txn.status == "queued":
-            txn.move_run("start", started_at=True)
-        elif txn.status == "waiting":
-            txn.move_run("wake")
-    return _claimed_step(txn, rows[0])  # RETURNING shows the new row: attempt already incremented
+        start_or_wake(txn)
+    return claimed_step(txn, rows[0])  # RETURNING shows the new row: attempt already incremented
 
 
-def _claimed_step(txn: RunTxn, row: dict[str, Any]) -> ClaimedStep:
+CLAIM_WHERE = "s.id = %(step)s AND s.attempt = %(token)s"
+
+
+def claim_params(step_id: int, token: int, worker_id: str, lease_seconds: float) -> dict[str, Any]:
+    return {"step": step_id, "token": token, "cl_owner": worker_id, "cl_lease": lease_seconds}
+
+
+def start_or_wake(txn: RunTxn) -> None:
+    """The run move of a claim: a queued run starts, a waiting one wakes."""
+    if txn.status == "queued":
+        txn.move_run("start", started_at=True)
+    elif txn.status == "waiting":
+        txn.move_run("wake")
+
+
+def claimed_step(txn: RunTxn, row: dict[str, Any]) -> ClaimedStep:
     run = txn.run
     return ClaimedStep(
         row["id"],
@@ -344,7 +356,7 @@ def next_step(txn: RunTxn) -> NextStep | None:
     """After the flush: the step the eager claim moved, with the context rows it read."""
     if txn.claimed is None:
         return None
-    return NextStep(_claimed_step(txn, txn.claimed), txn.claimed_context)
+    return NextStep(claimed_step(txn, txn.claimed), txn.claimed_context)
 
 
 async def commit_wait(

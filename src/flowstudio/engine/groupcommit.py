@@ -142,7 +142,7 @@ async def _commit(
             then_ready=m.then_ready,
         )
         statements += [(LOCK_RUN, {"_lock_run": step.run_id}), move]
-    results = await _send(conn, statements)
+    results = await send_statements(conn, statements)
     outcome: list[Committed | LostRace | None] = []
     live: list[_Member] = []
     for m in members:
@@ -164,7 +164,9 @@ async def _commit(
         live.append(m)
         outcome.append(Committed([], None))  # filled in after the flush
     crashpoint("group_commit.between_statements")
-    flushed = await _send(conn, [*(m.txn.flush_statement() for m in live), ("COMMIT", {})])
+    flushed = await send_statements(
+        conn, [*(m.txn.flush_statement() for m in live), ("COMMIT", {})]
+    )
     done = iter(flushed)
     for i, m in enumerate(members):
         if m.chain is not None or isinstance(outcome[i], LostRace):
@@ -186,7 +188,7 @@ def _chain_outcome(m: _Member, rows: list[dict[str, Any]]) -> Committed | LostRa
         return exc
 
 
-async def _send(
+async def send_statements(
     conn: psycopg.AsyncConnection[Any], statements: list[tuple[str, dict[str, Any]]]
 ) -> list[list[dict[str, Any]]]:
     """Statements of the open transaction in one message (a pipeline; one by one with

@@ -125,6 +125,17 @@ class RunTxn:
         self._log_moves(rows, step_move(trigger)[1], data)
         return rows
 
+    def move_statement(
+        self, trigger: str, where: str, params: dict[str, Any], *, set_sql: str = ""
+    ) -> tuple[str, dict[str, Any]]:
+        """The statement of `move_steps` (sent by a group claim in its shared pipeline); its rows
+        go to `take_moves`."""
+        return self._move_statement(trigger, where, params, set_sql)
+
+    def take_moves(self, trigger: str, rows: list[dict[str, Any]]) -> None:
+        """Log what the statement of `move_statement` moved (`rows`, its result)."""
+        self._log_moves(rows, step_move(trigger)[1], None)
+
     # the same parameters as `move_steps` on purpose (a drop-in for the hot path); two methods so
     # that each keeps a precise return type
     async def move_steps_reading_states(

@@ -63,6 +63,7 @@ from flowstudio.store import runs as runs_store
 from flowstudio.store.db import TRANSIENT, open_pool, retry_db
 from flowstudio.worker.context import build_context, context_nodes
 from flowstudio.worker.execute import Failure, Outcome, ProcessPool, execute_node
+from flowstudio.worker.groupclaim import GroupClaimer
 from flowstudio.worker.groupcommit import GroupCommitter
 from flowstudio.worker.items import item_context, load_item, resolve_child_flow
 from flowstudio.worker.liveness import LivenessLock
@@ -132,6 +133,7 @@ class Worker:
         self.broker = make_broker(self.settings)
         self.publisher = OutboxPublisher(self.broker, self.pool)
         self.committer = GroupCommitter(self.settings, self.pool, self.stats)
+        self.claimer = GroupClaimer(self.settings, self.pool, self.stats, self.id)
         self.http = Egress(EgressPolicy.from_settings(self.settings))  # the nodes' egress guard
         stop = anyio.Event()
         try:
@@ -151,6 +153,7 @@ class Worker:
                 tg.start_soon(self.publisher.flush_loop)
                 if self.settings.group_commit:
                     tg.start_soon(self.committer.run)
+                    tg.start_soon(self.claimer.run)
                 tg.start_soon(COUNTERS.flush_loop, self.pool)
                 if self.settings.metrics_port:
                     tg.start_soon(standalone.serve, self.settings, "worker", self.pool)
@@ -218,16 +221,8 @@ class Worker:
             await ack(message)
             return
 
-        async def claim() -> ClaimedStep:
-            async with self.pool.connection() as conn:
-                return await checkpoint.claim_step(
-                    conn,
-                    run_id=msg.run_id,
-                    step_id=msg.step_id,
-                    token=msg.token,
-                    worker_id=self.id,
-                    lease_seconds=self.settings.lease_seconds,
-                )
+        async def claim() -> ClaimedStep:  # with other claims arriving meanwhile, if any
+            return await self.claimer.claim(msg.run_id, msg.step_id, msg.token)
 
         try:
             step = await retry_db(claim, what="claim")

@@ -1,0 +1,111 @@
+"""The crash matrix's group writes: a worker SIGKILLed inside a group commit or a group claim.
+
+A worker's slots write what is ready together in one transaction (`worker/grouping.py`); each
+test queues 8 runs before the worker starts so that their 8 slots meet in one group, and the worker
+kills itself between the group's two messages (crash points `group_commit.between_statements`,
+`group_claim.between_statements`). Nothing of the group may commit, and everything then finishes
+on a new worker with the usual checks (`support/durability.py`). Both queue backends, as the rest
+of the matrix (test_crash_matrix.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+
+from tests.integration.test_crash_matrix import (  # noqa: F401 -- fixture: queue_backend
+    assert_crashed,
+    queue_backend,
+)
+from tests.support.client import Api, linear_flow
+from tests.support.durability import assert_runs_durable, wait_runs_terminal
+from tests.support.private_stack import (  # noqa: F401 -- fixtures: base_env, db, credentials
+    private_base_env,
+    private_credentials,
+    private_db,
+    private_db_url,
+)
+from tests.support.stack import Stack
+
+Creds = tuple[str, str]
+Conn = psycopg.Connection[Any]
+
+
+def test_worker_killed_inside_a_group_commit_loses_only_that_group(
+    stack: Stack, credentials: Creds, db: Conn
+) -> None:
+    """Group commit: 8 runs are queued before the worker starts, so its 8 slots claim and finish
+    their first steps together and commit them as one group; the worker SIGKILLs itself between
+    the group's two messages (locks + moves sent, flush + COMMIT not). Nothing of the group
+    commits: its steps run again on a new worker (attempt 2), every run finishes, no step
+    commits twice, every event log stays gapless and legal."""
+    stack.start_api()
+    stack.start_orchestrator()
+    api = Api(stack.base_url, *credentials)
+    flow = linear_flow(*[(f"t{i}", "template", {"template": f"t{i}"}) for i in range(3)])
+    flow_id = api.create_flow(flow)["id"]
+    tag = uuid.uuid4().hex[:8]
+    runs = [api.start_run(flow_id, key=f"group-{tag}-{i}") for i in range(8)]
+    doomed = stack.start_worker(
+        concurrency=8,
+        extra_env={
+            "FLOWSTUDIO_CRASHPOINTS": "group_commit.between_statements",
+            "GROUP_COMMIT": "on",
+            "GROUP_COMMIT_WINDOW_MS": "50",
+        },
+    )
+    assert_crashed(doomed, timeout=60)
+    (rerun_before,) = db.execute(
+        "SELECT count(*) FROM steps WHERE run_id = ANY(%s::uuid[]) AND attempt > 1", (runs,)
+    ).fetchone()
+    assert rerun_before == 0
+    stack.start_worker(concurrency=4, extra_env={"GROUP_COMMIT": "on"})
+
+    wait_runs_terminal(db, runs, timeout=60)
+    assert_runs_durable(db, {r: "succeeded" for r in runs})
+    (reran,) = db.execute(
+        "SELECT count(*) FROM steps WHERE run_id = ANY(%s::uuid[]) AND attempt = 2", (runs,)
+    ).fetchone()
+    assert reran >= 2  # the group's members (at least two) were lost together and ran again
+
+
+def test_worker_killed_inside_a_group_claim_claims_nothing_of_it(
+    stack: Stack, credentials: Creds, db: Conn
+) -> None:
+    """Group claim: 8 runs are queued before the worker starts, so their 8 messages reach its 8
+    slots at once and are claimed as one group (a window: none goes alone); the worker SIGKILLs
+    itself between the group's two messages (locks + claim moves sent, flush + COMMIT not).
+    Nothing of the group commits: every first step is still ready, unleased, its attempt
+    unspent; the unacked messages go to a new worker, every run finishes, no step ran twice,
+    every event log stays gapless and legal."""
+    stack.start_api()
+    stack.start_orchestrator()
+    api = Api(stack.base_url, *credentials)
+    flow_id = api.create_flow(linear_flow(("t0", "template", {"template": "t0"})))["id"]
+    tag = uuid.uuid4().hex[:8]
+    runs = [api.start_run(flow_id, key=f"claims-{tag}-{i}") for i in range(8)]
+    doomed = stack.start_worker(
+        concurrency=8,
+        extra_env={
+            "FLOWSTUDIO_CRASHPOINTS": "group_claim.between_statements",
+            "GROUP_COMMIT": "on",
+            "GROUP_COMMIT_WINDOW_MS": "50",
+        },
+    )
+    assert_crashed(doomed, timeout=60)
+    firsts = db.execute(
+        "SELECT status, attempt, lease_owner FROM steps"
+        " WHERE run_id = ANY(%s::uuid[]) AND node_id = 'in'",
+        (runs,),
+    ).fetchall()
+    assert [tuple(r) for r in firsts] == [("ready", 0, None)] * 8
+    stack.start_worker(concurrency=4, extra_env={"GROUP_COMMIT": "on"})
+
+    wait_runs_terminal(db, runs, timeout=60)
+    assert_runs_durable(db, {r: "succeeded" for r in runs})
+    (max_attempt,) = db.execute(
+        "SELECT max(attempt) FROM steps WHERE run_id = ANY(%s::uuid[])", (runs,)
+    ).fetchone()
+    assert max_attempt == 1  # the lost group's claims spent no attempt: no step ran twice
