@@ -184,20 +184,26 @@ async def test_a_line_of_steps_is_admitted_in_one_call_first_come_first_served(
 
 
 async def test_slow_start_admits_two_per_release_then_whole_lines(env: EngineEnv) -> None:
-    """Before its first 429 a provider's limit is unknown: a line is admitted two at a time per
-    release the ask answers for (the releases that trigger the requests clock it; two for an ask
-    answering for none), so an overshoot comes back as a few 429s, not a line's worth. Once a 429
-    found the limit, a line is admitted whole."""
-    steps = await running_steps(env, 12)
-    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "ss", 256, 10)
+    """Before its first 429 a provider's limit is unknown: past the window it started at
+    (`start_window`, migration 0028: known to be safe, filled at once) a line is admitted two at
+    a time per release the ask answers for (the releases that trigger the requests clock it; two
+    for an ask answering for none), so an overshoot comes back as a few 429s, not a line's worth.
+    Once a 429 found the limit, a line is admitted whole."""
+    steps = await running_steps(env, 16)
+    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "ss", 256, 4)
     line = [(s.step_id, s.attempt, 10) for s in steps]
-    assert await store.acquire_many(env.conn, pid, line[:5]) == ["ok"] * 2 + ["concurrency"] * 3
-    assert await store.acquire_many(env.conn, pid, line[2:9], 3) == ["ok"] * 6 + ["concurrency"]
+    assert await store.acquire_many(env.conn, pid, line[:6]) == ["ok"] * 4 + ["concurrency"] * 2
+    # the limit grew while the window was full: past it, two per release (here 3) and no more
+    await env.conn.execute("UPDATE providers SET effective_concurrency = 20 WHERE id = %s", (pid,))
+    assert (
+        await store.acquire_many(env.conn, pid, line[4:12], 3) == ["ok"] * 6 + ["concurrency"] * 2
+    )
+    assert await store.acquire_many(env.conn, pid, line[10:12]) == ["ok"] * 2  # none: still two
     await env.conn.execute(
         "UPDATE providers SET last_decrease_at = now() - interval '1 hour', "
-        "effective_concurrency = 12"
+        "effective_concurrency = 16"
     )
-    assert await store.acquire_many(env.conn, pid, line[8:]) == ["ok"] * 4
+    assert await store.acquire_many(env.conn, pid, line[12:]) == ["ok"] * 4
 
 
 async def test_parked_steps_are_woken_even_while_the_provider_is_full(env: EngineEnv) -> None:

@@ -5,7 +5,8 @@ The database side is modelled by a capacity counter that admits a line in order 
 whole line at once; a release wakes the head only, so the number of asks grows with the releases,
 not with releases x waiters; a step that waits longer than its wait gets the refusal (to be
 parked) and leaves the line; a line whose head leaves is taken over by the next; a step asking
-again (woken from a park, retried) lines up ahead of the first attempts.
+again (woken from a park, retried) lines up ahead of the first attempts; steps arriving while an
+ask is in flight line up behind it and are admitted together.
 """
 
 from __future__ import annotations
@@ -91,6 +92,19 @@ async def test_a_burst_of_releases_is_admitted_in_one_ask() -> None:
         line.gate.notify()
     assert line.got == {i: "ok" for i in range(20)}
     assert line.cap.asks == asks + 1
+
+
+async def test_steps_arriving_while_an_ask_is_in_flight_line_up_behind_it() -> None:
+    """A batch's first LLM steps arrive together with room for all of them: the first asks at
+    once, the others line up behind its ask (not one statement each, queued for the provider
+    row's lock) and are admitted by the head's ask for the whole line."""
+    line = Line(40)
+    async with anyio.create_task_group() as tg:
+        for i in range(33):
+            tg.start_soon(line.step, i)
+    assert line.got == {i: "ok" for i in range(33)}
+    assert line.cap.granted == list(range(33))
+    assert line.cap.asks == 2, line.cap.asks
 
 
 async def test_waiting_longer_than_the_wait_gets_the_refusal_and_leaves_the_line() -> None:

@@ -10,7 +10,7 @@
    provider (`Gate`: while steps are lined up, only the head asks the database, on each local
    release or every POLL_SECONDS, and it asks for the first LINE_BATCH steps of the line at once:
    `provider_acquire_many`, one round trip however many permits a burst of releases freed; with
-   nobody in line, callers ask at once; a step asking again, woken from a park or retried, lines
+   nobody in line and no ask in flight, a caller asks at once; a step asking again, woken from a park or retried, lines
    up ahead of the first attempts: it was waiting before them), then raises `ParkStep`: the
    worker commits the step as `waiting` (`engine/parking.py`), holding no slot and no lease,
    until the orchestrator wakes it;
@@ -161,9 +161,11 @@ class Gate:
 
     async def acquire(self, me: Waiter, ask: Ask, wait_s: float) -> str:
         """The first verdict 'ok' or 'gone', else the last refusal once `wait_s` has passed.
-        Nobody in line: ask at once (concurrently with other such callers); after a refusal, or
-        behind others, line up: the head asks for the first LINE_BATCH of the line at once."""
-        if not self.queue:
+        Nobody in line and no ask in flight: ask at once; after a refusal, behind others, or
+        behind an ask in flight, line up: the head asks for the first LINE_BATCH of the line at
+        once (a batch's first LLM steps arrive together: one or two statements admit them, not
+        one each, queued for the provider row's lock)."""
+        if not self.queue and not self.asking:
             verdict = (await self._ask(ask, [me], 0))[0]
             if verdict in DECIDED or wait_s <= 0:
                 return verdict

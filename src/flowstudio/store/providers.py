@@ -20,7 +20,8 @@ from flowstudio.store.db import Conn
 
 # An unconfigured provider starts at `initial` concurrency (PROVIDER_INITIAL_CONCURRENCY) and doubles
 # it every round of successful calls until its first 429 (slow start); then it backs off and climbs
-# back to the limit that 429 revealed (`provider_release`, migration 0022): no storm of 429s.
+# back to the limit that 429 revealed (`provider_release`, migration 0022): no storm of 429s. The
+# window slow start begins at (`start_window`) is filled at once (migration 0028).
 
 LIVE_COLS = """p.id, p.base_url, p.key_fingerprint, p.label, p.max_concurrency, p.rpm, p.tpm,
     greatest(1, floor(least(p.effective_concurrency, p.ceiling)))::int AS effective_concurrency,
@@ -67,10 +68,10 @@ async def create_provider(
     start = max_concurrency or min(default_ceiling, initial)
     cur = await conn.execute(
         """INSERT INTO providers (base_url, key_fingerprint, label, max_concurrency, rpm, tpm,
-                                  ceiling, effective_concurrency)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                                  ceiling, effective_concurrency, start_window)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (base_url, key_fingerprint) DO NOTHING RETURNING id""",
-        (base_url, fingerprint, label, max_concurrency, rpm, tpm, ceiling, start),
+        (base_url, fingerprint, label, max_concurrency, rpm, tpm, ceiling, start, start),
     )
     row = await cur.fetchone()
     return row["id"] if row else None
@@ -87,6 +88,8 @@ async def update_provider(
         sets += [
             "ceiling = coalesce(%(max_concurrency)s::int, %(default_ceiling)s::int)",
             "effective_concurrency = coalesce(%(max_concurrency)s::int,"
+            " least(%(default_ceiling)s::int, %(slow_start)s::int))",
+            "start_window = coalesce(%(max_concurrency)s::int,"
             " least(%(default_ceiling)s::int, %(slow_start)s::int))",
             "last_decrease_at = NULL",
             "known_cap = NULL",
@@ -118,8 +121,10 @@ async def ensure_provider(
     ):  # a racing registration commits between our INSERT and our SELECT: look again
         cur = await conn.execute(
             """WITH ins AS (
-                   INSERT INTO providers (base_url, key_fingerprint, ceiling, effective_concurrency)
-                   VALUES (%(url)s, %(fp)s, %(ceiling)s, least(%(ceiling)s, %(start)s))
+                   INSERT INTO providers (base_url, key_fingerprint, ceiling, effective_concurrency,
+                                          start_window)
+                   VALUES (%(url)s, %(fp)s, %(ceiling)s, least(%(ceiling)s, %(start)s),
+                           least(%(ceiling)s, %(start)s))
                    ON CONFLICT (base_url, key_fingerprint) DO NOTHING RETURNING id)
                SELECT id FROM ins
                UNION ALL SELECT id FROM providers
