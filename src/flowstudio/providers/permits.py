@@ -10,10 +10,10 @@
    provider (`Gate`: while steps are lined up, only the head asks the database, on each local
    release or every POLL_SECONDS, and it asks for the first LINE_BATCH steps of the line at once:
    `provider_acquire_many`, one round trip however many permits a burst of releases freed; with
-   nobody in line and no ask in flight, a caller asks at once; a step asking again, woken from a park or retried, lines
-   up ahead of the first attempts: it was waiting before them), then raises `ParkStep`: the
-   worker commits the step as `waiting` (`engine/parking.py`), holding no slot and no lease,
-   until the orchestrator wakes it;
+   nobody in line and no ask in flight, a caller asks at once; a step asking again, woken from a
+   park or retried, lines up ahead of the first attempts: it was waiting before them), then
+   raises `ParkStep`: the worker commits the step as `waiting` (`engine/parking.py`), holding no
+   slot and no lease, until the orchestrator wakes it;
 4. the body runs the call; `ProviderThrottled` (a 429, raised by `llm_client` instead of retrying)
    releases the permit as throttled (AIMD decrease) and parks the step for the Retry-After;
 5. the permit is released (shielded) with the outcome and the response's real token usage; with
