@@ -58,19 +58,29 @@ def context_nodes(graph: FlowGraph, node_id: str) -> tuple[str, ...]:
     return _needed_nodes(graph, node_id, spec) if spec is not None else ()
 
 
+def reads_database(
+    step: ClaimedStep, graph: FlowGraph, spec: NodeSpec, rows: list[dict[str, Any]] | None
+) -> bool:
+    """Whether `build_context` needs a connection: context rows not read yet, or secrets."""
+    needed = _needed_nodes(graph, step.node_id, spec)
+    return bool(needed and rows is None) or bool(step_secret_names(step, graph, spec))
+
+
 async def build_context(
-    conn: psycopg.AsyncConnection[Any],
+    conn: psycopg.AsyncConnection[Any] | None,
     step: ClaimedStep,
     graph: FlowGraph,
     spec: NodeSpec,
     secret_key: str | None = None,
     rows: list[dict[str, Any]] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """`rows`: the context rows when already read (eager dispatch); otherwise one query here."""
+    """`rows`: the context rows when already read (eager dispatch); otherwise one query here.
+    `conn` may be None when `reads_database` says no connection is needed."""
     needed = _needed_nodes(graph, step.node_id, spec)
     outputs: dict[str, Any] = {}
     states: dict[str, StepState] = {}
     if needed and rows is None:
+        assert conn is not None, "reads_database said no connection was needed"
         cur = await conn.execute(STEP_CONTEXT, {"ctx_run": step.run_id, "ctx_nodes": list(needed)})
         rows = await cur.fetchall()
     for r in rows or ():

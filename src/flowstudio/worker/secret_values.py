@@ -92,12 +92,16 @@ def step_secret_names(step: ClaimedStep, graph: FlowGraph, spec: NodeSpec) -> se
 
 
 async def load_step_secrets(
-    conn: psycopg.AsyncConnection[Any], step: ClaimedStep, names: set[str], secret_key: str | None
+    conn: psycopg.AsyncConnection[Any] | None,
+    step: ClaimedStep,
+    names: set[str],
+    secret_key: str | None,
 ) -> dict[str, Any]:
     """The context entries for the secrets `names` (`step_secret_names`): `secrets`, and (only
-    when used) values and problems."""
+    when used) values and problems; `conn` is needed only when `names` is not empty."""
     if not names:
         return {"secrets": SecretValues({})}
+    assert conn is not None, "secrets are read from the database"
     key = os.environ.get("SECRET_KEY", "") if secret_key is None else secret_key
     problems: dict[str, str] = {}
     values: dict[str, str] = {}

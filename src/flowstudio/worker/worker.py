@@ -29,7 +29,7 @@ from flowstudio.crashpoints import crashpoint
 from flowstudio.egress import Egress, EgressPolicy
 from flowstudio.engine import agent, checkpoint, children
 from flowstudio.engine.checkpoint import ClaimedStep, EagerClaim, NextStep
-from flowstudio.engine.flowcache import load_graph
+from flowstudio.engine.flowcache import cached_graph, load_graph
 from flowstudio.engine.parking import commit_park
 from flowstudio.engine.runtxn import LostRace, OutboxMessage
 from flowstudio.flows.graph import FlowGraph
@@ -61,7 +61,7 @@ from flowstudio.runtime import (
 from flowstudio.settings import Settings
 from flowstudio.store import runs as runs_store
 from flowstudio.store.db import TRANSIENT, open_pool, retry_db
-from flowstudio.worker.context import build_context, context_nodes
+from flowstudio.worker.context import build_context, context_nodes, reads_database
 from flowstudio.worker.execute import Failure, Outcome, ProcessPool, execute_node
 from flowstudio.worker.groupclaim import GroupClaimer
 from flowstudio.worker.groupcommit import GroupCommitter
@@ -324,7 +324,20 @@ class Worker:
     async def prepare(
         self, step: ClaimedStep, spec: NodeSpec, context_rows: list[dict[str, Any]] | None
     ) -> tuple[FlowGraph, Any, dict[str, Any]]:
-        """The step's pinned graph, port input and template context (one pooled connection)."""
+        """The step's pinned graph, port input and template context (one pooled connection, and
+        none for a top-level step whose graph is cached, whose context rows the claim read and
+        that uses no secret: most steps of a chain under eager dispatch)."""
+        graph = cached_graph(step.flow_id, step.flow_version)
+        if (
+            graph is not None
+            and step.item_index == 0
+            and spec.type != "agent"
+            and not reads_database(step, graph, spec, context_rows)
+        ):
+            port_input, context = await build_context(
+                None, step, graph, spec, self.settings.secret_key, context_rows
+            )
+            return graph, port_input, context
         async with self.pool.connection() as conn:
             graph = await load_graph(conn, step.flow_id, step.flow_version)
             port_input, context = await build_context(
