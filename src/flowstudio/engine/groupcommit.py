@@ -7,7 +7,8 @@ the fenced success move with its payload, the run's step states and the ready mo
 successors (one statement); then Python plans each run (`advance_run`, eager claim); (2) each
 run's flush (events, outbox, NOTIFY, eager claim) and one `COMMIT`. A chain step's success
 (`onecall.chain_plan`) is instead its whole commit in one call in the first message (migration
-0027's `step_commit_success`, at the member's place in the lock order); one whose call wrote
+0027's `step_commit_success`, at the member's place in the lock order; chain members in a row are
+ONE statement, `step_commit_success_many`, migration 0029); one whose call wrote
 nothing (its run was not `running`, or a last step whose run has other live steps) is answered
 None: its slot commits it alone.
 
@@ -88,15 +89,27 @@ class _Member:
     txn: RunTxn
     then_ready: tuple[str, ...]
     chain: onecall.ChainPlan | None  # a chain step's success: its whole commit is one call
-    first: int = 0  # index of its call, or of its lock statement (its move follows)
+    first: int = 0  # index of its call's statement, or of its lock statement (its move follows)
+    row: int = 0  # a chain member: its row in that statement's result
+
+
+# chain members in a row as one statement (migration 0029); off for the process once the
+# database says the function is missing (a worker upgraded before `flowstudio migrate` ran)
+_MANY = {"enabled": True}
 
 
 async def commit_successes(
-    conn: psycopg.AsyncConnection[Any], items: list[Success], *, one_call: bool = True
+    conn: psycopg.AsyncConnection[Any],
+    items: list[Success],
+    *,
+    one_call: bool = True,
+    many: bool | None = None,
 ) -> list[Committed | LostRace | None]:
     """Commit the members in one transaction; per member (in the given order) its outbox and
     eagerly claimed next step, the LostRace that dropped it, or None: a chain step whose one call
-    wrote nothing (answered `general`), commit it alone. Raises GroupFailed."""
+    wrote nothing (answered `general`), commit it alone. Raises GroupFailed. `many`: chain members
+    in a row as one statement (default: unless the database lacks it)."""
+    many = _MANY["enabled"] if many is None else many
     runs = [m.step.run_id for m in items]
     if len(set(runs)) != len(runs) or any(m.step.item_index for m in items):
         raise ValueError("a group holds top-level steps of distinct runs")
@@ -109,9 +122,12 @@ async def commit_successes(
         ready = () if chain is not None else ready_on_success(graph, item.step.node_id, item.branch)
         members.append(_Member(item, graph, txn, ready, chain))
     try:
-        outcome = await _commit(conn, members)
+        outcome = await _commit(conn, members, many)
     except psycopg.Error as exc:
         await rollback(conn)
+        if isinstance(exc, psycopg.errors.UndefinedFunction) and "_many" in str(exc):
+            log.warning("step_commit_success_many is missing (migration 0029): one per member")
+            _MANY["enabled"] = False
         raise GroupFailed(f"group of {len(items)} rolled back: {exc!r}") from exc
     except BaseException:
         await rollback(conn)
@@ -121,18 +137,29 @@ async def commit_successes(
 
 
 async def _commit(
-    conn: psycopg.AsyncConnection[Any], members: list[_Member]
+    conn: psycopg.AsyncConnection[Any], members: list[_Member], many: bool
 ) -> list[Committed | LostRace | None]:
     statements: list[tuple[str, dict[str, Any]]] = [("BEGIN", {})]
+    calls: list[tuple[str, dict[str, Any]]] = []  # chain members in a row: ONE statement (0029)
+
+    def close_calls() -> None:
+        if calls:
+            statements.append(onecall.many_statement(calls) if many else calls[0])
+            calls.clear()
+
     for m in members:
         step, item = m.item.step, m.item
-        m.first = len(statements)
         if m.chain is not None:
             args = one_call_args(
                 step, item.worker_id, item.branch, item.input_, item.output, item.data
             )
-            statements.append(onecall.statement(m.chain, **args))
+            m.first, m.row = len(statements), len(calls)
+            calls.append(onecall.statement(m.chain, **args))
+            if not many:
+                close_calls()
             continue
+        close_calls()
+        m.first = len(statements)
         move = m.txn.reading_states_statement(
             "succeed",
             FENCE,
@@ -142,12 +169,13 @@ async def _commit(
             then_ready=m.then_ready,
         )
         statements += [(LOCK_RUN, {"_lock_run": step.run_id}), move]
+    close_calls()
     results = await send_statements(conn, statements)
     outcome: list[Committed | LostRace | None] = []
     live: list[_Member] = []
     for m in members:
         if m.chain is not None:
-            outcome.append(_chain_outcome(m, results[m.first]))
+            outcome.append(_chain_outcome(m, results[m.first][m.row]))
             continue
         lock, moved = results[m.first : m.first + 2]
         if not lock or not moved:  # no such run, or the fence matched nothing
@@ -177,9 +205,9 @@ async def _commit(
     return outcome
 
 
-def _chain_outcome(m: _Member, rows: list[dict[str, Any]]) -> Committed | LostRace | None:
+def _chain_outcome(m: _Member, row: dict[str, Any]) -> Committed | LostRace | None:
     assert m.chain is not None
-    done = onecall.take(m.item.step.run_id, rows[0])
+    done = onecall.take(m.item.step.run_id, row)
     if done.outcome == "general":
         return None
     try:

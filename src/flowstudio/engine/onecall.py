@@ -13,7 +13,8 @@ not all pending (a broken plan; cannot happen while the planner is at its fixpoi
 function fail with SQLSTATE FS001 and roll back: the caller falls back too, as it does when the
 function is missing (a worker upgraded before `flowstudio migrate` ran).
 
-`statement()` builds the call, `take()` reads its row; `call()` sends it alone (autocommit).
+`statement()` builds the call, `take()` reads its row; `call()` sends it alone (autocommit);
+`many_statement()` makes several calls one statement (a group commit's chain members).
 """
 
 from __future__ import annotations
@@ -119,6 +120,21 @@ def statement(
         "channel": NOTIFY_CHANNEL,
         "outputs": plan.outputs,
     }
+
+
+MANY = "SELECT * FROM step_commit_success_many(%(members)s) ORDER BY idx"
+
+
+def many_statement(calls: Sequence[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+    """Several `statement()`s as ONE call of `step_commit_success_many` (migration 0029), in
+    their order; row `idx` is the i-th call's."""
+    members = []
+    for _, args in calls:
+        member = {k: v for k, v in args.items() if k not in ("input", "output", "data")}
+        member["input"], member["output"] = args["input"].obj, args["output"].obj
+        member["data"] = None if args["data"] is None else args["data"].obj
+        members.append(member)
+    return MANY, {"members": Jsonb(members)}
 
 
 def take(run_id: str, row: dict[str, Any]) -> OneCallResult:
