@@ -1,7 +1,7 @@
 """Group claim: the claims of several published steps (of different runs) in ONE transaction.
 
-`claim_steps(conn, claims, worker_id=..., lease_seconds=...)` is `checkpoint.claim_step` for many
-steps at once, in two messages to PostgreSQL whatever their number: (1) `BEGIN`, then for each run,
+`claim_steps(conn, messages, worker_id=..., lease_seconds=...)` is `checkpoint.claim_step` for the
+messages (`StepMessage`: run, step, fencing token) of many steps at once, in two messages to PostgreSQL whatever their number: (1) `BEGIN`, then for each run,
 in run-id order (the order of group commits too, so no two groups deadlock on their run locks): the
 run lock and the fenced ready → running move under this worker's lease (`attempt = attempt + 1`:
 the fencing token); then Python moves each run (a queued run starts, a waiting one wakes); (2) each
@@ -19,7 +19,6 @@ Claims must be of distinct runs; `worker/grouping.py` forms the groups.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -35,20 +34,12 @@ from flowstudio.engine.checkpoint import (
 from flowstudio.engine.groupcommit import GroupFailed, send_statements
 from flowstudio.engine.runtxn import LostRace, RunTxn, rollback
 from flowstudio.engine.txnsql import CLAIM_SET, LOCK_RUN
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A published step's pointer, as its message carries it."""
-
-    run_id: str
-    step_id: int
-    token: int
+from flowstudio.queue.message import StepMessage
 
 
 async def claim_steps(
     conn: psycopg.AsyncConnection[Any],
-    claims: list[Claim],
+    claims: list[StepMessage],
     *,
     worker_id: str,
     lease_seconds: float,
@@ -74,7 +65,7 @@ async def claim_steps(
 
 async def _claim(
     conn: psycopg.AsyncConnection[Any],
-    claims: list[Claim],
+    claims: list[StepMessage],
     txns: list[RunTxn],
     worker_id: str,
     lease_seconds: float,

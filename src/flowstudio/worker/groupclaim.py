@@ -1,7 +1,7 @@
 """A worker's group claimer: published steps whose messages arrive together are claimed in one
 transaction.
 
-`claimer.claim(run_id, step_id, token)` is `checkpoint.claim_step` for this worker. With
+`claimer.claim(message)` is `checkpoint.claim_step` for this worker. With
 GROUP_COMMIT on, a `worker/grouping.py` Grouper forms the groups as for commits (a claim with
 nothing else in flight goes at once, alone; what queues meanwhile forms the next group, up to
 GROUP_COMMIT_MAX_STEPS claims, one per run, at most GROUP_COMMIT_INFLIGHT claims in flight),
@@ -18,7 +18,8 @@ from typing import Any
 
 from flowstudio.engine import checkpoint
 from flowstudio.engine.checkpoint import ClaimedStep
-from flowstudio.engine.groupclaim import Claim, claim_steps
+from flowstudio.engine.groupclaim import claim_steps
+from flowstudio.queue.message import StepMessage
 from flowstudio.settings import Settings
 from flowstudio.store.db import Pool
 from flowstudio.worker.grouping import Counters, Grouper
@@ -32,11 +33,9 @@ class GroupClaimer:
         self.worker_id = worker_id
         self.lease_seconds = settings.lease_seconds
         self.enabled = settings.group_commit
-        self.grouper: Grouper[Claim, ClaimedStep] = Grouper(
+        self.grouper: Grouper[StepMessage, ClaimedStep] = Grouper(
             what="claim",
-            max_items=settings.group_commit_max_steps,
-            window_s=settings.group_commit_window_ms / 1000,
-            inflight=settings.group_commit_inflight,
+            settings=settings,
             stats=stats,
             counters=Counters("claim_groups", "grouped_claims", "claim_group_fallbacks"),
             key=lambda c: c.run_id,
@@ -44,17 +43,16 @@ class GroupClaimer:
             together=self._together,
         )
 
-    async def claim(self, run_id: str, step_id: int, token: int) -> ClaimedStep:
+    async def claim(self, message: StepMessage) -> ClaimedStep:
         """The step under this worker's lease; raises LostRace (a stale or duplicate message)."""
-        request = Claim(run_id, step_id, token)
         if not self.enabled:
-            return await self._solo(request)
-        return await self.grouper.submit(request)
+            return await self._solo(message)
+        return await self.grouper.submit(message)
 
     async def run(self) -> None:
         await self.grouper.run()
 
-    async def _solo(self, c: Claim) -> ClaimedStep:
+    async def _solo(self, c: StepMessage) -> ClaimedStep:
         async with self.pool.connection() as conn:
             return await checkpoint.claim_step(
                 conn,
@@ -65,7 +63,7 @@ class GroupClaimer:
                 lease_seconds=self.lease_seconds,
             )
 
-    async def _together(self, group: list[Claim]) -> Sequence[ClaimedStep | BaseException]:
+    async def _together(self, group: list[StepMessage]) -> Sequence[ClaimedStep | BaseException]:
         async with self.pool.connection() as conn:
             return await claim_steps(
                 conn, group, worker_id=self.worker_id, lease_seconds=self.lease_seconds

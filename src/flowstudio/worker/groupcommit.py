@@ -32,9 +32,7 @@ class GroupCommitter:
         self.one_call = settings.one_call_commit
         self.grouper: Grouper[Success, Written] = Grouper(
             what="commit",
-            max_items=settings.group_commit_max_steps,
-            window_s=settings.group_commit_window_ms / 1000,
-            inflight=settings.group_commit_inflight,
+            settings=settings,
             stats=stats,  # the worker's counters (its heartbeat info)
             counters=Counters("groups", "grouped_steps", "group_fallbacks"),
             key=lambda m: m.step.run_id,

@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 
 from flowstudio.engine.groupcommit import GroupFailed
+from flowstudio.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,9 +51,7 @@ class Grouper(Generic[T, R]):
         self,
         *,
         what: str,
-        max_items: int,
-        window_s: float,
-        inflight: int,
+        settings: Settings,
         stats: dict[str, Any],
         counters: Counters,
         key: Callable[[T], str],
@@ -60,9 +59,10 @@ class Grouper(Generic[T, R]):
         together: Callable[[list[T]], Awaitable[Sequence[R | BaseException | None]]],
     ) -> None:
         self.what = what  # "commit", "claim": for the log
-        self.max_items = max(1, max_items)
-        self.window = max(0.0, window_s)
-        self.inflight = max(1, inflight)
+        # GROUP_COMMIT_MAX_STEPS, GROUP_COMMIT_WINDOW_MS, GROUP_COMMIT_INFLIGHT: both groupers
+        self.max_items = max(1, settings.group_commit_max_steps)
+        self.window = max(0.0, settings.group_commit_window_ms) / 1000
+        self.inflight = max(1, settings.group_commit_inflight)
         self.key, self.alone, self.together = key, alone, together
         self.queue: list[_Request[T, R]] = []
         self.active = 0  # writes in flight: groups, and a slot's own when nothing else was

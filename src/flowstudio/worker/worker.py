@@ -222,7 +222,7 @@ class Worker:
             return
 
         async def claim() -> ClaimedStep:  # with other claims arriving meanwhile, if any
-            return await self.claimer.claim(msg.run_id, msg.step_id, msg.token)
+            return await self.claimer.claim(msg)
 
         try:
             step = await retry_db(claim, what="claim")
