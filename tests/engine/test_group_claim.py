@@ -12,17 +12,16 @@ killed between the group's two messages, are in tests/integration/test_crash_gro
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from flowstudio.engine.checkpoint import ClaimedStep
-from flowstudio.engine.groupclaim import Claim, claim_steps
+from flowstudio.engine.groupclaim import claim_steps
 from flowstudio.engine.runtxn import LostRace
-from flowstudio.store import db as dbmod
+from flowstudio.queue.message import StepMessage
+from tests.integration.test_runtxn import pipelined  # noqa: F401 -- fixture: with and without
 from tests.support.engine_env import WORKER, EngineEnv
 from tests.support.flows import chain
 
@@ -31,15 +30,7 @@ pytestmark = pytest.mark.anyio
 CHAIN = chain(("a", "noop", {}))
 
 
-@pytest.fixture(params=[True, False], ids=["pipelined", "one-by-one"])
-def pipelined(request: pytest.FixtureRequest) -> Iterator[bool]:
-    saved = dbmod._PIPELINE["enabled"]
-    dbmod._PIPELINE["enabled"] = request.param
-    yield request.param
-    dbmod._PIPELINE["enabled"] = saved
-
-
-async def scene(env: EngineEnv, flow_id: str) -> tuple[list[str], list[Claim]]:
+async def scene(env: EngineEnv, flow_id: str) -> tuple[list[str], list[StepMessage]]:
     """Runs q0..q2 queued, run r running with its second step ready, and the claims of
     their messages, then a stale one (q0's step with a token it does not have) and one of a run
     that does not exist."""
@@ -51,9 +42,9 @@ async def scene(env: EngineEnv, flow_id: str) -> tuple[list[str], list[Claim]]:
     for rid, node_id in zip(runs, ["in", "in", "in", "a"], strict=True):
         s = await env.step(rid, node_id)
         assert s["status"] == "ready"
-        claims.append(Claim(rid, s["id"], s["attempt"]))
-    stale = dataclasses.replace(claims[0], token=claims[0].token + 1)
-    unknown = Claim(str(uuid.uuid4()), claims[1].step_id, claims[1].token)
+        claims.append(StepMessage(rid, s["id"], s["attempt"]))
+    stale = StepMessage(claims[0].run_id, claims[0].step_id, claims[0].token + 1)
+    unknown = StepMessage(str(uuid.uuid4()), claims[1].step_id, claims[1].token)
     return runs, [*claims, stale, unknown]
 
 

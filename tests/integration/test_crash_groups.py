@@ -33,6 +33,37 @@ Creds = tuple[str, str]
 Conn = psycopg.Connection[Any]
 
 
+def crash_inside_a_group(
+    stack: Stack, credentials: Creds, templates: int, crashpoint: str
+) -> list[str]:
+    """8 runs of input -> `templates` templates -> output queued before a worker of 8 slots
+    starts (a 50 ms window: they meet in one group); that worker SIGKILLs itself at `crashpoint`.
+    Returns the runs."""
+    stack.start_api()
+    stack.start_orchestrator()
+    api = Api(stack.base_url, *credentials)
+    flow = linear_flow(*[(f"t{i}", "template", {"template": f"t{i}"}) for i in range(templates)])
+    flow_id = api.create_flow(flow)["id"]
+    tag = uuid.uuid4().hex[:8]
+    runs = [api.start_run(flow_id, key=f"group-{tag}-{i}") for i in range(8)]
+    doomed = stack.start_worker(
+        concurrency=8,
+        extra_env={
+            "FLOWSTUDIO_CRASHPOINTS": crashpoint,
+            "GROUP_COMMIT": "on",
+            "GROUP_COMMIT_WINDOW_MS": "50",
+        },
+    )
+    assert_crashed(doomed, timeout=60)
+    return runs
+
+
+def finish_on_a_new_worker(stack: Stack, db: Conn, runs: list[str]) -> None:
+    stack.start_worker(concurrency=4, extra_env={"GROUP_COMMIT": "on"})
+    wait_runs_terminal(db, runs, timeout=60)
+    assert_runs_durable(db, {r: "succeeded" for r in runs})
+
+
 def test_worker_killed_inside_a_group_commit_loses_only_that_group(
     stack: Stack, credentials: Creds, db: Conn
 ) -> None:
@@ -41,30 +72,12 @@ def test_worker_killed_inside_a_group_commit_loses_only_that_group(
     the group's two messages (locks + moves sent, flush + COMMIT not). Nothing of the group
     commits: its steps run again on a new worker (attempt 2), every run finishes, no step
     commits twice, every event log stays gapless and legal."""
-    stack.start_api()
-    stack.start_orchestrator()
-    api = Api(stack.base_url, *credentials)
-    flow = linear_flow(*[(f"t{i}", "template", {"template": f"t{i}"}) for i in range(3)])
-    flow_id = api.create_flow(flow)["id"]
-    tag = uuid.uuid4().hex[:8]
-    runs = [api.start_run(flow_id, key=f"group-{tag}-{i}") for i in range(8)]
-    doomed = stack.start_worker(
-        concurrency=8,
-        extra_env={
-            "FLOWSTUDIO_CRASHPOINTS": "group_commit.between_statements",
-            "GROUP_COMMIT": "on",
-            "GROUP_COMMIT_WINDOW_MS": "50",
-        },
-    )
-    assert_crashed(doomed, timeout=60)
+    runs = crash_inside_a_group(stack, credentials, 3, "group_commit.between_statements")
     (rerun_before,) = db.execute(
         "SELECT count(*) FROM steps WHERE run_id = ANY(%s::uuid[]) AND attempt > 1", (runs,)
     ).fetchone()
     assert rerun_before == 0
-    stack.start_worker(concurrency=4, extra_env={"GROUP_COMMIT": "on"})
-
-    wait_runs_terminal(db, runs, timeout=60)
-    assert_runs_durable(db, {r: "succeeded" for r in runs})
+    finish_on_a_new_worker(stack, db, runs)
     (reran,) = db.execute(
         "SELECT count(*) FROM steps WHERE run_id = ANY(%s::uuid[]) AND attempt = 2", (runs,)
     ).fetchone()
@@ -80,31 +93,14 @@ def test_worker_killed_inside_a_group_claim_claims_nothing_of_it(
     Nothing of the group commits: every first step is still ready, unleased, its attempt
     unspent; the unacked messages go to a new worker, every run finishes, no step ran twice,
     every event log stays gapless and legal."""
-    stack.start_api()
-    stack.start_orchestrator()
-    api = Api(stack.base_url, *credentials)
-    flow_id = api.create_flow(linear_flow(("t0", "template", {"template": "t0"})))["id"]
-    tag = uuid.uuid4().hex[:8]
-    runs = [api.start_run(flow_id, key=f"claims-{tag}-{i}") for i in range(8)]
-    doomed = stack.start_worker(
-        concurrency=8,
-        extra_env={
-            "FLOWSTUDIO_CRASHPOINTS": "group_claim.between_statements",
-            "GROUP_COMMIT": "on",
-            "GROUP_COMMIT_WINDOW_MS": "50",
-        },
-    )
-    assert_crashed(doomed, timeout=60)
+    runs = crash_inside_a_group(stack, credentials, 1, "group_claim.between_statements")
     firsts = db.execute(
         "SELECT status, attempt, lease_owner FROM steps"
         " WHERE run_id = ANY(%s::uuid[]) AND node_id = 'in'",
         (runs,),
     ).fetchall()
     assert [tuple(r) for r in firsts] == [("ready", 0, None)] * 8
-    stack.start_worker(concurrency=4, extra_env={"GROUP_COMMIT": "on"})
-
-    wait_runs_terminal(db, runs, timeout=60)
-    assert_runs_durable(db, {r: "succeeded" for r in runs})
+    finish_on_a_new_worker(stack, db, runs)
     (max_attempt,) = db.execute(
         "SELECT max(attempt) FROM steps WHERE run_id = ANY(%s::uuid[])", (runs,)
     ).fetchone()
