@@ -237,10 +237,18 @@ async def _tries(
 
 
 def usage_dict(usage: Any) -> dict[str, int]:
-    get = (lambda k: getattr(usage, k, 0)) if usage is not None else (lambda k: 0)
-    prompt, completion = int(get("prompt_tokens") or 0), int(get("completion_tokens") or 0)
-    total = int(get("total_tokens") or 0) or prompt + completion
+    """Token usage from the SDK's model or a completion's JSON `usage` object (or None)."""
+    if isinstance(usage, dict):
+        get: Callable[[str], Any] = usage.get
+    else:
+        get = (lambda k: getattr(usage, k, 0)) if usage is not None else (lambda k: 0)
+    prompt, completion = _count(get("prompt_tokens")), _count(get("completion_tokens"))
+    total = _count(get("total_tokens")) or prompt + completion
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
+def _count(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and value > 0 else 0
 
 
 _WARM_COMPLETION = {
@@ -269,7 +277,7 @@ def _warm_answer(request: httpx.Request) -> httpx.Response:
 
 
 async def warm_up() -> None:
-    """One chat completion and one streamed one, built, sent and parsed through an in-memory
+    """One chat completion and one streamed one, built, sent (and the stream parsed) through an in-memory
     transport (no socket, nothing leaves the process), at worker start: the SDK does ~80 ms of
     one-time work on its first request (the response types' pydantic models, request building,
     platform detection; measured 83 ms against 2 ms for the next call), which would otherwise run
@@ -283,7 +291,8 @@ async def warm_up() -> None:
                 http_client=http,  # type: ignore[arg-type]  # (see _new_client)
             )
             messages: Any = [{"role": "user", "content": "warm up"}]
-            await client.chat.completions.create(model="warm-up", messages=messages)
+            body = {"model": "warm-up", "messages": messages}  # as `llm.complete_chat` sends
+            await client.post("/chat/completions", body=body, cast_to=httpx.Response)
             stream = await client.chat.completions.create(
                 model="warm-up", messages=messages, stream=True
             )
