@@ -2,8 +2,10 @@
 
 A worker's slots write what is ready together in one transaction (`worker/grouping.py`); each
 test queues 8 runs before the worker starts so that their 8 slots meet in one group, and the worker
-kills itself between the group's two messages (crash points `group_commit.between_statements`,
-`group_claim.between_statements`). Nothing of the group may commit, and everything then finishes
+kills itself inside the group's write: between its two messages (crash points
+`group_commit.between_statements`, `group_claim.between_statements`), or, for a group commit of
+chain steps only (one statement, its own transaction), right before that statement
+(`group_commit.before_one_statement`). Nothing of the group may commit, and everything then finishes
 on a new worker with the usual checks (`support/durability.py`). Both queue backends, as the rest
 of the matrix (test_crash_matrix.py).
 """
@@ -14,6 +16,7 @@ import uuid
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.integration.test_crash_matrix import (  # noqa: F401 -- fixture: queue_backend
     assert_crashed,
@@ -34,7 +37,11 @@ Conn = psycopg.Connection[Any]
 
 
 def crash_inside_a_group(
-    stack: Stack, credentials: Creds, templates: int, crashpoint: str
+    stack: Stack,
+    credentials: Creds,
+    templates: int,
+    crashpoint: str,
+    env: dict[str, str] | None = None,
 ) -> list[str]:
     """8 runs of input -> `templates` templates -> output queued before a worker of 8 slots
     starts (a 50 ms window: they meet in one group); that worker SIGKILLs itself at `crashpoint`.
@@ -52,6 +59,7 @@ def crash_inside_a_group(
             "FLOWSTUDIO_CRASHPOINTS": crashpoint,
             "GROUP_COMMIT": "on",
             "GROUP_COMMIT_WINDOW_MS": "50",
+            **(env or {}),
         },
     )
     assert_crashed(doomed, timeout=60)
@@ -64,15 +72,21 @@ def finish_on_a_new_worker(stack: Stack, db: Conn, runs: list[str]) -> None:
     assert_runs_durable(db, {r: "succeeded" for r in runs})
 
 
+@pytest.mark.parametrize(
+    ("crashpoint", "one_call"),
+    [("group_commit.before_one_statement", "on"), ("group_commit.between_statements", "off")],
+)
 def test_worker_killed_inside_a_group_commit_loses_only_that_group(
-    stack: Stack, credentials: Creds, db: Conn
+    stack: Stack, credentials: Creds, db: Conn, crashpoint: str, one_call: str
 ) -> None:
     """Group commit: 8 runs are queued before the worker starts, so its 8 slots claim and finish
-    their first steps together and commit them as one group; the worker SIGKILLs itself between
-    the group's two messages (locks + moves sent, flush + COMMIT not). Nothing of the group
-    commits: its steps run again on a new worker (attempt 2), every run finishes, no step
-    commits twice, every event log stays gapless and legal."""
-    runs = crash_inside_a_group(stack, credentials, 3, "group_commit.between_statements")
+    their first steps together and commit them as one group; the worker SIGKILLs itself inside
+    it: chain steps (one-call commits) are one statement, and it dies right before sending it;
+    with ONE_CALL_COMMIT=off each member takes the general path, two messages, and it dies
+    between them (locks + moves sent, flush + COMMIT not). Nothing of the group commits: its
+    steps run again on a new worker (attempt 2), every run finishes, no step commits twice,
+    every event log stays gapless and legal."""
+    runs = crash_inside_a_group(stack, credentials, 3, crashpoint, {"ONE_CALL_COMMIT": one_call})
     (rerun_before,) = db.execute(
         "SELECT count(*) FROM steps WHERE run_id = ANY(%s::uuid[]) AND attempt > 1", (runs,)
     ).fetchone()

@@ -120,7 +120,11 @@ class Chaos(threading.Thread):
     def crash_env(self, kind: str) -> dict[str, str]:
         n = self.rng.randint(1, 20)
         spec = {
-            "worker": [f"worker.after_commit:{n + 2}", f"group_commit.between_statements:{n}"],
+            "worker": [
+                f"worker.after_commit:{n + 2}",
+                f"group_commit.between_statements:{n}",
+                f"group_commit.before_one_statement:{n}",
+            ],
             "orchestrator": [f"orchestrator.timers_committed:{n}", f"outbox.relay_published:{n}"],
             "api": [f"api.run_committed:{n + 2}"],
         }[kind]

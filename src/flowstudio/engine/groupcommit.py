@@ -10,14 +10,17 @@ run's flush (events, outbox, NOTIFY, eager claim) and one `COMMIT`. A chain step
 0027's `step_commit_success`, at the member's place in the lock order; chain members in a row are
 ONE statement, `step_commit_success_many`, migration 0029); one whose call wrote
 nothing (its run was not `running`, or a last step whose run has other live steps) is answered
-None: its slot commits it alone.
+None: its slot commits it alone. A group of chain members only is that one statement and nothing
+else: no BEGIN, no COMMIT, no pipeline (the connection is in autocommit, so the statement is its
+own transaction): one round trip (crash point `group_commit.before_one_statement`).
 
 Every guarantee of the single commit holds per item: the fence (attempt + lease owner) decides
 each move; a member whose move matched nothing is a `LostRace` for that member only (its ready move
 happens only if its move did, `txnsql.READY_AFTER_MOVED`, so it wrote nothing and nothing must be
 rolled back) and the others commit; events are numbered per run under its lock. A crash
 anywhere before the COMMIT loses the whole group and nothing else: every member's lease then
-carries its step as after any crash (crash point `group_commit.between_statements`). A database
+carries its step as after any crash (crash points `group_commit.between_statements` and
+`group_commit.before_one_statement`). A database
 error (a deadlock with another transaction, a lost connection) raises `GroupFailed` after the
 rollback: the caller commits each member alone.
 
@@ -170,6 +173,15 @@ async def _commit(
         )
         statements += [(LOCK_RUN, {"_lock_run": step.run_id}), move]
     close_calls()
+    if len(statements) == 2 and all(m.chain is not None for m in members):
+        # chain members only: ONE statement, which is its own transaction (the connection is in
+        # autocommit): one round trip, no BEGIN/COMMIT, no pipeline. It commits as a whole or not
+        # at all, like the two-message group; a crash before it is sent loses the group.
+        crashpoint("group_commit.before_one_statement")
+        query, args = statements[1]
+        cur = await conn.execute(query, args)
+        rows = await cur.fetchall()
+        return [_chain_outcome(m, rows[m.row]) for m in members]
     results = await send_statements(conn, statements)
     outcome: list[Committed | LostRace | None] = []
     live: list[_Member] = []
