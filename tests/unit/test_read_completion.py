@@ -1,6 +1,7 @@
-"""`llm.read_completion`: the node's output from a chat completion's raw JSON (the SDK's typed layer
-is skipped on this path): text, usage, tool calls (arguments as a JSON string or as an object, as some
-OpenAI-compatible servers send them), and a clear NodeError for a malformed answer."""
+"""`llm.read_completion`: the node's output from a chat completion's raw JSON (the SDK's typed
+layer is skipped on this path): text, usage, tool calls (arguments as a JSON string or as an
+object, as some OpenAI-compatible servers send them), and a clear NodeError for a malformed
+answer."""
 
 from __future__ import annotations
 

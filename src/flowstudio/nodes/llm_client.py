@@ -277,11 +277,11 @@ def _warm_answer(request: httpx.Request) -> httpx.Response:
 
 
 async def warm_up() -> None:
-    """One chat completion and one streamed one, built, sent (and the stream parsed) through an in-memory
-    transport (no socket, nothing leaves the process), at worker start: the SDK does ~80 ms of
-    one-time work on its first request (the response types' pydantic models, request building,
-    platform detection; measured 83 ms against 2 ms for the next call), which would otherwise run
-    inside the first LLM steps and stall every step the worker holds. Never fatal."""
+    """One chat completion and one streamed one, built, sent (and the stream parsed) through an
+    in-memory transport (no socket, nothing leaves the process), at worker start: the SDK does
+    ~80 ms of one-time work on its first request (the response types' pydantic models, request
+    building, platform detection; measured 83 ms against 2 ms for the next call), which would
+    otherwise run inside the first LLM steps and stall every step the worker holds. Never fatal."""
     try:
         transport = httpx.MockTransport(_warm_answer)
         async with httpx.AsyncClient(transport=transport) as http:
