@@ -133,7 +133,11 @@ def cmd_api(settings: Settings, host: str | None, port: int | None) -> int:
 
     from flowstudio.api.app import create_app
 
-    json_logs: dict[str, Any] = {"log_config": None} if settings.log_format == "json" else {}
+    # LOG_FORMAT=json: uvicorn's loggers propagate to our JSON handler instead of its own
+    extra: dict[str, Any] = {"log_config": None} if settings.log_format == "json" else {}
+    if sys.platform != "win32":  # EVENT_LOOP as resolved (uvicorn's "auto" takes uvloop whenever
+        extra["loop"] = settings.event_loop  # installed); Windows keeps uvicorn's choice
+    log.info("event loop: %s", extra.get("loop", "asyncio"))
     uvicorn.run(
         create_app(settings),
         host=host or settings.backend_host,
@@ -142,8 +146,7 @@ def cmd_api(settings: Settings, host: str | None, port: int | None) -> int:
         timeout_graceful_shutdown=10,
         proxy_headers=True,  # X-Forwarded-For/-Proto, honoured only from these peers:
         forwarded_allow_ips=settings.forwarded_allow_ips,
-        # LOG_FORMAT=json: uvicorn's loggers propagate to our JSON handler instead of its own
-        **json_logs,
+        **extra,
     )
     return 0
 
@@ -295,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "orchestrator":
             from flowstudio.engine.orchestrator import Orchestrator
 
-            run_async(Orchestrator(settings).run)
+            run_async(Orchestrator(settings).run, settings.event_loop)
             return 0
         case "worker":
             if args.concurrency is None:
@@ -311,7 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log.warning("%s", unsafe)
             mode = mode_of(settings)
             log.info("code node: CODE_NODE=%s, %s", mode, refusal(settings) or "available")
-            run_async(Worker(settings, args.concurrency, settings.worker_grace_seconds).run)
+            run_async(
+                Worker(settings, args.concurrency, settings.worker_grace_seconds).run,
+                settings.event_loop,
+            )
             return 0
         case "up":
             concurrency = args.concurrency or settings.worker_concurrency

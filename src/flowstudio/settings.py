@@ -14,6 +14,7 @@ and to the PostgreSQL queue otherwise.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from urllib.parse import quote
@@ -127,6 +128,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # workers, orchestrators: the cyclic GC's young-generation threshold after start-up is frozen
     # (0: Python's)
     gc_gen0_threshold: int = 20000
+    # EVENT_LOOP (auto | uvloop | asyncio), resolved: the loop of the API, workers, orchestrators
+    event_loop: str = "asyncio"
 
 
 class SettingsError(ValueError):
@@ -154,6 +157,24 @@ def database_url() -> str:
     port = _env("DB_PORT", "5432")
     name = _env("DB_NAME", "flowstudio")
     return f"postgresql://{auth}@{host}:{port}/{name}"
+
+
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def resolve_event_loop(choice: str | None = None) -> str:
+    """EVENT_LOOP (`choice`, else the environment's) as the loop to run: `uvloop` or `asyncio`.
+    auto: uvloop where it is installed (a dependency except on Windows, which it does not
+    support), else asyncio. An unknown value, or uvloop where it cannot run, is a SettingsError."""
+    value = (_env("EVENT_LOOP", "auto") if choice is None else choice).strip().lower()
+    if value not in EVENT_LOOPS:
+        raise SettingsError(f"EVENT_LOOP must be one of {', '.join(EVENT_LOOPS)}, not {value!r}")
+    if value == "asyncio":
+        return value
+    available = sys.platform != "win32" and importlib.util.find_spec("uvloop") is not None
+    if value == "uvloop" and not available:
+        raise SettingsError("EVENT_LOOP=uvloop: uvloop is not installed or not supported here")
+    return "uvloop" if available else "asyncio"
 
 
 def _csv(name: str) -> tuple[str, ...]:
@@ -238,6 +259,7 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         ),
         provider_initial_concurrency=max(1, int(_env("PROVIDER_INITIAL_CONCURRENCY", "32"))),
         gc_gen0_threshold=max(0, int(_env("GC_GEN0_THRESHOLD", "20000"))),
+        event_loop=resolve_event_loop(),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
         metrics_token=_env("METRICS_TOKEN", ""),
         metrics_port=int(_env("METRICS_PORT", "0")),

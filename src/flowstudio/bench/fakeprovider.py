@@ -227,6 +227,9 @@ class FakeProvider:
             access_log=False,
             backlog=4096,
             timeout_keep_alive=60,
+            # the stand-in for a remote server stays on asyncio's loop whatever EVENT_LOOP says
+            # (uvicorn's "auto" takes uvloop when installed): the engine's loop is what is measured
+            loop="asyncio",
         )
         server = uvicorn.Server(config)  # not the main thread: it leaves signals alone
         thread = threading.Thread(
