@@ -2,7 +2,9 @@
 
 Builds one run with one step (and a batch) inside a transaction that is rolled back, then tries every (from, to)
 status pair with plain UPDATEs: the legal pairs of the Python machines (`engine/states.py`) pass, every
-other pair raises CheckViolation, and the `state_transitions` table equals the machines.
+other pair raises CheckViolation, and the `state_transitions` table equals the machines. A pair legal
+inside one operation only (`only_in`, migration 0030: step pending -> running, the eager claim of
+`step_commit_success`) is refused to a plain UPDATE and passes while `flowstudio.<only_in>` is on.
 """
 
 from __future__ import annotations
@@ -42,12 +44,17 @@ def one_batch(db: Conn, run: str) -> Any:
     return row[0]
 
 
-def try_move(db: Conn, table: str, row_id: Any, source: str, dest: str) -> bool:
-    """Force the row to `source` (triggers off for the set-up only), then move it to `dest`."""
+def try_move(
+    db: Conn, table: str, row_id: Any, source: str, dest: str, setting: str | None = None
+) -> bool:
+    """Force the row to `source` (triggers off for the set-up only), then move it to `dest` (with
+    the transaction-local `setting` on, if given)."""
     with db.transaction(force_rollback=True):
         db.execute("SET LOCAL session_replication_role = replica")  # set-up without triggers
         db.execute(f"UPDATE {table} SET status = %s WHERE id = %s", (source, row_id))
         db.execute("SET LOCAL session_replication_role = origin")
+        if setting:
+            db.execute("SELECT set_config(%s, 'on', true)", (setting,))
         try:
             with db.transaction():
                 db.execute(f"UPDATE {table} SET status = %s WHERE id = %s", (dest, row_id))
@@ -67,15 +74,29 @@ def test_database_refuses_exactly_the_illegal_transitions(db: Conn) -> None:
         ):
             legal = allowed_pairs(machine)
             rows = db.execute(
-                "SELECT from_status, to_status FROM state_transitions WHERE entity = %s", (entity,)
+                """SELECT from_status, to_status, only_in FROM state_transitions
+                   WHERE entity = %s""",
+                (entity,),
             ).fetchall()
             assert {(r[0], r[1]) for r in rows} == legal
+            only_in = {(r[0], r[1]): r[2] for r in rows if r[2]}
             for source in statuses:
                 for dest in statuses:
+                    pair = (source.value, dest.value)
                     if source == dest:
                         continue
-                    moved = try_move(db, table, row_id, source.value, dest.value)
-                    assert moved is ((source.value, dest.value) in legal), (entity, source, dest)
+                    moved = try_move(db, table, row_id, *pair)
+                    assert moved is (pair in legal and pair not in only_in), (entity, pair)
+                    if pair in only_in:
+                        setting = f"flowstudio.{only_in[pair]}"
+                        assert try_move(db, table, row_id, *pair, setting=setting), pair
+                        assert not try_move(db, table, row_id, *pair, setting="flowstudio.other")
+        assert only_in == {}  # (batches: the last entity) and the step's one guarded pair:
+        guarded = db.execute(
+            "SELECT entity, from_status, to_status, only_in FROM state_transitions"
+            " WHERE only_in IS NOT NULL"
+        ).fetchall()
+        assert guarded == [("step", "pending", "running", "eager_claim")]
 
 
 @pytest.mark.parametrize("same", ["running", "succeeded"])
