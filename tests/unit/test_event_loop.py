@@ -1,7 +1,7 @@
 """EVENT_LOOP: `settings.resolve_event_loop` maps auto | uvloop | asyncio to the loop to run (an
 unknown value, or uvloop where it cannot run, is a SettingsError: the CLI's exit code 2), and
 `runtime.run_async` runs on the loop it names. The processes on each loop, end to end, are in
-tests/integration/test_event_loops.py."""
+tests/integration/test_nodes_llm_crash.py (a worker SIGKILLed mid-stream on each)."""
 
 from __future__ import annotations
 
