@@ -13,6 +13,13 @@ not all pending (a broken plan; cannot happen while the planner is at its fixpoi
 function fail with SQLSTATE FS001 and roll back: the caller falls back too, as it does when the
 function is missing (a worker upgraded before `flowstudio migrate` ran).
 
+With eager dispatch, a claimed successor that is a foldable `output` node (`foldable`: no params,
+no tweak, no successor; it only passes its input through) is committed in the same statement
+(FOLD_OUTPUTS, migration 0032): the plan's `fold` names the flow's outputs, and the call goes through
+`step_commit_success_many`, which calls the function a second time for the claimed step with
+input = output = this step's output; the claim is then not handed back (the run has ended). If
+that second call writes nothing (another step is still live), the claim is handed back as before.
+
 `statement()` builds the call, `take()` reads its row; `call()` sends it alone (autocommit);
 `many_statement()` makes several calls one statement (a group commit's chain members).
 """
@@ -50,6 +57,7 @@ class ChainPlan:
     context_nodes: list[str] = field(default_factory=list)  # what the claimed step's context reads
     lease_seconds: float = 0.0
     outputs: list[str] | None = None
+    fold: list[str] | None = None  # the claimed output step commits in the same call (0032)
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,19 @@ class OneCallResult:
     context: list[dict[str, Any]] = field(default_factory=list)  # and its context rows
 
 
+def foldable(graph: FlowGraph, node_id: str, tweaks: dict[str, Any] | None) -> bool:
+    """An `output` node that only passes its input through: no params (nothing to render, no
+    secret), no per-run tweak, no successor. Its step's input and output are its one
+    predecessor's output, so that step's success can commit it too."""
+    node = graph.nodes[node_id]
+    return (
+        node.type == "output"
+        and not node.data.params
+        and not graph.outgoing(node_id)
+        and node_id not in (tweaks or {})
+    )
+
+
 def chain_plan(
     graph: FlowGraph,
     node_id: str,
@@ -78,9 +99,12 @@ def chain_plan(
     claim: bool,
     context_nodes: Callable[[FlowGraph, str], Sequence[str]] | None = None,
     lease_seconds: float = 0.0,
+    fold: bool = False,
+    tweaks: dict[str, Any] | None = None,
 ) -> ChainPlan | None:
     """The one call's plan for a success of `node_id` with `branch`, or None (general path).
-    With `claim` (eager dispatch) the first successor is claimed for the same worker."""
+    With `claim` (eager dispatch) the first successor is claimed for the same worker; with
+    `fold`, a lone successor that is `foldable` is also committed in the same call."""
     if not graph.outgoing(node_id):  # the run's last step, if every other one is done
         return ChainPlan((), outputs=list(graph.output_nodes))
     ready = chain_successors(graph, node_id, branch)
@@ -89,7 +113,10 @@ def chain_plan(
     if not claim or context_nodes is None:
         return ChainPlan(ready)
     first = ready[0]
-    return ChainPlan(ready, first, list(context_nodes(graph, first)), lease_seconds)
+    folded = list(graph.output_nodes) if fold and ready == (first,) else None
+    if folded is not None and not foldable(graph, first, tweaks):
+        folded = None
+    return ChainPlan(ready, first, list(context_nodes(graph, first)), lease_seconds, fold=folded)
 
 
 def statement(
@@ -119,6 +146,7 @@ def statement(
         "ctx": plan.context_nodes,
         "channel": NOTIFY_CHANNEL,
         "outputs": plan.outputs,
+        "fold": plan.fold,  # read by `step_commit_success_many` only (0032)
     }
 
 
@@ -158,7 +186,11 @@ async def call(
     conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any]
 ) -> OneCallResult | None:
     """The call alone, as its own transaction; None when it did nothing the caller can use
-    (`general`, or a broken plan: logged, rolled back): take the general path."""
+    (`general`, or a broken plan: logged, rolled back): take the general path. A plan with
+    `fold` goes through `step_commit_success_many` (a group of one), which does the fold."""
+    run_id = str(params["run"])
+    if params.get("fold") is not None:
+        query, params = many_statement([(query, params)])
     try:
         cur = await conn.execute(query, params)
     except psycopg.errors.UndefinedFunction:  # a worker of this release on a database not yet
@@ -172,5 +204,5 @@ async def call(
         return None
     row = await cur.fetchone()
     assert row is not None
-    result = take(str(params["run"]), row)
+    result = take(run_id, row)
     return None if result.outcome == "general" else result
