@@ -36,6 +36,7 @@ from cachetools import LRUCache
 from openai import AsyncOpenAI
 
 from flowstudio.egress import Egress, EgressError, client_for, find_egress_error
+from flowstudio.egress.transport import default_ssl_context
 from flowstudio.nodes.http import check_url
 from flowstudio.nodes.registry import NodeContext, NodeError
 from flowstudio.observability import counters, tracing
@@ -281,8 +282,11 @@ async def warm_up() -> None:
     in-memory transport (no socket, nothing leaves the process), at worker start: the SDK does
     ~80 ms of one-time work on its first request (the response types' pydantic models, request
     building, platform detection; measured 83 ms against 2 ms for the next call), which would
-    otherwise run inside the first LLM steps and stall every step the worker holds. Never fatal."""
+    otherwise run inside the first LLM steps and stall every step the worker holds. The process's
+    verifying SSL context (certifi's roots: ~33 ms, built on the first guarded client, even for an
+    http:// provider) is built here too, for the same reason. Never fatal."""
     try:
+        default_ssl_context()
         transport = httpx.MockTransport(_warm_answer)
         async with httpx.AsyncClient(transport=transport) as http:
             client = AsyncOpenAI(
