@@ -54,7 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     group_commit_window_ms: float = 0.0  # GROUP_COMMIT_WINDOW_MS: wait this long to gather more
     group_commit_inflight: int = 2  # GROUP_COMMIT_INFLIGHT: a worker's groups committing at once
     one_call_commit: bool = True  # ONE_CALL_COMMIT: on | off (a chain step's success, one call)
-    fold_outputs: bool = True  # FOLD_OUTPUTS: on | off (a pass-through output step, same call)
+    fold_steps: bool = True  # FOLD_STEPS: on | off (pass-through input/output steps, folded)
     # observability (README "Observability")
     metrics_token: str = ""  # METRICS_TOKEN: if set, /metrics needs "Authorization: Bearer <it>"
     metrics_port: int = 0  # METRICS_PORT: a worker/orchestrator started alone serves /metrics here
@@ -244,7 +244,7 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         group_commit_inflight=int(_env("GROUP_COMMIT_INFLIGHT", "2")),
         one_call_commit=_env("ONE_CALL_COMMIT", "on").strip().lower()
         not in ("0", "false", "no", "off"),
-        fold_outputs=_env("FOLD_OUTPUTS", "on").strip().lower() not in ("0", "false", "no", "off"),
+        fold_steps=_env("FOLD_STEPS", "on").strip().lower() not in ("0", "false", "no", "off"),
         queue_backend=backend,
         # Windows' selector event loop (psycopg) handles at most 512 sockets per process
         worker_concurrency=int(

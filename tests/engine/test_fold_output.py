@@ -1,4 +1,4 @@
-"""A pass-through `output` step folded into its predecessor's commit (FOLD_OUTPUTS, migration 0032).
+"""A pass-through `output` step folded into its predecessor's commit (FOLD_STEPS, migration 0032).
 
 The same flows are driven twice on one database as a worker drives them, every node passing its
 input through as the real `input`, `noop` and `output` nodes do (output = port input): once with
@@ -37,7 +37,7 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def eager(fold: bool) -> EagerClaim:
-    return EagerClaim(30, context_nodes, fold_outputs=fold)
+    return EagerClaim(30, context_nodes, fold_steps=fold)
 
 
 def port_input(step: ClaimedStep, outputs: dict[str, Any], rows: list[dict[str, Any]]) -> Any:

@@ -185,10 +185,12 @@ async def dispatch_batch(
     chunk: int = DISPATCH_CHUNK,
     *,
     at_once: bool = True,
+    fold: bool = False,
 ) -> list[OutboxMessage]:
     """Start at most `chunk` unstarted runs, up to `concurrency` live ones; finish the batch when
     nothing is live. `at_once`: in one statement (`bulk.start_unstarted_runs`) when the flow's
-    start is its roots alone; otherwise (and with False) each through `advance_run`."""
+    start is its roots alone, and with `fold` (FOLD_STEPS) past a pass-through input root
+    (`bulk.start_runs_folded`); otherwise (and with False) each through `advance_run`."""
     out: list[OutboxMessage] = []
     async with conn.transaction():
         batch = await store.lock_running_batch(conn, batch_id)
@@ -199,7 +201,10 @@ async def dispatch_batch(
         one_by_one = picked
         if picked:
             graph = await load_graph(conn, batch.flow_id, batch.flow_version)
-            if at_once and (nodes := bulk.start_nodes(graph)):
+            if at_once and fold and (folded := bulk.folded_start(graph)):
+                started, one_by_one = await bulk.start_runs_folded(conn, picked, *folded)
+                out += started
+            elif at_once and (nodes := bulk.start_nodes(graph)):
                 started, one_by_one = await bulk.start_unstarted_runs(conn, picked, nodes)
                 out += started
         for run_id in one_by_one:  # what the statement above cannot start
@@ -215,7 +220,9 @@ async def dispatch_batch(
     return out
 
 
-async def dispatch_pass(pool: Pool, publisher: OutboxPublisher, concurrency: int) -> int:
+async def dispatch_pass(
+    pool: Pool, publisher: OutboxPublisher, concurrency: int, *, fold: bool = False
+) -> int:
     """One round over the running batches; returns how many runs were started."""
     started = 0
     async with pool.connection() as conn:
@@ -223,7 +230,7 @@ async def dispatch_pass(pool: Pool, publisher: OutboxPublisher, concurrency: int
     for batch_id in ids:
         for _ in range(concurrency // DISPATCH_CHUNK + 1):  # chunk by chunk, each published
             async with pool.connection() as conn:
-                msgs = await dispatch_batch(conn, batch_id, concurrency)
+                msgs = await dispatch_batch(conn, batch_id, concurrency, fold=fold)
             runs = len({m.run_id for m in msgs})
             started += runs
             if msgs:
@@ -299,7 +306,9 @@ async def _dispatch_forever(
     while True:
         started = 0
         try:
-            started = await dispatch_pass(pool, publisher, settings.batch_concurrency)
+            started = await dispatch_pass(
+                pool, publisher, settings.batch_concurrency, fold=settings.fold_steps
+            )
             if anyio.current_time() >= next_sweep:
                 await sweep_pass(pool)
                 next_sweep = anyio.current_time() + SWEEP_INTERVAL

@@ -22,6 +22,12 @@ so the plan is the graph's alone (`start_nodes`: its roots become ready; nothing
 run stays `queued` until its first claim): those steps pending -> ready with READY_SET, their event
 rows (seq 2.., in step id order), the runs' counter, the outbox rows in pick order and each run's
 NOTIFY (`{run}:{seq}`), exactly the general path's rows (tests/engine/test_batch_start.py).
+
+`folded_start(graph)` / `start_runs_folded(conn, run_ids, root, ready)`: when the flow's one root is a
+pass-through `input` (no params: it outputs the run's inputs) whose success readies its successors
+alone (`planner.chain_successors`), the dispatcher (with FOLD_STEPS) starts the runs past it: one
+call of migration 0033's `start_runs_folded` writes what the root's dispatch, claim and success
+would have written (tests/engine/test_fold_input.py), and the messages are the successors'.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from flowstudio.engine.checkpoint import max_attempts_of
-from flowstudio.engine.planner import StepState, plan, run_state
+from flowstudio.engine.planner import StepState, chain_successors, plan, run_state
 from flowstudio.engine.runtxn import NOTIFY_CHANNEL, OutboxMessage
 from flowstudio.engine.states import STEP_LIVE, step_move
 from flowstudio.engine.txnsql import READY_SET
@@ -210,6 +216,44 @@ async def start_unstarted_runs(
             "dest": READY_DEST,
             "channel": NOTIFY_CHANNEL,
         },
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    messages = [
+        OutboxMessage(i, str(r), s, t)
+        for i, r, s, t in zip(
+            row["ob_ids"], row["ob_runs"], row["ob_steps"], row["ob_tokens"], strict=True
+        )
+    ]
+    started = {str(r) for r in row["started"]}
+    return messages, [r for r in run_ids if str(r) not in started]
+
+
+@lru_cache(maxsize=256)
+def folded_start(graph: FlowGraph) -> tuple[str, tuple[str, ...]] | None:
+    """(root, the successors its success readies) when the flow's start can be folded: its one
+    start node is an `input` without params whose successors wait on it alone; else None."""
+    roots = start_nodes(graph)
+    if len(roots) != 1:
+        return None
+    node = graph.nodes[roots[0]]
+    if node.type != "input" or node.data.params:
+        return None
+    ready = chain_successors(graph, node.id, None)
+    return (node.id, ready) if ready else None
+
+
+START_FOLDED = "SELECT * FROM start_runs_folded(%(runs)s::uuid[], %(root)s, %(ready)s, %(channel)s)"
+
+
+async def start_runs_folded(
+    conn: psycopg.AsyncConnection[Any], run_ids: Sequence[Any], root: str, ready: Sequence[str]
+) -> tuple[list[OutboxMessage], list[Any]]:
+    """`start_unstarted_runs`, past the pass-through root (`folded_start`): the messages are its
+    successors'. Returns them and the runs it did not start (the caller starts those)."""
+    cur = await conn.execute(
+        START_FOLDED,
+        {"runs": list(run_ids), "root": root, "ready": list(ready), "channel": NOTIFY_CHANNEL},
     )
     row = await cur.fetchone()
     assert row is not None

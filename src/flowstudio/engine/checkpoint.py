@@ -213,7 +213,7 @@ class EagerClaim:
 
     lease_seconds: float
     context_nodes: Callable[[FlowGraph, str], Sequence[str]]
-    fold_outputs: bool = False  # FOLD_OUTPUTS: commit a claimed pass-through output step too
+    fold_steps: bool = False  # FOLD_STEPS: commit a claimed pass-through output step too
 
 
 @dataclass(frozen=True)
@@ -293,7 +293,7 @@ def chain_plan_of(
         claim=True,
         context_nodes=eager.context_nodes,
         lease_seconds=eager.lease_seconds,
-        fold=eager.fold_outputs,
+        fold=eager.fold_steps,
         tweaks=step.tweaks,
     )
 

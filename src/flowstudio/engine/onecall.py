@@ -15,7 +15,7 @@ function is missing (a worker upgraded before `flowstudio migrate` ran).
 
 With eager dispatch, a claimed successor that is a foldable `output` node (`foldable`: no params,
 no tweak, no successor; it only passes its input through) is committed in the same statement
-(FOLD_OUTPUTS, migration 0032): the plan's `fold` names the flow's outputs, and the call goes through
+(FOLD_STEPS, migration 0032): the plan's `fold` names the flow's outputs, and the call goes through
 `step_commit_success_many`, which calls the function a second time for the claimed step with
 input = output = this step's output; the claim is then not handed back (the run has ended). If
 that second call writes nothing (another step is still live), the claim is handed back as before.
