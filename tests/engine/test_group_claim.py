@@ -1,13 +1,15 @@
 """A group claim (`engine.groupclaim.claim_steps`) writes, per member, what its own claim writes.
 
 The same scene is played twice on one database, once claiming each message alone
-(`checkpoint.claim_step`) and once in ONE transaction: three queued runs of a chain (each claim
+(`claim.claim_step`) and once in ONE transaction: three queued runs of a chain (each claim
 starts its run), a running run with a ready step (its run does not move), a stale message (a token its step no longer has) and a message for a run that does not
 exist. Every written row (steps with lease and clocks' presence, events without their clock,
 outbox, run row) and every returned step must be equal between the two, the stale and unknown
 messages are LostRace for themselves only and write nothing, and every run then runs to its end
-with a consistent event log. With and without pipelining. The worker-level grouping, and a worker
-killed between the group's two messages, are in tests/integration/test_crash_groups.py.
+with a consistent event log. With and without pipelining. A claim that also reads the claimed
+step's context (the worker's claims, alone and grouped) writes the same rows and reads what the
+worker's own query would. The worker-level grouping, and a worker killed between the group's two
+messages, are in tests/integration/test_crash_groups.py.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from typing import Any
 
 import pytest
 
-from flowstudio.engine.checkpoint import ClaimedStep
-from flowstudio.engine.groupclaim import claim_steps
+from flowstudio.engine.checkpoint import ClaimedStep, NextStep
+from flowstudio.engine.claim import claim_step_reading_context
+from flowstudio.engine.flowcache import load_graph
+from flowstudio.engine.groupclaim import claim_steps, claim_steps_reading_context
 from flowstudio.engine.runtxn import LostRace
+from flowstudio.engine.txnsql import STEP_CONTEXT
 from flowstudio.queue.message import StepMessage
+from flowstudio.worker.context import context_nodes
 from tests.integration.test_runtxn import pipelined  # noqa: F401 -- fixture: with and without
 from tests.support.engine_env import WORKER, EngineEnv
 from tests.support.flows import chain
@@ -125,3 +131,62 @@ async def test_a_group_holds_one_claim_per_run(env: EngineEnv) -> None:
     _, claims = await scene(env, flow_id)
     with pytest.raises(ValueError, match="distinct runs"):
         await claim_steps(env.conn, [claims[0], claims[4]], worker_id=WORKER, lease_seconds=30)
+
+
+async def step_context(env: EngineEnv, step: ClaimedStep) -> Any:
+    """What the worker would query for the step's context (`worker.context.build_context`)."""
+    graph = await load_graph(env.conn, step.flow_id, step.flow_version)
+    cur = await env.conn.execute(
+        STEP_CONTEXT,
+        {"ctx_run": step.run_id, "ctx_nodes": list(context_nodes(graph, step.node_id))},
+    )
+    return sorted(await cur.fetchall(), key=lambda r: r["node_id"])
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["alone", "group"])
+async def test_a_claim_reading_context_writes_the_same_and_reads_what_the_worker_would(
+    env: EngineEnv, together: bool
+) -> None:
+    """The worker's claims read the claimed step's context in their last statement."""
+    flow_id = await env.create_flow(CHAIN)
+    pictures = []
+    for read in (False, True):
+        runs, claims = await scene(env, flow_id)
+        if together:
+            results = await claim_steps_reading_context(
+                env.conn,
+                claims[:4],
+                worker_id=WORKER,
+                lease_seconds=30,
+                context_nodes=context_nodes if read else None,
+            )
+        else:
+            results = [
+                await claim_step_reading_context(
+                    env.conn,
+                    run_id=c.run_id,
+                    step_id=c.step_id,
+                    token=c.token,
+                    worker_id=WORKER,
+                    lease_seconds=30,
+                    context_nodes=context_nodes if read else None,
+                )
+                for c in claims[:4]
+            ]
+        for r in results:
+            assert isinstance(r, NextStep)
+            if not read:
+                assert r.context_rows is None
+                continue
+            assert r.context_rows is not None
+            rows = sorted(r.context_rows, key=lambda x: x["node_id"])
+            assert rows == await step_context(env, r.step)
+            # `in` reads no other node; `a` reads `in`'s state and output
+            assert bool(rows) == (r.step.node_id == "a")
+        pictures.append(
+            (
+                [described(r.step, runs) for r in results if isinstance(r, NextStep)],
+                [repr(await env.picture(r)) for r in runs],
+            )
+        )
+    assert pictures[1] == pictures[0]

@@ -23,7 +23,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from flowstudio.bench.workload import create_chain_flow
-from flowstudio.engine import checkpoint
+from flowstudio.engine import checkpoint, claim
 from flowstudio.engine.checkpoint import EagerClaim
 from flowstudio.engine.groupcommit import Committed, Success, commit_successes
 from flowstudio.engine.runtxn import LostRace
@@ -49,7 +49,7 @@ async def _claim_first(
         conn, flow_id=flow, version=1, owner_id=owner, inputs=inputs or {}
     )
     (msg,) = started.outbox
-    return await checkpoint.claim_step(
+    return await claim.claim_step(
         conn,
         run_id=started.id,
         step_id=msg.step_id,

@@ -25,7 +25,7 @@ import anyio
 import psycopg
 from psycopg.rows import dict_row
 
-from flowstudio.engine import batches, checkpoint, children, control, recovery
+from flowstudio.engine import batches, checkpoint, children, claim, control, recovery
 from flowstudio.engine.advance import cancel_run
 from flowstudio.engine.checkpoint import ClaimedStep, EagerClaim, NextStep
 from flowstudio.engine.flowcache import load_graph
@@ -163,7 +163,7 @@ class EngineEnv:
         self, run_id: str, step_id: int, token: int, *, worker: str = WORKER
     ) -> ClaimedStep:
         """Claim as a worker does on receiving the message (run, step, token)."""
-        return await checkpoint.claim_step(
+        return await claim.claim_step(
             self.conn,
             run_id=run_id,
             step_id=step_id,

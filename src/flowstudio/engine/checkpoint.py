@@ -2,7 +2,7 @@
 (`start_run` stores the run's trace context, `observability.tracing.new_run_traceparent`, when
 tracing is on.)
 
-Called by the API (`start_run`) and the worker (`claim_step` -> execute -> `commit_success` |
+Called by the API (`start_run`) and the worker (`claim.claim_step` -> execute -> `commit_success` |
 `commit_failure` | `commit_wait`; `heartbeat` while executing; `release_step` on shutdown);
 `commit_success(eager=EagerClaim(...))` also claims the next step for the same worker (eager dispatch,
 `RunTxn.claim_at_flush`) and returns it as a `NextStep`; a success in a chain is one server-side
@@ -31,7 +31,7 @@ from flowstudio.engine.fanout import settle_item
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.engine.planner import ready_on_success
 from flowstudio.engine.runtxn import LostRace, OutboxMessage, RunTxn, run_transaction
-from flowstudio.engine.txnsql import CLAIM_SET, HEARTBEAT, SAVE_IO
+from flowstudio.engine.txnsql import HEARTBEAT, SAVE_IO
 from flowstudio.flows.graph import FlowGraph
 from flowstudio.observability import tracing
 
@@ -131,44 +131,6 @@ async def start_run(
     return StartedRun(str(run_id), txn.status, True, txn.outbox)
 
 
-async def claim_step(
-    conn: psycopg.AsyncConnection[Any],
-    *,
-    run_id: Any,
-    step_id: int,
-    token: int,
-    worker_id: str,
-    lease_seconds: float,
-) -> ClaimedStep:
-    """Move a ready step (attempt == token) to running under a lease held by `worker_id`."""
-    async with run_transaction(conn, run_id, defer_lock=True) as txn:
-        rows = await txn.move_steps(
-            "claim",
-            CLAIM_WHERE,
-            claim_params(step_id, token, worker_id, lease_seconds),
-            set_sql=CLAIM_SET,
-        )
-        if not rows or txn.terminal:  # (a terminal run has no ready step: belt and braces)
-            raise LostRace(f"step {step_id} token {token} not claimable")
-        start_or_wake(txn)
-    return claimed_step(txn, rows[0])  # RETURNING shows the new row: attempt already incremented
-
-
-CLAIM_WHERE = "s.id = %(step)s AND s.attempt = %(token)s"
-
-
-def claim_params(step_id: int, token: int, worker_id: str, lease_seconds: float) -> dict[str, Any]:
-    return {"step": step_id, "token": token, "cl_owner": worker_id, "cl_lease": lease_seconds}
-
-
-def start_or_wake(txn: RunTxn) -> None:
-    """The run move of a claim: a queued run starts, a waiting one wakes."""
-    if txn.status == "queued":
-        txn.move_run("start", started_at=True)
-    elif txn.status == "waiting":
-        txn.move_run("wake")
-
-
 def claimed_step(txn: RunTxn, row: dict[str, Any]) -> ClaimedStep:
     run = txn.run
     return ClaimedStep(
@@ -222,7 +184,7 @@ class NextStep:
     (node_id, status, branch, output: what `worker.context.build_context` would have queried)."""
 
     step: ClaimedStep
-    context_rows: list[dict[str, Any]]
+    context_rows: list[dict[str, Any]] | None  # None: not read (the worker queries them)
 
 
 async def commit_success(

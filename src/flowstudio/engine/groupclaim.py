@@ -1,6 +1,6 @@
 """Group claim: the claims of several published steps (of different runs) in ONE transaction.
 
-`claim_steps(conn, messages, worker_id=..., lease_seconds=...)` is `checkpoint.claim_step` for the
+`claim_steps(conn, messages, worker_id=..., lease_seconds=...)` is `claim.claim_step` for the
 messages (`StepMessage`: run, step, fencing token) of many steps at once, in two messages to PostgreSQL whatever their number: (1) `BEGIN`, then for each run,
 in run-id order (the order of group commits too, so no two groups deadlock on their run locks): the
 run lock and the fenced ready → running move under this worker's lease (`attempt = attempt + 1`:
@@ -14,6 +14,9 @@ messages were not acked, the broker hands them out again (crash point
 `group_claim.between_statements`). A database error (a deadlock, a lost connection) raises
 `GroupFailed` after the rollback: the caller claims each member alone.
 
+With `context_nodes` (`claim_steps_reading_context`) each claimed top-level step's context rows
+are read by its flush statement too, as `claim.claim_step_reading_context` reads them.
+
 Claims must be of distinct runs; `worker/grouping.py` forms the groups.
 """
 
@@ -24,11 +27,12 @@ from typing import Any
 import psycopg
 
 from flowstudio.crashpoints import crashpoint
-from flowstudio.engine.checkpoint import (
+from flowstudio.engine.checkpoint import ClaimedStep, NextStep, claimed_step
+from flowstudio.engine.claim import (
     CLAIM_WHERE,
-    ClaimedStep,
+    ContextNodes,
     claim_params,
-    claimed_step,
+    read_context_at_flush,
     start_or_wake,
 )
 from flowstudio.engine.groupcommit import GroupFailed, send_statements
@@ -46,13 +50,28 @@ async def claim_steps(
 ) -> list[ClaimedStep | LostRace]:
     """Claim the members in one transaction; per member (in the given order) the claimed step or
     the LostRace that dropped it. Raises GroupFailed (rolled back: claim each alone)."""
+    claimed = await claim_steps_reading_context(
+        conn, claims, worker_id=worker_id, lease_seconds=lease_seconds
+    )
+    return [c.step if isinstance(c, NextStep) else c for c in claimed]
+
+
+async def claim_steps_reading_context(
+    conn: psycopg.AsyncConnection[Any],
+    claims: list[StepMessage],
+    *,
+    worker_id: str,
+    lease_seconds: float,
+    context_nodes: ContextNodes | None = None,
+) -> list[NextStep | LostRace]:
+    """`claim_steps`, each claimed step with its context rows when `context_nodes` is given."""
     runs = [c.run_id for c in claims]
     if len(set(runs)) != len(runs):
         raise ValueError("a group claims steps of distinct runs")
     ordered = sorted(claims, key=lambda c: c.run_id)  # one lock order for every group
     txns = [RunTxn(conn, {}, key=c.run_id) for c in ordered]
     try:
-        outcome = await _claim(conn, ordered, txns, worker_id, lease_seconds)
+        outcome = await _claim(conn, ordered, txns, worker_id, lease_seconds, context_nodes)
     except psycopg.Error as exc:
         await rollback(conn)
         raise GroupFailed(f"group claim of {len(claims)} rolled back: {exc!r}") from exc
@@ -69,7 +88,8 @@ async def _claim(
     txns: list[RunTxn],
     worker_id: str,
     lease_seconds: float,
-) -> list[ClaimedStep | LostRace]:
+    context_nodes: ContextNodes | None,
+) -> list[NextStep | LostRace]:
     statements: list[tuple[str, dict[str, Any]]] = [("BEGIN", {})]
     for claim, txn in zip(claims, txns, strict=True):
         params = claim_params(claim.step_id, claim.token, worker_id, lease_seconds)
@@ -78,7 +98,7 @@ async def _claim(
             txn.move_statement("claim", CLAIM_WHERE, params, set_sql=CLAIM_SET),
         ]
     results = await send_statements(conn, statements)
-    outcome: list[ClaimedStep | LostRace | None] = []
+    outcome: list[NextStep | LostRace | None] = []
     live: list[tuple[int, RunTxn, dict[str, Any]]] = []  # member index, its txn, its moved row
     for i, (claim, txn) in enumerate(zip(claims, txns, strict=True)):
         lock, moved = results[1 + 2 * i : 3 + 2 * i]
@@ -90,6 +110,7 @@ async def _claim(
             raise GroupFailed(f"run {claim.run_id} is {txn.status} but its step moved")
         txn.take_moves("claim", moved)
         start_or_wake(txn)
+        await read_context_at_flush(txn, moved[0], context_nodes)
         live.append((i, txn, moved[0]))
         outcome.append(None)  # the claimed step, once the flush is read
     crashpoint("group_claim.between_statements")
@@ -98,5 +119,6 @@ async def _claim(
     )
     for (i, txn, row), rows in zip(live, flushed, strict=False):
         txn.take_flush(rows[0])
-        outcome[i] = claimed_step(txn, row)  # RETURNING shows the new row: attempt incremented
+        # RETURNING shows the new row: attempt incremented
+        outcome[i] = NextStep(claimed_step(txn, row), txn.context_rows)
     return [o for o in outcome if o is not None]

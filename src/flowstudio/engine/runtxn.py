@@ -77,6 +77,10 @@ class RunTxn:
     eager: EagerClaimSpec | None = None  # a claim to run inside flush (set by `claim_at_flush`)
     claimed: dict[str, Any] | None = None  # after flush: the row the eager claim moved
     claimed_context: list[dict[str, Any]] = field(default_factory=list)  # and the context it read
+    # a claim's flush reads these nodes' state and output too (the claimed step's context); after
+    # the flush they are in `context_rows`
+    read_context: list[str] | None = None
+    context_rows: list[dict[str, Any]] | None = None
 
     @property
     def run_id(self) -> str:
@@ -367,7 +371,10 @@ class RunTxn:
                 cl_from=sources[0],
                 cl_dest=dest,
             )
-        return flush_sql(sets, claim=eager is not None), params
+        if self.read_context is not None:
+            params["rc_nodes"] = self.read_context
+        read = self.read_context is not None
+        return flush_sql(sets, claim=eager is not None, read_context=read), params
 
     def take_flush(self, row: dict[str, Any]) -> None:
         """Read the flush statement's result row (outbox ids, eager claim) and reset the queues."""
@@ -382,6 +389,8 @@ class RunTxn:
             self.claimed, self.claimed_context = row["cl_row"], row["cl_ctx"]
             if self.claimed is None:  # cannot happen under the run lock; redispatch covers it
                 log.error("eager claim of step %s matched no row", eager.step_id)
+        if self.read_context is not None:
+            self.read_context, self.context_rows = None, row["rc_rows"]
         self.events.clear()
         self.to_dispatch.clear()
         self.run_updates.clear()

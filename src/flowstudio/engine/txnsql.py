@@ -111,9 +111,19 @@ CLAIM_COLUMNS = """,
            (SELECT coalesce(jsonb_agg(to_jsonb(cx)), '[]') FROM cx) AS cl_ctx"""
 
 
-def flush_sql(run_sets: list[str], *, claim: bool) -> str:
+# a claim's flush also reads the claimed step's context (`rc_nodes`): what the worker would query
+READ_CONTEXT_COLUMN = """,
+           (SELECT coalesce(jsonb_agg(to_jsonb(rc)), '[]'::jsonb)
+              FROM (SELECT s.node_id, s.status, s.branch, io.output
+                      FROM steps s LEFT JOIN step_io io ON io.step_id = s.id
+                     WHERE s.run_id = %(id)s AND s.item_index = 0
+                       AND s.node_id = ANY(%(rc_nodes)s)) rc) AS rc_rows"""
+
+
+def flush_sql(run_sets: list[str], *, claim: bool, read_context: bool = False) -> str:
     """`run_sets`: the runs SET items besides event_seq. Params: id, n (events from Python), events
-    (jsonb array), ob_steps/ob_tokens, channel; with `claim` also the cl_* params."""
+    (jsonb array), ob_steps/ob_tokens, channel; with `claim` also the cl_* params; with
+    `read_context` also rc_nodes (the `rc_rows` column: those nodes' state and output)."""
     return f"""WITH {CLAIM_CTE if claim else ''}evs AS (
         SELECT e.ev, e.ord::int AS ord
         FROM jsonb_array_elements(%(events)s) WITH ORDINALITY AS e(ev, ord){CLAIM_EVENT if claim else ''}
@@ -141,7 +151,8 @@ def flush_sql(run_sets: list[str], *, claim: bool) -> str:
     SELECT r.event_seq, (SELECT count(*) FROM nt) AS notified,
            ARRAY(SELECT ob.id FROM ob ORDER BY ob.id) AS ob_ids,
            ARRAY(SELECT ob.step_id FROM ob ORDER BY ob.id) AS ob_steps,
-           ARRAY(SELECT ob.token FROM ob ORDER BY ob.id) AS ob_tokens{CLAIM_COLUMNS if claim else ''}
+           ARRAY(SELECT ob.token FROM ob ORDER BY ob.id) AS ob_tokens{CLAIM_COLUMNS if claim else ''}\
+{READ_CONTEXT_COLUMN if read_context else ''}
     FROM r"""
 
 

@@ -222,22 +222,23 @@ class Worker:
             await ack(message)
             return
 
-        async def claim() -> ClaimedStep:  # with other claims arriving meanwhile, if any
+        async def claim() -> NextStep:  # with other claims arriving meanwhile, if any
             return await self.claimer.claim(msg)
 
         try:
-            step = await retry_db(claim, what="claim")
+            claimed = await retry_db(claim, what="claim")
         except LostRace:
             await ack(message)  # stale or duplicate pointer: nothing to do
             return
         await ack(message)  # from here the lease, not the broker, carries the step
-        await self.run_steps(step)
+        await self.run_steps(claimed)
 
-    async def run_steps(self, first: ClaimedStep) -> None:
+    async def run_steps(self, first: NextStep) -> None:
         """Run a claimed step; with eager dispatch, then the next step its commit claimed for this
         worker, and so on up to `eager_steps` in a row (then the broker hands out the rest)."""
-        step: ClaimedStep | None = first
-        rows: list[dict[str, Any]] | None = None  # context rows read by the eager claim
+        step: ClaimedStep | None = first.step
+        # context rows read by the claim or the eager claim (None: the step reads its own)
+        rows: list[dict[str, Any]] | None = first.context_rows
         chained = 0
         while step is not None:
             self.stats["claimed"] += 1
