@@ -213,6 +213,40 @@ def test_orchestrator_killed_between_timer_commit_and_publish_loses_nothing(
     wait_for(lambda: outbox_rows(db, rid) == 0, 10, "the outbox to drain")
 
 
+def test_orchestrator_killed_between_a_folded_batch_start_and_its_publish_loses_nothing(
+    stack: Stack, credentials: Creds, db: Conn
+) -> None:
+    """The dispatcher starts batch runs past their pass-through input (FOLD_STEPS, migration
+    0033) and dies before publishing: the relay of the next orchestrator publishes the
+    committed messages, and every run finishes with each step committed once."""
+    stack.start_api()
+    orch = stack.start_orchestrator(
+        extra_env={"FLOWSTUDIO_CRASHPOINTS": "orchestrator.batch_dispatched"}
+    )
+    stack.start_worker()
+    api = Api(stack.base_url, *credentials)
+    flow = api.create_flow(linear_flow(("t", "template", {"template": "hi {{ inputs.n }}"})))
+    r = api.http.post(f"/api/v1/flows/{flow['id']}/batches", json=[{"n": i} for i in range(40)])
+    assert r.status_code == 202, r.text
+    assert_crashed(orch)
+    started = db.execute(
+        """SELECT r.id FROM runs r JOIN steps s ON s.run_id = r.id AND s.node_id = 'in'
+           WHERE r.batch_id = %s AND s.status = 'succeeded'""",
+        (r.json()["id"],),
+    ).fetchall()
+    assert started  # folded: the input step committed with the dispatch, `t` waits in the outbox
+    assert all(outbox_rows(db, str(row[0]), "t") == 1 for row in started)
+    orch.restart(NO_CRASH)
+    runs = [
+        str(row[0])
+        for row in db.execute("SELECT id FROM runs WHERE batch_id = %s", (r.json()["id"],))
+    ]
+    wait_runs_terminal(db, runs, timeout=60)
+    assert_runs_durable(db, dict.fromkeys(runs, "succeeded"))
+    for rid in runs:
+        assert succeeded_events(db, rid, "in") == 1 and succeeded_events(db, rid, "t") == 1
+
+
 def test_relay_killed_between_publish_and_delete_republishes_harmlessly(
     stack: Stack, credentials: Creds, db: Conn
 ) -> None:

@@ -234,6 +234,7 @@ async def dispatch_pass(
             runs = len({m.run_id for m in msgs})
             started += runs
             if msgs:
+                crashpoint("orchestrator.batch_dispatched")  # committed, not yet published
                 await publisher.publish_committed(msgs)
             if runs < DISPATCH_CHUNK:  # as soon as it is committed
                 break
