@@ -7,7 +7,9 @@ while the third, whose attempt no longer matches (its lease was lost), is a `Los
 only and leaves nothing behind (its successor stays pending: the guarded ready move). That step then
 commits alone. A mixed group: a run's last step (the general path: the run ends), a chain step (its
 one call, migration 0027) and a chain step whose run is not `running` (its call writes nothing and
-is answered None, then commits alone). The worker-level grouping and a crash between the group's
+is answered None, then commits alone; the worker's committer commits such a member through the
+general path at once, without asking the one call again). The worker-level grouping and a crash
+between the group's
 statements are tested in test_crash_groups.py (`test_worker_killed_inside_a_group_commit_...`).
 """
 
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import msgspec
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -27,7 +30,10 @@ from flowstudio.engine import checkpoint, claim
 from flowstudio.engine.checkpoint import EagerClaim
 from flowstudio.engine.groupcommit import Committed, Success, commit_successes
 from flowstudio.engine.runtxn import LostRace
+from flowstudio.settings import load_settings
+from flowstudio.store.db import open_pool
 from flowstudio.worker.context import context_nodes
+from flowstudio.worker.groupcommit import GroupCommitter
 from tests.integration.test_runtxn import pipelined  # noqa: F401 -- fixture: with and without
 from tests.support.infra import private_database
 
@@ -172,5 +178,57 @@ def test_a_group_mixes_one_call_members_general_members_and_a_member_left_to_com
             database_url, autocommit=True, row_factory=dict_row
         ) as conn:
             await _mixed(conn)
+
+    anyio.run(main)
+
+
+async def _one_calls(conn: AConn) -> int:
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    cur = await conn.execute(
+        "SELECT coalesce(sum(calls), 0) AS n FROM pg_stat_user_functions"
+        " WHERE funcname = 'step_commit_success'"
+    )
+    return int((await cur.fetchone())["n"])  # type: ignore[index]
+
+
+def test_the_committer_commits_a_member_its_one_call_left_through_the_general_path_at_once(
+    database_url: str,
+) -> None:
+    """Asking the one call again for a member it answered `general` would answer the same: the
+    worker's committer takes the general path for it right after the group, once."""
+
+    async def main() -> None:
+        settings = msgspec.structs.replace(load_settings(None), database_url=database_url)
+        pool = await open_pool(settings, max_size=1)  # one session: its track_functions count
+        try:
+            async with pool.connection() as conn:
+                owner, flow = await create_chain_flow(conn, 3)
+                eager = EagerClaim(30, context_nodes)
+                chained = await _claim_first(conn, owner, flow)
+                parked = await _claim_first(conn, owner, flow)
+                await conn.execute(
+                    "UPDATE runs SET status = 'waiting' WHERE id = %s", (parked.run_id,)
+                )
+            committer = GroupCommitter(settings, pool, {})
+            async with pool.connection() as conn:
+                await conn.execute("SET track_functions = 'pl'")
+                before = await _one_calls(conn)
+            written = await committer.commit_group(
+                [
+                    Success(chained, WORKER, {}, {"i": 1}, eager=eager),
+                    Success(parked, WORKER, {}, {"i": 2}, eager=eager),
+                ]
+            )
+            for result in written:
+                assert isinstance(result, tuple)
+                _, nxt = result
+                assert nxt is not None and nxt.step.node_id == "noop1"
+            async with pool.connection() as conn:
+                # one call per member in the group's statement, none again for `parked`
+                assert await _one_calls(conn) - before == 2
+                cur = await conn.execute("SELECT status FROM runs WHERE id = %s", (parked.run_id,))
+                assert (await cur.fetchone())["status"] == "running"  # type: ignore[index]
+        finally:
+            await pool.close()
 
     anyio.run(main)

@@ -6,8 +6,9 @@ once alone when nothing else is in flight; what queues meanwhile forms the next 
 GROUP_COMMIT_WINDOW_MS if set), up to GROUP_COMMIT_MAX_STEPS steps, one per run, committed with
 `engine.groupcommit.commit_successes` on one pooled connection; at most GROUP_COMMIT_INFLIGHT
 commits in flight. Each slot gets its own outbox and eagerly claimed next step, or its `LostRace`;
-a chain member whose one call wrote nothing, or every member of a group that failed as a whole
-(`GroupFailed`), commits alone. A map item's success (its map's bookkeeping) is never grouped.
+a chain member whose one call wrote nothing (`general`) takes the general path right after the
+group, on its connection (not the one call again), and every member of a group that failed as a
+whole (`GroupFailed`) commits alone. A map item's success (its map's bookkeeping) is never grouped.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from flowstudio.engine import checkpoint
 from flowstudio.engine.checkpoint import ClaimedStep, EagerClaim, NextStep
 from flowstudio.engine.groupcommit import Committed, Success, commit_successes
-from flowstudio.engine.runtxn import OutboxMessage
+from flowstudio.engine.runtxn import LostRace, OutboxMessage
 from flowstudio.settings import Settings
 from flowstudio.store.db import Pool
 from flowstudio.worker.grouping import Counters, Grouper
@@ -37,7 +38,7 @@ class GroupCommitter:
             counters=Counters("groups", "grouped_steps", "group_fallbacks"),
             key=lambda m: m.step.run_id,
             alone=self._solo,
-            together=self._together,
+            together=self.commit_group,
         )
 
     async def commit_success(
@@ -72,7 +73,30 @@ class GroupCommitter:
                 one_call=self.one_call,
             )
 
-    async def _together(self, group: list[Success]) -> Sequence[Written | BaseException | None]:
+    async def commit_group(self, group: list[Success]) -> Sequence[Written | BaseException | None]:
+        """The Grouper's write of a group: each member's result, or None (commit it alone)."""
         async with self.pool.connection() as conn:
             results = await commit_successes(conn, group, one_call=self.one_call)
-        return [(r.outbox, r.next) if isinstance(r, Committed) else r for r in results]
+            written: list[Written | BaseException | None] = []
+            for member, r in zip(group, results, strict=True):
+                if r is None:  # its one call wrote nothing (`general`): the general path, at
+                    # once, on this connection (asking the one call again would answer the same)
+                    written.append(await self._general(conn, member))
+                else:
+                    written.append((r.outbox, r.next) if isinstance(r, Committed) else r)
+        return written
+
+    async def _general(self, conn: Any, m: Success) -> Written | BaseException:
+        try:
+            return await checkpoint.commit_success(
+                conn,
+                m.step,
+                m.worker_id,
+                input_=m.input_,
+                output=m.output,
+                branch=m.branch,
+                eager=m.eager,
+                one_call=False,
+            )
+        except LostRace as exc:
+            return exc
