@@ -13,6 +13,7 @@ pieces (`CLAIM_WHERE`, `claim_params`, `start_or_wake`, `read_context_at_flush`)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from flowstudio.engine.runtxn import LostRace, RunTxn, run_transaction
 from flowstudio.engine.txnsql import CLAIM_SET
 from flowstudio.flows.graph import FlowGraph
 
+log = logging.getLogger(__name__)
 # the nodes whose state and output a step's context reads (`worker.context.context_nodes`)
 ContextNodes = Callable[[FlowGraph, str], Sequence[str]]
 
@@ -81,10 +83,18 @@ async def read_context_at_flush(
     row: dict[str, Any],
     context_nodes: ContextNodes | None,
 ) -> None:
-    """Have the claim's flush read the claimed top-level step's context rows too."""
+    """Have the claim's flush read the claimed top-level step's context rows too. A pinned flow
+    version that cannot be loaded is not the claim's business: the step is claimed without its
+    context, and the worker, which cannot start it either, fails it (`Worker.execute`)."""
     if context_nodes is None or row["item_index"] != 0:
         return
-    graph = await load_graph(txn.conn, txn.run["flow_id"], txn.run["flow_version"])
+    try:
+        graph = await load_graph(txn.conn, txn.run["flow_id"], txn.run["flow_version"])
+    except psycopg.Error:
+        raise  # the transaction is broken: the claim fails as a whole
+    except Exception as exc:
+        log.warning("claim of step %s without its context: %s", row["id"], exc)
+        return
     if row["node_id"] in graph.nodes:
         txn.read_context = list(context_nodes(graph, row["node_id"]))
 
