@@ -1,4 +1,4 @@
-"""The dispatcher starts a batch run past its pass-through `input` root (FOLD_STEPS, migration 0033).
+"""The dispatcher starts a batch run past its pass-through `input` root (FOLD_STEPS, 0033).
 
 Two identical 5-item batches of `input -> a -> output` are started on one database: one the
 unfolded way (the dispatcher readies `in` and publishes it; a worker claims it, which starts the

@@ -23,11 +23,12 @@ run stays `queued` until its first claim): those steps pending -> ready with REA
 rows (seq 2.., in step id order), the runs' counter, the outbox rows in pick order and each run's
 NOTIFY (`{run}:{seq}`), exactly the general path's rows (tests/engine/test_batch_start.py).
 
-`folded_start(graph)` / `start_runs_folded(conn, run_ids, root, ready)`: when the flow's one root is a
-pass-through `input` (no params: it outputs the run's inputs) whose success readies its successors
-alone (`planner.chain_successors`), the dispatcher (with FOLD_STEPS) starts the runs past it: one
-call of migration 0033's `start_runs_folded` writes what the root's dispatch, claim and success
-would have written (tests/engine/test_fold_input.py), and the messages are the successors'.
+`folded_start(graph)` / `start_runs_folded(conn, run_ids, root, ready)`: when the flow's one root
+is a pass-through `input` (no params: it outputs the run's inputs) whose success readies its
+successors alone (`planner.chain_successors`), the dispatcher (with FOLD_STEPS) starts the runs
+past it: one call of migration 0033's `start_runs_folded` writes what the root's dispatch, claim
+and success would have written (tests/engine/test_fold_input.py); the messages are the
+successors'.
 """
 
 from __future__ import annotations

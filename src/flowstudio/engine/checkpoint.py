@@ -180,8 +180,9 @@ class EagerClaim:
 
 @dataclass(frozen=True)
 class NextStep:
-    """A step claimed eagerly by `commit_success`, with its context rows read in that transaction
-    (node_id, status, branch, output: what `worker.context.build_context` would have queried)."""
+    """A step claimed eagerly by `commit_success` (or by a claim that reads context,
+    `claim.claim_step_reading_context`), with its context rows read in that transaction (node_id,
+    status, branch, output: what `worker.context.build_context` would have queried)."""
 
     step: ClaimedStep
     context_rows: list[dict[str, Any]] | None  # None: not read (the worker queries them)

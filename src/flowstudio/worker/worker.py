@@ -2,11 +2,12 @@
 
 `Worker.run()` opens the pool, the broker and the egress guard (`flowstudio.egress.Egress`: the
 nodes' shared guarded HTTP pool), then runs in one anyio task group:
-`consume_loop` (a slot per concurrent step; each message goes to `handle_message`, which claims and
-acks, then `run_steps`: execute -> commit, and with eager dispatch (EAGER_STEPS) the commit also claims
-the run's next ready step for this slot, so a chain skips the broker (a pass-through output step it
-claims is committed in the same call, FOLD_STEPS: nothing comes back to execute); with GROUP_COMMIT a success
-commits through the group committer, `worker/groupcommit.py`, with others ready together), `heartbeat_loop`
+`consume_loop` (a slot per concurrent step; each message goes to `handle_message`, which claims
+(the claim reads the step's context rows too) and acks, then `run_steps`: execute -> commit, and
+with eager dispatch (EAGER_STEPS) the commit also claims the run's next ready step for this slot,
+so a chain skips the broker (a pass-through output step it claims is committed in the same call,
+FOLD_STEPS: nothing comes back to execute); with GROUP_COMMIT a success commits through the group
+committer, `worker/groupcommit.py`, with others ready together), `heartbeat_loop`
 (extends all held leases in one UPDATE; a step whose lease is gone has its execution cancelled: it was
 cancelled or reaped), the outbox flusher, the process heartbeat, the metrics counters flusher
 (`observability.counters`) and, with METRICS_PORT, its own /metrics. Each step executes inside a log
