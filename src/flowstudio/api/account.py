@@ -21,14 +21,21 @@ import anyio
 import msgspec
 from litestar import Response, delete, get, post
 from litestar.datastructures import Cookie
+from litestar.params import FromPath
 
-from flowstudio.api.deps import SESSION_COOKIE, AnyRequest, User, authenticated, client_address
+from flowstudio.api.deps import (
+    SESSION_COOKIE,
+    AnyRequest,
+    CurrentUser,
+    RequestConn,
+    authenticated,
+    client_address,
+)
 from flowstudio.api.errors import forbidden, invalid, not_found
 from flowstudio.api.login_backoff import backoff_policy, too_many
 from flowstudio.api.rows import row_as
 from flowstudio.auth.passwords import hash_password, verify_password
 from flowstudio.store import login_attempts, sessions, users
-from flowstudio.store.db import Conn
 
 MIN_PASSWORD = 8
 
@@ -47,7 +54,7 @@ def _clear_cookie() -> Cookie:
 
 @post("/api/auth/password", status_code=204, guards=[authenticated])
 async def change_password(
-    data: PasswordChange, user: User, conn: Conn, request: AnyRequest
+    data: PasswordChange, user: CurrentUser, conn: RequestConn, request: AnyRequest
 ) -> Response[None]:
     if user.session_id is None:
         raise forbidden("changing the password needs a login session")
@@ -87,7 +94,7 @@ class SessionOut(msgspec.Struct, kw_only=True):
 
 
 @get("/api/auth/sessions", guards=[authenticated])
-async def list_sessions(user: User, conn: Conn) -> list[SessionOut]:
+async def list_sessions(user: CurrentUser, conn: RequestConn) -> list[SessionOut]:
     return [
         row_as(SessionOut, r, current=str(r["id"]) == user.session_id)
         for r in await sessions.list_sessions(conn, user.id)
@@ -95,7 +102,9 @@ async def list_sessions(user: User, conn: Conn) -> list[SessionOut]:
 
 
 @delete("/api/auth/sessions/{session_id:uuid}", status_code=204, guards=[authenticated])
-async def revoke_session(session_id: UUID, user: User, conn: Conn) -> Response[None]:
+async def revoke_session(
+    session_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> Response[None]:
     if not await sessions.revoke_session(conn, user.id, session_id):
         raise not_found("session")
     cookies = [_clear_cookie()] if str(session_id) == user.session_id else []
@@ -103,7 +112,7 @@ async def revoke_session(session_id: UUID, user: User, conn: Conn) -> Response[N
 
 
 @post("/api/auth/logout-all", status_code=204, guards=[authenticated])
-async def logout_all(user: User, conn: Conn) -> Response[None]:
+async def logout_all(user: CurrentUser, conn: RequestConn) -> Response[None]:
     await sessions.revoke_all(conn, user.id)
     return Response(None, status_code=204, cookies=[_clear_cookie()])
 

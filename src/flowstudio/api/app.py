@@ -2,9 +2,11 @@
 
 The lifespan opens the PostgreSQL pool, the broker and the outbox publisher (whose flush loop runs in
 the app's task group) and closes them on shutdown. Routes come from one module per resource; every
-handler receives `conn` (pooled connection) and, when it declares it, `user` (authenticated). Errors
-are problem+json (`api/errors.py`). The built designer (`resources.ui_dist`) is served at `/`; an
-install without one answers `/` with a page that says how to get it.
+handler receives `conn` (pooled connection) and, when it declares it, `user` (authenticated): named
+dependencies, declared `conn: RequestConn` / `user: CurrentUser` (`api/deps.py`), as path and query
+parameters are with `FromPath[...]` / `FromQuery[...]`. Errors are problem+json (`api/errors.py`).
+The built designer (`resources.ui_dist`) is served at `/`; an install without one answers `/` with
+a page that says how to get it.
 `GET /metrics` and the HTTP metrics/tracing middlewares come from `observability/`. OpenAPI lives
 at /schema. Before any handler decodes a body, the app-level guard (`api/guards.py`) checks CSRF
 (cookie requests from other origins), the content type and the JSON limits, then the route's own

@@ -27,7 +27,14 @@ from litestar.response import Redirect
 
 from flowstudio.api import account
 from flowstudio.api.account import Password
-from flowstudio.api.deps import AnyRequest, User, authenticated, bearer_token, client_address
+from flowstudio.api.deps import (
+    AnyRequest,
+    CurrentUser,
+    RequestConn,
+    authenticated,
+    bearer_token,
+    client_address,
+)
 from flowstudio.api.errors import unauthorized
 from flowstudio.api.login_backoff import backoff_policy, too_many
 from flowstudio.api.rows import row_as
@@ -36,7 +43,6 @@ from flowstudio.auth.passwords import check_password
 from flowstudio.auth.tokens import digest
 from flowstudio.settings import Settings
 from flowstudio.store import login_attempts, sessions, users
-from flowstudio.store.db import Conn
 
 DEVICE_COOKIE = "fs_device"
 DEVICE_DAYS = 180
@@ -66,7 +72,7 @@ def _device_hash(value: str | None) -> str | None:
 
 
 @post("/api/auth/login", status_code=200)
-async def login(data: LoginBody, conn: Conn, request: AnyRequest) -> Response[TokenOut]:
+async def login(data: LoginBody, conn: RequestConn, request: AnyRequest) -> Response[TokenOut]:
     settings: Settings = request.app.state.settings
     email = data.email.strip().lower()
     ip = client_address(request)
@@ -108,7 +114,7 @@ async def login(data: LoginBody, conn: Conn, request: AnyRequest) -> Response[To
 
 
 @post("/api/auth/logout", status_code=204)
-async def logout(request: AnyRequest, conn: Conn) -> Response[None]:
+async def logout(request: AnyRequest, conn: RequestConn) -> Response[None]:
     token = bearer_token(request)
     if token:
         await sessions.delete_session(conn, digest(token))
@@ -116,7 +122,7 @@ async def logout(request: AnyRequest, conn: Conn) -> Response[None]:
 
 
 @get("/api/auth/me", guards=[authenticated])
-async def me(user: User) -> MeOut:
+async def me(user: CurrentUser) -> MeOut:
     return row_as(MeOut, msgspec.structs.asdict(user), scope=user.key_scope)
 
 

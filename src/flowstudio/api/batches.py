@@ -32,10 +32,11 @@ from litestar import get, post
 from litestar.datastructures import State
 from litestar.exceptions import InternalServerException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from flowstudio.api.batch_items import Bad, ItemParser, parser_for
-from flowstudio.api.deps import AnyRequest, User, requires, seen_or_404
+from flowstudio.api.deps import AnyRequest, CurrentUser, RequestConn, User, requires, seen_or_404
 from flowstudio.api.errors import (
     Problem,
     bad_request,
@@ -184,12 +185,12 @@ def spooled_items(spool: IO[bytes]) -> Iterator[bytes]:
     guards=[requires("runs:write")],
 )
 async def create_batch(
-    flow_id: UUID,
+    flow_id: FromPath[UUID],
     request: AnyRequest,
     state: State,
-    user: User,
-    conn: Conn,
-    version: int | None = None,
+    user: CurrentUser,
+    conn: RequestConn,
+    version: FromQuery[int | None] = None,
 ) -> BatchCreated:
     settings = state.settings
     max_live = int(getattr(settings, "batch_max_live_items_per_user", MAX_ITEMS))
@@ -261,13 +262,16 @@ async def batch_out(conn: Conn, batch: dict[str, Any]) -> BatchOut:
 
 
 @get("/api/v1/batches/{batch_id:uuid}", guards=[requires("runs:read")])
-async def get_batch(batch_id: UUID, user: User, conn: Conn) -> BatchOut:
+async def get_batch(batch_id: FromPath[UUID], user: CurrentUser, conn: RequestConn) -> BatchOut:
     return await batch_out(conn, await owned_batch(conn, user, batch_id))
 
 
 @get("/api/v1/batches", guards=[requires("runs:read")])
 async def list_batches(
-    user: User, conn: Conn, flow_id: UUID | None = None, limit: int = 20
+    user: CurrentUser,
+    conn: RequestConn,
+    flow_id: FromQuery[UUID | None] = None,
+    limit: FromQuery[int] = 20,
 ) -> list[BatchOut]:
     """Newest first; each with its counts (one indexed count per batch, hence the small limit)."""
     if not 1 <= limit <= 100:
@@ -321,13 +325,15 @@ RESULTS_DOCS = {
     guards=[requires("runs:read")],
     responses=RESULTS_DOCS,
 )
-async def batch_results(batch_id: UUID, state: State, user: User, conn: Conn) -> Stream:
+async def batch_results(
+    batch_id: FromPath[UUID], state: State, user: CurrentUser, conn: RequestConn
+) -> Stream:
     await owned_batch(conn, user, batch_id)
     return Stream(result_lines(state.pool, batch_id), media_type="application/x-ndjson")
 
 
 @post("/api/v1/batches/{batch_id:uuid}/cancel", status_code=202, guards=[requires("runs:write")])
-async def cancel_batch(batch_id: UUID, user: User, conn: Conn) -> BatchOut:
+async def cancel_batch(batch_id: FromPath[UUID], user: CurrentUser, conn: RequestConn) -> BatchOut:
     await owned_batch(conn, user, batch_id)
     await commands.cancel_batch(conn, batch_id, reason=f"batch cancelled by {user.email}")
     return await batch_out(conn, await owned_batch(conn, user, batch_id))

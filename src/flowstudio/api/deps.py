@@ -7,8 +7,10 @@ credentials up on a short pooled connection of its own and keeps the `User` in t
 (`scope["user"]`, what Litestar's `request.user` reads), so `provide_user` hands the same user to
 the handler without a second lookup. `tests/integration/test_route_guards.py` fails on a route that
 declares no guard and is not in its public list.
-`provide_conn` lends one pooled connection per request. Authentication tries, in order, an API
-key (`x-api-key`, or `Authorization: Bearer fsk_...` as OpenAI-style clients send it), a session token
+`provide_conn` lends one pooled connection per request. Handlers declare both injections
+explicitly: `conn: RequestConn`, `user: CurrentUser` (Litestar's `NamedDependency`).
+Authentication tries, in order, an API key (`x-api-key`, or `Authorization: Bearer fsk_...` as
+OpenAI-style clients send it), a session token
 (`Authorization: Bearer fss_...`) or the session cookie (`fs_session`, or `__Host-fs_session`
 over TLS), then (AUTH_MODE=maxplatform) a MAXplatform
 token, and raises 401 otherwise (`authenticated_row` is that lookup alone). Sessions past their idle timeout or absolute lifetime are refused
@@ -25,13 +27,14 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import msgspec
 import psycopg
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 
 from flowstudio.api.errors import Problem, forbidden, not_found, too_many, unavailable
@@ -63,6 +66,15 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
+
+
+# Parameters Litestar injects by name are declared so (explicit since Litestar 2.23; inferred
+# injection warns and stops working in 3.0), as path and query parameters are with `FromPath[...]` /
+# `FromQuery[...]` (`litestar.params`). The app maps `conn` to `provide_conn`, `user` to
+# `provide_user`: a handler takes `conn: RequestConn` (the request's pooled connection) and
+# `user: CurrentUser` (the authenticated user). Helpers called with them keep `Conn` / `User`.
+RequestConn: TypeAlias = NamedDependency[Conn]
+CurrentUser: TypeAlias = NamedDependency[User]
 
 
 @asynccontextmanager
@@ -169,7 +181,7 @@ async def _user_of(request: AnyRequest, conn: Conn) -> User:
     return user
 
 
-async def provide_user(request: AnyRequest, conn: Conn) -> User:
+async def provide_user(request: AnyRequest, conn: RequestConn) -> User:
     """The user the route's guard authenticated (or, for a route without one, authenticate now)."""
     cached = request.scope.get("user")
     if isinstance(cached, User):

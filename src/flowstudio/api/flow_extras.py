@@ -16,8 +16,9 @@ from uuid import UUID
 import msgspec
 from litestar import get, post
 from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery
 
-from flowstudio.api.deps import AnyRequest, User, requires
+from flowstudio.api.deps import AnyRequest, CurrentUser, RequestConn, requires
 from flowstudio.api.errors import decode_optional_body, found, not_found
 from flowstudio.api.flows import (
     FlowIn,
@@ -30,7 +31,6 @@ from flowstudio.api.flows import (
 )
 from flowstudio.api.node_access import check_code_nodes
 from flowstudio.store import flows as store
-from flowstudio.store.db import Conn
 
 
 class DuplicateIn(msgspec.Struct, kw_only=True):
@@ -57,7 +57,11 @@ class FlowDuplicated(FlowOut, kw_only=True):
     guards=[requires("flows:write")],
 )
 async def restore_version(
-    flow_id: UUID, version: int, user: User, conn: Conn, state: State
+    flow_id: FromPath[UUID],
+    version: FromPath[int],
+    user: CurrentUser,
+    conn: RequestConn,
+    state: State,
 ) -> FlowRestored:
     await owned_flow(conn, user, flow_id)
     old = found(await store.get_version(conn, flow_id, version), f"version {version} of the flow")
@@ -73,7 +77,7 @@ async def restore_version(
 
 @post("/api/v1/flows/{flow_id:uuid}/duplicate", status_code=201, guards=[requires("flows:write")])
 async def duplicate_flow(
-    flow_id: UUID, request: AnyRequest, user: User, conn: Conn, state: State
+    flow_id: FromPath[UUID], request: AnyRequest, user: CurrentUser, conn: RequestConn, state: State
 ) -> FlowDuplicated:
     data = decode_optional_body(await request.body(), DuplicateIn)
     flow = await owned_flow(conn, user, flow_id)
@@ -92,7 +96,10 @@ async def duplicate_flow(
 
 @get("/api/v1/flows/{flow_id:uuid}/export", guards=[requires("flows:read")])
 async def export_flow(
-    flow_id: UUID, user: User, conn: Conn, version: int | None = None
+    flow_id: FromPath[UUID],
+    user: CurrentUser,
+    conn: RequestConn,
+    version: FromQuery[int | None] = None,
 ) -> FlowExport:
     flow = await owned_flow(conn, user, flow_id)
     definition = flow["definition"]
@@ -105,7 +112,7 @@ async def export_flow(
 
 
 @post("/api/v1/flows/import", status_code=201, guards=[requires("flows:write")])
-async def import_flow(data: FlowIn, user: User, conn: Conn, state: State) -> FlowOut:
+async def import_flow(data: FlowIn, user: CurrentUser, conn: RequestConn, state: State) -> FlowOut:
     return await create_owned_flow(data, user, conn, state)
 
 

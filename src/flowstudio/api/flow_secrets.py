@@ -19,9 +19,10 @@ from uuid import UUID
 
 import msgspec
 from litestar import Response, Router, delete, get, put
+from litestar.params import FromPath
 
 from flowstudio.api.access import EDIT_ACCESS, viewable_flow
-from flowstudio.api.deps import User, requires
+from flowstudio.api.deps import CurrentUser, RequestConn, requires
 from flowstudio.api.errors import invalid, not_found
 from flowstudio.api.flows import owned_flow
 from flowstudio.engine.flowcache import load_graph
@@ -56,7 +57,9 @@ async def used_secret_names(conn: Conn, flow_id: Any, version: int) -> list[str]
 
 
 @get("/", guards=[requires("flows:read")])
-async def flow_secrets(flow_id: UUID, user: User, conn: Conn) -> FlowSecretsOut:
+async def flow_secrets(
+    flow_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> FlowSecretsOut:
     flow, access = await viewable_flow(conn, user, flow_id)
     version = flow["version"] if access in EDIT_ACCESS else flow["published_version"]
     used = [] if version is None else await used_secret_names(conn, flow_id, version)
@@ -74,7 +77,7 @@ def _name_problem(name: str) -> None:
 
 @put("/{name:str}", status_code=201, guards=[requires("flows:write")])
 async def bind_flow_secret(
-    flow_id: UUID, name: str, user: User, conn: Conn
+    flow_id: FromPath[UUID], name: FromPath[str], user: CurrentUser, conn: RequestConn
 ) -> Response[BindingOut]:
     flow = await owned_flow(conn, user, flow_id)
     _name_problem(name)
@@ -91,7 +94,9 @@ async def bind_flow_secret(
 
 
 @delete("/{name:str}", status_code=204, guards=[requires("flows:write")])
-async def unbind_flow_secret(flow_id: UUID, name: str, user: User, conn: Conn) -> Response[None]:
+async def unbind_flow_secret(
+    flow_id: FromPath[UUID], name: FromPath[str], user: CurrentUser, conn: RequestConn
+) -> Response[None]:
     await owned_flow(conn, user, flow_id)
     if not await store.unbind_secret(conn, flow_id, name):
         raise not_found("secret binding")

@@ -12,12 +12,12 @@ from uuid import UUID
 
 import msgspec
 from litestar import get
+from litestar.params import FromPath
 
-from flowstudio.api.deps import User, requires
+from flowstudio.api.deps import CurrentUser, RequestConn, requires
 from flowstudio.api.errors import found
 from flowstudio.api.flows import owned_flow
 from flowstudio.store import flows as store
-from flowstudio.store.db import Conn
 
 
 class FlowVersionOut(msgspec.Struct, kw_only=True):
@@ -29,7 +29,9 @@ class FlowVersionOut(msgspec.Struct, kw_only=True):
 
 
 @get("/api/v1/flows/{flow_id:uuid}/versions/{version:int}", guards=[requires("flows:read")])
-async def get_flow_version(flow_id: UUID, version: int, user: User, conn: Conn) -> FlowVersionOut:
+async def get_flow_version(
+    flow_id: FromPath[UUID], version: FromPath[int], user: CurrentUser, conn: RequestConn
+) -> FlowVersionOut:
     await owned_flow(conn, user, flow_id)
     row = found(await store.get_version(conn, flow_id, version), f"version {version} of the flow")
     return FlowVersionOut(

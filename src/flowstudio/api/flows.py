@@ -26,7 +26,7 @@ import msgspec
 import psycopg
 from litestar import Response, delete, get, post, put
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 
 from flowstudio.api.access import (
     access_of,
@@ -36,7 +36,7 @@ from flowstudio.api.access import (
     forbid_shared_edit,
     viewable_flow,
 )
-from flowstudio.api.deps import User, requires
+from flowstudio.api.deps import CurrentUser, RequestConn, User, requires
 from flowstudio.api.errors import Problem, conflict, found, invalid, rejected
 from flowstudio.api.node_access import check_code_nodes, with_availability
 from flowstudio.flows.validate import FlowError, FlowLimits, validate_definition
@@ -205,7 +205,7 @@ async def owned_flow(conn: Conn, user: User, flow_id: UUID) -> dict[str, Any]:
 
 
 @post("/api/v1/flows", status_code=201, guards=[requires("flows:write")])
-async def create_flow(data: FlowIn, user: User, conn: Conn, state: State) -> FlowOut:
+async def create_flow(data: FlowIn, user: CurrentUser, conn: RequestConn, state: State) -> FlowOut:
     return await create_owned_flow(data, user, conn, state)
 
 
@@ -230,7 +230,7 @@ async def create_owned_flow(data: FlowIn, user: User, conn: Conn, state: State) 
 
 
 @get("/api/v1/flows", guards=[requires("flows:read")])
-async def list_flows(user: User, conn: Conn) -> list[FlowWithAccess]:
+async def list_flows(user: CurrentUser, conn: RequestConn) -> list[FlowWithAccess]:
     out = []
     for row in await store.list_visible_flows(conn, user.id, user.is_admin):
         flow, access = flow_row(row), access_of(user, row)
@@ -239,17 +239,17 @@ async def list_flows(user: User, conn: Conn) -> list[FlowWithAccess]:
 
 
 @get("/api/v1/flows/{flow_id:uuid}", guards=[requires("flows:read")])
-async def get_flow(flow_id: UUID, user: User, conn: Conn) -> FlowWithAccess:
+async def get_flow(flow_id: FromPath[UUID], user: CurrentUser, conn: RequestConn) -> FlowWithAccess:
     flow, access = await viewable_flow(conn, user, flow_id)
     return flow_as(FlowWithAccess, flow, access=access)
 
 
 @put("/api/v1/flows/{flow_id:uuid}", guards=[requires("flows:write")])
 async def update_flow(
-    flow_id: UUID,
+    flow_id: FromPath[UUID],
     data: FlowPatch,
-    user: User,
-    conn: Conn,
+    user: CurrentUser,
+    conn: RequestConn,
     state: State,
     if_match: str | None = Parameter(header="If-Match", default=None),
 ) -> FlowOut:
@@ -287,14 +287,18 @@ async def update_flow(
 
 
 @delete("/api/v1/flows/{flow_id:uuid}", status_code=204, guards=[requires("flows:write")])
-async def delete_flow(flow_id: UUID, user: User, conn: Conn) -> Response[None]:
+async def delete_flow(
+    flow_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> Response[None]:
     await owned_flow(conn, user, flow_id)
     await store.delete_flow(conn, flow_id)
     return Response(None, status_code=204)
 
 
 @get("/api/v1/flows/{flow_id:uuid}/versions", guards=[requires("flows:read")])
-async def list_versions(flow_id: UUID, user: User, conn: Conn) -> list[FlowVersionSummary]:
+async def list_versions(
+    flow_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> list[FlowVersionSummary]:
     await owned_flow(conn, user, flow_id)
     return msgspec.convert(await store.list_versions(conn, flow_id), list[FlowVersionSummary])
 

@@ -18,15 +18,15 @@ from uuid import UUID
 import msgspec
 from litestar import Response, delete, get, post
 from litestar.datastructures import State
+from litestar.params import FromPath
 
 from flowstudio.api.access import runnable_flow
-from flowstudio.api.deps import User, authenticated, requires
+from flowstudio.api.deps import CurrentUser, RequestConn, authenticated, requires
 from flowstudio.api.errors import Problem, invalid, not_found
 from flowstudio.api.rows import row_as
 from flowstudio.auth import scopes
 from flowstudio.auth.tokens import new_token
 from flowstudio.store import api_keys as store
-from flowstudio.store.db import Conn
 
 PREFIX_CHARS = 12  # "fsk_" + 8 random characters: enough to recognise a key in a list
 MAX_DAYS = 3650
@@ -67,7 +67,9 @@ def _invalid(path: str, reason: str) -> Problem:
 
 
 @post("/api/v1/api-keys", status_code=201, guards=[requires("keys:write")])
-async def create_api_key(data: ApiKeyIn, user: User, conn: Conn, state: State) -> ApiKeyCreated:
+async def create_api_key(
+    data: ApiKeyIn, user: CurrentUser, conn: RequestConn, state: State
+) -> ApiKeyCreated:
     if not data.name.strip():
         raise _invalid("body.name", "must not be blank")
     scope = scopes.make_scope(data.scope, data.flow_id)
@@ -96,7 +98,7 @@ async def create_api_key(data: ApiKeyIn, user: User, conn: Conn, state: State) -
 
 
 @get("/api/v1/api-keys", guards=[authenticated])
-async def list_api_keys(user: User, conn: Conn) -> list[ApiKeyOut]:
+async def list_api_keys(user: CurrentUser, conn: RequestConn) -> list[ApiKeyOut]:
     now = datetime.now(timezone.utc)
     return [
         row_as(
@@ -110,7 +112,9 @@ async def list_api_keys(user: User, conn: Conn) -> list[ApiKeyOut]:
 
 
 @delete("/api/v1/api-keys/{key_id:uuid}", status_code=204, guards=[requires("keys:write")])
-async def revoke_api_key(key_id: UUID, user: User, conn: Conn) -> Response[None]:
+async def revoke_api_key(
+    key_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> Response[None]:
     if not await store.revoke_api_key(conn, user.id, key_id):
         raise not_found("API key")
     return Response(None, status_code=204)

@@ -29,7 +29,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import ServerSentEventMessage
 
 from flowstudio.api.access import resolve_flow_ref
-from flowstudio.api.deps import AnyRequest, User, requires
+from flowstudio.api.deps import AnyRequest, CurrentUser, RequestConn, requires
 from flowstudio.api.errors import Problem, problem_of
 from flowstudio.api.events import EventStream, stream_run_events, wait_terminal
 from flowstudio.api.runs import Usage, start_flow_run, total_usage
@@ -43,7 +43,6 @@ from flowstudio.engine.errors import CommandError
 from flowstudio.engine.flowcache import load_graph
 from flowstudio.store import flows as flow_store
 from flowstudio.store import runs as run_store
-from flowstudio.store.db import Conn
 
 WAIT_S = 300.0
 ERROR_TYPES = {
@@ -230,7 +229,7 @@ def _completion_id(run_id: str) -> str:
     responses=COMPLETION_DOCS,
 )
 async def chat_completions(
-    request: AnyRequest, state: State, user: User, conn: Conn
+    request: AnyRequest, state: State, user: CurrentUser, conn: RequestConn
 ) -> Response[ChatCompletion] | EventStream:
     data = decode_chat(await request.body())
     if not data.messages:
@@ -342,7 +341,7 @@ async def completion_chunks(
 
 
 @get("/api/v1/openai/models", exception_handlers=HANDLERS, guards=[requires("flows:read")])
-async def list_models(user: User, conn: Conn) -> ModelList:
+async def list_models(user: CurrentUser, conn: RequestConn) -> ModelList:
     """Flows the caller may run, as models: own flows by endpoint name when set, else by id."""
     data = []
     for row in await flow_store.list_visible_flows(conn, user.id, False):

@@ -26,12 +26,12 @@ import msgspec
 import psycopg
 from litestar import get
 from litestar.datastructures import State
+from litestar.params import FromQuery
 
-from flowstudio.api.deps import User, requires
+from flowstudio.api.deps import CurrentUser, RequestConn, requires
 from flowstudio.api.errors import invalid
 from flowstudio.store import metrics_rollup
 from flowstudio.store import ops as store
-from flowstudio.store.db import Conn
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,11 @@ class SnapshotCache:
 
 @get("/api/v1/ops/stats", guards=[requires("ops:read")])
 async def ops_stats(
-    state: State, user: User, conn: Conn, minutes: int = 60, bucket_seconds: int = 60
+    state: State,
+    user: CurrentUser,
+    conn: RequestConn,
+    minutes: FromQuery[int] = 60,
+    bucket_seconds: FromQuery[int] = 60,
 ) -> OpsStats:
     if not 1 <= minutes <= 7 * 24 * 60 or not 5 <= bucket_seconds <= 24 * 3600:
         raise invalid(

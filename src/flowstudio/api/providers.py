@@ -20,8 +20,9 @@ from uuid import UUID
 import msgspec
 from litestar import Response, Router, delete, get, patch, post
 from litestar.datastructures import State
+from litestar.params import FromPath
 
-from flowstudio.api.deps import User, requires
+from flowstudio.api.deps import CurrentUser, RequestConn, User, requires
 from flowstudio.api.errors import conflict, found, invalid, not_found
 from flowstudio.api.secrets import check_secret_name, secret_box
 from flowstudio.auth.secrets import SecretDecryptError
@@ -135,17 +136,21 @@ async def _out(conn: Conn, provider_id: Any) -> ProviderOut:
 
 
 @get("/")
-async def list_providers(user: User, conn: Conn) -> list[ProviderOut]:
+async def list_providers(user: CurrentUser, conn: RequestConn) -> list[ProviderOut]:
     return [provider_out(r) for r in await store.list_providers(conn)]
 
 
 @get("/{provider_id:uuid}")
-async def get_provider(provider_id: UUID, user: User, conn: Conn) -> ProviderOut:
+async def get_provider(
+    provider_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> ProviderOut:
     return await _out(conn, provider_id)
 
 
 @post("/", status_code=201)
-async def create_provider(data: ProviderIn, state: State, user: User, conn: Conn) -> ProviderOut:
+async def create_provider(
+    data: ProviderIn, state: State, user: CurrentUser, conn: RequestConn
+) -> ProviderOut:
     base_url = checked_base_url(data.base_url)
     fingerprint = ""
     if data.api_key_secret is not None:
@@ -173,7 +178,11 @@ async def create_provider(data: ProviderIn, state: State, user: User, conn: Conn
 
 @patch("/{provider_id:uuid}")
 async def update_provider(
-    provider_id: UUID, data: ProviderPatch, state: State, user: User, conn: Conn
+    provider_id: FromPath[UUID],
+    data: ProviderPatch,
+    state: State,
+    user: CurrentUser,
+    conn: RequestConn,
 ) -> ProviderOut:
     changes = {
         f: getattr(data, f)
@@ -192,7 +201,9 @@ async def update_provider(
 
 
 @delete("/{provider_id:uuid}", status_code=204)
-async def delete_provider(provider_id: UUID, user: User, conn: Conn) -> Response[None]:
+async def delete_provider(
+    provider_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> Response[None]:
     if not await store.delete_provider(conn, provider_id):
         raise not_found("provider")
     return Response(None, status_code=204)

@@ -12,13 +12,13 @@ from uuid import UUID
 
 import msgspec
 from litestar import post
+from litestar.params import FromPath
 
-from flowstudio.api.deps import AnyRequest, User, requires
+from flowstudio.api.deps import AnyRequest, CurrentUser, RequestConn, requires
 from flowstudio.api.errors import found, invalid
 from flowstudio.api.flow_extras import decode_optional_body
 from flowstudio.api.flows import FlowOut, flow_out, owned_flow
 from flowstudio.store import flows as store
-from flowstudio.store.db import Conn
 
 
 class PublishIn(msgspec.Struct, kw_only=True):
@@ -26,7 +26,9 @@ class PublishIn(msgspec.Struct, kw_only=True):
 
 
 @post("/api/v1/flows/{flow_id:uuid}/publish", status_code=200, guards=[requires("flows:write")])
-async def publish_flow(flow_id: UUID, request: AnyRequest, user: User, conn: Conn) -> FlowOut:
+async def publish_flow(
+    flow_id: FromPath[UUID], request: AnyRequest, user: CurrentUser, conn: RequestConn
+) -> FlowOut:
     data = decode_optional_body(await request.body(), PublishIn)
     flow = await owned_flow(conn, user, flow_id)
     version = flow["version"] if data.version is None else data.version
@@ -37,7 +39,7 @@ async def publish_flow(flow_id: UUID, request: AnyRequest, user: User, conn: Con
 
 
 @post("/api/v1/flows/{flow_id:uuid}/unpublish", status_code=200, guards=[requires("flows:write")])
-async def unpublish_flow(flow_id: UUID, user: User, conn: Conn) -> FlowOut:
+async def unpublish_flow(flow_id: FromPath[UUID], user: CurrentUser, conn: RequestConn) -> FlowOut:
     await owned_flow(conn, user, flow_id)
     row = found(await store.set_published(conn, flow_id, None), "flow")
     return flow_out(row)

@@ -10,8 +10,9 @@ from uuid import UUID
 
 import msgspec
 from litestar import post
+from litestar.params import FromPath
 
-from flowstudio.api.deps import User, authenticated, can_see
+from flowstudio.api.deps import CurrentUser, RequestConn, User, authenticated, can_see
 from flowstudio.api.errors import not_found
 from flowstudio.store import retention
 from flowstudio.store.db import Conn
@@ -31,12 +32,12 @@ async def _set_pinned(conn: Conn, user: User, run_id: UUID, pinned: bool) -> Pin
 
 
 @post("/api/v1/runs/{run_id:uuid}/pin", status_code=200, tags=["runs"], guards=[authenticated])
-async def pin_run(run_id: UUID, user: User, conn: Conn) -> PinOut:
+async def pin_run(run_id: FromPath[UUID], user: CurrentUser, conn: RequestConn) -> PinOut:
     return await _set_pinned(conn, user, run_id, True)
 
 
 @post("/api/v1/runs/{run_id:uuid}/unpin", status_code=200, tags=["runs"], guards=[authenticated])
-async def unpin_run(run_id: UUID, user: User, conn: Conn) -> PinOut:
+async def unpin_run(run_id: FromPath[UUID], user: CurrentUser, conn: RequestConn) -> PinOut:
     return await _set_pinned(conn, user, run_id, False)
 
 

@@ -19,10 +19,11 @@ import msgspec
 from litestar import get, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent
 
 from flowstudio.api.access import recheck_run_grant
-from flowstudio.api.deps import AnyRequest, User, requires
+from flowstudio.api.deps import AnyRequest, CurrentUser, RequestConn, User, requires
 from flowstudio.api.errors import invalid
 from flowstudio.api.events import RunEventOut, stream_run_events
 from flowstudio.api.runs import RunCreated, owned_run
@@ -66,14 +67,18 @@ async def _controlled_run(
 
 
 @post("/api/v1/runs/{run_id:uuid}/resume", status_code=202, guards=[requires("runs:write")])
-async def resume(run_id: UUID, state: State, user: User, conn: Conn) -> RunCreated:
+async def resume(
+    run_id: FromPath[UUID], state: State, user: CurrentUser, conn: RequestConn
+) -> RunCreated:
     _, graph = await _controlled_run(conn, user, run_id)
     moved = await commands.resume(conn, state.publisher, run_id, graph)
     return RunCreated(id=moved.id, status=moved.status)
 
 
 @post("/api/v1/runs/{run_id:uuid}/signal", status_code=202, guards=[requires("runs:write")])
-async def signal(run_id: UUID, data: SignalIn, state: State, user: User, conn: Conn) -> SignalOut:
+async def signal(
+    run_id: FromPath[UUID], data: SignalIn, state: State, user: CurrentUser, conn: RequestConn
+) -> SignalOut:
     _, graph = await _controlled_run(conn, user, run_id, same_version=False)
     sent = await commands.signal(
         conn, state.publisher, run_id, graph, data.node_id, data.payload, data.item_index
@@ -82,7 +87,9 @@ async def signal(run_id: UUID, data: SignalIn, state: State, user: User, conn: C
 
 
 @post("/api/v1/runs/{run_id:uuid}/fork", status_code=202, guards=[requires("runs:write")])
-async def fork(run_id: UUID, data: ForkIn, state: State, user: User, conn: Conn) -> ForkOut:
+async def fork(
+    run_id: FromPath[UUID], data: ForkIn, state: State, user: CurrentUser, conn: RequestConn
+) -> ForkOut:
     parent, graph = await _controlled_run(conn, user, run_id)
     forked = await commands.fork(
         conn, state.publisher, parent, graph, data.from_node_id, data.inputs, user.id
@@ -108,12 +115,12 @@ EVENTS_DOCS = {
 
 @get("/api/v1/runs/{run_id:uuid}/events", guards=[requires("runs:read")], responses=EVENTS_DOCS)
 async def events(
-    run_id: UUID,
+    run_id: FromPath[UUID],
     request: AnyRequest,
     state: State,
-    user: User,
-    conn: Conn,
-    after: int | None = None,
+    user: CurrentUser,
+    conn: RequestConn,
+    after: FromQuery[int | None] = None,
 ) -> ServerSentEvent:
     await owned_run(conn, user, run_id)
     last = request.headers.get("last-event-id")

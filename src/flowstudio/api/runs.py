@@ -20,9 +20,10 @@ from uuid import UUID
 import msgspec
 from litestar import get, post
 from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery
 
 from flowstudio.api.access import EDIT_ACCESS, run_version, runnable_flow
-from flowstudio.api.deps import AnyRequest, User, requires, seen_or_404
+from flowstudio.api.deps import AnyRequest, CurrentUser, RequestConn, User, requires, seen_or_404
 from flowstudio.api.errors import decode_optional_body, forbidden, invalid, not_found, rejected
 from flowstudio.api.node_access import check_code_tweaks
 from flowstudio.api.run_filters import parse_run_filters
@@ -154,7 +155,7 @@ async def start_flow_run(
 
 @post("/api/v1/flows/{flow_id:uuid}/runs", status_code=202, guards=[requires("runs:write")])
 async def create_run(
-    flow_id: UUID, request: AnyRequest, state: State, user: User, conn: Conn
+    flow_id: FromPath[UUID], request: AnyRequest, state: State, user: CurrentUser, conn: RequestConn
 ) -> RunCreated:
     raw = await request.body()
     data = decode_optional_body(raw, RunIn)
@@ -177,7 +178,7 @@ async def owned_run(conn: Conn, user: User, run_id: UUID) -> dict[str, Any]:
 
 
 @get("/api/v1/runs/{run_id:uuid}", guards=[requires("runs:read")])
-async def get_run(run_id: UUID, user: User, conn: Conn) -> RunDetail:
+async def get_run(run_id: FromPath[UUID], user: CurrentUser, conn: RequestConn) -> RunDetail:
     run = await owned_run(conn, user, run_id)
     steps = await store.get_steps(conn, run_id)
     return msgspec.convert({**run, "usage": total_usage(steps), "steps": steps}, RunDetail)
@@ -218,15 +219,15 @@ def _cursor_in(cursor: str) -> tuple[datetime, UUID]:
 
 @get("/api/v1/runs", guards=[requires("runs:read")])
 async def list_runs(
-    user: User,
-    conn: Conn,
-    flow_id: UUID | None = None,
-    status: str | None = None,
-    limit: int = 50,
-    cursor: str | None = None,
-    created_after: str | None = None,
-    created_before: str | None = None,
-    batch_id: str | None = None,
+    user: CurrentUser,
+    conn: RequestConn,
+    flow_id: FromQuery[UUID | None] = None,
+    status: FromQuery[str | None] = None,
+    limit: FromQuery[int] = 50,
+    cursor: FromQuery[str | None] = None,
+    created_after: FromQuery[str | None] = None,
+    created_before: FromQuery[str | None] = None,
+    batch_id: FromQuery[str | None] = None,
 ) -> RunPage:
     filters = parse_run_filters(created_after, created_before, batch_id)
     if not 1 <= limit <= 500:
@@ -249,7 +250,9 @@ async def list_runs(
 
 
 @post("/api/v1/runs/{run_id:uuid}/cancel", status_code=202, guards=[requires("runs:write")])
-async def cancel(run_id: UUID, state: State, user: User, conn: Conn) -> RunCreated:
+async def cancel(
+    run_id: FromPath[UUID], state: State, user: CurrentUser, conn: RequestConn
+) -> RunCreated:
     await owned_run(conn, user, run_id)
     moved = await commands.cancel(
         conn, state.publisher, run_id, reason=f"cancelled by {user.email}"

@@ -13,8 +13,9 @@ from uuid import UUID
 
 import msgspec
 from litestar import Response, delete, get, post, put
+from litestar.params import FromPath
 
-from flowstudio.api.deps import User, authenticated, requires, seen_or_404
+from flowstudio.api.deps import CurrentUser, RequestConn, User, authenticated, requires, seen_or_404
 from flowstudio.api.errors import found, invalid
 from flowstudio.api.flows import owned_flow
 from flowstudio.engine.schedules import ScheduleError, first_fire, zone
@@ -97,7 +98,9 @@ async def owned_schedule(conn: Conn, user: User, schedule_id: UUID) -> dict[str,
 
 
 @post("/api/v1/flows/{flow_id:uuid}/schedules", status_code=201, guards=[requires("flows:write")])
-async def create_schedule(flow_id: UUID, data: ScheduleIn, user: User, conn: Conn) -> ScheduleOut:
+async def create_schedule(
+    flow_id: FromPath[UUID], data: ScheduleIn, user: CurrentUser, conn: RequestConn
+) -> ScheduleOut:
     await owned_flow(conn, user, flow_id)
     _check_max(data.max_catchup)
     nxt = await _next_fire(conn, data.cron, data.timezone)
@@ -107,13 +110,17 @@ async def create_schedule(flow_id: UUID, data: ScheduleIn, user: User, conn: Con
 
 
 @get("/api/v1/flows/{flow_id:uuid}/schedules", guards=[requires("flows:read")])
-async def list_schedules(flow_id: UUID, user: User, conn: Conn) -> list[ScheduleOut]:
+async def list_schedules(
+    flow_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> list[ScheduleOut]:
     await owned_flow(conn, user, flow_id)
     return [_out(r) for r in await store.list_for_flow(conn, flow_id)]
 
 
 @get("/api/v1/schedules/{schedule_id:uuid}", guards=[authenticated])
-async def get_schedule(schedule_id: UUID, user: User, conn: Conn) -> ScheduleDetail:
+async def get_schedule(
+    schedule_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> ScheduleDetail:
     row = await owned_schedule(conn, user, schedule_id)
     fires = await store.fires(conn, schedule_id)
     return msgspec.convert({**row, "fires": fires}, ScheduleDetail)
@@ -121,7 +128,7 @@ async def get_schedule(schedule_id: UUID, user: User, conn: Conn) -> ScheduleDet
 
 @put("/api/v1/schedules/{schedule_id:uuid}", guards=[requires("flows:write")])
 async def update_schedule(
-    schedule_id: UUID, data: SchedulePatch, user: User, conn: Conn
+    schedule_id: FromPath[UUID], data: SchedulePatch, user: CurrentUser, conn: RequestConn
 ) -> ScheduleOut:
     row = await owned_schedule(conn, user, schedule_id)
     _check_max(data.max_catchup)
@@ -137,7 +144,9 @@ async def update_schedule(
 
 
 @delete("/api/v1/schedules/{schedule_id:uuid}", status_code=204, guards=[requires("flows:write")])
-async def delete_schedule(schedule_id: UUID, user: User, conn: Conn) -> Response[None]:
+async def delete_schedule(
+    schedule_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> Response[None]:
     await owned_schedule(conn, user, schedule_id)
     await store.delete(conn, schedule_id)
     return Response(None, status_code=204)

@@ -16,12 +16,12 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Response, Router, delete, get, post, put
 from litestar.datastructures import State
+from litestar.params import FromPath
 
-from flowstudio.api.deps import User, requires
+from flowstudio.api.deps import CurrentUser, RequestConn, requires
 from flowstudio.api.errors import conflict, found, invalid, not_found, problem
 from flowstudio.auth.secrets import SecretBox, SecretKeyMissing
 from flowstudio.store import secrets as store
-from flowstudio.store.db import Conn
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -69,7 +69,9 @@ def secret_out(row: dict[str, Any]) -> SecretOut:
 
 
 @post("/", status_code=201)
-async def create_secret(data: SecretIn, state: State, user: User, conn: Conn) -> SecretOut:
+async def create_secret(
+    data: SecretIn, state: State, user: CurrentUser, conn: RequestConn
+) -> SecretOut:
     box = secret_box(state)
     check_secret_name(data.name, "body.name")
     ciphertext, nonce = box.encrypt(user.id, data.name, data.value)
@@ -84,14 +86,14 @@ async def create_secret(data: SecretIn, state: State, user: User, conn: Conn) ->
 
 
 @get("/")
-async def list_secrets(state: State, user: User, conn: Conn) -> list[SecretOut]:
+async def list_secrets(state: State, user: CurrentUser, conn: RequestConn) -> list[SecretOut]:
     secret_box(state)
     return [secret_out(r) for r in await store.list_secrets(conn, user.id)]
 
 
 @put("/{name:str}")
 async def update_secret(
-    name: str, data: SecretValueIn, state: State, user: User, conn: Conn
+    name: FromPath[str], data: SecretValueIn, state: State, user: CurrentUser, conn: RequestConn
 ) -> SecretOut:
     box = secret_box(state)
     check_secret_name(name, "path.name")
@@ -101,7 +103,9 @@ async def update_secret(
 
 
 @delete("/{name:str}", status_code=204)
-async def delete_secret(name: str, state: State, user: User, conn: Conn) -> Response[None]:
+async def delete_secret(
+    name: FromPath[str], state: State, user: CurrentUser, conn: RequestConn
+) -> Response[None]:
     secret_box(state)
     check_secret_name(name, "path.name")
     if not await store.delete_secret(conn, user.id, name):

@@ -19,15 +19,15 @@ from uuid import UUID
 
 import msgspec
 from litestar import Response, delete, get, post
+from litestar.params import FromPath
 
 from flowstudio.api.access import flow_with_access
-from flowstudio.api.deps import User, authenticated, require, requires
+from flowstudio.api.deps import CurrentUser, RequestConn, authenticated, require, requires
 from flowstudio.api.errors import conflict, found, invalid, not_found
 from flowstudio.api.flows import owned_flow
 from flowstudio.api.rows import row_as
 from flowstudio.store import shares as store
 from flowstudio.store import users
-from flowstudio.store.db import Conn
 
 
 class ShareIn(msgspec.Struct, kw_only=True):
@@ -61,7 +61,9 @@ def share_out(row: dict[str, Any]) -> ShareOut:
 
 
 @post("/api/v1/flows/{flow_id:uuid}/shares", status_code=202, guards=[requires("flows:write")])
-async def share_flow(flow_id: UUID, data: ShareIn, user: User, conn: Conn) -> ShareAccepted:
+async def share_flow(
+    flow_id: FromPath[UUID], data: ShareIn, user: CurrentUser, conn: RequestConn
+) -> ShareAccepted:
     flow = await owned_flow(conn, user, flow_id)
     email = data.email.strip()
     if not email or "@" not in email or len(email) > 320:
@@ -80,13 +82,15 @@ async def share_flow(flow_id: UUID, data: ShareIn, user: User, conn: Conn) -> Sh
 
 
 @get("/api/v1/flows/{flow_id:uuid}/shares", guards=[requires("flows:read")])
-async def list_shares(flow_id: UUID, user: User, conn: Conn) -> list[ShareOut]:
+async def list_shares(
+    flow_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> list[ShareOut]:
     await owned_flow(conn, user, flow_id)
     return [share_out(r) for r in await store.list_shares(conn, flow_id)]
 
 
 @post("/api/v1/flows/{flow_id:uuid}/shares/accept", status_code=200, guards=[authenticated])
-async def accept_share(flow_id: UUID, user: User, conn: Conn) -> ShareOut:
+async def accept_share(flow_id: FromPath[UUID], user: CurrentUser, conn: RequestConn) -> ShareOut:
     """The caller accepts the flow's published version for the share the owner gave them."""
     flow, _ = await flow_with_access(conn, user, flow_id)
     if await store.get_share(conn, flow_id, user.id) is None:
@@ -100,7 +104,9 @@ async def accept_share(flow_id: UUID, user: User, conn: Conn) -> ShareOut:
 @delete(
     "/api/v1/flows/{flow_id:uuid}/shares/{user_id:uuid}", status_code=204, guards=[authenticated]
 )
-async def unshare_flow(flow_id: UUID, user_id: UUID, user: User, conn: Conn) -> Response[None]:
+async def unshare_flow(
+    flow_id: FromPath[UUID], user_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> Response[None]:
     if str(user_id) == user.id:  # leaving a flow shared with me
         await flow_with_access(conn, user, flow_id)
     else:

@@ -20,10 +20,11 @@ import msgspec
 from litestar import Response, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEventMessage
 
 from flowstudio.api.access import resolve_flow_ref
-from flowstudio.api.deps import AnyRequest, User, requires
+from flowstudio.api.deps import AnyRequest, CurrentUser, RequestConn, requires
 from flowstudio.api.errors import invalid, unauthorized
 from flowstudio.api.events import EventStream, stream_run_events, wait_terminal
 from flowstudio.api.runs import start_flow_run
@@ -34,7 +35,6 @@ from flowstudio.api.streams import (
     still_authorized,
 )
 from flowstudio.store import runs as run_store
-from flowstudio.store.db import Conn
 
 
 class SyncRunIn(msgspec.Struct, kw_only=True):
@@ -79,14 +79,14 @@ RESULT_DOCS = {
     responses=RESULT_DOCS,
 )
 async def run_flow(
-    flow_id: str,
+    flow_id: FromPath[str],
     data: SyncRunIn,
     request: AnyRequest,
     state: State,
-    user: User,
-    conn: Conn,
-    stream: bool = False,
-    timeout: float = 60.0,
+    user: CurrentUser,
+    conn: RequestConn,
+    stream: FromQuery[bool] = False,
+    timeout: FromQuery[float] = 60.0,
 ) -> Response[RunResult] | EventStream:
     if not 0 < timeout <= 600:
         raise invalid("query.timeout", "must be in (0, 600]", "timeout must be in (0, 600] seconds")

@@ -16,8 +16,9 @@ from uuid import UUID
 
 import msgspec
 from litestar import Router, delete, get, put
+from litestar.params import FromPath
 
-from flowstudio.api.deps import User, requires
+from flowstudio.api.deps import CurrentUser, RequestConn, User, requires
 from flowstudio.api.errors import found, invalid
 from flowstudio.auth.roles import GRANTABLE, permissions_of
 from flowstudio.store import users as store
@@ -55,7 +56,7 @@ def check_grantable(permission: str) -> None:
 
 
 @get("/")
-async def list_users(user: User, conn: Conn) -> list[UserOut]:
+async def list_users(user: CurrentUser, conn: RequestConn) -> list[UserOut]:
     return [user_out(row) for row in await store.list_users(conn)]
 
 
@@ -66,12 +67,16 @@ async def _set(user: User, conn: Conn, user_id: UUID, permission: str, granted: 
 
 
 @put("/{user_id:uuid}/permissions/{permission:str}")
-async def grant_permission(user_id: UUID, permission: str, user: User, conn: Conn) -> UserOut:
+async def grant_permission(
+    user_id: FromPath[UUID], permission: FromPath[str], user: CurrentUser, conn: RequestConn
+) -> UserOut:
     return await _set(user, conn, user_id, permission, True)
 
 
 @delete("/{user_id:uuid}/permissions/{permission:str}", status_code=200)
-async def revoke_permission(user_id: UUID, permission: str, user: User, conn: Conn) -> UserOut:
+async def revoke_permission(
+    user_id: FromPath[UUID], permission: FromPath[str], user: CurrentUser, conn: RequestConn
+) -> UserOut:
     return await _set(user, conn, user_id, permission, False)
 
 

@@ -28,8 +28,9 @@ from uuid import UUID
 import msgspec
 from litestar import Response, delete, get, post
 from litestar.datastructures import State
+from litestar.params import FromPath
 
-from flowstudio.api.deps import User, requires
+from flowstudio.api.deps import CurrentUser, RequestConn, requires
 from flowstudio.api.errors import Problem, problem
 from flowstudio.api.flows import owned_flow
 from flowstudio.api.secrets import secret_box
@@ -102,7 +103,7 @@ async def verify_webhook(
     "/api/v1/flows/{flow_id:uuid}/webhook-secret", status_code=201, guards=[requires("flows:write")]
 )
 async def create_webhook_secret(
-    flow_id: UUID, user: User, conn: Conn, state: State
+    flow_id: FromPath[UUID], user: CurrentUser, conn: RequestConn, state: State
 ) -> WebhookSecretCreated:
     await owned_flow(conn, user, flow_id)
     box = secret_box(state)
@@ -113,7 +114,9 @@ async def create_webhook_secret(
 
 
 @get("/api/v1/flows/{flow_id:uuid}/webhook-secret", guards=[requires("flows:read")])
-async def get_webhook_secret(flow_id: UUID, user: User, conn: Conn) -> WebhookSecretState:
+async def get_webhook_secret(
+    flow_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> WebhookSecretState:
     await owned_flow(conn, user, flow_id)
     row = await store.get_secret(conn, flow_id)
     return WebhookSecretState(signed=row is not None, created_at=row["created_at"] if row else None)
@@ -122,7 +125,9 @@ async def get_webhook_secret(flow_id: UUID, user: User, conn: Conn) -> WebhookSe
 @delete(
     "/api/v1/flows/{flow_id:uuid}/webhook-secret", status_code=204, guards=[requires("flows:write")]
 )
-async def delete_webhook_secret(flow_id: UUID, user: User, conn: Conn) -> Response[None]:
+async def delete_webhook_secret(
+    flow_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
+) -> Response[None]:
     await owned_flow(conn, user, flow_id)
     await store.delete_secret(conn, flow_id)
     return Response(None, status_code=204)

@@ -19,14 +19,14 @@ from typing import Any
 import msgspec
 from litestar import post
 from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery
 
 from flowstudio.api.access import resolve_flow_ref, runnable_flow
-from flowstudio.api.deps import AnyRequest, User, requires
+from flowstudio.api.deps import AnyRequest, CurrentUser, RequestConn, requires
 from flowstudio.api.errors import bad_request
 from flowstudio.api.runs import start_flow_run
 from flowstudio.api.webhook_signing import ROUTES as SIGNING_ROUTES
 from flowstudio.api.webhook_signing import verify_webhook
-from flowstudio.store.db import Conn
 
 
 class WebhookAccepted(msgspec.Struct, kw_only=True):
@@ -64,12 +64,12 @@ def webhook_inputs(raw: bytes, content_type: str) -> dict[str, Any]:
     guards=[requires("runs:write")],
 )
 async def receive_webhook(
-    flow_ref: str,
+    flow_ref: FromPath[str],
     request: AnyRequest,
     state: State,
-    user: User,
-    conn: Conn,
-    version: int | None = None,
+    user: CurrentUser,
+    conn: RequestConn,
+    version: FromQuery[int | None] = None,
 ) -> WebhookAccepted:
     flow_id = await resolve_flow_ref(conn, user, flow_ref)
     raw = await request.body()
