@@ -218,6 +218,13 @@ async def start_unstarted_runs(
             "channel": NOTIFY_CHANNEL,
         },
     )
+    return await _started(cur, run_ids)
+
+
+async def _started(
+    cur: psycopg.AsyncCursor[Any], run_ids: Sequence[Any]
+) -> tuple[list[OutboxMessage], list[Any]]:
+    """A start statement's row: its outbox messages, and the runs it did not start."""
     row = await cur.fetchone()
     assert row is not None
     messages = [
@@ -256,13 +263,4 @@ async def start_runs_folded(
         START_FOLDED,
         {"runs": list(run_ids), "root": root, "ready": list(ready), "channel": NOTIFY_CHANNEL},
     )
-    row = await cur.fetchone()
-    assert row is not None
-    messages = [
-        OutboxMessage(i, str(r), s, t)
-        for i, r, s, t in zip(
-            row["ob_ids"], row["ob_runs"], row["ob_steps"], row["ob_tokens"], strict=True
-        )
-    ]
-    started = {str(r) for r in row["started"]}
-    return messages, [r for r in run_ids if str(r) not in started]
+    return await _started(cur, run_ids)

@@ -62,16 +62,7 @@ class GroupCommitter:
 
     async def _solo(self, m: Success) -> Written:
         async with self.pool.connection() as conn:
-            return await checkpoint.commit_success(
-                conn,
-                m.step,
-                m.worker_id,
-                input_=m.input_,
-                output=m.output,
-                branch=m.branch,
-                eager=m.eager,
-                one_call=self.one_call,
-            )
+            return await _commit_alone(conn, m, one_call=self.one_call)
 
     async def commit_group(self, group: list[Success]) -> Sequence[Written | BaseException | None]:
         """The Grouper's write of a group: each member's result, or None (commit it alone)."""
@@ -81,22 +72,28 @@ class GroupCommitter:
             for member, r in zip(group, results, strict=True):
                 if r is None:  # its one call wrote nothing (`general`): the general path, at
                     # once, on this connection (asking the one call again would answer the same)
-                    written.append(await self._general(conn, member))
+                    written.append(await _general(conn, member))
                 else:
                     written.append((r.outbox, r.next) if isinstance(r, Committed) else r)
         return written
 
-    async def _general(self, conn: Any, m: Success) -> Written | BaseException:
-        try:
-            return await checkpoint.commit_success(
-                conn,
-                m.step,
-                m.worker_id,
-                input_=m.input_,
-                output=m.output,
-                branch=m.branch,
-                eager=m.eager,
-                one_call=False,
-            )
-        except LostRace as exc:
-            return exc
+
+async def _commit_alone(conn: Any, m: Success, *, one_call: bool) -> Written:
+    return await checkpoint.commit_success(
+        conn,
+        m.step,
+        m.worker_id,
+        input_=m.input_,
+        output=m.output,
+        branch=m.branch,
+        eager=m.eager,
+        one_call=one_call,
+    )
+
+
+async def _general(conn: Any, m: Success) -> Written | BaseException:
+    """A member whose one call answered `general`: the general path (its LostRace as a result)."""
+    try:
+        return await _commit_alone(conn, m, one_call=False)
+    except LostRace as exc:
+        return exc
