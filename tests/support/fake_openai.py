@@ -11,7 +11,9 @@ flows each get their own behaviour:
   `Retry-After: retry_after` (1) beyond that; `hang_calls=N,hang=S`: the server's first N chat
   calls wait S (calls a test kills its worker in the middle of);
 - `echo_key=1`: a careless server that repeats the caller's API key: the answer ends with
-  `key <the bearer token>`, and `fail=N` errors say `boom for key <token>` (masking tests).
+  `key <the bearer token>`, and `fail=N` errors say `boom for key <token>` (masking tests);
+- `set_cookie=1`: a chat answer sets a cookie `session=<the last user message>` (the cookie
+  isolation test reads the `cookie` header of the next calls in `requests`).
 POST /v1/chat/completions answers `echo: <last user message>` (+ pad); with `tools` and no tool
 message yet it calls the first tool with `{"query": <last user message>}`; after a tool message it
 answers `tool said: <content>`; with `response_format` it answers JSON built from the schema (an enum
@@ -248,6 +250,8 @@ class FakeOpenAI:
     ) -> None:
         ans = self.answer(body, opts)
         base = {"id": "chatcmpl-fake", "created": 1700000000, "model": body["model"]}
+        said = re.sub(r"\W", "-", str(body["messages"][-1].get("content") or ""))
+        cookie = {"Set-Cookie": f"session={said}; Path=/"} if opts.get("set_cookie") else None
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": ans["content"]}
             if ans["tool_calls"]:
@@ -261,9 +265,11 @@ class FakeOpenAI:
                 ]
             choice = {"index": 0, "message": message, "finish_reason": ans["finish_reason"]}
             payload = {**base, "object": "chat.completion", "choices": [choice]}
-            return self.send(h, 200, {**payload, "usage": self.usage(body, ans)})
+            return self.send(h, 200, {**payload, "usage": self.usage(body, ans)}, cookie)
         h.send_response(200)
         h.send_header("content-type", "text/event-stream")
+        for k, v in (cookie or {}).items():
+            h.send_header(k, v)
         h.end_headers()
         chunk = {**base, "object": "chat.completion.chunk"}
 

@@ -10,6 +10,9 @@ Public API (stable; a sandbox proxy can build on `resolve_allowed`):
 - `guarded_client(policy, ...)`: a standalone guarded httpx.AsyncClient that owns its pool.
 - `client_for(shared, settings, ...)`: the node helper: a client over the worker's `Egress` when
   there is one, else a standalone one built from the settings.
+- `without_cookies(client)`: a client shared between steps (the LLM SDKs') keeps no cookie: a
+  cookie one team's call got would otherwise be sent with every later call of the client,
+  another team's included (tests/integration/test_llm_client_isolation.py).
 - Redirects: `follow_redirects=True` clients (give one to the openai SDK as
   `AsyncOpenAI(http_client=client)`) follow same-origin redirects only, a cross-origin one raises
   `EgressRefused`; `send_following(client, request, ...)` follows any redirect hop by hop and drops the
@@ -19,6 +22,7 @@ Public API (stable; a sandbox proxy can build on `resolve_allowed`):
 from __future__ import annotations
 
 import ssl
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -57,6 +61,7 @@ __all__ = [
     "resolve_allowed",
     "same_origin",
     "send_following",
+    "without_cookies",
 ]
 
 
@@ -145,6 +150,22 @@ def client_for(
         follow_redirects=follow_redirects,
         max_response_bytes=max_response_bytes,
     )
+
+
+class _RefuseCookies(DefaultCookiePolicy):
+    """Store no cookie and send none."""
+
+    def set_ok(self, cookie: Any, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: Any, request: Any) -> bool:
+        return False
+
+
+def without_cookies(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """`client`, made to keep no cookie from its responses (it may be shared between tenants)."""
+    client.cookies = CookieJar(policy=_RefuseCookies())  # type: ignore[assignment]
+    return client
 
 
 def find_egress_error(exc: BaseException | None) -> EgressError | None:

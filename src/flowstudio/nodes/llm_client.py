@@ -5,9 +5,10 @@ provider (`CLIENTS`: one per egress, settings, base_url, key and timeout, LRU-bo
 close it: building one per call cost a worker more CPU than the call), whose `http_client` is a
 guarded httpx client (`flowstudio.egress.client_for`: every connection the SDK opens, including each
 redirect hop it follows, is resolved once, checked and pinned; bodies are size-capped), with the SDK's
-own retries off (`max_retries=0`): `call_with_retries` below does them, under the same guard. A
-refusal by the guard (`EgressError`, raw or wrapped by the SDK) fails the step without retry and
-without any response content.
+own retries off (`max_retries=0`): `call_with_retries` below does them, under the same guard. The
+client keeps no cookie (`egress.without_cookies`): it serves every team's steps. A refusal by the
+guard (`EgressError`, raw or wrapped by the SDK) fails the step without retry and without any
+response content.
 `call_with_retries(fn, retries, max_wait_s)` runs one request: on 429/5xx, a timeout or a dropped
 connection it waits (the server's Retry-After, bounded by `max_wait_s`, else exponential backoff) and
 tries again inside the step; when the tries are spent it raises a retryable `NodeError`, so the engine's
@@ -35,7 +36,13 @@ import openai
 from cachetools import LRUCache
 from openai import AsyncOpenAI
 
-from flowstudio.egress import Egress, EgressError, client_for, find_egress_error
+from flowstudio.egress import (
+    Egress,
+    EgressError,
+    client_for,
+    find_egress_error,
+    without_cookies,
+)
 from flowstudio.egress.transport import default_ssl_context
 from flowstudio.nodes.http import check_url
 from flowstudio.nodes.registry import NodeContext, NodeError
@@ -83,8 +90,8 @@ def _new_client(
         max_retries=0,
         timeout=timeout_s,
         # the SDK's stubs name its own httpx build; the guarded client is a plain httpx.AsyncClient
-        http_client=client_for(  # type: ignore[arg-type]
-            ctx.http, ctx.settings, timeout=timeout_s, follow_redirects=True
+        http_client=without_cookies(  # type: ignore[arg-type]
+            client_for(ctx.http, ctx.settings, timeout=timeout_s, follow_redirects=True)
         ),
     )
 
