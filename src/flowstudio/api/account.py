@@ -21,7 +21,7 @@ import anyio
 import msgspec
 from litestar import Response, delete, get, post
 from litestar.datastructures import Cookie
-from litestar.params import FromPath
+from litestar.params import FromPath, RequestBody
 
 from flowstudio.api.deps import (
     SESSION_COOKIE,
@@ -54,7 +54,7 @@ def _clear_cookie() -> Cookie:
 
 @post("/api/auth/password", status_code=204, guards=[authenticated])
 async def change_password(
-    data: PasswordChange, user: CurrentUser, conn: RequestConn, request: AnyRequest
+    data: RequestBody[PasswordChange], user: CurrentUser, conn: RequestConn, request: AnyRequest
 ) -> Response[None]:
     if user.session_id is None:
         raise forbidden("changing the password needs a login session")

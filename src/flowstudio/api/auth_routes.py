@@ -1,17 +1,17 @@
-"""Auth endpoints: login (cookie + bearer token), logout, me, and the sign-up redirect to MAXplatform.
+"""Auth endpoints: login (cookie + bearer token), logout, me, the sign-up redirect to MAXplatform.
 
 `login` asks `store.login_attempts` whether this client is known for the account (its address or its
 `fs_device` cookie logged in before) and how long it must wait (exponential backoff per (email,
 address), and for unknown clients also per address and per email): a wait answers 429 + Retry-After,
 even for a right password, so the limit is no oracle. It then verifies the argon2 hash, records a
 failure or a success (which remembers the address and device), and creates a revocable session row
-(`store.sessions`, with user agent and address, SESSION_MAX_HOURS lifetime, SESSION_IDLE_MINUTES idle
-timeout); the token is returned as `access_token` for programs and set as an HttpOnly SameSite cookie
-for the browser. The client address is what uvicorn reports (`deps.client_address`). Account routes
-(password change, sessions, log out everywhere) are in `api/account.py` and listed in ROUTES here.
-The argon2 check runs off the event loop (`passwords.check_password`); the session cookie is Secure and
-`__Host-` prefixed over TLS (`api/session_cookie.py`). A login from another origin is refused before
-it runs (`api/guards.py`, login CSRF).
+(`store.sessions`, with user agent and address, SESSION_MAX_HOURS lifetime, SESSION_IDLE_MINUTES
+idle timeout); the token is returned as `access_token` for programs and set as an HttpOnly SameSite
+cookie for the browser. The client address is what uvicorn reports (`deps.client_address`). Account
+routes (password change, sessions, log out everywhere) are in `api/account.py` and listed in ROUTES
+here. The argon2 check runs off the event loop (`passwords.check_password`); the session cookie is
+Secure and `__Host-` prefixed over TLS (`api/session_cookie.py`). A login from another origin is
+refused before it runs (`api/guards.py`, login CSRF).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Annotated
 import msgspec
 from litestar import Response, get, post
 from litestar.datastructures import Cookie, State
+from litestar.params import RequestBody
 from litestar.response import Redirect
 
 from flowstudio.api import account
@@ -72,7 +73,9 @@ def _device_hash(value: str | None) -> str | None:
 
 
 @post("/api/auth/login", status_code=200)
-async def login(data: LoginBody, conn: RequestConn, request: AnyRequest) -> Response[TokenOut]:
+async def login(
+    data: RequestBody[LoginBody], conn: RequestConn, request: AnyRequest
+) -> Response[TokenOut]:
     settings: Settings = request.app.state.settings
     email = data.email.strip().lower()
     ip = client_address(request)

@@ -1,4 +1,4 @@
-"""Request dependencies and route guards: a pooled DB connection, the authenticated user, permissions.
+"""Request dependencies and route guards: a pooled DB connection, the signed-in user, permissions.
 
 Routes declare who may call them once, in their decorator: `guards=[requires("runs:write")]` (the
 user must hold that permission: 403 `missing permission runs:write`) or `guards=[authenticated]`
@@ -6,20 +6,19 @@ user must hold that permission: 403 `missing permission runs:write`) or `guards=
 credentials up on a short pooled connection of its own and keeps the `User` in the request scope
 (`scope["user"]`, what Litestar's `request.user` reads), so `provide_user` hands the same user to
 the handler without a second lookup. `tests/integration/test_route_guards.py` fails on a route that
-declares no guard and is not in its public list.
-`provide_conn` lends one pooled connection per request. Handlers declare both injections
-explicitly: `conn: RequestConn`, `user: CurrentUser` (Litestar's `NamedDependency`).
-Authentication tries, in order, an API key (`x-api-key`, or `Authorization: Bearer fsk_...` as
-OpenAI-style clients send it), a session token
-(`Authorization: Bearer fss_...`) or the session cookie (`fs_session`, or `__Host-fs_session`
-over TLS), then (AUTH_MODE=maxplatform) a MAXplatform
-token, and raises 401 otherwise (`authenticated_row` is that lookup alone). Sessions past their idle timeout or absolute lifetime are refused
-(`store.sessions`); expired or revoked keys too (`store.api_keys`). A scoped key is cut down here, in
-one place (`auth.scopes`): the route must be one its scope allows (else 403), its permissions shrink
-to running, and a `run:flow:` key carries `flow_scope`, which `api.access` and `api.runs.owned_run`
-enforce. `require(user, permission)` is the check behind `requires`, called explicitly only where
-the permission depends on what the handler loaded; `can_see(user, owner_id)` the ownership rule
-(owners and admins; others get 404, never a hint the row exists: `seen_or_404`).
+declares no guard and is not in its public list. `provide_conn` lends one pooled connection per
+request. Handlers declare both injections explicitly: `conn: RequestConn`, `user: CurrentUser`
+(Litestar's `NamedDependency`). Authentication tries, in order, an API key (`x-api-key`, or
+`Authorization: Bearer fsk_...` as OpenAI-style clients send it), a session token
+(`Authorization: Bearer fss_...`) or the session cookie (`fs_session`, or `__Host-fs_session` over
+TLS), then (AUTH_MODE=maxplatform) a MAXplatform token, and raises 401 otherwise
+(`authenticated_row` is that lookup alone). Sessions past their idle timeout or absolute lifetime
+are refused (`store.sessions`); expired or revoked keys too (`store.api_keys`). A scoped key is cut
+down here, in one place (`auth.scopes`): the route must be one its scope allows (else 403), its
+permissions shrink to running, and a `run:flow:` key carries `flow_scope`, which `api.access` and
+`api.runs.owned_run` enforce. `require(user, permission)` is the check behind `requires`, called
+explicitly only where the permission depends on what the handler loaded; `can_see(user, owner_id)`
+the ownership rule (owners and admins; others get 404, never a hint the row exists: `seen_or_404`).
 """
 
 from __future__ import annotations
@@ -46,8 +45,8 @@ from flowstudio.store import api_keys, sessions
 from flowstudio.store.db import Conn
 
 SESSION_COOKIE = "fs_session"
-# Over TLS the cookie is set as `__Host-fs_session` (Secure, Path=/, no Domain: a sibling subdomain or
-# a plain-HTTP page cannot plant or overwrite it); both names are accepted on read.
+# Over TLS the cookie is set as `__Host-fs_session` (Secure, Path=/, no Domain: a sibling subdomain
+# or a plain-HTTP page cannot plant or overwrite it); both names are accepted on read.
 SECURE_SESSION_COOKIE = "__Host-fs_session"
 AnyRequest = Request[Any, Any, Any]  # the request type handlers and dependencies take
 API_KEY_PREFIX = "fsk_"  # api/keys.py makes keys with auth.tokens.new_token("fsk")
@@ -70,7 +69,8 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
 
 # Parameters Litestar injects by name are declared so (explicit since Litestar 2.23; inferred
 # injection warns and stops working in 3.0), as path and query parameters are with `FromPath[...]` /
-# `FromQuery[...]` (`litestar.params`). The app maps `conn` to `provide_conn`, `user` to
+# `FromQuery[...]`, a JSON request body with `data: RequestBody[...]` (2.25) and a header with
+# `HeaderParameter(name=...)` (`litestar.params`). The app maps `conn` to `provide_conn`, `user` to
 # `provide_user`: a handler takes `conn: RequestConn` (the request's pooled connection) and
 # `user: CurrentUser` (the authenticated user). Helpers called with them keep `Conn` / `User`.
 RequestConn: TypeAlias = NamedDependency[Conn]

@@ -4,8 +4,8 @@
 may have changed since) and saves it as a NEW version via `store.update_flow`, so history is never
 rewritten. `duplicate_flow` and `import_flow` create a new flow owned by the caller through
 `store.create_flow` after the same checks as `flows.create_flow`; `export_flow` returns the
-`{"name","description","definition"}` shape that `import_flow` accepts. Other users' flows answer 404.
-Every path that saves a definition also passes `node_access.check_code_nodes`.
+`{"name","description","definition"}` shape that `import_flow` accepts. Other users' flows answer
+404. Every path that saves a definition also passes `node_access.check_code_nodes`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from uuid import UUID
 import msgspec
 from litestar import get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, RequestBody
 
 from flowstudio.api.deps import AnyRequest, CurrentUser, RequestConn, requires
 from flowstudio.api.errors import decode_optional_body, found, not_found
@@ -112,7 +112,9 @@ async def export_flow(
 
 
 @post("/api/v1/flows/import", status_code=201, guards=[requires("flows:write")])
-async def import_flow(data: FlowIn, user: CurrentUser, conn: RequestConn, state: State) -> FlowOut:
+async def import_flow(
+    data: RequestBody[FlowIn], user: CurrentUser, conn: RequestConn, state: State
+) -> FlowOut:
     return await create_owned_flow(data, user, conn, state)
 
 

@@ -1,17 +1,18 @@
 """Flow routes: create/list/get/update/delete, versions, and the node catalogue.
 
-Definitions are validated by `flows/validate.py` before anything is written: a bad one answers 422 with
-each problem's path, node id and reason. `check_definition` runs off the event loop (`offload.run_cpu`)
-and first enforces the size limits: over FLOW_MAX_BYTES of JSON is 413, over FLOW_MAX_NODES /
-FLOW_MAX_EDGES is 422, each with the path. Access (api/access.py): GET and the list also show flows
-shared with the caller (with their `access`: owner | admin | run | view); every change goes through
-`owned_flow` (owner or admin; a shared user gets 403, anyone else 404). A definition with a `code` node also
-passes `node_access.check_code_nodes` (CODE_NODE, the `nodes:code` permission); the catalogue says
-per node type whether it is `available` here and, if not, why. `endpoint_name` (POST/PUT) is
-the flow's per-owner alias for /run, webhooks and the OpenAI endpoint; a taken name is 409.
-PUT is optimistically concurrent when the caller says which version its edit is based on
-(`base_version` in the body or `If-Match: "<version>"`): a flow that moved on answers 409 problem+json
-with `current_version`, and nothing is written. Without either, the last write wins (as before).
+Definitions are validated by `flows/validate.py` before anything is written: a bad one answers 422
+with each problem's path, node id and reason. `check_definition` runs off the event loop
+(`offload.run_cpu`) and first enforces the size limits: over FLOW_MAX_BYTES of JSON is 413, over
+FLOW_MAX_NODES / FLOW_MAX_EDGES is 422, each with the path. Access (api/access.py): GET and the list
+also show flows shared with the caller (with their `access`: owner | admin | run | view); every
+change goes through `owned_flow` (owner or admin; a shared user gets 403, anyone else 404). A
+definition with a `code` node also passes `node_access.check_code_nodes` (CODE_NODE, the
+`nodes:code` permission); the catalogue says per node type whether it is `available` here and, if
+not, why. `endpoint_name` (POST/PUT) is the flow's per-owner alias for /run, webhooks and the OpenAI
+endpoint; a taken name is 409. PUT is optimistically concurrent when the caller says which version
+its edit is based on (`base_version` in the body or `If-Match: "<version>"`): a flow that moved on
+answers 409 problem+json with `current_version`, and nothing is written. Without either, the last
+write wins (as before).
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 from uuid import UUID
 
 import msgspec
 import psycopg
 from litestar import Response, delete, get, post, put
 from litestar.datastructures import State
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, HeaderParameter, RequestBody
 
 from flowstudio.api.access import (
     access_of,
@@ -49,6 +50,9 @@ from flowstudio.store.db import Conn
 log = logging.getLogger(__name__)
 SLOW_VALIDATION_S = 0.05
 Access = Literal["owner", "admin", "run", "view"]  # api/access.py `access_of`
+# The optional `If-Match` request header of PUT (`base_version_of` reads it); declared by its HTTP
+# name, as Litestar 2.25 wants header parameters (`HeaderParameter(name=...)`).
+IfMatch: TypeAlias = Annotated[str | None, HeaderParameter(name="If-Match")]
 
 
 class FlowIn(msgspec.Struct, kw_only=True):
@@ -133,7 +137,7 @@ class StaleVersion(Exception):
 
 
 def base_version_of(data: FlowPatch, if_match: str | None) -> int | None:
-    """The base version from the body, else from `If-Match: "3"` (or W/"3", or 3); None = no check."""
+    """The base version from the body, else `If-Match: "3"` (or W/"3", or 3); None = no check."""
     if data.base_version is not None or not if_match or if_match.strip() == "*":
         return data.base_version
     tag = if_match.strip().removeprefix("W/").strip('"')
@@ -205,7 +209,9 @@ async def owned_flow(conn: Conn, user: User, flow_id: UUID) -> dict[str, Any]:
 
 
 @post("/api/v1/flows", status_code=201, guards=[requires("flows:write")])
-async def create_flow(data: FlowIn, user: CurrentUser, conn: RequestConn, state: State) -> FlowOut:
+async def create_flow(
+    data: RequestBody[FlowIn], user: CurrentUser, conn: RequestConn, state: State
+) -> FlowOut:
     return await create_owned_flow(data, user, conn, state)
 
 
@@ -247,11 +253,11 @@ async def get_flow(flow_id: FromPath[UUID], user: CurrentUser, conn: RequestConn
 @put("/api/v1/flows/{flow_id:uuid}", guards=[requires("flows:write")])
 async def update_flow(
     flow_id: FromPath[UUID],
-    data: FlowPatch,
+    data: RequestBody[FlowPatch],
     user: CurrentUser,
     conn: RequestConn,
     state: State,
-    if_match: str | None = Parameter(header="If-Match", default=None),
+    if_match: IfMatch = None,
 ) -> FlowOut:
     base = base_version_of(data, if_match)
     await owned_flow(conn, user, flow_id)

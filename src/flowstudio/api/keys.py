@@ -2,11 +2,12 @@
 
 `create_api_key` makes a random `fsk_...` key with `auth.tokens.new_token`, stores only its SHA-256
 (`store/api_keys.py`) and returns the plain key once. A key has a scope (`auth.scopes`: `full` by
-default, `run`, or `run:flow:<id>` / `{"scope": "run:flow", "flow_id": ...}` for a flow the caller may
-run) and an expiry (`expires_in_days`, default API_KEY_DEFAULT_DAYS; 0 there means no expiry by
-default), after which `deps.provide_user` refuses it (401). `list_api_keys` never returns a key or its
-hash. `revoke_api_key` marks the key revoked (401 after). Keys are strictly per user: another user's
-key id answers 404, also for admins. Scoped keys cannot reach these routes at all (`auth.scopes`).
+default, `run`, or `run:flow:<id>` / `{"scope": "run:flow", "flow_id": ...}` for a flow the caller
+may run) and an expiry (`expires_in_days`, default API_KEY_DEFAULT_DAYS; 0 there means no expiry by
+default), after which `deps.provide_user` refuses it (401). `list_api_keys` never returns a key or
+its hash. `revoke_api_key` marks the key revoked (401 after). Keys are strictly per user: another
+user's key id answers 404, also for admins. Scoped keys cannot reach these routes at all
+(`auth.scopes`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from uuid import UUID
 import msgspec
 from litestar import Response, delete, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath
+from litestar.params import FromPath, RequestBody
 
 from flowstudio.api.access import runnable_flow
 from flowstudio.api.deps import CurrentUser, RequestConn, authenticated, requires
@@ -68,7 +69,7 @@ def _invalid(path: str, reason: str) -> Problem:
 
 @post("/api/v1/api-keys", status_code=201, guards=[requires("keys:write")])
 async def create_api_key(
-    data: ApiKeyIn, user: CurrentUser, conn: RequestConn, state: State
+    data: RequestBody[ApiKeyIn], user: CurrentUser, conn: RequestConn, state: State
 ) -> ApiKeyCreated:
     if not data.name.strip():
         raise _invalid("body.name", "must not be blank")

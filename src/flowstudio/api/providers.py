@@ -20,7 +20,7 @@ from uuid import UUID
 import msgspec
 from litestar import Response, Router, delete, get, patch, post
 from litestar.datastructures import State
-from litestar.params import FromPath
+from litestar.params import FromPath, RequestBody
 
 from flowstudio.api.deps import CurrentUser, RequestConn, User, requires
 from flowstudio.api.errors import conflict, found, invalid, not_found
@@ -117,7 +117,7 @@ def checked_base_url(url: str) -> str:
 
 
 async def _fingerprint_of_secret(state: State, user: User, conn: Conn, name: str) -> str:
-    """The fingerprint of the caller's own secret `name` (422 if the caller has none by that name)."""
+    """The fingerprint of the caller's own secret `name` (422 if the caller has none so named)."""
     box = secret_box(state)
     check_secret_name(name, "body.api_key_secret")
     rows = await secret_store.load_secrets(conn, user.id, [name])
@@ -149,7 +149,7 @@ async def get_provider(
 
 @post("/", status_code=201)
 async def create_provider(
-    data: ProviderIn, state: State, user: CurrentUser, conn: RequestConn
+    data: RequestBody[ProviderIn], state: State, user: CurrentUser, conn: RequestConn
 ) -> ProviderOut:
     base_url = checked_base_url(data.base_url)
     fingerprint = ""
@@ -179,7 +179,7 @@ async def create_provider(
 @patch("/{provider_id:uuid}")
 async def update_provider(
     provider_id: FromPath[UUID],
-    data: ProviderPatch,
+    data: RequestBody[ProviderPatch],
     state: State,
     user: CurrentUser,
     conn: RequestConn,

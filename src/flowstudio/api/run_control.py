@@ -19,7 +19,7 @@ import msgspec
 from litestar import get, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, RequestBody
 from litestar.response import ServerSentEvent
 
 from flowstudio.api.access import recheck_run_grant
@@ -77,7 +77,11 @@ async def resume(
 
 @post("/api/v1/runs/{run_id:uuid}/signal", status_code=202, guards=[requires("runs:write")])
 async def signal(
-    run_id: FromPath[UUID], data: SignalIn, state: State, user: CurrentUser, conn: RequestConn
+    run_id: FromPath[UUID],
+    data: RequestBody[SignalIn],
+    state: State,
+    user: CurrentUser,
+    conn: RequestConn,
 ) -> SignalOut:
     _, graph = await _controlled_run(conn, user, run_id, same_version=False)
     sent = await commands.signal(
@@ -88,7 +92,11 @@ async def signal(
 
 @post("/api/v1/runs/{run_id:uuid}/fork", status_code=202, guards=[requires("runs:write")])
 async def fork(
-    run_id: FromPath[UUID], data: ForkIn, state: State, user: CurrentUser, conn: RequestConn
+    run_id: FromPath[UUID],
+    data: RequestBody[ForkIn],
+    state: State,
+    user: CurrentUser,
+    conn: RequestConn,
 ) -> ForkOut:
     parent, graph = await _controlled_run(conn, user, run_id)
     forked = await commands.fork(

@@ -1,8 +1,9 @@
 """Schedule routes: cron schedules per flow (the orchestrator fires them, `engine/schedules.py`).
 
-`create_schedule` validates the cron expression and time zone (422 with the field path), computes the
-first tick from the database clock and stores the row; `update_schedule` recomputes the next tick when
-the cron, zone or enabled flag changes. Only the schedule's owner (or an admin) sees it; others 404.
+`create_schedule` validates the cron expression and time zone (422 with the field path), computes
+the first tick from the database clock and stores the row; `update_schedule` recomputes the next
+tick when the cron, zone or enabled flag changes. Only the schedule's owner (or an admin) sees it;
+others 404.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Response, delete, get, post, put
-from litestar.params import FromPath
+from litestar.params import FromPath, RequestBody
 
 from flowstudio.api.deps import CurrentUser, RequestConn, User, authenticated, requires, seen_or_404
 from flowstudio.api.errors import found, invalid
@@ -99,7 +100,7 @@ async def owned_schedule(conn: Conn, user: User, schedule_id: UUID) -> dict[str,
 
 @post("/api/v1/flows/{flow_id:uuid}/schedules", status_code=201, guards=[requires("flows:write")])
 async def create_schedule(
-    flow_id: FromPath[UUID], data: ScheduleIn, user: CurrentUser, conn: RequestConn
+    flow_id: FromPath[UUID], data: RequestBody[ScheduleIn], user: CurrentUser, conn: RequestConn
 ) -> ScheduleOut:
     await owned_flow(conn, user, flow_id)
     _check_max(data.max_catchup)
@@ -128,7 +129,10 @@ async def get_schedule(
 
 @put("/api/v1/schedules/{schedule_id:uuid}", guards=[requires("flows:write")])
 async def update_schedule(
-    schedule_id: FromPath[UUID], data: SchedulePatch, user: CurrentUser, conn: RequestConn
+    schedule_id: FromPath[UUID],
+    data: RequestBody[SchedulePatch],
+    user: CurrentUser,
+    conn: RequestConn,
 ) -> ScheduleOut:
     row = await owned_schedule(conn, user, schedule_id)
     _check_max(data.max_catchup)

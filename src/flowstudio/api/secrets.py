@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Response, Router, delete, get, post, put
 from litestar.datastructures import State
-from litestar.params import FromPath
+from litestar.params import FromPath, RequestBody
 
 from flowstudio.api.deps import CurrentUser, RequestConn, requires
 from flowstudio.api.errors import conflict, found, invalid, not_found, problem
@@ -70,7 +70,7 @@ def secret_out(row: dict[str, Any]) -> SecretOut:
 
 @post("/", status_code=201)
 async def create_secret(
-    data: SecretIn, state: State, user: CurrentUser, conn: RequestConn
+    data: RequestBody[SecretIn], state: State, user: CurrentUser, conn: RequestConn
 ) -> SecretOut:
     box = secret_box(state)
     check_secret_name(data.name, "body.name")
@@ -93,7 +93,11 @@ async def list_secrets(state: State, user: CurrentUser, conn: RequestConn) -> li
 
 @put("/{name:str}")
 async def update_secret(
-    name: FromPath[str], data: SecretValueIn, state: State, user: CurrentUser, conn: RequestConn
+    name: FromPath[str],
+    data: RequestBody[SecretValueIn],
+    state: State,
+    user: CurrentUser,
+    conn: RequestConn,
 ) -> SecretOut:
     box = secret_box(state)
     check_secret_name(name, "path.name")

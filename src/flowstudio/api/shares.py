@@ -3,11 +3,11 @@
 Only the flow's owner or an admin manages shares (`api.flows.owned_flow`: a user the flow is shared
 with gets 403, anyone else 404). `share_flow` finds the user by email (`store.users.user_by_email`)
 and upserts the row (`store.shares.upsert_share`). Its answer is the same for an unknown email and a
-known one (202 `ShareAccepted`: the email and permission as sent), so the form cannot tell whether an
-account exists; the owner sees effective shares in the list. A shared user may
-also remove their own share (leave the flow). A share is granted for the version published when it
-is made (`version`); after the owner publishes another one, the shared user runs nothing until the
-owner shares again or the user accepts it (`accept_share`, after reviewing the secret names it uses:
+known one (202 `ShareAccepted`: the email and permission as sent), so the form cannot tell whether
+an account exists; the owner sees effective shares in the list. A shared user may also remove their
+own share (leave the flow). A share is granted for the version published when it is made
+(`version`); after the owner publishes another one, the shared user runs nothing until the owner
+shares again or the user accepts it (`accept_share`, after reviewing the secret names it uses:
 `api/flow_secrets.py`). What a share grants is decided in `api/access.py`.
 """
 
@@ -19,7 +19,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Response, delete, get, post
-from litestar.params import FromPath
+from litestar.params import FromPath, RequestBody
 
 from flowstudio.api.access import flow_with_access
 from flowstudio.api.deps import CurrentUser, RequestConn, authenticated, require, requires
@@ -62,7 +62,7 @@ def share_out(row: dict[str, Any]) -> ShareOut:
 
 @post("/api/v1/flows/{flow_id:uuid}/shares", status_code=202, guards=[requires("flows:write")])
 async def share_flow(
-    flow_id: FromPath[UUID], data: ShareIn, user: CurrentUser, conn: RequestConn
+    flow_id: FromPath[UUID], data: RequestBody[ShareIn], user: CurrentUser, conn: RequestConn
 ) -> ShareAccepted:
     flow = await owned_flow(conn, user, flow_id)
     email = data.email.strip()

@@ -1,14 +1,14 @@
 """Langflow-style synchronous runs for chat apps: `POST /api/v1/run/{flow_id_or_endpoint_name}`.
 
-`run_flow` validates `tweaks` (per-node param overrides for this run only), starts a durable run with
-inputs `{"input_value": ..., **inputs}` through the same path as async runs (idempotency included),
-then either waits for the outputs (200) until `timeout` (then 202 with the run id: the run goes on),
-or with `?stream=true` streams Server-Sent Events: a first `run` event (and the `X-Run-Id` header)
-naming the run, so a dropped stream resumes on GET /api/v1/runs/{id}/events with Last-Event-ID; every
-step event as it commits, keepalive comments, and a final `end` event carrying the outputs. The path
-takes a flow id or the caller's endpoint name (`api.access.resolve_flow_ref`). Streams are guarded
-(`api/streams.py`: per-user cap, credentials re-checked while streaming); a wait re-checks the
-credentials before it answers.
+`run_flow` validates `tweaks` (per-node param overrides for this run only), starts a durable run
+with inputs `{"input_value": ..., **inputs}` through the same path as async runs (idempotency
+included), then either waits for the outputs (200) until `timeout` (then 202 with the run id: the
+run goes on), or with `?stream=true` streams Server-Sent Events: a first `run` event (and the
+`X-Run-Id` header) naming the run, so a dropped stream resumes on GET /api/v1/runs/{id}/events with
+Last-Event-ID; every step event as it commits, keepalive comments, and a final `end` event carrying
+the outputs. The path takes a flow id or the caller's endpoint name (`api.access.resolve_flow_ref`).
+Streams are guarded (`api/streams.py`: per-user cap, credentials re-checked while streaming); a wait
+re-checks the credentials before it answers.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import msgspec
 from litestar import Response, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, RequestBody
 from litestar.response import ServerSentEventMessage
 
 from flowstudio.api.access import resolve_flow_ref
@@ -80,7 +80,7 @@ RESULT_DOCS = {
 )
 async def run_flow(
     flow_id: FromPath[str],
-    data: SyncRunIn,
+    data: RequestBody[SyncRunIn],
     request: AnyRequest,
     state: State,
     user: CurrentUser,
