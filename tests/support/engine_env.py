@@ -81,11 +81,21 @@ class EngineEnv:
         )
         return str(row["id"])
 
-    async def start(self, definition: dict[str, Any], inputs: dict[str, Any] | None = None) -> str:
-        return (await self.start_flow(await self.create_flow(definition), inputs)).id
+    async def start(
+        self,
+        definition: dict[str, Any],
+        inputs: dict[str, Any] | None = None,
+        watched_for: float | None = None,
+    ) -> str:
+        flow_id = await self.create_flow(definition)
+        return (await self.start_flow(flow_id, inputs, watched_for=watched_for)).id
 
     async def start_flow(
-        self, flow_id: str, inputs: dict[str, Any] | None = None, key: str | None = None
+        self,
+        flow_id: str,
+        inputs: dict[str, Any] | None = None,
+        key: str | None = None,
+        watched_for: float | None = None,
     ) -> checkpoint.StartedRun:
         return await checkpoint.start_run(
             self.conn,
@@ -94,6 +104,7 @@ class EngineEnv:
             owner_id=self.owner_id,
             inputs=inputs or {},
             idempotency_key=key,
+            watched_for=watched_for,
         )
 
     async def load_batch(self, flow_id: str, items: list[dict[str, Any]]) -> str:

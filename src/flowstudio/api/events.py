@@ -1,19 +1,25 @@
 """Live run events: one PostgreSQL LISTEN per API process, fanned out to SSE streams and waiters.
 
 `EventHub.run()` (started by the app lifespan) holds a connection LISTENing on `fs_run_events`
-(checkpoint transactions NOTIFY `run_id:seq` on commit) and wakes the subscribers of that run; after a
-reconnect it wakes everyone, since notifications may have been missed. `subscribe(run_id)` returns an
-event to wait on; callers subscribe BEFORE reading the database, so no commit can slip between.
-`stream_run_events()` replays the event log from a sequence number (Last-Event-ID) and then follows it
-live, with keepalive comments, ending after the run is terminal. `wait_terminal()` serves sync runs.
-LLM tokens arrive on `fs_run_tokens` (pg_notify from the worker, never stored): the hub pushes them to
-the run's `TokenFeed`s and `stream_run_events` yields them as `token` events without an id (live only).
+(checkpoint transactions NOTIFY `run_id:seq` on commit) and wakes the subscribers of that run;
+after a reconnect it wakes everyone, since notifications may have been missed. `subscribe(run_id)`
+returns an event to wait on; callers subscribe BEFORE reading the database, so no commit can slip
+between. `stream_run_events()` replays the event log from a sequence number (Last-Event-ID) and
+then follows it live, with keepalive comments, ending after the run is terminal. `wait_terminal()`
+serves sync runs. Only a watched run's commits NOTIFY (migration 0034: a NOTIFY serializes commits
+database-wide), so both watch the run (`store.runs.watch_run`, for WATCH_S) after subscribing and
+before reading it, and renew the watch after each KEEPALIVE_S while they follow it (`Watch`).
+LLM tokens arrive on `fs_run_tokens` (pg_notify from the worker, never stored): the hub pushes them
+to the run's `TokenFeed`s and `stream_run_events` yields them as `token` events without an id (live
+only).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
@@ -27,10 +33,11 @@ from flowstudio.engine.states import RUN_TERMINAL
 from flowstudio.settings import Settings
 from flowstudio.store import locks
 from flowstudio.store import runs as store
-from flowstudio.store.db import Pool, connect
+from flowstudio.store.db import Conn, Pool, connect
 
 log = logging.getLogger(__name__)
 KEEPALIVE_S = 10.0
+WATCH_S = 6 * KEEPALIVE_S  # a follower's watch of a run; renewed after KEEPALIVE_S
 TOKEN_CHANNEL = "fs_run_tokens"  # ephemeral LLM tokens: {run_id, node_id, seq, text, ...}
 
 
@@ -52,6 +59,21 @@ class TokenFeed:
 
 
 T = TypeVar("T")
+
+
+class Watch:
+    """A follower's watch of one run: `renew(conn)` before each read of the run renews it in the
+    database when KEEPALIVE_S have passed since the last renewal (one UPDATE per keepalive, not
+    per event)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.renewed = -math.inf
+
+    async def renew(self, conn: Conn) -> None:
+        if time.monotonic() - self.renewed >= KEEPALIVE_S:
+            await store.watch_run(conn, self.run_id, WATCH_S)
+            self.renewed = time.monotonic()
 
 
 def _discard(registry: dict[str, set[T]], key: str, member: T) -> None:
@@ -193,12 +215,13 @@ async def stream_run_events(
 async def _follow_run(
     pool: Pool, hub: EventHub, run_id: str, after_seq: int, feed: TokenFeed
 ) -> AsyncIterator[ServerSentEventMessage]:
-    last = after_seq
+    last, watch = after_seq, Watch(run_id)
     while True:
         woken = hub.subscribe(run_id)
         for token in feed.drain():  # tokens published before the rows read next
             yield token
         async with pool.connection() as conn:
+            await watch.renew(conn)  # committed (autocommit) before the reads below
             run = await store.get_run(conn, run_id)
             rows = await store.get_events(conn, run_id, last, limit=500)
         for row in rows:
@@ -224,10 +247,12 @@ async def _follow_run(
 
 async def wait_terminal(pool: Pool, hub: EventHub, run_id: str, seconds: float) -> dict[str, Any]:
     """The run row once terminal, or as it is when `seconds` run out."""
+    watch = Watch(run_id)
     with anyio.move_on_after(seconds):
         while True:
             woken = hub.subscribe(run_id)
             async with pool.connection() as conn:
+                await watch.renew(conn)
                 run = await store.get_run(conn, run_id)
             assert run is not None
             if run["status"] in RUN_TERMINAL:

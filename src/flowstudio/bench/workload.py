@@ -4,8 +4,9 @@
 output`. `Driver` holds the bench's pool and publisher: `start_runs(n)` starts runs in parallel with
 `engine.checkpoint.start_run` and publishes each committed outbox at once (as the API does);
 `wait_all()` polls the runs table until all are terminal; `run_sequential(n)` starts one run at a
-time and waits for each through LISTEN fs_run_events (the NOTIFY of the commit that ends a run
-names its status: the driver queries only after a 0.5 s silence, never once per step).
+time and waits for each through LISTEN fs_run_events (each run is started watched, so that its
+commits NOTIFY; the NOTIFY of the commit that ends a run names its status: the driver queries only
+after a 0.5 s silence, never once per step).
 `concurrent_figures()` and `sequential_figures()` turn DB timestamps (runs.created_at/finished_at,
 run_events.at) into the figures the report prints, so polling granularity never enters a
 measurement.
@@ -144,9 +145,16 @@ class Driver:
         self.flow_id = flow_id
         self.check_alive = check_alive
 
-    async def _start_one(self, conn: psycopg.AsyncConnection[Any], i: int) -> str:
+    async def _start_one(
+        self, conn: psycopg.AsyncConnection[Any], i: int, watched_for: float | None = None
+    ) -> str:
         started = await start_run(
-            conn, flow_id=self.flow_id, version=1, owner_id=self.owner_id, inputs={"i": i}
+            conn,
+            flow_id=self.flow_id,
+            version=1,
+            owner_id=self.owner_id,
+            inputs={"i": i},
+            watched_for=watched_for,
         )
         await self.publisher.publish_committed(started.outbox)
         return started.id
@@ -198,7 +206,7 @@ class Driver:
         deadline = time.monotonic() + within
         async with self.pool.connection() as conn:
             for i in range(n):
-                run_id = await self._start_one(conn, i)
+                run_id = await self._start_one(conn, i, watched_for=within)  # followed live
                 ids.append(run_id)
                 ended = False  # the NOTIFY that ends a run says so: no query per step
                 while not (ended or await self._terminal(conn, run_id)):

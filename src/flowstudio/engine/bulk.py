@@ -20,8 +20,9 @@ by `store.pick_unstarted` in the caller's transaction) in ONE statement: what `a
 for each, run by run, in a savepoint and five statements. An unstarted run's steps are all pending,
 so the plan is the graph's alone (`start_nodes`: its roots become ready; nothing is skipped, the
 run stays `queued` until its first claim): those steps pending -> ready with READY_SET, their event
-rows (seq 2.., in step id order), the runs' counter, the outbox rows in pick order and each run's
-NOTIFY (`{run}:{seq}`), exactly the general path's rows (tests/engine/test_batch_start.py).
+rows (seq 2.., in step id order), the runs' counter, the outbox rows in pick order and the
+NOTIFY (`{run}:{seq}`) of each run someone follows (`runs.watched_until`, migration 0034), exactly
+the general path's rows (tests/engine/test_batch_start.py).
 
 `folded_start(graph)` / `start_runs_folded(conn, run_ids, root, ready)`: when the flow's one root
 is a pass-through `input` (no params: it outputs the run's inputs) whose success readies its
@@ -178,7 +179,7 @@ WITH picked AS (
     UPDATE runs SET event_seq = runs.event_seq + c.n, updated_at = now()
       FROM (SELECT run_id, count(*)::int AS n FROM rd GROUP BY run_id) c
      WHERE runs.id = c.run_id
-    RETURNING runs.id, runs.event_seq, c.n
+    RETURNING runs.id, runs.event_seq, c.n, runs.watched_until
 ), ev AS (
     INSERT INTO run_events (run_id, seq, kind, step_id, node_id, item_index, attempt,
                             from_status, to_status, data)
@@ -191,6 +192,7 @@ WITH picked AS (
     RETURNING id, run_id, step_id, token
 ), nt AS (
     SELECT pg_notify(%(channel)s, r.id::text || ':' || r.event_seq) FROM r
+     WHERE r.watched_until >= now()  -- only a followed run (migration 0034)
 )
 SELECT (SELECT count(*) FROM nt) AS notified,
        ARRAY(SELECT r.id FROM r) AS started,

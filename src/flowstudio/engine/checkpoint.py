@@ -81,8 +81,11 @@ async def start_run(
     parent_run_id: Any = None,
     batch_id: Any = None,
     tweaks: dict[str, Any] | None = None,
+    watched_for: float | None = None,
 ) -> StartedRun:
     """Insert the run, all its steps (roots ready) and their outbox rows in one transaction.
+    `watched_for`: the caller follows the run live from its start: its commits NOTIFY for that
+    many seconds (`runs.watched_until`, migration 0034; `store.runs.watch_run` renews it).
 
     The same (owner, Idempotency-Key) returns the existing run: a client that retries after the API died
     between commit and response gets the run it created. The key is scoped by flow: reused on another
@@ -93,8 +96,9 @@ async def start_run(
     async with conn.transaction():
         cur = await conn.execute(
             """INSERT INTO runs (id, flow_id, flow_version, owner_id, inputs, idempotency_key,
-                                 parent_run_id, batch_id, tweaks, traceparent)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                 parent_run_id, batch_id, tweaks, traceparent, watched_until)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                       now() + make_interval(secs => %s))
                ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id""",
             (
                 run_id,
@@ -107,6 +111,7 @@ async def start_run(
                 batch_id,
                 Jsonb(tweaks or {}),
                 tracing.new_run_traceparent(),  # None unless OpenTelemetry is on
+                watched_for,  # None: NULL, nobody follows it yet
             ),
         )
         if await cur.fetchone() is None:

@@ -5,7 +5,8 @@ engine/runtxn.py, engine/checkpoint.py, engine/groupcommit.py, engine/advance.py
 `lock_sql()` locks the run row; `move_sql(...)` is a guarded step UPDATE, optionally wrapped with the
 payload upsert and the run's step-state read (`move_steps_reading_states`); `flush_sql(...)` is the
 final statement: the run row, the event rows (gapless seqs), the outbox rows, the NOTIFY (`run id:last
-seq`, plus `:status` when the run ended there: a waiter needs no query per step) and, for
+seq`, plus `:status` when the run ended there: a waiter needs no query per step) when someone
+follows the run (`runs.watched_until`, migration 0034: a NOTIFY serializes commits) and, for
 eager dispatch, the claim of the next step plus the context rows it reads. The claim's event row is
 made in SQL from the claim's RETURNING, so a claim that matched nothing logs nothing.
 `CLAIM_SET` (the claim's SET list), `STEP_CONTEXT` (what a step's context reads), `SAVE_IO` /
@@ -129,7 +130,9 @@ def flush_sql(run_sets: list[str], *, claim: bool, read_context: bool = False) -
         FROM jsonb_array_elements(%(events)s) WITH ORDINALITY AS e(ev, ord){CLAIM_EVENT if claim else ''}
     ), r AS (
         UPDATE runs SET event_seq = event_seq + (SELECT count(*) FROM evs)::int, {', '.join(run_sets)}
-        WHERE id = %(id)s RETURNING event_seq, status, (SELECT count(*) FROM evs)::int AS n_ev
+        WHERE id = %(id)s
+        RETURNING event_seq, status, (SELECT count(*) FROM evs)::int AS n_ev,
+                  watched_until >= now() AS watched
     ), ev AS (
         INSERT INTO run_events (run_id, seq, kind, step_id, node_id, item_index,
                                 attempt, from_status, to_status, data)
@@ -146,7 +149,7 @@ def flush_sql(run_sets: list[str], *, claim: bool, read_context: bool = False) -
     ), nt AS (
         SELECT pg_notify(%(channel)s, %(id)s::text || ':' || r.event_seq
                          || CASE WHEN r.status IN {RUN_ENDED_SQL} THEN ':' || r.status ELSE '' END)
-        FROM r WHERE r.n_ev > 0
+        FROM r WHERE r.n_ev > 0 AND r.watched  -- only a followed run (migration 0034)
     )
     SELECT r.event_seq, (SELECT count(*) FROM nt) AS notified,
            ARRAY(SELECT ob.id FROM ob ORDER BY ob.id) AS ob_ids,

@@ -1,5 +1,6 @@
 """Read side of runs for the API: run rows, their steps with payloads, the event log, listings;
 and for the worker `step_input` (the item a map item step was expanded with) and `run_traceparent`.
+`watch_run` is its one write: a live follower's watch of a run (its commits NOTIFY while it lasts).
 
 `list_runs` builds its WHERE from the filters given (see its docstring); migration 0014 adds the
 indexes its shapes need (`runs_created`, `runs_status_created`).
@@ -20,6 +21,18 @@ RUN_COLS = """id, flow_id, flow_version, owner_id, status, inputs, outputs, erro
 async def get_run(conn: Conn, run_id: Any) -> dict[str, Any] | None:
     cur = await conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE id = %s", (run_id,))
     return await cur.fetchone()
+
+
+async def watch_run(conn: Conn, run_id: Any, seconds: float) -> None:
+    """Have the engine NOTIFY this run's commits for the next `seconds` (`runs.watched_until`,
+    migration 0034: an unwatched run's commits send none). A live follower calls it on an
+    autocommit connection before it reads the run, and again before the watch runs out."""
+    await conn.execute(
+        """UPDATE runs SET watched_until = greatest(watched_until,
+                                                    now() + make_interval(secs => %s))
+            WHERE id = %s""",
+        (seconds, run_id),
+    )
 
 
 async def is_batch_item(conn: Conn, run_id: Any) -> bool:
