@@ -176,7 +176,9 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION start_runs_folded(p_runs uuid[], p_root text, p_ready text[], p_channel text)
+CREATE OR REPLACE FUNCTION start_runs_folded(
+    p_runs uuid[], p_root text, p_ready text[], p_channel text
+)
 RETURNS TABLE (started uuid[], ob_ids bigint[], ob_runs uuid[], ob_steps bigint[],
                ob_tokens integer[])
 LANGUAGE plpgsql AS $$
