@@ -8,7 +8,8 @@ between. `stream_run_events()` replays the event log from a sequence number (Las
 then follows it live, with keepalive comments, ending after the run is terminal. `wait_terminal()`
 serves sync runs. Only a watched run's commits NOTIFY (migration 0034: a NOTIFY serializes commits
 database-wide), so both watch the run (`store.runs.watch_run`, for WATCH_S) after subscribing and
-before reading it, and renew the watch after each KEEPALIVE_S while they follow it (`Watch`).
+before reading it, and renew the watch after each KEEPALIVE_S while they follow it (`Watch`; a
+stream reads the run again at least every KEEPALIVE_S, even while LLM tokens keep it busy).
 LLM tokens arrive on `fs_run_tokens` (pg_notify from the worker, never stored): the hub pushes them
 to the run's `TokenFeed`s and `stream_run_events` yields them as `token` events without an id (live
 only).
@@ -37,7 +38,7 @@ from flowstudio.store.db import Conn, Pool, connect
 
 log = logging.getLogger(__name__)
 KEEPALIVE_S = 10.0
-WATCH_S = 6 * KEEPALIVE_S  # a follower's watch of a run; renewed after KEEPALIVE_S
+WATCH_S = 3 * KEEPALIVE_S  # a follower's watch of a run; renewed at a read KEEPALIVE_S after
 TOKEN_CHANNEL = "fs_run_tokens"  # ephemeral LLM tokens: {run_id, node_id, seq, text, ...}
 
 
@@ -224,6 +225,7 @@ async def _follow_run(
             await watch.renew(conn)  # committed (autocommit) before the reads below
             run = await store.get_run(conn, run_id)
             rows = await store.get_events(conn, run_id, last, limit=500)
+        read_at = time.monotonic()
         for row in rows:
             last = row["seq"]
             yield ServerSentEventMessage(data=event_json(row), event=row["kind"], id=row["seq"])
@@ -237,11 +239,17 @@ async def _follow_run(
         if rows:
             hub.unsubscribe(run_id, woken)
             continue
-        while (why := await _wait_rows_or_tokens(woken, feed, KEEPALIVE_S)) == "tokens":
+        # back to the read (and the watch's renewal) at least every KEEPALIVE_S, tokens or not: a
+        # steady token stream must not let the watch run out (then commits would not NOTIFY)
+        streamed = False
+        while (
+            why := await _wait_rows_or_tokens(woken, feed, read_at + KEEPALIVE_S - time.monotonic())
+        ) == "tokens":
+            streamed = True
             for token in feed.drain():
                 yield token
         hub.unsubscribe(run_id, woken)
-        if not why:
+        if not why and not streamed:
             yield ServerSentEventMessage(comment="keepalive")
 
 

@@ -26,10 +26,11 @@ async def get_run(conn: Conn, run_id: Any) -> dict[str, Any] | None:
 async def watch_run(conn: Conn, run_id: Any, seconds: float) -> None:
     """Have the engine NOTIFY this run's commits for the next `seconds` (`runs.watched_until`,
     migration 0034: an unwatched run's commits send none). A live follower calls it on an
-    autocommit connection before it reads the run, and again before the watch runs out."""
+    autocommit connection before it reads the run, and again before the watch runs out. From the
+    clock, not the statement's start: a watch that waited for the run's row lock still lasts."""
     await conn.execute(
         """UPDATE runs SET watched_until = greatest(watched_until,
-                                                    now() + make_interval(secs => %s))
+                                                    clock_timestamp() + make_interval(secs => %s))
             WHERE id = %s""",
         (seconds, run_id),
     )
