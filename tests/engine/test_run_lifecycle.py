@@ -15,9 +15,11 @@ import psycopg
 import pytest
 
 from flowstudio.engine.checkpoint import IdempotencyKeyReused
+from flowstudio.engine.runtxn import NOTIFY_CHANNEL
 from flowstudio.store import runs as runs_store
 from tests.support.engine_env import EngineEnv
 from tests.support.flows import branch_flow, chain, edge, flow_def, node
+from tests.support.notifications import heard, listening
 
 pytestmark = pytest.mark.anyio
 
@@ -109,41 +111,33 @@ async def test_each_commit_notifies_its_last_seq_and_the_runs_end_names_its_stat
     """`fs_run_events` carries `run:seq` per commit of a watched run (the start, each claim and
     success); the commit that ends the run adds `:status`, so a waiter (the bench's sequential
     driver) needs no query per step to see a run end."""
-    async with await psycopg.AsyncConnection.connect(env.url, autocommit=True) as listen:
-        await listen.execute("LISTEN fs_run_events")
+    async with listening(env.url, NOTIFY_CHANNEL) as listen:
         rid = await env.start(TWO, watched_for=60)
         for node_id in ("in", "a", "b", "out"):
             await env.run_node(rid, node_id)
-        payloads = await _heard(listen)
+        payloads = await heard(env.conn, listen, NOTIFY_CHANNEL)
     mine = [p for p in payloads if p.startswith(rid)]
     assert mine[-1] == f"{rid}:{(await env.run(rid))['event_seq']}:succeeded"
     assert len(mine) == 1 + 2 * 4 and all(p.count(":") == 1 for p in mine[:-1])
 
 
-async def _heard(listen: psycopg.AsyncConnection[Any]) -> list[str]:
-    """The payloads `listen` got on fs_run_events, up to a marker sent now."""
-    await listen.execute("NOTIFY fs_run_events, 'marker'")
-    payloads = []
-    async for note in listen.notifies(timeout=10):
-        if note.payload == "marker":
-            break
-        payloads.append(note.payload)
-    return payloads
+async def heard_of(env: EngineEnv, listen: psycopg.AsyncConnection[Any], rid: str) -> list[str]:
+    """What `listen` heard on the run-events channel about run `rid` since the last look."""
+    return [p for p in await heard(env.conn, listen, NOTIFY_CHANNEL) if p.startswith(rid)]
 
 
 async def test_only_a_watched_runs_commits_notify(env: EngineEnv) -> None:
     """A NOTIFY serializes commits database-wide (migration 0034): a run nobody follows sends
     none; from the moment a follower watches it (`store.runs.watch_run`), each commit does, and
     none once the watch has run out."""
-    async with await psycopg.AsyncConnection.connect(env.url, autocommit=True) as listen:
-        await listen.execute("LISTEN fs_run_events")
+    async with listening(env.url, NOTIFY_CHANNEL) as listen:
         rid = await env.start(TWO)
         await env.run_node(rid, "in")
-        assert [p for p in await _heard(listen) if p.startswith(rid)] == []
+        assert await heard_of(env, listen, rid) == []
         await runs_store.watch_run(env.conn, rid, 60)
         await env.run_node(rid, "a")
         seq = (await env.run(rid))["event_seq"]
-        claim, success = [p for p in await _heard(listen) if p.startswith(rid)]
+        claim, success = await heard_of(env, listen, rid)
         assert int(claim.split(":")[1]) < seq and success == f"{rid}:{seq}"
         await env.conn.execute(  # the watch ran out
             "UPDATE runs SET watched_until = now() - interval '1 second' WHERE id = %s", (rid,)
@@ -151,7 +145,7 @@ async def test_only_a_watched_runs_commits_notify(env: EngineEnv) -> None:
         await env.run_node(rid, "b")
         await env.run_node(rid, "out")
         assert (await env.run(rid))["status"] == "succeeded"
-        assert [p for p in await _heard(listen) if p.startswith(rid)] == []
+        assert await heard_of(env, listen, rid) == []
     env.check_log(rid)
 
 
@@ -160,12 +154,10 @@ async def test_a_follower_that_watches_mid_run_always_hears_its_end(env: EngineE
     run (its own connection) at a random point of the run's commits, then reads it. Either the run
     has ended by that read, or the NOTIFY of its end comes: a commit that locked the run before
     the watch is read, one that locks it after sees the watch. 40 runs, every one heard."""
-    url = env.url
     async with (
-        await psycopg.AsyncConnection.connect(url, autocommit=True) as listen,
-        await psycopg.AsyncConnection.connect(url, autocommit=True) as follower,
+        listening(env.url, NOTIFY_CHANNEL) as listen,
+        await psycopg.AsyncConnection.connect(env.url, autocommit=True) as follower,
     ):
-        await listen.execute("LISTEN fs_run_events")
         read_ended = 0
         for _ in range(40):
             rid = await env.start(TWO)
