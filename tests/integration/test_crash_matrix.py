@@ -132,15 +132,20 @@ def test_killed_worker_is_taken_over_long_before_its_lease_expires(
 def test_paused_worker_whose_lease_expired_cannot_commit(
     stack: Stack, credentials: Creds, db: Conn, sink: Sink
 ) -> None:
-    api = start_all(stack, credentials, workers=0)
+    # A frozen consumer keeps the pointers RabbitMQ hands it (up to its prefetch, 2) until the
+    # broker's heartbeat timeout; the re-dispatched pointer goes round-robin, so it may land there.
+    # Recovery re-dispatches a ready step whose pointer was not claimed (REDISPATCH_AFTER): with 1 s,
+    # the third pointer at the latest reaches the live worker, a few seconds, not 2 x the default.
+    stack.start_api()
+    stack.start_orchestrator(extra_env={"REDISPATCH_AFTER": "1"})
+    api = Api(stack.base_url, *credentials)
     zombie = stack.start_worker(concurrency=2)
     flow = linear_flow(("slow", "http_request", {"url": sink.url("/slow", sleep=3)}))
     rid = api.start_run(api.create_flow(flow)["id"])
     key = f"{rid}:slow:0"
     wait_for(lambda: sink.calls[key] >= 1, 20, "the first call to reach the sink")
     assert zombie.popen is not None
-    # the live worker is up (consuming) before the zombie freezes, so the re-dispatched pointer
-    # does not sit in the frozen consumer's prefetch buffer on a slow machine
+    # the live worker is up (consuming) before the zombie freezes
     healthy = stack.start_worker(concurrency=2)
     wait_for(lambda: registered(db, healthy), 30, "the second worker to start")
     os.kill(zombie.popen.pid, signal.SIGSTOP)  # a GC pause / frozen VM: its lease runs out
