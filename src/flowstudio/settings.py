@@ -28,6 +28,7 @@ from flowstudio.home import generated_secret_key
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str
     amqp_url: str
+    amqp_heartbeat_seconds: int  # AMQP_HEARTBEAT_SECONDS (unless AMQP_URL has ?heartbeat=)
     queue_prefix: str
     backend_host: str
     backend_port: int
@@ -219,6 +220,7 @@ def load_settings(env_file: str | None = ".env") -> Settings:
     return Settings(
         database_url=database_url(),
         amqp_url=_env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+        amqp_heartbeat_seconds=max(1, int(_env("AMQP_HEARTBEAT_SECONDS", "15"))),
         queue_prefix=_env("QUEUE_PREFIX", "flowstudio"),
         backend_host=_env("BACKEND_HOST", "localhost"),
         backend_port=int(_env("BACKEND_PORT", "8005")),

@@ -132,24 +132,27 @@ def test_killed_worker_is_taken_over_long_before_its_lease_expires(
 def test_paused_worker_whose_lease_expired_cannot_commit(
     stack: Stack, credentials: Creds, db: Conn, sink: Sink
 ) -> None:
-    # A frozen consumer keeps the pointers RabbitMQ hands it (up to its prefetch, 2) until the
-    # broker's heartbeat timeout; the re-dispatched pointer goes round-robin, so it may land there.
-    # Recovery re-dispatches a ready step whose pointer was not claimed (REDISPATCH_AFTER): with 1 s,
-    # the third pointer at the latest reaches the live worker, a few seconds, not 2 x the default.
+    # Recovery's re-dispatch of unclaimed pointers is off (REDISPATCH_AFTER 600 s): what brings the
+    # step back is the lease's expiry alone, and with RabbitMQ the frozen consumer's pointers come
+    # back through the AMQP heartbeat (1 s here): the broker drops its connection.
     stack.start_api()
-    stack.start_orchestrator(extra_env={"REDISPATCH_AFTER": "1"})
+    stack.start_orchestrator(extra_env={"REDISPATCH_AFTER": "600"})
     api = Api(stack.base_url, *credentials)
-    zombie = stack.start_worker(concurrency=2)
+    zombie = stack.start_worker(concurrency=2, extra_env={"AMQP_HEARTBEAT_SECONDS": "1"})
     flow = linear_flow(("slow", "http_request", {"url": sink.url("/slow", sleep=3)}))
     rid = api.start_run(api.create_flow(flow)["id"])
     key = f"{rid}:slow:0"
     wait_for(lambda: sink.calls[key] >= 1, 20, "the first call to reach the sink")
     assert zombie.popen is not None
-    # the live worker is up (consuming) before the zombie freezes
-    healthy = stack.start_worker(concurrency=2)
-    wait_for(lambda: registered(db, healthy), 30, "the second worker to start")
     os.kill(zombie.popen.pid, signal.SIGSTOP)  # a GC pause / frozen VM: its lease runs out
     try:
+        # the lease expires and the re-run's pointer is published while the frozen worker is the
+        # only consumer: RabbitMQ would hand it over (the worker has free prefetch) and it would
+        # stay there, if the broker did not drop the frozen connection
+        wait_for(lambda: step_row(db, rid, "slow")["status"] == "ready", 20, "the lease to expire")
+        wait_for(lambda: outbox_rows(db, rid, "slow") == 0, 20, "the re-run's pointer to go out")
+        healthy = stack.start_worker(concurrency=2)
+        wait_for(lambda: registered(db, healthy), 30, "the second worker to start")
         wait_for(lambda: sink.calls[key] >= 2, 20, "the re-run after the lease expired")
     finally:
         os.kill(zombie.popen.pid, signal.SIGCONT)  # it wakes up holding a stale attempt

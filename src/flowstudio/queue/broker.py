@@ -2,6 +2,10 @@
 
 `RabbitBroker.connect()` opens a robust connection (it reconnects by itself after a broker restart or a
 cut connection) with a publisher-confirms channel and declares one durable queue `{prefix}.steps`.
+The connection's AMQP heartbeat (`heartbeat`, AMQP_HEARTBEAT_SECONDS, unless the URL sets one) bounds
+how long a frozen consumer (SIGSTOP, a paused VM, a blocked event loop) keeps the pointers RabbitMQ
+handed it ahead of its free slots (the prefetch): RabbitMQ closes a connection whose peer sent no
+heartbeat for about that long and requeues its unacked pointers to the live consumers.
 `publish(messages)` returns only after the broker confirmed every persistent message, or raises.
 `deliveries(prefetch)` yields incoming messages on a separate channel with the given prefetch; the
 worker acks each after its claim commits. `encode/decode_message` (`queue/message.py`) fix the message body shape.
@@ -13,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aio_pika
 import aiormq
@@ -25,8 +30,9 @@ __all__ = ["RabbitBroker", "StepMessage", "decode_message", "encode_message"]
 
 
 class RabbitBroker:
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, *, heartbeat: int | None = None) -> None:
         self.url = url
+        self.heartbeat = heartbeat
         self.queue_name = f"{prefix}.steps"
         self._conn: AbstractRobustConnection | None = None
         self._pub: Any = None
@@ -47,6 +53,7 @@ class RabbitBroker:
                     conn = await aio_pika.connect_robust(
                         self.url,
                         client_properties={"connection_name": f"flowstudio:{self.queue_name}"},
+                        **self._heartbeat_option(),
                     )
                     break
                 except (aiormq.exceptions.AMQPConnectionError, OSError) as exc:
@@ -59,6 +66,12 @@ class RabbitBroker:
             await channel.declare_queue(self.queue_name, durable=True)
             self._pub = channel
             self._conn = conn
+
+    def _heartbeat_option(self) -> dict[str, Any]:
+        """`heartbeat=` for aio-pika (its keywords override the URL's query), unless the URL has one."""
+        if self.heartbeat is None or "heartbeat" in parse_qs(urlsplit(self.url).query):
+            return {}
+        return {"heartbeat": self.heartbeat}
 
     async def publish(self, messages: Sequence[StepPointer]) -> None:
         if not messages:

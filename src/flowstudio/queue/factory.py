@@ -41,4 +41,6 @@ def make_broker(settings: Settings) -> Broker:
             settings.queue_prefix,
             visibility_seconds=max(5.0, settings.lease_seconds),
         )
-    return RabbitBroker(settings.amqp_url, settings.queue_prefix)
+    return RabbitBroker(
+        settings.amqp_url, settings.queue_prefix, heartbeat=settings.amqp_heartbeat_seconds
+    )
