@@ -28,7 +28,7 @@ from flowstudio.home import generated_secret_key
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str
     amqp_url: str
-    amqp_heartbeat_seconds: int  # AMQP_HEARTBEAT_SECONDS (unless AMQP_URL has ?heartbeat=)
+    amqp_heartbeat_seconds: int = 15  # AMQP_HEARTBEAT_SECONDS (unless AMQP_URL has ?heartbeat=)
     queue_prefix: str
     backend_host: str
     backend_port: int
