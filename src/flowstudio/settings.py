@@ -15,6 +15,7 @@ and to the PostgreSQL queue otherwise.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import sys
 from urllib.parse import quote
@@ -179,6 +180,27 @@ def resolve_event_loop(choice: str | None = None) -> str:
     return "uvloop" if available else "asyncio"
 
 
+def _int(name: str, default: str) -> int:
+    """An integer setting; a value that is not one is a SettingsError naming the variable."""
+    value = _env(name, default)
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, not {value!r}") from None
+
+
+def _float(name: str, default: str) -> float:
+    """A finite number setting; anything else is a SettingsError naming the variable."""
+    value = _env(name, default)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise SettingsError(f"{name} must be a number, not {value!r}")
+    return number
+
+
 def _csv(name: str) -> tuple[str, ...]:
     return tuple(v.strip().rstrip("/") for v in _env(name, "").split(",") if v.strip())
 
@@ -211,7 +233,7 @@ def _role_map(raw: str) -> tuple[tuple[str, str], ...]:
 def load_settings(env_file: str | None = ".env") -> Settings:
     if env_file and os.path.exists(env_file):
         load_dotenv(env_file, override=False)
-    lease = float(_env("LEASE_SECONDS", "30"))
+    lease = _float("LEASE_SECONDS", "30")
     backend = _env("QUEUE_BACKEND", "rabbitmq" if os.environ.get("AMQP_URL") else "postgres")
     if backend not in ("rabbitmq", "postgres"):
         raise SettingsError(f"QUEUE_BACKEND must be rabbitmq or postgres, not {backend!r}")
@@ -220,97 +242,93 @@ def load_settings(env_file: str | None = ".env") -> Settings:
     return Settings(
         database_url=database_url(),
         amqp_url=_env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-        amqp_heartbeat_seconds=max(1, int(_env("AMQP_HEARTBEAT_SECONDS", "15"))),
+        amqp_heartbeat_seconds=max(1, _int("AMQP_HEARTBEAT_SECONDS", "15")),
         queue_prefix=_env("QUEUE_PREFIX", "flowstudio"),
         backend_host=_env("BACKEND_HOST", "localhost"),
-        backend_port=int(_env("BACKEND_PORT", "8005")),
+        backend_port=_int("BACKEND_PORT", "8005"),
         secret_key=_env("SECRET_KEY", "") or generated_secret_key(),
         maxplatform_url=_env("MAXPLATFORM_URL", "http://localhost:8000"),
         auth_mode=_env("AUTH_MODE", "local"),
         maxplatform_me_path=_env("MAXPLATFORM_ME_PATH", "/api/auth/me"),
         http_allowed_hosts=allowed,
         lease_seconds=lease,
-        heartbeat_seconds=float(_env("HEARTBEAT_SECONDS", str(min(5.0, lease / 3)))),
-        recovery_interval=float(_env("RECOVERY_INTERVAL", "2")),
-        redispatch_after=float(_env("REDISPATCH_AFTER", "60")),
-        lease_recoveries=int(_env("LEASE_RECOVERIES", "5")),
-        worker_grace_seconds=float(_env("WORKER_GRACE_SECONDS", "10")),
-        db_pool_size=int(_env("DB_POOL_SIZE", "10")),
+        heartbeat_seconds=_float("HEARTBEAT_SECONDS", str(min(5.0, lease / 3))),
+        recovery_interval=_float("RECOVERY_INTERVAL", "2"),
+        redispatch_after=_float("REDISPATCH_AFTER", "60"),
+        lease_recoveries=_int("LEASE_RECOVERIES", "5"),
+        worker_grace_seconds=_float("WORKER_GRACE_SECONDS", "10"),
+        db_pool_size=_int("DB_POOL_SIZE", "10"),
         log_level=_env("LOG_LEVEL", "INFO"),
         ui_dist=_env("UI_DIST", ""),
-        batch_concurrency=int(_env("BATCH_CONCURRENCY", "256")),
-        eager_steps=int(_env("EAGER_STEPS", "32")),
+        batch_concurrency=_int("BATCH_CONCURRENCY", "256"),
+        eager_steps=_int("EAGER_STEPS", "32"),
         group_commit=_env("GROUP_COMMIT", "on").strip().lower() not in ("0", "false", "no", "off"),
-        group_commit_max_steps=int(_env("GROUP_COMMIT_MAX_STEPS", "32")),
-        group_commit_window_ms=float(_env("GROUP_COMMIT_WINDOW_MS", "0")),
-        group_commit_inflight=int(_env("GROUP_COMMIT_INFLIGHT", "2")),
+        group_commit_max_steps=_int("GROUP_COMMIT_MAX_STEPS", "32"),
+        group_commit_window_ms=_float("GROUP_COMMIT_WINDOW_MS", "0"),
+        group_commit_inflight=_int("GROUP_COMMIT_INFLIGHT", "2"),
         one_call_commit=_env("ONE_CALL_COMMIT", "on").strip().lower()
         not in ("0", "false", "no", "off"),
         fold_steps=_env("FOLD_STEPS", "on").strip().lower() not in ("0", "false", "no", "off"),
         queue_backend=backend,
         # Windows' selector event loop (psycopg) handles at most 512 sockets per process
-        worker_concurrency=int(
-            _env("WORKER_CONCURRENCY", "128" if sys.platform == "win32" else "256")
-        ),
-        worker_db_pool_size=int(_env("WORKER_DB_POOL_SIZE", "20")),
+        worker_concurrency=_int("WORKER_CONCURRENCY", "128" if sys.platform == "win32" else "256"),
+        worker_db_pool_size=_int("WORKER_DB_POOL_SIZE", "20"),
         fast_takeover=_env("FAST_TAKEOVER", "1").strip().lower() not in ("0", "false", "no", "off"),
-        prune_after_days=float(_env("PRUNE_AFTER_DAYS", "0")),
+        prune_after_days=_float("PRUNE_AFTER_DAYS", "0"),
         provider_limits=_env("PROVIDER_LIMITS", "on").strip().lower()
         not in ("0", "false", "no", "off"),
-        provider_permit_wait_seconds=float(_env("PROVIDER_PERMIT_WAIT_SECONDS", "3")),
-        provider_default_max_concurrency=max(
-            1, int(_env("PROVIDER_DEFAULT_MAX_CONCURRENCY", "256"))
-        ),
-        provider_initial_concurrency=max(1, int(_env("PROVIDER_INITIAL_CONCURRENCY", "32"))),
-        gc_gen0_threshold=max(0, int(_env("GC_GEN0_THRESHOLD", "20000"))),
+        provider_permit_wait_seconds=_float("PROVIDER_PERMIT_WAIT_SECONDS", "3"),
+        provider_default_max_concurrency=max(1, _int("PROVIDER_DEFAULT_MAX_CONCURRENCY", "256")),
+        provider_initial_concurrency=max(1, _int("PROVIDER_INITIAL_CONCURRENCY", "32")),
+        gc_gen0_threshold=max(0, _int("GC_GEN0_THRESHOLD", "20000")),
         event_loop=resolve_event_loop(),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),
         metrics_token=_env("METRICS_TOKEN", ""),
-        metrics_port=int(_env("METRICS_PORT", "0")),
-        metrics_cache_seconds=float(_env("METRICS_CACHE_SECONDS", "5")),
-        ops_cache_seconds=float(_env("OPS_CACHE_SECONDS", "2")),
+        metrics_port=_int("METRICS_PORT", "0"),
+        metrics_cache_seconds=_float("METRICS_CACHE_SECONDS", "5"),
+        ops_cache_seconds=_float("OPS_CACHE_SECONDS", "2"),
         log_format=_env("LOG_FORMAT", "text").strip().lower(),
         otel_endpoint=_env("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
-        template_max_iterations=int(_env("TEMPLATE_MAX_ITERATIONS", "100000")),
-        template_max_string=int(_env("TEMPLATE_MAX_STRING", "1000000")),
-        template_max_output=int(_env("TEMPLATE_MAX_OUTPUT", "1000000")),
-        regex_timeout_max_s=float(_env("REGEX_TIMEOUT_MAX_S", "1.0")),
-        flow_max_nodes=int(_env("FLOW_MAX_NODES", "2000")),
-        flow_max_edges=int(_env("FLOW_MAX_EDGES", "10000")),
-        flow_max_bytes=int(_env("FLOW_MAX_BYTES", str(2 * 1024 * 1024))),
-        json_max_depth=int(_env("JSON_MAX_DEPTH", "64")),
-        cpu_work_limit=int(_env("CPU_WORK_LIMIT", "2")),
+        template_max_iterations=_int("TEMPLATE_MAX_ITERATIONS", "100000"),
+        template_max_string=_int("TEMPLATE_MAX_STRING", "1000000"),
+        template_max_output=_int("TEMPLATE_MAX_OUTPUT", "1000000"),
+        regex_timeout_max_s=_float("REGEX_TIMEOUT_MAX_S", "1.0"),
+        flow_max_nodes=_int("FLOW_MAX_NODES", "2000"),
+        flow_max_edges=_int("FLOW_MAX_EDGES", "10000"),
+        flow_max_bytes=_int("FLOW_MAX_BYTES", str(2 * 1024 * 1024)),
+        json_max_depth=_int("JSON_MAX_DEPTH", "64"),
+        cpu_work_limit=_int("CPU_WORK_LIMIT", "2"),
         cors_origins=_csv("CORS_ORIGINS"),
         trusted_origins=_csv("TRUSTED_ORIGINS"),
         cookie_secure=_env("COOKIE_SECURE", "auto").strip().lower(),
         forwarded_allow_ips=_env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
-        stream_recheck_s=float(_env("STREAM_RECHECK_S", "15")),
-        streams_per_user=int(_env("STREAMS_PER_USER", "20")),
+        stream_recheck_s=_float("STREAM_RECHECK_S", "15"),
+        streams_per_user=_int("STREAMS_PER_USER", "20"),
         code_node=_env("CODE_NODE", "sandbox").strip().lower(),
-        code_output_max_bytes=int(_env("CODE_OUTPUT_MAX_BYTES", str(1024 * 1024))),
+        code_output_max_bytes=_int("CODE_OUTPUT_MAX_BYTES", str(1024 * 1024)),
         code_sandbox_bwrap=_env("CODE_SANDBOX_BWRAP", ""),
-        http_max_response_bytes=int(_env("HTTP_MAX_RESPONSE_BYTES", "10000000")),
-        http_max_redirects=int(_env("HTTP_MAX_REDIRECTS", "5")),
-        http_max_seconds=float(_env("HTTP_MAX_SECONDS", "600")),
-        document_max_bytes=int(_env("DOCUMENT_MAX_BYTES", "20000000")),
-        batch_max_upload_bytes=int(_env("BATCH_MAX_UPLOAD_BYTES", str(1024**3))),
-        batch_max_items=int(_env("BATCH_MAX_ITEMS", "1000000")),
-        batch_max_live_items_per_user=int(_env("BATCH_MAX_LIVE_ITEMS_PER_USER", "1000000")),
+        http_max_response_bytes=_int("HTTP_MAX_RESPONSE_BYTES", "10000000"),
+        http_max_redirects=_int("HTTP_MAX_REDIRECTS", "5"),
+        http_max_seconds=_float("HTTP_MAX_SECONDS", "600"),
+        document_max_bytes=_int("DOCUMENT_MAX_BYTES", "20000000"),
+        batch_max_upload_bytes=_int("BATCH_MAX_UPLOAD_BYTES", str(1024**3)),
+        batch_max_items=_int("BATCH_MAX_ITEMS", "1000000"),
+        batch_max_live_items_per_user=_int("BATCH_MAX_LIVE_ITEMS_PER_USER", "1000000"),
         maxplatform_role_map=_role_map(_env("MAXPLATFORM_ROLE_MAP", "")),
         maxplatform_default_role=_env("MAXPLATFORM_DEFAULT_ROLE", "viewer"),
-        maxplatform_cache_seconds=float(_env("MAXPLATFORM_CACHE_SECONDS", "10")),
-        maxplatform_negative_cache_seconds=float(_env("MAXPLATFORM_NEGATIVE_CACHE_SECONDS", "30")),
-        maxplatform_lookups_per_minute=int(_env("MAXPLATFORM_LOOKUPS_PER_MINUTE", "30")),
-        session_idle_minutes=float(_env("SESSION_IDLE_MINUTES", "720")),
-        session_max_hours=float(_env("SESSION_MAX_HOURS", "168")),
-        api_key_default_days=int(_env("API_KEY_DEFAULT_DAYS", "365")),
-        webhook_tolerance_seconds=int(_env("WEBHOOK_TOLERANCE_SECONDS", "300")),
-        login_free_failures=int(_env("LOGIN_FREE_FAILURES", "5")),
-        login_ip_free_failures=int(_env("LOGIN_IP_FREE_FAILURES", "20")),
-        login_email_free_failures=int(_env("LOGIN_EMAIL_FREE_FAILURES", "50")),
-        login_backoff_base_seconds=float(_env("LOGIN_BACKOFF_BASE_SECONDS", "1")),
-        login_backoff_max_seconds=float(_env("LOGIN_BACKOFF_MAX_SECONDS", "900")),
-        login_window_seconds=int(_env("LOGIN_WINDOW_SECONDS", "3600")),
+        maxplatform_cache_seconds=_float("MAXPLATFORM_CACHE_SECONDS", "10"),
+        maxplatform_negative_cache_seconds=_float("MAXPLATFORM_NEGATIVE_CACHE_SECONDS", "30"),
+        maxplatform_lookups_per_minute=_int("MAXPLATFORM_LOOKUPS_PER_MINUTE", "30"),
+        session_idle_minutes=_float("SESSION_IDLE_MINUTES", "720"),
+        session_max_hours=_float("SESSION_MAX_HOURS", "168"),
+        api_key_default_days=_int("API_KEY_DEFAULT_DAYS", "365"),
+        webhook_tolerance_seconds=_int("WEBHOOK_TOLERANCE_SECONDS", "300"),
+        login_free_failures=_int("LOGIN_FREE_FAILURES", "5"),
+        login_ip_free_failures=_int("LOGIN_IP_FREE_FAILURES", "20"),
+        login_email_free_failures=_int("LOGIN_EMAIL_FREE_FAILURES", "50"),
+        login_backoff_base_seconds=_float("LOGIN_BACKOFF_BASE_SECONDS", "1"),
+        login_backoff_max_seconds=_float("LOGIN_BACKOFF_MAX_SECONDS", "900"),
+        login_window_seconds=_int("LOGIN_WINDOW_SECONDS", "3600"),
     )
 
 

@@ -27,6 +27,9 @@ def test_cli_bad_input_exits_2_with_a_message(base_env: dict[str, str]) -> None:
     assert r.returncode == 2 and "invalid choice" in r.stderr
     r = run_cli("worker", env={**base_env, "EVENT_LOOP": "tornado"})
     assert r.returncode == 2 and "EVENT_LOOP must be one of" in r.stderr
+    r = run_cli("worker", env={**base_env, "LEASE_SECONDS": "30s"})  # was a traceback, exit 1
+    assert r.returncode == 2 and "LEASE_SECONDS must be a number, not '30s'" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_migrate_twice_is_a_no_op(base_env: dict[str, str]) -> None:
