@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--concurrency", type=int, default=None, help="per worker (8; --llm: 256)")
     b.add_argument("--seq-runs", type=int, default=30)
     b.add_argument(
+        "--ceiling-seconds",
+        type=float,
+        default=3.0,
+        help="seconds per sample of the PostgreSQL ceiling (6 samples; shorter ones swing more)",
+    )
+    b.add_argument(
         "--queue-backend",
         choices=["rabbitmq", "postgres", "both"],
         help="queue(s) to measure (default: QUEUE_BACKEND; both: side by side)",

@@ -55,10 +55,13 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         concurrency=args.concurrency or ENGINE_CONCURRENCY,
         seq_runs=args.seq_runs,
         as_json=bool(args.json),
+        ceiling_seconds=args.ceiling_seconds,
     )
     for name in ("runs", "steps", "workers", "concurrency", "seq_runs"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    if not 0.1 <= config.ceiling_seconds <= 60:
+        raise ValueError("--ceiling-seconds must be between 0.1 and 60")
     return config
 
 
