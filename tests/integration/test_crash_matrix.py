@@ -27,6 +27,7 @@ from tests.support.dbrows import insert_run
 from tests.support.durability import (
     assert_runs_durable,
     outbox_rows,
+    registered,
     step_row,
     succeeded_events,
     wait_for,
@@ -69,13 +70,6 @@ def start_all(stack: Stack, creds: Creds, workers: int = 1, concurrency: int = 4
 def assert_crashed(proc: Proc, timeout: float = 20) -> None:
     """The process killed itself at its crash point (SIGKILL), it did not exit cleanly."""
     assert proc.wait_exit(timeout) == -9, f"{proc.name} did not crash:\n{proc.log_tail()}"
-
-
-def registered(conn: Conn, proc: Proc) -> bool:
-    """The process is up: it wrote its row in `processes` (its loops start right after)."""
-    assert proc.popen is not None
-    row = conn.execute("SELECT 1 FROM processes WHERE pid = %s", (proc.popen.pid,)).fetchone()
-    return row is not None
 
 
 def test_killed_worker_step_is_retried_with_same_idempotency_key(

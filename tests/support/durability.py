@@ -18,6 +18,7 @@ import psycopg
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.dbrows import one_row
 from tests.support.sink import Sink
+from tests.support.stack import Proc
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -138,3 +139,10 @@ def outbox_rows(conn: psycopg.Connection[Any], run_id: str, node_id: str | None 
         )
     )
     return int(n)
+
+
+def registered(conn: psycopg.Connection[Any], proc: Proc) -> bool:
+    """The process is up: it wrote its row in `processes` (its loops start right after)."""
+    assert proc.popen is not None
+    row = conn.execute("SELECT 1 FROM processes WHERE pid = %s", (proc.popen.pid,)).fetchone()
+    return row is not None
