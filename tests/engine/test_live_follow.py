@@ -6,7 +6,10 @@ faster than that, it never read, its watch ran out (WATCH_S) and the run's commi
 NOTIFYing; a step's success reached the stream only after the tokens paused (found by a review,
 replayed here). Scaled down (keepalive 0.25 s, watch 0.75 s): tokens are pushed every 0.1 s, and
 a step that commits 1.5 s into them must reach the stream while they still flow (they flow 6 s).
-The real EventHub (its LISTEN connection) and a pool as the API's, on this test's database.
+`slow_client`: the consumer takes 0.15 s per token message (a backpressured client: each send
+waits for the socket), so tokens are always pending when the follower looks; it went back to its
+read only once they stopped, until the keepalive deadline was checked before pending tokens (a
+later review, replayed here too). The real EventHub (its LISTEN connection) and a pool as the API's, on this test's database.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ TWO = chain(("a", "noop", {}), ("b", "noop", {}))
 TOKENS = 60  # one every 0.1 s
 
 
+@pytest.mark.parametrize("per_token_s", [0.0, 0.15], ids=["fast_client", "slow_client"])
 async def test_a_step_reaches_the_stream_while_tokens_flow(
-    env: EngineEnv, monkeypatch: pytest.MonkeyPatch
+    env: EngineEnv, monkeypatch: pytest.MonkeyPatch, per_token_s: float
 ) -> None:
     monkeypatch.setattr(events, "KEEPALIVE_S", 0.25)
     monkeypatch.setattr(events, "WATCH_S", 0.75)
@@ -49,6 +53,9 @@ async def test_a_step_reaches_the_stream_while_tokens_flow(
             async def follow() -> None:
                 nonlocal seen_after
                 async for message in events.stream_run_events(pool, hub, rid, 0):
+                    if message.event == "token":
+                        await anyio.sleep(per_token_s)
+                        continue
                     data: Any = json.loads(message.data) if message.event == "step" else {}
                     if data.get("node_id") == "a" and data.get("to_status") == "succeeded":
                         seen_after = pushed

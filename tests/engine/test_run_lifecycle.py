@@ -183,3 +183,28 @@ async def test_a_follower_that_watches_mid_run_always_hears_its_end(env: EngineE
                     break
             assert heard, f"run {rid}: not ended when read, and its end was never notified"
         assert read_ended < 40  # the watch did come before the end, at least sometimes
+
+
+async def test_a_watch_that_waited_for_the_runs_lock_lasts_its_whole_length(
+    env: EngineEnv,
+) -> None:
+    """Found by review: a plain UPDATE computes `clock_timestamp()` before it waits for the row
+    lock and keeps it when the holder wrote nothing (a commit that locked the run FOR UPDATE and
+    answered `general` or `lost`), so a watch that waited 1 s lasted 29 s of 30. Locked first,
+    it lasts 30 s from the moment it is set."""
+    rid = await env.start(TWO)
+    holder = await psycopg.AsyncConnection.connect(env.url, autocommit=True)
+    try:
+        async with anyio.create_task_group() as tg, holder.transaction():
+            await holder.execute("SELECT 1 FROM runs WHERE id = %s FOR UPDATE", (rid,))
+            tg.start_soon(runs_store.watch_run, env.conn, rid, 30)
+            await anyio.sleep(1.0)  # the watch waits for this lock, released with no write
+    finally:
+        await holder.close()
+    cur = await env.conn.execute(
+        "SELECT extract(epoch FROM watched_until - clock_timestamp())::float8 AS left FROM runs "
+        "WHERE id = %s",
+        (rid,),
+    )
+    row = await cur.fetchone()
+    assert row is not None and row["left"] > 29.5, f"the watch lasts {row and row['left']} s of 30"

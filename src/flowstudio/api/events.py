@@ -184,7 +184,11 @@ def event_json(row: dict[str, Any]) -> str:
 
 
 async def _wait_rows_or_tokens(woken: anyio.Event, feed: TokenFeed, seconds: float) -> str:
-    """'rows' when the run's log moved, 'tokens' when tokens are pending, '' after `seconds`."""
+    """'rows' when the run's log moved, 'tokens' when tokens are pending, '' after `seconds`; ''
+    at once once `seconds` ran out, tokens pending or not: a client slower than the tokens always
+    has some pending, and the caller must still go back to its read (and renew its watch)."""
+    if seconds <= 0:
+        return ""
     if feed.items:
         return "tokens"
     result = ""

@@ -27,12 +27,15 @@ async def watch_run(conn: Conn, run_id: Any, seconds: float) -> None:
     """Have the engine NOTIFY this run's commits for the next `seconds` (`runs.watched_until`,
     migration 0034: an unwatched run's commits send none). A live follower calls it on an
     autocommit connection before it reads the run, and again before the watch runs out. From the
-    clock, not the statement's start: a watch that waited for the run's row lock still lasts."""
+    clock once the run's row lock is held (the CTE locks first): a plain UPDATE computes its SET
+    before it waits for the lock, and keeps that value unless the holder updated the row, so a
+    watch that waited behind a `FOR UPDATE` that wrote nothing would be that much shorter."""
     await conn.execute(
-        """UPDATE runs SET watched_until = greatest(watched_until,
-                                                    clock_timestamp() + make_interval(secs => %s))
-            WHERE id = %s""",
-        (seconds, run_id),
+        """WITH locked AS (SELECT id FROM runs WHERE id = %s FOR NO KEY UPDATE)
+           UPDATE runs r SET watched_until = greatest(r.watched_until,
+                                                      clock_timestamp() + make_interval(secs => %s))
+             FROM locked WHERE r.id = locked.id""",
+        (run_id, seconds),
     )
 
 
