@@ -31,23 +31,19 @@ def test_the_source_was_read() -> None:
     assert {"LEASE_SECONDS", "HEARTBEAT_SECONDS"} <= set(NUMBERS)
 
 
-@pytest.mark.parametrize("name", INTEGERS)
-@pytest.mark.parametrize("bad", ["abc", "1.5", "12 workers"])
-def test_an_integer_setting_refuses_what_is_not_an_integer(
-    monkeypatch: pytest.MonkeyPatch, name: str, bad: str
-) -> None:
-    monkeypatch.setenv(name, bad)
-    with pytest.raises(SettingsError, match=f"^{name} must be an integer, not {bad!r}$"):
-        load_settings(env_file=None)
+# (variable, bad value, what the message says it must be): every variable, each kind's bad values
+BAD = [(n, bad, "an integer") for n in INTEGERS for bad in ("abc", "1.5", "12 workers")] + [
+    (n, bad, "a number") for n in NUMBERS for bad in ("abc", "nan", "inf", "1,5")
+]
 
 
-@pytest.mark.parametrize("name", NUMBERS)
-@pytest.mark.parametrize("bad", ["abc", "nan", "inf", "1,5"])
-def test_a_number_setting_refuses_what_is_not_a_finite_number(
-    monkeypatch: pytest.MonkeyPatch, name: str, bad: str
+@pytest.mark.parametrize(("name", "bad", "must_be"), BAD)
+def test_a_numeric_setting_refuses_what_is_not_its_kind_of_number(
+    monkeypatch: pytest.MonkeyPatch, name: str, bad: str, must_be: str
 ) -> None:
     monkeypatch.setenv(name, bad)
-    with pytest.raises(SettingsError, match=f"^{name} must be a number, not {bad!r}$"):
+    message = f"{name} must be {must_be}, not {bad!r}"
+    with pytest.raises(SettingsError, match=f"^{re.escape(message)}$"):
         load_settings(env_file=None)
 
 
