@@ -26,6 +26,9 @@ from tests.support.stack import Stack
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 HELLO = linear_flow(("t", "template", {"template": "hi {{ inputs.name }}"}))
+# items that stay live once started: the session's dispatcher may start a batch uploaded to a
+# test's own API, and template items end in milliseconds, so it would start ever more of them
+PARKED = linear_flow(("d", "delay", {"seconds": 600}))
 
 
 def upload(api: Api, flow_id: str, body: Any, content_type: str, **kw: Any) -> httpx.Response:
@@ -344,11 +347,13 @@ def test_100k_item_upload_streams_in_memory_well_under_its_size(
 ) -> None:
     """~36 MB of JSONL or CSV (100k items of ~360 bytes): an API that held the raw body (let alone
     the parsed items, several times larger as Python objects) would grow by more than the upload;
-    a streamed one grows by its chunk buffers only. The bound is half the upload's size."""
+    a streamed one grows by its chunk buffers only. The bound is half the upload's size. The
+    session's orchestrator (same database) may start up to BATCH_CONCURRENCY (256) of the items,
+    which then wait (PARKED): they cannot end and make room for more while the test looks."""
     proc = stack.start_api()
     assert proc.popen is not None
     api = Api(stack.base_url, *user_credentials)
-    flow = api.create_flow(HELLO)
+    flow = api.create_flow(PARKED)
     api.http.get(f"/api/v1/flows/{flow['id']}")  # warm the code paths before measuring
     n, per_chunk = 100_000, 1000
     filler = "x" * 340

@@ -33,7 +33,12 @@ from tests.support.durability import (
     wait_for,
     wait_runs_terminal,
 )
-from tests.support.infra import broker_outage, close_broker_connections, terminate_db_backends
+from tests.support.infra import (
+    broker_connections,
+    broker_outage,
+    close_broker_connections,
+    terminate_db_backends,
+)
 from tests.support.private_stack import (  # noqa: F401 -- fixtures: base_env, db, credentials
     private_base_env,
     private_credentials,
@@ -447,6 +452,8 @@ def test_runs_finish_after_broker_connections_are_cut(
     needs_rabbitmq(queue_backend)
     runs = start_in_flight_runs(stack, credentials, sink, 6)
     prefix = stack.env["QUEUE_PREFIX"]
+    # the API and the workers connect once up (one may still be starting), the orchestrator later
+    wait_for(lambda: broker_connections(prefix) >= 3, 30, "the processes' AMQP connections")
     assert close_broker_connections(prefix) >= 3  # API, orchestrator and both workers connect
     time.sleep(1.5)
     close_broker_connections(prefix)

@@ -86,12 +86,13 @@ def test_flaky_node_is_retried_with_backoff_then_succeeds(
     """Each retry is scheduled `initial_interval * backoff ** (attempt - 1)` (capped at max_interval)
     after the failed attempt: the due time each retry gets is read from the step row while it waits
     and compared with the time its `-> retrying` checkpoint was logged."""
-    policy = {"max_attempts": 5, "initial_interval": 0.4, "backoff": 3, "max_interval": 2}
+    # the shortest wait (1 s) is long enough for the 20 ms poll below to see on a slow machine
+    policy = {"max_attempts": 5, "initial_interval": 1.0, "backoff": 2, "max_interval": 3}
     defn = linear_flow(("f", "fail", {"succeed_on_attempt": 4}), retry={"f": {"retry": policy}})
     rid = api.start_run(api.create_flow(defn)["id"])
     due: dict[int, Any] = {}
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # poll PostgreSQL directly: a 0.4 s wait is short
+    while time.monotonic() < deadline:  # poll PostgreSQL directly: a 1 s wait is short
         row = db.execute(
             "SELECT s.status, s.attempt, s.due_at, r.status FROM steps s JOIN runs r "
             "ON r.id = s.run_id WHERE s.run_id = %s AND s.node_id = 'f'",
@@ -114,7 +115,7 @@ def test_flaky_node_is_retried_with_backoff_then_succeeds(
     assert [a for a, _ in retries] == [1, 2, 3] == sorted(due), (retries, due)
     intervals = [(due[a] - at).total_seconds() for a, at in retries]
     # due_at = the transaction's now() + interval; the event is logged a few ms into it.
-    for got, want in zip(intervals, [0.4, 1.2, 2.0], strict=True):
+    for got, want in zip(intervals, [1.0, 2.0, 3.0], strict=True):  # 4 s capped at 3
         assert want - 0.25 < got <= want + 0.001, f"retry intervals {intervals}"
     fired = db.execute(
         "SELECT at FROM run_events WHERE run_id = %s AND node_id = 'f' "
@@ -164,10 +165,30 @@ def test_timeout_is_a_failed_attempt(api: Api, sink: Sink) -> None:
 def test_durable_delay_waits_then_continues(api: Api, db: psycopg.Connection[Any]) -> None:
     defn = linear_flow(("d", "delay", {"seconds": 1.5}), ("t", "template", {"template": "after"}))
     rid = api.start_run(api.create_flow(defn)["id"])
-    waiting = api.wait_run(rid, statuses=("waiting",), timeout=10)
-    assert api.steps(waiting)["d"]["status"] == "waiting" and api.steps(waiting)["d"]["due_at"]
+    # the 1.5 s wait may be over before a poll sees it (slow machine): the row is checked when
+    # seen, the event log always
+    seen = api.wait_run(rid, statuses=("waiting", "succeeded", "failed", "cancelled"), timeout=10)
+    if seen["status"] == "waiting":
+        assert api.steps(seen)["d"]["status"] == "waiting" and api.steps(seen)["d"]["due_at"]
     run = api.wait_run(rid)
     assert run["status"] == "succeeded" and run["outputs"] == {"text": "after"}
+    moves = db.execute(
+        """SELECT kind, node_id, from_status, to_status, data FROM run_events
+           WHERE run_id = %s AND (kind = 'run' OR node_id = 'd') ORDER BY seq""",
+        (rid,),
+    ).fetchall()
+    parked = [(k, n, f, t) for k, n, f, t, _ in moves if "waiting" in (f, t)]
+    assert parked == [
+        ("step", "d", "running", "waiting"),
+        ("run", None, "running", "waiting"),
+        ("step", "d", "waiting", "succeeded"),
+        ("run", None, "waiting", "running"),
+    ], moves
+    # a durable timer: parked for its seconds, ended by the orchestrator's timer pass
+    assert [data for k, _, f, t, data in moves if k == "step" and "waiting" in (f, t)] == [
+        {"seconds": 1.5},
+        {"timer": "delay"},
+    ], moves
     d = api.steps(run)["d"]
     from datetime import datetime
 

@@ -219,20 +219,21 @@ def test_a_parent_that_ends_cancels_its_live_children(api: Api, db: Conn) -> Non
     assert api.http.post(f"/api/v1/runs/{rid}/cancel").status_code == 202
     assert api.wait_run(cid)["status"] == "cancelled"  # cancelled with its parent
 
-    # a parent failed by another branch also takes its live child down
+    # a parent failed by another branch also takes its live child down (that branch fails when
+    # the test says so, once the child is seen waiting: a timed branch raced the child's start)
     failing = api.create_flow(
         {
             "nodes": [
                 node("in", "input"),
                 node("sub", "subflow", flow_id=waits["id"]),
-                node("d", "delay", seconds=1.5),
+                node("go", "wait_for_signal"),
                 node("boom", "fail", message="other branch", retryable=False),
                 node("out", "output"),
             ],
             "edges": [
                 edge("in", "sub"),
-                edge("in", "d"),
-                edge("d", "boom"),
+                edge("in", "go"),
+                edge("go", "boom", "out"),
                 edge("sub", "out"),
                 edge("boom", "out"),
             ],
@@ -240,6 +241,8 @@ def test_a_parent_that_ends_cancels_its_live_children(api: Api, db: Conn) -> Non
     )
     rid2 = api.start_run(failing["id"])
     cid2 = child_waiting(api, db, rid2)
+    r = api.http.post(f"/api/v1/runs/{rid2}/signal", json={"node_id": "go", "payload": {}})
+    assert r.status_code == 202, r.text  # delivered, or buffered until `go` waits
     assert api.wait_run(rid2)["status"] == "failed"
     assert api.wait_run(cid2)["status"] == "cancelled"
     for run_id in (rid, cid, rid2, cid2):

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from tests.integration.test_batches import upload, wait_batch
+from tests.integration.test_sse_live import sse_stream
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
 from tests.support.fake_openai import FakeOpenAI
@@ -178,16 +179,22 @@ def test_auth_error_and_private_base_url_fail_without_retrying(api: Api, fake: F
 def test_streamed_tokens_reach_the_sse_stream_but_not_the_event_log(
     api: Api, fake: FakeOpenAI, db: psycopg.Connection[Any]
 ) -> None:
+    # tokens are live only: the model answers once the test's stream is open (a gate, not a delay)
+    gate = uuid.uuid4().int % 10**9
     params = {
         "model": "m",
         "prompt": "stream me",
         "stream": True,
-        "base_url": fake.base_url(first_delay=1.5, delay=0.05, pad=12),
+        "base_url": fake.base_url(gate=gate, delay=0.05, pad=12),
     }
     flow = api.create_flow(linear_flow(("llm", "llm_chat", params)))
     rid = api.start_run(flow["id"])
-    with api.http.stream("GET", f"/api/v1/runs/{rid}/events", timeout=30) as resp:
-        events = sse_events("".join(resp.iter_text()))
+    events = []
+    for item in sse_stream(api, rid):
+        if isinstance(item, dict):
+            if "id" in item:  # a logged event came: the stream is subscribed to tokens too
+                fake.open_gate(gate)
+            events.append(item)
     tokens = [json.loads(e["data"]) for e in events if e.get("event") == "token"]
     run = api.run(rid)
     assert run["status"] == "succeeded"

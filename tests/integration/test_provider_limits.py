@@ -279,10 +279,18 @@ def test_agent_turns_and_embeddings_take_permits_too(
         )
     )
     rid = api.start_run(agent["id"], {})
-    wait_for(lambda: llm_status(db, rid, "a") == "waiting", 30, "the agent turn to park on its 429")
     run = api.wait_run(rid, timeout=30)
     assert run["status"] == "succeeded", api.steps(run)
     assert api.steps(run)["a"]["attempt"] == 2
+    # it parked on its 429 (read from the event log: a 1 s park is over before a poll may see it)
+    moves = db.execute(
+        """SELECT from_status, to_status, data->>'parked' FROM run_events
+           WHERE run_id = %s AND kind = 'step' AND node_id = 'a' ORDER BY seq""",
+        (rid,),
+    ).fetchall()
+    assert ("running", "waiting", "throttled") in moves, moves
+    parked = moves.index(("running", "waiting", "throttled"))
+    assert moves[parked + 1][:2] == ("waiting", "ready"), moves  # woken by the orchestrator
     params = {"provider": "openai", "base_url": base_url, "api_key": secret, "text": "a b"}
     emb = api.create_flow(linear_flow(("e", "embeddings", {"model": "e", **params})))
     run = api.wait_run(api.start_run(emb["id"], {}), timeout=30)

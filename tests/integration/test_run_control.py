@@ -12,6 +12,7 @@ import psycopg
 
 from tests.support.checks import assert_event_log_consistent, assert_no_double_success
 from tests.support.client import Api, linear_flow
+from tests.support.durability import wait_for
 from tests.support.flows import edge, flow_def, node
 from tests.support.sink import Sink
 
@@ -51,8 +52,9 @@ def test_signal_completes_a_waiting_node(api: Api, db: psycopg.Connection[Any]) 
 def test_signal_sent_before_the_node_waits_is_buffered(
     api: Api, db: psycopg.Connection[Any]
 ) -> None:
+    # the pause lasts until the test ends it: a 1 s one could be over before the signal arrived
     defn = signal_flow()
-    defn["nodes"].insert(1, node("pause", "delay", seconds=1))
+    defn["nodes"].insert(1, node("pause", "delay", seconds=3600))
     defn["edges"][0] = edge("in", "pause")
     defn["edges"].insert(1, edge("pause", "approve"))
     rid = api.start_run(api.create_flow(defn)["id"])
@@ -60,6 +62,13 @@ def test_signal_sent_before_the_node_waits_is_buffered(
         f"/api/v1/runs/{rid}/signal", json={"node_id": "approve", "payload": {"by": "bob"}}
     )
     assert r.status_code == 202 and r.json()["delivered"] is False
+    # the pause's time is up (as if the hour had passed): the orchestrator's timer ends it
+    wait_for(lambda: api.steps(api.run(rid))["pause"]["status"] == "waiting", 30, "the pause")
+    db.execute(
+        "UPDATE steps SET due_at = now() WHERE run_id = %s AND node_id = 'pause'"
+        " AND status = 'waiting'",
+        (rid,),
+    )
     run = api.wait_run(rid)
     assert run["outputs"] == {"text": "approved by bob"}
     assert_event_log_consistent(db, rid)

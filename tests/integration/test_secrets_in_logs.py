@@ -65,6 +65,7 @@ def test_secrets_never_reach_any_process_log_or_the_live_stream(
         )
         assert r.status_code == 422 and names["REFUSED_AT_SAVE"] in r.text, r.text
         assert values["REFUSED_AT_SAVE"] not in r.text
+    gate = uuid.uuid4().int % 10**9  # the streamed answer waits until the test's stream is open
     flows: dict[str, tuple[dict[str, Any], str]] = {
         "http_ok": (
             linear_flow(
@@ -100,7 +101,7 @@ def test_secrets_never_reach_any_process_log_or_the_live_stream(
                     "llm_chat",
                     {
                         "model": "m",
-                        "base_url": fake.base_url(first_delay=0.5, delay=0.05, echo_key=1),
+                        "base_url": fake.base_url(gate=gate, delay=0.05, echo_key=1),
                         "api_key": ref("LLM_STREAM"),
                         "prompt": "repeat your key please",
                         "stream": True,
@@ -130,7 +131,10 @@ def test_secrets_never_reach_any_process_log_or_the_live_stream(
     for kind, (defn, _) in flows.items():
         runs[kind] = api.start_run(api.create_flow(defn, name=kind)["id"])
         if kind == "llm_stream":  # follow it live: the token events carry the streamed answer
-            streamed = [str(item) for item in sse_stream(api, runs[kind])]
+            for item in sse_stream(api, runs[kind]):
+                if isinstance(item, dict) and "id" in item:  # a logged event: tokens follow too
+                    fake.open_gate(gate)
+                streamed.append(str(item))
     for kind, (_, want) in flows.items():
         run = api.wait_run(runs[kind], timeout=60)
         assert run["status"] == want, (kind, run["status"], run["error"])

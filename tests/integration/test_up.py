@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def scrape_until_counted(url: str, within: float = 30) -> dict[str, float]:
-    """Gauges of interest from /metrics, once the finished run shows in flowstudio_runs_total."""
+    """Gauges of interest from /metrics, once the finished run shows in flowstudio_runs_total and
+    a live worker and orchestrator show (live: a heartbeat within LEASE_SECONDS, 3 s here, and an
+    orchestrator beats every 2 s, so one late beat on a loaded machine shows it stale a moment)."""
     deadline = time.monotonic() + within
     while True:
         out: dict[str, float] = {}
@@ -33,7 +35,8 @@ def scrape_until_counted(url: str, within: float = 30) -> dict[str, float]:
                     out["succeeded"] = s.value
                 elif s.name == "flowstudio_workers":
                     out["flowstudio_workers"] = s.value
-        if out.get("succeeded", 0) >= 1 or time.monotonic() > deadline:
+        wanted = ("succeeded", "flowstudio_workers", "flowstudio_processes:orchestrator")
+        if all(out.get(k, 0) >= 1 for k in wanted) or time.monotonic() > deadline:
             assert out.get("succeeded", 0) >= 1, out
             return out
         time.sleep(0.5)

@@ -6,10 +6,13 @@ flows each get their own behaviour:
 - `rate_limit=N`: the first N calls per Idempotency-Key answer 429 with `Retry-After: retry_after` (1);
 - `fail=N`: the first N calls per key answer 500; `status=S`: every call answers S (e.g. 401);
 - `first_delay=S`: wait before answering; `delay=S`: wait between streamed chunks;
+- `gate=N`: wait before answering until the test calls `open_gate(N)` (at most 60 s): e.g. until
+  its SSE stream is subscribed, since live tokens reach only the streams open when they are sent;
 - `pad=N`: append N words `w0 .. wN-1` to the answer (long streams);
 - `cap=N`: a provider that allows N chat calls in flight at once (server-wide) and answers 429 with
-  `Retry-After: retry_after` (1) beyond that; `hang_calls=N,hang=S`: the server's first N chat
-  calls wait S (calls a test kills its worker in the middle of);
+  `Retry-After: retry_after` (1) beyond that (after `first_delay`, or at once with
+  `refuse_at_once=1`, as a real provider's gateway does); `hang_calls=N,hang=S`: the server's
+  first N chat calls wait S (calls a test kills its worker in the middle of);
 - `echo_key=1`: a careless server that repeats the caller's API key: the answer ends with
   `key <the bearer token>`, and `fail=N` errors say `boom for key <token>` (masking tests);
 - `set_cookie=1`: a chat answer sets a cookie `session=<the last user message>` (the cookie
@@ -84,6 +87,7 @@ class FakeOpenAI:
         self.starts: list[float] = []
         self.in_flight = 0
         self.peak = 0
+        self.gates: dict[int, threading.Event] = {}
         self.lock = threading.Lock()
         fake = self
 
@@ -107,6 +111,13 @@ class FakeOpenAI:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def gate(self, n: int) -> threading.Event:
+        with self.lock:
+            return self.gates.setdefault(n, threading.Event())
+
+    def open_gate(self, n: int) -> None:
+        self.gate(n).set()
 
     def chat_requests(self, key_prefix: str = "") -> list[dict[str, Any]]:
         return [
@@ -163,7 +174,10 @@ class FakeOpenAI:
         n: int,
         over_cap: bool,
     ) -> None:
-        time.sleep(opts.get("first_delay", 0))
+        if "gate" in opts:
+            self.gate(int(opts["gate"])).wait(60)
+        if not (over_cap and opts.get("refuse_at_once")):
+            time.sleep(opts.get("first_delay", 0))
         try:
             if over_cap:
                 headers = {"Retry-After": str(opts.get("retry_after", 1))}

@@ -7,7 +7,7 @@ operator's bad day looks like, done through the real tools:
   `finally`: the broker is shared with other test sessions, so the outage stays short).
 - `close_broker_connections(prefix)`: cut only this test's AMQP connections (named
   `flowstudio:{prefix}.steps` by the broker client), not other sessions'; a close that fails while
-  the connection is still open raises.
+  the connection is still open raises. `broker_connections(prefix)` counts them.
 - `terminate_db_backends(conn)`: `pg_terminate_backend` on every other backend of this database.
 - `delete_queue(name)`: drop a test's durable queue when the test is done.
 """
@@ -85,6 +85,11 @@ def broker_outage() -> Iterator[None]:
 def _connection_pids(marker: str) -> list[str]:
     out = rabbitmqctl("list_connections", "-s", "pid", "client_properties")
     return [line.split("\t", 1)[0] for line in out.splitlines() if marker in line]
+
+
+def broker_connections(queue_prefix: str) -> int:
+    """How many AMQP connections the processes using `queue_prefix` have open now."""
+    return len(_connection_pids(f'"flowstudio:{queue_prefix}.steps"'))
 
 
 def close_broker_connections(queue_prefix: str) -> int:
