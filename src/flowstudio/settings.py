@@ -128,6 +128,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     provider_default_max_concurrency: int = 256
     # an unconfigured provider's first concurrency (slow start doubles it until the first 429)
     provider_initial_concurrency: int = 32
+    # slow start: a call still unanswered this long after it went out was admitted by the provider
+    # (it raises the concurrency as the call's success would, sooner); 0: only successes count
+    provider_accept_after_seconds: float = 0.25
     # workers, orchestrators: the cyclic GC's young-generation threshold after start-up is frozen
     # (0: Python's)
     gc_gen0_threshold: int = 20000
@@ -280,6 +283,7 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         provider_permit_wait_seconds=_float("PROVIDER_PERMIT_WAIT_SECONDS", "3"),
         provider_default_max_concurrency=max(1, _int("PROVIDER_DEFAULT_MAX_CONCURRENCY", "256")),
         provider_initial_concurrency=max(1, _int("PROVIDER_INITIAL_CONCURRENCY", "32")),
+        provider_accept_after_seconds=max(0.0, _float("PROVIDER_ACCEPT_AFTER_SECONDS", "0.25")),
         gc_gen0_threshold=max(0, _int("GC_GEN0_THRESHOLD", "20000")),
         event_loop=resolve_event_loop(),
         db_pipeline=_env("DB_PIPELINE", "1").strip().lower() not in ("0", "false", "no", "off"),

@@ -11,7 +11,8 @@ itself: the refused call was one too many), and past the known cap it probes slo
 order. The once-a-second rule is stepped over by moving
 `last_decrease_at` back, never by sleeping. Also: parked steps are woken while the provider is full
 (migration 0023), a release hands its permit to a line in the same statement, and a process
-registers a provider once however many steps ask together.
+registers a provider once however many steps ask together, and calls reported admitted clock slow
+start (migration 0035).
 """
 
 from __future__ import annotations
@@ -206,6 +207,37 @@ async def test_slow_start_admits_two_per_release_then_whole_lines(env: EngineEnv
     assert await store.acquire_many(env.conn, pid, line[12:]) == ["ok"] * 4
 
 
+async def test_calls_reported_admitted_clock_slow_start_and_count_once(env: EngineEnv) -> None:
+    """Migration 0035: an ask reporting k calls the provider admitted (unanswered a moment after
+    they went out) raises a provider in slow start by k and grants 2 for each, as k releases
+    would, a call length sooner; their releases say 'done' and add nothing more. Out of slow start
+    a report changes nothing (the answer says so) and 'done' is 'ok' (the additive increase)."""
+    steps = await running_steps(env, 12)
+    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "acc", 256, 2)
+    line = [(s.step_id, s.attempt, 10) for s in steps]
+    first = await store.ask(env.conn, pid, line[:4])
+    assert first == store.Answer(["ok"] * 2 + ["concurrency"] * 2, True)  # the start window
+    # both calls still out: reported admitted, +2 (4), and 2 grants each (the window allows 2)
+    assert await store.ask(env.conn, pid, line[2:6], 0, 2) == store.Answer(
+        ["ok"] * 2 + ["concurrency"] * 2, True
+    )
+    assert (await provider(env, pid))["effective_concurrency"] == 4
+    await release(env, steps[:2], "done")  # counted when reported: still 4, and 2 free
+    assert (await provider(env, pid))["effective_concurrency"] == 4
+    await release(env, steps[2:3], "ok")  # never reported: +1 at its release, as before
+    assert (await provider(env, pid))["effective_concurrency"] == 5
+    await env.conn.execute(  # a 429 ended slow start (an hour ago)
+        "UPDATE providers SET last_decrease_at = now() - interval '1 hour', known_cap = 5, "
+        "effective_concurrency = 5 WHERE id = %s",
+        (pid,),
+    )
+    answer = await store.ask(env.conn, pid, line[6:8], 0, 3)
+    assert answer == store.Answer(["ok"] * 2, False)
+    assert (await provider(env, pid))["effective_concurrency"] == 5  # the report changed nothing
+    await release(env, steps[3:4], "done")  # past the known cap: it probes, as an 'ok' would
+    assert (await provider(env, pid))["effective_concurrency"] > 5
+
+
 async def test_parked_steps_are_woken_even_while_the_provider_is_full(env: EngineEnv) -> None:
     """A provider kept at its limit by lines of waiting steps never has a free slot: parked steps
     (a 429's) are woken all the same, oldest first, up to the limit's worth waiting for a permit
@@ -315,7 +347,7 @@ async def test_the_gate_on_the_real_functions_refills_a_slow_start_burst_in_orde
     gate = permits.Gate()
     granted: list[int] = []
 
-    async def ask(line: list[permits.Waiter], releases: int) -> list[str]:
+    async def ask(line: list[permits.Waiter], releases: int, admitted: int) -> list[str]:
         waiting_line = [(w.step_id, w.attempt, 10) for w in line]
         return await store.acquire_many(env.conn, pid, waiting_line, releases)
 
@@ -325,7 +357,7 @@ async def test_the_gate_on_the_real_functions_refills_a_slow_start_burst_in_orde
             granted.append(step.step_id)
 
     async def finish(step: ClaimedStep) -> None:
-        async def release(line: list[permits.Waiter], releases: int) -> list[str]:
+        async def release(line: list[permits.Waiter], releases: int, admitted: int) -> list[str]:
             waiting_line = [(w.step_id, w.attempt, 10) for w in line]
             permit = (step.step_id, step.attempt, "ok", 10)
             return await store.release_then_acquire(env.conn, permit, pid, waiting_line, releases)

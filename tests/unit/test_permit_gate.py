@@ -6,7 +6,8 @@ whole line at once; a release wakes the head only, so the number of asks grows w
 not with releases x waiters; a step that waits longer than its wait gets the refusal (to be
 parked) and leaves the line; a line whose head leaves is taken over by the next; a step asking
 again (woken from a park, retried) lines up ahead of the first attempts; steps arriving while an
-ask is in flight line up behind it and are admitted together.
+ask is in flight line up behind it and are admitted together; calls reported admitted by the
+provider (slow start) are reported by the next ask, at once when steps wait, and counted once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from flowstudio.providers.permits import Gate, Waiter
+from flowstudio.providers import permits
+from flowstudio.providers.permits import Call, Gate, Waiter
 
 pytestmark = pytest.mark.anyio
 
@@ -29,10 +31,12 @@ class Capacity:
     def __init__(self, free: int) -> None:
         self.free = free
         self.asks = 0
+        self.admitted: list[int] = []  # what each ask reported admitted
         self.granted: list[int] = []
 
-    async def ask(self, line: list[Waiter], releases: int = 0) -> list[str]:
+    async def ask(self, line: list[Waiter], releases: int = 0, admitted: int = 0) -> list[str]:
         self.asks += 1
+        self.admitted.append(admitted)
         await anyio.lowlevel.checkpoint()
         out = []
         for w in line:
@@ -149,7 +153,7 @@ async def test_a_release_asks_for_the_head_of_the_line_in_its_own_round_trip() -
     line = Line(0)
     released: list[int] = []
 
-    async def release(waiting: list[Waiter], releases: int) -> list[str]:
+    async def release(waiting: list[Waiter], releases: int, admitted: int) -> list[str]:
         released.append(len(waiting))
         line.cap.free += 1
         return await line.cap.ask(waiting) if waiting else []
@@ -179,7 +183,9 @@ class SlowStart:
         self.limit = self.flying = in_flight
         self.asks = 0
 
-    async def ask(self, line: list[Waiter], releases: int, release: bool = False) -> list[str]:
+    async def ask(
+        self, line: list[Waiter], releases: int, admitted: int = 0, release: bool = False
+    ) -> list[str]:
         await anyio.sleep(0.002)  # a round trip: releases of a burst overlap it
         self.asks += bool(line)
         if release:
@@ -205,7 +211,7 @@ async def test_a_burst_of_releases_in_slow_start_fills_the_doubled_limit() -> No
             got.append(i)
 
     async def release() -> None:
-        await gate.release(lambda line, releases: db.ask(line, releases, release=True))
+        await gate.release(lambda line, releases, _: db.ask(line, releases, release=True))
 
     async with anyio.create_task_group() as tg:
         for i in range(100):
@@ -226,3 +232,31 @@ async def test_a_burst_of_releases_in_slow_start_fills_the_doubled_limit() -> No
         # the first release's ask, then one answering for the 31 made meanwhile (was 16 asks)
         assert db.asks - asks <= 4, db.asks - asks
         tg.cancel_scope.cancel()
+
+
+async def test_an_admitted_call_is_reported_by_an_ask_at_once_and_counted_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In slow start, a call still out after PROVIDER_ACCEPT_AFTER_SECONDS was admitted: the head
+    of the line asks at once (no poll), reporting it; its release then says 'done' (`settle`).
+    A call that ended before any ask reported it is not reported later (its release counts it),
+    and once the provider is out of slow start nothing is reported."""
+    monkeypatch.setattr(permits, "POLL_SECONDS", 60.0)  # only the report can wake the head
+    line = Line(0)
+    gate, cap = line.gate, line.cap
+    reported, ended_first, late = Call("p"), Call("p"), Call("p")
+    async with anyio.create_task_group() as tg:
+        await line.line_up(tg, 1)
+        await anyio.sleep(0.01)  # refused: it polls in a minute
+        asks = cap.asks
+        gate.admit(ended_first)
+        assert gate.settle(ended_first) is False  # ended before an ask: 'ok', counted there
+        cap.free = 1
+        gate.admit(reported)
+        with anyio.fail_after(10):  # a bound against a hang (the poll), not a timing check
+            await line.until(1)
+    assert line.got == {0: "ok"} and cap.asks == asks + 1 and cap.admitted[-1] == 1
+    assert gate.settle(reported) is True and not gate.admitted
+    gate.learn(False)  # an answer said slow start is over
+    gate.admit(late)
+    assert not gate.admitted and gate.settle(late) is False

@@ -18,12 +18,18 @@
    releases the permit as throttled (AIMD decrease) and parks the step for the Retry-After;
 5. the permit is released (shielded) with the outcome and the response's real token usage; with
    steps lined up, the same statement asks permits for the head of the line
-   (`store.release_then_acquire`): the freed permit goes to the next step in one round trip.
+   (`store.release_then_ask`): the freed permit goes to the next step in one round trip;
+6. in slow start (the provider's last answer said so), a call still unanswered
+   PROVIDER_ACCEPT_AFTER_SECONDS after it went out was admitted by the provider (a refusal comes at
+   once): the Gate reports it with its next ask (`Gate.admit`, migration 0035), which raises the
+   provider's concurrency by one and earns 2 grants, as its release would have, a call length
+   sooner; its release then says 'done' (counted once).
 With PROVIDER_LIMITS=off, `provider_call` yields None and nothing of this happens.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -68,10 +74,12 @@ class ProviderThrottled(Exception):
         self.retry_after = retry_after
 
 
-@dataclass
+@dataclass(eq=False)
 class Call:
     provider_id: str
     tokens: int | None = None  # the response's real usage, when known
+    ended: bool = False
+    reported: bool = False  # reported admitted in an ask (its slow-start +1 is counted)
 
     def used(self, tokens: int) -> None:
         self.tokens = tokens
@@ -102,9 +110,10 @@ class Waiter:
     wake: anyio.Event = field(default_factory=anyio.Event)  # decided, or now at the head
 
 
-# ask(line, releases): verdicts for the line; `releases` is how many permit releases the ask answers
-# for (0: none, an arrival or a poll): slow start grants 2 for each (`provider_acquire_many`)
-Ask = Callable[[list[Waiter], int], Awaitable[list[str]]]
+# ask(line, releases, admitted): verdicts for the line; `releases` is how many permit releases the
+# ask answers for (0: none, an arrival or a poll), `admitted` how many calls it reports admitted by
+# the provider: slow start grants 2 for each (`provider_acquire_many`)
+Ask = Callable[[list[Waiter], int, int], Awaitable[list[str]]]
 DECIDED = ("ok", "gone")
 
 
@@ -123,6 +132,33 @@ class Gate:
         # (the head asks at once when any are owed; a burst of releases in slow start earns its
         # grants in one round trip)
         self.owed = 0
+        # calls the provider admitted (unanswered PROVIDER_ACCEPT_AFTER_SECONDS after they went
+        # out) that no ask has reported yet: the next ask reports them all (`admit`)
+        self.admitted: list[Call] = []
+        self.slow_start = True  # as the provider's last answer said (unknown: assume it is)
+
+    def admit(self, call: Call) -> None:
+        """`call` is still out: the provider admitted it. Reported by the next ask for the line,
+        now if steps wait and none is in flight; with nobody in line, a line's first ask or its
+        release reports it (with no step waiting, more concurrency is of no use yet)."""
+        if call.ended or not self.slow_start:
+            return
+        self.admitted.append(call)
+        if not self.asking:
+            self.notify()
+
+    def learn(self, slow_start: bool | None) -> None:
+        if slow_start is not None:
+            self.slow_start = slow_start
+            if not slow_start:
+                self.admitted.clear()
+
+    def settle(self, call: Call) -> bool:
+        """The call ended: True if an ask reported it admitted (its release says 'done')."""
+        call.ended = True
+        if call in self.admitted:
+            self.admitted.remove(call)
+        return call.reported
 
     def notify(self) -> None:
         """Capacity may have returned: the head asks again."""
@@ -143,9 +179,12 @@ class Gate:
         """Ask for `line` (shielded: permits the database granted are never lost to a timeout);
         every waiter granted is decided, woken, and leaves the line."""
         self.asking += 1
+        admitted, self.admitted = self.admitted, []
+        for call in admitted:
+            call.reported = True  # before the statement: its release must not count it again
         try:
             with anyio.CancelScope(shield=True):
-                verdicts = await ask(line, releases)
+                verdicts = await ask(line, releases, len(admitted))
         finally:
             self.asking -= 1
         for waiter, verdict in zip(line, verdicts, strict=True):
@@ -184,7 +223,7 @@ class Gate:
                         continue
                     if self.asking:  # an ask for the line is in flight (maybe a release's)
                         pass
-                    elif me.poll_first and not self.owed:  # just refused: poll first
+                    elif me.poll_first and not (self.owed or self.admitted):  # refused: poll
                         me.poll_first = False
                     else:  # this ask answers for every release owed
                         releases, self.owed = self.owed, 0
@@ -209,12 +248,16 @@ class Gate:
         in_flight = bool(self.asking)
         line = [] if in_flight else self._line()
         if not line:
-            await release([], 0)
+            await release([], 0, 0)
             self.owed += in_flight  # an ask was in flight: the next ask answers for this release
             self.notify()
             return
         releases, self.owed = self.owed + 1, 0
         await self._ask(release, line, releases)
+
+
+def _line(line: list[Waiter]) -> store.Line:
+    return [(w.step_id, w.attempt, w.tokens) for w in line]
 
 
 _ids: dict[tuple[str, str], str] = {}
@@ -254,22 +297,30 @@ async def provider_call(
     fingerprint = key_fingerprint(settings.secret_key, api_key)
     provider_id = await _provider_id(pool, settings, url, fingerprint)
 
-    async def ask(line: list[Waiter], releases: int = 0) -> list[str]:
+    gate = _gates.setdefault(provider_id, Gate())
+
+    async def ask(line: list[Waiter], releases: int = 0, admitted: int = 0) -> list[str]:
         async with pool.connection() as conn:
-            return await store.acquire_many(
-                conn, provider_id, [(w.step_id, w.attempt, w.tokens) for w in line], releases
-            )
+            answer = await store.ask(conn, provider_id, _line(line), releases, admitted)
+        gate.learn(answer.slow_start)
+        return answer.verdicts
 
     me = Waiter(ctx.step_id, ctx.attempt, tokens, again=ctx.attempt > 1)
-    gate = _gates.setdefault(provider_id, Gate())
     verdict = await gate.acquire(me, ask, settings.provider_permit_wait_seconds)
     if verdict == "gone":  # an admin deleted the provider: register it again
         _ids.pop((url, fingerprint), None)
         provider_id = await _provider_id(pool, settings, url, fingerprint)
+        gate = _gates.setdefault(provider_id, Gate())
         verdict = (await ask([Waiter(ctx.step_id, ctx.attempt, tokens)]))[0]
     if verdict != "ok":
         raise ParkStep(Park(provider_id, 0.0, verdict))
     call, outcome = Call(provider_id), "error"
+    accept_after = settings.provider_accept_after_seconds
+    timer = (
+        asyncio.get_running_loop().call_later(accept_after, gate.admit, call)
+        if gate.slow_start and accept_after > 0
+        else None
+    )
     try:
         yield call
         outcome = "ok"
@@ -278,20 +329,27 @@ async def provider_call(
         wait = DEFAULT_RETRY_AFTER if exc.retry_after is None else exc.retry_after
         raise ParkStep(Park(provider_id, min(MAX_RETRY_AFTER, wait), "throttled")) from exc
     finally:
+        if timer is not None:
+            timer.cancel()
+        if gate.settle(call) and outcome == "ok":
+            outcome = "done"  # reported admitted: its slow-start +1 is counted
 
-        async def release(line: list[Waiter], releases: int) -> list[str]:
+        async def release(line: list[Waiter], releases: int, admitted: int) -> list[str]:
             async with pool.connection() as conn:
-                return await store.release_then_acquire(
+                answer = await store.release_then_ask(
                     conn,
                     (ctx.step_id, ctx.attempt, outcome, call.tokens),
                     provider_id,
-                    [(w.step_id, w.attempt, w.tokens) for w in line],
+                    _line(line),
                     releases,
+                    admitted,
                 )
+            gate.learn(answer.slow_start)
+            return answer.verdicts
 
         with anyio.CancelScope(shield=True):
             try:
-                await _gates.get(provider_id, gate).release(release)
+                await gate.release(release)
             except Exception as exc:  # the permit lapses with the step's lease anyway
                 log.warning("could not release a permit of provider %s: %s", provider_id, exc)
-                _gates.get(provider_id, gate).notify()
+                gate.notify()

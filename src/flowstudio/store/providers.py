@@ -1,20 +1,20 @@
-"""SQL for LLM providers and their cluster-wide limits (migrations 0020, 0022, 0023).
+"""SQL for LLM providers and their cluster-wide limits (migrations 0020, 0022, 0023, 0035).
 
 The API's provider routes (`api/providers.py`) call `list_providers` / `get_provider` (each row with
 its live figures: calls in flight, parked steps, requests and tokens of the last minute),
 `create_provider` (None when that base_url + key fingerprint exists), `update_provider` and
 `delete_provider`. Workers call `ensure_provider` (auto-registration on a provider's first call),
-`acquire_many` (a line of waiting steps, in order), `release`, and `release_then_acquire` (a
-release that asks for the head of the line in the same statement); one round trip each: the
-`provider_acquire_many` / `provider_release` functions. The orchestrator calls `wake_candidates`
-and `mark_woken` (`engine/parking.py`) and `purge` (stale permits, usage buckets, parked rows, and
-unconfigured providers idle for a day). The key itself is never stored: only its fingerprint
+`ask` (a line of waiting steps, in order; it also reports calls the provider admitted), `release`,
+and `release_then_ask` (a release that asks for the head of the line in the same statement); one
+round trip each: the `provider_acquire_many` / `provider_release` functions. The orchestrator calls
+`wake_candidates` and `mark_woken` (`engine/parking.py`) and `purge` (stale permits, usage buckets,
+parked rows, and unconfigured providers idle for a day). The key itself is never stored: only its fingerprint
 (`providers/identity.py`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowstudio.store.db import Conn
 
@@ -22,6 +22,8 @@ from flowstudio.store.db import Conn
 # it every round of successful calls until its first 429 (slow start); then it backs off and climbs
 # back to the limit that 429 revealed (`provider_release`, migration 0022): no storm of 429s. The
 # window slow start begins at (`start_window`) is filled at once (migration 0028).
+
+Line = list[tuple[int, int, int]]  # (step id, attempt, estimated tokens) of each waiting step
 
 LIVE_COLS = """p.id, p.base_url, p.key_fingerprint, p.label, p.max_concurrency, p.rpm, p.tpm,
     greatest(1, floor(least(p.effective_concurrency, p.ceiling)))::int AS effective_concurrency,
@@ -138,64 +140,89 @@ async def ensure_provider(
     raise RuntimeError(f"provider {base_url} could not be registered")
 
 
-async def acquire_many(
-    conn: Conn, provider_id: str, line: list[tuple[int, int, int]], releases: int = 0
-) -> list[str]:
+class Answer(NamedTuple):
+    """An ask's verdict per step of the line, and whether the provider is still in slow start."""
+
+    verdicts: list[str]
+    slow_start: bool | None  # None: not asked (a release with nobody in line)
+
+
+ACQUIRE = """provider_acquire_many(%s, %s::bigint[], %s::int[], %s::bigint[], %s, %s)"""
+
+
+def _answer(row: dict[str, Any] | None, n: int) -> Answer:
+    if row is None or row["verdicts"] is None:
+        return Answer(["gone"] * n, False)
+    return Answer([str(v) for v in row["verdicts"]], bool(row["slow_start"]))
+
+
+def _line_params(provider_id: str, line: Line, releases: int, accepted: int) -> tuple[Any, ...]:
+    return (
+        provider_id,
+        [s for s, _, _ in line],
+        [a for _, a, _ in line],
+        [t for _, _, t in line],
+        releases,
+        accepted,
+    )
+
+
+async def ask(
+    conn: Conn, provider_id: str, line: Line, releases: int = 0, accepted: int = 0
+) -> Answer:
     """A verdict per (step id, attempt, estimated tokens), in order: 'ok' | 'concurrency' | 'rpm' |
     'tpm' | 'gone'; after the first refusal the rest are refused too (`provider_acquire_many`).
-    `releases`: how many permit releases this ask answers for (slow start grants 2 for each, and
-    2 for an ask that answers for none)."""
+    `releases`: how many permit releases this ask answers for; `accepted`: how many calls it
+    reports as admitted by the provider (migration 0035). Slow start grants 2 for each (2 for an
+    ask that answers for none), and raises the concurrency by one per admitted call."""
     cur = await conn.execute(
-        "SELECT provider_acquire_many(%s, %s::bigint[], %s::int[], %s::bigint[], %s) AS verdicts",
-        (
-            provider_id,
-            [s for s, _, _ in line],
-            [a for _, a, _ in line],
-            [t for _, _, t in line],
-            releases,
-        ),
+        f"SELECT * FROM {ACQUIRE}", _line_params(provider_id, line, releases, accepted)
     )
-    row = await cur.fetchone()
-    return [str(v) for v in row["verdicts"]] if row else ["gone"] * len(line)
+    return _answer(await cur.fetchone(), len(line))
+
+
+async def acquire_many(conn: Conn, provider_id: str, line: Line, releases: int = 0) -> list[str]:
+    """`ask(...)`'s verdicts alone."""
+    return (await ask(conn, provider_id, line, releases)).verdicts
+
+
+async def release_then_ask(
+    conn: Conn,
+    permit: tuple[int, int, str, int | None],
+    provider_id: str,
+    line: Line,
+    releases: int = 1,
+    accepted: int = 0,
+) -> Answer:
+    """`release(*permit)` then, in the same statement (one round trip, one transaction: the
+    ask sees the release), `ask(provider_id, line, releases, accepted)` (`releases` counts this
+    one and those made earlier that it answers for); an empty line only releases."""
+    step_id, attempt, outcome, tokens = permit
+    if not line:
+        await release(conn, step_id, attempt, outcome, tokens)
+        return Answer([], None)
+    cur = await conn.execute(
+        f"""WITH freed AS MATERIALIZED (SELECT provider_release(%s, %s, %s, %s))
+            SELECT a.* FROM freed, {ACQUIRE} a""",
+        (step_id, attempt, outcome, tokens, *_line_params(provider_id, line, releases, accepted)),
+    )
+    return _answer(await cur.fetchone(), len(line))
 
 
 async def release_then_acquire(
     conn: Conn,
     permit: tuple[int, int, str, int | None],
     provider_id: str,
-    line: list[tuple[int, int, int]],
+    line: Line,
     releases: int = 1,
 ) -> list[str]:
-    """`release(*permit)` then, in the same statement (one round trip, one transaction: the
-    acquire sees the release), `acquire_many(provider_id, line, releases)` (`releases` counts this
-    one and those made earlier that it answers for); an empty line only releases."""
-    step_id, attempt, outcome, tokens = permit
-    if not line:
-        await release(conn, step_id, attempt, outcome, tokens)
-        return []
-    cur = await conn.execute(
-        """WITH freed AS MATERIALIZED (SELECT provider_release(%s, %s, %s, %s))
-           SELECT provider_acquire_many(%s, %s::bigint[], %s::int[], %s::bigint[], %s)
-                  AS verdicts
-             FROM freed""",
-        (
-            step_id,
-            attempt,
-            outcome,
-            tokens,
-            provider_id,
-            [s for s, _, _ in line],
-            [a for _, a, _ in line],
-            [t for _, _, t in line],
-            releases,
-        ),
-    )
-    row = await cur.fetchone()
-    return [str(v) for v in row["verdicts"]] if row else ["gone"] * len(line)
+    """`release_then_ask(...)`'s verdicts alone."""
+    return (await release_then_ask(conn, permit, provider_id, line, releases)).verdicts
 
 
 async def release(conn: Conn, step_id: int, attempt: int, outcome: str, tokens: int | None) -> None:
-    """Free a permit; `outcome` 'ok' | 'throttled' | 'error' drives the AIMD concurrency."""
+    """Free a permit; `outcome` 'ok' | 'done' (ok, reported admitted) | 'throttled' | 'error'
+    drives the AIMD concurrency."""
     await conn.execute(
         "SELECT provider_release(%s, %s, %s, %s)", (step_id, attempt, outcome, tokens)
     )
