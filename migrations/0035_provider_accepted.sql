@@ -14,14 +14,21 @@
 --    adds nothing; otherwise 'done' is 'ok' (the additive increase).
 -- 3. The ask answers whether the provider is still in slow start (`slow_start`): a worker reports
 --    admitted calls only then (after it, the reports would only cost statements).
+-- 4. An ask may forbid probing (`p_probe` false): no grant past the known cap. Past it, the
+--    concurrency probes for a raised limit, and each probe that finds the same cap costs one 429
+--    whose step waits out the Retry-After, then calls again: at the end of a batch the batch
+--    waits for that step (measured: 1,000 items ended ~0.9 s late whenever a probe fell in their
+--    last ~1.5 s). A worker forbids it when that refusal would outlast the work waiting behind
+--    it (`Gate.may_probe`: its line, its calls in flight, their duration, the last Retry-After);
+--    with nothing waiting long enough, a raised limit would be of no use anyway.
 --
--- provider_acquire_many (6 arguments) is 0028's with these changes, provider_release 0025's
+-- provider_acquire_many (7 arguments) is 0028's with these changes, provider_release 0025's
 -- (migrations are history: copies by design). The 5-argument provider_acquire_many stays for
 -- workers of the previous release during a rolling upgrade.
 
 CREATE FUNCTION provider_acquire_many(
     p_provider uuid, p_steps bigint[], p_attempts integer[], p_tokens bigint[], p_releases integer,
-    p_accepted integer, OUT verdicts text[], OUT slow_start boolean
+    p_accepted integer, p_probe boolean, OUT verdicts text[], OUT slow_start boolean
 ) LANGUAGE plpgsql AS $$
 DECLARE
     p providers%ROWTYPE;
@@ -54,6 +61,9 @@ BEGIN
     END IF;
     t := clock_timestamp();  -- after the lock: the window is judged when we are admitted
     lim := greatest(1, floor(least(p.effective_concurrency, p.ceiling)));
+    IF NOT p_probe AND NOT slow_start AND p.known_cap IS NOT NULL THEN  -- no probe (see 4.)
+        lim := least(lim, greatest(1, floor(p.known_cap)));
+    END IF;
     SELECT count(*) INTO flying FROM provider_permits WHERE provider_id = p_provider;
     -- slow start (no 429 yet) admits at most 2 per release or admitted call this ask answers for
     -- (2 for an ask that answers for none), clocked by them: a whole line admitted at once past

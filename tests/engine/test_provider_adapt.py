@@ -238,6 +238,27 @@ async def test_calls_reported_admitted_clock_slow_start_and_count_once(env: Engi
     assert (await provider(env, pid))["effective_concurrency"] > 5
 
 
+async def test_an_ask_that_forbids_probing_gets_no_permit_past_the_known_cap(
+    env: EngineEnv,
+) -> None:
+    """Migration 0035: past the known cap a grant is a probe (a refusal costs its step the
+    Retry-After); a worker whose line would not outlast that asks with `probe` false and gets
+    nothing past the known cap, while the concurrency itself is left as it is."""
+    steps = await running_steps(env, 6)
+    pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "probe", 256, 2)
+    await env.conn.execute(
+        "UPDATE providers SET last_decrease_at = now() - interval '1 hour', known_cap = 4, "
+        "effective_concurrency = 6 WHERE id = %s",
+        (pid,),
+    )
+    line = [(s.step_id, s.attempt, 10) for s in steps]
+    assert await store.ask(env.conn, pid, line[:4], probe=False) == store.Answer(["ok"] * 4, False)
+    refused = await store.ask(env.conn, pid, line[4:], probe=False)
+    assert refused == store.Answer(["concurrency"] * 2, False)
+    assert await store.ask(env.conn, pid, line[4:]) == store.Answer(["ok"] * 2, False)  # probes
+    assert (await provider(env, pid))["effective_concurrency"] == 6
+
+
 async def test_parked_steps_are_woken_even_while_the_provider_is_full(env: EngineEnv) -> None:
     """A provider kept at its limit by lines of waiting steps never has a free slot: parked steps
     (a 429's) are woken all the same, oldest first, up to the limit's worth waiting for a permit

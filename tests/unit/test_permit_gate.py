@@ -260,3 +260,19 @@ async def test_an_admitted_call_is_reported_by_an_ask_at_once_and_counted_once(
     gate.learn(False)  # an answer said slow start is over
     gate.admit(late)
     assert not gate.admitted and gate.settle(late) is False
+
+
+def test_a_probe_is_asked_for_only_while_the_line_outlasts_its_refusal() -> None:
+    """`Gate.may_probe`: a probe refused costs its step the Retry-After and a call; the steps
+    lined up here drain in about len(line) / calls out call lengths (plus the calls out)."""
+    gate = Gate()
+    assert gate.may_probe()  # no call measured yet (slow start)
+    gate.calls_out = 32
+    gate.call_ended(0.5, None)  # a 0.5 s call
+    gate.call_ended(None, 1.0)  # a 429 said Retry-After: 1
+    assert (gate.calls_out, gate.call_seconds, gate.retry_after) == (30, 0.5, 1.0)
+    gate.queue.extend(Waiter(i, 1, 10) for i in range(90))  # 3 rounds: 2 s > 1 + 0.5 s
+    assert gate.may_probe()
+    for _ in range(60):  # 1 round: 1 s < 1.5 s, the batch's end
+        gate.queue.pop()
+    assert not gate.may_probe()

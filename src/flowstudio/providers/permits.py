@@ -23,7 +23,9 @@
    PROVIDER_ACCEPT_AFTER_SECONDS after it went out was admitted by the provider (a refusal comes at
    once): the Gate reports it with its next ask (`Gate.admit`, migration 0035), which raises the
    provider's concurrency by one and earns 2 grants, as its release would have, a call length
-   sooner; its release then says 'done' (counted once).
+   sooner; its release then says 'done' (counted once);
+7. an ask forbids grants past the provider's known cap (probes) when a refused probe would outlast
+   the steps lined up behind it (`Gate.may_probe`, migration 0035): the end of a batch.
 With PROVIDER_LIMITS=off, `provider_call` yields None and nothing of this happens.
 """
 
@@ -136,6 +138,30 @@ class Gate:
         # out) that no ask has reported yet: the next ask reports them all (`admit`)
         self.admitted: list[Call] = []
         self.slow_start = True  # as the provider's last answer said (unknown: assume it is)
+        # what `may_probe` weighs: this process's calls holding a permit now, a successful call's
+        # duration (moving average) and the last 429's Retry-After
+        self.calls_out = 0
+        self.call_seconds: float | None = None
+        self.retry_after = DEFAULT_RETRY_AFTER
+
+    def may_probe(self) -> bool:
+        """Past the provider's known cap a grant probes for a raised limit; refused (the same
+        cap), its step waits out the Retry-After and calls again: at the end of a batch, the
+        batch waits for it. Worth it only while the steps lined up here outlast that refusal:
+        they drain in about len(queue) / calls_out call lengths, after the calls now out."""
+        if self.call_seconds is None:
+            return True
+        left = (len(self.queue) / max(1, self.calls_out) + 1) * self.call_seconds
+        return left > self.retry_after + self.call_seconds
+
+    def call_ended(self, seconds: float | None, retry_after: float | None) -> None:
+        """A call ended: its duration if it succeeded, the Retry-After if it was refused."""
+        self.calls_out -= 1
+        if seconds is not None:
+            last = self.call_seconds
+            self.call_seconds = seconds if last is None else 0.8 * last + 0.2 * seconds
+        if retry_after is not None:
+            self.retry_after = retry_after
 
     def admit(self, call: Call) -> None:
         """`call` is still out: the provider admitted it. Reported by the next ask for the line,
@@ -301,7 +327,9 @@ async def provider_call(
 
     async def ask(line: list[Waiter], releases: int = 0, admitted: int = 0) -> list[str]:
         async with pool.connection() as conn:
-            answer = await store.ask(conn, provider_id, _line(line), releases, admitted)
+            answer = await store.ask(
+                conn, provider_id, _line(line), releases, admitted, gate.may_probe()
+            )
         gate.learn(answer.slow_start)
         return answer.verdicts
 
@@ -316,19 +344,24 @@ async def provider_call(
         raise ParkStep(Park(provider_id, 0.0, verdict))
     call, outcome = Call(provider_id), "error"
     accept_after = settings.provider_accept_after_seconds
+    loop = asyncio.get_running_loop()
     timer = (
-        asyncio.get_running_loop().call_later(accept_after, gate.admit, call)
+        loop.call_later(accept_after, gate.admit, call)
         if gate.slow_start and accept_after > 0
         else None
     )
+    gate.calls_out += 1
+    started, took, refused = loop.time(), None, None
     try:
         yield call
-        outcome = "ok"
+        outcome, took = "ok", loop.time() - started
     except ProviderThrottled as exc:
         outcome = "throttled"
         wait = DEFAULT_RETRY_AFTER if exc.retry_after is None else exc.retry_after
-        raise ParkStep(Park(provider_id, min(MAX_RETRY_AFTER, wait), "throttled")) from exc
+        refused = min(MAX_RETRY_AFTER, wait)
+        raise ParkStep(Park(provider_id, refused, "throttled")) from exc
     finally:
+        gate.call_ended(took, refused)
         if timer is not None:
             timer.cancel()
         if gate.settle(call) and outcome == "ok":
@@ -343,6 +376,7 @@ async def provider_call(
                     _line(line),
                     releases,
                     admitted,
+                    gate.may_probe(),
                 )
             gate.learn(answer.slow_start)
             return answer.verdicts

@@ -147,7 +147,7 @@ class Answer(NamedTuple):
     slow_start: bool | None  # None: not asked (a release with nobody in line)
 
 
-ACQUIRE = """provider_acquire_many(%s, %s::bigint[], %s::int[], %s::bigint[], %s, %s)"""
+ACQUIRE = """provider_acquire_many(%s, %s::bigint[], %s::int[], %s::bigint[], %s, %s, %s)"""
 
 
 def _answer(row: dict[str, Any] | None, n: int) -> Answer:
@@ -156,7 +156,9 @@ def _answer(row: dict[str, Any] | None, n: int) -> Answer:
     return Answer([str(v) for v in row["verdicts"]], bool(row["slow_start"]))
 
 
-def _line_params(provider_id: str, line: Line, releases: int, accepted: int) -> tuple[Any, ...]:
+def _line_params(
+    provider_id: str, line: Line, releases: int, accepted: int, probe: bool
+) -> tuple[Any, ...]:
     return (
         provider_id,
         [s for s, _, _ in line],
@@ -164,19 +166,26 @@ def _line_params(provider_id: str, line: Line, releases: int, accepted: int) -> 
         [t for _, _, t in line],
         releases,
         accepted,
+        probe,
     )
 
 
 async def ask(
-    conn: Conn, provider_id: str, line: Line, releases: int = 0, accepted: int = 0
+    conn: Conn,
+    provider_id: str,
+    line: Line,
+    releases: int = 0,
+    accepted: int = 0,
+    probe: bool = True,
 ) -> Answer:
     """A verdict per (step id, attempt, estimated tokens), in order: 'ok' | 'concurrency' | 'rpm' |
     'tpm' | 'gone'; after the first refusal the rest are refused too (`provider_acquire_many`).
     `releases`: how many permit releases this ask answers for; `accepted`: how many calls it
     reports as admitted by the provider (migration 0035). Slow start grants 2 for each (2 for an
-    ask that answers for none), and raises the concurrency by one per admitted call."""
+    ask that answers for none), and raises the concurrency by one per admitted call. `probe`
+    false: no grant past the provider's known cap (0035)."""
     cur = await conn.execute(
-        f"SELECT * FROM {ACQUIRE}", _line_params(provider_id, line, releases, accepted)
+        f"SELECT * FROM {ACQUIRE}", _line_params(provider_id, line, releases, accepted, probe)
     )
     return _answer(await cur.fetchone(), len(line))
 
@@ -193,9 +202,10 @@ async def release_then_ask(
     line: Line,
     releases: int = 1,
     accepted: int = 0,
+    probe: bool = True,
 ) -> Answer:
     """`release(*permit)` then, in the same statement (one round trip, one transaction: the
-    ask sees the release), `ask(provider_id, line, releases, accepted)` (`releases` counts this
+    ask sees the release), `ask(provider_id, line, releases, accepted, probe)` (`releases` counts this
     one and those made earlier that it answers for); an empty line only releases."""
     step_id, attempt, outcome, tokens = permit
     if not line:
@@ -204,7 +214,13 @@ async def release_then_ask(
     cur = await conn.execute(
         f"""WITH freed AS MATERIALIZED (SELECT provider_release(%s, %s, %s, %s))
             SELECT a.* FROM freed, {ACQUIRE} a""",
-        (step_id, attempt, outcome, tokens, *_line_params(provider_id, line, releases, accepted)),
+        (
+            step_id,
+            attempt,
+            outcome,
+            tokens,
+            *_line_params(provider_id, line, releases, accepted, probe),
+        ),
     )
     return _answer(await cur.fetchone(), len(line))
 
