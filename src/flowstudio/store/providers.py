@@ -153,7 +153,8 @@ ACQUIRE = """provider_acquire_many(%s, %s::bigint[], %s::int[], %s::bigint[], %s
 def _answer(row: dict[str, Any] | None, n: int) -> Answer:
     if row is None or row["verdicts"] is None:
         return Answer(["gone"] * n, False)
-    return Answer([str(v) for v in row["verdicts"]], bool(row["slow_start"]))
+    slow_start = None if row["slow_start"] is None else bool(row["slow_start"])  # None: gone
+    return Answer([str(v) for v in row["verdicts"]], slow_start)
 
 
 def _line_params(
@@ -212,8 +213,10 @@ async def release_then_ask(
         await release(conn, step_id, attempt, outcome, tokens)
         return Answer([], None)
     cur = await conn.execute(
-        f"""WITH freed AS MATERIALIZED (SELECT provider_release(%s, %s, %s, %s))
-            SELECT a.* FROM freed, {ACQUIRE} a""",
+        # the ask in the target list of a scan of `freed`: it runs after the release, once
+        f"""WITH freed AS MATERIALIZED (SELECT provider_release(%s, %s, %s, %s)),
+                 asked AS MATERIALIZED (SELECT {ACQUIRE} AS a FROM freed)
+            SELECT (a).verdicts, (a).slow_start FROM asked""",
         (
             step_id,
             attempt,
