@@ -1,11 +1,12 @@
 """The durability crash matrix: real processes are SIGKILLed (or crash themselves at named crash points,
 FLOWSTUDIO_CRASHPOINTS) and RabbitMQ / PostgreSQL connections are cut while runs are in flight.
 
-Every test runs against both queue backends (`queue_backend`: RabbitMQ, and the PostgreSQL queue of
-QUEUE_BACKEND=postgres), except the two that cut RabbitMQ itself. Each test gets its own database and queue (`support/private_stack.py`), starts API / orchestrator /
-workers through conftest's `stack`, starts runs over HTTP, breaks one thing at one moment, restarts
-what died, and then checks every run in PostgreSQL (`support/durability.py`): terminal within a bounded
-time, event log consistent, no step committed twice, sink calls <= attempts per Idempotency-Key.
+Every test runs against both queue backends (`queue_backend`: RabbitMQ, and the PostgreSQL queue
+of QUEUE_BACKEND=postgres), except the two that cut RabbitMQ itself. Each test gets its own
+database and queue (`support/private_stack.py`), starts API / orchestrator / workers through
+conftest's `stack`, starts runs over HTTP, breaks one thing at one moment, restarts what died,
+then checks every run in PostgreSQL (`support/durability.py`): terminal in a bounded time, event
+log consistent, no step committed twice, sink calls <= attempts per Idempotency-Key.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from tests.support.stack import Proc, Stack
 
 Creds = tuple[str, str]
 Conn = psycopg.Connection[Any]
+TERMINAL = ["succeeded", "failed", "cancelled"]
 NO_CRASH = {"FLOWSTUDIO_CRASHPOINTS": ""}
 log = logging.getLogger(__name__)
 
@@ -393,20 +395,22 @@ def test_worker_killed_after_an_eager_claim_the_lease_carries_the_next_step(
     assert attempts == {"in": 1, "t0": 1, "t1": 2, "t2": 1, "t3": 1, "out": 1}
 
 
-def in_flight_flow(sink: Sink) -> dict[str, Any]:
+def in_flight_flow(sink: Sink, delay: float = 1) -> dict[str, Any]:
     """HTTP (slow), durable delay, a flaky retried node: a run touches every engine path."""
     return linear_flow(
         ("call", "http_request", {"url": sink.url("/slow", sleep=1)}),
-        ("d", "delay", {"seconds": 1}),
+        ("d", "delay", {"seconds": delay}),
         ("f", "fail", {"succeed_on_attempt": 2}),
         ("t", "template", {"template": "{{ inputs.i }}"}),
         retry={"f": {"retry": {"max_attempts": 3, "initial_interval": 0.3}}},
     )
 
 
-def start_in_flight_runs(stack: Stack, creds: Creds, sink: Sink, n: int) -> list[str]:
+def start_in_flight_runs(
+    stack: Stack, creds: Creds, sink: Sink, n: int, delay: float = 1
+) -> list[str]:
     api = start_all(stack, creds, workers=2, concurrency=4)
-    flow_id = api.create_flow(in_flight_flow(sink))["id"]
+    flow_id = api.create_flow(in_flight_flow(sink, delay))["id"]
     runs = [api.start_run(flow_id, {"i": i}) for i in range(n)]
     wait_for(lambda: sum(sink.calls.values()) >= 2, 20, "the first HTTP calls")
     return runs
@@ -417,7 +421,7 @@ def test_runs_finish_after_a_broker_restart(
     stack: Stack, credentials: Creds, db: Conn, sink: Sink, queue_backend: str
 ) -> None:
     needs_rabbitmq(queue_backend)
-    runs = start_in_flight_runs(stack, credentials, sink, 6)
+    runs = start_in_flight_runs(stack, credentials, sink, 6, delay=5)  # live however slow the stop
     with broker_outage():
         live_at_stop = live_runs(db, runs)
         time.sleep(3)
@@ -438,12 +442,8 @@ def test_runs_finish_after_a_broker_restart(
 
 
 def live_runs(conn: Conn, runs: list[str]) -> list[str]:
-    rows = conn.execute(
-        "SELECT id::text FROM runs WHERE id = ANY(%s::uuid[]) AND status NOT IN "
-        "('succeeded', 'failed', 'cancelled')",
-        (runs,),
-    ).fetchall()
-    return [r[0] for r in rows]
+    sql = "SELECT id::text FROM runs WHERE id = ANY(%s::uuid[]) AND status <> ALL(%s)"
+    return [r[0] for r in conn.execute(sql, (runs, TERMINAL)).fetchall()]
 
 
 def test_runs_finish_after_broker_connections_are_cut(
