@@ -11,9 +11,12 @@
 --    concurrency by one and earns 2 grants, as a release does, so slow start doubles once per
 --    that delay. After slow start the count changes nothing.
 -- 2. Such a call's release says 'done' instead of 'ok': in slow start it was counted already and
---    adds nothing; otherwise 'done' is 'ok' (the additive increase).
--- 3. The ask answers whether the provider is still in slow start (`slow_start`): a worker reports
---    admitted calls only then (after it, the reports would only cost statements).
+--    adds nothing; otherwise 'done' is 'ok' (the additive increase). If it failed instead (an
+--    error after a report: a slow 5xx, or a quick one and the step's retry wait), it says
+--    'failed', which takes its +1 back in slow start: a failing provider gets no more load.
+-- 3. The ask answers whether the provider is still in slow start (`slow_start`), and not at its
+--    ceiling: a worker reports admitted calls only then (after it, the reports would only cost
+--    statements, and a row version each).
 -- 4. An ask may forbid probing (`p_probe` false): no grant past the known cap. Past it, the
 --    concurrency probes for a raised limit, and each probe that finds the same cap costs one 429
 --    whose step waits out the Retry-After, then calls again: at the end of a batch the batch
@@ -21,6 +24,11 @@
 --    last ~1.5 s). A worker forbids it when that refusal would outlast the work waiting behind
 --    it (`Gate.may_probe`: its line, its calls in flight, their duration, the last Retry-After);
 --    with nothing waiting long enough, a raised limit would be of no use anyway.
+-- 5. Past the known cap the concurrency grows only while its window is used (no growth once
+--    it is a call past the cap and the permits in flight are below it): asks that forbid
+--    probing left it unused, and it grew by every success, untested, until one ask that may
+--    probe was granted its whole line past the cap (a burst of 429s). TCP's congestion window
+--    validation (RFC 7661) does the same.
 --
 -- provider_acquire_many (7 arguments) is 0028's with these changes, provider_release 0025's
 -- (migrations are history: copies by design). The 5-argument provider_acquire_many stays for
@@ -53,7 +61,7 @@ BEGIN
         RETURN;
     END IF;
     slow_start := p.last_decrease_at IS NULL;
-    IF slow_start AND p_accepted > 0 THEN  -- calls the provider admitted: +1 each (see 1.)
+    IF slow_start AND p_accepted > 0 AND p.effective_concurrency < p.ceiling THEN  -- see 1.
         UPDATE providers
            SET effective_concurrency = least(ceiling, effective_concurrency + p_accepted)
          WHERE id = p_provider
@@ -103,6 +111,8 @@ BEGIN
         END IF;
         verdicts := verdicts || verdict;
     END LOOP;
+    -- at its ceiling slow start has nothing left to find: workers stop reporting (see 3.)
+    slow_start := slow_start AND p.effective_concurrency < p.ceiling;
     IF granted > 0 THEN
         INSERT INTO provider_usage AS u (provider_id, second, requests, tokens)
         VALUES (p_provider, date_trunc('second', t), granted, granted_tokens)
@@ -173,6 +183,9 @@ BEGIN
                 WHEN last_decrease_at >= clock_timestamp() - interval '1 second'
                 THEN last_decrease_at ELSE clock_timestamp() END
          WHERE id = permit.provider_id;
+    ELSIF p_outcome = 'failed' THEN  -- reported admitted, then failed: take its +1 back (2.)
+        UPDATE providers SET effective_concurrency = greatest(1, effective_concurrency - 1)
+         WHERE id = permit.provider_id AND last_decrease_at IS NULL;
     ELSIF p_outcome IN ('ok', 'done') THEN
         UPDATE providers
            SET effective_concurrency = least(ceiling, effective_concurrency + CASE
@@ -182,6 +195,11 @@ BEGIN
                    WHEN effective_concurrency < known_cap  -- half the gap per round
                    THEN greatest(known_cap - effective_concurrency, 0.5) / 2
                         / greatest(effective_concurrency, 1)
+                   WHEN effective_concurrency >= known_cap + 1 AND (  -- see 5.
+                            SELECT count(*) FROM provider_permits pp
+                             WHERE pp.provider_id = permit.provider_id
+                        ) + 1 < floor(effective_concurrency)
+                   THEN 0.0
                    ELSE greatest(effective_concurrency - known_cap,  -- probe past it
                                  0.25 / 2 ^ least(cap_confirmations, 6))
                         / greatest(effective_concurrency, 1) END)

@@ -49,7 +49,7 @@ async def running_steps(env: EngineEnv, n: int) -> list[ClaimedStep]:
 
 
 async def provider(env: EngineEnv, pid: str) -> dict[str, Any]:
-    cur = await env.conn.execute("SELECT * FROM providers WHERE id = %s", (pid,))
+    cur = await env.conn.execute("SELECT *, xmin FROM providers WHERE id = %s", (pid,))
     row = await cur.fetchone()
     assert row is not None
     return row
@@ -226,6 +226,15 @@ async def test_calls_reported_admitted_clock_slow_start_and_count_once(env: Engi
     assert (await provider(env, pid))["effective_concurrency"] == 4
     await release(env, steps[2:3], "ok")  # never reported: +1 at its release, as before
     assert (await provider(env, pid))["effective_concurrency"] == 5
+    assert (await store.ask(env.conn, pid, line[6:7], 0, 1)).verdicts == ["ok"]  # +1: 6
+    await release(env, steps[6:7], "failed")  # reported, then failed: its +1 is taken back
+    assert (await provider(env, pid))["effective_concurrency"] == 5
+    await env.conn.execute("UPDATE providers SET ceiling = 5 WHERE id = %s", (pid,))
+    version = (await provider(env, pid))["xmin"]
+    at_ceiling = await store.ask(env.conn, pid, [], 0, 3)  # nothing left to find: no write
+    assert at_ceiling == store.Answer([], False)
+    assert (await provider(env, pid))["xmin"] == version
+    await env.conn.execute("UPDATE providers SET ceiling = 256 WHERE id = %s", (pid,))
     await env.conn.execute(  # a 429 ended slow start (an hour ago)
         "UPDATE providers SET last_decrease_at = now() - interval '1 hour', known_cap = 5, "
         "effective_concurrency = 5 WHERE id = %s",
@@ -257,6 +266,15 @@ async def test_an_ask_that_forbids_probing_gets_no_permit_past_the_known_cap(
     assert refused == store.Answer(["concurrency"] * 2, False)
     assert await store.ask(env.conn, pid, line[4:]) == store.Answer(["ok"] * 2, False)  # probes
     assert (await provider(env, pid))["effective_concurrency"] == 6
+    # successes past the cap with the window unused (4 of 6 held: probing forbidden) do not
+    # raise it any further: one ask that may probe later gets no burst past the cap
+    await release(env, steps[4:], "ok")  # the probes succeeded (the first in a full window)
+    grown = (await provider(env, pid))["effective_concurrency"]
+    assert grown > 6
+    for _ in range(3):
+        await release(env, steps[:1], "ok")
+        assert await store.ask(env.conn, pid, line[:1], probe=False) == store.Answer(["ok"], False)
+    assert (await provider(env, pid))["effective_concurrency"] == grown
 
 
 async def test_parked_steps_are_woken_even_while_the_provider_is_full(env: EngineEnv) -> None:

@@ -276,3 +276,22 @@ def test_a_probe_is_asked_for_only_while_the_line_outlasts_its_refusal() -> None
     for _ in range(60):  # 1 round: 1 s < 1.5 s, the batch's end
         gate.queue.pop()
     assert not gate.may_probe()
+
+
+async def test_reports_of_an_ask_that_failed_are_made_again_by_the_next() -> None:
+    """An ask that raises (a lost connection) reported nothing: its admitted calls still out go
+    back to be reported by the next ask, and their releases will count them ('ok')."""
+    gate = Gate()
+    out, ended = Call("p"), Call("p")
+    gate.admit(out)
+    gate.admit(ended)
+
+    async def broken(line: list[Waiter], releases: int, admitted: int) -> list[str]:
+        ended.ended = True  # this one ends while the ask is in flight
+        raise ConnectionError("server closed the connection")
+
+    with pytest.raises(ConnectionError):
+        await gate._ask(broken, [], 0)
+    assert gate.admitted == [out] and not out.reported
+    cap = Capacity(1)
+    assert await gate._ask(cap.ask, [], 0) == [] and cap.admitted == [1] and out.reported

@@ -211,6 +211,12 @@ class Gate:
         try:
             with anyio.CancelScope(shield=True):
                 verdicts = await ask(line, releases, len(admitted))
+        except BaseException:  # not reported after all: the next ask reports the calls still out
+            back = [call for call in admitted if not call.ended]
+            for call in back:
+                call.reported = False
+            self.admitted[:0] = back
+            raise
         finally:
             self.asking -= 1
         for waiter, verdict in zip(line, verdicts, strict=True):
@@ -364,8 +370,8 @@ async def provider_call(
         gate.call_ended(took, refused)
         if timer is not None:
             timer.cancel()
-        if gate.settle(call) and outcome == "ok":
-            outcome = "done"  # reported admitted: its slow-start +1 is counted
+        if gate.settle(call):  # reported admitted: its slow-start +1 is counted (0035)
+            outcome = {"ok": "done", "error": "failed"}.get(outcome, outcome)
 
         async def release(line: list[Waiter], releases: int, admitted: int) -> list[str]:
             async with pool.connection() as conn:

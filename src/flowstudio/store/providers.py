@@ -240,8 +240,8 @@ async def release_then_acquire(
 
 
 async def release(conn: Conn, step_id: int, attempt: int, outcome: str, tokens: int | None) -> None:
-    """Free a permit; `outcome` 'ok' | 'done' (ok, reported admitted) | 'throttled' | 'error'
-    drives the AIMD concurrency."""
+    """Free a permit; `outcome` 'ok' | 'done' (ok, reported admitted) | 'throttled' | 'error' |
+    'failed' (an error, reported admitted) drives the AIMD concurrency."""
     await conn.execute(
         "SELECT provider_release(%s, %s, %s, %s)", (step_id, attempt, outcome, tokens)
     )
