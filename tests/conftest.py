@@ -145,6 +145,15 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    """A local OpenAI-compatible server of a test's own (a provider test reads its server-wide
+    counters: calls in flight, start times)."""
+    s = FakeOpenAI()
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def sink() -> Iterator[Sink]:
     s = Sink()
     yield s

@@ -316,7 +316,7 @@ async def test_the_timer_loop_wakes_when_a_parked_steps_retry_after_ends(env: En
 async def test_a_release_hands_its_permit_to_the_line_in_the_same_statement(
     env: EngineEnv,
 ) -> None:
-    """`release_then_acquire`: the line asked for in the release's statement sees the permit
+    """`release_then_ask`: the line asked for in the release's statement sees the permit
     freed (one round trip from one call's end to the next call's permit)."""
     steps = await running_steps(env, 4)
     pid = await store.ensure_provider(env.conn, "http://127.0.0.1:9/v1", "handoff", 256, 2)
@@ -324,20 +324,18 @@ async def test_a_release_hands_its_permit_to_the_line_in_the_same_statement(
     assert await acquire_all(env, pid, steps[:2]) == ["ok", "ok"]
     line = [(s.step_id, s.attempt, 10) for s in steps[2:]]
     first = steps[0]
-    verdicts = await store.release_then_acquire(
+    answer = await store.release_then_ask(
         env.conn, (first.step_id, first.attempt, "ok", 12), pid, line
     )
-    assert verdicts == ["ok", "concurrency"]  # the freed permit, and no more
+    assert answer.verdicts == ["ok", "concurrency"]  # the freed permit, and no more
     cur = await env.conn.execute(
         "SELECT step_id FROM provider_permits WHERE provider_id = %s ORDER BY step_id", (pid,)
     )
     assert [r["step_id"] for r in await cur.fetchall()] == [steps[1].step_id, steps[2].step_id]
-    assert (
-        await store.release_then_acquire(
-            env.conn, (steps[1].step_id, steps[1].attempt, "ok", None), pid, []
-        )
-        == []
+    emptied = await store.release_then_ask(
+        env.conn, (steps[1].step_id, steps[1].attempt, "ok", None), pid, []
     )
+    assert emptied.verdicts == []
     assert await acquire_all(env, pid, steps[3:]) == ["ok"]
 
 
@@ -399,7 +397,8 @@ async def test_the_gate_on_the_real_functions_refills_a_slow_start_burst_in_orde
         async def release(line: list[permits.Waiter], releases: int, admitted: int) -> list[str]:
             waiting_line = [(w.step_id, w.attempt, 10) for w in line]
             permit = (step.step_id, step.attempt, "ok", 10)
-            return await store.release_then_acquire(env.conn, permit, pid, waiting_line, releases)
+            answer = await store.release_then_ask(env.conn, permit, pid, waiting_line, releases)
+            return answer.verdicts
 
         await gate.release(release)
 

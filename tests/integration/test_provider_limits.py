@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -32,13 +31,6 @@ from tests.support.client import Api, linear_flow
 from tests.support.durability import wait_for
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.stack import Stack
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
-    s = FakeOpenAI()
-    yield s
-    s.close()
 
 
 @pytest.fixture

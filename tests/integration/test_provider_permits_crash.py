@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -34,13 +33,6 @@ from tests.support.private_stack import (  # noqa: F401 -- fixtures: base_env, d
 from tests.support.stack import Stack
 
 HANG = 60.0
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
-    s = FakeOpenAI()
-    yield s
-    s.close()
 
 
 @pytest.mark.timeout(180)

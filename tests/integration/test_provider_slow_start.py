@@ -12,7 +12,6 @@ finishes right, and the overshoot stays small (no storm of 429s: at most a cap's
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -31,13 +30,6 @@ from tests.support.stack import Stack
 
 Conn = psycopg.Connection[Any]
 CAP, CALL_S, ITEMS = 16, 4.0, 40
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
-    s = FakeOpenAI()
-    yield s
-    s.close()
 
 
 @pytest.mark.timeout(240)

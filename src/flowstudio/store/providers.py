@@ -228,17 +228,6 @@ async def release_then_ask(
     return _answer(await cur.fetchone(), len(line))
 
 
-async def release_then_acquire(
-    conn: Conn,
-    permit: tuple[int, int, str, int | None],
-    provider_id: str,
-    line: Line,
-    releases: int = 1,
-) -> list[str]:
-    """`release_then_ask(...)`'s verdicts alone."""
-    return (await release_then_ask(conn, permit, provider_id, line, releases)).verdicts
-
-
 async def release(conn: Conn, step_id: int, attempt: int, outcome: str, tokens: int | None) -> None:
     """Free a permit; `outcome` 'ok' | 'done' (ok, reported admitted) | 'throttled' | 'error' |
     'failed' (an error, reported admitted) drives the AIMD concurrency."""
