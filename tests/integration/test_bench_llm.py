@@ -79,6 +79,9 @@ def check_batch(result: dict[str, Any]) -> None:
     for at in result["rss_at_done"].values():
         assert at["api_rss_mb"] > 0 and len(at["worker_rss_mb"]) == 2, result
     assert {"api", "orchestrator", "worker", "bench", "postgres"} <= set(result["cpu_ms_per_item"])
+    total = sum(v for v in result["cpu_ms_per_item"].values() if v is not None)
+    assert result["cores"] >= 1 and result["bound"] in ("cpu", "provider"), result
+    assert result["cpu_ceiling_items_per_s"] == round(result["cores"] * 1000 / total, 1), result
 
 
 def test_fake_provider_caps_calls_in_flight_and_answers_from_the_prompt() -> None:

@@ -7,6 +7,10 @@ calls in flight at the provider over the batch, = call-seconds / wall); `pct_of_
 largest worker, RSS at 10%, 50% and 100% of the items done (memory must not grow with items) and
 the CPU milliseconds per item of each role (API, orchestrator, workers, PostgreSQL backends, the
 bench with its fake provider): on a shared machine the wall time swings, the CPU cost much less.
+This machine's own ceiling for the workload, `cpu_ceiling_items_per_s` = its cores (those this
+process may run on) x 1000 ÷ the CPU ms per item of all roles together: above it the machine,
+not the provider, bounds the batch (`bound`: "provider" or "cpu"), and `pct_of_cap` cannot reach
+100 whatever the engine does.
 With `--batches N` the first batch's figures stay at the top level and the next ones, run on the same
 stack against the same provider (whose learned limit carries over: no slow start), are in
 `later_batches`, each with the same figures. `write_llm_report(result, as_json)` prints it.
@@ -14,6 +18,7 @@ stack against the same provider (whose learned limit carries over: no slow start
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +62,11 @@ def build_llm_result(
     wall = max(wall_s, 1e-9)
     calls_per_s = provider["calls"] / wall
     allowed_per_s = config.cap / config.latency
+    cpu_ms = {
+        role: None if used is None else round(used * 1000 / config.items, 2)
+        for role, used in cpu_s.items()
+    }
+    ceiling = cpu_ceiling(cpu_ms, usable_cores())
     return {
         "workload": "llm_batch",
         "items": config.items,
@@ -80,10 +90,10 @@ def build_llm_result(
         "api_rss_peak_mb": round(api_rss_peak / 2**20, 1),
         "worker_rss_peak_mb": round(worker_rss_peak / 2**20, 1),
         "rss_at_done": rss_at_done,
-        "cpu_ms_per_item": {
-            role: None if used is None else round(used * 1000 / config.items, 2)
-            for role, used in cpu_s.items()
-        },
+        "cpu_ms_per_item": cpu_ms,
+        "cores": usable_cores(),
+        "cpu_ceiling_items_per_s": ceiling,
+        "bound": "cpu" if ceiling is not None and ceiling < allowed_per_s else "provider",
         "latency_s": config.latency,
         "cap": config.cap,
         "rpm": config.rpm,
@@ -91,6 +101,20 @@ def build_llm_result(
         "workers": config.workers,
         "concurrency": config.concurrency,
     }
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity; all of them where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def cpu_ceiling(cpu_ms_per_item: dict[str, float | None], cores: int) -> float | None:
+    """Items/s this machine could do with every core busy at the measured CPU cost per item."""
+    total = sum(v for v in cpu_ms_per_item.values() if v is not None)
+    return round(cores * 1000 / total, 1) if total > 0 else None
 
 
 def render_llm_table(r: dict[str, Any]) -> str:
@@ -133,6 +157,16 @@ def _table(r: dict[str, Any], which: str) -> str:
         ),
     ]
     rows.append(("  CPU per item", _cpu_line(r["cpu_ms_per_item"])))
+    if r.get("cpu_ceiling_items_per_s") is not None:
+        allowed = r["cap"] / r["latency_s"]
+        rows.append(
+            (
+                f"  this machine's ceiling ({r['cores']} cores / CPU per item)",
+                f"{r['cpu_ceiling_items_per_s']:.1f} items/s against the provider's "
+                f"{allowed:.1f}: bound by "
+                + ("this machine's CPU" if r["bound"] == "cpu" else "the provider"),
+            )
+        )
     for mark, at in r["rss_at_done"].items():
         workers = ", ".join(f"{w:.0f}" for w in at["worker_rss_mb"])
         rows.append(
