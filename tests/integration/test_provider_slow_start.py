@@ -76,3 +76,46 @@ def test_slow_start_reaches_the_cap_long_before_the_first_call_ends(
     else:
         assert early >= CAP and learned == CAP, (early, learned)
     assert refused <= CAP, refused  # one overshoot at most, no storm
+
+
+@pytest.mark.timeout(180)
+def test_a_provider_that_admits_calls_then_fails_them_gains_no_concurrency(
+    stack: Stack, credentials: tuple[str, str], db: Conn, server: FakeOpenAI
+) -> None:
+    """The attack on the admitted-call clock, end to end: a provider that holds every call (1 s)
+    and then answers 500. Each call is reported admitted 0.1 s after it went out (+1 in slow
+    start), so the window grows while the calls are out; each one then fails, and its release
+    takes its +1 back ('failed', migration 0035): the provider ends where it started, with no
+    429 ever seen and no permit left."""
+    stack.start_api()
+    stack.start_orchestrator()
+    stack.start_worker(
+        concurrency=64,
+        extra_env={"PROVIDER_INITIAL_CONCURRENCY": "2", "PROVIDER_ACCEPT_AFTER_SECONDS": "0.1"},
+    )
+    api = Api(stack.base_url, *credentials)
+    secret = "K_" + uuid.uuid4().hex[:8]
+    r = api.http.post("/api/v1/secrets", json={"name": secret, "value": "sk-" + uuid.uuid4().hex})
+    assert r.status_code == 201, r.text
+    params = {
+        "model": "m",
+        "base_url": server.base_url(first_delay=1, fail=100),
+        "api_key": "{{ secrets." + secret + " }}",
+        "prompt": "{{ inputs.name }}",
+        "retries": 0,  # one call per step: the 500 fails the step (max_attempts 1)
+    }
+    flow_id = api.create_flow(linear_flow(("llm", "llm_chat", params)))["id"]
+    runs = [api.start_run(flow_id, {"name": f"f{i:02d}"}) for i in range(24)]
+    wait_runs_terminal(db, runs, timeout=150)
+
+    statuses = db.execute("SELECT status FROM runs WHERE id = ANY(%s::uuid[])", (runs,)).fetchall()
+    assert {s for (s,) in statuses} == {"failed"}
+    assert len(server.starts) == 24  # one call each: nothing retried, nothing refused
+    assert server.peak > 2, server.peak  # the reports did open the window while calls were out
+    (row,) = db.execute("""SELECT p.effective_concurrency, p.known_cap, p.throttled_total,
+                  (SELECT count(*) FROM provider_permits pp WHERE pp.provider_id = p.id)
+             FROM providers p""").fetchall()
+    effective, known_cap, throttled, permits = row
+    print(f"\nslow 500s: peak {server.peak} in flight, effective concurrency now {effective}")
+    assert abs(effective - 2) < 1e-6 and known_cap is None and throttled == 0, row
+    assert permits == 0, row
