@@ -112,9 +112,12 @@ def test_a_provider_that_admits_calls_then_fails_them_gains_no_concurrency(
     assert {s for (s,) in statuses} == {"failed"}
     assert len(server.starts) == 24  # one call each: nothing retried, nothing refused
     assert server.peak > 2, server.peak  # the reports did open the window while calls were out
-    (row,) = db.execute("""SELECT p.effective_concurrency, p.known_cap, p.throttled_total,
+    (row,) = db.execute(  # this module's tests share a database: this test's provider
+        """SELECT p.effective_concurrency, p.known_cap, p.throttled_total,
                   (SELECT count(*) FROM provider_permits pp WHERE pp.provider_id = p.id)
-             FROM providers p""").fetchall()
+             FROM providers p WHERE p.base_url LIKE %s""",
+        ("%/first_delay=1,fail=100/%",),
+    ).fetchall()
     effective, known_cap, throttled, permits = row
     print(f"\nslow 500s: peak {server.peak} in flight, effective concurrency now {effective}")
     assert abs(effective - 2) < 1e-6 and known_cap is None and throttled == 0, row
