@@ -32,11 +32,9 @@ Conn = psycopg.Connection[Any]
 CAP, CALL_S, ITEMS = 16, 4.0, 40
 
 
-@pytest.mark.timeout(240)
-@pytest.mark.parametrize("accept_after", ["0.1", "0"])
-def test_slow_start_reaches_the_cap_long_before_the_first_call_ends(
-    stack: Stack, credentials: tuple[str, str], db: Conn, server: FakeOpenAI, accept_after: str
-) -> None:
+def start_stack(stack: Stack, credentials: tuple[str, str], accept_after: str) -> tuple[Api, str]:
+    """API, orchestrator and one worker (start window 2, admitted calls reported after
+    `accept_after` s); a fresh API key stored as a secret: the client and the key's reference."""
     stack.start_api()
     stack.start_orchestrator()
     stack.start_worker(
@@ -50,10 +48,19 @@ def test_slow_start_reaches_the_cap_long_before_the_first_call_ends(
     secret = "K_" + uuid.uuid4().hex[:8]
     r = api.http.post("/api/v1/secrets", json={"name": secret, "value": "sk-" + uuid.uuid4().hex})
     assert r.status_code == 201, r.text
+    return api, "{{ secrets." + secret + " }}"
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("accept_after", ["0.1", "0"])
+def test_slow_start_reaches_the_cap_long_before_the_first_call_ends(
+    stack: Stack, credentials: tuple[str, str], db: Conn, server: FakeOpenAI, accept_after: str
+) -> None:
+    api, key_ref = start_stack(stack, credentials, accept_after)
     params = {
         "model": "m",
         "base_url": server.base_url(cap=CAP, first_delay=CALL_S, refuse_at_once=1, retry_after=0.5),
-        "api_key": "{{ secrets." + secret + " }}",
+        "api_key": key_ref,
         "prompt": "{{ inputs.name }}",
         "max_tokens": 20,
     }
@@ -87,20 +94,11 @@ def test_a_provider_that_admits_calls_then_fails_them_gains_no_concurrency(
     start), so the window grows while the calls are out; each one then fails, and its release
     takes its +1 back ('failed', migration 0035): the provider ends where it started, with no
     429 ever seen and no permit left."""
-    stack.start_api()
-    stack.start_orchestrator()
-    stack.start_worker(
-        concurrency=64,
-        extra_env={"PROVIDER_INITIAL_CONCURRENCY": "2", "PROVIDER_ACCEPT_AFTER_SECONDS": "0.1"},
-    )
-    api = Api(stack.base_url, *credentials)
-    secret = "K_" + uuid.uuid4().hex[:8]
-    r = api.http.post("/api/v1/secrets", json={"name": secret, "value": "sk-" + uuid.uuid4().hex})
-    assert r.status_code == 201, r.text
+    api, key_ref = start_stack(stack, credentials, "0.1")
     params = {
         "model": "m",
         "base_url": server.base_url(first_delay=1, fail=100),
-        "api_key": "{{ secrets." + secret + " }}",
+        "api_key": key_ref,
         "prompt": "{{ inputs.name }}",
         "retries": 0,  # one call per step: the 500 fails the step (max_attempts 1)
     }

@@ -66,7 +66,8 @@ def build_llm_result(
         role: None if used is None else round(used * 1000 / config.items, 2)
         for role, used in cpu_s.items()
     }
-    ceiling = cpu_ceiling(cpu_ms, usable_cores())
+    cores = usable_cores()
+    ceiling = cpu_ceiling(cpu_ms, cores)
     return {
         "workload": "llm_batch",
         "items": config.items,
@@ -91,7 +92,7 @@ def build_llm_result(
         "worker_rss_peak_mb": round(worker_rss_peak / 2**20, 1),
         "rss_at_done": rss_at_done,
         "cpu_ms_per_item": cpu_ms,
-        "cores": usable_cores(),
+        "cores": cores,
         "cpu_ceiling_items_per_s": ceiling,
         "bound": "cpu" if ceiling is not None and ceiling < allowed_per_s else "provider",
         "latency_s": config.latency,
