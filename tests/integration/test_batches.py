@@ -1,6 +1,6 @@
 """Batches over real HTTP and real processes: upload (JSON list, JSONL, CSV, multipart), the dispatcher's
-concurrency limit, results in input order, 422 paths, ownership, cancel, crash while loading, and a
-100k-item streamed upload (JSONL and CSV) in API memory well under the upload's size.
+concurrency limit, results in input order, 422 paths, ownership, cancel, the first items started
+while the rest load, crash while loading, and a 100k-item streamed upload (JSONL and CSV) in API memory well under the upload's size.
 
 Most tests use the session stack (`api`: API + orchestrator + two workers); the memory and crash tests
 start their own API (`stack`) so they can read its RSS or kill it.
@@ -19,6 +19,8 @@ import httpx
 import psycopg
 import pytest
 
+from flowstudio.engine.batches import LOAD_CHUNK, LOAD_FIRST_CHUNK
+from flowstudio.store.statuses import RUN_LIVE
 from tests.conftest import make_user
 from tests.support.checks import assert_event_log_consistent
 from tests.support.client import Api, linear_flow
@@ -289,6 +291,27 @@ def test_cancel_while_loading_stops_the_load_and_cancels_what_was_loaded(
     assert 0 < loaded < 40_000 and b["counts"]["cancelled"] == loaded
 
 
+def test_a_batch_starts_its_first_items_while_the_rest_load(
+    api: Api, db: psycopg.Connection[Any]
+) -> None:
+    """The first chunk's runs are dispatched as it commits, not once the whole upload is in (a
+    100k batch waited for all of its load). Read from the database's own times: a run of the
+    batch started before the batch was loaded."""
+    flow = api.create_flow(PARKED)
+    n = LOAD_FIRST_CHUNK + 20 * LOAD_CHUNK  # ~1-2 s of loading after the first chunk
+    r = upload(api, flow["id"], "".join(f'{{"i": {i}}}\n' for i in range(n)), "application/jsonl")
+    assert r.status_code == 202, r.text
+    bid = r.json()["id"]
+    first_start, loaded_at = db.execute(
+        "SELECT (SELECT min(started_at) FROM runs WHERE batch_id = b.id), b.loaded_at "
+        "FROM batches b WHERE b.id = %s",
+        (bid,),
+    ).fetchone()
+    assert first_start is not None and loaded_at is not None
+    assert first_start < loaded_at, (first_start, loaded_at)
+    assert api.http.post(f"/api/v1/batches/{bid}/cancel").status_code == 202
+
+
 def test_upload_cut_off_midway_creates_nothing(api: Api, running_stack: Stack) -> None:
     flow = api.create_flow(HELLO)
     host, port = running_stack.base_url.removeprefix("http://").split(":")
@@ -320,14 +343,22 @@ def test_api_killed_while_loading_leaves_a_failed_batch_and_no_live_runs(
         status, error = db.execute(
             "SELECT status, error FROM batches WHERE id = %s", (bid,)
         ).fetchone()
-        live = db.execute(
-            "SELECT count(*) FROM runs WHERE batch_id = %s AND status <> 'cancelled'", (bid,)
+        live = db.execute(  # (a run started while the batch loaded may have ended already)
+            "SELECT count(*) FROM runs WHERE batch_id = %s AND status = ANY(%s)",
+            (bid, list(RUN_LIVE)),
         ).fetchone()[0]
         if status == "failed" and live == 0:
             break
         assert time.monotonic() < deadline, (status, live)
         time.sleep(0.2)
-    assert "loading interrupted after 3000 items" in error["message"]
+    loaded = LOAD_FIRST_CHUNK + 2 * LOAD_CHUNK  # three chunks
+    assert f"loading interrupted after {loaded} items" in error["message"]
+    # the orchestrators started the first chunks' runs while the rest loaded; those still live
+    # (the session's workers may have ended some) were cancelled with the unstarted ones
+    started = db.execute(
+        "SELECT count(*) FROM runs WHERE batch_id = %s AND started_at IS NOT NULL", (bid,)
+    ).fetchone()[0]
+    assert started > 0
 
 
 def rss_kib(pid: int) -> int:

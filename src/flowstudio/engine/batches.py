@@ -1,24 +1,29 @@
 """Batches of runs: loading (bulk insert), the dispatcher that starts a few at a time, cancel, repair.
 
 - `load_batch(conn, ...)` (API): takes a session advisory lock naming the batch *before* the batch row
-  exists, inserts the batch (`loading`), then the validated items in chunks of LOAD_CHUNK runs, one
-  transaction each (`bulk.insert_batch_runs`), and moves the batch to `running`. A cancel while loading
-  stops it at the next chunk. If loading fails, the batch is marked `failed` and its loaded runs are
-  cancelled; if the API process dies, the lock vanishes with its connection and `sweep_pass` does it.
+  exists, inserts the batch (`loading`), then the validated items in chunks, one transaction each
+  (`bulk.insert_batch_runs`): LOAD_FIRST_CHUNK runs, then LOAD_CHUNK at a time, each chunk but the
+  last NOTIFYing the dispatchers as it commits: the runs loaded start while the rest load (a 100k
+  batch's first items started only once all of it was in). Then the batch moves to `running`. A
+  cancel while loading stops it at the next chunk. If loading fails, the batch is marked `failed`
+  and its loaded runs are cancelled, started or not; if the API process dies, the lock vanishes
+  with its connection and `sweep_pass` does it.
 - `batch_loop(pool, publisher, settings)` (orchestrator, one more loop of `Orchestrator.run`): every
-  DISPATCH_POLL seconds (IDLE_POLL with no running batch; a batch that finished loading wakes it at
-  once: its NOTIFY on BATCH_CHANNEL, `locks.wake_on_notify`; so does each started run that ends once
+  DISPATCH_POLL seconds (IDLE_POLL with no live batch; a batch that loaded a chunk or finished loading
+  wakes it at once: its NOTIFY on BATCH_CHANNEL, `locks.wake_on_notify`; so does each started run that ends once
   its batch has no unstarted run left, migration 0026's trigger, so a batch is finished as its last
-  run ends; passes are at least MIN_PASS_GAP apart) `dispatch_batch()` each running batch:
+  run ends; passes are at least MIN_PASS_GAP apart) `dispatch_batch()` each live batch (running, or
+  still loading):
   under the batch row lock (SKIP LOCKED, so several orchestrators share the work) it counts the
   batch's started live runs, picks that many fewer than BATCH_CONCURRENCY unstarted runs (FOR UPDATE
   SKIP LOCKED; DISPATCH_CHUNK per transaction, each chunk published as soon as it commits) and
   starts them in one statement (`bulk.start_unstarted_runs`: roots ready, events, outbox rows, the
   rows `advance_run` writes) or, when a flow's start plans more than its roots, each through the
   normal engine path (`run_transaction` + `advance_run`), publishing after commit; with no live
-  run left it marks the batch `succeeded` (failed runs are counted, not fatal).
-  Every SWEEP_INTERVAL seconds `sweep_pass()` fails batches whose loader died and cancels unstarted runs
-  left in cancelled/failed batches.
+  run left it marks a loaded batch `succeeded` (failed runs are counted, not fatal).
+  Every SWEEP_INTERVAL seconds `sweep_pass()` fails batches whose loader died and cancels the runs
+  left live in cancelled/failed batches (unstarted in bulk, started one by one: a loader or a cancel
+  that died half-way).
 - `cancel_batch(conn, batch_id, reason)` (API): batch -> cancelled, then every started live run via
   `advance.cancel_run` (its own `run_transaction`), then unstarted ones in bulk (`bulk.py`), in chunks.
 """
@@ -45,9 +50,13 @@ from flowstudio.settings import Settings
 from flowstudio.store import batches as store
 from flowstudio.store import locks
 from flowstudio.store.db import TRANSIENT, Pool
+from flowstudio.store.statuses import BATCH_LIVE
 
 log = logging.getLogger(__name__)
 LOAD_CHUNK = 1000  # runs per loading transaction
+# the first chunk is small: its runs are dispatched while the rest load (~11 ms for 128 here, where
+# a chunk of 1000 took ~86 ms)
+LOAD_FIRST_CHUNK = 128
 CANCEL_CHUNK = 2000  # unstarted runs per bulk-cancel statement
 DISPATCH_POLL = 0.25
 # the least time between two passes: a batch's tail wakes the dispatcher as each run ends (up to
@@ -94,13 +103,15 @@ async def load_batch(
         loaded = 0
         try:
             it = iter(items)
-            while chunk := list(islice(it, LOAD_CHUNK)):
+            while chunk := list(islice(it, LOAD_CHUNK if loaded else LOAD_FIRST_CHUNK)):
                 async with conn.transaction():
                     if await store.lock_batch_status(conn, batch_id, share=True) != LOADING:
                         raise BatchCancelled(str(batch_id))
                     await bulk.insert_batch_runs(
                         conn, batch, first_index=loaded, items=chunk, graph=graph
                     )
+                    if loaded + len(chunk) < total:  # the dispatchers start these now (the last
+                        await locks.notify(conn, BATCH_CHANNEL, str(batch_id))  # chunk: "loaded")
                 loaded += len(chunk)
                 crashpoint("api.batch_chunk_loaded")
             async with conn.transaction():  # the dispatchers hear of it as it commits
@@ -122,11 +133,13 @@ async def load_batch(
 
 
 async def fail_loading(conn: psycopg.AsyncConnection[Any], batch_id: Any, message: str) -> None:
-    """Best effort: the batch -> failed and its loaded runs cancelled (the sweep retries if this fails)."""
+    """Best effort: the batch -> failed and its loaded runs cancelled, those the dispatchers started
+    meanwhile too (the sweep retries if this fails)."""
     try:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             await conn.rollback()
         await store.move_batch(conn, batch_id, *batch_move("fail"), error={"message": message})
+        await cancel_started(conn, batch_id, "batch loading failed")
         await cancel_unstarted(conn, batch_id, "batch loading failed")
     except Exception as exc:  # the orchestrator's sweep repairs it once the loader lock is gone
         log.warning("could not mark batch %s failed: %s", batch_id, exc)
@@ -193,9 +206,9 @@ async def dispatch_batch(
     (`bulk.start_runs_folded`); otherwise (and with False) each through `advance_run`."""
     out: list[OutboxMessage] = []
     async with conn.transaction():
-        batch = await store.lock_running_batch(conn, batch_id)
+        batch = await store.lock_dispatchable_batch(conn, batch_id)
         if batch is None:
-            return out  # another orchestrator has it, or it is no longer running
+            return out  # another orchestrator has it, or it is no longer live
         live = await store.started_live_count(conn, batch_id)
         picked = await store.pick_unstarted(conn, batch_id, max(0, min(chunk, concurrency - live)))
         one_by_one = picked
@@ -214,6 +227,7 @@ async def dispatch_batch(
         if (
             live == 0
             and not picked
+            and batch.status == BatchStatus.RUNNING.value  # loaded: no run is to come
             and await store.move_batch(conn, batch_id, *batch_move("finish"), when_done=True)
         ):
             log.info("batch %s finished", batch_id)
@@ -223,10 +237,11 @@ async def dispatch_batch(
 async def dispatch_pass(
     pool: Pool, publisher: OutboxPublisher, concurrency: int, *, fold: bool = False
 ) -> int:
-    """One round over the running batches; returns how many runs were started."""
+    """One round over the live batches (running or loading); returns how many runs were started
+    (-1: no live batch)."""
     started = 0
     async with pool.connection() as conn:
-        ids = await store.batch_ids(conn, (BatchStatus.RUNNING.value,))
+        ids = await store.batch_ids(conn, BATCH_LIVE)
     for batch_id in ids:
         for _ in range(concurrency // DISPATCH_CHUNK + 1):  # chunk by chunk, each published
             async with pool.connection() as conn:
@@ -242,7 +257,7 @@ async def dispatch_pass(
 
 
 async def sweep_pass(pool: Pool) -> None:
-    """Fail batches whose loader died; cancel unstarted runs left in cancelled/failed batches."""
+    """Fail batches whose loader died; cancel the runs left live in cancelled/failed batches."""
     async with pool.connection() as conn:
         for batch_id in await store.batch_ids(conn, (LOADING,)):
             async with conn.transaction():
@@ -256,10 +271,14 @@ async def sweep_pass(pool: Pool) -> None:
                     log.warning("batch %s: %s", batch_id, message)
         ended: list[tuple[Any, str]] = []
         for batch_id in await store.batch_ids(conn, ENDED_WITH_LEFTOVERS):
-            if await store.has_unstarted(conn, batch_id):
+            unstarted = await store.has_unstarted(conn, batch_id)
+            if unstarted or await store.started_live_ids(conn, batch_id, -1, 1):
                 batch = await store.get_batch(conn, batch_id) or {}
                 ended.append((batch_id, (batch.get("error") or {}).get("message", "batch ended")))
     for batch_id, reason in ended:  # a pooled connection per chunk: the other loops share the pool
+        async with pool.connection() as conn:  # started while it loaded, or a cancel cut short
+            if n := await cancel_started(conn, batch_id, reason):
+                log.info("batch %s: cancelled %d leftover started runs", batch_id, n)
         done = 0
         while True:
             async with pool.connection() as conn:
@@ -267,7 +286,8 @@ async def sweep_pass(pool: Pool) -> None:
             if not n:
                 break
             done += n
-        log.info("batch %s: cancelled %d leftover unstarted runs", batch_id, done)
+        if done:
+            log.info("batch %s: cancelled %d leftover unstarted runs", batch_id, done)
 
 
 class Nudge:

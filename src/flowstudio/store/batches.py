@@ -172,19 +172,23 @@ async def move_batch(
 
 
 async def lock_batch_status(conn: Conn, batch_id: Any, *, share: bool = False) -> str | None:
-    """Status of the batch, row-locked for this transaction (FOR SHARE for the loader)."""
-    mode = "SHARE" if share else "NO KEY UPDATE"
+    """Status of the batch, row-locked for this transaction. `share` (the loader, per chunk): FOR
+    KEY SHARE, which a dispatcher's lock (`lock_dispatchable_batch`) does not wait for, nor a
+    cancel's status update: the loader reads the status again before its next chunk and before
+    it marks the batch loaded, and cancels what it loaded after a cancel (`engine.batches`)."""
+    mode = "KEY SHARE" if share else "NO KEY UPDATE"
     cur = await conn.execute(f"SELECT status FROM batches WHERE id = %s FOR {mode}", (batch_id,))
     row = await cur.fetchone()
     return row["status"] if row else None
 
 
-async def lock_running_batch(conn: Conn, batch_id: Any) -> BatchRow | None:
-    """The batch if it is running and no other dispatcher holds it (SKIP LOCKED)."""
+async def lock_dispatchable_batch(conn: Conn, batch_id: Any) -> BatchRow | None:
+    """The batch if it is live (running, or loading: the runs it has loaded start at once) and no
+    other dispatcher holds it (SKIP LOCKED)."""
     async with conn.cursor(row_factory=class_row(BatchRow)) as cur:
         await cur.execute(
             f"""SELECT {BATCH_COLS} FROM batches
-                WHERE id = %s AND status = {sql_value(BatchStatus.RUNNING)}
+                WHERE id = %s AND status IN {BATCH_LIVE_SQL}
                 FOR NO KEY UPDATE SKIP LOCKED""",
             (batch_id,),
         )
