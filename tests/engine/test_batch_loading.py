@@ -5,7 +5,9 @@ dispatcher in between: the batch row (`loading`), a chunk of runs, a dispatcher 
 the loaded runs and leaves the batch `loading`), a pass once every loaded run has ended (nothing
 is finished: more runs may come), then either the load ends (`loaded`: the next pass finishes the
 batch) or it fails (`fail_loading`: the started runs are cancelled with the unstarted ones, every
-event log consistent). The loader's first chunk is smaller than the others, and it NOTIFYs the
+event log consistent; a batch already loaded is left alone). The orchestrator's sweep fails a
+batch whose loader is gone and cancels the runs it had started, but never a run its user resumed
+after the batch ended. The loader's first chunk is smaller than the others, and it NOTIFYs the
 dispatchers of every chunk but the last (whose "loaded" does).
 """
 
@@ -16,6 +18,8 @@ import uuid
 from typing import Any
 
 import pytest
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
 from flowstudio.engine import batches, bulk
 from flowstudio.engine.flowcache import load_graph
@@ -77,6 +81,43 @@ async def test_a_failed_load_cancels_the_runs_it_started(env: EngineEnv) -> None
     }
     for run_id in runs:
         env.check_log(run_id)
+
+
+async def test_a_load_that_fails_after_its_batch_was_loaded_cancels_nothing(
+    env: EngineEnv,
+) -> None:
+    batch, runs = await loading_batch(env, 2)
+    assert await env.dispatch_batch(batch, concurrency=1) == "loading"
+    assert await store.move_batch(env.conn, batch, *batch_move("loaded"))
+    await batches.fail_loading(env.conn, batch, "cancelled as the loaded move committed")
+    assert [(await env.run(r))["status"] for r in runs] == ["queued", "queued"]
+    assert await env.dispatch_batch(batch, concurrency=1) == "running"
+
+
+async def test_the_sweep_fails_a_dead_loaders_batch_and_spares_a_resumed_run(
+    env: EngineEnv,
+) -> None:
+    pool: Any = AsyncConnectionPool(
+        env.url, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
+    )
+    await pool.open()
+    try:
+        # no process holds the loader's lock of this `loading` batch: its loader died
+        batch, runs = await loading_batch(env, 3)
+        assert await env.dispatch_batch(batch, concurrency=2) == "loading"
+        two = await started(env, runs)
+        await batches.sweep_pass(pool)
+        row = await store.get_batch(env.conn, batch)
+        assert row is not None and row["status"] == "failed"
+        assert [(await env.run(r))["status"] for r in runs] == ["cancelled"] * 3
+        # its user resumes one of the started runs: later sweeps leave it be
+        assert await env.resume(two[0]) == "queued"
+        await batches.sweep_pass(pool)
+        assert (await env.run(two[0]))["status"] == "queued"
+        for run_id in runs:
+            env.check_log(run_id)
+    finally:
+        await pool.close()
 
 
 async def test_the_loader_notifies_each_chunk_but_the_last_and_starts_small(

@@ -21,9 +21,9 @@
   rows `advance_run` writes) or, when a flow's start plans more than its roots, each through the
   normal engine path (`run_transaction` + `advance_run`), publishing after commit; with no live
   run left it marks a loaded batch `succeeded` (failed runs are counted, not fatal).
-  Every SWEEP_INTERVAL seconds `sweep_pass()` fails batches whose loader died and cancels the runs
-  left live in cancelled/failed batches (unstarted in bulk, started one by one: a loader or a cancel
-  that died half-way).
+  Every SWEEP_INTERVAL seconds `sweep_pass()` fails batches whose loader died, cancelling the runs
+  they had started, and cancels unstarted runs left in cancelled/failed batches (never a started
+  one: a user may resume a run of an ended batch).
 - `cancel_batch(conn, batch_id, reason)` (API): batch -> cancelled, then every started live run via
   `advance.cancel_run` (its own `run_transaction`), then unstarted ones in bulk (`bulk.py`), in chunks.
 """
@@ -138,9 +138,8 @@ async def fail_loading(conn: psycopg.AsyncConnection[Any], batch_id: Any, messag
     try:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             await conn.rollback()
-        await store.move_batch(conn, batch_id, *batch_move("fail"), error={"message": message})
-        await cancel_started(conn, batch_id, "batch loading failed")
-        await cancel_unstarted(conn, batch_id, "batch loading failed")
+        if await store.move_batch(conn, batch_id, *batch_move("fail"), error={"message": message}):
+            await cancel_loaded(conn, batch_id, "batch loading failed")
     except Exception as exc:  # the orchestrator's sweep repairs it once the loader lock is gone
         log.warning("could not mark batch %s failed: %s", batch_id, exc)
 
@@ -158,6 +157,13 @@ async def cancel_unstarted(conn: psycopg.AsyncConnection[Any], batch_id: Any, re
                 conn, batch_id, reason, CANCEL_CHUNK, skip_locked=False
             )
         done += n
+
+
+async def cancel_loaded(conn: psycopg.AsyncConnection[Any], batch_id: Any, reason: str) -> None:
+    """Cancel what a failed load left live: the runs the dispatchers started while it loaded (one
+    checkpoint transaction each), then the unstarted ones (in bulk)."""
+    await cancel_started(conn, batch_id, reason)
+    await cancel_unstarted(conn, batch_id, reason)
 
 
 async def cancel_started(conn: psycopg.AsyncConnection[Any], batch_id: Any, reason: str) -> int:
@@ -257,7 +263,9 @@ async def dispatch_pass(
 
 
 async def sweep_pass(pool: Pool) -> None:
-    """Fail batches whose loader died; cancel the runs left live in cancelled/failed batches."""
+    """Fail batches whose loader died (and cancel the runs they had started: an orchestrator
+    that dies in between leaves those to end as they would); cancel unstarted runs left in
+    cancelled/failed batches."""
     async with pool.connection() as conn:
         for batch_id in await store.batch_ids(conn, (LOADING,)):
             async with conn.transaction():
@@ -265,20 +273,19 @@ async def sweep_pass(pool: Pool) -> None:
                     continue
                 loaded = await store.loaded_count(conn, batch_id)
                 message = f"loading interrupted after {loaded} items (the API process stopped)"
-                if await store.move_batch(
+                failed = await store.move_batch(
                     conn, batch_id, *batch_move("fail"), error={"message": message}
-                ):
-                    log.warning("batch %s: %s", batch_id, message)
+                )
+            if failed:  # the runs it started while it loaded, once (runs of an ended batch
+                log.warning("batch %s: %s", batch_id, message)  # may be resumed later)
+                if n := await cancel_started(conn, batch_id, message):
+                    log.info("batch %s: cancelled %d runs started while it loaded", batch_id, n)
         ended: list[tuple[Any, str]] = []
         for batch_id in await store.batch_ids(conn, ENDED_WITH_LEFTOVERS):
-            unstarted = await store.has_unstarted(conn, batch_id)
-            if unstarted or await store.started_live_ids(conn, batch_id, -1, 1):
+            if await store.has_unstarted(conn, batch_id):
                 batch = await store.get_batch(conn, batch_id) or {}
                 ended.append((batch_id, (batch.get("error") or {}).get("message", "batch ended")))
     for batch_id, reason in ended:  # a pooled connection per chunk: the other loops share the pool
-        async with pool.connection() as conn:  # started while it loaded, or a cancel cut short
-            if n := await cancel_started(conn, batch_id, reason):
-                log.info("batch %s: cancelled %d leftover started runs", batch_id, n)
         done = 0
         while True:
             async with pool.connection() as conn:
