@@ -7,7 +7,7 @@ is finished: more runs may come), then either the load ends (`loaded`: the next 
 batch) or it fails (`fail_loading`: the started runs are cancelled with the unstarted ones, every
 event log consistent; a batch already loaded is left alone). The orchestrator's sweep fails a
 batch whose loader is gone and cancels the runs it had started, but never a run its user resumed
-after the batch ended. The loader's first chunk is smaller than the others, and it NOTIFYs the
+after the batch ended, and finds it behind a thousand older ended batches. The loader's first chunk is smaller than the others, and it NOTIFYs the
 dispatchers of every chunk but the last (whose "loaded" does).
 """
 
@@ -118,6 +118,29 @@ async def test_the_sweep_fails_a_dead_loaders_batch_and_spares_a_resumed_run(
             env.check_log(run_id)
     finally:
         await pool.close()
+
+
+async def test_the_sweep_finds_a_new_failed_batch_behind_a_thousand_ended_ones(
+    env: EngineEnv,
+) -> None:
+    batch, runs = await loading_batch(env, 3)
+    row = await store.get_batch(env.conn, batch)
+    assert row is not None
+    await env.conn.execute(
+        """INSERT INTO batches (flow_id, flow_version, owner_id, status, total, created_at)
+           SELECT %s, 1, %s, 'cancelled', 0, now() - interval '1 day' - i * interval '1 second'
+             FROM generate_series(1, 1000) AS i""",
+        (row["flow_id"], env.owner_id),
+    )
+    pool: Any = AsyncConnectionPool(
+        env.url, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
+    )
+    await pool.open()
+    try:
+        await batches.sweep_pass(pool)  # its loader is gone: failed, its unstarted runs cancelled
+    finally:
+        await pool.close()
+    assert [(await env.run(r))["status"] for r in runs] == ["cancelled"] * 3
 
 
 async def test_the_loader_notifies_each_chunk_but_the_last_and_starts_small(

@@ -281,7 +281,9 @@ async def sweep_pass(pool: Pool) -> None:
                 if n := await cancel_started(conn, batch_id, message):
                     log.info("batch %s: cancelled %d runs started while it loaded", batch_id, n)
         ended: list[tuple[Any, str]] = []
-        for batch_id in await store.batch_ids(conn, ENDED_WITH_LEFTOVERS):
+        # the newest ended batches: leftovers are what a cancel or a fail just cut short (with
+        # the oldest first, 1,000 ended batches hid every newer one from the sweep for good)
+        for batch_id in await store.batch_ids(conn, ENDED_WITH_LEFTOVERS, newest_first=True):
             if await store.has_unstarted(conn, batch_id):
                 batch = await store.get_batch(conn, batch_id) or {}
                 ended.append((batch_id, (batch.get("error") or {}).get("message", "batch ended")))

@@ -195,9 +195,14 @@ async def lock_dispatchable_batch(conn: Conn, batch_id: Any) -> BatchRow | None:
         return await cur.fetchone()
 
 
-async def batch_ids(conn: Conn, statuses: tuple[str, ...], limit: int = 1000) -> list[Any]:
+async def batch_ids(
+    conn: Conn, statuses: tuple[str, ...], limit: int = 1000, *, newest_first: bool = False
+) -> list[Any]:
+    """Ids of batches in `statuses`, oldest first (or newest: the ended batches a sweep looks
+    at, whose number only grows)."""
+    order = "DESC" if newest_first else "ASC"
     cur = await conn.execute(
-        "SELECT id FROM batches WHERE status = ANY(%s) ORDER BY created_at LIMIT %s",
+        f"SELECT id FROM batches WHERE status = ANY(%s) ORDER BY created_at {order} LIMIT %s",
         (list(statuses), limit),
     )
     return [r["id"] for r in await cur.fetchall()]
