@@ -7,8 +7,9 @@ is finished: more runs may come), then either the load ends (`loaded`: the next 
 batch) or it fails (`fail_loading`: the started runs are cancelled with the unstarted ones, every
 event log consistent; a batch already loaded is left alone). The orchestrator's sweep fails a
 batch whose loader is gone and cancels the runs it had started, but never a run its user resumed
-after the batch ended, and finds it behind a thousand older ended batches. The loader's first chunk is smaller than the others, and it NOTIFYs the
-dispatchers of every chunk but the last (whose "loaded" does).
+after the batch ended, and finds such a batch behind a thousand older ended ones. The loader's
+first chunk is smaller than the others, and it NOTIFYs the dispatchers of every chunk but the last
+(whose "loaded" does).
 """
 
 from __future__ import annotations
