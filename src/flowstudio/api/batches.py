@@ -10,8 +10,9 @@ upload (413), BATCH_MAX_LIVE_ITEMS_PER_USER live batch runs per user, checked be
 with the new items, under a per-user advisory lock held through loading (429). The spooled items then
 go to the engine command `engine.commands.load_batch` (`engine.batches.load_batch`: a first chunk
 of 128 runs, then 1000 per transaction, batch `loading` -> `running`); the orchestrator starts the
-runs a few at a time, from the first chunk on (while the rest load). Reads: `get_batch` (counts per run state and progress), `batch_results` (JSONL in input
-order, streamed page by page with a fresh pooled connection per page), `list_batches`;
+runs a few at a time, from the first chunk on (while the rest load). Reads: `get_batch` (counts
+per run state and progress), `batch_results` (JSONL in input order, streamed page by page with a
+fresh pooled connection per page), `list_batches`;
 `cancel_batch` (`engine.commands.cancel_batch`).
 Ownership: only the owner (or an admin) sees a batch; others get 404.
 """

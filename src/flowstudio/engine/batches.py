@@ -9,13 +9,12 @@
   and its loaded runs are cancelled, started or not; if the API process dies, the lock vanishes
   with its connection and `sweep_pass` does it.
 - `batch_loop(pool, publisher, settings)` (orchestrator, one more loop of `Orchestrator.run`): every
-  DISPATCH_POLL seconds (IDLE_POLL with no live batch; a batch that loaded a chunk or finished loading
-  wakes it at once: its NOTIFY on BATCH_CHANNEL, `locks.wake_on_notify`; so does each started run that ends once
-  its batch has no unstarted run left, migration 0026's trigger, so a batch is finished as its last
-  run ends; passes are at least MIN_PASS_GAP apart) `dispatch_batch()` each live batch (running, or
-  still loading):
-  under the batch row lock (SKIP LOCKED, so several orchestrators share the work) it counts the
-  batch's started live runs, picks that many fewer than BATCH_CONCURRENCY unstarted runs (FOR UPDATE
+  DISPATCH_POLL seconds (IDLE_POLL with no live batch; a batch that loaded a chunk or finished
+  loading wakes it at once: its NOTIFY on BATCH_CHANNEL, `locks.wake_on_notify`; so does each
+  started run that ends once its batch has no unstarted run left, migration 0026's trigger, so a
+  batch is finished as its last run ends; passes are at least MIN_PASS_GAP apart)
+  `dispatch_batch()` each live batch (running, or still loading): under the batch row lock (SKIP
+  LOCKED, so several orchestrators share the work) it counts the batch's started live runs, picks that many fewer than BATCH_CONCURRENCY unstarted runs (FOR UPDATE
   SKIP LOCKED; DISPATCH_CHUNK per transaction, each chunk published as soon as it commits) and
   starts them in one statement (`bulk.start_unstarted_runs`: roots ready, events, outbox rows, the
   rows `advance_run` writes) or, when a flow's start plans more than its roots, each through the
