@@ -50,6 +50,18 @@ async def started(env: EngineEnv, runs: list[str]) -> list[str]:
     return [r for r in runs if (await env.statuses(r))["in"] != "pending"]
 
 
+async def sweep(env: EngineEnv) -> None:
+    """One pass of the orchestrator's sweep, on a pool of its own (as the orchestrator's)."""
+    pool: Any = AsyncConnectionPool(
+        env.url, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
+    )
+    await pool.open()
+    try:
+        await batches.sweep_pass(pool)
+    finally:
+        await pool.close()
+
+
 async def end(env: EngineEnv, runs: list[str]) -> None:
     for run_id in runs:
         await env.run_node(run_id, "in")
@@ -98,27 +110,20 @@ async def test_a_load_that_fails_after_its_batch_was_loaded_cancels_nothing(
 async def test_the_sweep_fails_a_dead_loaders_batch_and_spares_a_resumed_run(
     env: EngineEnv,
 ) -> None:
-    pool: Any = AsyncConnectionPool(
-        env.url, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
-    )
-    await pool.open()
-    try:
-        # no process holds the loader's lock of this `loading` batch: its loader died
-        batch, runs = await loading_batch(env, 3)
-        assert await env.dispatch_batch(batch, concurrency=2) == "loading"
-        two = await started(env, runs)
-        await batches.sweep_pass(pool)
-        row = await store.get_batch(env.conn, batch)
-        assert row is not None and row["status"] == "failed"
-        assert [(await env.run(r))["status"] for r in runs] == ["cancelled"] * 3
-        # its user resumes one of the started runs: later sweeps leave it be
-        assert await env.resume(two[0]) == "queued"
-        await batches.sweep_pass(pool)
-        assert (await env.run(two[0]))["status"] == "queued"
-        for run_id in runs:
-            env.check_log(run_id)
-    finally:
-        await pool.close()
+    # no process holds the loader's lock of this `loading` batch: its loader died
+    batch, runs = await loading_batch(env, 3)
+    assert await env.dispatch_batch(batch, concurrency=2) == "loading"
+    two = await started(env, runs)
+    await sweep(env)
+    row = await store.get_batch(env.conn, batch)
+    assert row is not None and row["status"] == "failed"
+    assert [(await env.run(r))["status"] for r in runs] == ["cancelled"] * 3
+    # its user resumes one of the started runs: later sweeps leave it be
+    assert await env.resume(two[0]) == "queued"
+    await sweep(env)
+    assert (await env.run(two[0]))["status"] == "queued"
+    for run_id in runs:
+        env.check_log(run_id)
 
 
 async def test_the_sweep_finds_a_new_failed_batch_behind_a_thousand_ended_ones(
@@ -133,14 +138,7 @@ async def test_the_sweep_finds_a_new_failed_batch_behind_a_thousand_ended_ones(
              FROM generate_series(1, 1000) AS i""",
         (row["flow_id"], env.owner_id),
     )
-    pool: Any = AsyncConnectionPool(
-        env.url, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
-    )
-    await pool.open()
-    try:
-        await batches.sweep_pass(pool)  # its loader is gone: failed, its unstarted runs cancelled
-    finally:
-        await pool.close()
+    await sweep(env)  # its loader is gone: failed, its unstarted runs cancelled
     assert [(await env.run(r))["status"] for r in runs] == ["cancelled"] * 3
 
 
