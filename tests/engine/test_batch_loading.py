@@ -50,6 +50,16 @@ async def started(env: EngineEnv, runs: list[str]) -> list[str]:
     return [r for r in runs if (await env.statuses(r))["in"] != "pending"]
 
 
+async def batch_status(env: EngineEnv, batch: str) -> str:
+    row: dict[str, Any] | None = await store.get_batch(env.conn, batch)
+    assert row is not None, batch
+    return str(row["status"])
+
+
+async def run_statuses(env: EngineEnv, runs: list[str]) -> list[str]:
+    return [(await env.run(r))["status"] for r in runs]
+
+
 async def sweep(env: EngineEnv) -> None:
     """One pass of the orchestrator's sweep, on a pool of its own (as the orchestrator's)."""
     pool: Any = AsyncConnectionPool(
@@ -87,11 +97,10 @@ async def test_a_failed_load_cancels_the_runs_it_started(env: EngineEnv) -> None
     assert len(two) == 2
     await end(env, two[:1])  # one ends before the load fails: it stays succeeded
     await batches.fail_loading(env.conn, batch, "the loader failed")
-    row: dict[str, Any] | None = await store.get_batch(env.conn, batch)
-    assert row is not None and row["status"] == "failed"
-    assert {r: (await env.run(r))["status"] for r in runs} == {
-        r: "succeeded" if r == two[0] else "cancelled" for r in runs
-    }
+    assert await batch_status(env, batch) == "failed"
+    assert await run_statuses(env, runs) == [
+        "succeeded" if r == two[0] else "cancelled" for r in runs
+    ]
     for run_id in runs:
         env.check_log(run_id)
 
@@ -103,7 +112,7 @@ async def test_a_load_that_fails_after_its_batch_was_loaded_cancels_nothing(
     assert await env.dispatch_batch(batch, concurrency=1) == "loading"
     assert await store.move_batch(env.conn, batch, *batch_move("loaded"))
     await batches.fail_loading(env.conn, batch, "cancelled as the loaded move committed")
-    assert [(await env.run(r))["status"] for r in runs] == ["queued", "queued"]
+    assert await run_statuses(env, runs) == ["queued", "queued"]
     assert await env.dispatch_batch(batch, concurrency=1) == "running"
 
 
@@ -115,9 +124,8 @@ async def test_the_sweep_fails_a_dead_loaders_batch_and_spares_a_resumed_run(
     assert await env.dispatch_batch(batch, concurrency=2) == "loading"
     two = await started(env, runs)
     await sweep(env)
-    row = await store.get_batch(env.conn, batch)
-    assert row is not None and row["status"] == "failed"
-    assert [(await env.run(r))["status"] for r in runs] == ["cancelled"] * 3
+    assert await batch_status(env, batch) == "failed"
+    assert await run_statuses(env, runs) == ["cancelled"] * 3
     # its user resumes one of the started runs: later sweeps leave it be
     assert await env.resume(two[0]) == "queued"
     await sweep(env)
@@ -139,7 +147,7 @@ async def test_the_sweep_finds_a_new_failed_batch_behind_a_thousand_ended_ones(
         (row["flow_id"], env.owner_id),
     )
     await sweep(env)  # its loader is gone: failed, its unstarted runs cancelled
-    assert [(await env.run(r))["status"] for r in runs] == ["cancelled"] * 3
+    assert await run_statuses(env, runs) == ["cancelled"] * 3
 
 
 async def test_the_loader_notifies_each_chunk_but_the_last_and_starts_small(
