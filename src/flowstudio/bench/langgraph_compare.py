@@ -192,6 +192,8 @@ FIGURES = {
     "run_latency_p50_ms": ("run latency p50 ms (concurrent)", lambda r: r["run_latency_ms"]["p50"]),
 }
 
+# the per-step figures are about 1 ms: one decimal would show 1.0 against 1.1 for a 1% difference
+DECIMALS = {"step_overhead_p50_ms": 2, "step_overhead_p99_ms": 2}
 
 ENGINES = {
     "langgraph": "LangGraph + PostgresSaver",
@@ -233,7 +235,10 @@ def render(summary: dict[str, Any], args: argparse.Namespace) -> str:
     rows: list[tuple[str, ...]] = [("figure", *(ENGINES[e] for e in engines))]
     for key, (label, _) in FIGURES.items():
         cells = [summary[e][key] for e in engines]
-        rows.append((label, *(f"{c['median']:.1f} [{c['min']:.1f}-{c['max']:.1f}]" for c in cells)))
+        d = DECIMALS.get(key, 1)
+        rows.append(
+            (label, *(f"{c['median']:.{d}f} [{c['min']:.{d}f}-{c['max']:.{d}f}]" for c in cells))
+        )
     widths = [max(len(r[i]) for r in rows) + 2 for i in range(len(rows[0]))]
     lines = [head, *("".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)]
     lines.append(
